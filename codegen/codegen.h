@@ -1,0 +1,32 @@
+/* codegen: kernel AST -> loop IR -> LLVM IR (LLVM C API) -> object code for a device's target, through the
+ * kernel disk cache. The public header of codegen/; graph/ includes it. */
+#ifndef KN_CODEGEN_H
+#define KN_CODEGEN_H
+
+#include "dtype.h"
+#include "kernel.h"
+#include "../device/device.h"
+
+#define KN_CODEGEN_VERSION 1 /* bump when generated code changes for the same IR-independent inputs */
+
+typedef struct {
+  char name[64];         /* display name, tinygrad-style: E_ elementwise, r_ reduce, sizes after opts */
+  char entry[96];        /* symbol of the kernel function in obj */
+  uint8_t *obj;          /* relocatable object for the target (malloc'd) */
+  size_t obj_size;
+  int64_t global[3], local[3]; /* launch geometry; on the CPU global[0] work items are split across threads */
+  bool cache_hit;        /* object came from the disk cache */
+  double compile_s;      /* time spent in kn_compile */
+} kn_compiled;
+
+/* Compile a kernel for a target. 0 on success; -1 and a message in err otherwise. */
+int kn_compile(const kn_kernel *k, const kn_target *t, kn_compiled *out, char *err, size_t errlen);
+void kn_compiled_free(kn_compiled *c);
+
+/* Cache statistics of this process (hits, misses, compiles), for DEBUG=1 summaries and tests. */
+typedef struct {
+  int64_t hits, misses, corrupt;
+} kn_cache_stats;
+kn_cache_stats kn_cache_process_stats(void);
+
+#endif

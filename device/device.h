@@ -1,0 +1,59 @@
+/* The device interface: memory, programs and launches. Backends (CPU now; AMD KFD, emulated AMD later) implement
+ * kn_device_ops. Nothing here knows about graphs or kernels' meaning: programs are opaque object code. */
+#ifndef KN_DEVICE_H
+#define KN_DEVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { KN_TARGET_CPU, KN_TARGET_AMDGPU } kn_target_kind;
+
+/* What codegen needs to know to generate code for a device. */
+typedef struct {
+  kn_target_kind kind;
+  char triple[64];    /* "x86_64-pc-linux-gnu", "amdgcn-amd-amdhsa" */
+  char cpu[64];       /* "znver4", "gfx1100" */
+  char features[1024];/* LLVM feature string "+avx2,+fma,..." */
+  int vector_bytes;   /* widest useful SIMD register in bytes (CPU: 16/32/64) */
+  int ncores;         /* CPU threads the device launches on */
+} kn_target;
+
+typedef struct kn_device kn_device;
+typedef struct kn_program kn_program;
+
+typedef struct kn_buf {
+  kn_device *dev;
+  void *ptr;       /* host-addressable memory (CPU), or NULL */
+  uint64_t va;     /* device virtual address (GPUs) */
+  size_t nbytes;
+  bool borrowed;   /* wraps memory kiln does not own (an mmapped file): free releases only the struct */
+  void *priv;
+} kn_buf;
+
+/* Open a device by name ("CPU"; "AMD" later). name NULL: $DEVICE, else CPU. On failure NULL and a message. */
+kn_device *kn_device_open(const char *name, char *err, size_t errlen);
+void kn_device_close(kn_device *d);
+const char *kn_device_name(const kn_device *d);
+const kn_target *kn_device_target(const kn_device *d);
+/* Total and free memory the device reports, for memory planning. */
+int kn_device_mem(const kn_device *d, uint64_t *total, uint64_t *avail);
+
+kn_buf *kn_buf_alloc(kn_device *d, size_t nbytes, char *err, size_t errlen);
+/* Zero-copy wrap of host memory (CPU only; others return NULL and the caller copies in). */
+kn_buf *kn_buf_wrap_host(kn_device *d, void *ptr, size_t nbytes);
+void kn_buf_free(kn_buf *b);
+int kn_buf_copyin(kn_buf *b, size_t off, const void *src, size_t n);
+int kn_buf_copyout(const kn_buf *b, size_t off, void *dst, size_t n);
+
+/* Load a relocatable object (ELF) produced by codegen for this device's target, and find `entry` in it. */
+kn_program *kn_program_load(kn_device *d, const char *entry, const void *obj, size_t n, char *err, size_t errlen);
+void kn_program_free(kn_program *p);
+/* Run a program. CPU calling convention: entry(void **bufs, const int64_t *vars, int64_t start, int64_t end) runs
+ * work items [start, end) of global[0]; the device splits global[0] over its threads and returns when all are
+ * done. GPUs: a grid of global[] workgroups of local[] threads. */
+int kn_program_launch(kn_program *p, kn_buf **bufs, int nbufs, const int64_t *vars, int nvars,
+                      const int64_t global[3], const int64_t local[3], char *err, size_t errlen);
+int kn_device_sync(kn_device *d);
+
+#endif

@@ -1,0 +1,151 @@
+/* kiln's graph API: lazy tensors. Every operation builds a node of an immutable, hash-consed graph; nothing runs
+ * until kn_realize (or a copy to the host). Model code (models/, ops/) is written against this header only.
+ *
+ * Errors are sticky per context, like ferror(): an op with a bad argument records a message naming the op and
+ * the shapes, and returns NULL; ops given NULL return NULL; kn_realize and kn_ctx_error report the first error. */
+#ifndef KN_GRAPH_H
+#define KN_GRAPH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../codegen/codegen.h"
+#include "../codegen/dtype.h"
+#include "../device/device.h"
+
+typedef struct kn_uop kn_uop;
+typedef kn_uop *kn_t; /* a lazy tensor is a node of the graph */
+typedef struct kn_ctx kn_ctx;
+typedef struct kn_var kn_var;
+
+/* ---- contexts: own the nodes made while they are current; realized buffers live on ctx's device ---- */
+kn_ctx *kn_ctx_new(kn_device *dev);
+void kn_ctx_free(kn_ctx *c); /* frees its nodes and the buffers only they own */
+kn_ctx *kn_ctx_set(kn_ctx *c); /* make c current for this thread; returns the previous one */
+kn_ctx *kn_ctx_current(void);
+kn_device *kn_ctx_device(kn_ctx *c);
+const char *kn_ctx_error(kn_ctx *c); /* NULL when no error */
+void kn_ctx_clear_error(kn_ctx *c);
+size_t kn_ctx_nodes(kn_ctx *c); /* number of distinct nodes (hash-consing makes equal subgraphs one node) */
+
+/* ---- properties ---- */
+int kn_ndim(kn_t t);
+int64_t kn_dim(kn_t t, int axis); /* negative axis counts from the end */
+const int64_t *kn_shape(kn_t t);
+int64_t kn_numel(kn_t t);
+kn_dtype kn_dtype_of(kn_t t); /* storage dtype for buffers of block formats; values read as float32 */
+void kn_print_shape(kn_t t, char *buf, size_t n);
+
+/* ---- creation ---- */
+kn_t kn_empty(kn_dtype dt, int ndim, const int64_t *shape);
+kn_t kn_from_host(kn_dtype dt, int ndim, const int64_t *shape, const void *data); /* copies now */
+/* A tensor over existing device memory (weights of an mmapped file on the CPU): not copied, not freed. */
+kn_t kn_from_buf(kn_buf *buf, kn_dtype dt, int ndim, const int64_t *shape);
+kn_t kn_full(kn_dtype dt, double v, int ndim, const int64_t *shape);
+kn_t kn_scalar(kn_dtype dt, double v); /* 0-d */
+kn_t kn_arange(int64_t n, kn_dtype dt); /* 0, 1, ..., n-1 */
+kn_t kn_rand(int ndim, const int64_t *shape, uint64_t seed); /* uniform [0,1) float32, counter based */
+
+/* ---- symbolic variables: bound at run time; one compiled kernel serves every value ---- */
+kn_var *kn_var_new(const char *name, int64_t min, int64_t max);
+void kn_var_bind(kn_var *v, int64_t value);
+int64_t kn_var_value(const kn_var *v);
+kn_t kn_var_tensor(kn_var *v, kn_dtype dt); /* 0-d tensor holding the variable's value */
+
+/* ---- elementwise (numpy broadcasting; dtypes promote) ---- */
+kn_t kn_add(kn_t a, kn_t b);
+kn_t kn_sub(kn_t a, kn_t b);
+kn_t kn_mul(kn_t a, kn_t b);
+kn_t kn_div(kn_t a, kn_t b); /* floats: true division; ints: C truncating division */
+kn_t kn_mod(kn_t a, kn_t b); /* ints: C remainder */
+kn_t kn_maximum(kn_t a, kn_t b);
+kn_t kn_minimum(kn_t a, kn_t b);
+kn_t kn_pow(kn_t a, kn_t b);
+kn_t kn_lt(kn_t a, kn_t b); /* comparisons give bool */
+kn_t kn_gt(kn_t a, kn_t b);
+kn_t kn_le(kn_t a, kn_t b);
+kn_t kn_ge(kn_t a, kn_t b);
+kn_t kn_eq(kn_t a, kn_t b);
+kn_t kn_ne(kn_t a, kn_t b);
+kn_t kn_and(kn_t a, kn_t b);
+kn_t kn_or(kn_t a, kn_t b);
+kn_t kn_xor(kn_t a, kn_t b);
+kn_t kn_shl(kn_t a, kn_t b);
+kn_t kn_shr(kn_t a, kn_t b);
+kn_t kn_where(kn_t cond, kn_t a, kn_t b);
+/* with a scalar of a's dtype */
+kn_t kn_adds(kn_t a, double s);
+kn_t kn_muls(kn_t a, double s);
+kn_t kn_neg(kn_t a);
+kn_t kn_not(kn_t a);
+kn_t kn_recip(kn_t a);
+kn_t kn_sqrt(kn_t a);
+kn_t kn_rsqrt(kn_t a);
+kn_t kn_exp(kn_t a);
+kn_t kn_exp2(kn_t a);
+kn_t kn_log(kn_t a);
+kn_t kn_log2(kn_t a);
+kn_t kn_sin(kn_t a);
+kn_t kn_cos(kn_t a);
+kn_t kn_tanh(kn_t a);
+kn_t kn_sigmoid(kn_t a);
+kn_t kn_relu(kn_t a);
+kn_t kn_abs(kn_t a);
+kn_t kn_trunc(kn_t a);
+kn_t kn_floor(kn_t a);
+kn_t kn_square(kn_t a);
+kn_t kn_cast(kn_t a, kn_dtype dt);
+kn_t kn_bitcast(kn_t a, kn_dtype dt); /* same itemsize */
+
+/* ---- movement: views, never copies ---- */
+kn_t kn_reshape(kn_t a, int ndim, const int64_t *shape); /* one entry may be -1 */
+kn_t kn_permute(kn_t a, const int *order);
+kn_t kn_transpose(kn_t a, int ax0, int ax1);
+kn_t kn_expand(kn_t a, int ndim, const int64_t *shape); /* size-1 axes grow; new leading axes allowed */
+kn_t kn_pad(kn_t a, const int64_t *before, const int64_t *after); /* zero padding per axis */
+kn_t kn_shrink(kn_t a, const int64_t *begin, const int64_t *end);
+kn_t kn_shrink_var(kn_t a, int axis, kn_var *start, int64_t len); /* [start, start+len) along axis */
+kn_t kn_flip(kn_t a, int axis);
+kn_t kn_unsqueeze(kn_t a, int axis);
+kn_t kn_squeeze(kn_t a, int axis);
+
+/* ---- reductions: keepdim keeps reduced axes as size 1 ---- */
+kn_t kn_sum(kn_t a, int naxes, const int *axes, bool keepdim);
+kn_t kn_max(kn_t a, int naxes, const int *axes, bool keepdim);
+kn_t kn_prod(kn_t a, int naxes, const int *axes, bool keepdim);
+kn_t kn_mean(kn_t a, int naxes, const int *axes, bool keepdim);
+/* a [..., M, K] @ b [..., K, N] with broadcasting over batch axes; b may be a block-format weight viewed as
+ * (K, N) (a transposed GGUF [N][K] tensor): the product is one fused dequant-matmul kernel. */
+kn_t kn_matmul(kn_t a, kn_t b);
+
+/* ---- realization ---- */
+kn_t kn_contiguous(kn_t a);              /* a kernel boundary: materialize */
+kn_t kn_assign(kn_t target, kn_t value); /* write value into target (a view of a buffer); returns the buffer */
+/* A fused-kernel op (template kernels such as attention): inputs are realized, the op is one kernel. */
+kn_t kn_custom_attention(kn_t q, kn_t kcache, kn_t vcache, kn_var *pos, int n_q, float scale);
+kn_t kn_gather_rows(kn_t table, kn_t ids); /* table [V, D] (any dtype), ids int32 [T] -> [T, D] float32 */
+int kn_realize(kn_t *ts, int n);         /* 0, or -1 with kn_ctx_error set */
+/* Realize t and copy its elements to host memory in t's dtype (contiguous, row-major). */
+int kn_to_host(kn_t t, void *dst, size_t nbytes);
+/* The device buffer of a realized tensor (NULL if not realized or not contiguous). */
+kn_buf *kn_buffer_of(kn_t t);
+
+/* ---- plans: schedule + compile once, run many times with new variable values (decode-step capture) ---- */
+typedef struct kn_plan kn_plan;
+kn_plan *kn_plan_new(kn_t *outputs, int n); /* NULL with kn_ctx_error on failure */
+int kn_plan_run(kn_plan *p);                /* with the current values of the variables */
+void kn_plan_free(kn_plan *p);
+int kn_plan_kernels(const kn_plan *p);
+
+/* ---- introspection for tests and DEBUG ---- */
+typedef struct {
+  int kernels;       /* kernels in the last schedule */
+  int64_t compiled;  /* kernels compiled (not from a cache) */
+  int64_t cache_hits;
+} kn_sched_stats;
+kn_sched_stats kn_last_schedule(void);
+/* Schedule without running: number of kernels realizing these tensors would take (-1 on error). */
+int kn_schedule_count(kn_t *ts, int n);
+
+#endif

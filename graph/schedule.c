@@ -1,0 +1,481 @@
+/* The scheduler: decides which nodes become buffers (kernel boundaries) and builds one kernel AST per realized
+ * node by inlining everything between it and the buffers it reads. The boundary rules (DESIGN.md):
+ *   always: targets, contiguous, assign, gather/attention (and their inputs), arange, rand;
+ *   a reduce (or an expression carrying one) used by several consumers, broadcast or permuted by a view, or
+ *   feeding another reduce; a padded view of an expression that is not zero at the padding;
+ *   and whatever a kernel cannot hold (a second reduce of another shape, too many buffers, too many views),
+ *   found while building and fixed by realizing the offending source and scheduling again.
+ * DEBUG=3 prints every kernel with the reason for its boundary. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../device/env.h"
+#include "schedule.h"
+
+typedef struct {
+  kn_uop *u;
+  int nparents;
+  bool realize, carry, visited;
+  char why[160];
+  UT_hash_handle hh;
+} info;
+
+typedef struct {
+  info *map;
+  kn_uop **topo;
+  int ntopo, cap;
+  kn_uop **targets;
+  int ntargets;
+} sctx;
+
+static info *get(sctx *s, kn_uop *u) {
+  info *i;
+  HASH_FIND_PTR(s->map, &u, i);
+  return i;
+}
+
+bool kn_uop_is_leaf(const kn_uop *u) { return u->buf != NULL || u->op == KN_OP_BUFFER; }
+
+static int collect(sctx *s, kn_uop *u) {
+  info *i = get(s, u);
+  if (i) return 0;
+  i = calloc(1, sizeof *i);
+  if (!i) return -1;
+  i->u = u;
+  HASH_ADD_PTR(s->map, u, i);
+  if (!kn_uop_is_leaf(u))
+    for (int k = 0; k < u->nsrc; k++) {
+      if (collect(s, u->src[k])) return -1;
+      get(s, u->src[k])->nparents++;
+    }
+  if (s->ntopo == s->cap && !(s->topo = realloc(s->topo, (s->cap = s->cap ? 2 * s->cap : 256) * sizeof *s->topo))) return -1;
+  s->topo[s->ntopo++] = u;
+  return 0;
+}
+
+static void mark(info *i, const char *why) {
+  if (i->realize || kn_uop_is_leaf(i->u)) return;
+  i->realize = true;
+  snprintf(i->why, sizeof i->why, "%s", why);
+}
+
+/* A view that only renames axes of a contiguous layout: the linear index does not change. */
+static bool pure_reshape(const kn_uop *v) { return kn_st_is_contiguous(v->arg.st); }
+
+/* f(0) == 0 for every op in the inlined expression: padding can be applied to its inputs instead. */
+static bool zero_preserving(sctx *s, kn_uop *u) {
+  info *i = get(s, u);
+  if (kn_uop_is_leaf(u) || (i && i->realize)) return true;
+  switch (u->op) {
+  case KN_OP_VIEW: return zero_preserving(s, u->src[0]);
+  case KN_OP_ALU:
+    switch (u->arg.alu) {
+    case KN_KOP_ADD: case KN_KOP_SUB: case KN_KOP_MUL: case KN_KOP_NEG: case KN_KOP_CAST: case KN_KOP_BITCAST:
+      for (int k = 0; k < u->nsrc; k++)
+        if (!zero_preserving(s, u->src[k])) return false;
+      return true;
+    default: return false;
+    }
+  default: return false;
+  }
+}
+
+static void decide(sctx *s) {
+  for (int t = 0; t < s->ntargets; t++) mark(get(s, s->targets[t]), "a realize target");
+  for (int n = 0; n < s->ntopo; n++) {
+    kn_uop *p = s->topo[n];
+    info *pi = get(s, p);
+    if (kn_uop_is_leaf(p)) continue;
+    switch (p->op) {
+    case KN_OP_CONTIGUOUS: mark(pi, "explicit contiguous"); break;
+    case KN_OP_ASSIGN: mark(pi, "assign into an existing buffer"); break;
+    case KN_OP_ARANGE: case KN_OP_RAND: mark(pi, "arange/rand are generated in their own kernel"); break;
+    case KN_OP_GATHER:
+      mark(pi, "gather kernel");
+      mark(get(s, p->src[0]), "table of a gather");
+      mark(get(s, p->src[1]), "indices of a gather");
+      break;
+    case KN_OP_ATTENTION:
+      mark(pi, "attention template kernel");
+      for (int k = 0; k < 3; k++) mark(get(s, p->src[k]), "input of the attention kernel");
+      break;
+    default: break;
+    }
+    if (p->op == KN_OP_VIEW && kn_st_has_mask(p->arg.st) && !zero_preserving(s, p->src[0]))
+      mark(get(s, p->src[0]), "padded view of an expression that is not zero at the padding");
+    bool carry = p->op == KN_OP_REDUCE;
+    for (int k = 0; k < p->nsrc; k++) {
+      info *si = get(s, p->src[k]);
+      if (!si->carry || si->realize) continue;
+      if (p->op == KN_OP_REDUCE) mark(si, "reduce feeding another reduce");
+      else if (p->op == KN_OP_VIEW && !pure_reshape(p)) mark(si, "reduce result broadcast or permuted by a view");
+      else if (si->nparents > 1) {
+        char why[96];
+        snprintf(why, sizeof why, "reduce result used by %d consumers", si->nparents);
+        mark(si, why);
+      } else if (p->op != KN_OP_ALU && p->op != KN_OP_VIEW)
+        mark(si, "reduce result consumed by a kernel boundary");
+      if (!si->realize) carry = true;
+    }
+    pi->carry = carry;
+  }
+}
+
+/* ---------------- kernel building ---------------- */
+
+typedef struct memo {
+  struct {
+    kn_uop *u;
+    uint64_t sth;
+    int inred;
+  } key;
+  kn_kop *k;
+  UT_hash_handle hh;
+} memo;
+
+typedef struct {
+  sctx *s;
+  kn_sched_item *it;
+  kn_kernel *k;
+  kn_uop *root;        /* the expression being stored (not loaded even if realized) */
+  kn_uop *red;         /* the kernel's reduce signature */
+  int perm[KN_MAXDIM]; /* reduce src axis order: output axes, then reduce axes */
+  memo *memo;
+  kn_uop *need;        /* a node to realize before this kernel can be built */
+  const char *need_why;
+  int varmap[64];
+} kb;
+
+static uint64_t st_hash(const kn_st *st) {
+  uint64_t h = 1469598103934665603ull;
+  const unsigned char *p = (const unsigned char *)st;
+  size_t n = offsetof(kn_st, v) + st->nviews * sizeof(kn_view);
+  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+/* Buffers of leaves and assigns hold their own dtype (block formats included); realized expressions hold values. */
+static kn_dtype stored_dtype(const kn_uop *u) {
+  return kn_uop_is_leaf(u) || u->op == KN_OP_ASSIGN ? u->dtype : kn_dtype_scalar(u->dtype);
+}
+
+static int buf_index(kb *b, kn_uop *u) {
+  for (int i = 0; i < b->it->nbufs; i++)
+    if (b->it->bufs[i] == u) return i;
+  if (b->it->nbufs == KN_MAXBUFS) return -1;
+  b->it->bufs[b->it->nbufs] = u;
+  b->k->bufs[b->it->nbufs].dtype = stored_dtype(u);
+  b->k->bufs[b->it->nbufs].nelems = kn_shape_numel(u->ndim, u->shape);
+  return b->it->nbufs++;
+}
+
+static int var_index(kb *b, int gid) {
+  if (gid < 0) return -1;
+  if (b->varmap[gid] >= 0) return b->varmap[gid];
+  if (b->k->nvars == KN_MAXVARS) return -2;
+  kn_var *v = kn_var_by_id(gid);
+  int i = b->k->nvars++;
+  snprintf(b->k->vars[i].name, sizeof b->k->vars[i].name, "%s", v->name);
+  b->k->vars[i].min = v->min, b->k->vars[i].max = v->max;
+  b->it->vars[i] = v;
+  b->it->nvars = b->k->nvars;
+  return b->varmap[gid] = i;
+}
+
+/* Rewrite the global variable ids in a chain's offsets to the kernel's argument indices. */
+static int localize_vars(kb *b, kn_st *st) {
+  for (int i = 0; i < st->nviews; i++)
+    if (st->v[i].offset.v >= 0) {
+      int l = var_index(b, st->v[i].offset.v);
+      if (l < 0) return -1;
+      st->v[i].offset.v = l;
+    }
+  return 0;
+}
+
+static kn_kop *fail(kb *b, kn_uop *u, const char *why) {
+  if (!b->need) b->need = u, b->need_why = why;
+  return NULL;
+}
+
+/* Chain from the kernel's iteration space (shape sh) to the linear index of node u's contiguous layout, where the
+ * kernel space is u's shape permuted by perm (perm NULL: identity). */
+static void space_chain(kn_st *out, const kn_uop *u, int ndim, const int64_t *sh, const int *perm) {
+  int64_t cs[KN_MAXDIM], s = 1;
+  for (int i = u->ndim - 1; i >= 0; i--) cs[i] = s, s *= u->shape[i];
+  kn_st top;
+  memset(&top, 0, sizeof top);
+  top.nviews = 1;
+  kn_view *v = &top.v[0];
+  v->ndim = ndim, v->offset.v = -1;
+  for (int i = 0; i < ndim; i++) {
+    v->shape[i] = sh[i];
+    v->strides[i] = u->ndim == 0 ? 0 : cs[perm ? perm[i] : i];
+  }
+  kn_st bottom;
+  int64_t one = 1;
+  kn_st_contiguous(&bottom, u->ndim ? u->ndim : 1, u->ndim ? u->shape : &one);
+  kn_st_compose(out, &bottom, &top);
+}
+
+static kn_kop *build(kb *b, kn_uop *u, const kn_st *A, int inred);
+
+static kn_kop *load(kb *b, kn_uop *u, const kn_st *A) {
+  int bi = buf_index(b, u);
+  if (bi < 0) return fail(b, b->root, "kernel would read more than KN_MAXBUFS buffers");
+  kn_st layout, st;
+  int64_t one = 1;
+  kn_st_contiguous(&layout, u->ndim ? u->ndim : 1, u->ndim ? u->shape : &one);
+  if (kn_st_compose(&st, &layout, A) || localize_vars(b, &st)) return fail(b, b->root, "view chain too long");
+  return kn_kop_load(b->k, bi, kn_dtype_scalar(u->dtype), &st);
+}
+
+static kn_kop *build_uncached(kb *b, kn_uop *u, const kn_st *A, int inred) {
+  info *i = get(b->s, u);
+  if (u != b->root && (kn_uop_is_leaf(u) || (i && i->realize))) return load(b, u, A);
+  switch (u->op) {
+  case KN_OP_CONST:
+    return kn_dtype_is_float(u->dtype) ? kn_kop_const_f(b->k, u->dtype, u->arg.f) : kn_kop_const_i(b->k, u->dtype, u->arg.i);
+  case KN_OP_VARVAL: {
+    int l = var_index(b, u->arg.var->id);
+    return l < 0 ? fail(b, b->root, "too many variables in one kernel") : kn_kop_var(b->k, l, u->dtype);
+  }
+  case KN_OP_VIEW: {
+    kn_st c;
+    if (kn_st_compose(&c, u->arg.st, A)) return fail(b, u->src[0], "view chain too long to inline");
+    return build(b, u->src[0], &c, inred);
+  }
+  case KN_OP_ALU: {
+    kn_kop *s[3] = {0};
+    for (int k = 0; k < u->nsrc; k++)
+      if (!(s[k] = build(b, u->src[k], A, inred))) return NULL;
+    if ((u->arg.alu == KN_KOP_CAST) && s[0]->dtype == u->dtype) return s[0];
+    return kn_kop_alu(b->k, u->arg.alu, u->dtype, u->nsrc, s[0], s[1], s[2]);
+  }
+  case KN_OP_REDUCE: {
+    if (inred) return fail(b, u, "nested reduce");
+    if (b->red && (b->red->src[0]->ndim != u->src[0]->ndim || b->red->arg.red.axes != u->arg.red.axes ||
+                   memcmp(b->red->src[0]->shape, u->src[0]->shape, u->ndim * sizeof *u->shape)))
+      return fail(b, u, "a second reduce of another shape in one kernel");
+    kn_st full;
+    space_chain(&full, u->src[0], b->k->ndim, b->k->shape, b->perm);
+    kn_kop *s = build(b, u->src[0], &full, 1);
+    return s ? kn_kop_reduce(b->k, u->arg.red.rop, s) : NULL;
+  }
+  default: return fail(b, u, "node cannot be inlined");
+  }
+}
+
+static kn_kop *build(kb *b, kn_uop *u, const kn_st *A, int inred) {
+  memo key, *m;
+  memset(&key, 0, sizeof key);
+  key.key.u = u, key.key.sth = st_hash(A), key.key.inred = inred;
+  HASH_FIND(hh, b->memo, &key.key, sizeof key.key, m);
+  if (m) return m->k;
+  kn_kop *k = build_uncached(b, u, A, inred);
+  if (!k) return NULL;
+  if (!(m = calloc(1, sizeof *m))) return NULL;
+  m->key = key.key, m->k = k;
+  HASH_ADD(hh, b->memo, key, sizeof m->key, m);
+  return k;
+}
+
+/* Find the first reduce inlined into the expression (not crossing buffers). */
+static kn_uop *find_reduce(sctx *s, kn_uop *u, kn_uop *root) {
+  info *i = get(s, u);
+  if (u != root && (kn_uop_is_leaf(u) || (i && i->realize))) return NULL;
+  if (u->op == KN_OP_REDUCE) return u;
+  if (u->op != KN_OP_ALU && u->op != KN_OP_VIEW && u != root) return NULL;
+  for (int k = 0; k < u->nsrc; k++) {
+    kn_uop *r = find_reduce(s, u->src[k], root);
+    if (r) return r;
+  }
+  return NULL;
+}
+
+static int build_expr_kernel(kb *b, kn_uop *x) {
+  kn_kernel *k = b->k;
+  kn_uop *e = x->op == KN_OP_CONTIGUOUS ? x->src[0] : x->op == KN_OP_ASSIGN ? x->src[1] : x;
+  b->root = e;
+  kn_uop *out = x->op == KN_OP_ASSIGN ? x->src[0] : x;
+  buf_index(b, out);
+  if (e->op == KN_OP_ALU || e->op == KN_OP_VIEW || e->op == KN_OP_REDUCE) b->red = find_reduce(b->s, e, e);
+  kn_st A;
+  if (b->red) {
+    kn_uop *r = b->red, *src = r->src[0];
+    int n = 0;
+    for (int i = 0; i < src->ndim; i++)
+      if (!(r->arg.red.axes >> i & 1)) b->perm[n++] = i;
+    k->nreduce = src->ndim - n;
+    for (int i = 0; i < src->ndim; i++)
+      if (r->arg.red.axes >> i & 1) b->perm[n++] = i;
+    k->ndim = src->ndim;
+    int64_t o[KN_MAXDIM];
+    for (int i = 0; i < k->ndim; i++) k->shape[i] = src->shape[b->perm[i]], o[i] = i < k->ndim - k->nreduce ? k->shape[i] : 1;
+    kn_st tmp;
+    space_chain(&tmp, r, k->ndim, o, b->perm); /* output space -> reduce result linear index */
+    kn_st_contiguous(&A, e->ndim ? e->ndim : 1, e->ndim ? e->shape : (int64_t[]){1});
+    kn_st top = tmp;
+    top.nviews = 1, top.v[0] = tmp.v[tmp.nviews - 1];
+    /* the reduce result and e share their linear index (only reshapes lie between): address e's layout */
+    kn_st_compose(&A, &A, &top);
+  } else {
+    k->ndim = e->ndim ? e->ndim : 1, k->nreduce = 0;
+    for (int i = 0; i < k->ndim; i++) k->shape[i] = e->ndim ? e->shape[i] : 1;
+    kn_st_contiguous(&A, k->ndim, k->shape);
+  }
+  if (x->op == KN_OP_ASSIGN) {
+    if (kn_st_compose(&k->out_st, x->arg.st, &A)) return -1;
+  } else
+    k->out_st = A;
+  if (localize_vars(b, &k->out_st)) return -1;
+  kn_kop *root = build(b, e, &A, 0);
+  if (!root) return -1;
+  if (root->dtype != k->bufs[0].dtype && !kn_dtype_is_quant(k->bufs[0].dtype))
+    root = kn_kop_alu(k, KN_KOP_CAST, k->bufs[0].dtype, 1, root, NULL, NULL);
+  k->root = root;
+  return 0;
+}
+
+static int build_special(kb *b, kn_uop *x) {
+  kn_kernel *k = b->k;
+  buf_index(b, x);
+  if (x->op == KN_OP_ATTENTION) {
+    k->kind = KN_KERNEL_ATTENTION;
+    k->attn = *x->arg.attn;
+    for (int i = 0; i < 3; i++) buf_index(b, x->src[i]);
+    k->attn.pos_var = var_index(b, x->arg.attn->pos_var);
+    k->ndim = 3;
+    memcpy(k->shape, x->shape, sizeof x->shape);
+    kn_st_contiguous(&k->out_st, 3, x->shape);
+    return k->attn.pos_var < 0 ? -1 : 0;
+  }
+  k->ndim = x->ndim;
+  memcpy(k->shape, x->shape, sizeof x->shape);
+  kn_st_contiguous(&k->out_st, x->ndim, x->shape);
+  if (x->op == KN_OP_ARANGE) {
+    kn_kop *idx = kn_kop_idx(k, 0, KN_I64);
+    k->root = x->dtype == KN_I64 ? idx : kn_kop_alu(k, KN_KOP_CAST, x->dtype, 1, idx, NULL, NULL);
+    return 0;
+  }
+  if (x->op == KN_OP_RAND) { /* counter-based: a 32-bit integer hash of (seed, flat index) */
+    int64_t n = kn_shape_numel(x->ndim, x->shape);
+    k->ndim = 1, k->shape[0] = n;
+    kn_st_contiguous(&k->out_st, 1, &n);
+    kn_kop *h = kn_kop_alu(k, KN_KOP_CAST, KN_U32, 1, kn_kop_idx(k, 0, KN_I64), NULL, NULL);
+    uint32_t seed = (uint32_t)(x->arg.i * 0x9E3779B9u + 0x7f4a7c15u);
+    h = kn_kop_alu(k, KN_KOP_XOR, KN_U32, 2, h, kn_kop_const_i(k, KN_U32, seed), NULL);
+    for (int r = 0; r < 3; r++) {
+      h = kn_kop_alu(k, KN_KOP_XOR, KN_U32, 2, h, kn_kop_alu(k, KN_KOP_SHR, KN_U32, 2, h, kn_kop_const_i(k, KN_U32, 16), NULL), NULL);
+      h = kn_kop_alu(k, KN_KOP_MUL, KN_U32, 2, h, kn_kop_const_i(k, KN_U32, r == 1 ? 0x846ca68bu : 0x7feb352du), NULL);
+    }
+    h = kn_kop_alu(k, KN_KOP_XOR, KN_U32, 2, h, kn_kop_alu(k, KN_KOP_SHR, KN_U32, 2, h, kn_kop_const_i(k, KN_U32, 15), NULL), NULL);
+    h = kn_kop_alu(k, KN_KOP_SHR, KN_U32, 2, h, kn_kop_const_i(k, KN_U32, 8), NULL);
+    kn_kop *f = kn_kop_alu(k, KN_KOP_CAST, KN_F32, 1, h, NULL, NULL);
+    k->root = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, f, kn_kop_const_f(k, KN_F32, 1.0 / 16777216.0), NULL);
+    return 0;
+  }
+  /* GATHER: out[t, d] = table[ids[t], d] */
+  kn_uop *table = x->src[0], *ids = x->src[1];
+  int tb = buf_index(b, table), ib = buf_index(b, ids);
+  kn_st st;
+  kn_st_contiguous(&st, 2, x->shape);
+  st.v[0].strides[0] = 0, st.v[0].strides[1] = 1;
+  kn_kop *row = kn_kop_load(k, tb, kn_dtype_scalar(table->dtype), &st);
+  kn_st_contiguous(&st, 2, x->shape);
+  st.v[0].strides[0] = 1, st.v[0].strides[1] = 0;
+  kn_kop *id = kn_kop_load(k, ib, KN_I32, &st);
+  row->nsrc = 1, row->src[0] = id, row->gather_stride = table->shape[1];
+  k->root = row->dtype == x->dtype ? row : kn_kop_alu(k, KN_KOP_CAST, x->dtype, 1, row, NULL, NULL);
+  return 0;
+}
+
+static int build_item(sctx *s, kn_sched_item *it, kn_uop **need, const char **need_why) {
+  kb b;
+  memset(&b, 0, sizeof b);
+  memset(b.varmap, -1, sizeof b.varmap);
+  b.s = s, b.it = it;
+  if (!(b.k = it->k = kn_kernel_new())) return -1;
+  kn_uop *x = it->node;
+  int rc = x->op == KN_OP_ARANGE || x->op == KN_OP_RAND || x->op == KN_OP_GATHER || x->op == KN_OP_ATTENTION
+             ? build_special(&b, x)
+             : build_expr_kernel(&b, x);
+  memo *m, *tmp;
+  HASH_ITER(hh, b.memo, m, tmp) {
+    HASH_DEL(b.memo, m);
+    free(m);
+  }
+  *need = b.need, *need_why = b.need_why;
+  return rc;
+}
+
+void kn_schedule_free(kn_schedule *s) {
+  for (int i = 0; i < s->n; i++) kn_kernel_free(s->items[i].k);
+  free(s->items);
+  s->items = NULL, s->n = 0;
+}
+
+static void print_item(const kn_sched_item *it, int idx) {
+  const kn_kernel *k = it->k;
+  fprintf(stderr, "kernel %d: realizes node %lld (%s) because: %s\n", idx, (long long)it->node->id,
+          it->node->op == KN_OP_ASSIGN ? "assign" : it->node->op == KN_OP_REDUCE ? "reduce" : "expr", it->why);
+  fprintf(stderr, "  space [");
+  for (int i = 0; i < k->ndim; i++) fprintf(stderr, "%s%lld%s", i ? ", " : "", (long long)k->shape[i], i >= k->ndim - k->nreduce ? "r" : "");
+  fprintf(stderr, "], %d fused nodes, reads:", k->nnodes);
+  for (int i = 1; i < it->nbufs; i++)
+    fprintf(stderr, " buf%d<-node %lld (%s)", i, (long long)it->bufs[i]->id, kn_dtype_name(it->bufs[i]->dtype));
+  fprintf(stderr, "\n");
+}
+
+int kn_schedule_build(kn_uop **targets, int ntargets, kn_schedule *out) {
+  memset(out, 0, sizeof *out);
+  sctx s;
+  memset(&s, 0, sizeof s);
+  s.targets = targets, s.ntargets = ntargets;
+  int rc = -1;
+  for (int t = 0; t < ntargets; t++)
+    if (!targets[t] || collect(&s, targets[t])) goto done;
+  decide(&s);
+  for (int attempt = 0; attempt < 64; attempt++) {
+    kn_schedule_free(out);
+    int n = 0;
+    for (int i = 0; i < s.ntopo; i++) n += get(&s, s.topo[i])->realize;
+    if (!(out->items = calloc(n ? n : 1, sizeof *out->items))) goto done;
+    kn_uop *need = NULL;
+    const char *why = NULL;
+    for (int i = 0; i < s.ntopo && !need; i++) {
+      info *in = get(&s, s.topo[i]);
+      if (!in->realize) continue;
+      kn_sched_item *it = &out->items[out->n++];
+      it->node = in->u;
+      snprintf(it->why, sizeof it->why, "%s", in->why);
+      if (build_item(&s, it, &need, &why) && !need) {
+        kn_graph_fail("scheduling node %lld failed", (long long)in->u->id);
+        goto done;
+      }
+    }
+    if (!need) {
+      if (kn_debug() >= 3)
+        for (int i = 0; i < out->n; i++) print_item(&out->items[i], i);
+      rc = 0;
+      goto done;
+    }
+    info *ni = get(&s, need);
+    if (!ni || ni->realize || kn_uop_is_leaf(need)) {
+      kn_graph_fail("scheduler: cannot split kernel at node %lld (%s)", (long long)need->id, why);
+      goto done;
+    }
+    mark(ni, why);
+  }
+  kn_graph_fail("scheduler did not converge");
+done:
+  if (rc) kn_schedule_free(out);
+  info *i, *tmp;
+  HASH_ITER(hh, s.map, i, tmp) {
+    HASH_DEL(s.map, i);
+    free(i);
+  }
+  free(s.topo);
+  return rc;
+}

@@ -1,0 +1,29 @@
+/* Private to graph/: the schedule, a list of kernels in dependency order, each realizing one node. */
+#ifndef KN_SCHEDULE_H
+#define KN_SCHEDULE_H
+
+#include "uop.h"
+
+typedef struct {
+  kn_uop *node;                 /* the node this kernel realizes */
+  kn_kernel *k;                 /* its AST */
+  int nbufs;
+  kn_uop *bufs[KN_MAXBUFS];     /* node whose buffer is argument i; bufs[0] is the output (the target for ASSIGN) */
+  int nvars;
+  kn_var *vars[KN_MAXVARS];
+  char why[160];                /* why this node is a kernel boundary (DEBUG=3) */
+} kn_sched_item;
+
+typedef struct {
+  kn_sched_item *items;
+  int n;
+} kn_schedule;
+
+/* Schedule the graph needed to realize targets. 0 or -1 (context error set). */
+int kn_schedule_build(kn_uop **targets, int ntargets, kn_schedule *out);
+void kn_schedule_free(kn_schedule *s);
+/* A node whose buffer already exists (or is an input buffer to be allocated): no kernel computes it. */
+bool kn_uop_is_leaf(const kn_uop *u);
+kn_var *kn_var_by_id(int id);
+
+#endif

@@ -1,0 +1,55 @@
+/* Neural-network building blocks from graph primitives. Each is a few lines so the scheduler sees (and fuses)
+ * the primitives: softmax is three kernels, rmsnorm two, activations fuse into their neighbours. */
+#include <math.h>
+
+#include "ops.h"
+
+kn_t kn_softmax(kn_t x, int axis) {
+  kn_t m = kn_max(x, 1, &axis, true);
+  kn_t e = kn_exp(kn_sub(x, m));
+  return kn_div(e, kn_sum(e, 1, &axis, true));
+}
+
+kn_t kn_rmsnorm(kn_t x, kn_t w, float eps) {
+  int ax = -1;
+  kn_t ms = kn_mean(kn_square(x), 1, &ax, true);
+  kn_t y = kn_mul(x, kn_rsqrt(kn_adds(ms, eps)));
+  return w ? kn_mul(y, w) : y;
+}
+
+kn_t kn_silu(kn_t x) { return kn_mul(x, kn_sigmoid(x)); }
+
+kn_t kn_gelu(kn_t x) {
+  kn_t inner = kn_muls(kn_add(x, kn_muls(kn_mul(kn_square(x), x), 0.044715)), sqrt(2.0 / M_PI));
+  return kn_mul(kn_muls(x, 0.5), kn_adds(kn_tanh(inner), 1.0));
+}
+
+kn_t kn_linear(kn_t x, kn_t w, kn_t bias) {
+  kn_t y = kn_matmul(x, kn_transpose(w, 0, 1));
+  return bias ? kn_add(y, bias) : y;
+}
+
+kn_t kn_rope(kn_t x, kn_t cos, kn_t sin, bool neox) {
+  if (!x || !cos || !sin) return NULL;
+  int64_t T = kn_dim(x, 0), H = kn_dim(x, 1), D = kn_dim(x, 2), half = D / 2;
+  /* split x into the two rotated components a, b of shape [T, H, D/2] */
+  kn_t a, b;
+  if (neox) {
+    a = kn_shrink(x, (int64_t[]){0, 0, 0}, (int64_t[]){T, H, half});
+    b = kn_shrink(x, (int64_t[]){0, 0, half}, (int64_t[]){T, H, D});
+  } else {
+    kn_t p = kn_reshape(x, 4, (int64_t[]){T, H, half, 2});
+    a = kn_reshape(kn_shrink(p, (int64_t[]){0, 0, 0, 0}, (int64_t[]){T, H, half, 1}), 3, (int64_t[]){T, H, half});
+    b = kn_reshape(kn_shrink(p, (int64_t[]){0, 0, 0, 1}, (int64_t[]){T, H, half, 2}), 3, (int64_t[]){T, H, half});
+  }
+  kn_t c = kn_unsqueeze(cos, 1), s = kn_unsqueeze(sin, 1); /* [T, 1, D/2] */
+  kn_t ra = kn_sub(kn_mul(a, c), kn_mul(b, s));
+  kn_t rb = kn_add(kn_mul(a, s), kn_mul(b, c));
+  /* put the halves back: pad each into place and add (the padding fuses away as masked loads) */
+  if (neox)
+    return kn_add(kn_pad(ra, (int64_t[]){0, 0, 0}, (int64_t[]){0, 0, half}),
+                  kn_pad(rb, (int64_t[]){0, 0, half}, (int64_t[]){0, 0, 0}));
+  kn_t ia = kn_pad(kn_unsqueeze(ra, 3), (int64_t[]){0, 0, 0, 0}, (int64_t[]){0, 0, 0, 1});
+  kn_t ib = kn_pad(kn_unsqueeze(rb, 3), (int64_t[]){0, 0, 0, 1}, (int64_t[]){0, 0, 0, 0});
+  return kn_reshape(kn_add(ia, ib), 3, (int64_t[]){T, H, D});
+}

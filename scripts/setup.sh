@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs what kiln needs on Debian 12 (only what is missing), then configures and builds it in ./build.
+set -e
+cd "$(dirname "$0")/.."
+PKGS="meson ninja-build pkg-config gcc llvm-19-dev uthash-dev libcjson-dev libpcre2-dev libmicrohttpd-dev
+libusb-1.0-0-dev python3 python3-jinja2 curl nodejs npm"
+MISSING=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || MISSING="$MISSING $p"
+done
+if [ -n "$MISSING" ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  echo "kiln setup: installing$MISSING"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $MISSING >/dev/null
+fi
+[ -d build ] || meson setup build --buildtype=release -Db_ndebug=false >/dev/null
+ninja -C build >/dev/null
+echo "kiln setup: built ./build/apps/kiln"
