@@ -179,6 +179,18 @@ kn_plan *kn_plan_new(kn_t *outputs, int n) {
     }
   if (ctx->has_err) return NULL;
   double t0 = kn_now();
+  char err[512] = "";
+  for (int i = 0; i < n; i++) { /* an input buffer asked for by itself: allocate it (zeroed) */
+    kn_uop *u = outputs[i];
+    if (u->op != KN_OP_BUFFER || u->buf) continue;
+    int64_t nb = kn_dtype_nbytes(u->dtype, kn_shape_numel(u->ndim, u->shape));
+    if (!(u->buf = kn_buf_alloc(ctx->dev, nb > 0 ? (size_t)nb : 1, err, sizeof err))) {
+      kn_graph_fail("allocating %lld bytes: %s", (long long)nb, err);
+      return NULL;
+    }
+    u->owns_buf = true;
+    if (u->buf->ptr) memset(u->buf->ptr, 0, nb > 0 ? (size_t)nb : 1);
+  }
   kn_schedule s;
   if (kn_schedule_build(outputs, n, &s)) return NULL;
   kn_plan *p = calloc(1, sizeof *p);
@@ -191,7 +203,6 @@ kn_plan *kn_plan_new(kn_t *outputs, int n) {
   p->ctx = ctx, p->n = s.n;
   last_stats.kernels = s.n;
   int64_t c0 = last_stats.compiled, h0 = last_stats.cache_hits;
-  char err[512] = "";
   for (int i = 0; i < s.n; i++) {
     exec_item *x = &p->items[i];
     prog_entry *e = get_program(ctx, s.items[i].k, err, sizeof err);

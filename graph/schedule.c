@@ -231,9 +231,21 @@ static kn_kop *load(kb *b, kn_uop *u, const kn_st *A) {
   return kn_kop_load(b->k, bi, kn_dtype_scalar(u->dtype), &st);
 }
 
+static void note_fused(kn_sched_item *it, kn_uop *u) {
+  for (int i = 0; i < it->nfused; i++)
+    if (it->fused[i] == u) return;
+  if (it->nfused == it->capfused) {
+    kn_uop **n = realloc(it->fused, (it->capfused = it->capfused ? 2 * it->capfused : 16) * sizeof *n);
+    if (!n) return;
+    it->fused = n;
+  }
+  it->fused[it->nfused++] = u;
+}
+
 static kn_kop *build_uncached(kb *b, kn_uop *u, const kn_st *A, int inred) {
   info *i = get(b->s, u);
   if (u != b->root && (kn_uop_is_leaf(u) || (i && i->realize))) return load(b, u, A);
+  note_fused(b->it, u);
   switch (u->op) {
   case KN_OP_CONST:
     return kn_dtype_is_float(u->dtype) ? kn_kop_const_f(b->k, u->dtype, u->arg.f) : kn_kop_const_i(b->k, u->dtype, u->arg.i);
@@ -398,6 +410,7 @@ static int build_item(sctx *s, kn_sched_item *it, kn_uop **need, const char **ne
   b.s = s, b.it = it;
   if (!(b.k = it->k = kn_kernel_new())) return -1;
   kn_uop *x = it->node;
+  note_fused(it, x);
   int rc = x->op == KN_OP_ARANGE || x->op == KN_OP_RAND || x->op == KN_OP_GATHER || x->op == KN_OP_ATTENTION
              ? build_special(&b, x)
              : build_expr_kernel(&b, x);
@@ -411,7 +424,7 @@ static int build_item(sctx *s, kn_sched_item *it, kn_uop **need, const char **ne
 }
 
 void kn_schedule_free(kn_schedule *s) {
-  for (int i = 0; i < s->n; i++) kn_kernel_free(s->items[i].k);
+  for (int i = 0; i < s->n; i++) kn_kernel_free(s->items[i].k), free(s->items[i].fused);
   free(s->items);
   s->items = NULL, s->n = 0;
 }
@@ -422,7 +435,13 @@ static void print_item(const kn_sched_item *it, int idx) {
           it->node->op == KN_OP_ASSIGN ? "assign" : it->node->op == KN_OP_REDUCE ? "reduce" : "expr", it->why);
   fprintf(stderr, "  space [");
   for (int i = 0; i < k->ndim; i++) fprintf(stderr, "%s%lld%s", i ? ", " : "", (long long)k->shape[i], i >= k->ndim - k->nreduce ? "r" : "");
-  fprintf(stderr, "], %d fused nodes, reads:", k->nnodes);
+  fprintf(stderr, "], fused %d nodes:", it->nfused);
+  for (int i = 0; i < it->nfused && i < 16; i++) {
+    const kn_uop *u = it->fused[i];
+    fprintf(stderr, " %s", u->op == KN_OP_ALU ? kn_kop_name(u->arg.alu) : u->op == KN_OP_REDUCE ? "REDUCE" :
+                           u->op == KN_OP_VIEW ? "VIEW" : u->op == KN_OP_CONST ? "CONST" : "OP");
+  }
+  fprintf(stderr, "%s; reads:", it->nfused > 16 ? " ..." : "");
   for (int i = 1; i < it->nbufs; i++)
     fprintf(stderr, " buf%d<-node %lld (%s)", i, (long long)it->bufs[i]->id, kn_dtype_name(it->bufs[i]->dtype));
   fprintf(stderr, "\n");
@@ -458,6 +477,7 @@ int kn_schedule_build(kn_uop **targets, int ntargets, kn_schedule *out) {
     if (!need) {
       if (kn_debug() >= 3)
         for (int i = 0; i < out->n; i++) print_item(&out->items[i], i);
+      if (kn_getenv_int("GRAPH", 0) > 0) kn_graph_write_dot(out);
       rc = 0;
       goto done;
     }

@@ -12,6 +12,8 @@ typedef struct {
   int nvars;
   kn_var *vars[KN_MAXVARS];
   char why[160];                /* why this node is a kernel boundary (DEBUG=3) */
+  kn_uop **fused;               /* the nodes inlined into this kernel (GRAPH=1) */
+  int nfused, capfused;
 } kn_sched_item;
 
 typedef struct {
@@ -22,6 +24,8 @@ typedef struct {
 /* Schedule the graph needed to realize targets. 0 or -1 (context error set). */
 int kn_schedule_build(kn_uop **targets, int ntargets, kn_schedule *out);
 void kn_schedule_free(kn_schedule *s);
+/* GRAPH=1: write the scheduled graph, nodes grouped by kernel, as Graphviz DOT (and SVG when dot exists). */
+void kn_graph_write_dot(const kn_schedule *s);
 /* A node whose buffer already exists (or is an input buffer to be allocated): no kernel computes it. */
 bool kn_uop_is_leaf(const kn_uop *u);
 kn_var *kn_var_by_id(int id);

@@ -1,0 +1,186 @@
+/* The llama-family forward pass on the graph API, read top to bottom: embed, then per layer attention (RMSNorm,
+ * q/k/v projections with optional bias, optional per-head q/k norm, RoPE, KV cache write, causal GQA attention,
+ * output projection, residual) and a SwiGLU feed-forward (RMSNorm, gate/up, SiLU, down, residual), then the final
+ * norm and the vocabulary projection. A forward pass for a given batch length is built and compiled once and
+ * replayed with a new start position (a symbolic variable), so every position uses the same kernels. */
+#include "llama.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kn_step {
+  int n;        /* tokens per pass */
+  bool all;     /* logits of every position */
+  int slot;     /* KV cache it reads and writes */
+  kn_ctx *ctx;  /* the graph of this pass */
+  kn_var *pos;  /* start_pos */
+  kn_t ids;     /* int32 [n] input */
+  kn_t logits;  /* [n or 1][n_vocab] output */
+  kn_plan *plan;
+  kn_step *next;
+};
+
+/* Causal attention over the cache, from primitives: q [T, H, D], caches [C, KV, D] already holding this pass's
+ * keys and values. Positions after each query's own are masked. Returns [T, H*D]. */
+static kn_t attention(const kn_hparams *hp, kn_t q, kn_t kc, kn_t vc, kn_var *pos, int T) {
+  int64_t C = kn_dim(kc, 0), KV = hp->n_head_kv, G = hp->n_head / hp->n_head_kv, D = hp->head_dim;
+  /* heads grouped by the kv head they share: [KV, G, T, D] */
+  kn_t qg = kn_permute(kn_reshape(q, 4, (int64_t[]){T, KV, G, D}), (int[]){1, 2, 0, 3});
+  kn_t k = kn_reshape(kn_permute(kc, (int[]){1, 0, 2}), 4, (int64_t[]){KV, 1, C, D});
+  kn_t v = kn_reshape(kn_permute(vc, (int[]){1, 0, 2}), 4, (int64_t[]){KV, 1, C, D});
+  kn_t scores = kn_muls(kn_matmul(qg, kn_transpose(k, -1, -2)), 1.0 / sqrt((double)D)); /* [KV, G, T, C] */
+  /* key c is visible to query t when c <= start_pos + t */
+  kn_t kpos = kn_reshape(kn_arange(C, KN_I32), 2, (int64_t[]){1, C});
+  kn_t qpos = kn_add(kn_reshape(kn_arange(T, KN_I32), 2, (int64_t[]){T, 1}), kn_var_tensor(pos, KN_I32));
+  kn_t visible = kn_le(kpos, qpos); /* [T, C] */
+  scores = kn_where(visible, scores, kn_scalar(KN_F32, -INFINITY));
+  kn_t out = kn_matmul(kn_softmax(scores, -1), v); /* [KV, G, T, D] */
+  return kn_reshape(kn_permute(out, (int[]){2, 0, 1, 3}), 2, (int64_t[]){T, hp->n_head * D});
+}
+
+static kn_t build_forward(kn_model *m, kn_step *s) {
+  const kn_hparams *hp = &m->hp;
+  int T = s->n;
+  int64_t D = hp->head_dim, H = hp->n_head, KV = hp->n_head_kv;
+  kn_t x = kn_gather_rows(m->tok_embd, s->ids); /* [T, n_embd] */
+  kn_t cos = kn_shrink_var(m->rope_cos, 0, s->pos, T), sin = kn_shrink_var(m->rope_sin, 0, s->pos, T);
+  for (int l = 0; l < hp->n_layer; l++) {
+    kn_layer *L = &m->layers[l];
+    /* attention */
+    kn_t h = kn_rmsnorm(x, L->attn_norm, hp->eps);
+    kn_t q = kn_reshape(kn_linear(h, L->wq, L->bq), 3, (int64_t[]){T, H, D});
+    kn_t k = kn_reshape(kn_linear(h, L->wk, L->bk), 3, (int64_t[]){T, KV, D});
+    kn_t v = kn_reshape(kn_linear(h, L->wv, L->bv), 3, (int64_t[]){T, KV, D});
+    if (hp->qk_norm) q = kn_rmsnorm(q, L->q_norm, hp->eps), k = kn_rmsnorm(k, L->k_norm, hp->eps);
+    q = kn_rope(q, cos, sin, hp->rope_neox);
+    k = kn_rope(k, cos, sin, hp->rope_neox);
+    kn_kvcache *kv = &m->slots[s->slot];
+    kn_t kc = kn_assign(kn_shrink_var(kv->k[l], 0, s->pos, T), k);
+    kn_t vc = kn_assign(kn_shrink_var(kv->v[l], 0, s->pos, T), v);
+    x = kn_add(x, kn_linear(attention(hp, q, kc, vc, s->pos, T), L->wo, NULL));
+    /* feed-forward */
+    h = kn_rmsnorm(x, L->ffn_norm, hp->eps);
+    kn_t g = kn_mul(kn_silu(kn_linear(h, L->w_gate, NULL)), kn_linear(h, L->w_up, NULL));
+    x = kn_add(x, kn_linear(g, L->w_down, NULL));
+  }
+  if (!s->all) x = kn_shrink(x, (int64_t[]){T - 1, 0}, (int64_t[]){T, hp->n_embd});
+  x = kn_rmsnorm(x, m->output_norm, hp->eps);
+  return kn_linear(x, m->output ? m->output : m->tok_embd, NULL);
+}
+
+int kn_model_init_cache(kn_model *m, int n_ctx, int n_slots, kn_dtype kv_dtype, char *err, size_t errlen) {
+  const kn_hparams *hp = &m->hp;
+  kn_ctx *prev = kn_ctx_set(m->wctx);
+  m->n_ctx = n_ctx, m->kv_dtype = kv_dtype, m->n_slots = n_slots;
+  int64_t half = hp->head_dim / 2, shape[3] = {n_ctx, hp->n_head_kv, hp->head_dim};
+  m->slots = calloc(n_slots, sizeof *m->slots);
+  kn_t *all = calloc(2 * (size_t)n_slots * hp->n_layer, sizeof *all);
+  int na = 0;
+  for (int s = 0; m->slots && all && s < n_slots; s++) {
+    kn_kvcache *kv = &m->slots[s];
+    kv->k = calloc(hp->n_layer, sizeof *kv->k), kv->v = calloc(hp->n_layer, sizeof *kv->v);
+    for (int l = 0; kv->k && kv->v && l < hp->n_layer; l++) {
+      all[na++] = kv->k[l] = kn_empty(kv_dtype, 3, shape);
+      all[na++] = kv->v[l] = kn_empty(kv_dtype, 3, shape);
+    }
+  }
+  m->kv_bytes = 2 * (int64_t)n_slots * hp->n_layer * kn_dtype_nbytes(kv_dtype, n_ctx * shape[1] * shape[2]);
+  /* rope angles as the reference computes them: theta_i = pos * base^(-2i/d), in float32 steps */
+  float *c = malloc(n_ctx * half * sizeof *c), *s = malloc(n_ctx * half * sizeof *s);
+  if (!c || !s) {
+    free(c), free(s);
+    kn_ctx_set(prev);
+    return snprintf(err, errlen, "out of memory for rope tables"), -1;
+  }
+  float scale = powf(hp->rope_theta, -2.0f / (float)hp->head_dim);
+  for (int p = 0; p < n_ctx; p++) {
+    float theta = (float)p;
+    for (int i = 0; i < half; i++) {
+      float t = m->freq_factors ? theta / m->freq_factors[i] : theta;
+      c[p * half + i] = (float)cos((double)t), s[p * half + i] = (float)sin((double)t);
+      theta *= scale;
+    }
+  }
+  m->rope_cos = kn_from_host(KN_F32, 2, (int64_t[]){n_ctx, half}, c);
+  m->rope_sin = kn_from_host(KN_F32, 2, (int64_t[]){n_ctx, half}, s);
+  free(c), free(s);
+  /* allocate the caches now, so a model that does not fit fails at load, not mid-generation */
+  int rc = na == 2 * n_slots * hp->n_layer ? kn_realize(all, na) : -1;
+  free(all);
+  const char *e = kn_ctx_error(m->wctx);
+  if (rc || e) snprintf(err, errlen, "KV cache: %s", e ? e : "allocation failed");
+  kn_ctx_set(prev);
+  return rc || e ? -1 : 0;
+}
+
+static kn_step *get_step(kn_model *m, int slot, int n, bool all, char *err, size_t errlen) {
+  for (kn_step *s = m->steps; s; s = s->next)
+    if (s->n == n && s->all == all && s->slot == slot) return s;
+  kn_step *s = calloc(1, sizeof *s);
+  if (!s || !(s->ctx = kn_ctx_new(m->dev))) {
+    free(s);
+    return snprintf(err, errlen, "out of memory"), NULL;
+  }
+  s->n = n, s->all = all, s->slot = slot;
+  kn_ctx *prev = kn_ctx_set(s->ctx);
+  char name[32];
+  snprintf(name, sizeof name, "start_pos");
+  s->pos = kn_var_new(name, 0, m->n_ctx - n);
+  s->ids = kn_empty(KN_I32, 1, (int64_t[]){n});
+  s->logits = kn_contiguous(build_forward(m, s));
+  s->plan = kn_plan_new(&s->logits, 1);
+  kn_ctx_set(prev);
+  if (!s->plan) {
+    snprintf(err, errlen, "building the forward pass: %s", kn_ctx_error(s->ctx) ? kn_ctx_error(s->ctx) : "?");
+    kn_ctx_free(s->ctx);
+    free(s);
+    return NULL;
+  }
+  /* keep the decode steps (n == 1) and the most recent other one */
+  kn_step **pp = &m->steps;
+  while (*pp) {
+    kn_step *o = *pp;
+    if (o->n != 1) {
+      *pp = o->next;
+      kn_plan_free(o->plan);
+      kn_ctx_free(o->ctx);
+      free(o);
+    } else
+      pp = &o->next;
+  }
+  s->next = m->steps;
+  m->steps = s;
+  return s;
+}
+
+void kn_model_free_steps(kn_model *m) {
+  while (m->steps) {
+    kn_step *s = m->steps;
+    m->steps = s->next;
+    kn_plan_free(s->plan);
+    kn_ctx_free(s->ctx);
+    free(s);
+  }
+}
+
+int kn_model_forward(kn_model *m, int slot, const int32_t *tokens, int n, int start_pos, bool all, float *logits,
+                     char *err, size_t errlen) {
+  if (slot < 0 || slot >= m->n_slots) return snprintf(err, errlen, "no KV cache slot %d", slot), -1;
+  if (n < 1 || start_pos < 0 || start_pos + n > m->n_ctx)
+    return snprintf(err, errlen, "%d tokens at position %d do not fit the context of %d", n, start_pos, m->n_ctx), -1;
+  for (int i = 0; i < n; i++)
+    if (tokens[i] < 0 || tokens[i] >= m->hp.n_vocab)
+      return snprintf(err, errlen, "token id %d at %d is outside the vocabulary (%d)", tokens[i], i, m->hp.n_vocab), -1;
+  kn_step *s = get_step(m, slot, n, all, err, errlen);
+  if (!s) return -1;
+  kn_var_bind(s->pos, start_pos);
+  kn_ctx *prev = kn_ctx_set(s->ctx);
+  int rc = kn_buf_copyin(kn_buffer_of(s->ids), 0, tokens, n * sizeof *tokens);
+  if (!rc) rc = kn_plan_run(s->plan);
+  if (!rc) rc = kn_buf_copyout(kn_buffer_of(s->logits), 0, logits, (size_t)(all ? n : 1) * m->hp.n_vocab * sizeof *logits);
+  if (rc) snprintf(err, errlen, "forward pass: %s", kn_ctx_error(s->ctx) ? kn_ctx_error(s->ctx) : "device error");
+  kn_ctx_set(prev);
+  return rc ? -1 : 0;
+}

@@ -1,0 +1,144 @@
+/* Token sampling. Candidates are filtered in the usual order (penalties, top-k, temperature, softmax, top-p,
+ * min-p) and drawn with a xoshiro-style generator seeded by the caller, so equal seeds give equal text. */
+#include "sample.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kn_sampler {
+  kn_sample_params p;
+  int n_vocab;
+  int *recent; /* ring of the last repeat_last_n tokens */
+  int nrecent, head;
+  int *idx;
+  float *prob;
+  uint64_t s[4];
+};
+
+kn_sample_params kn_sample_defaults(void) {
+  return (kn_sample_params){.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .repeat_penalty = 1.0f,
+                            .repeat_last_n = 64, .seed = 0x5eed};
+}
+
+static uint64_t splitmix(uint64_t *x) {
+  uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static double next_unit(kn_sampler *s) { /* xoshiro256** */
+  uint64_t r = rotl(s->s[1] * 5, 7) * 9, t = s->s[1] << 17;
+  s->s[2] ^= s->s[0], s->s[3] ^= s->s[1], s->s[1] ^= s->s[2], s->s[0] ^= s->s[3], s->s[2] ^= t;
+  s->s[3] = rotl(s->s[3], 45);
+  return (double)(r >> 11) / 9007199254740992.0;
+}
+
+kn_sampler *kn_sampler_new(const kn_sample_params *p, int n_vocab) {
+  if (n_vocab <= 0) return NULL;
+  kn_sampler *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->p = *p, s->n_vocab = n_vocab;
+  int n = p->repeat_last_n > 0 ? p->repeat_last_n : 1;
+  s->recent = calloc(n, sizeof *s->recent);
+  s->idx = malloc(n_vocab * sizeof *s->idx);
+  s->prob = malloc(n_vocab * sizeof *s->prob);
+  if (!s->recent || !s->idx || !s->prob) return kn_sampler_free(s), NULL;
+  uint64_t x = p->seed;
+  for (int i = 0; i < 4; i++) s->s[i] = splitmix(&x);
+  return s;
+}
+
+void kn_sampler_free(kn_sampler *s) {
+  if (!s) return;
+  free(s->recent), free(s->idx), free(s->prob), free(s);
+}
+
+void kn_sampler_accept(kn_sampler *s, int token) {
+  int n = s->p.repeat_last_n > 0 ? s->p.repeat_last_n : 1;
+  s->recent[s->head] = token;
+  s->head = (s->head + 1) % n;
+  if (s->nrecent < n) s->nrecent++;
+}
+
+int kn_argmax(const float *l, int n) {
+  int best = 0;
+  for (int i = 1; i < n; i++)
+    if (l[i] > l[best]) best = i;
+  return best;
+}
+
+static void penalize(kn_sampler *s, float *logits) {
+  const kn_sample_params *p = &s->p;
+  if (p->repeat_penalty == 1.0f && p->frequency_penalty == 0 && p->presence_penalty == 0) return;
+  for (int i = 0; i < s->nrecent; i++) {
+    int t = s->recent[i], count = 0, first = 1;
+    if (t < 0 || t >= s->n_vocab) continue;
+    for (int j = 0; j < i; j++) first &= s->recent[j] != t;
+    if (!first) continue; /* each distinct token once */
+    for (int j = 0; j < s->nrecent; j++) count += s->recent[j] == t;
+    float l = logits[t];
+    if (p->repeat_penalty != 1.0f && p->repeat_penalty > 0) l = l > 0 ? l / p->repeat_penalty : l * p->repeat_penalty;
+    l -= count * p->frequency_penalty + p->presence_penalty;
+    logits[t] = l;
+  }
+}
+
+static const float *cmp_logits;
+static int by_logit(const void *a, const void *b) {
+  float x = cmp_logits[*(const int *)a], y = cmp_logits[*(const int *)b];
+  if (x != y) return x < y ? 1 : -1;
+  return *(const int *)a - *(const int *)b;
+}
+
+int kn_sample(kn_sampler *s, float *logits) {
+  penalize(s, logits);
+  const kn_sample_params *p = &s->p;
+  if (p->temperature <= 0) return kn_argmax(logits, s->n_vocab);
+  int n = s->n_vocab;
+  for (int i = 0; i < n; i++) s->idx[i] = i;
+  /* partial order is enough for top-k; a full sort keeps the code obvious and costs ~ms for 152k tokens */
+  cmp_logits = logits;
+  int k = p->top_k > 0 && p->top_k < n ? p->top_k : n;
+  if (k < n) { /* select the k best by a bounded insertion pass, then sort them */
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+      if (m < k) s->idx[m++] = i;
+      else {
+        int worst = 0;
+        for (int j = 1; j < k; j++)
+          if (by_logit(&s->idx[j], &s->idx[worst]) > 0) worst = j;
+        if (by_logit(&i, &s->idx[worst]) < 0) s->idx[worst] = i;
+      }
+    }
+  }
+  qsort(s->idx, k, sizeof *s->idx, by_logit);
+  float mx = logits[s->idx[0]];
+  double sum = 0;
+  for (int i = 0; i < k; i++) sum += s->prob[i] = expf((logits[s->idx[i]] - mx) / p->temperature);
+  for (int i = 0; i < k; i++) s->prob[i] /= (float)sum;
+  int keep = k;
+  if (p->top_p < 1.0f) {
+    double c = 0;
+    for (int i = 0; i < k; i++)
+      if ((c += s->prob[i]) >= p->top_p) {
+        keep = i + 1;
+        break;
+      }
+  }
+  if (p->min_p > 0)
+    for (int i = 1; i < keep; i++)
+      if (s->prob[i] < p->min_p * s->prob[0]) {
+        keep = i;
+        break;
+      }
+  double total = 0;
+  for (int i = 0; i < keep; i++) total += s->prob[i];
+  double r = next_unit(s) * total;
+  for (int i = 0; i < keep; i++)
+    if ((r -= s->prob[i]) <= 0) return s->idx[i];
+  return s->idx[keep - 1];
+}

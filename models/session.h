@@ -1,0 +1,22 @@
+/* A session is one conversation's view of a KV cache slot: the tokens whose keys and values the slot holds. A new
+ * prompt reuses the longest common prefix with them, so an agent's next turn only evaluates its new tokens. */
+#ifndef KN_SESSION_H
+#define KN_SESSION_H
+
+#include "llama.h"
+
+typedef struct kn_session kn_session;
+
+kn_session *kn_session_new(kn_model *m, int slot);
+void kn_session_free(kn_session *s);
+/* Make the slot hold exactly toks[0..n) and write the last position's logits (n_vocab floats). *n_eval (may be
+ * NULL) receives how many tokens were evaluated (the rest came from the cache). Prompts are evaluated in chunks of
+ * at most `batch` tokens. -1 with a message when the prompt does not fit the context. */
+int kn_session_prompt(kn_session *s, const int32_t *toks, int n, float *logits, int *n_eval, char *err, size_t errlen);
+/* Append one token (sampled) and write the next logits. */
+int kn_session_push(kn_session *s, int32_t tok, float *logits, char *err, size_t errlen);
+int kn_session_len(const kn_session *s);
+const int32_t *kn_session_tokens(const kn_session *s);
+void kn_session_reset(kn_session *s);
+
+#endif

@@ -1,0 +1,220 @@
+/* Every model in ../shared/testdata against the reference implementation's outputs (see its README): last-position
+ * logits within the relative-error bounds, top-1 agreement where the reference's margin is clear, greedy tokens up
+ * to the first near-tie, and every prompt position of stories260K (real weights). */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/model.h"
+#include "models/sample.h"
+
+static int passed, failed;
+static const char *td;
+
+static char *slurp(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long sz = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *b = malloc(sz + 1);
+  if (b && fread(b, 1, sz, f) != (size_t)sz) free(b), b = NULL;
+  fclose(f);
+  if (b) b[sz] = 0;
+  if (n) *n = sz;
+  return b;
+}
+
+static double rel_err(const float *a, const float *b, int n) {
+  double num = 0, den = 0;
+  for (int i = 0; i < n; i++) num += (double)(a[i] - b[i]) * (a[i] - b[i]), den += (double)b[i] * b[i];
+  return sqrt(num / (den ? den : 1));
+}
+
+static void result(bool ok, const char *what, const char *fmt, double v) {
+  if (ok) passed++;
+  else failed++;
+  printf("%s %s: ", ok ? "ok  " : "FAIL", what);
+  printf(fmt, v);
+  printf("\n");
+}
+
+typedef struct {
+  char name[128];
+  kn_dtype kv;
+  kn_model *m;
+} loaded;
+static loaded cache[2];
+
+static kn_model *get_model(kn_device *dev, const char *name, kn_dtype kv) {
+  for (int i = 0; i < 2; i++)
+    if (cache[i].m && !strcmp(cache[i].name, name) && cache[i].kv == kv) return cache[i].m;
+  if (cache[1].m) kn_model_free(cache[1].m);
+  cache[1] = cache[0];
+  char path[1024], err[512];
+  snprintf(path, sizeof path, "%s/models/%s.gguf", td, name);
+  kn_load_opts o = kn_load_defaults();
+  o.n_ctx = 256, o.kv_dtype = kv;
+  kn_model *m = kn_model_load(path, dev, &o, err, sizeof err);
+  if (!m) printf("FAIL loading %s: %s\n", path, err), failed++;
+  snprintf(cache[0].name, sizeof cache[0].name, "%s", name);
+  cache[0].kv = kv, cache[0].m = m;
+  return m;
+}
+
+/* One reference file: <model>.<prompt>[.deq].json with its .logits.f32 */
+static void check_ref(kn_device *dev, const char *file) {
+  char path[1024], model[128], what[256];
+  snprintf(path, sizeof path, "%s/refs/%s", td, file);
+  char *js = slurp(path, NULL);
+  cJSON *j = js ? cJSON_Parse(js) : NULL;
+  free(js);
+  if (!j) {
+    printf("FAIL %s: unreadable\n", file), failed++;
+    return;
+  }
+  bool deq = strstr(file, ".deq.") != NULL;
+  const char *dot = strchr(file, '.');
+  snprintf(model, sizeof model, "%.*s", (int)(dot - file), file);
+  for (int kvi = 0; kvi < (deq ? 2 : 1); kvi++) {
+    kn_dtype kv = kvi ? KN_F16 : KN_F32;
+    kn_model *m = get_model(dev, model, kv);
+    if (!m) break;
+    cJSON *toks = cJSON_GetObjectItem(j, "prompt_tokens");
+    int n = cJSON_GetArraySize(toks), nv = m->hp.n_vocab;
+    int32_t *ids = malloc((n + 40) * sizeof *ids);
+    for (int i = 0; i < n; i++) ids[i] = cJSON_GetArrayItem(toks, i)->valueint;
+    float *logits = malloc(nv * sizeof *logits);
+    char err[512];
+    snprintf(path, sizeof path, "%s/refs/%.*s.logits.f32", td, (int)(strlen(file) - 5), file);
+    size_t nb;
+    float *ref = (float *)slurp(path, &nb);
+    if (!ref || nb != nv * sizeof(float)) {
+      printf("FAIL %s: reference logits missing or of the wrong size\n", path), failed++;
+      free(ids), free(logits), free(ref);
+      break;
+    }
+    snprintf(what, sizeof what, "%s kv=%s logits", file, kn_dtype_name(kv));
+    if (kn_model_forward(m, 0, ids, n, 0, false, logits, err, sizeof err)) {
+      printf("FAIL %s: %s\n", what, err), failed++;
+      free(ids), free(logits), free(ref);
+      break;
+    }
+    double e = rel_err(logits, ref, nv), bound = deq ? (kv == KN_F32 ? 1e-3 : 3e-3) : 8e-2;
+    result(e <= bound, what, "relative error %.2e", e);
+    cJSON *top = cJSON_GetObjectItem(j, "last_topk");
+    double margin = cJSON_GetArrayItem(top, 0)->child ? cJSON_GetObjectItem(cJSON_GetArrayItem(top, 0), "logit")->valuedouble -
+                                                            cJSON_GetObjectItem(cJSON_GetArrayItem(top, 1), "logit")->valuedouble
+                                                      : 0;
+    int want_top = cJSON_GetObjectItem(cJSON_GetArrayItem(top, 0), "id")->valueint;
+    if (margin > (deq ? 0.05 : 0.2)) {
+      snprintf(what, sizeof what, "%s kv=%s top-1", file, kn_dtype_name(kv));
+      result(kn_argmax(logits, nv) == want_top, what, "margin %.3f", margin);
+    }
+    if (deq && kv == KN_F32) { /* greedy continuation up to the first near-tie */
+      cJSON *g = cJSON_GetObjectItem(j, "greedy_tokens"), *mg = cJSON_GetObjectItem(j, "greedy_top1_minus_top2");
+      int steps = cJSON_GetArraySize(g), agree = 0, checked = 0, pos = n;
+      int tok = kn_argmax(logits, nv);
+      for (int s = 0; s < steps; s++) {
+        if (tok != cJSON_GetArrayItem(g, s)->valueint) break;
+        agree++;
+        if (cJSON_GetArrayItem(mg, s)->valuedouble < 0.05 || s + 1 == steps || pos + 1 > 250) break;
+        int32_t t = tok;
+        if (kn_model_forward(m, 0, &t, 1, pos++, false, logits, err, sizeof err)) break;
+        tok = kn_argmax(logits, nv);
+        checked++;
+      }
+      int expect = 0;
+      for (int s = 0; s < steps; s++) {
+        expect++;
+        if (cJSON_GetArrayItem(mg, s)->valuedouble < 0.05) break;
+      }
+      snprintf(what, sizeof what, "%s greedy tokens", file);
+      result(agree >= expect, what, "%g agreeing before the first near-tie", agree);
+    }
+    free(ids), free(logits), free(ref);
+  }
+  cJSON_Delete(j);
+}
+
+/* Every prompt position of a prompt: [n][n_vocab] all_logits files. */
+static void check_all_logits(kn_device *dev, const char *file) {
+  char path[1024], model[128], base[256], what[300];
+  const char *dot = strchr(file, '.');
+  snprintf(model, sizeof model, "%.*s", (int)(dot - file), file);
+  snprintf(base, sizeof base, "%.*s", (int)(strstr(file, ".all_logits") - file), file);
+  snprintf(path, sizeof path, "%s/refs/%s.json", td, base);
+  char *js = slurp(path, NULL);
+  cJSON *j = js ? cJSON_Parse(js) : NULL;
+  free(js);
+  kn_model *m = j ? get_model(dev, model, KN_F32) : NULL;
+  if (!m) {
+    cJSON_Delete(j);
+    return;
+  }
+  cJSON *toks = cJSON_GetObjectItem(j, "prompt_tokens");
+  int n = cJSON_GetArraySize(toks), nv = m->hp.n_vocab;
+  int32_t *ids = malloc(n * sizeof *ids);
+  for (int i = 0; i < n; i++) ids[i] = cJSON_GetArrayItem(toks, i)->valueint;
+  snprintf(path, sizeof path, "%s/refs/%s", td, file);
+  size_t nb;
+  float *ref = (float *)slurp(path, &nb), *logits = malloc((size_t)n * nv * sizeof *logits);
+  char err[512];
+  bool real = strstr(file, "stories260K") != NULL;
+  double worst = 0;
+  if (!ref || nb != (size_t)n * nv * sizeof(float) || kn_model_forward(m, 0, ids, n, 0, true, logits, err, sizeof err))
+    worst = INFINITY;
+  for (int p = 0; p < n && worst < INFINITY; p++) {
+    double e = rel_err(logits + (size_t)p * nv, ref + (size_t)p * nv, nv);
+    if (e > worst) worst = e;
+  }
+  snprintf(what, sizeof what, "%s every position (%d)", file, n);
+  result(worst <= (real ? 1e-4 : 8e-2), what, "worst relative error %.2e", worst);
+  free(ids), free(ref), free(logits);
+  cJSON_Delete(j);
+}
+
+int main(void) {
+  td = getenv("KILN_TESTDATA");
+  char p[1024];
+  snprintf(p, sizeof p, "%s/refs", td ? td : "");
+  DIR *d = td ? opendir(p) : NULL;
+  if (!d) {
+    printf("skipped: test models not found (KILN_TESTDATA=%s; needs ../shared/testdata)\n", td ? td : "unset");
+    return 77;
+  }
+  char err[256];
+  kn_device *dev = kn_device_open("CPU", err, sizeof err);
+  if (!dev) return printf("no CPU device: %s\n", err), 1;
+  char *names[256];
+  int nn = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) && nn < 256)
+    if (strstr(e->d_name, ".json") && !strstr(e->d_name, "config") && !strstr(e->d_name, "tokenize"))
+      names[nn++] = strdup(e->d_name);
+    else if (strstr(e->d_name, ".all_logits.f32"))
+      names[nn++] = strdup(e->d_name);
+  closedir(d);
+  for (int i = 0; i < nn; i++) /* sorted, so one model's references run together */
+    for (int k = i + 1; k < nn; k++)
+      if (strcmp(names[i], names[k]) > 0) {
+        char *t = names[i];
+        names[i] = names[k], names[k] = t;
+      }
+  const char *only = getenv("KILN_TEST_ONLY");
+  for (int i = 0; i < nn; i++) {
+    if (!only || strstr(names[i], only)) {
+      if (strstr(names[i], ".all_logits.f32")) check_all_logits(dev, names[i]);
+      else check_ref(dev, names[i]);
+    }
+    free(names[i]);
+  }
+  for (int i = 0; i < 2; i++)
+    if (cache[i].m) kn_model_free(cache[i].m);
+  printf("%d passed, %d failed\n", passed, failed);
+  kn_device_close(dev);
+  return failed ? 1 : 0;
+}

@@ -1,0 +1,126 @@
+/* Sampling against its definition: greedy is argmax with ties to the lowest id, top-k / top-p / min-p never pick
+ * outside their sets, the empirical distribution at temperature T follows softmax(logits / T), a seed reproduces
+ * a sequence, and the penalties move exactly the logits of tokens seen. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/sample.h"
+
+static int passed, failed;
+#define CHECK(c, ...) ((c) ? passed++ : (failed++, printf("FAIL " __VA_ARGS__), printf("\n")))
+
+int main(void) {
+  enum { V = 50 };
+  float logits[V], l2[V];
+  srand(3);
+  for (int i = 0; i < V; i++) logits[i] = (float)rand() / RAND_MAX * 4 - 2;
+  logits[17] = logits[30] = 5; /* a tie: greedy takes 17 */
+  kn_sample_params p = kn_sample_defaults();
+  p.temperature = 0;
+  kn_sampler *s = kn_sampler_new(&p, V);
+  memcpy(l2, logits, sizeof l2);
+  CHECK(kn_sample(s, l2) == 17, "greedy tie should pick the lowest id");
+  kn_sampler_free(s);
+
+  /* top-k 3: only the 3 largest logits appear */
+  int order[V];
+  for (int i = 0; i < V; i++) order[i] = i;
+  for (int i = 0; i < V; i++)
+    for (int j = i + 1; j < V; j++)
+      if (logits[order[j]] > logits[order[i]] || (logits[order[j]] == logits[order[i]] && order[j] < order[i])) {
+        int t = order[i];
+        order[i] = order[j], order[j] = t;
+      }
+  p = kn_sample_defaults();
+  p.top_k = 3, p.top_p = 1, p.min_p = 0, p.temperature = 1.5f, p.seed = 9;
+  s = kn_sampler_new(&p, V);
+  int outside = 0;
+  for (int r = 0; r < 2000; r++) {
+    memcpy(l2, logits, sizeof l2);
+    int t = kn_sample(s, l2);
+    outside += t != order[0] && t != order[1] && t != order[2];
+  }
+  CHECK(outside == 0, "top-k 3 sampled %d times outside the top 3", outside);
+  kn_sampler_free(s);
+
+  /* the full distribution at T = 0.7 matches softmax(l / T) */
+  p = kn_sample_defaults();
+  p.top_k = 0, p.top_p = 1, p.min_p = 0, p.temperature = 0.7f, p.seed = 1234;
+  s = kn_sampler_new(&p, V);
+  int counts[V] = {0}, N = 200000;
+  for (int r = 0; r < N; r++) {
+    memcpy(l2, logits, sizeof l2);
+    counts[kn_sample(s, l2)]++;
+  }
+  double z = 0, worst = 0;
+  for (int i = 0; i < V; i++) z += exp(logits[i] / 0.7);
+  for (int i = 0; i < V; i++) {
+    double pi = exp(logits[i] / 0.7) / z, sd = sqrt(pi * (1 - pi) / N), d = fabs(counts[i] / (double)N - pi);
+    if (d / (sd + 1e-9) > worst) worst = d / (sd + 1e-9);
+  }
+  CHECK(worst < 5.5, "empirical distribution off by %.1f standard deviations", worst);
+  kn_sampler_free(s);
+
+  /* top-p 0.5: the sampled set is the smallest prefix of sorted tokens with mass >= 0.5 */
+  p.top_p = 0.5f, p.temperature = 1, p.seed = 5;
+  s = kn_sampler_new(&p, V);
+  z = 0;
+  for (int i = 0; i < V; i++) z += exp(logits[i]);
+  double c = 0;
+  int keep = 0;
+  while (c < 0.5) c += exp(logits[order[keep++]]) / z;
+  outside = 0;
+  for (int r = 0; r < 3000; r++) {
+    memcpy(l2, logits, sizeof l2);
+    int t = kn_sample(s, l2), in = 0;
+    for (int k = 0; k < keep; k++) in |= order[k] == t;
+    outside += !in;
+  }
+  CHECK(outside == 0, "top-p sampled %d times outside the nucleus of %d tokens", outside, keep);
+  kn_sampler_free(s);
+
+  /* min-p 0.5: tokens below half the best probability never appear */
+  p = kn_sample_defaults();
+  p.top_k = 0, p.top_p = 1, p.min_p = 0.5f, p.temperature = 1, p.seed = 6;
+  s = kn_sampler_new(&p, V);
+  outside = 0;
+  for (int r = 0; r < 3000; r++) {
+    memcpy(l2, logits, sizeof l2);
+    int t = kn_sample(s, l2);
+    outside += exp(logits[t]) < 0.5 * exp(logits[order[0]]) - 1e-6;
+  }
+  CHECK(outside == 0, "min-p let %d low tokens through", outside);
+  kn_sampler_free(s);
+
+  /* seeds: equal seeds, equal sequences; different seeds, different sequences */
+  int a[64], b[64], d[64];
+  for (int pass = 0; pass < 3; pass++) {
+    p = kn_sample_defaults();
+    p.seed = pass == 2 ? 77 : 76;
+    s = kn_sampler_new(&p, V);
+    for (int r = 0; r < 64; r++) {
+      memcpy(l2, logits, sizeof l2);
+      (pass == 0 ? a : pass == 1 ? b : d)[r] = kn_sample(s, l2);
+    }
+    kn_sampler_free(s);
+  }
+  CHECK(!memcmp(a, b, sizeof a), "same seed gave different tokens");
+  CHECK(memcmp(a, d, sizeof a), "different seeds gave the same 64 tokens");
+
+  /* penalties: repeat divides positive / multiplies negative logits; frequency and presence subtract */
+  p = kn_sample_defaults();
+  p.temperature = 0, p.repeat_penalty = 2, p.frequency_penalty = 0.5f, p.presence_penalty = 0.25f, p.repeat_last_n = 8;
+  s = kn_sampler_new(&p, V);
+  kn_sampler_accept(s, 17), kn_sampler_accept(s, 17), kn_sampler_accept(s, 3);
+  memcpy(l2, logits, sizeof l2);
+  kn_sample(s, l2);
+  float want17 = logits[17] / 2 - 2 * 0.5f - 0.25f;
+  float want3 = (logits[3] > 0 ? logits[3] / 2 : logits[3] * 2) - 0.5f - 0.25f;
+  CHECK(fabsf(l2[17] - want17) < 1e-5 && fabsf(l2[3] - want3) < 1e-5 && l2[4] == logits[4],
+        "penalties: %g/%g vs %g/%g", l2[17], l2[3], want17, want3);
+  kn_sampler_free(s);
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
