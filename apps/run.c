@@ -43,6 +43,8 @@ static int usage(FILE *f) {
   return f == stdout ? 0 : 2;
 }
 
+static bool is_opt(const char *a, const char *s1, const char *s2) { return !strcmp(a, s1) || (s2 && !strcmp(a, s2)); }
+
 static int parse(int argc, char **argv, run_opts *o) {
   memset(o, 0, sizeof *o);
   o->n_predict = 128, o->kv = KN_F16;
@@ -51,7 +53,7 @@ static int parse(int argc, char **argv, run_opts *o) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define ARG(s1, s2) ((!strcmp(a, s1) || (s2 && !strcmp(a, s2))) && (v || (fprintf(stderr, "kiln run: %s needs a value\n", a), 0)) && ++i)
+#define ARG(s1, s2) (is_opt(a, s1, s2) && (v || (fprintf(stderr, "kiln run: %s needs a value\n", a), 0)) && ++i)
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout), 1;
     else if (!strcmp(a, "--list-models")) return kn_registry_print(stdout), 1;
     else if (!strcmp(a, "--ids")) o->ids = true;
@@ -75,7 +77,7 @@ static int parse(int argc, char **argv, run_opts *o) {
       if (!strcmp(v, "f16")) o->kv = KN_F16;
       else if (!strcmp(v, "f32")) o->kv = KN_F32;
       else return fprintf(stderr, "kiln run: --kv-type must be f16 or f32, not '%s'\n", v), 2;
-    } else if (i + 1 >= argc + 1 || a[0] == '-')
+    } else if (a[0] == '-')
       return fprintf(stderr, "kiln run: unknown or incomplete option '%s' (see kiln run --help)\n", a), 2;
     else
       return fprintf(stderr, "kiln run: unexpected argument '%s'\n", a), 2;

@@ -36,6 +36,7 @@ const int64_t *kn_shape(kn_t t);
 int64_t kn_numel(kn_t t);
 kn_dtype kn_dtype_of(kn_t t); /* storage dtype for buffers of block formats; values read as float32 */
 void kn_print_shape(kn_t t, char *buf, size_t n);
+int64_t kn_shape_numel(int ndim, const int64_t *shape); /* product of the dims */
 
 /* ---- creation ---- */
 kn_t kn_empty(kn_dtype dt, int ndim, const int64_t *shape);

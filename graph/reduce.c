@@ -70,6 +70,9 @@ kn_t kn_matmul(kn_t a, kn_t b) {
     kn_print_shape(b, sb, sizeof sb);
     return kn_graph_fail("matmul: inner dimensions differ: %s @ %s", sa, sb);
   }
+  /* products of half-precision inputs are formed in float32 (each product rounded once, in the sum) */
+  kn_dtype out = kn_dtype_promote(kn_dtype_scalar(a->dtype), kn_dtype_scalar(b->dtype));
+  if (out == KN_F16 || out == KN_BF16) a = kn_cast(a, KN_F32), b = kn_cast(b, KN_F32);
   /* a [..., M, 1, K] * b^T [..., 1, N, K] summed over K: the weight's K stays its contiguous axis */
   kn_t x = kn_unsqueeze(a, -2);
   kn_t w = kn_unsqueeze(kn_transpose(b, -1, -2), -3);
@@ -78,5 +81,5 @@ kn_t kn_matmul(kn_t a, kn_t b) {
   kn_t r = kn_sum(p, 1, &ax, false);
   if (r && a_vec) r = kn_squeeze(r, -2);
   if (r && b_vec) r = kn_squeeze(r, -1);
-  return r;
+  return r && out != kn_dtype_of(r) ? kn_cast(r, out) : r;
 }

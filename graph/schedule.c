@@ -167,6 +167,7 @@ static int buf_index(kb *b, kn_uop *u) {
   b->it->bufs[b->it->nbufs] = u;
   b->k->bufs[b->it->nbufs].dtype = stored_dtype(u);
   b->k->bufs[b->it->nbufs].nelems = kn_shape_numel(u->ndim, u->shape);
+  b->k->nbufs = b->it->nbufs + 1;
   return b->it->nbufs++;
 }
 

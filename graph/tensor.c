@@ -223,26 +223,68 @@ static kn_t unary(kn_kop_type op, kn_t a, bool need_float) {
   return alu(op, dt, 1, s);
 }
 
+/* Half-precision inputs of transcendental functions are computed in float32 and rounded once at the end, so
+ * the intermediate steps (x * log2(e), range reduction) do not each round to 11 bits. */
+static bool is_half(kn_t a) { return a && (vdt(a) == KN_F16 || vdt(a) == KN_BF16); }
+#define HALF_IN_F32(a, expr)                              \
+  do {                                                    \
+    if (is_half(a)) {                                     \
+      kn_dtype h_ = vdt(a);                               \
+      kn_t x_ = kn_cast(a, KN_F32);                       \
+      return kn_cast(expr(x_), h_);                       \
+    }                                                     \
+  } while (0)
+
 kn_t kn_neg(kn_t a) { return a && vdt(a) == KN_BOOL ? kn_not(a) : unary(KN_KOP_NEG, a, false); }
 kn_t kn_not(kn_t a) { return unary(KN_KOP_NOT, a, false); }
-kn_t kn_recip(kn_t a) { return unary(KN_KOP_RECIP, a, true); }
-kn_t kn_sqrt(kn_t a) { return unary(KN_KOP_SQRT, a, true); }
-kn_t kn_rsqrt(kn_t a) { return kn_recip(kn_sqrt(a)); }
-kn_t kn_exp2(kn_t a) { return unary(KN_KOP_EXP2, a, true); }
-kn_t kn_log2(kn_t a) { return unary(KN_KOP_LOG2, a, true); }
-kn_t kn_sin(kn_t a) { return unary(KN_KOP_SIN, a, true); }
+kn_t kn_recip(kn_t a) {
+  HALF_IN_F32(a, kn_recip);
+  return unary(KN_KOP_RECIP, a, true);
+}
+kn_t kn_sqrt(kn_t a) {
+  HALF_IN_F32(a, kn_sqrt);
+  return unary(KN_KOP_SQRT, a, true);
+}
+static kn_t rsqrt_f(kn_t a) { return kn_recip(kn_sqrt(a)); }
+kn_t kn_rsqrt(kn_t a) {
+  HALF_IN_F32(a, rsqrt_f);
+  return rsqrt_f(a);
+}
+kn_t kn_exp2(kn_t a) {
+  HALF_IN_F32(a, kn_exp2);
+  return unary(KN_KOP_EXP2, a, true);
+}
+kn_t kn_log2(kn_t a) {
+  HALF_IN_F32(a, kn_log2);
+  return unary(KN_KOP_LOG2, a, true);
+}
+kn_t kn_sin(kn_t a) {
+  HALF_IN_F32(a, kn_sin);
+  return unary(KN_KOP_SIN, a, true);
+}
 kn_t kn_trunc(kn_t a) { return a && !kn_dtype_is_float(vdt(a)) ? a : unary(KN_KOP_TRUNC, a, true); }
 kn_t kn_exp(kn_t a) {
+  HALF_IN_F32(a, kn_exp);
   if (a && !kn_dtype_is_float(vdt(a))) a = kn_cast(a, KN_F32);
   return kn_exp2(kn_muls(a, 1.0 / M_LN2));
 }
-kn_t kn_log(kn_t a) { return kn_muls(kn_log2(a), M_LN2); }
+kn_t kn_log(kn_t a) {
+  HALF_IN_F32(a, kn_log);
+  return kn_muls(kn_log2(a), M_LN2);
+}
 kn_t kn_cos(kn_t a) {
+  HALF_IN_F32(a, kn_cos);
   if (a && !kn_dtype_is_float(vdt(a))) a = kn_cast(a, KN_F32);
   return kn_sin(kn_sub(scalar_like(a, M_PI / 2), a));
 }
-kn_t kn_sigmoid(kn_t a) { return kn_recip(kn_adds(kn_exp(kn_neg(a)), 1.0)); }
-kn_t kn_tanh(kn_t a) { return kn_adds(kn_muls(kn_sigmoid(kn_muls(a, 2.0)), 2.0), -1.0); }
+kn_t kn_sigmoid(kn_t a) {
+  HALF_IN_F32(a, kn_sigmoid);
+  return kn_recip(kn_adds(kn_exp(kn_neg(a)), 1.0));
+}
+kn_t kn_tanh(kn_t a) {
+  HALF_IN_F32(a, kn_tanh);
+  return kn_adds(kn_muls(kn_sigmoid(kn_muls(a, 2.0)), 2.0), -1.0);
+}
 kn_t kn_relu(kn_t a) { return kn_maximum(a, scalar_like(a, 0)); }
 kn_t kn_abs(kn_t a) { return a && vdt(a) == KN_BOOL ? a : kn_where(kn_lt(a, scalar_like(a, 0)), kn_neg(a), a); }
 kn_t kn_square(kn_t a) { return kn_mul(a, a); }

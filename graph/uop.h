@@ -72,7 +72,6 @@ kn_uop *kn_uop_make(kn_opcode op, kn_dtype dt, int ndim, const int64_t *shape, i
 kn_uop *kn_graph_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 kn_ctx *kn_ctx_need(void);
 /* Structural helpers */
-int64_t kn_shape_numel(int ndim, const int64_t *shape);
 bool kn_uop_is_elementwise(const kn_uop *u);
 
 /* view algebra (view.c) */

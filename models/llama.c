@@ -22,7 +22,8 @@ struct kn_step {
   kn_step *next;
 };
 
-/* Causal attention over the cache, from primitives: q [T, H, D], caches [C, KV, D] already holding this pass's
+/* Causal attention over the cache, from primitives (KILN_ATTENTION=0; the default is the fused template kernel,
+ * whose cost follows the position instead of the cache length): q [T, H, D], caches [C, KV, D] already holding this pass's
  * keys and values. Positions after each query's own are masked. Returns [T, H*D]. */
 static kn_t attention(const kn_hparams *hp, kn_t q, kn_t kc, kn_t vc, kn_var *pos, int T) {
   int64_t C = kn_dim(kc, 0), KV = hp->n_head_kv, G = hp->n_head / hp->n_head_kv, D = hp->head_dim;
@@ -59,7 +60,10 @@ static kn_t build_forward(kn_model *m, kn_step *s) {
     kn_kvcache *kv = &m->slots[s->slot];
     kn_t kc = kn_assign(kn_shrink_var(kv->k[l], 0, s->pos, T), k);
     kn_t vc = kn_assign(kn_shrink_var(kv->v[l], 0, s->pos, T), v);
-    x = kn_add(x, kn_linear(attention(hp, q, kc, vc, s->pos, T), L->wo, NULL));
+    kn_t att = m->attn_primitive ? attention(hp, q, kc, vc, s->pos, T)
+                                 : kn_reshape(kn_custom_attention(q, kc, vc, s->pos, T, 1.0f / sqrtf((float)D)), 2,
+                                              (int64_t[]){T, H * D});
+    x = kn_add(x, kn_linear(att, L->wo, NULL));
     /* feed-forward */
     h = kn_rmsnorm(x, L->ffn_norm, hp->eps);
     kn_t g = kn_mul(kn_silu(kn_linear(h, L->w_gate, NULL)), kn_linear(h, L->w_up, NULL));

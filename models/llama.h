@@ -41,6 +41,7 @@ typedef struct kn_model {
   kn_kvcache *slots;
   kn_dtype kv_dtype;
   kn_step *steps;            /* captured forward passes, one per batch length */
+  bool attn_primitive;       /* attention from graph primitives instead of the fused kernel (KILN_ATTENTION=0) */
   int64_t weight_bytes, kv_bytes;
   struct kn_gguf *file;      /* the GGUF file (kept open: weights point into it) */
   kn_tokenizer *tok;

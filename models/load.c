@@ -218,6 +218,7 @@ kn_model *kn_model_load(const char *path, kn_device *dev, const kn_load_opts *o,
   kn_model *m = calloc(1, sizeof *m);
   if (!m) return snprintf(err, errlen, "out of memory"), NULL;
   m->dev = dev;
+  m->attn_primitive = kn_getenv_int("KILN_ATTENTION", 1) == 0;
   char e2[512];
   if (!(m->file = kn_gguf_open(path, err, errlen)) || read_hparams(m->file, &m->hp, err, errlen) ||
       !(m->wctx = kn_ctx_new(dev)))

@@ -38,8 +38,6 @@ static kn_t randt(int nd, const int64_t *sh, float **host) {
   return t;
 }
 
-int64_t kn_shape_numel(int ndim, const int64_t *shape);
-
 int main(void) {
   char err[256];
   kn_device *d = kn_device_open("CPU", err, sizeof err);

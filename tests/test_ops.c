@@ -436,10 +436,12 @@ static vref vr_new(int nd, const int64_t *sh) {
   return v;
 }
 
-int64_t kn_shape_numel(int ndim, const int64_t *shape);
+static char move_log[256];
 
 static kn_t random_move(kn_t t, vref *v) {
   int kind = (int)irand(0, 5);
+  size_t ml = strlen(move_log);
+  snprintf(move_log + ml, sizeof move_log - ml, "%s%s", ml ? "," : "", (const char *[]){"reshape", "permute", "pad", "shrink", "flip", "expand"}[kind]);
   int nd = v->nd;
   int64_t n = kn_shape_numel(nd, v->sh), idx[KN_MAXDIM], j[KN_MAXDIM];
   vref o = {nd, {0}, NULL};
@@ -545,6 +547,7 @@ static void test_movement(void) {
     kn_t t = dev(&a);
     vref v = vr_new(nd, sh);
     int steps = (int)irand(1, 5);
+    move_log[0] = 0;
     for (int s = 0; s < steps; s++) t = random_move(t, &v);
     /* half the cases realize the view directly, half through an elementwise op (fused view) */
     bool through_op = rep & 1;
@@ -552,7 +555,7 @@ static void test_movement(void) {
     for (int64_t i = 0; i < kn_shape_numel(v.nd, v.sh); i++)
       want.v[i] = v.src[i] < 0 ? (through_op ? 1 : 0) : fit(dt, a.v[v.src[i]] + (through_op ? 1 : 0));
     if (through_op) t = kn_add(t, kn_scalar(dt, 1)); /* the padding is 0 before the add, 1 after */
-    snprintf(casename, sizeof casename, "movement chain %d (%d steps, %s)", rep, steps, kn_dtype_name(dt));
+    snprintf(casename, sizeof casename, "movement chain %d (%s, %s)", rep, move_log, kn_dtype_name(dt));
     check(kn_contiguous(t), &want, 0);
     free(a.v), free(want.v), free(v.src);
   }

@@ -1,0 +1,186 @@
+/* The fused attention template (KN_KERNEL_ATTENTION) for the CPU: one work item per (query, head), an online
+ * softmax over keys 0 .. start_pos + t read straight from the KV cache (f16 or f32), so no score matrix exists in
+ * memory and the cost follows the position, not the cache length. Emitted with the LLVM C API; head_dim is
+ * processed in vectors of the target's width. */
+#include <llvm-c/Core.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "attention.h"
+
+typedef struct {
+  LLVMContextRef c;
+  LLVMBuilderRef b;
+  LLVMModuleRef m;
+  LLVMTypeRef f32, i64, vf, ptr;
+  int W;
+} emit;
+
+static LLVMValueRef cf(emit *e, double v) { return LLVMConstReal(e->f32, v); }
+static LLVMValueRef ci(emit *e, int64_t v) { return LLVMConstInt(e->i64, (unsigned long long)v, 1); }
+
+static LLVMValueRef splat(emit *e, LLVMValueRef s) {
+  LLVMValueRef v = LLVMGetUndef(e->vf);
+  for (int i = 0; i < e->W; i++) v = LLVMBuildInsertElement(e->b, v, s, LLVMConstInt(LLVMInt32TypeInContext(e->c), i, 0), "");
+  return v;
+}
+
+static LLVMValueRef intrinsic(emit *e, const char *name, LLVMTypeRef ty, LLVMValueRef *args, int n) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMTypeRef tys[1] = {ty};
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->m, id, tys, 1);
+  return LLVMBuildCall2(e->b, LLVMIntrinsicGetType(e->c, id, tys, 1), fn, args, n, "");
+}
+
+/* exp(x) for x <= 0 (every argument here is a difference from a running max): 2^n * p(r), r = x - n ln2,
+ * p a degree-6 polynomial; below -87 the result flushes to 0. No libm call, so the object has no imports. */
+static LLVMValueRef fast_exp(emit *e, LLVMValueRef x) {
+  LLVMBuilderRef b = e->b;
+  LLVMValueRef lo = cf(e, -87.0);
+  LLVMValueRef xc = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, x, lo, ""), lo, x, "");
+  LLVMValueRef t = LLVMBuildFMul(b, xc, cf(e, 1.4426950408889634), "");
+  LLVMValueRef n = intrinsic(e, "llvm.floor", e->f32, (LLVMValueRef[]){t}, 1);
+  LLVMValueRef r = LLVMBuildFSub(b, xc, LLVMBuildFMul(b, n, cf(e, 0.693145751953125), ""), "");
+  r = LLVMBuildFSub(b, r, LLVMBuildFMul(b, n, cf(e, 1.428606765330187e-06), ""), "");
+  static const double c[] = {1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1.0, 1.0};
+  LLVMValueRef p = cf(e, c[0]);
+  for (int i = 1; i < 7; i++) p = LLVMBuildFAdd(b, LLVMBuildFMul(b, p, r, ""), cf(e, c[i]), "");
+  LLVMTypeRef i32 = LLVMInt32TypeInContext(e->c);
+  LLVMValueRef ni = LLVMBuildFPToSI(b, n, i32, "");
+  LLVMValueRef bits = LLVMBuildShl(b, LLVMBuildAdd(b, ni, LLVMConstInt(i32, 127, 0), ""), LLVMConstInt(i32, 23, 0), "");
+  LLVMValueRef scale = LLVMBuildBitCast(b, bits, e->f32, "");
+  LLVMValueRef y = LLVMBuildFMul(b, p, scale, "");
+  return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, x, lo, ""), cf(e, 0.0), y, "");
+}
+
+/* W floats of a cache row: f16 rows are widened */
+static LLVMValueRef load_vec(emit *e, LLVMValueRef base, LLVMValueRef elem, bool half) {
+  LLVMTypeRef et = half ? LLVMHalfTypeInContext(e->c) : e->f32;
+  LLVMValueRef p = LLVMBuildGEP2(e->b, et, base, &elem, 1, "");
+  LLVMTypeRef vt = LLVMVectorType(et, e->W);
+  LLVMValueRef v = LLVMBuildLoad2(e->b, vt, p, "");
+  LLVMSetAlignment(v, half ? 2 : 4);
+  return half ? LLVMBuildFPExt(e->b, v, e->vf, "") : v;
+}
+
+static LLVMValueRef hsum(emit *e, LLVMValueRef v) {
+  LLVMValueRef s = LLVMBuildExtractElement(e->b, v, LLVMConstInt(LLVMInt32TypeInContext(e->c), 0, 0), "");
+  for (int i = 1; i < e->W; i++)
+    s = LLVMBuildFAdd(e->b, s, LLVMBuildExtractElement(e->b, v, LLVMConstInt(LLVMInt32TypeInContext(e->c), i, 0), ""), "");
+  return s;
+}
+
+/* A counted loop: returns the counter phi; the caller emits the body then calls loop_end. */
+typedef struct {
+  LLVMBasicBlockRef head, body, exit;
+  LLVMValueRef i;
+} loop;
+
+static loop loop_begin(emit *e, LLVMValueRef fn, LLVMValueRef from, LLVMValueRef to, const char *name) {
+  loop l;
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(e->b);
+  l.head = LLVMAppendBasicBlockInContext(e->c, fn, name);
+  l.body = LLVMAppendBasicBlockInContext(e->c, fn, "body");
+  l.exit = LLVMAppendBasicBlockInContext(e->c, fn, "exit");
+  LLVMBuildBr(e->b, l.head);
+  LLVMPositionBuilderAtEnd(e->b, l.head);
+  l.i = LLVMBuildPhi(e->b, e->i64, "i");
+  LLVMAddIncoming(l.i, &from, &pre, 1);
+  LLVMBuildCondBr(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, l.i, to, ""), l.body, l.exit);
+  LLVMPositionBuilderAtEnd(e->b, l.body);
+  return l;
+}
+
+static void loop_end(emit *e, loop *l) {
+  LLVMValueRef next = LLVMBuildAdd(e->b, l->i, ci(e, 1), "");
+  LLVMBasicBlockRef cur = LLVMGetInsertBlock(e->b);
+  LLVMAddIncoming(l->i, &next, &cur, 1);
+  LLVMBuildBr(e->b, l->head);
+  LLVMPositionBuilderAtEnd(e->b, l->exit);
+}
+
+LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn_target *t, const char *entry, char *err,
+                                  size_t errlen) {
+  const kn_attn *a = &k->attn;
+  bool half = k->bufs[2].dtype == KN_F16;
+  if ((k->bufs[2].dtype != KN_F16 && k->bufs[2].dtype != KN_F32) || k->bufs[3].dtype != k->bufs[2].dtype ||
+      a->head_dim <= 0 || a->head_dim > 1024 || a->n_kv_head <= 0 || a->n_head % a->n_kv_head || a->head_dim % 4) {
+    snprintf(err, errlen, "attention kernel: unsupported cache dtype or head layout");
+    return NULL;
+  }
+  emit e = {.c = c};
+  e.m = LLVMModuleCreateWithNameInContext(entry, c);
+  e.b = LLVMCreateBuilderInContext(c);
+  e.f32 = LLVMFloatTypeInContext(c), e.i64 = LLVMInt64TypeInContext(c), e.ptr = LLVMPointerTypeInContext(c, 0);
+  int W = t->vector_bytes / 4 > 4 ? t->vector_bytes / 4 : 4;
+  while (W > 4 && a->head_dim % W) W /= 2; /* head_dim % 4 == 0 was checked: at most 256 vectors below */
+  e.W = W;
+  e.vf = LLVMVectorType(e.f32, W);
+  LLVMTypeRef params[4] = {e.ptr, e.ptr, e.i64, e.i64};
+  LLVMValueRef fn = LLVMAddFunction(e.m, entry, LLVMFunctionType(LLVMVoidTypeInContext(c), params, 4, 0));
+  LLVMBuilderRef b = e.b;
+  LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(c, fn, "entry"));
+  LLVMValueRef bufs = LLVMGetParam(fn, 0), vars = LLVMGetParam(fn, 1);
+  LLVMValueRef ptrs[4];
+  for (int i = 0; i < 4; i++) {
+    LLVMValueRef idx = ci(&e, i);
+    ptrs[i] = LLVMBuildLoad2(b, e.ptr, LLVMBuildGEP2(b, e.ptr, bufs, &idx, 1, ""), "");
+  }
+  LLVMValueRef pv = ci(&e, a->pos_var);
+  LLVMValueRef start_pos = LLVMBuildLoad2(b, e.i64, LLVMBuildGEP2(b, e.i64, vars, &pv, 1, ""), "start_pos");
+  int D = a->head_dim, nv = D / W, G = a->n_head / a->n_kv_head;
+  LLVMValueRef acc = LLVMBuildAlloca(b, LLVMArrayType(e.vf, nv), "acc");
+  LLVMValueRef mx = LLVMBuildAlloca(b, e.f32, "m"), den = LLVMBuildAlloca(b, e.f32, "l");
+
+  loop item = loop_begin(&e, fn, LLVMGetParam(fn, 2), LLVMGetParam(fn, 3), "item");
+  LLVMValueRef tq = LLVMBuildSDiv(b, item.i, ci(&e, a->n_head), ""), h = LLVMBuildSRem(b, item.i, ci(&e, a->n_head), "");
+  LLVMValueRef kvh = LLVMBuildSDiv(b, h, ci(&e, G), "");
+  LLVMValueRef qoff = LLVMBuildMul(b, item.i, ci(&e, D), ""); /* q and out are [n_q][n_head][D] */
+  LLVMValueRef last = LLVMBuildAdd(b, LLVMBuildAdd(b, start_pos, tq, ""), ci(&e, 1), "nkeys");
+  /* q, pre-scaled, held in registers */
+  LLVMValueRef q[256];
+  for (int v = 0; v < nv; v++) {
+    LLVMValueRef qv = load_vec(&e, ptrs[1], LLVMBuildAdd(b, qoff, ci(&e, v * W), ""), false);
+    q[v] = LLVMBuildFMul(b, qv, splat(&e, cf(&e, a->scale)), "");
+    LLVMValueRef slot = LLVMBuildGEP2(b, LLVMArrayType(e.vf, nv), acc, (LLVMValueRef[]){ci(&e, 0), ci(&e, v)}, 2, "");
+    LLVMBuildStore(b, LLVMConstNull(e.vf), slot);
+  }
+  LLVMBuildStore(b, cf(&e, -1e30), mx);
+  LLVMBuildStore(b, cf(&e, 0.0), den);
+
+  loop key = loop_begin(&e, fn, ci(&e, 0), last, "key");
+  LLVMValueRef row = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, key.i, ci(&e, a->n_kv_head), ""), kvh, ""), ci(&e, D), "");
+  LLVMValueRef dot = LLVMConstNull(e.vf);
+  for (int v = 0; v < nv; v++) {
+    LLVMValueRef kv = load_vec(&e, ptrs[2], LLVMBuildAdd(b, row, ci(&e, v * W), ""), half);
+    dot = LLVMBuildFAdd(b, dot, LLVMBuildFMul(b, q[v], kv, ""), "");
+  }
+  LLVMValueRef s = hsum(&e, dot);
+  LLVMValueRef m_old = LLVMBuildLoad2(b, e.f32, mx, "");
+  LLVMValueRef m_new = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, s, m_old, ""), s, m_old, "");
+  LLVMValueRef corr = fast_exp(&e, LLVMBuildFSub(b, m_old, m_new, ""));
+  LLVMValueRef p = fast_exp(&e, LLVMBuildFSub(b, s, m_new, ""));
+  LLVMBuildStore(b, m_new, mx);
+  LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildFMul(b, LLVMBuildLoad2(b, e.f32, den, ""), corr, ""), p, ""), den);
+  LLVMValueRef vcorr = splat(&e, corr), vp = splat(&e, p);
+  for (int v = 0; v < nv; v++) {
+    LLVMValueRef slot = LLVMBuildGEP2(b, LLVMArrayType(e.vf, nv), acc, (LLVMValueRef[]){ci(&e, 0), ci(&e, v)}, 2, "");
+    LLVMValueRef vv = load_vec(&e, ptrs[3], LLVMBuildAdd(b, row, ci(&e, v * W), ""), half);
+    LLVMValueRef old = LLVMBuildLoad2(b, e.vf, slot, "");
+    LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildFMul(b, old, vcorr, ""), LLVMBuildFMul(b, vv, vp, ""), ""), slot);
+  }
+  loop_end(&e, &key);
+
+  LLVMValueRef inv = splat(&e, LLVMBuildFDiv(b, cf(&e, 1.0), LLVMBuildLoad2(b, e.f32, den, ""), ""));
+  for (int v = 0; v < nv; v++) {
+    LLVMValueRef slot = LLVMBuildGEP2(b, LLVMArrayType(e.vf, nv), acc, (LLVMValueRef[]){ci(&e, 0), ci(&e, v)}, 2, "");
+    LLVMValueRef o = LLVMBuildFMul(b, LLVMBuildLoad2(b, e.vf, slot, ""), inv, "");
+    LLVMValueRef off = LLVMBuildAdd(b, qoff, ci(&e, v * W), "");
+    LLVMValueRef st = LLVMBuildStore(b, o, LLVMBuildGEP2(b, e.f32, ptrs[0], &off, 1, ""));
+    LLVMSetAlignment(st, 4);
+  }
+  loop_end(&e, &item);
+  LLVMBuildRetVoid(b);
+  LLVMDisposeBuilder(b);
+  return e.m;
+}
