@@ -4,5 +4,10 @@
 
 /* Each takes the arguments after the subcommand name (argv[0] is the subcommand) and returns the exit code. */
 int kn_cmd_demo(int argc, char **argv);
+int kn_cmd_run(int argc, char **argv);
+int kn_cmd_serve(int argc, char **argv);
+int kn_cmd_bench(int argc, char **argv);
+int kn_cmd_cache(int argc, char **argv);
+int kn_cmd_gguf(int argc, char **argv);
 
 #endif

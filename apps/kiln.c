@@ -12,6 +12,11 @@ typedef struct {
 
 static const command commands[] = {
   {"demo", kn_cmd_demo, "run a small program through the engine on the default device"},
+  {"run", kn_cmd_run, "generate text with a GGUF model, or chat with it"},
+  {"serve", kn_cmd_serve, "serve a model over an OpenAI-compatible HTTP API"},
+  {"bench", kn_cmd_bench, "prompt processing and generation speed of a model (medians, peak RSS)"},
+  {"cache", kn_cmd_cache, "inspect the kernel disk cache: list, show, stats, verify, clear"},
+  {"gguf", kn_cmd_gguf, "show a GGUF file's metadata and tensors (and why it does not load, if it does not)"},
 };
 
 static void usage(FILE *f) {

@@ -37,5 +37,10 @@ int kn_cache_list(kn_cache_visit fn, void *ctx);
 int kn_cache_read_entry(const char *key, kn_cache_entry *e, char **ir, uint8_t **obj, size_t *n);
 int kn_cache_remove(const char *key);
 int kn_cache_clear(void);
+/* This process's loads so far: hits, misses (corrupt entries count as misses too) and corrupt entries found;
+ * kn_cache_process_stats (codegen.c) reports these. */
+void kn_cache_counts(int64_t *hits, int64_t *misses, int64_t *corrupt);
+/* Disassembly of an entry's object for its own target (kiln cache show), malloc'd; NULL on failure. */
+char *kn_cache_disassemble(const kn_cache_entry *e, const uint8_t *obj, size_t n);
 
 #endif

@@ -43,6 +43,7 @@ int64_t kn_dtype_nbytes(kn_dtype t, int64_t n) {
 }
 
 int kn_dtype_from_ggml(int ggml_type) {
+  if (ggml_type < 0) return -1; /* -1 marks "no GGML id" in the table */
   for (int i = 0; i < KN_DTYPE_COUNT; i++)
     if (table[i].ggml_type == ggml_type) return i;
   return -1;

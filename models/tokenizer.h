@@ -15,30 +15,30 @@ enum kn_tok_kind { KN_TOK_SPM = 1, KN_TOK_BPE = 2 };
 
 /* Token attribute bits (kn_token_attr). The first six follow tokenizer.ggml.token_type (1..6). */
 enum {
-    KN_TOKEN_NORMAL = 1u << 0,
-    KN_TOKEN_UNKNOWN = 1u << 1,
-    KN_TOKEN_CONTROL = 1u << 2,
-    KN_TOKEN_USER_DEFINED = 1u << 3,
-    KN_TOKEN_UNUSED = 1u << 4,
-    KN_TOKEN_BYTE = 1u << 5,
-    KN_TOKEN_EOG = 1u << 6, /* ends generation: eos, eot, <|im_end|>, <|endoftext|>, <|eot_id|>, ... */
+  KN_TOKEN_NORMAL = 1u << 0,
+  KN_TOKEN_UNKNOWN = 1u << 1,
+  KN_TOKEN_CONTROL = 1u << 2,
+  KN_TOKEN_USER_DEFINED = 1u << 3,
+  KN_TOKEN_UNUSED = 1u << 4,
+  KN_TOKEN_BYTE = 1u << 5,
+  KN_TOKEN_EOG = 1u << 6, /* ends generation: eos, eot, <|im_end|>, <|endoftext|>, <|eot_id|>, ... */
 };
 
 /* A vocabulary as plain arrays: what the tokenizer.ggml.* keys of a GGUF file hold. Optional arrays may be NULL;
  * ids < 0 and flags < 0 mean "key absent" (the model type's default applies). */
 typedef struct kn_vocab_desc {
-    const char *model;          /* tokenizer.ggml.model: "gpt2" or "llama" */
-    const char *pre;            /* tokenizer.ggml.pre; NULL = "default" */
-    size_t n_tokens;
-    const char *const *tokens;  /* tokenizer.ggml.tokens */
-    const size_t *token_lens;   /* NULL: NUL-terminated */
-    const float *scores;        /* tokenizer.ggml.scores (SentencePiece merge priority) */
-    const int32_t *token_types; /* tokenizer.ggml.token_type */
-    size_t n_merges;
-    const char *const *merges;  /* tokenizer.ggml.merges, "left right" */
-    const size_t *merge_lens;
-    int64_t bos, eos, eot, eom, unk, sep, pad;
-    int add_bos, add_eos, add_space_prefix;
+  const char *model; /* tokenizer.ggml.model: "gpt2" or "llama" */
+  const char *pre;   /* tokenizer.ggml.pre; NULL = "default" */
+  size_t n_tokens;
+  const char *const *tokens;  /* tokenizer.ggml.tokens */
+  const size_t *token_lens;   /* NULL: NUL-terminated */
+  const float *scores;        /* tokenizer.ggml.scores (SentencePiece merge priority) */
+  const int32_t *token_types; /* tokenizer.ggml.token_type */
+  size_t n_merges;
+  const char *const *merges; /* tokenizer.ggml.merges, "left right" */
+  const size_t *merge_lens;
+  int64_t bos, eos, eot, eom, unk, sep, pad;
+  int add_bos, add_eos, add_space_prefix;
 } kn_vocab_desc;
 
 /* Fill every id and flag of *d with "absent" and every pointer with NULL. */
@@ -80,9 +80,9 @@ int kn_tokenize(const kn_tokenizer *t, const char *text, size_t len, bool add_sp
 
 /* Decode flags. */
 enum {
-    KN_DECODE_SPECIAL = 1u << 0,     /* render control tokens' text */
-    KN_DECODE_STRIP_SPACE = 1u << 1, /* drop the space SentencePiece prepends to the first word */
-    KN_DECODE_SKIP_BOS = 1u << 2,    /* drop a leading BOS */
+  KN_DECODE_SPECIAL = 1u << 0,     /* render control tokens' text */
+  KN_DECODE_STRIP_SPACE = 1u << 1, /* drop the space SentencePiece prepends to the first word */
+  KN_DECODE_SKIP_BOS = 1u << 2,    /* drop a leading BOS */
 };
 /* Decode a sequence to bytes (NUL-terminated, malloc'd; *len excludes the NUL). NULL on a bad id. */
 char *kn_detokenize(const kn_tokenizer *t, const int32_t *ids, size_t n, unsigned flags, size_t *len, char *err,

@@ -1,0 +1,205 @@
+/* apps/prompt.c: a request's prompt as tokens, and the constraints of its reply. A chat is rendered with the model's
+ * template family; text that came from the conversation is tokenized without special-token parsing, so a user who
+ * types "<|im_end|>" cannot end a turn. tool_choice required / named pre-fills the call's opening after the
+ * generation prompt and constrains the rest to a valid call, so any model (even random weights) returns one. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/model.h"
+#include "serve.h"
+
+typedef struct call_format {
+  const char *open;  /* before the name */
+  const char *mid;   /* between the name and the arguments object */
+  const char *tail;  /* after the arguments object */
+  const char *trigger; /* free text that starts a call (constrained from there on), or NULL */
+} call_format;
+
+static call_format format_of(kn_chat_family f) {
+  if (f == KN_CHAT_LLAMA3 || f == KN_CHAT_LLAMA31)
+    return (call_format){"{\"name\": \"", "\", \"parameters\": ", "}", NULL};
+  return (call_format){"<tool_call>\n{\"name\": \"", "\", \"arguments\": ", "}\n</tool_call>", "<tool_call>"};
+}
+
+static char *concat3(const char *a, const char *b, const char *c) {
+  size_t na = strlen(a), nb = strlen(b), nc = strlen(c);
+  char *s = malloc(na + nb + nc + 1);
+  if (!s) return NULL;
+  memcpy(s, a, na), memcpy(s + na, b, nb), memcpy(s + na + nb, c, nc);
+  s[na + nb + nc] = 0;
+  return s;
+}
+
+/* Candidates "<before>NAME<mid>" for each tool, then a JSON object, then the tail. */
+static int call_spec(kc_spec *k, const oai_req *q, const char *before, const call_format *cf) {
+  memset(k, 0, sizeof *k);
+  k->json = true;
+  if (!(k->tail = strdup(cf->tail))) return -1;
+  if (!(k->choices = calloc((size_t)q->n_tools, sizeof *k->choices))) return -1;
+  for (int i = 0; i < q->n_tools; i++) {
+    if (!(k->choices[k->n_choices++] = concat3(before, q->tool_names[i], cf->mid))) return -1;
+  }
+  return 0;
+}
+
+/* ---- tokenizing -------------------------------------------------------------------------------------------- */
+
+static int append_tokens(const kn_tokenizer *t, const char *s, size_t n, bool special, int32_t **ids, int *nids,
+                         int *cap, oai_error *e) {
+  if (n == 0) return 0;
+  int32_t *part = NULL;
+  size_t np = 0;
+  char err[256];
+  if (kn_tokenize(t, s, n, false, special, &part, &np, err, sizeof err)) {
+    oai_err(e, 400, "invalid_request_error", "messages", NULL, "tokenizing the prompt: %s", err);
+    return -1;
+  }
+  if (np > (size_t)(1 << 30) - (size_t)*nids) return free(part), oai_err(e, 400, "invalid_request_error", "messages", NULL, "the prompt is too long"), -1;
+  if (*nids + (int)np > *cap) {
+    int nc = (*nids + (int)np) * 2 + 64;
+    int32_t *g = realloc(*ids, (size_t)nc * sizeof *g);
+    if (!g) return free(part), oai_err(e, 500, "server_error", NULL, NULL, "out of memory"), -1;
+    *ids = g, *cap = nc;
+  }
+  memcpy(*ids + *nids, part, np * sizeof *part);
+  *nids += (int)np;
+  free(part);
+  return 0;
+}
+
+/* The rendered prompt: template text with special tokens parsed, conversation text without. */
+static int tokenize_prompt(srv *S, const kn_chat_prompt *p, int32_t **ids, int *n, oai_error *e) {
+  const kn_tokenizer *t = S->m->tok;
+  int cap = 0;
+  *ids = NULL, *n = 0;
+  if (kn_tokenizer_add_bos(t) && !kn_chat_family_has_bos(S->tmpl.family) && kn_token_bos(t) >= 0) {
+    if (!(*ids = malloc(64 * sizeof **ids))) return oai_err(e, 500, "server_error", NULL, NULL, "out of memory"), -1;
+    cap = 64;
+    (*ids)[(*n)++] = kn_token_bos(t);
+  }
+  size_t at = 0;
+  for (size_t i = 0; i <= p->n_data; i++) {
+    size_t off = i < p->n_data ? p->data[i].off : p->len, len = i < p->n_data ? p->data[i].len : 0;
+    if (off < at || off + len > p->len) return oai_err(e, 500, "server_error", NULL, NULL, "bad prompt spans"), -1;
+    if (append_tokens(t, p->text + at, off - at, true, ids, n, &cap, e) ||
+        append_tokens(t, p->text + off, len, false, ids, n, &cap, e))
+      return -1;
+    at = off + len;
+  }
+  return 0;
+}
+
+/* ---- chat -------------------------------------------------------------------------------------------------- */
+
+/* The job's constraints from tool_choice and response_format; *prefill: the reply's pre-filled opening. */
+static int set_constraints(srv *S, const oai_req *q, srv_job *j, char **prefill) {
+  call_format cf = format_of(S->tmpl.family);
+  bool tools = q->n_tools > 0 && q->tc != TC_NONE;
+  j->render_special = tools;
+  if (tools && (q->tc == TC_REQUIRED || q->tc == TC_NAMED)) {
+    const char *name = q->tc == TC_NAMED ? q->tool_name : q->n_tools == 1 ? q->tool_names[0] : NULL;
+    *prefill = name ? concat3(cf.open, name, cf.mid) : strdup(cf.open);
+    if (!*prefill) return -1;
+    if (name) { /* the whole opening is in the prompt: only the arguments remain */
+      j->forced.json = true;
+      if (!(j->forced.tail = strdup(cf.tail))) return -1;
+    } else if (call_spec(&j->forced, q, "", &cf)) {
+      return -1;
+    }
+    j->has_forced = j->finish_after_forced = j->forced_is_call = true;
+    return 0;
+  }
+  if (q->json_object) {
+    j->forced.json = true;
+    j->has_forced = j->finish_after_forced = true;
+  }
+  if (tools && q->tc == TC_AUTO && cf.trigger) {
+    if (!(j->trigger = strdup(cf.trigger)) || call_spec(&j->lazy, q, "\n{\"name\": \"", &cf)) return -1;
+    j->stop_after_call = !q->parallel_tool_calls;
+  }
+  return 0;
+}
+
+static int chat_prompt(srv *S, const oai_req *q, const char *body, size_t len, srv_job *j, char **prefill,
+                       oai_error *e) {
+  char err[512];
+  kn_chat *c = kn_chat_from_json(body, len, err, sizeof err);
+  if (!c) return oai_err(e, 400, "invalid_request_error", "messages", NULL, "%s", err), -1;
+  int rc = -1;
+  kn_chat_prompt p = {0};
+  if (q->tc == TC_NONE) free(c->tools_json), c->tools_json = NULL;
+  if (set_constraints(S, q, j, prefill)) {
+    oai_err(e, 500, "server_error", NULL, NULL, "out of memory");
+    goto done;
+  }
+  kn_chat_opts o;
+  kn_chat_opts_init(&o);
+  if (q->enable_thinking >= 0) o.enable_thinking = q->enable_thinking;
+  if (*prefill) o.enable_thinking = 0; /* a forced call follows the generation prompt directly */
+  if (kn_chat_render_prompt(&S->tmpl, c, &o, &p, err, sizeof err)) {
+    oai_err(e, 400, "invalid_request_error", "messages", NULL, "%s", err);
+    goto done;
+  }
+  if (tokenize_prompt(S, &p, &j->prompt, &j->n_prompt, e)) goto done;
+  if (*prefill) {
+    int cap = j->n_prompt;
+    if (append_tokens(S->m->tok, *prefill, strlen(*prefill), true, &j->prompt, &j->n_prompt, &cap, e)) goto done;
+  }
+  if (S->o.verbose) fprintf(stderr, "---- prompt (%d tokens) ----\n%s%s\n----\n", j->n_prompt, p.text, *prefill ? *prefill : "");
+  rc = 0;
+done:
+  kn_chat_prompt_free(&p);
+  kn_chat_free(c);
+  return rc;
+}
+
+/* ---- completions ------------------------------------------------------------------------------------------- */
+
+static int completion_prompt(srv *S, const oai_req *q, srv_job *j, oai_error *e) {
+  const cJSON *p = q->prompt;
+  const kn_tokenizer *t = S->m->tok;
+  if (cJSON_IsArray(p) && !cJSON_IsString(cJSON_GetArrayItem(p, 0))) {
+    int n = cJSON_GetArraySize(p), i = 0;
+    if (!(j->prompt = malloc((size_t)n * sizeof *j->prompt))) return oai_err(e, 500, "server_error", NULL, NULL, "out of memory"), -1;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, p) {
+      if (v->valuedouble >= S->m->hp.n_vocab)
+        return oai_err(e, 400, "invalid_request_error", "prompt", NULL, "prompt[%d]: token id %.0f is outside the vocabulary of %d", i, v->valuedouble, S->m->hp.n_vocab), -1;
+      j->prompt[i++] = (int32_t)v->valuedouble;
+    }
+    j->n_prompt = n;
+    return 0;
+  }
+  const char *text = cJSON_IsString(p) ? p->valuestring : cJSON_GetArrayItem(p, 0)->valuestring;
+  size_t n = 0;
+  char err[256];
+  if (kn_tokenize(t, text, strlen(text), true, true, &j->prompt, &n, err, sizeof err))
+    return oai_err(e, 400, "invalid_request_error", "prompt", NULL, "tokenizing the prompt: %s", err), -1;
+  j->n_prompt = (int)n;
+  if (q->json_object) j->forced.json = j->has_forced = j->finish_after_forced = true;
+  return 0;
+}
+
+int prompt_build(srv *S, const oai_req *q, const char *body, size_t len, srv_job *j, char **prefill, oai_error *e) {
+  *prefill = NULL;
+  int rc = q->kind == REQ_CHAT ? chat_prompt(S, q, body, len, j, prefill, e) : completion_prompt(S, q, j, e);
+  if (rc) return -1;
+  int n_ctx = S->m->n_ctx;
+  if (j->n_prompt == 0)
+    return oai_err(e, 400, "invalid_request_error", q->kind == REQ_CHAT ? "messages" : "prompt", NULL, "the prompt is empty"), -1;
+  if (j->n_prompt >= n_ctx)
+    return oai_err(e, 400, "invalid_request_error", q->kind == REQ_CHAT ? "messages" : "prompt", "context_length_exceeded",
+                   "This model's maximum context length is %d tokens. However, your %s resulted in %d tokens (the "
+                   "request exceeds the available context size). Please reduce the length of the %s.",
+                   n_ctx, q->kind == REQ_CHAT ? "messages" : "prompt", j->n_prompt,
+                   q->kind == REQ_CHAT ? "messages" : "prompt"), -1;
+  j->sp = q->sp;
+  j->max_tokens = q->max_tokens;
+  if (q->n_stops) {
+    if (!(j->stops = calloc((size_t)q->n_stops, sizeof *j->stops))) return oai_err(e, 500, "server_error", NULL, NULL, "out of memory"), -1;
+    for (int i = 0; i < q->n_stops; i++)
+      if (!(j->stops[j->n_stops++] = strdup(q->stops[i]))) return oai_err(e, 500, "server_error", NULL, NULL, "out of memory"), -1;
+  }
+  return 0;
+}

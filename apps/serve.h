@@ -1,0 +1,261 @@
+/* apps/serve.h: private to the files of `kiln serve` (serve*.c, openai.c, sse.c, sched.c, constrain.c, prompt.c).
+ * The server is three layers: HTTP (libmicrohttpd threads, one per connection) -> jobs -> one scheduler thread that
+ * owns the model and runs the KV slots round-robin, token by token. */
+#ifndef KN_SERVE_H
+#define KN_SERVE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "models/chat.h"
+#include "models/json_constraint.h"
+#include "models/sample.h"
+
+struct kn_model;
+struct kn_tokenizer;
+
+/* ---- growable bytes ---------------------------------------------------------------------------------------- */
+
+typedef struct sbuf {
+  char *s;
+  size_t len, cap;
+  bool oom; /* sticky: checked where the bytes are used */
+} sbuf;
+
+void sb_put(sbuf *b, const void *p, size_t n);
+void sb_puts(sbuf *b, const char *s);
+void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sb_free(sbuf *b);
+
+/* ---- errors in OpenAI's shape ------------------------------------------------------------------------------- */
+
+typedef struct oai_error {
+  int status;         /* HTTP status */
+  const char *type;   /* invalid_request_error, authentication_error, not_found_error, server_error, ... */
+  const char *param;  /* the request field at fault, or NULL */
+  const char *code;   /* machine-readable code (context_length_exceeded, model_not_found), or NULL */
+  char message[512];
+} oai_error;
+
+void oai_err(oai_error *e, int status, const char *type, const char *param, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+/* {"error":{"message","type","param","code"}} as a malloc'd string. */
+char *oai_error_json(const oai_error *e);
+
+/* ---- constrained output: a byte acceptor over [choice of literals] -> [JSON object] -> [literal tail] -------- */
+
+typedef struct kc_spec {
+  char **choices; /* candidate literals (none is a prefix of another); NULL/0: no choice phase */
+  int n_choices;
+  bool json;      /* a JSON object follows the choice */
+  char *tail;     /* literal after the JSON (may be NULL) */
+} kc_spec;
+
+enum { KC_CHOICE, KC_JSON, KC_TAIL, KC_DONE };
+
+typedef struct kc_state {
+  const kc_spec *spec;
+  int phase;
+  int cand;       /* KC_CHOICE: a candidate consistent with the bytes so far */
+  size_t pos;     /* bytes matched in the current choice / tail */
+  kn_jsonc j;
+} kc_state;
+
+void kc_spec_free(kc_spec *s);
+void kc_init(kc_state *k, const kc_spec *spec);
+int kc_push(kc_state *k, unsigned char c);                     /* 1 accepted (state advanced), 0 rejected */
+int kc_accepts(const kc_state *k, const void *bytes, size_t n); /* all n bytes would be accepted */
+/* The bytes that would complete the output from here (the shortest we know), appended to out. */
+void kc_closure(const kc_state *k, sbuf *out);
+/* How many bytes the output must continue with, at *lit: what all live choices share next, or the rest of the
+ * tail; 0 when there is a choice to make. */
+size_t kc_forced(const kc_state *k, const char **lit);
+
+/* Token bytes of a vocabulary for masking: only plain text tokens may appear in constrained output. */
+typedef struct kc_vocab {
+  const struct kn_tokenizer *tok;
+  int n;
+  uint8_t *ok; /* per token: 1 = may be used in constrained output */
+} kc_vocab;
+
+int kc_vocab_init(kc_vocab *v, const struct kn_tokenizer *tok, int n_vocab);
+void kc_vocab_free(kc_vocab *v);
+/* Sample a token the acceptor takes: try the sampler's choice first, mask the vocabulary only when it is rejected.
+ * scratch holds n floats. -1 when no token is accepted. */
+int kc_sample(const kc_vocab *v, const kc_state *k, kn_sampler *smp, float *logits, float *scratch);
+
+/* ---- jobs: one generation request, shared by an HTTP thread and the scheduler -------------------------------- */
+
+typedef enum { FIN_NONE, FIN_STOP, FIN_LENGTH, FIN_TOOL, FIN_CANCELLED, FIN_ERROR } job_finish;
+
+typedef struct srv_job {
+  /* input (set before submit, then read-only) */
+  int32_t *prompt;
+  int n_prompt;
+  kn_sample_params sp;
+  int max_tokens;          /* < 0: until end of generation or the context end */
+  char **stops;
+  int n_stops;
+  kc_spec forced;          /* constraint from the first token (tool_choice required/named, json_object) */
+  bool has_forced;
+  bool finish_after_forced;/* stop when the forced part is complete (forced call, json_object) */
+  bool forced_is_call;     /* the forced part is a tool call (finish reason tool_calls) */
+  bool render_special;     /* output keeps special tokens' text (tool-call tags may be control tokens) */
+  kc_spec lazy;            /* constraint once `trigger` appears in free text (auto tool calls) */
+  char *trigger;           /* e.g. "<tool_call>"; NULL: none */
+  bool stop_after_call;    /* parallel_tool_calls false: stop after the first triggered call */
+
+  /* output, guarded by mu */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  sbuf out;                /* text released so far */
+  bool done;
+  job_finish finish;
+  char error[256];
+  int n_cached, n_gen, slot;
+  double t_submit, t_start, t_prefill, t_end;
+
+  atomic_bool cancel;
+  atomic_int refs;
+} srv_job;
+
+srv_job *job_new(void);
+void job_ref(srv_job *j);
+void job_unref(srv_job *j);
+void job_cancel(srv_job *j);
+/* Wait until new output past `have` bytes or the end, at most timeout seconds. Copies new text into *text
+ * (appended) and returns 1 when the job is done, else 0. */
+int job_wait(srv_job *j, size_t *have, sbuf *text, double timeout);
+const char *job_finish_name(job_finish f);
+
+/* ---- the scheduler ------------------------------------------------------------------------------------------ */
+
+typedef struct sched sched;
+
+sched *sched_new(struct kn_model *m, const kc_vocab *vocab, int max_queue, char *err, size_t errlen);
+/* Queue a job (a reference is taken). -1 when the queue is full or the scheduler stopped. */
+int sched_submit(sched *s, srv_job *j);
+/* Cancel every job (queued and running) and stop the thread. */
+void sched_stop(sched *s);
+void sched_free(sched *s);
+int sched_busy(sched *s, int *queued); /* running jobs; *queued waiting */
+
+/* ---- the server --------------------------------------------------------------------------------------------- */
+
+typedef struct srv_opts {
+  const char *model_path;
+  const char *host;
+  int port;
+  int n_ctx;
+  int n_parallel;
+  const char *api_key;
+  const char *alias;
+  size_t max_body;
+  int max_queue;
+  double ping_interval;
+  int verbose;
+  const char *chat_template; /* family name to force, or NULL */
+} srv_opts;
+
+typedef struct srv {
+  srv_opts o;
+  struct kn_model *m;
+  kn_chat_template tmpl;
+  kc_vocab vocab;
+  sched *sch;
+  char model_id[128];
+  time_t created;
+  atomic_bool stopping;
+  atomic_ulong next_id;
+  pthread_mutex_t log_mu;
+} srv;
+
+/* HTTP daemon: start (port 0 picks a free one; *bound receives it), stop. */
+struct MHD_Daemon *http_start(srv *S, int *bound, char *err, size_t errlen);
+void http_stop(struct MHD_Daemon *d);
+
+/* ---- OpenAI requests ---------------------------------------------------------------------------------------- */
+
+typedef enum { REQ_CHAT, REQ_COMPLETION } req_kind;
+typedef enum { TC_AUTO, TC_NONE, TC_REQUIRED, TC_NAMED } tool_choice;
+
+typedef struct oai_req {
+  req_kind kind;
+  cJSON *root;
+  const char *model;      /* NULL when absent */
+  bool stream, include_usage;
+  int max_tokens;         /* < 0: none */
+  kn_sample_params sp;
+  char *stops[16];
+  int n_stops;
+  tool_choice tc;
+  const char *tool_name;  /* TC_NAMED */
+  char **tool_names;      /* from tools[] */
+  int n_tools;
+  bool parallel_tool_calls;
+  bool json_object;       /* response_format json_object / json_schema */
+  int enable_thinking;    /* -1: template default */
+  cJSON *prompt;          /* completions: string, [string], [int...] */
+} oai_req;
+
+/* Parse and check a request body; defaults fill the sampling parameters. 0, or -1 with a 400 in *e. */
+int oai_parse(const char *body, size_t len, req_kind kind, const kn_sample_params *defaults, oai_req *q, oai_error *e);
+void oai_req_free(oai_req *q);
+
+/* The prompt of a request as tokens, plus the job's constraints; prefill receives the text the prompt ends with
+ * that belongs to the reply (a forced call's opening). 0, or -1 with *e. */
+int prompt_build(srv *S, const oai_req *q, const char *body, size_t len, srv_job *j, char **prefill, oai_error *e);
+
+/* ---- responses ---------------------------------------------------------------------------------------------- */
+
+/* What a reply turns into: the model output fed through the tool-call parser, as one JSON response or as SSE. */
+typedef struct oai_out {
+  srv *S;
+  req_kind kind;
+  bool stream, include_usage;
+  bool live_calls;       /* stream call deltas as they come (the call is constrained, so it cannot fail) */
+  char id[48];
+  long created;
+  char model[128];
+  char *prefill;         /* the reply's opening that is part of the prompt (a forced call) */
+  kn_toolparser *tp;
+  kn_chat_reply reply;
+  int n_calls;
+  bool started;
+  sbuf held;             /* a call's deltas, held until the call is complete (when not live) */
+  int n_held;
+  sbuf text;             /* completions: the text */
+} oai_out;
+
+int oai_out_init(oai_out *o, srv *S, const oai_req *q, const srv_job *j, const char *prefill);
+void oai_out_free(oai_out *o);
+/* Streams: the first events (role, the pre-filled opening). */
+int oai_out_start(oai_out *o, sbuf *sse);
+/* Feed model text; for streams, SSE events are appended to sse. */
+int oai_out_feed(oai_out *o, const char *text, size_t len, sbuf *sse);
+/* End of output: the last events (streams: finish reason, usage, [DONE], or an error event). */
+int oai_out_finish(oai_out *o, const srv_job *j, sbuf *sse);
+/* The whole (non-streamed) response. */
+char *oai_out_response(oai_out *o, const srv_job *j);
+const char *oai_finish_reason(const oai_out *o, const srv_job *j);
+
+/* SSE framing. */
+void sse_data(sbuf *b, const cJSON *v);
+void sse_data_raw(sbuf *b, const char *json);
+void sse_comment(sbuf *b, const char *text);
+
+/* A streamed response: takes a reference on j and takes over *out. sse_response hands the stream to
+ * libmicrohttpd (which frees it when the response ends); sse_stream_free is for a stream never handed over. */
+typedef struct sse_stream sse_stream;
+struct MHD_Response;
+sse_stream *sse_stream_new(srv *S, srv_job *j, oai_out *out);
+void sse_stream_free(sse_stream *st);
+struct MHD_Response *sse_response(sse_stream *st);
+
+#endif

@@ -1,0 +1,409 @@
+/* apps/serve_http.c: the HTTP layer of `kiln serve` on libmicrohttpd (a thread per connection): body limits,
+ * routing, API-key check, CORS, OpenAI-shaped errors, one log line per request. A generation request is checked
+ * and tokenized here, before any 200 is sent, then handed to the scheduler as a job. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <netdb.h>
+
+#include <microhttpd.h>
+
+#include "device/env.h"
+#include "models/model.h"
+#include "serve.h"
+
+typedef struct req_ctx {
+  srv *S;
+  char method[16], path[256];
+  sbuf body;
+  bool too_big;
+  int status;
+  double t0;
+  srv_job *job;   /* for the log line */
+  bool stream;
+} req_ctx;
+
+/* ---- responses ------------------------------------------------------------------------------------------- */
+
+static enum MHD_Result send_text(struct MHD_Connection *c, req_ctx *r, int status, const char *type, const char *body,
+                                 const char *allow) {
+  struct MHD_Response *resp =
+      MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+  if (!resp) return MHD_NO;
+  MHD_add_response_header(resp, "Content-Type", type);
+  MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+  if (allow) MHD_add_response_header(resp, "Allow", allow);
+  if (status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+  if (status == 503) MHD_add_response_header(resp, "Retry-After", "1");
+  r->status = status;
+  enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, resp);
+  MHD_destroy_response(resp);
+  return rc;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, req_ctx *r, int status, cJSON *v) {
+  char *s = cJSON_PrintUnformatted(v);
+  cJSON_Delete(v);
+  if (!s) return MHD_NO;
+  enum MHD_Result rc = send_text(c, r, status, "application/json", s, NULL);
+  free(s);
+  return rc;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, req_ctx *r, const oai_error *e, const char *allow) {
+  char *s = oai_error_json(e);
+  if (!s) return MHD_NO;
+  enum MHD_Result rc = send_text(c, r, e->status, "application/json", s, allow);
+  free(s);
+  return rc;
+}
+
+static enum MHD_Result fail(struct MHD_Connection *c, req_ctx *r, int status, const char *type, const char *code,
+                            const char *msg) {
+  oai_error e;
+  oai_err(&e, status, type, NULL, code, "%s", msg);
+  return send_error(c, r, &e, NULL);
+}
+
+/* ---- small endpoints ------------------------------------------------------------------------------------- */
+
+static cJSON *model_entry(srv *S) {
+  cJSON *m = cJSON_CreateObject();
+  cJSON_AddStringToObject(m, "id", S->model_id);
+  cJSON_AddStringToObject(m, "object", "model");
+  cJSON_AddNumberToObject(m, "created", (double)S->created);
+  cJSON_AddStringToObject(m, "owned_by", "local");
+  cJSON *meta = cJSON_AddObjectToObject(m, "meta");
+  cJSON_AddNumberToObject(meta, "n_ctx", S->m->n_ctx);
+  cJSON_AddNumberToObject(meta, "n_ctx_train", S->m->hp.n_ctx_train);
+  cJSON_AddNumberToObject(meta, "n_vocab", S->m->hp.n_vocab);
+  return m;
+}
+
+static enum MHD_Result models(struct MHD_Connection *c, req_ctx *r, const char *id) {
+  srv *S = r->S;
+  if (id) {
+    if (strcmp(id, S->model_id))
+      return fail(c, r, 404, "invalid_request_error", "model_not_found", "The model does not exist on this server");
+    return send_json(c, r, 200, model_entry(S));
+  }
+  cJSON *root = cJSON_CreateObject();
+  cJSON_AddStringToObject(root, "object", "list");
+  cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "data"), model_entry(S));
+  return send_json(c, r, 200, root);
+}
+
+static enum MHD_Result props(struct MHD_Connection *c, req_ctx *r) {
+  srv *S = r->S;
+  cJSON *root = cJSON_CreateObject();
+  cJSON_AddNumberToObject(root, "n_ctx", S->m->n_ctx);
+  cJSON *dg = cJSON_AddObjectToObject(root, "default_generation_settings");
+  cJSON_AddNumberToObject(dg, "n_ctx", S->m->n_ctx);
+  cJSON *params = cJSON_AddObjectToObject(dg, "params");
+  kn_sample_params d = kn_sample_defaults();
+  cJSON_AddNumberToObject(params, "temperature", d.temperature);
+  cJSON_AddNumberToObject(params, "top_k", d.top_k);
+  cJSON_AddNumberToObject(params, "top_p", d.top_p);
+  cJSON_AddNumberToObject(params, "min_p", d.min_p);
+  cJSON_AddNumberToObject(params, "n_predict", -1);
+  cJSON_AddNumberToObject(root, "total_slots", S->m->n_slots);
+  cJSON_AddStringToObject(root, "model_alias", S->model_id);
+  cJSON_AddStringToObject(root, "model_path", S->o.model_path);
+  cJSON_AddStringToObject(root, "chat_template_family", kn_chat_family_name(S->tmpl.family));
+  cJSON_AddStringToObject(root, "chat_template", S->m->chat_template ? S->m->chat_template : "");
+  cJSON *caps = cJSON_AddObjectToObject(root, "chat_template_caps");
+  cJSON_AddBoolToObject(caps, "supports_tool_calls", 1);
+  cJSON_AddBoolToObject(caps, "supports_tools", 1);
+  cJSON_AddBoolToObject(caps, "supports_parallel_tool_calls", S->tmpl.family != KN_CHAT_LLAMA31);
+  cJSON_AddBoolToObject(caps, "supports_system_role", 1);
+  cJSON_AddBoolToObject(caps, "supports_typed_content", 1);
+  cJSON_AddBoolToObject(caps, "supports_reasoning", S->tmpl.family == KN_CHAT_QWEN3);
+  cJSON *mod = cJSON_AddObjectToObject(root, "modalities");
+  cJSON_AddBoolToObject(mod, "vision", 0);
+  cJSON_AddStringToObject(root, "build_info", "kiln 0.1.0");
+  return send_json(c, r, 200, root);
+}
+
+static enum MHD_Result health(struct MHD_Connection *c, req_ctx *r) {
+  if (atomic_load(&r->S->stopping)) return fail(c, r, 503, "unavailable_error", NULL, "the server is shutting down");
+  int queued = 0, busy = sched_busy(r->S->sch, &queued);
+  cJSON *root = cJSON_CreateObject();
+  cJSON_AddStringToObject(root, "status", "ok");
+  cJSON_AddNumberToObject(root, "slots_idle", r->S->m->n_slots - busy);
+  cJSON_AddNumberToObject(root, "slots_processing", busy);
+  cJSON_AddNumberToObject(root, "requests_queued", queued);
+  return send_json(c, r, 200, root);
+}
+
+/* ---- generation ------------------------------------------------------------------------------------------ */
+
+static bool model_matches(srv *S, const char *name) {
+  if (!name || !*name) return true;
+  const char *base = strrchr(S->o.model_path, '/');
+  base = base ? base + 1 : S->o.model_path;
+  return !strcasecmp(name, S->model_id) || !strcmp(name, S->o.model_path) || !strcmp(name, base) ||
+         !strcasecmp(name, S->m->name);
+}
+
+/* The client closed the connection (a non-streamed request polls this between waits). */
+static bool client_gone(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (!ci) return false;
+  char b;
+  ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static enum MHD_Result finish_plain(struct MHD_Connection *c, req_ctx *r, srv_job *j, oai_out *out) {
+  srv *S = r->S;
+  size_t have = 0;
+  sbuf text = {0};
+  while (!job_wait(j, &have, &text, 0.2)) {
+    if (client_gone(c)) {
+      job_cancel(j);
+      r->status = 499;
+    }
+  }
+  enum MHD_Result rc;
+  if (r->status == 499) {
+    rc = MHD_NO; /* close: nobody is listening */
+  } else if (j->finish == FIN_ERROR || j->finish == FIN_CANCELLED) {
+    bool down = atomic_load(&S->stopping);
+    rc = fail(c, r, down ? 503 : 500, down ? "unavailable_error" : "server_error", NULL,
+              j->error[0] ? j->error : "generation failed");
+  } else if (text.oom || oai_out_feed(out, text.s ? text.s : "", text.len, NULL) || oai_out_finish(out, j, NULL)) {
+    rc = fail(c, r, 500, "server_error", NULL, "out of memory");
+  } else {
+    char *s = oai_out_response(out, j);
+    rc = s ? send_text(c, r, 200, "application/json", s, NULL) : MHD_NO;
+    free(s);
+  }
+  sb_free(&text);
+  return rc;
+}
+
+static uint64_t random_seed(void) {
+  uint64_t s;
+  if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s) s = (uint64_t)(kn_now() * 1e9);
+  return s;
+}
+
+static enum MHD_Result generate(struct MHD_Connection *c, req_ctx *r, req_kind kind) {
+  srv *S = r->S;
+  oai_req q;
+  oai_error e;
+  kn_sample_params defaults = kn_sample_defaults();
+  defaults.seed = random_seed();
+  if (oai_parse(r->body.s ? r->body.s : "", r->body.len, kind, &defaults, &q, &e)) {
+    oai_req_free(&q);
+    return send_error(c, r, &e, NULL);
+  }
+  if (!model_matches(S, q.model)) {
+    oai_err(&e, 404, "invalid_request_error", "model", "model_not_found",
+            "The model `%.100s` does not exist: this server runs `%s` (see GET /v1/models)", q.model, S->model_id);
+    oai_req_free(&q);
+    return send_error(c, r, &e, NULL);
+  }
+  srv_job *j = job_new();
+  char *prefill = NULL;
+  oai_out out = {0};
+  enum MHD_Result rc;
+  if (!j) {
+    rc = fail(c, r, 500, "server_error", NULL, "out of memory");
+    goto done;
+  }
+  if (prompt_build(S, &q, r->body.s, r->body.len, j, &prefill, &e)) {
+    rc = send_error(c, r, &e, NULL);
+    goto done;
+  }
+  if (oai_out_init(&out, S, &q, j, prefill)) {
+    rc = fail(c, r, 500, "server_error", NULL, "out of memory");
+    goto done;
+  }
+  r->job = j;
+  job_ref(j);
+  r->stream = q.stream;
+  sse_stream *st = q.stream ? sse_stream_new(S, j, &out) : NULL;
+  if (q.stream && !st) {
+    rc = fail(c, r, 500, "server_error", NULL, "out of memory");
+  } else if (atomic_load(&S->stopping) || sched_submit(S->sch, j)) {
+    sse_stream_free(st);
+    rc = fail(c, r, 503, "unavailable_error", NULL, atomic_load(&S->stopping) ? "the server is shutting down"
+                                                                              : "too many requests are queued");
+  } else if (st) {
+    struct MHD_Response *resp = sse_response(st);
+    if (!resp) {
+      job_cancel(j);
+      sse_stream_free(st);
+      rc = MHD_NO;
+    } else {
+      MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+      r->status = 200;
+      rc = MHD_queue_response(c, 200, resp);
+      MHD_destroy_response(resp);
+    }
+  } else {
+    rc = finish_plain(c, r, j, &out);
+  }
+done:
+  oai_out_free(&out);
+  free(prefill);
+  job_unref(j);
+  oai_req_free(&q);
+  return rc;
+}
+
+/* ---- routing --------------------------------------------------------------------------------------------- */
+
+static bool authorized(struct MHD_Connection *c, const char *key) {
+  if (!key) return true;
+  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+  const char *x = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Api-Key");
+  const char *got = h && !strncasecmp(h, "Bearer ", 7) ? h + 7 : x;
+  if (!got) return false;
+  size_t n = strlen(key), m = strlen(got);
+  unsigned char diff = (unsigned char)(n != m);
+  for (size_t i = 0; i < n; i++) diff |= (unsigned char)(key[i] ^ (i < m ? got[i] : 0)); /* same time for any key */
+  return diff == 0;
+}
+
+typedef enum { R_NONE, R_HEALTH, R_MODELS, R_MODEL, R_PROPS, R_CHAT, R_COMPLETIONS } route_id;
+
+static route_id route_of(const char *path, const char **arg) {
+  static const struct { const char *path; route_id id; } routes[] = {
+      {"/health", R_HEALTH},  {"/v1/health", R_HEALTH},           {"/v1/models", R_MODELS},
+      {"/models", R_MODELS},  {"/props", R_PROPS},                {"/v1/chat/completions", R_CHAT},
+      {"/chat/completions", R_CHAT}, {"/v1/completions", R_COMPLETIONS}, {"/completions", R_COMPLETIONS},
+  };
+  for (size_t i = 0; i < sizeof routes / sizeof *routes; i++)
+    if (!strcmp(path, routes[i].path)) return routes[i].id;
+  if (!strncmp(path, "/v1/models/", 11) && path[11]) return *arg = path + 11, R_MODEL;
+  return R_NONE;
+}
+
+static enum MHD_Result dispatch(struct MHD_Connection *c, req_ctx *r) {
+  srv *S = r->S;
+  const char *arg = NULL;
+  route_id id = route_of(r->path, &arg);
+  if (id == R_NONE)
+    return fail(c, r, 404, "not_found_error", NULL, "unknown endpoint (see docs/api.md for the endpoints)");
+  bool post = id == R_CHAT || id == R_COMPLETIONS;
+  if (strcmp(r->method, post ? "POST" : "GET") && !(strcmp(r->method, "HEAD") == 0 && !post)) {
+    oai_error e;
+    oai_err(&e, 405, "invalid_request_error", NULL, "method_not_allowed", "%s %s: method not allowed (use %s)",
+            r->method, r->path, post ? "POST" : "GET");
+    return send_error(c, r, &e, post ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
+  }
+  if (id != R_HEALTH && !authorized(c, S->o.api_key))
+    return fail(c, r, 401, "authentication_error", "invalid_api_key",
+                "Invalid API key: send the key given to --api-key as `Authorization: Bearer KEY`");
+  if (r->too_big) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "the request body is larger than the limit of %zu bytes", S->o.max_body);
+    return fail(c, r, 413, "invalid_request_error", "request_too_large", msg);
+  }
+  if (atomic_load(&S->stopping) && post) return fail(c, r, 503, "unavailable_error", NULL, "the server is shutting down");
+  switch (id) {
+  case R_HEALTH: return health(c, r);
+  case R_MODELS: return models(c, r, NULL);
+  case R_MODEL: return models(c, r, arg);
+  case R_PROPS: return props(c, r);
+  case R_CHAT: return generate(c, r, REQ_CHAT);
+  default: return generate(c, r, REQ_COMPLETION);
+  }
+}
+
+static enum MHD_Result preflight(struct MHD_Connection *c, req_ctx *r) {
+  struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+  if (!resp) return MHD_NO;
+  MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+  MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+  MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type, X-Api-Key");
+  MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
+  r->status = 204;
+  enum MHD_Result rc = MHD_queue_response(c, 204, resp);
+  MHD_destroy_response(resp);
+  return rc;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+  srv *S = cls;
+  req_ctx *r = *con_cls;
+  (void)version;
+  if (!r) {
+    if (!(r = calloc(1, sizeof *r))) return MHD_NO;
+    r->S = S, r->t0 = kn_now();
+    snprintf(r->method, sizeof r->method, "%s", method);
+    snprintf(r->path, sizeof r->path, "%s", url);
+    *con_cls = r;
+    if (!strcmp(method, "OPTIONS")) return preflight(c, r);
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > S->o.max_body) r->too_big = true; /* refuse before 100-continue */
+    if (r->too_big) return dispatch(c, r);
+    return MHD_YES;
+  }
+  if (*upload_size) {
+    if (!r->too_big && r->body.len + *upload_size > S->o.max_body) r->too_big = true;
+    if (!r->too_big) sb_put(&r->body, upload, *upload_size);
+    *upload_size = 0;
+    return r->body.oom ? MHD_NO : MHD_YES;
+  }
+  if (r->status) return MHD_YES; /* answered early (413, OPTIONS) */
+  return dispatch(c, r);
+}
+
+/* ---- logging and life ------------------------------------------------------------------------------------ */
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why) {
+  srv *S = cls;
+  req_ctx *r = *con_cls;
+  (void)c;
+  if (!r) return;
+  *con_cls = NULL;
+  char extra[256] = "";
+  if (r->job) {
+    srv_job *j = r->job;
+    if (why != MHD_REQUEST_TERMINATED_COMPLETED_OK) job_cancel(j); /* a stream whose client left */
+    pthread_mutex_lock(&j->mu);
+    snprintf(extra, sizeof extra, " tokens in=%d cached=%d out=%d slot=%d%s finish=%s%s", j->n_prompt, j->n_cached,
+             j->n_gen, j->slot, r->stream ? " stream" : "", j->done ? job_finish_name(j->finish) : "cancelled",
+             why == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (client disconnected)");
+    pthread_mutex_unlock(&j->mu);
+    job_unref(j);
+  }
+  pthread_mutex_lock(&S->log_mu);
+  fprintf(stderr, "kiln serve: %s %s %d%s %.3fs\n", r->method, r->path, r->status ? r->status : 499, extra,
+          kn_now() - r->t0);
+  pthread_mutex_unlock(&S->log_mu);
+  sb_free(&r->body);
+  free(r);
+}
+
+struct MHD_Daemon *http_start(srv *S, int *bound, char *err, size_t errlen) {
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
+  char port[16];
+  snprintf(port, sizeof port, "%d", S->o.port);
+  int g = getaddrinfo(S->o.host, port, &hints, &ai);
+  if (g) return snprintf(err, errlen, "--host %s: %s", S->o.host, gai_strerror(g)), NULL;
+  unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+  if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+  struct MHD_Daemon *d = MHD_start_daemon(
+      flags, (uint16_t)S->o.port, NULL, NULL, on_request, S, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, S, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+  freeaddrinfo(ai);
+  if (!d) return snprintf(err, errlen, "cannot listen on %s port %d: %s", S->o.host, S->o.port, strerror(errno)), NULL;
+  const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+  *bound = di ? di->port : S->o.port;
+  return d;
+}
+
+void http_stop(struct MHD_Daemon *d) {
+  if (d) MHD_stop_daemon(d);
+}

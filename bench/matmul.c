@@ -1,0 +1,221 @@
+/* Matmul benchmark: this machine's peak float32 FMA rate (a hand-written FMA loop on every core) against kiln's
+ * 1024x1024x1024 float32 matmul compiled from the scheduler's AST (REDUCE(ADD, MUL(a, b)) over [M, N, K]).
+ * Prints the median GFLOP/s of each and their ratio. Usage: bench_matmul [N] [repeats] [gemv]
+ * (gemv: also 4096x4096 GEMV over f32, f16 and block-format weights, in GB/s of weights). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codegen/codegen.h"
+#include "device/device.h"
+#include "device/env.h"
+#include "tests/ref_quant.h"
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v8 __attribute__((vector_size(32)));
+
+#define NACC 12
+#define PEAK_ITERS 20000000L
+
+typedef struct {
+  int wide;
+  float seed;
+  float sink;
+} peak_arg;
+
+/* NACC independent FMA chains hide the FMA latency; the result is kept so the loop is not removed. */
+static void *peak_thread(void *p) {
+  peak_arg *a = p;
+  float s = a->seed;
+  if (a->wide) {
+    v16 acc[NACC], x = {0}, y = {0};
+    for (int i = 0; i < 16; i++) x[i] = 0.999999f + s * 1e-9f, y[i] = 1e-7f;
+    for (int j = 0; j < NACC; j++) acc[j] = x * (float)(j + 1);
+    for (long i = 0; i < PEAK_ITERS; i++)
+      for (int j = 0; j < NACC; j++) acc[j] = acc[j] * x + y;
+    for (int j = 1; j < NACC; j++) acc[0] += acc[j];
+    a->sink = acc[0][0] + acc[0][15];
+  } else {
+    v8 acc[NACC], x = {0}, y = {0};
+    for (int i = 0; i < 8; i++) x[i] = 0.999999f + s * 1e-9f, y[i] = 1e-7f;
+    for (int j = 0; j < NACC; j++) acc[j] = x * (float)(j + 1);
+    for (long i = 0; i < PEAK_ITERS; i++)
+      for (int j = 0; j < NACC; j++) acc[j] = acc[j] * x + y;
+    for (int j = 1; j < NACC; j++) acc[0] += acc[j];
+    a->sink = acc[0][0] + acc[0][7];
+  }
+  return NULL;
+}
+
+static double peak_gflops(int nthreads, int wide) {
+  pthread_t th[256];
+  peak_arg args[256];
+  double t0 = kn_now();
+  for (int i = 0; i < nthreads; i++) {
+    args[i] = (peak_arg){wide, (float)i, 0};
+    pthread_create(&th[i], NULL, peak_thread, &args[i]);
+  }
+  for (int i = 0; i < nthreads; i++) pthread_join(th[i], NULL);
+  double dt = kn_now() - t0;
+  return (double)nthreads * PEAK_ITERS * NACC * (wide ? 16 : 8) * 2 / dt / 1e9;
+}
+
+static int cmpd(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmpd);
+  return v[n / 2];
+}
+
+static kn_st strided(const int64_t *shape, const int64_t *strides);
+
+/* GEMV over a block-format weight, out[n] = sum_k x[k] * W[n, k]: the decode step's dominant kernel, bound by
+ * memory bandwidth; reports GB/s of weight bytes read. */
+static void bench_gemv(kn_device *dev, kn_dtype q, int64_t N, int64_t K, int reps) {
+  char err[512];
+  kn_kernel *k = kn_kernel_new();
+  k->nbufs = 3;
+  k->bufs[0] = (kn_kbuf){KN_F32, N}, k->bufs[1] = (kn_kbuf){KN_F32, K}, k->bufs[2] = (kn_kbuf){q, N * K};
+  k->ndim = 3, k->nreduce = 1;
+  int64_t sh[3] = {1, N, K}, sx[3] = {0, 0, 1}, sw[3] = {0, K, 1}, so[3] = {0, 1, 0}, osh[3] = {1, N, 1};
+  memcpy(k->shape, sh, sizeof sh);
+  k->out_st = strided(osh, so);
+  kn_st a = strided(sh, sx), b = strided(sh, sw);
+  kn_kop *w = kn_kop_load(k, 2, KN_F32, &b);
+  if (q == KN_F16) w = kn_kop_alu(k, KN_KOP_CAST, KN_F32, 1, kn_kop_load(k, 2, KN_F16, &b), NULL, NULL);
+  k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a), w, NULL));
+  kn_compiled c;
+  kn_program *p = NULL;
+  kn_buf *bufs[3] = {0};
+  int64_t wbytes = kn_dtype_nbytes(q, N * K);
+  if (kn_compile(k, kn_device_target(dev), &c, err, sizeof err) ||
+      !(p = kn_program_load(dev, c.entry, c.obj, c.obj_size, err, sizeof err))) {
+    fprintf(stderr, "bench_matmul: gemv %s: %s\n", kn_dtype_name(q), err);
+    kn_kernel_free(k);
+    return;
+  }
+  uint64_t rs = 42;
+  int64_t sizes[3] = {N * 4, K * 4, wbytes};
+  for (int i = 0; i < 3; i++) bufs[i] = kn_buf_alloc(dev, (size_t)sizes[i], err, sizeof err);
+  kn_ref_fill_random(KN_F32, bufs[1]->ptr, K, &rs);
+  kn_ref_fill_random(q, bufs[2]->ptr, N * K, &rs);
+  double ts[64];
+  if (reps > 64) reps = 64;
+  for (int r = 0; r < reps; r++) {
+    double t0 = kn_now();
+    kn_program_launch(p, bufs, 3, NULL, 0, c.global, c.local, err, sizeof err);
+    kn_device_sync(dev);
+    ts[r] = kn_now() - t0;
+  }
+  double tm = median(ts, reps);
+  printf("kiln gemv %s %lldx%lld (%s): %.3f ms, %.1f GB/s of weights, %.1f GFLOP/s\n", kn_dtype_name(q), (long long)N,
+         (long long)K, c.name, tm * 1e3, (double)wbytes / tm / 1e9, 2.0 * N * K / tm / 1e9);
+  for (int i = 0; i < 3; i++) kn_buf_free(bufs[i]);
+  kn_program_free(p);
+  kn_compiled_free(&c);
+  kn_kernel_free(k);
+}
+
+static kn_st strided(const int64_t *shape, const int64_t *strides) {
+  kn_st s;
+  memset(&s, 0, sizeof s);
+  s.nviews = 1;
+  s.v[0].ndim = 3;
+  s.v[0].offset.v = -1;
+  for (int i = 0; i < 3; i++) s.v[0].shape[i] = shape[i], s.v[0].strides[i] = shape[i] == 1 ? 0 : strides[i];
+  return s;
+}
+
+int main(int argc, char **argv) {
+  int64_t N = argc > 1 ? atoll(argv[1]) : 1024;
+  int reps = argc > 2 ? atoi(argv[2]) : 9;
+  if (N < 1 || reps < 1 || reps > 1000) {
+    fprintf(stderr, "usage: bench_matmul [N >= 1] [repeats 1..1000]\n");
+    return 2;
+  }
+  char err[512];
+  kn_device *dev = kn_device_open("CPU", err, sizeof err);
+  if (!dev) {
+    fprintf(stderr, "bench_matmul: %s\n", err);
+    return 1;
+  }
+  const kn_target *t = kn_device_target(dev);
+  int nth = t->ncores > 0 ? t->ncores : (int)sysconf(_SC_NPROCESSORS_ONLN);
+  double pk[5];
+  for (int i = 0; i < 5; i++) {
+    double a = peak_gflops(nth, 1), b = peak_gflops(nth, 0);
+    pk[i] = a > b ? a : b;
+  }
+  double peak = median(pk, 5);
+
+  kn_kernel *k = kn_kernel_new();
+  k->nbufs = 3;
+  for (int i = 0; i < 3; i++) k->bufs[i] = (kn_kbuf){KN_F32, N * N};
+  k->ndim = 3, k->nreduce = 1;
+  int64_t sh[3] = {N, N, N}, sa[3] = {N, 0, 1}, sb[3] = {0, 1, N}, so[3] = {N, 1, 0}, osh[3] = {N, N, 1};
+  memcpy(k->shape, sh, sizeof sh);
+  k->out_st = strided(osh, so);
+  kn_st a = strided(sh, sa), b = strided(sh, sb);
+  k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a),
+                                                     kn_kop_load(k, 2, KN_F32, &b), NULL));
+  kn_compiled c;
+  if (kn_compile(k, t, &c, err, sizeof err)) {
+    fprintf(stderr, "bench_matmul: compile: %s\n", err);
+    return 1;
+  }
+  kn_program *p = kn_program_load(dev, c.entry, c.obj, c.obj_size, err, sizeof err);
+  if (!p) {
+    fprintf(stderr, "bench_matmul: load: %s\n", err);
+    return 1;
+  }
+  kn_buf *bufs[3];
+  for (int i = 0; i < 3; i++) {
+    if (!(bufs[i] = kn_buf_alloc(dev, (size_t)(N * N) * 4, err, sizeof err))) {
+      fprintf(stderr, "bench_matmul: alloc: %s\n", err);
+      return 1;
+    }
+    float *f = bufs[i]->ptr;
+    for (int64_t j = 0; j < N * N; j++) f[j] = (float)((j * 7919 + i) % 1000) / 1000.0f - 0.5f;
+  }
+  /* spot-check a few outputs against plain C so a fast wrong kernel cannot pass */
+  kn_program_launch(p, bufs, 3, NULL, 0, c.global, c.local, err, sizeof err);
+  kn_device_sync(dev);
+  const float *A = bufs[1]->ptr, *B = bufs[2]->ptr, *C = bufs[0]->ptr;
+  for (int s = 0; s < 16; s++) {
+    int64_t i = (s * 131) % N, j = (s * 977) % N;
+    double ref = 0;
+    for (int64_t kk = 0; kk < N; kk++) ref += (double)A[i * N + kk] * B[kk * N + j];
+    if (C[i * N + j] - ref > 1e-3 || ref - C[i * N + j] > 1e-3) {
+      fprintf(stderr, "bench_matmul: wrong result at (%lld, %lld): %g, want %g\n", (long long)i, (long long)j, C[i * N + j], ref);
+      return 1;
+    }
+  }
+  double *ts = calloc((size_t)reps, sizeof *ts);
+  for (int r = 0; r < reps; r++) {
+    double t0 = kn_now();
+    kn_program_launch(p, bufs, 3, NULL, 0, c.global, c.local, err, sizeof err);
+    kn_device_sync(dev);
+    ts[r] = kn_now() - t0;
+  }
+  double tm = median(ts, reps), gf = 2.0 * N * N * N / tm / 1e9;
+  printf("peak FMA (%d threads): %.1f GFLOP/s\n", nth, peak);
+  printf("kiln matmul %lldx%lldx%lld f32 (%s, global %lld): %.2f ms, %.1f GFLOP/s\n", (long long)N, (long long)N, (long long)N,
+         c.name, (long long)c.global[0], tm * 1e3, gf);
+  printf("ratio: %.1f%% of peak\n", 100.0 * gf / peak);
+  for (int i = 0; i < 3; i++) kn_buf_free(bufs[i]);
+  kn_program_free(p);
+  kn_compiled_free(&c);
+  kn_kernel_free(k);
+  free(ts);
+  if (argc > 3 && !strcmp(argv[3], "gemv")) {
+    kn_dtype qs[] = {KN_F32, KN_F16, KN_Q8_0, KN_Q4_0, KN_Q4_K, KN_Q5_K, KN_Q6_K, KN_Q2_K, KN_Q3_K};
+    for (size_t i = 0; i < sizeof qs / sizeof *qs; i++) bench_gemv(dev, qs[i], 4096, 4096, reps);
+  }
+  kn_device_close(dev);
+  return 0;
+}

@@ -1,0 +1,182 @@
+/* kn_compile: kernel AST -> (schedule, loop IR) -> LLVM module -> object code, through the disk cache and an
+ * in-process memo (a kernel compiled once in a process is free the second time). DEBUG=4 prints the LLVM IR,
+ * 5 the kernel AST, 6 the loop IR, 7 the target assembly. */
+#include <llvm-c/Core.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#include "../device/env.h"
+#include "attention.h"
+#include "cache.h"
+#include "codegen.h"
+#include "emit.h"
+#include "llvm_target.h"
+
+#define OPT_LEVEL 3
+
+typedef struct {
+  uint64_t key;
+  kn_compiled c;
+  UT_hash_handle hh;
+} memo_entry;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static memo_entry *memo;
+static kn_cache_stats stats;
+
+kn_cache_stats kn_cache_process_stats(void) {
+  pthread_mutex_lock(&lock);
+  kn_cache_stats s = stats;
+  pthread_mutex_unlock(&lock);
+  return s;
+}
+
+void kn_compiled_free(kn_compiled *c) {
+  if (!c) return;
+  free(c->obj);
+  c->obj = NULL;
+  c->obj_size = 0;
+}
+
+static uint64_t mix_str(uint64_t h, const char *s) {
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return (h ^ 0xff) * 1099511628211ull;
+}
+
+static uint64_t memo_key(const kn_kernel *k, const kn_target *t) {
+  uint64_t h = kn_kernel_hash(k);
+  h = mix_str(h, t->triple), h = mix_str(h, t->cpu), h = mix_str(h, t->features);
+  h = (h ^ (uint64_t)t->vector_bytes) * 1099511628211ull;
+  h = (h ^ (uint64_t)t->kind) * 1099511628211ull;
+  return (h ^ (uint64_t)(kn_getenv_int("NOOPT", 0) > 0)) * 1099511628211ull;
+}
+
+static int copy_compiled(kn_compiled *dst, const kn_compiled *src) {
+  *dst = *src;
+  dst->obj = malloc(src->obj_size ? src->obj_size : 1);
+  if (!dst->obj) return -1;
+  memcpy(dst->obj, src->obj, src->obj_size);
+  return 0;
+}
+
+static bool memo_get(uint64_t key, kn_compiled *out) {
+  pthread_mutex_lock(&lock);
+  memo_entry *m;
+  HASH_FIND(hh, memo, &key, sizeof key, m);
+  bool ok = m && !copy_compiled(out, &m->c);
+  pthread_mutex_unlock(&lock);
+  return ok;
+}
+
+static void memo_put(uint64_t key, const kn_compiled *c) {
+  memo_entry *m = calloc(1, sizeof *m);
+  if (!m) return;
+  if (copy_compiled(&m->c, c)) return free(m);
+  m->key = key;
+  pthread_mutex_lock(&lock);
+  memo_entry *old;
+  HASH_FIND(hh, memo, &key, sizeof key, old);
+  if (old) {
+    free(m->c.obj), free(m);
+  } else
+    HASH_ADD(hh, memo, key, sizeof m->key, m);
+  pthread_mutex_unlock(&lock);
+}
+
+/* Build the LLVM module for a kernel and fill out's name, entry and launch geometry. */
+static LLVMModuleRef build_module(LLVMContextRef ctx, const kn_kernel *k, const kn_target *t, uint64_t key,
+                                  kn_compiled *out, char *err, size_t errlen) {
+  if (kn_debug() >= 5) kn_kernel_print(k, stderr);
+  if (k->kind == KN_KERNEL_ATTENTION) {
+    const kn_attn *a = &k->attn;
+    snprintf(out->name, sizeof out->name, "attn_%d_%d_%d", a->n_q, a->n_head, a->head_dim);
+    snprintf(out->entry, sizeof out->entry, "kn_%s_%08x", out->name, (unsigned)(key & 0xffffffffu));
+    out->global[0] = (int64_t)a->n_q * a->n_head, out->global[1] = out->global[2] = 1;
+    out->local[0] = out->local[1] = out->local[2] = 1;
+    return kn_attention_module(ctx, k, t, out->entry, err, errlen);
+  }
+  kn_sched s;
+  if (kn_opt_schedule(k, t, &s, err, errlen)) return NULL;
+  kn_lprog *lp = kn_lower(k, &s, err, errlen);
+  if (!lp) return NULL;
+  if (kn_debug() >= 6) kn_lprog_print(lp, stderr);
+  snprintf(out->name, sizeof out->name, "%s", lp->name);
+  snprintf(out->entry, sizeof out->entry, "kn_%.70s_%08x", lp->name, (unsigned)(key & 0xffffffffu));
+  memcpy(out->global, lp->global, sizeof out->global);
+  memcpy(out->local, lp->local, sizeof out->local);
+  LLVMModuleRef mod = kn_emit_module(ctx, lp, t, out->entry, err, errlen);
+  kn_lprog_free(lp);
+  return mod;
+}
+
+static void count(bool hit) {
+  pthread_mutex_lock(&lock);
+  if (hit) stats.hits++;
+  else stats.misses++;
+  pthread_mutex_unlock(&lock);
+}
+
+/* Optimize and emit (cache miss), or take the cached object. */
+static int object_for(LLVMModuleRef mod, const kn_target *t, kn_compiled *out, char *err, size_t errlen) {
+  char *ir = LLVMPrintModuleToString(mod);
+  if (!ir) return snprintf(err, errlen, "cannot print LLVM IR of %s", out->name), -1;
+  if (kn_debug() >= 4) fprintf(stderr, "; LLVM IR of %s\n%s\n", out->name, ir);
+  char key[33];
+  kn_cache_key(ir, t, OPT_LEVEL, key);
+  int rc = 0;
+  bool cached = kn_cache_enabled() && kn_cache_load(key, &out->obj, &out->obj_size) == 1;
+  if (cached) {
+    out->cache_hit = true;
+  } else {
+    if (kn_llvm_optimize(mod, t, OPT_LEVEL, err, errlen) || kn_llvm_emit_object(mod, t, &out->obj, &out->obj_size, err, errlen))
+      rc = -1;
+    else if (kn_cache_enabled())
+      kn_cache_store(key, out->name, out->entry, t, ir, out->obj, out->obj_size);
+  }
+  if (rc == 0) count(cached);
+  if (rc == 0 && kn_debug() >= 7) {
+    if (cached) kn_llvm_optimize(mod, t, OPT_LEVEL, err, errlen);
+    char *as = kn_llvm_emit_asm(mod, t);
+    fprintf(stderr, "; assembly of %s\n%s\n", out->name, as ? as : "(unavailable)");
+    free(as);
+  }
+  LLVMDisposeMessage(ir);
+  return rc;
+}
+
+int kn_compile(const kn_kernel *k, const kn_target *t, kn_compiled *out, char *err, size_t errlen) {
+  double t0 = kn_now();
+  memset(out, 0, sizeof *out);
+  if (err && errlen) err[0] = 0;
+  if (!k || !t) return snprintf(err, errlen, "kn_compile: no kernel or no target"), -1;
+  if (k->nbufs < 1 || k->nbufs > KN_MAXBUFS || k->nvars < 0 || k->nvars > KN_MAXVARS)
+    return snprintf(err, errlen, "kernel has %d buffers and %d variables", k->nbufs, k->nvars), -1;
+  uint64_t key = memo_key(k, t);
+  if (memo_get(key, out)) {
+    if (kn_debug() >= 5) kn_kernel_print(k, stderr);
+    count(true);
+    out->cache_hit = true;
+    out->compile_s = kn_now() - t0;
+    return 0;
+  }
+  kn_llvm_init();
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMModuleRef mod = build_module(ctx, k, t, key, out, err, errlen);
+  int rc = -1;
+  if (mod) {
+    rc = object_for(mod, t, out, err, errlen);
+    LLVMDisposeModule(mod);
+  } else if (!err[0])
+    snprintf(err, errlen, "building the LLVM module failed");
+  LLVMContextDispose(ctx);
+  if (rc) {
+    kn_compiled_free(out);
+    return -1;
+  }
+  out->compile_s = kn_now() - t0;
+  memo_put(key, out);
+  return 0;
+}

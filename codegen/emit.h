@@ -1,0 +1,63 @@
+/* Private to codegen/: state and helpers shared by the LLVM IR emitter (llvm_emit.c), its math library
+ * (emit_math.c) and the block-format load templates (quant.c). Values of f16/bf16 dtypes live in float registers
+ * and are computed in f32: loads widen them, stores and explicit casts round them. bool lives in i1 registers and
+ * i8 memory. */
+#ifndef KN_EMIT_H
+#define KN_EMIT_H
+
+#include <llvm-c/Core.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "loopir.h"
+
+typedef struct {
+  LLVMContextRef ctx;
+  LLVMModuleRef mod;
+  LLVMBuilderRef b;
+  LLVMValueRef fn;
+  LLVMBasicBlockRef entry;
+  LLVMTypeRef i1, i8, i16, i32, i64, f16, f32, ptr, vd;
+  const kn_lprog *p;
+  const kn_target *t;
+  LLVMValueRef *vals;
+  char *err;
+  size_t errlen;
+  bool failed;
+} kn_emit;
+
+int kn_efail(kn_emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* vec == 1: the scalar type itself */
+LLVMTypeRef kn_e_vec(LLVMTypeRef t, int vec);
+/* Register type of a dtype (float for f16/bf16, i1 for bool) and its in-memory type. */
+LLVMTypeRef kn_e_regtype(kn_emit *e, kn_dtype dt);
+LLVMTypeRef kn_e_memtype(kn_emit *e, kn_dtype dt);
+/* Constants shaped like type ty (scalar or vector). */
+LLVMValueRef kn_e_fconst(LLVMTypeRef ty, double v);
+LLVMValueRef kn_e_iconst(LLVMTypeRef ty, long long v);
+LLVMValueRef kn_e_splat(kn_emit *e, LLVMValueRef v, int vec);
+LLVMValueRef kn_e_intrinsic(kn_emit *e, const char *name, LLVMTypeRef overload, LLVMValueRef *args, int nargs);
+/* Float ops with the fast-math flags kiln allows (contraction only: results stay IEEE otherwise). */
+LLVMValueRef kn_e_fadd(kn_emit *e, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef kn_e_fmul(kn_emit *e, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef kn_e_fsub(kn_emit *e, LLVMValueRef a, LLVMValueRef b);
+/* Round a float register to f16 or bf16 precision (explicit casts). */
+LLVMValueRef kn_e_round_to(kn_emit *e, LLVMValueRef v, kn_dtype dt);
+/* bf16 bits (i16 or vector) <-> float register */
+LLVMValueRef kn_e_bf16_to_f32(kn_emit *e, LLVMValueRef bits);
+LLVMValueRef kn_e_f32_to_bf16(kn_emit *e, LLVMValueRef f);
+
+/* emit_math.c: inline polynomial transcendentals (no libm calls in the object) */
+LLVMValueRef kn_e_exp2(kn_emit *e, LLVMValueRef x);
+LLVMValueRef kn_e_log2(kn_emit *e, LLVMValueRef x);
+LLVMValueRef kn_e_sin(kn_emit *e, LLVMValueRef x);
+
+/* quant.c: `vec` contiguous elements of block format fmt, starting at element j0 (i64, a multiple of vec) of block
+ * blk (i64), decoded to float (a <vec x float> or a float). A constant j0 folds the template to straight code. */
+LLVMValueRef kn_quant_load(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, LLVMValueRef j0, int vec);
+
+/* llvm_emit.c: a module with one function `entry` in the CPU calling convention. NULL with err on failure. */
+LLVMModuleRef kn_emit_module(LLVMContextRef ctx, const kn_lprog *p, const kn_target *t, const char *entry, char *err,
+                             size_t errlen);
+
+#endif

@@ -1,0 +1,114 @@
+/* Private to codegen/: the loop IR, a linear list of ops in the spirit of tinygrad's linearized uops. Every value
+ * has a scalar dtype and a vector width; loops are RANGE/ENDRANGE pairs, reductions are accumulators. GPU concepts
+ * (workgroup/local ids, local memory, barriers, wave reductions) have ops so one IR serves every target; the CPU
+ * emitter runs GLOBAL id 0 as a loop over the [start, end) work items the device hands each thread. */
+#ifndef KN_LOOPIR_H
+#define KN_LOOPIR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kernel.h"
+#include "../device/device.h"
+
+typedef enum {
+  KN_L_PARAM,     /* pointer to buffer `arg` (dtype = storage dtype) */
+  KN_L_VAR,       /* value of symbolic variable `arg`, i64 */
+  KN_L_CONST,     /* val, splat to vec lanes */
+  KN_L_SPECIAL,   /* hardware index: arg = KN_SP_*; size = extent */
+  KN_L_RANGE,     /* serial loop counter over [0, size), i64; opens a loop */
+  KN_L_ENDRANGE,  /* src[0] = the RANGE it closes */
+  KN_L_ACC,       /* accumulator register, initialised to src[0] (a CONST); reading it gives its current value */
+  KN_L_ACCSET,    /* src[0] = ACC, src[1] = new value */
+  KN_L_LOAD,      /* src: PARAM, element index (i64), [gate bool]; vec contiguous elements; gated-off -> 0 */
+  KN_L_QLOAD,     /* block-format load: src PARAM, block index, element in block (a multiple of vec), [gate];
+                     vec contiguous elements decoded to f32; arg = storage dtype */
+  KN_L_STORE,     /* src: PARAM, element index, value, [gate] */
+  KN_L_ALU,       /* alu = kernel op (ADD, MUL, WHERE, CMPLT, ...) */
+  KN_L_CAST,      /* to dtype */
+  KN_L_BITCAST,
+  KN_L_VECTORIZE, /* nsrc scalars -> one vector */
+  KN_L_GEP,       /* lane `arg` of src[0] */
+  KN_L_HREDUCE,   /* horizontal reduction of a vector with alu (ADD/MAX/MUL) */
+  KN_L_IF,        /* src[0] bool: ops up to the matching ENDIF run only when true */
+  KN_L_ENDIF,
+  KN_L_BARRIER,   /* workgroup barrier (GPU) */
+  KN_L_LOCAL,     /* workgroup-local array of size elements (GPU) */
+  KN_L_COUNT
+} kn_lop_type;
+
+enum { KN_SP_GLOBAL0, KN_SP_GLOBAL1, KN_SP_GLOBAL2, KN_SP_LOCAL0, KN_SP_LOCAL1, KN_SP_LOCAL2 };
+
+typedef struct {
+  kn_lop_type op;
+  kn_dtype dtype; /* element dtype of the value (bool for comparisons) */
+  int vec;        /* lanes; 1 = scalar */
+  int nsrc;
+  int *src;       /* indices of earlier ops */
+  kn_kop_type alu;
+  int64_t arg;
+  int64_t size;   /* RANGE / SPECIAL extent, LOCAL elements */
+  union {
+    double f;
+    int64_t i;
+  } val;          /* CONST */
+  int64_t lo, hi; /* known value bounds of integer scalars (lo > hi: unknown) */
+  uint64_t hash;
+} kn_lop;
+
+typedef struct kn_lprog kn_lprog;
+struct kn_lprog {
+  kn_lop *ops;
+  int n, cap;
+  int *table; /* open-addressing CSE table of op indices */
+  int tcap;
+  const kn_kernel *k;
+  char name[64];
+  int64_t global[3], local[3];
+  bool failed;
+};
+
+/* ---- building (loopir.c) ---- */
+kn_lprog *kn_lprog_new(const kn_kernel *k);
+void kn_lprog_free(kn_lprog *p);
+/* Append an op, returning an existing equal op for pure ops (CSE) and folding constants. -1 on failure. */
+int kn_l_add(kn_lprog *p, kn_lop_type op, kn_dtype dt, int vec, int nsrc, const int *src, kn_kop_type alu, int64_t arg);
+int kn_l_const_i(kn_lprog *p, kn_dtype dt, int64_t v);
+int kn_l_const_f(kn_lprog *p, kn_dtype dt, double v);
+int kn_l_alu(kn_lprog *p, kn_kop_type alu, kn_dtype dt, int a, int b);
+int kn_l_alu3(kn_lprog *p, kn_kop_type alu, kn_dtype dt, int a, int b, int c);
+int kn_l_cast(kn_lprog *p, int a, kn_dtype to);
+int kn_l_range(kn_lprog *p, int64_t size);
+void kn_lprog_print(const kn_lprog *p, FILE *f);
+const char *kn_lop_name(kn_lop_type op);
+
+/* ---- the schedule of axes (opt.c) ----
+ * Each kernel axis is split into pieces; axis index = sum(piece index * mult). GLOBAL pieces are unravelled from
+ * the work-item id (first piece slowest), LOOP/REDUCE pieces are serial loops, UPCAST/UNROLL are unrolled into
+ * registers, VEC/RVEC are vector lanes (at most one piece in all). */
+typedef enum { KN_AX_GLOBAL, KN_AX_LOOP, KN_AX_UPCAST, KN_AX_VEC, KN_AX_REDUCE, KN_AX_UNROLL, KN_AX_RVEC } kn_axkind;
+
+#define KN_MAXPIECES (3 * KN_MAXDIM)
+
+typedef struct {
+  int axis;
+  int64_t size, mult;
+  kn_axkind kind;
+} kn_piece;
+
+typedef struct {
+  int n;
+  kn_piece p[KN_MAXPIECES];
+  int vec;    /* index of the VEC/RVEC piece, -1 none */
+} kn_sched;
+
+/* Choose the schedule for a kernel on a target (NOOPT=1: everything global or serial, no vectors). */
+int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *err, size_t errlen);
+/* Name tinygrad-style from the schedule: E_/r_ then piece sizes. */
+void kn_sched_name(const kn_kernel *k, const kn_sched *s, char *name, size_t n);
+
+/* ---- lowering (lower.c) ---- */
+kn_lprog *kn_lower(const kn_kernel *k, const kn_sched *s, char *err, size_t errlen);
+
+#endif

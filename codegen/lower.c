@@ -1,0 +1,230 @@
+/* Lowering: kernel AST + axis schedule -> loop IR. Axis indices are affine sums of loop counters; a view chain
+ * becomes offset + sum(idx * stride) per view, unravelled into the view below with div/mod (simplified with
+ * value bounds), masks become gates on loads (gated-off lanes read 0). REDUCE nodes become accumulators that
+ * share one reduce loop nest; the epilogue runs after it and stores through out_st. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "index.h"
+
+typedef struct {
+  const kn_kop *p;
+  int idx;
+} nodeix;
+
+typedef struct {
+  kn_lctx c;
+  nodeix *ix;     /* kernel nodes sorted by address: node -> dense index for the memo */
+  int *memo;      /* lowered op per node for the current instance, -1 unknown */
+  const kn_kop *reds[KN_MAXREDS];
+  int nreds;
+  int *redval;    /* [out instance][reduce] -> op of the reduced value */
+  int cur_inst;
+} lower;
+
+static int cmp_nodeix(const void *a, const void *b) {
+  const kn_kop *x = ((const nodeix *)a)->p, *y = ((const nodeix *)b)->p;
+  return x < y ? -1 : x > y;
+}
+
+static int node_index(lower *L, const kn_kop *x) {
+  nodeix key = {x, 0};
+  nodeix *f = bsearch(&key, L->ix, (size_t)L->c.k->nnodes, sizeof *L->ix, cmp_nodeix);
+  return f ? f->idx : -1;
+}
+
+static int lower_node(lower *L, const kn_kop *x);
+
+static int lane_iota(kn_lctx *c, int lanes, int64_t step) {
+  int s[KN_MAXLANES];
+  for (int l = 0; l < lanes; l++) s[l] = kn_l_const_i(c->p, KN_I64, l * step);
+  return kn_l_add(c->p, KN_L_VECTORIZE, KN_I64, lanes, lanes, s, 0, 0);
+}
+
+/* IDX: the axis index, a vector when the axis carries the vector lanes. */
+static int lower_idx(lower *L, const kn_kop *x) {
+  kn_lctx *c = &L->c;
+  if (x->axis < 0 || x->axis >= c->k->ndim) return kn_lfail(c, "IDX axis %d outside the kernel's %d axes", x->axis, c->k->ndim);
+  kn_aff a;
+  kn_axis_aff(c, x->axis, 0, &a);
+  int base = kn_aff_op(c, &a);
+  int lanes = kn_lanes(c);
+  if (lanes > 1 && c->s->p[c->s->vec].axis == x->axis)
+    base = kn_l_alu(c->p, KN_KOP_ADD, KN_I64, base, lane_iota(c, lanes, c->s->p[c->s->vec].mult));
+  return kn_l_cast(c->p, base, x->dtype);
+}
+
+static int unary(kn_lctx *c, kn_kop_type op, kn_dtype dt, int a) {
+  return kn_l_add(c->p, KN_L_ALU, dt, c->p->ops[a].vec, 1, &a, op, 0);
+}
+
+static int lower_uncached(lower *L, const kn_kop *x) {
+  kn_lctx *c = &L->c;
+  int s[3] = {-1, -1, -1};
+  switch (x->op) {
+  case KN_KOP_LOAD: return kn_lower_load(c, x, x->nsrc == 1 ? lower_node(L, x->src[0]) : -1);
+  case KN_KOP_CONST:
+    return kn_dtype_is_float(x->dtype) ? kn_l_const_f(c->p, x->dtype, x->val.f) : kn_l_const_i(c->p, x->dtype, x->val.i);
+  case KN_KOP_VAR:
+    if (x->var < 0 || x->var >= c->k->nvars) return kn_lfail(c, "VAR %d but the kernel has %d variables", x->var, c->k->nvars);
+    return kn_l_cast(c->p, c->vars[x->var], x->dtype);
+  case KN_KOP_IDX: return lower_idx(L, x);
+  case KN_KOP_REDUCE:
+    for (int r = 0; r < L->nreds; r++)
+      if (L->reds[r] == x && L->redval) return L->redval[L->cur_inst * L->nreds + r];
+    return kn_lfail(c, "REDUCE inside a reduce's source (nested reductions are not supported)");
+  default: break;
+  }
+  if (x->nsrc < 1 || x->nsrc > 3) return kn_lfail(c, "%s node with %d sources", kn_kop_name(x->op), x->nsrc);
+  for (int i = 0; i < x->nsrc; i++)
+    if ((s[i] = lower_node(L, x->src[i])) < 0) return -1;
+  switch (x->op) {
+  case KN_KOP_CAST: return kn_l_cast(c->p, s[0], x->dtype);
+  case KN_KOP_BITCAST:
+    if (kn_dtype_get(x->dtype)->itemsize != kn_dtype_get(x->src[0]->dtype)->itemsize || x->dtype == KN_BOOL)
+      return kn_lfail(c, "BITCAST %s -> %s changes the size", kn_dtype_name(x->src[0]->dtype), kn_dtype_name(x->dtype));
+    return kn_l_add(c->p, KN_L_BITCAST, x->dtype, c->p->ops[s[0]].vec, 1, s, 0, 0);
+  case KN_KOP_NEG: case KN_KOP_RECIP: case KN_KOP_SQRT: case KN_KOP_EXP2: case KN_KOP_LOG2: case KN_KOP_SIN:
+  case KN_KOP_TRUNC: case KN_KOP_NOT:
+    return unary(c, x->op, x->dtype, s[0]);
+  case KN_KOP_WHERE: return kn_l_alu3(c->p, KN_KOP_WHERE, x->dtype, s[0], s[1], s[2]);
+  default:
+    if (x->nsrc != 2) return kn_lfail(c, "%s node with %d sources", kn_kop_name(x->op), x->nsrc);
+    return kn_l_alu(c->p, x->op, x->dtype, s[0], s[1]);
+  }
+}
+
+static int lower_node(lower *L, const kn_kop *x) {
+  if (!x) return kn_lfail(&L->c, "missing node");
+  int i = node_index(L, x);
+  if (i < 0) return kn_lfail(&L->c, "node %p is not owned by the kernel", (const void *)x);
+  if (L->memo[i] >= 0) return L->memo[i];
+  return L->memo[i] = lower_uncached(L, x);
+}
+
+static void reset_memo(lower *L) { memset(L->memo, -1, (size_t)L->c.k->nnodes * sizeof *L->memo); }
+
+static int collect_reds(lower *L, const kn_kop *x, int depth) {
+  if (!x || depth > 4096) return 0;
+  if (x->op == KN_KOP_REDUCE) {
+    for (int r = 0; r < L->nreds; r++)
+      if (L->reds[r] == x) return 0;
+    if (L->nreds == KN_MAXREDS) return kn_lfail(&L->c, "more than %d REDUCE nodes in one kernel", KN_MAXREDS);
+    L->reds[L->nreds++] = x;
+    return 0;
+  }
+  for (int i = 0; i < x->nsrc && i < 3; i++)
+    if (collect_reds(L, x->src[i], depth + 1)) return -1;
+  return 0;
+}
+
+/* Identity element of a reduction, as a constant of dtype. */
+static int identity(kn_lctx *c, kn_kop_type rop, kn_dtype dt) {
+  const kn_dtype_info *d = kn_dtype_get(dt);
+  if (rop == KN_KOP_ADD) return kn_dtype_is_float(dt) ? kn_l_const_f(c->p, dt, 0.0) : kn_l_const_i(c->p, dt, 0);
+  if (rop == KN_KOP_MUL) return kn_dtype_is_float(dt) ? kn_l_const_f(c->p, dt, 1.0) : kn_l_const_i(c->p, dt, 1);
+  if (rop != KN_KOP_MAX) return kn_lfail(c, "reduce op %s is not ADD, MUL or MAX", kn_kop_name(rop));
+  if (kn_dtype_is_float(dt)) return kn_l_const_f(c->p, dt, -__builtin_inf());
+  if (!d->is_signed || dt == KN_BOOL) return kn_l_const_i(c->p, dt, 0);
+  return kn_l_const_i(c->p, dt, d->itemsize == 8 ? INT64_MIN : -(INT64_C(1) << (8 * d->itemsize - 1)));
+}
+
+/* The reduce loop nest: accumulators per output instance and reduce node, unrolled reduce instances inside. */
+static int lower_reduce(lower *L, int ninst) {
+  kn_lctx *c = &L->c;
+  int nr = L->nreds, lanes;
+  int *acc = malloc((size_t)(ninst * nr) * sizeof *acc);
+  L->redval = malloc((size_t)(ninst * nr) * sizeof *L->redval);
+  if (!acc || !L->redval) return free(acc), kn_lfail(c, "out of memory");
+  c->in_reduce = true;
+  lanes = kn_lanes(c);
+  for (int u = 0; u < ninst; u++)
+    for (int r = 0; r < nr; r++) {
+      int id = identity(c, L->reds[r]->rop, L->reds[r]->dtype);
+      acc[u * nr + r] = kn_l_add(c->p, KN_L_ACC, L->reds[r]->dtype, lanes, 1, &id, L->reds[r]->rop, 0);
+    }
+  int ranges[KN_MAXPIECES], nranges = 0;
+  for (int i = 0; i < c->s->n; i++)
+    if (c->s->p[i].kind == KN_AX_REDUCE) c->piece_op[i] = ranges[nranges++] = kn_l_range(c->p, c->s->p[i].size);
+  int nunroll = kn_inst_count(c, true);
+  for (int w = 0; w < nunroll; w++)
+    for (int u = 0; u < ninst; u++) {
+      kn_set_inst(c, u, w);
+      reset_memo(L);
+      for (int r = 0; r < nr; r++) {
+        int v = lower_node(L, L->reds[r]->src[0]);
+        int a = acc[u * nr + r];
+        int nv = kn_l_alu(c->p, L->reds[r]->rop, L->reds[r]->dtype, a, v);
+        if (v < 0 || nv < 0) return free(acc), -1;
+        kn_l_add(c->p, KN_L_ACCSET, L->reds[r]->dtype, lanes, 2, (int[]){a, nv}, 0, 0);
+      }
+    }
+  for (int i = nranges - 1; i >= 0; i--) kn_l_add(c->p, KN_L_ENDRANGE, KN_I64, 1, 1, &ranges[i], 0, 0);
+  c->in_reduce = false;
+  for (int u = 0; u < ninst; u++)
+    for (int r = 0; r < nr; r++) {
+      int a = acc[u * nr + r];
+      if (lanes > 1 && c->s->p[c->s->vec].kind == KN_AX_RVEC)
+        a = kn_l_add(c->p, KN_L_HREDUCE, L->reds[r]->dtype, 1, 1, &a, L->reds[r]->rop, 0);
+      L->redval[u * nr + r] = a;
+    }
+  free(acc);
+  return c->p->failed ? -1 : 0;
+}
+
+static int lower_expr(lower *L) {
+  kn_lctx *c = &L->c;
+  const kn_kernel *k = c->k;
+  if (kn_dtype_is_quant(k->bufs[0].dtype)) return kn_lfail(c, "cannot store into block format %s", kn_dtype_name(k->bufs[0].dtype));
+  if (!k->root) return kn_lfail(c, "kernel has no root expression");
+  if (k->root->dtype != k->bufs[0].dtype)
+    return kn_lfail(c, "root dtype %s differs from output buffer dtype %s", kn_dtype_name(k->root->dtype),
+                    kn_dtype_name(k->bufs[0].dtype));
+  if (kn_lower_prologue(c)) return -1;
+  int loops[KN_MAXPIECES], nloops = 0;
+  for (int i = 0; i < c->s->n; i++)
+    if (c->s->p[i].kind == KN_AX_LOOP) c->piece_op[i] = loops[nloops++] = kn_l_range(c->p, c->s->p[i].size);
+  int ninst = kn_inst_count(c, false);
+  if (collect_reds(L, k->root, 0)) return -1;
+  if (L->nreds && k->nreduce == 0) return kn_lfail(c, "REDUCE node in a kernel without reduce axes");
+  if (L->nreds && lower_reduce(L, ninst)) return -1;
+  for (int u = 0; u < ninst; u++) {
+    kn_set_inst(c, u, 0);
+    L->cur_inst = u;
+    reset_memo(L);
+    int v = lower_node(L, k->root);
+    if (v < 0 || kn_lower_store(c, v)) return -1;
+  }
+  for (int i = nloops - 1; i >= 0; i--) kn_l_add(c->p, KN_L_ENDRANGE, KN_I64, 1, 1, &loops[i], 0, 0);
+  return c->p->failed ? kn_lfail(c, "loop IR construction failed (out of memory or bad operand)") : 0;
+}
+
+kn_lprog *kn_lower(const kn_kernel *k, const kn_sched *s, char *err, size_t errlen) {
+  if (k->kind != KN_KERNEL_EXPR) {
+    snprintf(err, errlen, "kernel kind %d has no loop IR lowering", (int)k->kind);
+    return NULL;
+  }
+  lower L;
+  memset(&L, 0, sizeof L);
+  L.c.k = k, L.c.s = s, L.c.err = err, L.c.errlen = errlen;
+  if (!(L.c.p = kn_lprog_new(k))) return snprintf(err, errlen, "out of memory"), NULL;
+  L.ix = malloc((size_t)(k->nnodes ? k->nnodes : 1) * sizeof *L.ix);
+  L.memo = malloc((size_t)(k->nnodes ? k->nnodes : 1) * sizeof *L.memo);
+  int rc = -1;
+  if (!L.ix || !L.memo) {
+    snprintf(err, errlen, "out of memory");
+    goto done;
+  }
+  for (int i = 0; i < k->nnodes; i++) L.ix[i] = (nodeix){k->nodes[i], i};
+  qsort(L.ix, (size_t)k->nnodes, sizeof *L.ix, cmp_nodeix);
+  rc = lower_expr(&L);
+done:
+  free(L.ix), free(L.memo), free(L.redval);
+  if (rc) {
+    if (!err[0]) snprintf(err, errlen, "lowering failed");
+    kn_lprog_free(L.c.p);
+    return NULL;
+  }
+  kn_sched_name(k, s, L.c.p->name, sizeof L.c.p->name);
+  return L.c.p;
+}

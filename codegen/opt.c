@@ -1,0 +1,183 @@
+/* Optimization of the axis schedule: which axis becomes vector lanes (an output axis, or the reduce axis for
+ * GEMV-like kernels), which output axes are register-blocked (upcast), which small reductions are unrolled, and
+ * which axes are split over work items so every core gets work. NOOPT=1 keeps the plain schedule. */
+#include <stdio.h>
+#include <string.h>
+
+#include "../device/env.h"
+#include "loopir.h"
+
+typedef struct {
+  const kn_kop *loads[64];
+  bool in_red[64];
+  int n;
+  int nquant;
+} loadset;
+
+static void collect_loads(const kn_kernel *k, const kn_kop *x, bool in_red, loadset *ls, int depth) {
+  if (!x || depth > 2048) return;
+  if (x->op == KN_KOP_LOAD && ls->n < 64) {
+    for (int i = 0; i < ls->n; i++)
+      if (ls->loads[i] == x) return;
+    ls->in_red[ls->n] = in_red;
+    ls->loads[ls->n++] = x;
+    if (x->buf >= 0 && x->buf < k->nbufs && kn_dtype_is_quant(k->bufs[x->buf].dtype)) ls->nquant++;
+  }
+  for (int i = 0; i < x->nsrc && i < 3; i++) collect_loads(k, x->src[i], in_red || x->op == KN_KOP_REDUCE, ls, depth + 1);
+}
+
+/* How well an access walks along axis a: contiguous is good, broadcast is free, anything else is a gather. */
+static int access_score(const kn_st *st, int a, int64_t lanes, bool quant) {
+  const kn_view *top = &st->v[st->nviews - 1];
+  if (a >= top->ndim) return 0;
+  if (top->masked && (top->mask_lo[a] > 0 || top->mask_hi[a] < top->shape[a])) return -3;
+  if (top->strides[a] == 0) return 0;
+  if (st->nviews == 1 && top->strides[a] == 1) return quant ? 6 : 2;
+  return quant ? -8 : -3;
+}
+
+static int axis_score(const kn_kernel *k, const loadset *ls, int a, int64_t lanes) {
+  bool red = a >= k->ndim - k->nreduce;
+  int score = 0;
+  for (int i = 0; i < ls->n; i++) {
+    const kn_kop *x = ls->loads[i];
+    if (red && !ls->in_red[i]) continue;
+    if (x->nsrc == 1) score -= 3; /* gathered rows: index varies per lane */
+    score += access_score(&x->st, a, lanes, kn_dtype_is_quant(k->bufs[x->buf].dtype));
+  }
+  if (!red) score += access_score(&k->out_st, a, lanes, false) * 2;
+  return score;
+}
+
+static int out_itemsize(const kn_kernel *k) {
+  int s = kn_dtype_get(k->bufs[0].dtype)->itemsize;
+  return s < 4 ? 4 : s;
+}
+
+static void add_piece(kn_sched *s, int axis, int64_t size, int64_t mult, kn_axkind kind) {
+  if (s->n < KN_MAXPIECES) s->p[s->n++] = (kn_piece){axis, size, mult, kind};
+}
+
+static void plain(const kn_kernel *k, kn_sched *s) {
+  memset(s, 0, sizeof *s);
+  s->vec = -1;
+  for (int i = 0; i < k->ndim; i++)
+    add_piece(s, i, k->shape[i], 1, i < k->ndim - k->nreduce ? KN_AX_GLOBAL : KN_AX_REDUCE);
+}
+
+static bool is_quant_load(const kn_kernel *k, const kn_kop *x) {
+  return x->buf >= 0 && x->buf < k->nbufs && kn_dtype_is_quant(k->bufs[x->buf].dtype);
+}
+
+/* Does some load inside the reduce ignore axis a (stride 0)? Then upcasting a shares that load's registers
+ * (quant_only: a block-format load, whose decode is then shared too). */
+static bool reused_along(const kn_kernel *k, const loadset *ls, int a, bool quant_only) {
+  for (int i = 0; i < ls->n; i++) {
+    const kn_view *top = &ls->loads[i]->st.v[ls->loads[i]->st.nviews - 1];
+    if (quant_only && !is_quant_load(k, ls->loads[i])) continue;
+    if (ls->in_red[i] && a < top->ndim && top->strides[a] == 0 && !top->masked) return true;
+  }
+  return false;
+}
+
+/* The largest block of the block-format loads that walk axis a contiguously (0: none). */
+static int64_t quant_block_along(const kn_kernel *k, const loadset *ls, int a) {
+  int64_t qk = 0;
+  for (int i = 0; i < ls->n; i++) {
+    const kn_kop *x = ls->loads[i];
+    const kn_view *top = &x->st.v[x->st.nviews - 1];
+    if (!is_quant_load(k, x) || x->st.nviews != 1 || a >= top->ndim || top->strides[a] != 1) continue;
+    if (kn_dtype_get(k->bufs[x->buf].dtype)->block_elems > qk) qk = kn_dtype_get(k->bufs[x->buf].dtype)->block_elems;
+  }
+  return qk;
+}
+
+typedef struct {
+  int64_t vec, up, unroll; /* per axis: vector lanes, upcast factor, unroll factor (1 = none) */
+} axplan;
+
+static void build(const kn_kernel *k, const axplan *pl, int vaxis, kn_sched *s) {
+  memset(s, 0, sizeof *s);
+  s->vec = -1;
+  int nout = k->ndim - k->nreduce;
+  for (int i = 0; i < nout; i++) {
+    int64_t inner = pl[i].vec * pl[i].up;
+    if (k->shape[i] / inner > 1 || inner == 1) add_piece(s, i, k->shape[i] / inner, inner, KN_AX_GLOBAL);
+  }
+  for (int i = 0; i < nout; i++)
+    if (pl[i].up > 1) add_piece(s, i, pl[i].up, pl[i].vec, KN_AX_UPCAST);
+  if (vaxis >= 0 && vaxis < nout) s->vec = s->n, add_piece(s, vaxis, pl[vaxis].vec, 1, KN_AX_VEC);
+  for (int i = nout; i < k->ndim; i++) {
+    int64_t inner = pl[i].vec * pl[i].unroll;
+    if (k->shape[i] / inner > 1) add_piece(s, i, k->shape[i] / inner, inner, KN_AX_REDUCE);
+  }
+  for (int i = nout; i < k->ndim; i++)
+    if (pl[i].unroll > 1) add_piece(s, i, pl[i].unroll, pl[i].vec, KN_AX_UNROLL);
+  if (vaxis >= nout) s->vec = s->n, add_piece(s, vaxis, pl[vaxis].vec, 1, KN_AX_RVEC);
+}
+
+int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *err, size_t errlen) {
+  if (k->ndim < 1 || k->ndim > KN_MAXDIM || k->nreduce < 0 || k->nreduce > k->ndim) {
+    snprintf(err, errlen, "kernel has %d axes with %d reduced", k->ndim, k->nreduce);
+    return -1;
+  }
+  for (int i = 0; i < k->ndim; i++)
+    if (k->shape[i] < 1) {
+      snprintf(err, errlen, "kernel axis %d has size %lld", i, (long long)k->shape[i]);
+      return -1;
+    }
+  plain(k, s);
+  if (kn_getenv_int("NOOPT", 0) > 0 || k->kind != KN_KERNEL_EXPR) return 0;
+  loadset ls = {0};
+  collect_loads(k, k->root, false, &ls, 0);
+  int nout = k->ndim - k->nreduce;
+  axplan pl[KN_MAXDIM];
+  for (int i = 0; i < k->ndim; i++) pl[i] = (axplan){1, 1, 1};
+  /* vector lanes: the axis where most accesses are contiguous */
+  int64_t V = t->vector_bytes > 0 ? t->vector_bytes / out_itemsize(k) : 1;
+  if (V > 16) V = 16;
+  int vaxis = -1, best = 0;
+  int64_t bestv = 1;
+  for (int a = 0; a < k->ndim && V >= 4; a++) {
+    bool red = a >= nout;
+    if (red && a != k->ndim - 1) continue;
+    int64_t v = V;
+    while (v >= 4 && k->shape[a] % v) v /= 2;
+    if (v < 4) continue;
+    int sc = axis_score(k, &ls, a, v) * 4 + (int)(v / 4) - (red ? 1 : 0);
+    if (axis_score(k, &ls, a, v) > 0 && sc > best) best = sc, vaxis = a, bestv = v;
+  }
+  if (vaxis >= 0) pl[vaxis].vec = bestv;
+  if (k->nreduce > 0) {
+    /* quantized weights along a vectorized reduce axis: unroll over a whole block so every position inside the
+     * block is a constant and the format's decode folds to straight-line code */
+    int r = k->ndim - 1;
+    if (vaxis == r && nout <= r) {
+      int64_t qk = quant_block_along(k, &ls, r);
+      if (qk > pl[r].vec && qk / pl[r].vec <= 16 && k->shape[r] % qk == 0) pl[r].unroll = qk / pl[r].vec;
+    }
+    /* register blocking: rows that share loads (first those sharing a decoded block), and two vectors along the
+     * vector axis when it is an output; at most 16 accumulators and 64 unrolled instances */
+    int64_t budget = 16;
+    if (vaxis >= nout && 64 / pl[r].unroll < budget) budget = 64 / pl[r].unroll;
+    if (vaxis >= 0 && vaxis < nout && (k->shape[vaxis] / pl[vaxis].vec) % 2 == 0) pl[vaxis].up = 2, budget = 8;
+    for (int pass = 0; pass < 2; pass++)
+      for (int a = nout - 1; a >= 0 && budget > 1; a--) {
+        if (a == vaxis || pl[a].up > 1 || !reused_along(k, &ls, a, pass == 0)) continue;
+        int64_t f = vaxis >= nout ? (budget < 4 ? budget : 4) : budget >= 8 ? 8 : budget;
+        while (f > 1 && k->shape[a] % f) f /= 2;
+        if (f > 1) pl[a].up = f, budget /= f;
+      }
+    /* small reductions: unroll the whole reduce axis */
+    int64_t rest = k->shape[r] / pl[r].vec;
+    if (pl[r].unroll == 1 && rest > 1 && rest <= 8 && k->nreduce == 1) pl[r].unroll = rest;
+  }
+  build(k, pl, vaxis, s);
+  return 0;
+}
+
+void kn_sched_name(const kn_kernel *k, const kn_sched *s, char *name, size_t n) {
+  size_t o = (size_t)snprintf(name, n, "%s", k->nreduce > 0 ? "r" : "E");
+  for (int i = 0; i < s->n && o < n; i++) o += (size_t)snprintf(name + o, n - o, "_%lld", (long long)s->p[i].size);
+  if (s->n == 0 && o < n) snprintf(name + o, n - o, "_1");
+}

@@ -1,0 +1,145 @@
+/* models/chat_detect.c: which chat-template family a GGUF's tokenizer.chat_template belongs to, by the markers
+ * each family's template carries; also the families' names, stop texts and BOS handling. See docs/chat.md. */
+#include <stdio.h>
+#include <string.h>
+
+#include "models/chat_impl.h"
+
+static const char *const family_names[] = {"none", "chatml", "qwen2.5", "qwen3", "llama3", "llama3.1"};
+
+const char *kn_chat_family_name(kn_chat_family f)
+{
+    return (unsigned)f < sizeof family_names / sizeof family_names[0] ? family_names[f] : "?";
+}
+
+int kn_chat_family_has_bos(kn_chat_family f) { return f == KN_CHAT_LLAMA3 || f == KN_CHAT_LLAMA31; }
+
+const char *const *kn_chat_family_stops(kn_chat_family f)
+{
+    static const char *const chatml[] = {"<|im_end|>", "<|endoftext|>", NULL};
+    static const char *const llama[] = {"<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", NULL};
+    return kn_chat_family_has_bos(f) ? llama : chatml;
+}
+
+static int has(const char *text, const char *s) { return strstr(text, s) != NULL; }
+
+static int has_all(const char *text, const char *const *marks)
+{
+    for (; *marks; marks++)
+        if (!has(text, *marks))
+            return 0;
+    return 1;
+}
+
+/* The system text a ChatML template writes when the conversation has none: a literal
+ * '<|im_start|>system\n…<|im_end|>' in the template source (Qwen2.5: "You are Qwen, created by Alibaba Cloud…"). */
+static void find_default_system(const char *text, char *out, size_t outlen)
+{
+    static const char open[] = "<|im_start|>system\\n";
+    out[0] = 0;
+    for (const char *p = strstr(text, open); p; p = strstr(p + 1, open)) {
+        const char *s = p + strlen(open), *e = strstr(s, "<|im_end|>");
+        if (!e || e == s || (size_t)(e - s) >= outlen || strpbrk(s, "'\"{}+") < e)
+            continue;
+        size_t n = 0;
+        for (const char *q = s; q < e; q++) { /* Jinja string escapes */
+            if (*q == '\\' && q + 1 < e) {
+                q++;
+                out[n++] = *q == 'n' ? '\n' : *q == 't' ? '\t' : *q;
+            } else {
+                out[n++] = *q;
+            }
+        }
+        out[n] = 0;
+        return;
+    }
+}
+
+static void set_why(kn_chat_template *t, const char *why)
+{
+    snprintf(t->why, sizeof t->why, "%s (%s)", kn_chat_family_name(t->family), why);
+}
+
+static void detect_chatml(const char *text, kn_chat_template *t)
+{
+    static const char *const qwen3[] = {"<tool_call>", "<tool_response>", "last_query_index", "reasoning_content",
+                                        "enable_thinking", "<think>\\n\\n</think>\\n\\n", NULL};
+    static const char *const qwen25[] = {"# Tools\\n\\nYou may call one or more functions", "<tools>",
+                                         "<tool_response>", "tool_call.arguments | tojson", NULL};
+    find_default_system(text, t->default_system, sizeof t->default_system);
+    if (has(text, "<think>") || has(text, "enable_thinking")) {
+        t->family = KN_CHAT_QWEN3;
+        t->exact = has_all(text, qwen3);
+        set_why(t, "<|im_start|> and <think>");
+    } else if (has(text, "<tool_call>")) {
+        t->family = KN_CHAT_QWEN25;
+        t->exact = has_all(text, qwen25);
+        set_why(t, "<|im_start|> and <tool_call>");
+    } else {
+        t->family = KN_CHAT_CHATML;
+        t->exact = !has(text, "tool") && (has(text, "message['content']") || has(text, "message.content"));
+        set_why(t, "<|im_start|>");
+    }
+}
+
+static void detect_llama(const char *text, kn_chat_template *t)
+{
+    static const char *const llama31[] = {"Environment: ipython\\n", "Cutting Knowledge Date: December 2023\\n",
+                                          "tools_in_user_message", "\"parameters\": ", "| tojson(indent=4)",
+                                          "bos_token", NULL};
+    static const char *const llama3[] = {"<|eot_id|>", "bos_token", "| trim", NULL};
+    if (has(text, "ipython")) {
+        t->family = KN_CHAT_LLAMA31;
+        t->exact = has_all(text, llama31);
+        t->builtin_tools_ok = has(text, "builtin_tools") && has(text, "<|python_tag|>");
+        t->date_now = has(text, "strftime_now");
+        set_why(t, "<|start_header_id|> and ipython");
+    } else {
+        t->family = KN_CHAT_LLAMA3;
+        t->exact = has_all(text, llama3) && !has(text, "tool");
+        set_why(t, "<|start_header_id|>");
+    }
+}
+
+int kn_chat_template_detect(const char *text, int allow_fallback, kn_chat_template *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (text && has(text, "<|im_start|>")) {
+        detect_chatml(text, out);
+        return 0;
+    }
+    if (text && has(text, "<|start_header_id|>") && has(text, "<|end_header_id|>")) {
+        detect_llama(text, out);
+        return 0;
+    }
+    const char *why = !text || !*text ? "the model has no tokenizer.chat_template"
+                                      : "tokenizer.chat_template has neither <|im_start|> (ChatML, Qwen) nor "
+                                        "<|start_header_id|> (Llama 3) markers";
+    if (!allow_fallback) {
+        knc_err(err, errlen, "%s; choose a family with --chat-template (chatml, qwen2.5, qwen3, llama3, llama3.1)",
+                why);
+        return -1;
+    }
+    out->family = KN_CHAT_CHATML;
+    out->fallback = 1;
+    snprintf(out->why, sizeof out->why, "chatml (fallback: %s)", why);
+    return 0;
+}
+
+int kn_chat_template_named(const char *name, kn_chat_template *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    for (size_t f = 1; f < sizeof family_names / sizeof family_names[0]; f++) {
+        if (strcmp(name, family_names[f]))
+            continue;
+        out->family = (kn_chat_family)f;
+        out->exact = 1;
+        if (f == KN_CHAT_QWEN25)
+            strcpy(out->default_system, "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
+        out->builtin_tools_ok = f == KN_CHAT_LLAMA31;
+        set_why(out, "named");
+        return 0;
+    }
+    knc_err(err, errlen, "unknown chat template family \"%.40s\" (chatml, qwen2.5, qwen3, llama3, llama3.1)", name);
+    return -1;
+}

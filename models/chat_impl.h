@@ -1,0 +1,81 @@
+/* models/chat_impl.h: private to the chat files of models/ (chat_json.c, chat_conv.c, chat_template.c, toolcall.c).
+ * A growable byte buffer, and a JSON value tree that keeps what Python's json module would see (key order, number
+ * literals), so templates' `tojson` output can be reproduced byte for byte. */
+#ifndef KN_CHAT_IMPL_H
+#define KN_CHAT_IMPL_H
+
+#include <stddef.h>
+
+#include "models/chat.h"
+
+/* ---- byte buffer ------------------------------------------------------------------------------------------- */
+
+typedef struct knc_buf {
+    char *s;
+    size_t len, cap;
+    int oom; /* sticky: a failed allocation; checked once at the end */
+} knc_buf;
+
+void knc_put(knc_buf *b, const char *s, size_t n);
+void knc_puts(knc_buf *b, const char *s);
+void knc_putc(knc_buf *b, char c);
+void knc_buf_free(knc_buf *b);
+/* Takes the bytes out as a NUL-terminated malloc'd string (NULL when oom), leaving b empty. */
+char *knc_take(knc_buf *b);
+
+char *knc_strdup(const char *s);
+char *knc_strndup(const char *s, size_t n);
+void knc_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- JSON values ------------------------------------------------------------------------------------------- */
+
+typedef enum knj_type { KNJ_NULL, KNJ_FALSE, KNJ_TRUE, KNJ_NUM, KNJ_STR, KNJ_ARR, KNJ_OBJ } knj_type;
+
+typedef struct knj {
+    knj_type t;
+    char *s;      /* KNJ_STR: the decoded UTF-8 text; KNJ_NUM: the literal as written */
+    size_t len;
+    struct knj *v; /* KNJ_ARR / KNJ_OBJ: items */
+    char **keys;  /* KNJ_OBJ: keys (decoded, NUL-terminated; a key holding U+0000 is rejected) */
+    size_t n, cap;
+} knj;
+
+/* Parse one JSON text (RFC 8259, surrounding whitespace allowed). A repeated key keeps its first position and its
+ * last value, as a Python dict does. NULL with err naming the byte offset on error. */
+knj *knj_parse(const char *s, size_t len, char *err, size_t errlen);
+void knj_free(knj *v);
+const knj *knj_get(const knj *obj, const char *key); /* NULL when absent or obj is not an object */
+const char *knj_str(const knj *v);                    /* the text of a string value, NULL otherwise */
+
+/* Python json.dumps(v, ensure_ascii=False) with indent < 0, else json.dumps(v, ensure_ascii=False, indent=indent). */
+void knj_dump(knc_buf *b, const knj *v, int indent);
+/* Python json.dumps of a plain string. */
+void knj_dump_str(knc_buf *b, const char *s, size_t len);
+
+/* ---- tool-call parser output (toolcall_out.c) ------------------------------------------------------------- */
+
+/* Events of one feed/finish. Texts live in one buffer and are addressed by offset until published, so the buffer
+ * may grow; text events of the same kind and call are merged; every text ends on a UTF-8 character boundary. */
+typedef struct tc_events {
+    kn_tc_event *ev;
+    size_t *off;      /* per event: offsets of text, id, name in buf (3 each) */
+    size_t n, cap;
+    knc_buf buf;
+    knc_buf carry;    /* an incomplete UTF-8 sequence waiting for its next bytes */
+    kn_tc_kind carry_kind;
+    int carry_index;
+    int oom;
+} tc_events;
+
+void tc_events_clear(tc_events *e);
+void tc_events_free(tc_events *e);
+void tc_emit_text(tc_events *e, kn_tc_kind kind, int index, const char *s, size_t n);
+void tc_emit_mark(tc_events *e, kn_tc_kind kind, int index, const char *id, const char *name);
+void tc_flush(tc_events *e);   /* end of output: an incomplete sequence goes out as U+FFFD */
+int tc_publish(tc_events *e);  /* set the pointers of the events; -1 when memory ran out during the feed */
+
+/* A Llama 3.1 builtin call "name.call(k=\"v\", n=1)": its name (malloc'd) and arguments as a JSON object text
+ * (malloc'd). NULL when the text is not of that form. */
+char *tc_python_call(const char *code, size_t n, char **name);
+
+#endif

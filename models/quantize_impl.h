@@ -1,0 +1,34 @@
+/* Private to the quantizers: the 256-element K-quant block functions (quantize_k.c) and shared helpers. */
+#ifndef KN_QUANTIZE_IMPL_H
+#define KN_QUANTIZE_IMPL_H
+
+#include <math.h>
+
+#include "quantize.h"
+
+#define QK 256
+
+/* Round to nearest, ties to even (the reference's rounding for scale searches). Inputs are finite and small. */
+static inline int q_round(float x) { return (int)lrintf(x); }
+static inline int q_clamp(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+static inline void put_f16(uint8_t *p, float f) {
+  uint16_t h = kn_f32_to_f16(f);
+  p[0] = (uint8_t)h, p[1] = (uint8_t)(h >> 8);
+}
+static inline float get_f16(const uint8_t *p) { return kn_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+
+/* One super-block of 256 floats into one block. */
+void kn_quant_q2_k(const float *x, uint8_t *y);
+void kn_quant_q3_k(const float *x, uint8_t *y);
+void kn_quant_q4_k(const float *x, uint8_t *y);
+void kn_quant_q5_k(const float *x, uint8_t *y);
+void kn_quant_q6_k(const float *x, uint8_t *y);
+
+/* One block into 256 floats. */
+void kn_dequant_q2_k(const uint8_t *b, float *y);
+void kn_dequant_q3_k(const uint8_t *b, float *y);
+void kn_dequant_q4_k(const uint8_t *b, float *y);
+void kn_dequant_q5_k(const uint8_t *b, float *y);
+void kn_dequant_q6_k(const uint8_t *b, float *y);
+
+#endif

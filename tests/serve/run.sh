@@ -1,0 +1,143 @@
+#!/bin/sh
+# tests/serve/run.sh KILN: starts `kiln serve` on a free loopback port with a testdata model and checks it with real
+# HTTP clients: curl (framing, headers, keep-alive, 100-continue, auth) and the openai npm package (client.mjs), then
+# shuts it down with SIGTERM in the middle of a stream. Skips (77) when ../shared/testdata, curl or node is missing.
+set -u
+KILN=${1:?usage: run.sh path/to/kiln}
+HERE=$(cd "$(dirname "$0")" && pwd)
+TD=${KILN_TESTDATA:-$HERE/../../../shared/testdata}
+MODEL=$TD/models/tiny-qwen2-Q4_K_M.gguf
+KEY=sk-test-$$
+N_CTX=512
+MAX_BODY=262144
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+
+[ -f "$MODEL" ] || { echo "skip: $MODEL is missing (../shared/testdata)"; exit 77; }
+command -v curl >/dev/null || { echo "skip: curl is not installed"; exit 77; }
+
+TMP=$(mktemp -d)
+SERVER=
+cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; rm -rf "$TMP"; }
+trap cleanup EXIT INT TERM
+
+# Start a server; sets SERVER (pid) and BASE. $1: log file, rest: extra options.
+start() {
+  log=$1
+  shift
+  "$KILN" serve -m "$MODEL" --port 0 -c $N_CTX --parallel 4 --api-key "$KEY" --alias "$ALIAS" \
+    --max-body $MAX_BODY --ping-interval 0.5 "$@" 2>"$log" &
+  SERVER=$!
+  i=0
+  while ! grep -q "listening on" "$log" 2>/dev/null; do
+    if ! kill -0 "$SERVER" 2>/dev/null; then echo "the server did not start:"; cat "$log"; exit 1; fi
+    i=$((i + 1))
+    [ $i -gt 3000 ] && { echo "the server did not start within 300 s"; cat "$log"; exit 1; }
+    sleep 0.1
+  done
+  PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -1)
+  BASE=http://127.0.0.1:$PORT
+}
+
+ALIAS=tiny-qwen2
+start "$TMP/server.log" --shutdown-grace 0.5
+echo "server at $BASE (pid $SERVER)"
+AUTH="Authorization: Bearer $KEY"
+CHAT=$BASE/v1/chat/completions
+
+# ---- curl -----------------------------------------------------------------------------------------------------------
+
+code() { curl -s -o "$TMP/body" -w '%{http_code}' "$@"; }
+check "GET /health without a key" '[ "$(code $BASE/health)" = 200 ] && grep -q "\"status\":\"ok\"" $TMP/body'
+check "GET /v1/models needs the key" '[ "$(code $BASE/v1/models)" = 401 ] && grep -q authentication_error $TMP/body'
+check "GET /v1/models" '[ "$(code -H "$AUTH" $BASE/v1/models)" = 200 ] && grep -q "\"id\":\"tiny-qwen2\"" $TMP/body'
+check "chat completion" '[ "$(code -H "$AUTH" -H "Content-Type: application/json" \
+  -d "{\"model\":\"tiny-qwen2\",\"max_tokens\":4,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" $CHAT)" = 200 ] &&
+  grep -q "\"object\":\"chat.completion\"" $TMP/body && grep -q "\"usage\"" $TMP/body'
+check "malformed JSON is a 400 in OpenAI's shape" '[ "$(code -H "$AUTH" -d "{oops" $CHAT)" = 400 ] &&
+  grep -q "\"error\":{\"message\"" $TMP/body && grep -q invalid_request_error $TMP/body'
+
+# A stream: event-stream headers, every line an SSE field or blank, JSON on one line, [DONE] last.
+curl -sN -D "$TMP/h" -H "$AUTH" -H "Content-Type: application/json" -o "$TMP/sse" \
+  -d '{"max_tokens":12,"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}' "$CHAT"
+check "stream headers" 'grep -qi "^content-type: text/event-stream" $TMP/h && grep -qi "^cache-control: no-cache" $TMP/h'
+check "stream framing" '! grep -v -e "^data: {.*}\r\?$" -e "^data: \[DONE\]$" -e "^: ping$" -e "^$" $TMP/sse >/dev/null &&
+  [ "$(grep "^data:" $TMP/sse | tail -1)" = "data: [DONE]" ] && grep -q "\"usage\":{" $TMP/sse'
+check "stream: chunks carry chat.completion.chunk" '[ $(grep -c "\"object\":\"chat.completion.chunk\"" $TMP/sse) -ge 3 ]'
+
+# keep-alive: two requests on one connection
+curl -sv -H "$AUTH" "$BASE/v1/models" "$BASE/props" -o /dev/null -o /dev/null 2>"$TMP/v"
+check "keep-alive reuses the connection" 'grep -qi "re-using existing connection" $TMP/v'
+
+# Expect: 100-continue is answered at once (curl otherwise waits a second)
+head -c 100000 /dev/zero | tr '\0' 'a' >"$TMP/big"
+printf '{"max_tokens":1,"messages":[{"role":"user","content":"%s"}]}' "$(head -c 1000 "$TMP/big")" >"$TMP/req.json"
+t=$(curl -s -o /dev/null -w '%{time_total}' -H "$AUTH" -H "Expect: 100-continue" -H "Content-Type: application/json" \
+  --data-binary @"$TMP/req.json" "$CHAT")
+check "100-continue answered quickly ($t s)" 'awk "BEGIN{exit !($t < 0.9)}"'
+check "body over the limit is a 413 before it is read" '[ "$(head -c $((MAX_BODY * 2)) /dev/zero | code -H "$AUTH" \
+  -H "Expect: 100-continue" --data-binary @- $CHAT)" = 413 ]'
+check "wrong method is a 405 with Allow" '[ "$(curl -s -o /dev/null -D - -X DELETE -H "$AUTH" $CHAT | tr -d "\r" |
+  grep -ci "^allow: POST")" = 1 ]'
+
+# ---- the OpenAI SDK and raw HTTP -------------------------------------------------------------------------------------
+
+node_rc=77
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "skip: node/npm are not installed: the openai SDK checks did not run"
+elif [ ! -d "$HERE/node_modules/openai" ] && ! (cd "$HERE" && npm install --no-audit --no-fund >"$TMP/npm.log" 2>&1); then
+  echo "skip: npm install of openai@6 failed (tests/serve/node_modules):"
+  tail -5 "$TMP/npm.log"
+else
+  BASE=$BASE KEY=$KEY MODEL=tiny-qwen2 N_CTX=$N_CTX MAX_BODY=$MAX_BODY node "$HERE/client.mjs"
+  node_rc=$?
+  [ $node_rc = 0 ] && ok "openai SDK checks" || bad "openai SDK checks"
+fi
+
+# ---- the log, and a clean shutdown during a stream -------------------------------------------------------------------
+
+check "one log line per request, with tokens" 'grep -q "POST /v1/chat/completions 200 tokens in=[0-9]* cached=[0-9]* out=[0-9]*" $TMP/server.log'
+if [ $node_rc = 0 ]; then
+  check "disconnects are logged as such" 'grep -q "client disconnected" $TMP/server.log'
+fi
+curl -sN -H "$AUTH" -H "Content-Type: application/json" -o "$TMP/cut" \
+  -d '{"max_tokens":100000,"stream":true,"messages":[{"role":"user","content":"go on forever"}]}' "$CHAT" &
+CURL=$!
+sleep 1
+kill -TERM "$SERVER"
+i=0
+while kill -0 "$SERVER" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+if kill -0 "$SERVER" 2>/dev/null; then
+  bad "SIGTERM: the server is still running after 15 s"
+else
+  wait "$SERVER"
+  rc=$?
+  SERVER=
+  check "SIGTERM: exit code 0 ($rc), stream ended" '[ $rc = 0 ] && grep -q "kiln serve: stopped" $TMP/server.log'
+fi
+wait $CURL
+check "SIGTERM: the cut stream got an error event" 'grep -q "^data: {\"error\"" $TMP/cut'
+
+# ---- Qwen3's template (thinking, its own tool format) with the same clients -------------------------------------------
+
+MODEL3=$TD/models/tiny-qwen3-Q4_K_M.gguf
+if [ $node_rc != 77 ] && [ -f "$MODEL3" ]; then
+  MODEL=$MODEL3 ALIAS=tiny-qwen3
+  start "$TMP/server3.log"
+  BASE=$BASE KEY=$KEY MODEL=tiny-qwen3 N_CTX=$N_CTX MAX_BODY=$MAX_BODY \
+    ONLY="models|chat, not streamed|chat, streamed|tool_choice|tool result|second turn" node "$HERE/client.mjs"
+  [ $? = 0 ] && ok "openai SDK checks with tiny-qwen3" || bad "openai SDK checks with tiny-qwen3"
+  kill -TERM "$SERVER"
+  wait "$SERVER"
+  rc3=$?
+  check "tiny-qwen3 server stopped cleanly" '[ $rc3 = 0 ]'
+  SERVER=
+fi
+
+echo "$pass passed, $fail failed"
+[ $fail = 0 ] || { echo "---- server log (last 30 lines) ----"; tail -30 "$TMP/server.log"; exit 1; }
+[ $node_rc = 77 ] && exit 77
+exit 0

@@ -1,0 +1,960 @@
+/* codegen end to end: kernel ASTs built by hand (every ALU op and dtype, casts, bitcasts, views with permutes,
+ * masks, multi-view chains and symbolic offsets, reductions, IDX, VAR, gathers, matmul shapes, quantized-weight
+ * GEMV/GEMM for every block format) on random shapes and data, compiled with kn_compile, run on the CPU device and
+ * compared with a plain C interpreter of the same AST. Each case runs optimized and with NOOPT=1. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/codegen.h"
+#include "device/device.h"
+#include "tests/ref_quant.h"
+
+static int passed, failed;
+static kn_device *dev;
+static uint64_t rs = 0x243f6a8885a308d3ull;
+
+static uint64_t rnd(void) { return kn_ref_rand(&rs); }
+static int64_t rint_in(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1)); }
+static float runif(float lo, float hi) { return lo + (hi - lo) * kn_ref_uniform(&rs); }
+
+/* ---------------- values of the reference interpreter ---------------- */
+
+typedef struct {
+  double f;  /* float dtypes: the exact value (already rounded to the dtype) */
+  int64_t i; /* ints and bool: the value wrapped to the dtype */
+} val;
+
+static double round_f(kn_dtype dt, double x) {
+  if (dt == KN_F16) return kn_ref_f16_to_f32(kn_ref_f32_to_f16((float)x));
+  if (dt == KN_BF16) return kn_ref_bf16_to_f32(kn_ref_f32_to_bf16((float)x));
+  return (float)x;
+}
+
+static int64_t wrap_i(kn_dtype dt, int64_t x) {
+  switch (dt) {
+  case KN_BOOL: return x != 0;
+  case KN_I8: return (int8_t)x;
+  case KN_U8: return (uint8_t)x;
+  case KN_I16: return (int16_t)x;
+  case KN_U16: return (uint16_t)x;
+  case KN_I32: return (int32_t)x;
+  case KN_U32: return (uint32_t)x;
+  default: return x;
+  }
+}
+
+static val mk(kn_dtype dt, double f, int64_t i) {
+  val v = {0, 0};
+  if (kn_dtype_is_float(dt)) v.f = round_f(dt, f);
+  else v.i = wrap_i(dt, i);
+  return v;
+}
+
+/* f16/bf16 math happens in f32: only stores and explicit casts round to the dtype */
+static val fr(double x) { return (val){(float)x, 0}; }
+
+static val rd(kn_dtype dt, const void *p, int64_t i) {
+  const unsigned char *b = p;
+  switch (dt) {
+  case KN_F32: return (val){((const float *)p)[i], 0};
+  case KN_F16: return (val){kn_ref_f16_to_f32(((const uint16_t *)p)[i]), 0};
+  case KN_BF16: return (val){kn_ref_bf16_to_f32(((const uint16_t *)p)[i]), 0};
+  case KN_BOOL: return (val){0, b[i] != 0};
+  case KN_I8: return (val){0, ((const int8_t *)p)[i]};
+  case KN_U8: return (val){0, b[i]};
+  case KN_I16: return (val){0, ((const int16_t *)p)[i]};
+  case KN_U16: return (val){0, ((const uint16_t *)p)[i]};
+  case KN_I32: return (val){0, ((const int32_t *)p)[i]};
+  case KN_U32: return (val){0, ((const uint32_t *)p)[i]};
+  case KN_I64: case KN_U64: return (val){0, ((const int64_t *)p)[i]};
+  default: return (val){kn_ref_dequant_one(dt, p, i), 0};
+  }
+}
+
+/* ---------------- the reference interpreter ---------------- */
+
+typedef struct {
+  const kn_kernel *k;
+  void **host;
+  const int64_t *vars;
+} refctx;
+
+static bool ref_index(const kn_st *st, const int64_t *idx, const int64_t *vars, int64_t *out) {
+  int64_t cur[KN_MAXDIM], L = 0;
+  const kn_view *top = &st->v[st->nviews - 1];
+  memcpy(cur, idx, sizeof(int64_t) * (size_t)top->ndim);
+  for (int vi = st->nviews - 1; vi >= 0; vi--) {
+    const kn_view *v = &st->v[vi];
+    if (vi < st->nviews - 1)
+      for (int j = v->ndim - 1; j >= 0; j--) cur[j] = j ? L % v->shape[j] : L, L /= v->shape[j];
+    if (v->masked)
+      for (int j = 0; j < v->ndim; j++)
+        if (cur[j] < v->mask_lo[j] || cur[j] >= v->mask_hi[j]) return false;
+    L = v->offset.c + (v->offset.v >= 0 ? v->offset.k * vars[v->offset.v] : 0);
+    for (int j = 0; j < v->ndim; j++) L += cur[j] * v->strides[j];
+  }
+  *out = L;
+  return true;
+}
+
+static val eval(refctx *r, const kn_kop *x, const int64_t *idx);
+
+static val reduce(refctx *r, const kn_kop *x, const int64_t *idx) {
+  const kn_kernel *k = r->k;
+  int nout = k->ndim - k->nreduce;
+  int64_t full[KN_MAXDIM];
+  memcpy(full, idx, sizeof full);
+  for (int a = nout; a < k->ndim; a++) full[a] = 0;
+  kn_dtype dt = x->dtype;
+  bool f = kn_dtype_is_float(dt);
+  val acc = x->rop == KN_KOP_ADD ? mk(dt, 0, 0) : x->rop == KN_KOP_MUL ? mk(dt, 1, 1) : (val){-INFINITY, INT64_MIN};
+  if (x->rop == KN_KOP_MAX && !f && !kn_dtype_get(dt)->is_signed) acc.i = 0;
+  for (;;) {
+    val v = eval(r, x->src[0], full);
+    if (x->rop == KN_KOP_ADD) acc = f ? fr((float)acc.f + (float)v.f) : mk(dt, 0, (int64_t)((uint64_t)acc.i + (uint64_t)v.i));
+    else if (x->rop == KN_KOP_MUL) acc = f ? fr((float)acc.f * (float)v.f) : mk(dt, 0, (int64_t)((uint64_t)acc.i * (uint64_t)v.i));
+    else if (f) acc.f = v.f > acc.f ? v.f : acc.f;
+    else if (kn_dtype_get(dt)->is_signed) acc.i = v.i > acc.i ? v.i : acc.i;
+    else acc.i = (uint64_t)v.i > (uint64_t)acc.i ? v.i : acc.i;
+    int a = k->ndim - 1;
+    for (; a >= nout; a--) {
+      if (++full[a] < k->shape[a]) break;
+      full[a] = 0;
+    }
+    if (a < nout) break;
+  }
+  return acc;
+}
+
+static val cast_val(val v, kn_dtype from, kn_dtype to) {
+  bool ff = kn_dtype_is_float(from), tf = kn_dtype_is_float(to);
+  if (to == KN_BOOL) return (val){0, ff ? v.f != 0 : v.i != 0};
+  if (ff && tf) return mk(to, v.f, 0);
+  if (ff) return mk(to, 0, kn_dtype_get(to)->is_signed ? (int64_t)v.f : (int64_t)(uint64_t)v.f);
+  if (tf) return mk(to, kn_dtype_get(from)->is_signed || from == KN_BOOL ? (double)v.i : (double)(uint64_t)v.i, 0);
+  return mk(to, 0, v.i);
+}
+
+static uint64_t bits_of(val v, kn_dtype dt) {
+  if (dt == KN_F32) {
+    float f = (float)v.f;
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+  }
+  if (dt == KN_F16) return kn_ref_f32_to_f16((float)v.f);
+  if (dt == KN_BF16) return kn_ref_f32_to_bf16((float)v.f);
+  return (uint64_t)v.i;
+}
+
+static val from_bits(uint64_t u, kn_dtype dt) {
+  if (dt == KN_F32) {
+    uint32_t w = (uint32_t)u;
+    float f;
+    memcpy(&f, &w, 4);
+    return (val){f, 0};
+  }
+  if (dt == KN_F16) return (val){kn_ref_f16_to_f32((uint16_t)u), 0};
+  if (dt == KN_BF16) return (val){kn_ref_bf16_to_f32((uint16_t)u), 0};
+  return mk(dt, 0, (int64_t)u);
+}
+
+static val alu_f(kn_kop_type op, kn_dtype dt, val a, val b, val c, kn_dtype sdt) {
+  float x = (float)a.f, y = (float)b.f;
+  switch (op) {
+  case KN_KOP_NEG: return fr(-x);
+  case KN_KOP_RECIP: return fr(1.0f / x);
+  case KN_KOP_SQRT: return fr(sqrtf(x));
+  case KN_KOP_EXP2: return fr(exp2f(x));
+  case KN_KOP_LOG2: return fr(log2f(x));
+  case KN_KOP_SIN: return fr(sinf(x));
+  case KN_KOP_TRUNC: return fr(truncf(x));
+  case KN_KOP_ADD: return fr(x + y);
+  case KN_KOP_SUB: return fr(x - y);
+  case KN_KOP_MUL: return fr(x * y);
+  case KN_KOP_DIV: return fr(x / y);
+  case KN_KOP_MAX: return fr(x > y ? x : y);
+  case KN_KOP_MIN: return fr(x < y ? x : y);
+  case KN_KOP_CMPLT: return (val){0, x < y};
+  case KN_KOP_CMPEQ: return (val){0, x == y};
+  case KN_KOP_CMPNE: return (val){0, x != y};
+  case KN_KOP_POW: return fr(powf(x, y));
+  default: (void)c, (void)sdt; return (val){NAN, 0};
+  }
+}
+
+static val alu_i(kn_kop_type op, kn_dtype dt, val a, val b, kn_dtype sdt) {
+  bool s = kn_dtype_get(sdt)->is_signed && sdt != KN_BOOL;
+  uint64_t x = (uint64_t)a.i, y = (uint64_t)b.i;
+  int bits = 8 * kn_dtype_get(sdt)->itemsize;
+  switch (op) {
+  case KN_KOP_NEG: return mk(dt, 0, (int64_t)(0 - x));
+  case KN_KOP_NOT: return sdt == KN_BOOL ? (val){0, !a.i} : mk(dt, 0, (int64_t)~x);
+  case KN_KOP_ADD: return sdt == KN_BOOL ? (val){0, a.i | b.i} : mk(dt, 0, (int64_t)(x + y));
+  case KN_KOP_SUB: return mk(dt, 0, (int64_t)(x - y));
+  case KN_KOP_MUL: return sdt == KN_BOOL ? (val){0, a.i & b.i} : mk(dt, 0, (int64_t)(x * y));
+  case KN_KOP_DIV: return mk(dt, 0, s ? a.i / b.i : (int64_t)(x / y));
+  case KN_KOP_MOD: return mk(dt, 0, s ? a.i % b.i : (int64_t)(x % y));
+  case KN_KOP_MAX: return (s ? a.i > b.i : x > y) ? a : b;
+  case KN_KOP_MIN: return (s ? a.i < b.i : x < y) ? a : b;
+  case KN_KOP_CMPLT: return (val){0, s ? a.i < b.i : x < y};
+  case KN_KOP_CMPEQ: return (val){0, a.i == b.i};
+  case KN_KOP_CMPNE: return (val){0, a.i != b.i};
+  case KN_KOP_AND: return mk(dt, 0, a.i & b.i);
+  case KN_KOP_OR: return mk(dt, 0, a.i | b.i);
+  case KN_KOP_XOR: return mk(dt, 0, a.i ^ b.i);
+  case KN_KOP_SHL: return mk(dt, 0, (int64_t)(x << y));
+  case KN_KOP_SHR: return mk(dt, 0, s ? a.i >> y : (int64_t)((bits == 64 ? x : x & ((1ull << bits) - 1)) >> y));
+  default: return (val){0, 0};
+  }
+}
+
+static val eval(refctx *r, const kn_kop *x, const int64_t *idx) {
+  const kn_kernel *k = r->k;
+  switch (x->op) {
+  case KN_KOP_LOAD: {
+    int64_t L;
+    if (!ref_index(&x->st, idx, r->vars, &L)) return mk(x->dtype, 0, 0);
+    if (x->nsrc == 1) L += eval(r, x->src[0], idx).i * x->gather_stride;
+    return rd(k->bufs[x->buf].dtype, r->host[x->buf], L);
+  }
+  case KN_KOP_CONST: return kn_dtype_is_float(x->dtype) ? fr(x->val.f) : mk(x->dtype, 0, x->val.i);
+  case KN_KOP_VAR: return mk(x->dtype, 0, r->vars[x->var]);
+  case KN_KOP_IDX: return mk(x->dtype, 0, idx[x->axis]);
+  case KN_KOP_REDUCE: return reduce(r, x, idx);
+  default: break;
+  }
+  val s[3] = {{0, 0}, {0, 0}, {0, 0}};
+  for (int i = 0; i < x->nsrc; i++) s[i] = eval(r, x->src[i], idx);
+  kn_dtype sdt = x->src[0]->dtype;
+  switch (x->op) {
+  case KN_KOP_CAST: return cast_val(s[0], sdt, x->dtype);
+  case KN_KOP_BITCAST: return from_bits(bits_of(s[0], sdt), x->dtype);
+  case KN_KOP_WHERE: return s[0].i ? s[1] : s[2];
+  default: break;
+  }
+  return kn_dtype_is_float(sdt) ? alu_f(x->op, x->dtype, s[0], s[1], s[2], sdt) : alu_i(x->op, x->dtype, s[0], s[1], sdt);
+}
+
+/* ---------------- running a case ---------------- */
+
+#define GUARD 64
+
+typedef struct {
+  char name[96];
+  kn_kernel *k;
+  void *host[KN_MAXBUFS];
+  size_t bytes[KN_MAXBUFS];
+  int64_t vars[KN_MAXVARS];
+  double rtol, atol;
+} tcase;
+
+static void fill_buf(kn_dtype dt, void *p, int64_t n, float lo, float hi) {
+  if (kn_dtype_is_quant(dt)) {
+    kn_ref_fill_random(dt, p, n, &rs);
+    return;
+  }
+  for (int64_t i = 0; i < n; i++) {
+    float f = runif(lo, hi);
+    switch (dt) {
+    case KN_F32: ((float *)p)[i] = f; break;
+    case KN_F16: ((uint16_t *)p)[i] = kn_ref_f32_to_f16(f); break;
+    case KN_BF16: ((uint16_t *)p)[i] = kn_ref_f32_to_bf16(f); break;
+    case KN_BOOL: ((uint8_t *)p)[i] = rnd() & 1; break;
+    case KN_I8: case KN_U8: ((uint8_t *)p)[i] = (uint8_t)rnd(); break;
+    case KN_I16: case KN_U16: ((uint16_t *)p)[i] = (uint16_t)rnd(); break;
+    case KN_I32: case KN_U32: ((uint32_t *)p)[i] = (uint32_t)rnd(); break;
+    default: ((uint64_t *)p)[i] = rnd(); break;
+    }
+  }
+}
+
+static tcase *tc_new(const char *fmt, ...) {
+  tcase *c = calloc(1, sizeof *c);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->name, sizeof c->name, fmt, ap);
+  va_end(ap);
+  c->k = kn_kernel_new();
+  c->rtol = 1e-5, c->atol = 1e-6;
+  return c;
+}
+
+/* Declare buffer i of n elements, filled with random values in [lo, hi) (ints: random bits). */
+static void tc_buf(tcase *c, int i, kn_dtype dt, int64_t n, float lo, float hi) {
+  c->k->bufs[i] = (kn_kbuf){dt, n};
+  if (c->k->nbufs <= i) c->k->nbufs = i + 1;
+  int64_t nb = kn_dtype_nbytes(dt, n);
+  c->bytes[i] = (size_t)nb;
+  c->host[i] = aligned_alloc(64, ((size_t)nb + GUARD + 63) / 64 * 64);
+  fill_buf(dt, c->host[i], n, lo, hi);
+  memset((char *)c->host[i] + nb, 0xA5, GUARD);
+}
+
+static void tc_free(tcase *c) {
+  for (int i = 0; i < KN_MAXBUFS; i++) free(c->host[i]);
+  kn_kernel_free(c->k);
+  free(c);
+}
+
+static bool close_enough(kn_dtype dt, val got, val want, double rtol, double atol) {
+  if (!kn_dtype_is_float(dt)) return got.i == want.i;
+  if (isnan(want.f)) return isnan(got.f);
+  if (isinf(want.f)) return got.f == want.f;
+  return fabs(got.f - want.f) <= atol + rtol * fabs(want.f);
+}
+
+static void fail(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  printf("FAIL: ");
+  vprintf(fmt, ap);
+  printf("\n");
+  va_end(ap);
+}
+
+/* Compile, launch and compare; returns true when every output element matches. */
+static bool run_once(tcase *c, const char *mode) {
+  kn_kernel *k = c->k;
+  char err[512] = "";
+  kn_compiled comp;
+  if (kn_compile(k, kn_device_target(dev), &comp, err, sizeof err)) {
+    fail("%s [%s]: compile: %s", c->name, mode, err);
+    return false;
+  }
+  size_t ob = c->bytes[0];
+  unsigned char *out0 = malloc(ob + GUARD);
+  memcpy(out0, c->host[0], ob + GUARD);
+  kn_program *p = kn_program_load(dev, comp.entry, comp.obj, comp.obj_size, err, sizeof err);
+  bool ok = p != NULL;
+  if (!p) fail("%s [%s]: load: %s", c->name, mode, err);
+  kn_buf *bufs[KN_MAXBUFS];
+  for (int i = 0; i < k->nbufs; i++) bufs[i] = kn_buf_wrap_host(dev, c->host[i], c->bytes[i]);
+  if (ok && kn_program_launch(p, bufs, k->nbufs, c->vars, k->nvars, comp.global, comp.local, err, sizeof err)) {
+    fail("%s [%s]: launch: %s", c->name, mode, err);
+    ok = false;
+  }
+  kn_device_sync(dev);
+  for (int i = 0; i < k->nbufs; i++) kn_buf_free(bufs[i]);
+  if (ok && memcmp((char *)c->host[0] + ob, out0 + ob, GUARD)) {
+    fail("%s [%s %s]: wrote past the end of the output", c->name, mode, comp.name);
+    ok = false;
+  }
+  /* reference: every output element, written over a copy of the original output */
+  int nout = k->ndim - k->nreduce, bad = 0;
+  int64_t idx[KN_MAXDIM] = {0};
+  refctx r = {k, c->host, c->vars};
+  void *orig = c->host[0];
+  r.host[0] = out0; /* reads of buf0 (in-place kernels) see the original contents */
+  kn_dtype odt = k->bufs[0].dtype;
+  unsigned char *written = calloc((size_t)k->bufs[0].nelems, 1);
+  for (bool more = ok; more;) {
+    int64_t L;
+    if (ref_index(&k->out_st, idx, c->vars, &L)) {
+      val want = eval(&r, k->root, idx), got = rd(odt, orig, L);
+      if (kn_dtype_is_float(odt)) want = mk(odt, want.f, 0); /* the store rounds */
+      written[L] = 1;
+      if (!close_enough(odt, got, want, c->rtol, c->atol) && bad++ < 3)
+        fail("%s [%s %s]: out[%lld] = %.9g/%lld, want %.9g/%lld", c->name, mode, comp.name, (long long)L, got.f,
+             (long long)got.i, want.f, (long long)want.i);
+    }
+    int a = nout - 1;
+    for (; a >= 0; a--) {
+      if (++idx[a] < k->shape[a]) break;
+      idx[a] = 0;
+    }
+    more = a >= 0;
+  }
+  int isz = kn_dtype_get(odt)->itemsize;
+  for (int64_t i = 0; ok && i < k->bufs[0].nelems; i++)
+    if (!written[i] && memcmp((char *)orig + i * isz, out0 + i * isz, (size_t)isz) && bad++ < 3)
+      fail("%s [%s]: out[%lld] changed but the kernel does not write it", c->name, mode, (long long)i);
+  r.host[0] = orig;
+  memcpy(orig, out0, ob); /* restore for the next mode */
+  free(written), free(out0);
+  kn_program_free(p);
+  kn_compiled_free(&comp);
+  return ok && bad == 0;
+}
+
+static void run(tcase *c) {
+  if (!c->k->root) {
+    fail("%s: building the kernel failed", c->name);
+    failed++;
+    tc_free(c);
+    return;
+  }
+  bool a = run_once(c, "opt");
+  setenv("NOOPT", "1", 1);
+  bool b = run_once(c, "noopt");
+  unsetenv("NOOPT");
+  if (a && b) passed++;
+  else failed++;
+  tc_free(c);
+}
+
+/* ---------------- view helpers ---------------- */
+
+static kn_st st_strided(int nd, const int64_t *shape, const int64_t *strides, int64_t off) {
+  kn_st s;
+  memset(&s, 0, sizeof s);
+  s.nviews = 1;
+  s.v[0].ndim = nd;
+  s.v[0].offset.c = off, s.v[0].offset.v = -1;
+  for (int i = 0; i < nd; i++) s.v[0].shape[i] = shape[i], s.v[0].strides[i] = shape[i] == 1 ? 0 : strides[i];
+  return s;
+}
+
+static kn_st st_contig(int nd, const int64_t *shape) {
+  int64_t st[KN_MAXDIM], s = 1;
+  for (int i = nd - 1; i >= 0; i--) st[i] = s, s *= shape[i];
+  return st_strided(nd, shape, st, 0);
+}
+
+static int64_t numel(int nd, const int64_t *shape) {
+  int64_t n = 1;
+  for (int i = 0; i < nd; i++) n *= shape[i];
+  return n;
+}
+
+static void rand_shape(int nd, int64_t *shape, int64_t maxd) {
+  for (int i = 0; i < nd; i++) shape[i] = rnd() % 3 == 0 ? 16 * rint_in(1, 4) : rint_in(1, maxd);
+}
+
+/* out = op(inputs...) over a contiguous shape */
+static void set_space(kn_kernel *k, int nd, const int64_t *shape, int nreduce) {
+  k->ndim = nd, k->nreduce = nreduce;
+  memcpy(k->shape, shape, sizeof(int64_t) * (size_t)nd);
+  int64_t os[KN_MAXDIM];
+  for (int i = 0; i < nd; i++) os[i] = i < nd - nreduce ? shape[i] : 1;
+  k->out_st = st_contig(nd, os);
+}
+
+/* ---------------- cases ---------------- */
+
+static const kn_dtype int_types[] = {KN_I8, KN_U8, KN_I16, KN_U16, KN_I32, KN_U32, KN_I64, KN_U64};
+static const kn_dtype float_types[] = {KN_F32, KN_F16, KN_BF16};
+
+static void unary_float(kn_kop_type op, kn_dtype dt, float lo, float hi, double rtol, double atol) {
+  int nd = (int)rint_in(1, 3);
+  int64_t sh[KN_MAXDIM];
+  rand_shape(nd, sh, 40);
+  tcase *c = tc_new("%s %s", kn_kop_name(op), kn_dtype_name(dt));
+  int64_t n = numel(nd, sh);
+  tc_buf(c, 0, dt, n, 0, 0);
+  tc_buf(c, 1, dt, n, lo, hi);
+  set_space(c->k, nd, sh, 0);
+  kn_st st = st_contig(nd, sh);
+  c->k->root = kn_kop_alu(c->k, op, dt, 1, kn_kop_load(c->k, 1, dt, &st), NULL, NULL);
+  c->rtol = rtol, c->atol = atol;
+  run(c);
+}
+
+static void binary(kn_kop_type op, kn_dtype dt, kn_dtype odt, float lo, float hi) {
+  int nd = (int)rint_in(1, 3);
+  int64_t sh[KN_MAXDIM];
+  rand_shape(nd, sh, 40);
+  tcase *c = tc_new("%s %s", kn_kop_name(op), kn_dtype_name(dt));
+  int64_t n = numel(nd, sh);
+  tc_buf(c, 0, odt, n, 0, 0);
+  tc_buf(c, 1, dt, n, lo, hi);
+  tc_buf(c, 2, dt, n, lo, hi);
+  if (op == KN_KOP_DIV || op == KN_KOP_MOD || op == KN_KOP_SHL || op == KN_KOP_SHR) {
+    int bits = 8 * kn_dtype_get(dt)->itemsize;
+    for (int64_t i = 0; i < n; i++) {
+      int64_t v = op == KN_KOP_SHL || op == KN_KOP_SHR ? rint_in(0, bits - 1) : rint_in(2, 100) * (rnd() & 1 && kn_dtype_get(dt)->is_signed ? -1 : 1);
+      switch (kn_dtype_get(dt)->itemsize) {
+      case 1: ((int8_t *)c->host[2])[i] = (int8_t)v; break;
+      case 2: ((int16_t *)c->host[2])[i] = (int16_t)v; break;
+      case 4: ((int32_t *)c->host[2])[i] = (int32_t)v; break;
+      default: ((int64_t *)c->host[2])[i] = v; break;
+      }
+    }
+  }
+  if (rnd() % 4 == 0 && kn_dtype_is_float(dt)) /* equal values sometimes, for the comparisons */
+    memcpy(c->host[2], c->host[1], (size_t)c->bytes[1] / 2);
+  set_space(c->k, nd, sh, 0);
+  kn_st st = st_contig(nd, sh);
+  kn_kop *a = kn_kop_load(c->k, 1, dt, &st), *b = kn_kop_load(c->k, 2, dt, &st);
+  c->k->root = kn_kop_alu(c->k, op, odt, 2, a, b, NULL);
+  if (op == KN_KOP_POW) c->rtol = dt == KN_F32 ? 2e-5 : 2e-3;
+  run(c);
+}
+
+static void test_alu(void) {
+  for (int r = 0; r < 2; r++)
+    for (size_t t = 0; t < 3; t++) {
+      kn_dtype dt = float_types[t];
+      double rt = dt == KN_F32 ? 1e-5 : 1e-2;
+      unary_float(KN_KOP_NEG, dt, -4, 4, 0, 0);
+      unary_float(KN_KOP_RECIP, dt, 0.1f, 4, rt, 0);
+      unary_float(KN_KOP_SQRT, dt, 0, 100, rt, 0);
+      unary_float(KN_KOP_EXP2, dt, -30, 30, dt == KN_F32 ? 3e-6 : 1e-2, 0);
+      unary_float(KN_KOP_EXP2, dt, -149, 127, dt == KN_F32 ? 3e-6 : 1e-2, 1e-44);
+      unary_float(KN_KOP_LOG2, dt, 1e-6f, 1e6f, dt == KN_F32 ? 2e-6 : 1e-2, 1e-6);
+      unary_float(KN_KOP_LOG2, dt, 0.5f, 2.0f, dt == KN_F32 ? 2e-6 : 1e-2, 2e-7);
+      unary_float(KN_KOP_SIN, dt, -100, 100, dt == KN_F32 ? 2e-6 : 1e-2, 2e-6);
+      unary_float(KN_KOP_SIN, dt, -3, 3, dt == KN_F32 ? 2e-6 : 1e-2, 2e-7);
+      unary_float(KN_KOP_TRUNC, dt, -100, 100, 0, 0);
+      kn_kop_type fops[] = {KN_KOP_ADD, KN_KOP_SUB, KN_KOP_MUL, KN_KOP_DIV, KN_KOP_MAX, KN_KOP_MIN};
+      for (size_t o = 0; o < sizeof fops / sizeof *fops; o++) binary(fops[o], dt, dt, -4, 4);
+      binary(KN_KOP_POW, dt, dt, 0.1f, 3);
+      kn_kop_type cmps[] = {KN_KOP_CMPLT, KN_KOP_CMPEQ, KN_KOP_CMPNE};
+      for (size_t o = 0; o < 3; o++) binary(cmps[o], dt, KN_BOOL, -2, 2);
+    }
+  kn_kop_type iops[] = {KN_KOP_ADD, KN_KOP_SUB, KN_KOP_MUL, KN_KOP_DIV, KN_KOP_MOD, KN_KOP_MAX, KN_KOP_MIN,
+                        KN_KOP_AND, KN_KOP_OR, KN_KOP_XOR, KN_KOP_SHL, KN_KOP_SHR};
+  for (size_t t = 0; t < sizeof int_types / sizeof *int_types; t++) {
+    kn_dtype dt = int_types[t];
+    for (size_t o = 0; o < sizeof iops / sizeof *iops; o++) binary(iops[o], dt, dt, 0, 0);
+    kn_kop_type cmps[] = {KN_KOP_CMPLT, KN_KOP_CMPEQ, KN_KOP_CMPNE};
+    for (size_t o = 0; o < 3; o++) binary(cmps[o], dt, KN_BOOL, 0, 0);
+    unary_float(KN_KOP_NEG, dt, 0, 0, 0, 0);
+    unary_float(KN_KOP_NOT, dt, 0, 0, 0, 0);
+  }
+  kn_kop_type bops[] = {KN_KOP_AND, KN_KOP_OR, KN_KOP_XOR, KN_KOP_CMPNE, KN_KOP_CMPEQ, KN_KOP_CMPLT, KN_KOP_MAX};
+  for (size_t o = 0; o < sizeof bops / sizeof *bops; o++) binary(bops[o], KN_BOOL, KN_BOOL, 0, 0);
+  unary_float(KN_KOP_NOT, KN_BOOL, 0, 0, 0, 0);
+}
+
+/* WHERE(a < b, a*c, b - c) and a longer float chain */
+static void test_where_chain(void) {
+  for (int r = 0; r < 6; r++) {
+    kn_dtype dt = float_types[r % 3];
+    int nd = (int)rint_in(1, 3);
+    int64_t sh[KN_MAXDIM];
+    rand_shape(nd, sh, 50);
+    int64_t n = numel(nd, sh);
+    tcase *c = tc_new("where/chain %s", kn_dtype_name(dt));
+    tc_buf(c, 0, dt, n, 0, 0);
+    for (int i = 1; i <= 3; i++) tc_buf(c, i, dt, n, -3, 3);
+    set_space(c->k, nd, sh, 0);
+    kn_kernel *k = c->k;
+    kn_st st = st_contig(nd, sh);
+    kn_kop *a = kn_kop_load(k, 1, dt, &st), *b = kn_kop_load(k, 2, dt, &st), *cc = kn_kop_load(k, 3, dt, &st);
+    kn_kop *w = kn_kop_alu(k, KN_KOP_WHERE, dt, 3, kn_kop_alu(k, KN_KOP_CMPLT, KN_BOOL, 2, a, b, NULL),
+                           kn_kop_alu(k, KN_KOP_MUL, dt, 2, a, cc, NULL), kn_kop_alu(k, KN_KOP_SUB, dt, 2, b, cc, NULL));
+    kn_kop *e = kn_kop_alu(k, KN_KOP_EXP2, dt, 1, kn_kop_alu(k, KN_KOP_MUL, dt, 2, w, kn_kop_const_f(k, dt, 0.5), NULL), NULL, NULL);
+    k->root = kn_kop_alu(k, KN_KOP_ADD, dt, 2, e, kn_kop_alu(k, KN_KOP_MAX, dt, 2, a, kn_kop_const_f(k, dt, 0.25), NULL), NULL);
+    c->rtol = dt == KN_F32 ? 1e-5 : 2e-2, c->atol = 1e-5;
+    run(c);
+  }
+}
+
+static void test_casts(void) {
+  kn_dtype all[] = {KN_BOOL, KN_I8, KN_U8, KN_I16, KN_U16, KN_I32, KN_U32, KN_I64, KN_U64, KN_F16, KN_BF16, KN_F32};
+  int na = sizeof all / sizeof *all;
+  for (int i = 0; i < na; i++)
+    for (int j = 0; j < na; j++) {
+      kn_dtype from = all[i], to = all[j];
+      if (from == to) continue;
+      int nd = (int)rint_in(1, 2);
+      int64_t sh[KN_MAXDIM];
+      rand_shape(nd, sh, 40);
+      int64_t n = numel(nd, sh);
+      tcase *c = tc_new("CAST %s -> %s", kn_dtype_name(from), kn_dtype_name(to));
+      tc_buf(c, 0, to, n, 0, 0);
+      /* floats into ints: values the target can hold */
+      float lo = -100, hi = 100;
+      if (kn_dtype_is_int(to) && !kn_dtype_get(to)->is_signed) lo = 0, hi = 200;
+      if (to == KN_I8) lo = -100, hi = 100;
+      if (to == KN_U8) hi = 250;
+      tc_buf(c, 1, from, n, lo, hi);
+      set_space(c->k, nd, sh, 0);
+      kn_st st = st_contig(nd, sh);
+      c->k->root = kn_kop_alu(c->k, KN_KOP_CAST, to, 1, kn_kop_load(c->k, 1, from, &st), NULL, NULL);
+      run(c);
+    }
+  kn_dtype pairs[][2] = {{KN_F32, KN_I32}, {KN_I32, KN_F32}, {KN_F32, KN_U32}, {KN_U32, KN_F32}, {KN_F16, KN_I16},
+                         {KN_I16, KN_F16}, {KN_U16, KN_F16}, {KN_BF16, KN_U16}, {KN_I16, KN_BF16}, {KN_I64, KN_U64}};
+  for (size_t p = 0; p < sizeof pairs / sizeof *pairs; p++) {
+    kn_dtype from = pairs[p][0], to = pairs[p][1];
+    int64_t sh[1] = {rint_in(1, 100)};
+    tcase *c = tc_new("BITCAST %s -> %s", kn_dtype_name(from), kn_dtype_name(to));
+    tc_buf(c, 0, to, sh[0], 0, 0);
+    tc_buf(c, 1, from, sh[0], -1000, 1000);
+    if (to == KN_F16 || to == KN_BF16 || to == KN_F32) /* keep NaN payloads out: compare finite values */
+      for (int64_t i = 0; i < sh[0]; i++) {
+        if (kn_dtype_get(from)->itemsize == 2) ((uint16_t *)c->host[1])[i] &= 0x3fff;
+        else ((uint32_t *)c->host[1])[i] &= 0x3fffffff;
+      }
+    set_space(c->k, 1, sh, 0);
+    kn_st st = st_contig(1, sh);
+    c->k->root = kn_kop_alu(c->k, KN_KOP_BITCAST, to, 1, kn_kop_load(c->k, 1, from, &st), NULL, NULL);
+    run(c);
+  }
+}
+
+/* Random permutes, broadcasts, flips, pads, multi-view chains and symbolic offsets on an f32 or f16 input. */
+static void test_views(void) {
+  for (int r = 0; r < 84; r++) {
+    kn_dtype dt = r % 5 == 4 ? KN_F16 : KN_F32;
+    int nd = (int)rint_in(2, 4);
+    int64_t sh[KN_MAXDIM];
+    rand_shape(nd, sh, 24);
+    int64_t n = numel(nd, sh);
+    tcase *c = tc_new("view #%d %s nd %d", r, kn_dtype_name(dt), nd);
+    kn_kernel *k = c->k;
+    int kind = r % 7;
+    /* the source buffer is a contiguous array of shape src[] = permutation of sh (plus padding shrink) */
+    int perm[KN_MAXDIM];
+    for (int i = 0; i < nd; i++) perm[i] = i;
+    for (int i = nd - 1; i > 0; i--) {
+      int j = (int)(rnd() % (uint64_t)(i + 1)), t = perm[i];
+      perm[i] = perm[j], perm[j] = t;
+    }
+    int64_t src[KN_MAXDIM], cs[KN_MAXDIM], s = 1;
+    for (int i = 0; i < nd; i++) src[i] = sh[perm[i]];
+    for (int i = nd - 1; i >= 0; i--) cs[i] = s, s *= src[i];
+    int64_t strides[KN_MAXDIM];
+    for (int i = 0; i < nd; i++) strides[perm[i]] = cs[i]; /* kernel axis perm[i] walks source axis i */
+    int64_t bufn = n, off = 0;
+    kn_st st;
+    if (kind == 0) { /* permute */
+      st = st_strided(nd, sh, strides, 0);
+    } else if (kind == 1) { /* broadcast one axis + flip another */
+      int b = (int)(rnd() % (uint64_t)nd), f = (b + 1) % nd;
+      strides[b] = 0;
+      off = (sh[f] - 1) * strides[f];
+      strides[f] = -strides[f];
+      st = st_strided(nd, sh, strides, off);
+    } else if (kind == 2) { /* pad: the kernel space is larger than the data on some axes */
+      st = st_strided(nd, sh, strides, 0);
+      st.v[0].masked = true;
+      for (int i = 0; i < nd; i++) {
+        int64_t lo = rint_in(0, sh[i] / 3), hi = sh[i] - rint_in(0, sh[i] / 3);
+        st.v[0].mask_lo[i] = lo, st.v[0].mask_hi[i] = hi > lo ? hi : lo + 1;
+        if (st.v[0].mask_hi[i] > sh[i]) st.v[0].mask_hi[i] = sh[i];
+        st.v[0].offset.c -= lo * strides[i];
+      }
+      /* valid elements address [0, n) shifted: keep offsets inside by padding the buffer in front */
+      int64_t minoff = 0;
+      for (int i = 0; i < nd; i++) minoff += st.v[0].mask_lo[i] * strides[i];
+      st.v[0].offset.c += minoff;
+      bufn = n + minoff;
+    } else if (kind == 3 || kind == 6) { /* two views: a permuted array reshaped (merge the first two axes), the
+                                             top flipped for kind 6 (negative indices before the modulo) */
+      int64_t tsh[KN_MAXDIM];
+      int tn = nd - 1;
+      tsh[0] = sh[0] * sh[1];
+      for (int i = 2; i < nd; i++) tsh[i - 1] = sh[i];
+      memset(&st, 0, sizeof st);
+      st.nviews = 2;
+      st.v[0] = st_strided(nd, sh, strides, 0).v[0];
+      kn_st top = st_contig(tn, tsh);
+      (void)top;
+      /* kernel space is tsh: rebuild the kernel shape for this case */
+      st.v[1] = top.v[0];
+      if (kind == 6) {
+        int fa = (int)(rnd() % (uint64_t)tn);
+        st.v[1].offset.c = (tsh[fa] - 1) * st.v[1].strides[fa];
+        st.v[1].strides[fa] = -st.v[1].strides[fa];
+      }
+      nd = tn;
+      memcpy(sh, tsh, sizeof tsh);
+    } else if (kind == 4) { /* symbolic offset: a window at row v0 of a taller array */
+      k->nvars = 1;
+      snprintf(k->vars[0].name, sizeof k->vars[0].name, "start_pos");
+      k->vars[0].min = 0, k->vars[0].max = 7;
+      c->vars[0] = rint_in(0, 7);
+      int64_t cs0[KN_MAXDIM];
+      s = 1;
+      for (int i = nd - 1; i >= 0; i--) cs0[i] = s, s *= sh[i];
+      st = st_strided(nd, sh, cs0, 3);
+      st.v[0].offset.v = 0, st.v[0].offset.k = cs0[0];
+      bufn = n + 3 + 7 * cs0[0];
+    } else { /* three views: contiguous -> reshape to 1-D -> reshape back, then a masked top */
+      memset(&st, 0, sizeof st);
+      st.nviews = 2;
+      st.v[0] = st_strided(nd, sh, strides, 0).v[0];
+      int64_t one[1] = {n};
+      st.v[1] = st_contig(1, one).v[0];
+      kn_st top = st_contig(nd, sh);
+      st.nviews = 3;
+      st.v[2] = top.v[0];
+      /* view 1 is 1-D, view 2 is the kernel shape again: exercises unravel through a flat view */
+      st.v[1] = st_contig(1, one).v[0];
+      st.v[2].masked = true;
+      for (int i = 0; i < nd; i++) st.v[2].mask_lo[i] = 0, st.v[2].mask_hi[i] = sh[i] - (i == nd - 1 && sh[i] > 1);
+    }
+    int64_t nn = numel(nd, sh);
+    tc_buf(c, 0, KN_F32, nn, 0, 0);
+    tc_buf(c, 1, dt, bufn, -2, 2);
+    tc_buf(c, 2, KN_F32, nn, -2, 2);
+    set_space(k, nd, sh, 0);
+    kn_st cst = st_contig(nd, sh);
+    kn_kop *a = kn_kop_alu(k, KN_KOP_CAST, KN_F32, 1, kn_kop_load(k, 1, dt, &st), NULL, NULL);
+    k->root = kn_kop_alu(k, KN_KOP_ADD, KN_F32, 2, a, kn_kop_load(k, 2, KN_F32, &cst), NULL);
+    run(c);
+  }
+  /* transposed output store */
+  for (int r = 0; r < 6; r++) {
+    int64_t sh[2] = {rint_in(1, 40), rint_in(1, 40)};
+    tcase *c = tc_new("transposed store #%d", r);
+    tc_buf(c, 0, KN_F32, sh[0] * sh[1], 0, 0);
+    tc_buf(c, 1, KN_F32, sh[0] * sh[1], -1, 1);
+    set_space(c->k, 2, sh, 0);
+    int64_t ts[2] = {1, sh[0]};
+    c->k->out_st = st_strided(2, sh, ts, 0);
+    kn_st st = st_contig(2, sh);
+    c->k->root = kn_kop_alu(c->k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(c->k, 1, KN_F32, &st), kn_kop_const_f(c->k, KN_F32, 3), NULL);
+    run(c);
+  }
+}
+
+/* reductions: random split of axes into output and reduced, one or several REDUCE nodes, an epilogue */
+static void test_reduce(void) {
+  kn_kop_type rops[] = {KN_KOP_ADD, KN_KOP_MAX, KN_KOP_MUL};
+  for (int r = 0; r < 60; r++) {
+    kn_kop_type rop = rops[r % 3];
+    kn_dtype dt = r % 7 == 5 ? KN_I32 : r % 7 == 6 ? KN_F16 : KN_F32;
+    int nd = (int)rint_in(1, 4), nred = (int)rint_in(1, nd);
+    int64_t sh[KN_MAXDIM];
+    rand_shape(nd, sh, rop == KN_KOP_MUL ? 8 : 30);
+    while (numel(nd, sh) > 40000) sh[rnd() % (uint64_t)nd] = rint_in(1, 8);
+    tcase *c = tc_new("reduce %s %s nd %d nred %d #%d", kn_kop_name(rop), kn_dtype_name(dt), nd, nred, r);
+    kn_kernel *k = c->k;
+    int64_t on = 1;
+    for (int i = 0; i < nd - nred; i++) on *= sh[i];
+    tc_buf(c, 0, dt, on, 0, 0);
+    /* the input is stored with its axes in a random order (the reduce axes need not be contiguous) */
+    int perm[KN_MAXDIM];
+    for (int i = 0; i < nd; i++) perm[i] = i;
+    if (r % 2)
+      for (int i = nd - 1; i > 0; i--) {
+        int j = (int)(rnd() % (uint64_t)(i + 1)), t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+      }
+    int64_t cs[KN_MAXDIM], strides[KN_MAXDIM], s = 1;
+    for (int i = nd - 1; i >= 0; i--) cs[i] = s, s *= sh[perm[i]];
+    for (int i = 0; i < nd; i++) strides[perm[i]] = cs[i];
+    float lo = rop == KN_KOP_MUL ? 0.5f : -2, hi = rop == KN_KOP_MUL ? 1.5f : 2;
+    tc_buf(c, 1, dt, numel(nd, sh), lo, hi);
+    if (dt == KN_I32)
+      for (int64_t i = 0; i < numel(nd, sh); i++) ((int32_t *)c->host[1])[i] = (int32_t)rint_in(-50, 50);
+    tc_buf(c, 2, dt, on, -1, 1);
+    if (dt == KN_I32)
+      for (int64_t i = 0; i < on; i++) ((int32_t *)c->host[2])[i] = (int32_t)rint_in(-50, 50);
+    set_space(k, nd, sh, nred);
+    kn_st st = st_strided(nd, sh, strides, 0);
+    int64_t os[KN_MAXDIM];
+    for (int i = 0; i < nd; i++) os[i] = i < nd - nred ? sh[i] : 1;
+    kn_st ost = st_contig(nd, os);
+    kn_kop *x = kn_kop_load(k, 1, dt, &st);
+    kn_kop *red = kn_kop_reduce(k, rop, x);
+    kn_kop *bias = kn_kop_load(k, 2, dt, &ost);
+    if (r % 4 == 3) { /* two reduces sharing the loop: sum(x*x) and max(x) */
+      kn_kop *r2 = kn_kop_reduce(k, KN_KOP_MAX, x);
+      kn_kop *r1 = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, dt, 2, x, x, NULL));
+      red = kn_kop_alu(k, KN_KOP_ADD, dt, 2, kn_kop_alu(k, KN_KOP_ADD, dt, 2, r1, r2, NULL), red, NULL);
+    }
+    k->root = kn_kop_alu(k, KN_KOP_ADD, dt, 2, red, bias, NULL);
+    int64_t rn = numel(nd, sh) / on;
+    c->rtol = dt == KN_F16 ? 1e-2 : 1e-5 * (1 + sqrt((double)rn)), c->atol = dt == KN_F16 ? 5e-2 : 1e-5 * (1 + sqrt((double)rn));
+    if (rop == KN_KOP_MUL && dt == KN_I32)
+      for (int64_t i = 0; i < numel(nd, sh); i++) ((int32_t *)c->host[1])[i] = (int32_t)rint_in(-3, 3);
+    run(c);
+  }
+}
+
+/* arange and variables: out[i, j] = (i * C + j) * v0 + v1, in i32 and i64; and a float use of IDX */
+static void test_idx_var(void) {
+  for (int r = 0; r < 8; r++) {
+    kn_dtype dt = r % 2 ? KN_I64 : KN_I32;
+    int64_t sh[2] = {rint_in(1, 50), rint_in(1, 70)};
+    tcase *c = tc_new("IDX/VAR %s #%d", kn_dtype_name(dt), r);
+    kn_kernel *k = c->k;
+    tc_buf(c, 0, dt, sh[0] * sh[1], 0, 0);
+    set_space(k, 2, sh, 0);
+    k->nvars = 2;
+    snprintf(k->vars[0].name, 32, "a");
+    snprintf(k->vars[1].name, 32, "b");
+    k->vars[0].min = k->vars[1].min = -100, k->vars[0].max = k->vars[1].max = 100;
+    c->vars[0] = rint_in(-100, 100), c->vars[1] = rint_in(-100, 100);
+    kn_kop *i = kn_kop_idx(k, 0, dt), *j = kn_kop_idx(k, 1, dt);
+    kn_kop *lin = kn_kop_alu(k, KN_KOP_ADD, dt, 2, kn_kop_alu(k, KN_KOP_MUL, dt, 2, i, kn_kop_const_i(k, dt, sh[1]), NULL), j, NULL);
+    k->root = kn_kop_alu(k, KN_KOP_ADD, dt, 2, kn_kop_alu(k, KN_KOP_MUL, dt, 2, lin, kn_kop_var(k, 0, dt), NULL), kn_kop_var(k, 1, dt), NULL);
+    run(c);
+  }
+  for (int r = 0; r < 4; r++) { /* sum over k of (k < v0 ? x[k] : 0): a causal-mask shaped reduce */
+    int64_t sh[2] = {rint_in(1, 20), rint_in(1, 100)};
+    tcase *c = tc_new("masked reduce by IDX<VAR #%d", r);
+    kn_kernel *k = c->k;
+    tc_buf(c, 0, KN_F32, sh[0], 0, 0);
+    tc_buf(c, 1, KN_F32, sh[0] * sh[1], -1, 1);
+    set_space(k, 2, sh, 1);
+    k->nvars = 1;
+    k->vars[0].min = 0, k->vars[0].max = sh[1];
+    c->vars[0] = rint_in(0, sh[1]);
+    kn_st st = st_contig(2, sh);
+    kn_kop *cond = kn_kop_alu(k, KN_KOP_CMPLT, KN_BOOL, 2, kn_kop_idx(k, 1, KN_I64), kn_kop_var(k, 0, KN_I64), NULL);
+    kn_kop *v = kn_kop_alu(k, KN_KOP_WHERE, KN_F32, 3, cond, kn_kop_load(k, 1, KN_F32, &st), kn_kop_const_f(k, KN_F32, 0));
+    k->root = kn_kop_reduce(k, KN_KOP_ADD, v);
+    c->atol = 1e-5 * 11;
+    run(c);
+  }
+}
+
+/* embedding gather: out[t, d] = table[ids[t], d] (f32, f16 and block-format tables) */
+static void test_gather(void) {
+  kn_dtype tabs[] = {KN_F32, KN_F16, KN_Q8_0, KN_Q4_K, KN_Q6_K};
+  for (size_t r = 0; r < sizeof tabs / sizeof *tabs * 2; r++) {
+    kn_dtype tt = tabs[r % 5];
+    int64_t rows = rint_in(2, 20), dim = kn_dtype_get(tt)->block_elems * rint_in(1, 3), nt = rint_in(1, 9);
+    if (!kn_dtype_is_quant(tt)) dim = rint_in(1, 80);
+    tcase *c = tc_new("gather %s rows %lld dim %lld", kn_dtype_name(tt), (long long)rows, (long long)dim);
+    kn_kernel *k = c->k;
+    tc_buf(c, 0, KN_F32, nt * dim, 0, 0);
+    tc_buf(c, 1, tt, rows * dim, -2, 2);
+    tc_buf(c, 2, KN_I32, nt, 0, 0);
+    for (int64_t i = 0; i < nt; i++) ((int32_t *)c->host[2])[i] = (int32_t)rint_in(0, rows - 1);
+    int64_t sh[2] = {nt, dim};
+    set_space(k, 2, sh, 0);
+    int64_t s1[2] = {0, 1}, s2[2] = {1, 0};
+    kn_st a = st_strided(2, sh, s1, 0), b = st_strided(2, sh, s2, 0);
+    kn_kop *row = kn_kop_load(k, 1, kn_dtype_scalar(tt), &a);
+    row->nsrc = 1, row->src[0] = kn_kop_load(k, 2, KN_I32, &b), row->gather_stride = dim;
+    k->root = row->dtype == KN_F32 ? row : kn_kop_alu(k, KN_KOP_CAST, KN_F32, 1, row, NULL, NULL);
+    run(c);
+  }
+}
+
+/* out[m, n] = sum_k a[m, k] * b[k, n] (b transposed sometimes), the scheduler's matmul AST */
+static void test_matmul(void) {
+  for (int r = 0; r < 16; r++) {
+    int64_t M = r < 4 ? 16 * rint_in(1, 4) : rint_in(1, 40), N = r < 8 ? 16 * rint_in(1, 6) : rint_in(1, 70),
+            K = rint_in(1, 90);
+    bool bt = r % 3 == 2;
+    kn_dtype dt = r % 5 == 4 ? KN_F16 : KN_F32;
+    tcase *c = tc_new("matmul %lldx%lldx%lld%s %s", (long long)M, (long long)N, (long long)K, bt ? " b^T" : "", kn_dtype_name(dt));
+    kn_kernel *k = c->k;
+    tc_buf(c, 0, KN_F32, M * N, 0, 0);
+    tc_buf(c, 1, dt, M * K, -1, 1);
+    tc_buf(c, 2, dt, K * N, -1, 1);
+    int64_t sh[3] = {M, N, K}, sa[3] = {K, 0, 1}, sb[3] = {0, 1, N}, sbt[3] = {0, K, 1};
+    set_space(k, 3, sh, 1);
+    kn_st a = st_strided(3, sh, sa, 0), b = st_strided(3, sh, bt ? sbt : sb, 0);
+    kn_kop *x = kn_kop_load(k, 1, dt, &a), *y = kn_kop_load(k, 2, dt, &b);
+    if (dt != KN_F32) x = kn_kop_alu(k, KN_KOP_CAST, KN_F32, 1, x, NULL, NULL), y = kn_kop_alu(k, KN_KOP_CAST, KN_F32, 1, y, NULL, NULL);
+    k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, x, y, NULL));
+    c->rtol = 1e-5, c->atol = 1e-5 * (1 + sqrt((double)K));
+    run(c);
+  }
+}
+
+/* the fused dequant-matmul: out[m, n] = sum_k x[m, k] * W[n, k], W [N, K] in a block format; plus a plain
+ * dequantizing copy of the whole tensor */
+static void test_quant(void) {
+  kn_dtype fmts[] = {KN_Q4_0, KN_Q4_1, KN_Q5_0, KN_Q5_1, KN_Q8_0, KN_Q2_K, KN_Q3_K, KN_Q4_K, KN_Q5_K, KN_Q6_K};
+  for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
+    kn_dtype q = fmts[f];
+    if (!kn_ref_supported(q)) {
+      fail("reference dequantizer does not support %s", kn_dtype_name(q));
+      failed++;
+      continue;
+    }
+    for (int r = 0; r < 5; r++) {
+      int64_t QK = kn_dtype_get(q)->block_elems;
+      int64_t M = r < 2 ? 1 : rint_in(2, 6), N = rint_in(1, 24), K = QK * rint_in(1, QK == 32 ? 8 : 3);
+      tcase *c = tc_new("%s %s M %lld N %lld K %lld", r < 2 ? "gemv" : "gemm", kn_dtype_name(q), (long long)M, (long long)N, (long long)K);
+      kn_kernel *k = c->k;
+      tc_buf(c, 0, KN_F32, M * N, 0, 0);
+      tc_buf(c, 1, KN_F32, M * K, -1, 1);
+      tc_buf(c, 2, q, N * K, 0, 0);
+      int64_t sh[3] = {M, N, K}, sx[3] = {K, 0, 1}, sw[3] = {0, K, 1};
+      set_space(k, 3, sh, 1);
+      kn_st a = st_strided(3, sh, sx, 0), b = st_strided(3, sh, sw, 0);
+      kn_kop *x = kn_kop_load(k, 1, KN_F32, &a), *w = kn_kop_load(k, 2, KN_F32, &b);
+      k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, x, w, NULL));
+      c->rtol = 1e-5, c->atol = 1e-4 * (1 + sqrt((double)K));
+      run(c);
+    }
+    /* dequantize: out[i, j] = W[i, j] (2-D so rows start at block boundaries), and a transposed read */
+    for (int r = 0; r < 2; r++) {
+      int64_t QK = kn_dtype_get(q)->block_elems, R = rint_in(1, 5), C = QK * rint_in(1, 3);
+      tcase *c = tc_new("dequant %s %lldx%lld%s", kn_dtype_name(q), (long long)R, (long long)C, r ? " transposed" : "");
+      kn_kernel *k = c->k;
+      tc_buf(c, 0, KN_F32, R * C, 0, 0);
+      tc_buf(c, 1, q, R * C, 0, 0);
+      int64_t sh[2] = {R, C}, sht[2] = {C, R}, st_t[2] = {1, C};
+      set_space(k, 2, r ? sht : sh, 0);
+      kn_st st = r ? st_strided(2, sht, st_t, 0) : st_contig(2, sh);
+      k->root = kn_kop_load(k, 1, KN_F32, &st);
+      run(c);
+    }
+  }
+  /* f16 / bf16 weights through the same matmul AST */
+  kn_dtype hw[] = {KN_F16, KN_BF16};
+  for (int h = 0; h < 2; h++) {
+    int64_t M = 1, N = rint_in(1, 40), K = 16 * rint_in(1, 20);
+    tcase *c = tc_new("gemv %s N %lld K %lld", kn_dtype_name(hw[h]), (long long)N, (long long)K);
+    kn_kernel *k = c->k;
+    tc_buf(c, 0, KN_F32, M * N, 0, 0);
+    tc_buf(c, 1, KN_F32, M * K, -1, 1);
+    tc_buf(c, 2, hw[h], N * K, -1, 1);
+    int64_t sh[3] = {M, N, K}, sx[3] = {K, 0, 1}, sw[3] = {0, K, 1};
+    set_space(k, 3, sh, 1);
+    kn_st a = st_strided(3, sh, sx, 0), b = st_strided(3, sh, sw, 0);
+    kn_kop *w = kn_kop_alu(k, KN_KOP_CAST, KN_F32, 1, kn_kop_load(k, 2, hw[h], &b), NULL, NULL);
+    k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a), w, NULL));
+    c->atol = 1e-5 * (1 + sqrt((double)K));
+    run(c);
+  }
+}
+
+/* an in-place update (the output buffer is also read) and an elementwise op over a reduce result of f16 */
+static void test_misc(void) {
+  for (int r = 0; r < 4; r++) {
+    int64_t sh[2] = {rint_in(1, 30), rint_in(1, 50)};
+    tcase *c = tc_new("in-place add #%d", r);
+    kn_kernel *k = c->k;
+    tc_buf(c, 0, KN_F32, sh[0] * sh[1], -1, 1);
+    tc_buf(c, 1, KN_F32, sh[0] * sh[1], -1, 1);
+    set_space(k, 2, sh, 0);
+    kn_st st = st_contig(2, sh);
+    k->root = kn_kop_alu(k, KN_KOP_ADD, KN_F32, 2, kn_kop_load(k, 0, KN_F32, &st), kn_kop_load(k, 1, KN_F32, &st), NULL);
+    run(c);
+  }
+  /* rmsnorm-like: out[i] = x[i, :] . x[i, :] / n then rsqrt, in one kernel with the epilogue */
+  for (int r = 0; r < 4; r++) {
+    int64_t sh[2] = {rint_in(1, 9), 16 * rint_in(1, 20)};
+    tcase *c = tc_new("sumsq-rsqrt #%d", r);
+    kn_kernel *k = c->k;
+    tc_buf(c, 0, KN_F32, sh[0], 0, 0);
+    tc_buf(c, 1, KN_F32, sh[0] * sh[1], -1, 1);
+    set_space(k, 2, sh, 1);
+    kn_st st = st_contig(2, sh);
+    kn_kop *x = kn_kop_load(k, 1, KN_F32, &st);
+    kn_kop *ss = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, x, x, NULL));
+    kn_kop *m = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, ss, kn_kop_const_f(k, KN_F32, 1.0 / (double)sh[1]), NULL);
+    k->root = kn_kop_alu(k, KN_KOP_RECIP, KN_F32, 1, kn_kop_alu(k, KN_KOP_SQRT, KN_F32, 1, kn_kop_alu(k, KN_KOP_ADD, KN_F32, 2, m, kn_kop_const_f(k, KN_F32, 1e-5), NULL), NULL, NULL), NULL, NULL);
+    c->rtol = 1e-4;
+    run(c);
+  }
+}
+
+int main(void) {
+  char err[256];
+  if (!(dev = kn_device_open("CPU", err, sizeof err))) {
+    printf("FAIL: cannot open the CPU device: %s\n", err);
+    return 1;
+  }
+  test_alu();
+  test_where_chain();
+  test_casts();
+  test_views();
+  test_reduce();
+  test_idx_var();
+  test_gather();
+  test_matmul();
+  test_quant();
+  test_misc();
+  kn_cache_stats s = kn_cache_process_stats();
+  printf("compiles: %lld cache hits, %lld misses\n", (long long)s.hits, (long long)s.misses);
+  printf("%d passed, %d failed\n", passed, failed);
+  kn_device_close(dev);
+  return failed ? 1 : 0;
+}
