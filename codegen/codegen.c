@@ -25,11 +25,15 @@ typedef struct {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static memo_entry *memo;
-static kn_cache_stats stats;
+static int64_t memo_hits, uncached_compiles; /* the disk cache counts its own loads */
 
+/* hits: in-process memo and disk cache; misses: disk misses (corrupt entries included) and compiles with the cache
+ * disabled */
 kn_cache_stats kn_cache_process_stats(void) {
+  kn_cache_stats s = {0, 0, 0};
+  kn_cache_counts(&s.hits, &s.misses, &s.corrupt);
   pthread_mutex_lock(&lock);
-  kn_cache_stats s = stats;
+  s.hits += memo_hits, s.misses += uncached_compiles;
   pthread_mutex_unlock(&lock);
   return s;
 }
@@ -112,10 +116,9 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const kn_kernel *k, const 
   return mod;
 }
 
-static void count(bool hit) {
+static void count(int64_t *counter) {
   pthread_mutex_lock(&lock);
-  if (hit) stats.hits++;
-  else stats.misses++;
+  (*counter)++;
   pthread_mutex_unlock(&lock);
 }
 
@@ -136,7 +139,7 @@ static int object_for(LLVMModuleRef mod, const kn_target *t, kn_compiled *out, c
     else if (kn_cache_enabled())
       kn_cache_store(key, out->name, out->entry, t, ir, out->obj, out->obj_size);
   }
-  if (rc == 0) count(cached);
+  if (rc == 0 && !kn_cache_enabled()) count(&uncached_compiles);
   if (rc == 0 && kn_debug() >= 7) {
     if (cached) kn_llvm_optimize(mod, t, OPT_LEVEL, err, errlen);
     char *as = kn_llvm_emit_asm(mod, t);
@@ -157,7 +160,7 @@ int kn_compile(const kn_kernel *k, const kn_target *t, kn_compiled *out, char *e
   uint64_t key = memo_key(k, t);
   if (memo_get(key, out)) {
     if (kn_debug() >= 5) kn_kernel_print(k, stderr);
-    count(true);
+    count(&memo_hits);
     out->cache_hit = true;
     out->compile_s = kn_now() - t0;
     return 0;

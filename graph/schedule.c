@@ -81,6 +81,23 @@ static bool zero_preserving(sctx *s, kn_uop *u) {
   }
 }
 
+/* How many times each element of a view's source is read through it (an expand repeats elements). */
+static int64_t broadcast_factor(const kn_uop *v) {
+  int64_t out = kn_shape_numel(v->ndim, v->shape), in = kn_shape_numel(v->src[0]->ndim, v->src[0]->shape);
+  return in ? out / in : 0;
+}
+
+/* The inlined expression does arithmetic (more than casts and views of buffers): recomputing it per broadcast
+ * element would multiply its cost. */
+static bool computes(sctx *s, kn_uop *u, int depth) {
+  info *i = get(s, u);
+  if (kn_uop_is_leaf(u) || (i && i->realize) || depth > 64) return false;
+  if (u->op == KN_OP_VIEW) return computes(s, u->src[0], depth + 1);
+  if (u->op != KN_OP_ALU) return false;
+  if (u->arg.alu != KN_KOP_CAST && u->arg.alu != KN_KOP_BITCAST) return true;
+  return computes(s, u->src[0], depth + 1);
+}
+
 static void decide(sctx *s) {
   for (int t = 0; t < s->ntargets; t++) mark(get(s, s->targets[t]), "a realize target");
   for (int n = 0; n < s->ntopo; n++) {
@@ -102,6 +119,8 @@ static void decide(sctx *s) {
       break;
     default: break;
     }
+    if (p->op == KN_OP_VIEW && broadcast_factor(p) >= 4 && computes(s, p->src[0], 0))
+      mark(get(s, p->src[0]), "expression broadcast to many elements (computed once instead of per use)");
     if (p->op == KN_OP_VIEW && kn_st_has_mask(p->arg.st) && !zero_preserving(s, p->src[0]))
       mark(get(s, p->src[0]), "padded view of an expression that is not zero at the padding");
     bool carry = p->op == KN_OP_REDUCE;

@@ -174,11 +174,12 @@ static int read_alignment(rd *r) {
   r->g->alignment = KN_GGUF_DEFAULT_ALIGNMENT;
   const kn_gguf_kv *kv = kn_gguf_find(r->g, "general.alignment");
   if (!kv) return 0;
-  snprintf(r->ctx, sizeof r->ctx, "kv 'general.alignment'");
+  snprintf(r->ctx, sizeof r->ctx, "kv %zu", (size_t)(kv - r->g->kvs));
   if (kv->value.type != KN_GGUF_U32)
-    return fail(r, "value", kv->offset, "type is %s, must be u32", kn_gguf_type_name(kv->value.type));
+    return fail(r, "general.alignment", kv->offset, "type is %s, must be u32", kn_gguf_type_name(kv->value.type));
   uint64_t a = kv->value.u;
-  if (!a || (a & (a - 1))) return fail(r, "value", kv->offset, "%llu is not a power of two", (unsigned long long)a);
+  if (!a || (a & (a - 1)))
+    return fail(r, "general.alignment", kv->offset, "%llu is not a power of two", (unsigned long long)a);
   r->g->alignment = a;
   return 0;
 }
@@ -243,9 +244,9 @@ static int rd_tensor(rd *r, size_t i) {
   if (type > 1023) return fail(r, "type", at, "unknown GGML type %u", type);
   if (tensor_size(r, t, at)) return -1;
   at = r->pos;
-  if (rd_u64(r, &t->offset, "offset")) return -1;
+  if (rd_u64(r, &t->offset, "data offset")) return -1;
   if (t->offset % g->alignment)
-    return fail(r, "offset", at, "%llu is not a multiple of the alignment %llu", (unsigned long long)t->offset,
+    return fail(r, "data offset", at, "%llu is not a multiple of the alignment %llu", (unsigned long long)t->offset,
                 (unsigned long long)g->alignment);
   return 0;
 }
@@ -274,7 +275,7 @@ static int place_tensors(rd *r) {
     kn_gguf_tensor *t = &g->tensors[i];
     if (t->offset > avail || t->nbytes > avail - t->offset) {
       snprintf(r->ctx, sizeof r->ctx, "tensor %zu '%.120s'", i, t->name);
-      return fail(r, "offset", g->data_off + (t->offset < avail ? t->offset : avail),
+      return fail(r, "data offset", g->data_off + (t->offset < avail ? t->offset : avail),
                   "data [%llu, +%llu) runs past the end of the %llu-byte data section", (unsigned long long)t->offset,
                   (unsigned long long)t->nbytes, (unsigned long long)avail);
     }
@@ -289,7 +290,7 @@ static int place_tensors(rd *r) {
     const kn_gguf_tensor *a = &g->tensors[order[k - 1]], *b = &g->tensors[order[k]];
     if (a->offset + a->nbytes > b->offset && a->nbytes && b->nbytes) {
       snprintf(r->ctx, sizeof r->ctx, "tensor '%.80s'", b->name);
-      rc = fail(r, "offset", g->data_off + b->offset, "data overlaps tensor '%.80s' [%llu, +%llu)", a->name,
+      rc = fail(r, "data offset", g->data_off + b->offset, "data overlaps tensor '%.80s' [%llu, +%llu)", a->name,
                 (unsigned long long)a->offset, (unsigned long long)a->nbytes);
     }
   }

@@ -918,6 +918,32 @@ static void test_misc(void) {
     k->root = kn_kop_alu(k, KN_KOP_ADD, KN_F32, 2, kn_kop_load(k, 0, KN_F32, &st), kn_kop_load(k, 1, KN_F32, &st), NULL);
     run(c);
   }
+  /* KV-cache write: rows [pos, pos + T) of a [ctx, D] cache, pos a variable of the out_st offset; and a store
+   * through a masked output view (only a window is written) */
+  for (int r = 0; r < 8; r++) {
+    int64_t T = rint_in(1, 5), D = r % 2 ? 16 * rint_in(1, 4) : rint_in(1, 40), ctx = 16;
+    bool masked = r >= 4;
+    tcase *c = tc_new("%s #%d T %lld D %lld", masked ? "masked store" : "kv write at pos", r, (long long)T, (long long)D);
+    kn_kernel *k = c->k;
+    tc_buf(c, 0, KN_F16, ctx * D, -1, 1);
+    tc_buf(c, 1, KN_F32, T * D, -1, 1);
+    int64_t sh[2] = {T, D}, cs[2] = {D, 1};
+    set_space(k, 2, sh, 0);
+    k->out_st = st_strided(2, sh, cs, 0);
+    if (masked) {
+      k->out_st.v[0].masked = true;
+      k->out_st.v[0].mask_lo[0] = 0, k->out_st.v[0].mask_hi[0] = T;
+      k->out_st.v[0].mask_lo[1] = rint_in(0, D - 1), k->out_st.v[0].mask_hi[1] = D;
+    } else {
+      k->nvars = 1;
+      k->vars[0].min = 0, k->vars[0].max = ctx - T;
+      c->vars[0] = rint_in(0, ctx - T);
+      k->out_st.v[0].offset.v = 0, k->out_st.v[0].offset.k = D;
+    }
+    kn_st st = st_contig(2, sh);
+    k->root = kn_kop_alu(k, KN_KOP_CAST, KN_F16, 1, kn_kop_load(k, 1, KN_F32, &st), NULL, NULL);
+    run(c);
+  }
   /* rmsnorm-like: out[i] = x[i, :] . x[i, :] / n then rsqrt, in one kernel with the epilogue */
   for (int r = 0; r < 4; r++) {
     int64_t sh[2] = {rint_in(1, 9), 16 * rint_in(1, 20)};

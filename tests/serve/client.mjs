@@ -161,8 +161,8 @@ await t("completions, plain and streamed", async () => {
 // ---- tools ------------------------------------------------------------------------------------------------------
 
 await t("tool_choice required, not streamed", async () => {
-  for (let i = 0; i < 3; i++) {
-    const r = await c.chat.completions.create({ model: MODEL, tools, tool_choice: "required", max_tokens: 48,
+  for (let i = 0; i < 2; i++) {
+    const r = await c.chat.completions.create({ model: MODEL, tools, tool_choice: "required", max_tokens: 32,
       temperature: 1, seed: 100 + i, messages: user("What's the weather in Paris?") });
     const ch = r.choices[0];
     assert.equal(ch.finish_reason, "tool_calls");
@@ -190,25 +190,30 @@ await t("tool_choice required, streamed (SDK stream helper)", async () => {
 });
 
 await t("tool_choice named, streamed: index on every delta, id/name once, arguments in pieces", async () => {
-  let ids = 0, nameDeltas = 0, argPieces = 0, args = "", finish = null, missingIndex = 0;
-  for await (const k of await c.chat.completions.create({ model: MODEL, tools, max_tokens: 40, stream: true,
-    tool_choice: { type: "function", function: { name: "get_weather" } }, messages: user("Paris?") })) {
-    for (const ch of k.choices) {
-      finish = ch.finish_reason ?? finish;
-      for (const tc of ch.delta.tool_calls ?? []) {
-        if (typeof tc.index !== "number") missingIndex++;
-        if (tc.id) ids++;
-        if (tc.function?.name) nameDeltas++;
-        if (tc.function?.arguments) { argPieces++; args += tc.function.arguments; }
+  let multi = 0;
+  for (let seed = 1; seed <= 6 && !multi; seed++) {
+    let ids = 0, nameDeltas = 0, argPieces = 0, args = "", finish = null, missingIndex = 0;
+    for await (const k of await c.chat.completions.create({ model: MODEL, tools, max_tokens: 32, stream: true,
+      temperature: 1.5, seed, tool_choice: { type: "function", function: { name: "get_weather" } },
+      messages: user("What is the weather like in Paris today?") })) {
+      for (const ch of k.choices) {
+        finish = ch.finish_reason ?? finish;
+        for (const tc of ch.delta.tool_calls ?? []) {
+          if (typeof tc.index !== "number") missingIndex++;
+          if (tc.id) ids++;
+          if (tc.function?.name) nameDeltas++;
+          if (tc.function?.arguments) { argPieces++; args += tc.function.arguments; }
+        }
       }
     }
+    assert.equal(missingIndex, 0);
+    assert.equal(ids, 1);
+    assert.equal(nameDeltas, 1);
+    assert.equal(finish, "tool_calls");
+    assert.equal(typeof JSON.parse(args), "object");
+    if (argPieces >= 2) multi++;
   }
-  assert.equal(missingIndex, 0);
-  assert.equal(ids, 1);
-  assert.equal(nameDeltas, 1);
-  assert.ok(argPieces >= 2, `arguments came in ${argPieces} piece(s)`);
-  assert.equal(finish, "tool_calls");
-  assert.equal(typeof JSON.parse(args), "object");
+  assert.ok(multi, "the arguments never came in more than one piece");
 });
 
 await t("tool result round trip", async () => {
@@ -233,7 +238,7 @@ await t("tool result round trip", async () => {
 await t("tool_choice none and response_format json_object", async () => {
   const r = await c.chat.completions.create({ model: MODEL, tools, tool_choice: "none", max_tokens: 6, messages: user("hi") });
   assert.equal(typeof r.choices[0].message.content, "string");
-  for (const max_tokens of [5, 60]) {
+  for (const max_tokens of [5, 40]) {
     const j = await c.chat.completions.create({ model: MODEL, max_tokens, response_format: { type: "json_object" },
       messages: user("Give JSON") });
     const v = JSON.parse(j.choices[0].message.content);
@@ -305,7 +310,7 @@ await t("errors: malformed JSON, missing messages, wrong types, unknown model, c
 // ---- load ---------------------------------------------------------------------------------------------------------
 
 await t("16 concurrent streaming clients", async () => {
-  const end = Date.now() + 8000;
+  const end = Date.now() + 5000;
   let streams = 0;
   const worker = async (w) => {
     do {
