@@ -292,8 +292,6 @@ int kn_lower_prologue(kn_lctx *c) {
   int64_t G = 1;
   for (int i = 0; i < c->s->n; i++)
     if (c->s->p[i].kind == KN_AX_GLOBAL) G *= c->s->p[i].size;
-  kn_lop sp = {0};
-  (void)sp;
   int gid = kn_l_add(p, KN_L_SPECIAL, KN_I64, 1, 0, NULL, 0, KN_SP_GLOBAL0);
   if (gid < 0) return kn_lfail(c, "out of memory");
   p->ops[gid].size = G, p->ops[gid].lo = 0, p->ops[gid].hi = G - 1;

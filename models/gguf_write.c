@@ -245,6 +245,7 @@ int kn_gguf_add_tensor(kn_gguf_writer *w, const char *name, int type, int ndim, 
   if (strlen(name) > 63) return werr(w, "tensor name %.80s... is longer than 63 bytes (GGML's limit)", name);
   for (size_t i = 0; i < w->n_t; i++)
     if (!strcmp(w->ts[i].name, name)) return werr(w, "tensor %s is already added", name);
+  if (ndim < 1 || ndim > KN_GGUF_MAX_DIMS) return werr(w, "tensor %s: %d dimensions (1 to %d allowed)", name, ndim, KN_GGUF_MAX_DIMS);
   wtensor t = {.type = type, .ndim = ndim, .data = data};
   t.name = (char *)name;
   for (int d = 0; d < KN_GGUF_MAX_DIMS; d++) t.ne[d] = d < ndim && ne ? ne[d] : 1;
@@ -283,7 +284,7 @@ typedef struct {
 } bytes;
 
 static void put(bytes *b, const void *d, size_t n) {
-  if (b->oom) return;
+  if (b->oom || !n) return;
   if (n > b->cap - b->n) {
     size_t cap = b->cap ? b->cap : 4096;
     while (cap - b->n < n) {

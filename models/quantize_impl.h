@@ -3,13 +3,21 @@
 #define KN_QUANTIZE_IMPL_H
 
 #include <math.h>
+#include <string.h>
 
 #include "quantize.h"
 
 #define QK 256
 
-/* Round to nearest, ties to even (the reference's rounding for scale searches). Inputs are finite and small. */
-static inline int q_round(float x) { return (int)lrintf(x); }
+/* Round to nearest, ties to even (the reference's rounding for scale searches): adding 1.5 * 2^23 leaves the
+ * rounded integer in the low mantissa bits. Every caller clamps to a few levels, so larger inputs saturate. */
+static inline int q_round(float x) {
+  if (!(fabsf(x) < 4194303.0f)) return x > 0 ? 4194303 : -4194303;
+  float v = x + 12582912.0f;
+  int32_t i;
+  memcpy(&i, &v, 4);
+  return (i & 0x7fffff) - 0x400000;
+}
 static inline int q_clamp(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 static inline void put_f16(uint8_t *p, float f) {
   uint16_t h = kn_f32_to_f16(f);

@@ -10,6 +10,7 @@
 
 #include "codegen/codegen.h"
 #include "device/device.h"
+#include "tests/kernel_ref.h"
 #include "tests/ref_quant.h"
 
 static int passed, failed;
@@ -19,225 +20,6 @@ static uint64_t rs = 0x243f6a8885a308d3ull;
 static uint64_t rnd(void) { return kn_ref_rand(&rs); }
 static int64_t rint_in(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1)); }
 static float runif(float lo, float hi) { return lo + (hi - lo) * kn_ref_uniform(&rs); }
-
-/* ---------------- values of the reference interpreter ---------------- */
-
-typedef struct {
-  double f;  /* float dtypes: the exact value (already rounded to the dtype) */
-  int64_t i; /* ints and bool: the value wrapped to the dtype */
-} val;
-
-static double round_f(kn_dtype dt, double x) {
-  if (dt == KN_F16) return kn_ref_f16_to_f32(kn_ref_f32_to_f16((float)x));
-  if (dt == KN_BF16) return kn_ref_bf16_to_f32(kn_ref_f32_to_bf16((float)x));
-  return (float)x;
-}
-
-static int64_t wrap_i(kn_dtype dt, int64_t x) {
-  switch (dt) {
-  case KN_BOOL: return x != 0;
-  case KN_I8: return (int8_t)x;
-  case KN_U8: return (uint8_t)x;
-  case KN_I16: return (int16_t)x;
-  case KN_U16: return (uint16_t)x;
-  case KN_I32: return (int32_t)x;
-  case KN_U32: return (uint32_t)x;
-  default: return x;
-  }
-}
-
-static val mk(kn_dtype dt, double f, int64_t i) {
-  val v = {0, 0};
-  if (kn_dtype_is_float(dt)) v.f = round_f(dt, f);
-  else v.i = wrap_i(dt, i);
-  return v;
-}
-
-/* f16/bf16 math happens in f32: only stores and explicit casts round to the dtype */
-static val fr(double x) { return (val){(float)x, 0}; }
-
-static val rd(kn_dtype dt, const void *p, int64_t i) {
-  const unsigned char *b = p;
-  switch (dt) {
-  case KN_F32: return (val){((const float *)p)[i], 0};
-  case KN_F16: return (val){kn_ref_f16_to_f32(((const uint16_t *)p)[i]), 0};
-  case KN_BF16: return (val){kn_ref_bf16_to_f32(((const uint16_t *)p)[i]), 0};
-  case KN_BOOL: return (val){0, b[i] != 0};
-  case KN_I8: return (val){0, ((const int8_t *)p)[i]};
-  case KN_U8: return (val){0, b[i]};
-  case KN_I16: return (val){0, ((const int16_t *)p)[i]};
-  case KN_U16: return (val){0, ((const uint16_t *)p)[i]};
-  case KN_I32: return (val){0, ((const int32_t *)p)[i]};
-  case KN_U32: return (val){0, ((const uint32_t *)p)[i]};
-  case KN_I64: case KN_U64: return (val){0, ((const int64_t *)p)[i]};
-  default: return (val){kn_ref_dequant_one(dt, p, i), 0};
-  }
-}
-
-/* ---------------- the reference interpreter ---------------- */
-
-typedef struct {
-  const kn_kernel *k;
-  void **host;
-  const int64_t *vars;
-} refctx;
-
-static bool ref_index(const kn_st *st, const int64_t *idx, const int64_t *vars, int64_t *out) {
-  int64_t cur[KN_MAXDIM], L = 0;
-  const kn_view *top = &st->v[st->nviews - 1];
-  memcpy(cur, idx, sizeof(int64_t) * (size_t)top->ndim);
-  for (int vi = st->nviews - 1; vi >= 0; vi--) {
-    const kn_view *v = &st->v[vi];
-    if (vi < st->nviews - 1)
-      for (int j = v->ndim - 1; j >= 0; j--) cur[j] = j ? L % v->shape[j] : L, L /= v->shape[j];
-    if (v->masked)
-      for (int j = 0; j < v->ndim; j++)
-        if (cur[j] < v->mask_lo[j] || cur[j] >= v->mask_hi[j]) return false;
-    L = v->offset.c + (v->offset.v >= 0 ? v->offset.k * vars[v->offset.v] : 0);
-    for (int j = 0; j < v->ndim; j++) L += cur[j] * v->strides[j];
-  }
-  *out = L;
-  return true;
-}
-
-static val eval(refctx *r, const kn_kop *x, const int64_t *idx);
-
-static val reduce(refctx *r, const kn_kop *x, const int64_t *idx) {
-  const kn_kernel *k = r->k;
-  int nout = k->ndim - k->nreduce;
-  int64_t full[KN_MAXDIM];
-  memcpy(full, idx, sizeof full);
-  for (int a = nout; a < k->ndim; a++) full[a] = 0;
-  kn_dtype dt = x->dtype;
-  bool f = kn_dtype_is_float(dt);
-  val acc = x->rop == KN_KOP_ADD ? mk(dt, 0, 0) : x->rop == KN_KOP_MUL ? mk(dt, 1, 1) : (val){-INFINITY, INT64_MIN};
-  if (x->rop == KN_KOP_MAX && !f && !kn_dtype_get(dt)->is_signed) acc.i = 0;
-  for (;;) {
-    val v = eval(r, x->src[0], full);
-    if (x->rop == KN_KOP_ADD) acc = f ? fr((float)acc.f + (float)v.f) : mk(dt, 0, (int64_t)((uint64_t)acc.i + (uint64_t)v.i));
-    else if (x->rop == KN_KOP_MUL) acc = f ? fr((float)acc.f * (float)v.f) : mk(dt, 0, (int64_t)((uint64_t)acc.i * (uint64_t)v.i));
-    else if (f) acc.f = v.f > acc.f ? v.f : acc.f;
-    else if (kn_dtype_get(dt)->is_signed) acc.i = v.i > acc.i ? v.i : acc.i;
-    else acc.i = (uint64_t)v.i > (uint64_t)acc.i ? v.i : acc.i;
-    int a = k->ndim - 1;
-    for (; a >= nout; a--) {
-      if (++full[a] < k->shape[a]) break;
-      full[a] = 0;
-    }
-    if (a < nout) break;
-  }
-  return acc;
-}
-
-static val cast_val(val v, kn_dtype from, kn_dtype to) {
-  bool ff = kn_dtype_is_float(from), tf = kn_dtype_is_float(to);
-  if (to == KN_BOOL) return (val){0, ff ? v.f != 0 : v.i != 0};
-  if (ff && tf) return mk(to, v.f, 0);
-  if (ff) return mk(to, 0, kn_dtype_get(to)->is_signed ? (int64_t)v.f : (int64_t)(uint64_t)v.f);
-  if (tf) return mk(to, kn_dtype_get(from)->is_signed || from == KN_BOOL ? (double)v.i : (double)(uint64_t)v.i, 0);
-  return mk(to, 0, v.i);
-}
-
-static uint64_t bits_of(val v, kn_dtype dt) {
-  if (dt == KN_F32) {
-    float f = (float)v.f;
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-  }
-  if (dt == KN_F16) return kn_ref_f32_to_f16((float)v.f);
-  if (dt == KN_BF16) return kn_ref_f32_to_bf16((float)v.f);
-  return (uint64_t)v.i;
-}
-
-static val from_bits(uint64_t u, kn_dtype dt) {
-  if (dt == KN_F32) {
-    uint32_t w = (uint32_t)u;
-    float f;
-    memcpy(&f, &w, 4);
-    return (val){f, 0};
-  }
-  if (dt == KN_F16) return (val){kn_ref_f16_to_f32((uint16_t)u), 0};
-  if (dt == KN_BF16) return (val){kn_ref_bf16_to_f32((uint16_t)u), 0};
-  return mk(dt, 0, (int64_t)u);
-}
-
-static val alu_f(kn_kop_type op, kn_dtype dt, val a, val b, val c, kn_dtype sdt) {
-  float x = (float)a.f, y = (float)b.f;
-  switch (op) {
-  case KN_KOP_NEG: return fr(-x);
-  case KN_KOP_RECIP: return fr(1.0f / x);
-  case KN_KOP_SQRT: return fr(sqrtf(x));
-  case KN_KOP_EXP2: return fr(exp2f(x));
-  case KN_KOP_LOG2: return fr(log2f(x));
-  case KN_KOP_SIN: return fr(sinf(x));
-  case KN_KOP_TRUNC: return fr(truncf(x));
-  case KN_KOP_ADD: return fr(x + y);
-  case KN_KOP_SUB: return fr(x - y);
-  case KN_KOP_MUL: return fr(x * y);
-  case KN_KOP_DIV: return fr(x / y);
-  case KN_KOP_MAX: return fr(x > y ? x : y);
-  case KN_KOP_MIN: return fr(x < y ? x : y);
-  case KN_KOP_CMPLT: return (val){0, x < y};
-  case KN_KOP_CMPEQ: return (val){0, x == y};
-  case KN_KOP_CMPNE: return (val){0, x != y};
-  case KN_KOP_POW: return fr(powf(x, y));
-  default: (void)c, (void)sdt; return (val){NAN, 0};
-  }
-}
-
-static val alu_i(kn_kop_type op, kn_dtype dt, val a, val b, kn_dtype sdt) {
-  bool s = kn_dtype_get(sdt)->is_signed && sdt != KN_BOOL;
-  uint64_t x = (uint64_t)a.i, y = (uint64_t)b.i;
-  int bits = 8 * kn_dtype_get(sdt)->itemsize;
-  switch (op) {
-  case KN_KOP_NEG: return mk(dt, 0, (int64_t)(0 - x));
-  case KN_KOP_NOT: return sdt == KN_BOOL ? (val){0, !a.i} : mk(dt, 0, (int64_t)~x);
-  case KN_KOP_ADD: return sdt == KN_BOOL ? (val){0, a.i | b.i} : mk(dt, 0, (int64_t)(x + y));
-  case KN_KOP_SUB: return mk(dt, 0, (int64_t)(x - y));
-  case KN_KOP_MUL: return sdt == KN_BOOL ? (val){0, a.i & b.i} : mk(dt, 0, (int64_t)(x * y));
-  case KN_KOP_DIV: return mk(dt, 0, s ? a.i / b.i : (int64_t)(x / y));
-  case KN_KOP_MOD: return mk(dt, 0, s ? a.i % b.i : (int64_t)(x % y));
-  case KN_KOP_MAX: return (s ? a.i > b.i : x > y) ? a : b;
-  case KN_KOP_MIN: return (s ? a.i < b.i : x < y) ? a : b;
-  case KN_KOP_CMPLT: return (val){0, s ? a.i < b.i : x < y};
-  case KN_KOP_CMPEQ: return (val){0, a.i == b.i};
-  case KN_KOP_CMPNE: return (val){0, a.i != b.i};
-  case KN_KOP_AND: return mk(dt, 0, a.i & b.i);
-  case KN_KOP_OR: return mk(dt, 0, a.i | b.i);
-  case KN_KOP_XOR: return mk(dt, 0, a.i ^ b.i);
-  case KN_KOP_SHL: return mk(dt, 0, (int64_t)(x << y));
-  case KN_KOP_SHR: return mk(dt, 0, s ? a.i >> y : (int64_t)((bits == 64 ? x : x & ((1ull << bits) - 1)) >> y));
-  default: return (val){0, 0};
-  }
-}
-
-static val eval(refctx *r, const kn_kop *x, const int64_t *idx) {
-  const kn_kernel *k = r->k;
-  switch (x->op) {
-  case KN_KOP_LOAD: {
-    int64_t L;
-    if (!ref_index(&x->st, idx, r->vars, &L)) return mk(x->dtype, 0, 0);
-    if (x->nsrc == 1) L += eval(r, x->src[0], idx).i * x->gather_stride;
-    return rd(k->bufs[x->buf].dtype, r->host[x->buf], L);
-  }
-  case KN_KOP_CONST: return kn_dtype_is_float(x->dtype) ? fr(x->val.f) : mk(x->dtype, 0, x->val.i);
-  case KN_KOP_VAR: return mk(x->dtype, 0, r->vars[x->var]);
-  case KN_KOP_IDX: return mk(x->dtype, 0, idx[x->axis]);
-  case KN_KOP_REDUCE: return reduce(r, x, idx);
-  default: break;
-  }
-  val s[3] = {{0, 0}, {0, 0}, {0, 0}};
-  for (int i = 0; i < x->nsrc; i++) s[i] = eval(r, x->src[i], idx);
-  kn_dtype sdt = x->src[0]->dtype;
-  switch (x->op) {
-  case KN_KOP_CAST: return cast_val(s[0], sdt, x->dtype);
-  case KN_KOP_BITCAST: return from_bits(bits_of(s[0], sdt), x->dtype);
-  case KN_KOP_WHERE: return s[0].i ? s[1] : s[2];
-  default: break;
-  }
-  return kn_dtype_is_float(sdt) ? alu_f(x->op, x->dtype, s[0], s[1], s[2], sdt) : alu_i(x->op, x->dtype, s[0], s[1], sdt);
-}
 
 /* ---------------- running a case ---------------- */
 
@@ -346,16 +128,16 @@ static bool run_once(tcase *c, const char *mode) {
   /* reference: every output element, written over a copy of the original output */
   int nout = k->ndim - k->nreduce, bad = 0;
   int64_t idx[KN_MAXDIM] = {0};
-  refctx r = {k, c->host, c->vars};
+  kn_kref r = {k, c->host, c->vars};
   void *orig = c->host[0];
   r.host[0] = out0; /* reads of buf0 (in-place kernels) see the original contents */
   kn_dtype odt = k->bufs[0].dtype;
   unsigned char *written = calloc((size_t)k->bufs[0].nelems, 1);
   for (bool more = ok; more;) {
     int64_t L;
-    if (ref_index(&k->out_st, idx, c->vars, &L)) {
-      val want = eval(&r, k->root, idx), got = rd(odt, orig, L);
-      if (kn_dtype_is_float(odt)) want = mk(odt, want.f, 0); /* the store rounds */
+    if (kn_kref_index(&k->out_st, idx, c->vars, &L)) {
+      val want = kn_kref_eval(&r, k->root, idx), got = kn_kref_read(odt, orig, L);
+      if (kn_dtype_is_float(odt)) want = kn_kref_mk(odt, want.f, 0); /* the store rounds */
       written[L] = 1;
       if (!close_enough(odt, got, want, c->rtol, c->atol) && bad++ < 3)
         fail("%s [%s %s]: out[%lld] = %.9g/%lld, want %.9g/%lld", c->name, mode, comp.name, (long long)L, got.f,

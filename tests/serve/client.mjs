@@ -345,6 +345,15 @@ await t("100 disconnects mid-stream, then a request completes", async () => {
       { abortAfterFirstData: true })));
     rs.forEach((r) => assert.ok(r.aborted));
   }
+  // non-streamed requests whose client leaves are noticed too (the server polls the socket while it waits)
+  const cut = Array.from({ length: 5 }, () => new Promise((resolve) => {
+    const req = http.request({ host: url.hostname, port: url.port, method: "POST", path: "/v1/chat/completions",
+      headers: { Authorization: `Bearer ${KEY}`, "Content-Type": "application/json" } });
+    req.on("error", () => resolve());
+    req.end(JSON.stringify({ ...body, stream: false }));
+    setTimeout(() => { req.destroy(); resolve(); }, 300);
+  }));
+  await Promise.all(cut);
   await waitIdle(); // every cancelled generation gave its slot back
   const r = await c.chat.completions.create({ model: MODEL, max_tokens: 4, messages: user("still there?") });
   assert.ok(r.choices[0].finish_reason);

@@ -29,7 +29,7 @@ start() {
   log=$1
   shift
   "$KILN" serve -m "$MODEL" --port 0 -c $N_CTX --parallel 4 --api-key "$KEY" --alias "$ALIAS" \
-    --max-body $MAX_BODY --ping-interval 0.5 "$@" 2>"$log" &
+    --max-body $MAX_BODY --ping-interval 0.1 "$@" 2>"$log" &
   SERVER=$!
   i=0
   while ! grep -q "listening on" "$log" 2>/dev/null; do
@@ -67,6 +67,12 @@ check "stream headers" 'grep -qi "^content-type: text/event-stream" $TMP/h && gr
 check "stream framing" '! grep -v -e "^data: {.*}\r\?$" -e "^data: \[DONE\]$" -e "^: ping$" -e "^$" $TMP/sse >/dev/null &&
   [ "$(grep "^data:" $TMP/sse | tail -1)" = "data: [DONE]" ] && grep -q "\"usage\":{" $TMP/sse'
 check "stream: chunks carry chat.completion.chunk" '[ $(grep -c "\"object\":\"chat.completion.chunk\"" $TMP/sse) -ge 3 ]'
+
+# keep-alive comments while a long prompt is evaluated
+P=$(awk 'BEGIN { srand(); for (i = 0; i < 100; i++) printf "w%d ", int(rand() * 1e6) }')
+curl -sN -H "$AUTH" -H "Content-Type: application/json" -o "$TMP/ping" \
+  -d "{\"max_tokens\":2,\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"$P\"}]}" "$CHAT"
+check "pings during prompt evaluation" 'grep -q "^: ping$" $TMP/ping && [ "$(grep "^data:" $TMP/ping | tail -1)" = "data: [DONE]" ]'
 
 # keep-alive: two requests on one connection
 curl -sv -H "$AUTH" "$BASE/v1/models" "$BASE/props" -o /dev/null -o /dev/null 2>"$TMP/v"

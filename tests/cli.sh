@@ -1,0 +1,64 @@
+#!/bin/sh
+# The kiln command as users run it: kiln run's --ids, --logits-out, --dry-run, chat mode and its errors, and the
+# DEBUG levels / GRAPH=1 output of kiln demo. Skips the model parts when ../shared/testdata is absent.
+kiln=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+pass=0 fail=0
+ok() { pass=$((pass+1)); }
+bad() { fail=$((fail+1)); echo "FAIL $*"; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export KILN_CACHE_DIR="${KILN_CACHE_DIR:-$tmp/cache}"
+
+# DEBUG levels each add their stage
+for lv in 1 2 3 4 5 6 7; do
+  out=$(DEBUG=$lv "$kiln" demo -n 16 2>&1) || bad "DEBUG=$lv demo failed"
+  case $lv in
+    1) pat="scheduled [0-9]* kernels" ;;
+    2) pat="GFLOP/s" ;;
+    3) pat="because:" ;;
+    4) pat="define .*void @kn_" ;;
+    5) pat="kernel expr shape" ;;
+    6) pat="RANGE\|range\|loop" ;;
+    7) pat="ret\|vfmadd\|vmovups" ;;
+  esac
+  echo "$out" | grep -q "$pat" && ok || bad "DEBUG=$lv: no '$pat' in output"
+done
+(cd "$tmp" && GRAPH=1 GRAPH_DIR="$tmp" "$kiln" demo -n 16 >/dev/null 2>&1)
+grep -q "digraph kiln" "$tmp"/kiln-graph-0.dot 2>/dev/null && grep -q "cluster_" "$tmp"/kiln-graph-0.dot && ok || bad "GRAPH=1 wrote no DOT graph"
+
+# errors name the problem and exit non-zero
+"$kiln" run -m /nonexistent.gguf -p hi >/dev/null 2>"$tmp/e" && bad "missing file accepted" || grep -q "nonexistent" "$tmp/e" && ok || bad "missing file: $(cat "$tmp/e")"
+printf 'GGUF\003\000\000\000garbage' > "$tmp/bad.gguf"
+"$kiln" run -m "$tmp/bad.gguf" -p hi >/dev/null 2>"$tmp/e" && bad "corrupt file accepted" || grep -qi "bad.gguf" "$tmp/e" && ok || bad "corrupt file: $(cat "$tmp/e")"
+"$kiln" run --frobnicate >/dev/null 2>"$tmp/e"; [ $? -eq 2 ] && grep -q "frobnicate" "$tmp/e" && ok || bad "unknown option: $(cat "$tmp/e")"
+"$kiln" nosuchcommand >/dev/null 2>&1; [ $? -eq 2 ] && ok || bad "unknown command should exit 2"
+for c in run serve bench cache gguf demo; do "$kiln" $c --help >/dev/null 2>&1 && ok || bad "kiln $c --help"; done
+
+td="${KILN_TESTDATA:-../shared/testdata}"
+if [ -f "$td/models/tiny-llama-Q4_K_M.gguf" ]; then
+  m="$td/models/tiny-llama-Q4_K_M.gguf"
+  prompt=$(python3 -c "import json;print(json.load(open('$td/refs/tiny-llama-Q4_K_M.story.json'))['prompt'])")
+  want=$(python3 -c "import json;print(' '.join(map(str,json.load(open('$td/refs/tiny-llama-Q4_K_M.story.json'))['prompt_tokens'])))")
+  got=$("$kiln" run -m "$m" -p "$prompt" --ids 2>"$tmp/e")
+  [ "$got" = "$want" ] && ok || bad "--ids: got '$got' want '$want' ($(cat "$tmp/e"))"
+  "$kiln" run -m "$m" -p "$prompt" -n 0 --kv-type f32 -c 128 --logits-out "$tmp/l.f32" 2>"$tmp/e" >/dev/null || bad "--logits-out: $(cat "$tmp/e")"
+  python3 - "$tmp/l.f32" "$td/refs/tiny-llama-Q4_K_M.story.deq.logits.f32" <<'PY' && ok || bad "--logits-out differs from the .deq reference"
+import array, math, sys
+a, b = array.array('f'), array.array('f')
+a.frombytes(open(sys.argv[1], 'rb').read()); b.frombytes(open(sys.argv[2], 'rb').read())
+assert len(a) == len(b) == 32000, (len(a), len(b))
+num = sum((x - y) ** 2 for x, y in zip(a, b)); den = sum(y * y for y in b)
+print("logits-out relative error %.2e" % math.sqrt(num / den))
+sys.exit(0 if math.sqrt(num / den) <= 1e-3 else 1)
+PY
+  "$kiln" run -m "$m" --dry-run -c 512 >"$tmp/o" 2>&1 && grep -q "KV cache" "$tmp/o" && grep -q "fits" "$tmp/o" && ok || bad "--dry-run: $(cat "$tmp/o")"
+  out=$("$kiln" run -m "$m" -p "Once upon a time" -n 8 --temp 0 -c 64 2>/dev/null) && [ -n "$out" ] && ok || bad "generation produced nothing"
+  a=$("$kiln" run -m "$m" -p "Hi" -n 12 --seed 7 -c 64 2>/dev/null); b=$("$kiln" run -m "$m" -p "Hi" -n 12 --seed 7 -c 64 2>/dev/null)
+  [ "$a" = "$b" ] && ok || bad "same seed, different text"
+  q="$td/models/tiny-qwen2-Q4_K_M.gguf"
+  out=$(printf 'hello\nhow are you?\n' | "$kiln" run -m "$q" -n 6 -c 256 --temp 0 2>"$tmp/e") && [ -n "$out" ] && grep -q "chatml\|qwen" "$tmp/e" && ok || bad "chat mode: $(cat "$tmp/e")"
+else
+  echo "skipped the model cases: $td/models not found"
+fi
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
