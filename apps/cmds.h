@@ -7,6 +7,7 @@ int kn_cmd_demo(int argc, char **argv);
 int kn_cmd_run(int argc, char **argv);
 int kn_cmd_serve(int argc, char **argv);
 int kn_cmd_bench(int argc, char **argv);
+int kn_cmd_quantize(int argc, char **argv);
 int kn_cmd_cache(int argc, char **argv);
 int kn_cmd_gguf(int argc, char **argv);
 

@@ -15,6 +15,7 @@ static const command commands[] = {
   {"run", kn_cmd_run, "generate text with a GGUF model, or chat with it"},
   {"serve", kn_cmd_serve, "serve a model over an OpenAI-compatible HTTP API"},
   {"bench", kn_cmd_bench, "prompt processing and generation speed of a model (medians, peak RSS)"},
+  {"quantize", kn_cmd_quantize, "rewrite a GGUF model's weights in another format (q4_k_m, q8_0, ...)"},
   {"cache", kn_cmd_cache, "inspect the kernel disk cache: list, show, stats, verify, clear"},
   {"gguf", kn_cmd_gguf, "show a GGUF file's metadata and tensors (and why it does not load, if it does not)"},
 };

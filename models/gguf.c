@@ -341,8 +341,8 @@ static int parse(rd *r) {
 }
 
 static kn_gguf *open_bytes(const void *data, size_t size, const char *name, char *err, size_t errlen) {
-  static char dummy[1];
-  if (!err) err = dummy, errlen = sizeof dummy;
+  char local[8];
+  if (!err) err = local, errlen = sizeof local;
   kn_gguf *g = calloc(1, sizeof *g);
   if (!g || !(g->name = strdup(name ? name : "(memory)"))) {
     free(g);
@@ -367,6 +367,8 @@ kn_gguf *kn_gguf_open_mem(const void *data, size_t size, const char *name, char 
 }
 
 kn_gguf *kn_gguf_open(const char *path, char *err, size_t errlen) {
+  char local[8];
+  if (!err) err = local, errlen = sizeof local;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return snprintf(err, errlen, "%s: %s", path, strerror(errno)), NULL;
   struct stat st;

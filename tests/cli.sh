@@ -32,7 +32,7 @@ printf 'GGUF\003\000\000\000garbage' > "$tmp/bad.gguf"
 "$kiln" run -m "$tmp/bad.gguf" -p hi >/dev/null 2>"$tmp/e" && bad "corrupt file accepted" || grep -qi "bad.gguf" "$tmp/e" && ok || bad "corrupt file: $(cat "$tmp/e")"
 "$kiln" run --frobnicate >/dev/null 2>"$tmp/e"; [ $? -eq 2 ] && grep -q "frobnicate" "$tmp/e" && ok || bad "unknown option: $(cat "$tmp/e")"
 "$kiln" nosuchcommand >/dev/null 2>&1; [ $? -eq 2 ] && ok || bad "unknown command should exit 2"
-for c in run serve bench cache gguf demo; do "$kiln" $c --help >/dev/null 2>&1 && ok || bad "kiln $c --help"; done
+for c in run serve bench cache gguf demo quantize; do "$kiln" $c --help >/dev/null 2>&1 && ok || bad "kiln $c --help"; done
 
 td="${KILN_TESTDATA:-../shared/testdata}"
 if [ -f "$td/models/tiny-llama-Q4_K_M.gguf" ]; then
@@ -55,6 +55,18 @@ PY
   out=$("$kiln" run -m "$m" -p "Once upon a time" -n 8 --temp 0 -c 64 2>/dev/null) && [ -n "$out" ] && ok || bad "generation produced nothing"
   a=$("$kiln" run -m "$m" -p "Hi" -n 12 --seed 7 -c 64 2>/dev/null); b=$("$kiln" run -m "$m" -p "Hi" -n 12 --seed 7 -c 64 2>/dev/null)
   [ "$a" = "$b" ] && ok || bad "same seed, different text"
+  # kiln quantize: F16 -> Q8_0 runs close to the reference's own Q8_0 file (which it quantized from F32)
+  "$kiln" quantize "$td/models/tiny-llama-F16.gguf" "$tmp/q8.gguf" q8_0 >/dev/null 2>"$tmp/e" || bad "quantize: $(cat "$tmp/e")"
+  "$kiln" run -m "$tmp/q8.gguf" -p "$prompt" -n 0 --kv-type f32 -c 128 --logits-out "$tmp/q8.f32" 2>"$tmp/e" >/dev/null || bad "run quantized: $(cat "$tmp/e")"
+  python3 - "$tmp/q8.f32" "$td/refs/tiny-llama-Q8_0.story.deq.logits.f32" <<'PY' && ok || bad "quantized model's logits are far from the reference Q8_0"
+import array, math, sys
+a, b = array.array('f'), array.array('f')
+a.frombytes(open(sys.argv[1], 'rb').read()); b.frombytes(open(sys.argv[2], 'rb').read())
+e = math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b)) / sum(y * y for y in b))
+print("quantize q8_0: relative error %.2e against the reference's Q8_0" % e)
+sys.exit(0 if len(a) == len(b) and e <= 5e-2 else 1)
+PY
+  "$kiln" quantize "$td/models/tiny-llama-F16.gguf" "$tmp/x.gguf" q9_9 >/dev/null 2>&1; [ $? -eq 2 ] && ok || bad "unknown quantize type should exit 2"
   q="$td/models/tiny-qwen2-Q4_K_M.gguf"
   out=$(printf 'hello\nhow are you?\n' | "$kiln" run -m "$q" -n 6 -c 256 --temp 0 2>"$tmp/e") && [ -n "$out" ] && grep -q "chatml\|qwen" "$tmp/e" && ok || bad "chat mode: $(cat "$tmp/e")"
 else
