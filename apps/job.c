@@ -26,6 +26,7 @@ void job_unref(srv_job *j) {
   free(j->prompt);
   for (int i = 0; i < j->n_stops; i++) free(j->stops[i]);
   free(j->stops);
+  free(j->bias_ids), free(j->bias);
   kc_spec_free(&j->forced), kc_spec_free(&j->lazy);
   free(j->trigger);
   sb_free(&j->out);

@@ -155,6 +155,22 @@ static int get_sampling(const cJSON *root, oai_req *q, oai_error *e) {
   return 0;
 }
 
+static int get_logit_bias(const cJSON *root, oai_req *q, oai_error *e) {
+  const cJSON *lb = field(root, "logit_bias");
+  if (!lb) return 0;
+  if (!cJSON_IsObject(lb)) return BAD("logit_bias", "logit_bias: expected an object of token id -> bias");
+  const cJSON *v;
+  cJSON_ArrayForEach(v, lb) {
+    char *end;
+    long id = strtol(v->string, &end, 10);
+    if (!*v->string || *end || id < 0) return BAD("logit_bias", "logit_bias: key \"%.20s\" is not a token id", v->string);
+    if (!cJSON_IsNumber(v) || v->valuedouble < -100 || v->valuedouble > 100)
+      return BAD("logit_bias", "logit_bias[\"%.20s\"]: expected a number in [-100, 100]", v->string);
+  }
+  q->logit_bias = lb;
+  return 0;
+}
+
 static int get_max_tokens(const cJSON *root, oai_req *q, oai_error *e) {
   long long i;
   int r;
@@ -250,7 +266,7 @@ static int get_chat(const cJSON *root, oai_req *q, oai_error *e) {
   if (!msgs) return BAD("messages", "messages: missing (a chat completion needs an array of messages)");
   if (!cJSON_IsArray(msgs)) return BAD("messages", "messages: expected an array");
   if (cJSON_GetArraySize(msgs) == 0) return BAD("messages", "messages: the array is empty");
-  if (get_tools(root, q, e) || get_tool_choice(root, q, e) || get_response_format(root, q, e)) return -1;
+  if (get_tools(root, q, e) || get_tool_choice(root, q, e)) return -1;
   q->enable_thinking = -1;
   const cJSON *kw = field(root, "chat_template_kwargs");
   if (kw) {
@@ -304,8 +320,9 @@ int oai_parse(const char *body, size_t len, req_kind kind, const kn_sample_param
   if (get_int(q->root, "n", 1, 1e9, &n, e) < 0) return -1;
   if (n != 1) return BAD("n", "n: only 1 choice per request is supported");
   if (get_max_tokens(q->root, q, e) || get_sampling(q->root, q, e) || get_stops(q->root, q, e) ||
-      get_stream(q->root, q, e))
+      get_stream(q->root, q, e) || get_logit_bias(q->root, q, e))
     return -1;
+  if (get_response_format(q->root, q, e)) return -1;
   return kind == REQ_CHAT ? get_chat(q->root, q, e) : get_prompt(q->root, q, e);
 }
 

@@ -181,6 +181,24 @@ static int completion_prompt(srv *S, const oai_req *q, srv_job *j, oai_error *e)
   return 0;
 }
 
+static int set_bias(srv *S, const oai_req *q, srv_job *j, oai_error *e) {
+  int n = q->logit_bias ? cJSON_GetArraySize(q->logit_bias) : 0;
+  if (n == 0) return 0;
+  j->bias_ids = malloc((size_t)n * sizeof *j->bias_ids);
+  j->bias = malloc((size_t)n * sizeof *j->bias);
+  if (!j->bias_ids || !j->bias) return oai_err(e, 500, "server_error", NULL, NULL, "out of memory"), -1;
+  const cJSON *v;
+  cJSON_ArrayForEach(v, q->logit_bias) {
+    long id = strtol(v->string, NULL, 10);
+    if (id >= S->m->hp.n_vocab)
+      return oai_err(e, 400, "invalid_request_error", "logit_bias", NULL,
+                     "logit_bias: token id %ld is outside the vocabulary of %d", id, S->m->hp.n_vocab), -1;
+    j->bias_ids[j->n_bias] = (int32_t)id;
+    j->bias[j->n_bias++] = (float)v->valuedouble;
+  }
+  return 0;
+}
+
 int prompt_build(srv *S, const oai_req *q, const char *body, size_t len, srv_job *j, char **prefill, oai_error *e) {
   *prefill = NULL;
   int rc = q->kind == REQ_CHAT ? chat_prompt(S, q, body, len, j, prefill, e) : completion_prompt(S, q, j, e);
@@ -194,6 +212,7 @@ int prompt_build(srv *S, const oai_req *q, const char *body, size_t len, srv_job
                    "request exceeds the available context size). Please reduce the length of the %s.",
                    n_ctx, q->kind == REQ_CHAT ? "messages" : "prompt", j->n_prompt,
                    q->kind == REQ_CHAT ? "messages" : "prompt"), -1;
+  if (set_bias(S, q, j, e)) return -1;
   j->sp = q->sp;
   j->max_tokens = q->max_tokens;
   if (q->n_stops) {

@@ -283,6 +283,8 @@ static void decode_step(sched *S, slot *s) {
   srv_job *j = s->job;
   const kn_tokenizer *tk = S->m->tok;
   bool forced = s->i_forced < s->n_forced;
+  if (j->max_tokens == 0) return slot_finish(s, FIN_LENGTH, NULL);
+  for (int i = 0; i < j->n_bias; i++) s->logits[j->bias_ids[i]] += j->bias[i];
   int tok = forced ? s->forced[s->i_forced++] : s->cmode ? constrained_token(S, s) : kn_sample(s->smp, s->logits);
   if (tok < 0) return slot_finish(s, FIN_ERROR, "constrained decoding found no valid token");
   kn_sampler_accept(s->smp, tok);

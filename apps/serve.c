@@ -125,7 +125,7 @@ static void wait_for_signal(srv *S, const sigset_t *set, double grace) {
   int sig = 0;
   while (sigwait(set, &sig) != 0) {
   }
-  fprintf(stderr, "kiln serve: %s: no new requests; finishing running ones (up to %.0f s)\n",
+  fprintf(stderr, "kiln serve: %s: no new requests; finishing running ones (up to %g s)\n",
           sig == SIGINT ? "SIGINT" : "SIGTERM", grace);
   atomic_store(&S->stopping, true);
   double end = kn_now() + grace;

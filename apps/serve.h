@@ -102,6 +102,9 @@ typedef struct srv_job {
   int max_tokens;          /* < 0: until end of generation or the context end */
   char **stops;
   int n_stops;
+  int32_t *bias_ids;       /* logit_bias: added to these tokens' logits before sampling */
+  float *bias;
+  int n_bias;
   kc_spec forced;          /* constraint from the first token (tool_choice required/named, json_object) */
   bool has_forced;
   bool finish_after_forced;/* stop when the forced part is complete (forced call, json_object) */
@@ -201,6 +204,7 @@ typedef struct oai_req {
   bool parallel_tool_calls;
   bool json_object;       /* response_format json_object / json_schema */
   int enable_thinking;    /* -1: template default */
+  const cJSON *logit_bias; /* {"token id": bias}, checked against the vocabulary in prompt_build */
   cJSON *prompt;          /* completions: string, [string], [int...] */
 } oai_req;
 

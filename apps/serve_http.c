@@ -3,6 +3,7 @@
  * and tokenized here, before any 200 is sent, then handed to the scheduler as a job. */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -385,6 +386,16 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
   free(r);
 }
 
+/* libmicrohttpd's own messages: mostly clients that left (expected), so only with --verbose. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+  srv *S = cls;
+  if (!S->o.verbose) return;
+  pthread_mutex_lock(&S->log_mu);
+  fprintf(stderr, "kiln serve: http: ");
+  vfprintf(stderr, fmt, ap);
+  pthread_mutex_unlock(&S->log_mu);
+}
+
 struct MHD_Daemon *http_start(srv *S, int *bound, char *err, size_t errlen) {
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
   char port[16];
@@ -396,7 +407,8 @@ struct MHD_Daemon *http_start(srv *S, int *bound, char *err, size_t errlen) {
   struct MHD_Daemon *d = MHD_start_daemon(
       flags, (uint16_t)S->o.port, NULL, NULL, on_request, S, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, S, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, S, MHD_OPTION_END);
   freeaddrinfo(ai);
   if (!d) return snprintf(err, errlen, "cannot listen on %s port %d: %s", S->o.host, S->o.port, strerror(errno)), NULL;
   const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);

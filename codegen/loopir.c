@@ -122,7 +122,7 @@ static int add_full(kn_lprog *p, kn_lop *o, const int *src) {
     if (src[i] < 0 || src[i] >= p->n) return p->failed = true, -1;
   o->src = malloc((size_t)(o->nsrc ? o->nsrc : 1) * sizeof *o->src);
   if (!o->src) return p->failed = true, -1;
-  memcpy(o->src, src, (size_t)o->nsrc * sizeof *src);
+  if (o->nsrc) memcpy(o->src, src, (size_t)o->nsrc * sizeof *src);
   if (o->lo > o->hi || o->vec != 1 || !kn_dtype_is_int(o->dtype)) o->lo = 1, o->hi = 0;
   return append(p, o);
 }

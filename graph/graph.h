@@ -41,7 +41,8 @@ int64_t kn_shape_numel(int ndim, const int64_t *shape); /* product of the dims *
 /* ---- creation ---- */
 kn_t kn_empty(kn_dtype dt, int ndim, const int64_t *shape);
 kn_t kn_from_host(kn_dtype dt, int ndim, const int64_t *shape, const void *data); /* copies now */
-/* A tensor over existing device memory (weights of an mmapped file on the CPU): not copied, not freed. */
+/* A tensor over an existing device buffer (e.g. kn_buf_wrap_host of an mmapped file's weights): not copied. The
+ * tensor takes the kn_buf handle; a wrapped (borrowed) buffer's memory stays its owner's when the context frees it. */
 kn_t kn_from_buf(kn_buf *buf, kn_dtype dt, int ndim, const int64_t *shape);
 kn_t kn_full(kn_dtype dt, double v, int ndim, const int64_t *shape);
 kn_t kn_scalar(kn_dtype dt, double v); /* 0-d */

@@ -54,7 +54,7 @@ kn_t kn_from_buf(kn_buf *buf, kn_dtype dt, int ndim, const int64_t *shape) {
   if (!buf || nbytes < 0 || (size_t)nbytes > buf->nbytes)
     return kn_graph_fail("kn_from_buf: a %s tensor of %lld elements does not fit a %zu-byte buffer", kn_dtype_name(dt),
                          (long long)kn_shape_numel(ndim, shape), buf ? buf->nbytes : 0);
-  return make_buffer(dt, ndim, shape, buf, false);
+  return make_buffer(dt, ndim, shape, buf, true);
 }
 
 static kn_t make_const(kn_dtype dt, double v, int ndim, const int64_t *shape) {

@@ -97,7 +97,7 @@ static uint64_t hash_st(uint64_t h, const kn_st *st) {
 static bool same_identity(const kn_uop *u, kn_opcode op, kn_dtype dt, int ndim, const int64_t *shape, int nsrc,
                           kn_uop *const *src, const void *arg, size_t argsize) {
   if (u->op != op || u->dtype != dt || u->ndim != ndim || u->nsrc != nsrc) return false;
-  if (memcmp(u->shape, shape, ndim * sizeof *shape)) return false;
+  if (ndim && memcmp(u->shape, shape, ndim * sizeof *shape)) return false;
   for (int i = 0; i < nsrc; i++)
     if (u->src[i] != src[i]) return false;
   if (op == KN_OP_VIEW || op == KN_OP_ASSIGN) return kn_st_equal(u->arg.st, arg);
@@ -134,7 +134,7 @@ kn_uop *kn_uop_make(kn_opcode op, kn_dtype dt, int ndim, const int64_t *shape, i
     return kn_graph_fail("out of memory building the graph");
   }
   u->op = op, u->dtype = dt, u->ndim = ndim, u->nsrc = nsrc, u->hash = h, u->ctx = c, u->id = (int64_t)c->nnodes;
-  memcpy(u->shape, shape, ndim * sizeof *shape);
+  if (ndim) memcpy(u->shape, shape, ndim * sizeof *shape);
   for (int i = 0; i < nsrc; i++) u->src[i] = src[i];
   if (op == KN_OP_VIEW || op == KN_OP_ASSIGN || op == KN_OP_ATTENTION) {
     size_t sz = op == KN_OP_ATTENTION ? sizeof(kn_attn) : sizeof(kn_st);

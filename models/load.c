@@ -88,8 +88,8 @@ static kn_t weight(kn_model *m, const char *name, int ndim, const int64_t *want,
     }
   }
   m->weight_bytes += t->nbytes;
-  kn_t w = kn_from_buf(b, dt, ndim, shape);
-  if (!w) snprintf(err, errlen, "tensor %s: %s", name, kn_ctx_error(m->wctx));
+  kn_t w = kn_from_buf(b, dt, ndim, shape); /* the tensor owns b from here */
+  if (!w) kn_buf_free(b), snprintf(err, errlen, "tensor %s: %s", name, kn_ctx_error(m->wctx));
   return w;
 }
 

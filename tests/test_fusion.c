@@ -117,6 +117,7 @@ int main(void) {
   else failed++, printf("FAIL hash-consing: equal subgraphs are different nodes\n");
 
   printf("%d passed, %d failed\n", passed, failed);
+  free(a), free(b), free(cc), free(w), free(want);
   kn_ctx_free(c);
   kn_device_close(d);
   return failed ? 1 : 0;

@@ -216,6 +216,26 @@ await t("tool_choice named, streamed: index on every delta, id/name once, argume
   assert.ok(multi, "the arguments never came in more than one piece");
 });
 
+// Qwen's <tool_call> token pushed up with logit_bias: the model opens calls on its own (tool_choice auto), and the
+// constraint that starts at the opening must still make every call valid.
+const TOOL_CALL_TOKEN = 151657;
+await t("auto tool calls opened by the model are constrained (parallel_tool_calls false: one call)", async () => {
+  const r = await c.chat.completions.create({ model: MODEL, tools, max_tokens: 60, parallel_tool_calls: false,
+    logit_bias: { [TOOL_CALL_TOKEN]: 100 }, messages: user("Weather?") });
+  assert.equal(r.choices[0].finish_reason, "tool_calls");
+  assert.equal(r.choices[0].message.tool_calls.length, 1);
+  checkArgs(r.choices[0].message.tool_calls[0]);
+});
+
+await t("auto tool calls, parallel, streamed: several calls, each valid, own index and id", async () => {
+  const fin = await c.chat.completions.stream({ model: MODEL, tools, max_tokens: 70, temperature: 1.2,
+    logit_bias: { [TOOL_CALL_TOKEN]: 100 }, messages: user("Weather and time?") }).finalChatCompletion();
+  const calls = fin.choices[0].message.tool_calls;
+  assert.ok(calls.length >= 2, `${calls.length} call(s)`);
+  calls.forEach((tc) => checkArgs(tc));
+  assert.equal(new Set(calls.map((tc) => tc.id)).size, calls.length);
+});
+
 await t("tool result round trip", async () => {
   const history = [
     { role: "system", content: "You answer with tools." },

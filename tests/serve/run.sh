@@ -134,7 +134,7 @@ if [ $node_rc != 77 ] && [ -f "$MODEL3" ]; then
   MODEL=$MODEL3 ALIAS=tiny-qwen3
   start "$TMP/server3.log"
   BASE=$BASE KEY=$KEY MODEL=tiny-qwen3 N_CTX=$N_CTX MAX_BODY=$MAX_BODY \
-    ONLY="models|chat, not streamed|chat, streamed|tool_choice|tool result|second turn" node "$HERE/client.mjs"
+    ONLY="models|chat, not streamed|chat, streamed|tool_choice (required|named)|auto tool calls opened|tool result|second turn" node "$HERE/client.mjs"
   [ $? = 0 ] && ok "openai SDK checks with tiny-qwen3" || bad "openai SDK checks with tiny-qwen3"
   kill -TERM "$SERVER"
   wait "$SERVER"
