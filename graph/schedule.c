@@ -329,10 +329,10 @@ static kn_uop *find_reduce(sctx *s, kn_uop *u, kn_uop *root) {
 static int build_expr_kernel(kb *b, kn_uop *x) {
   kn_kernel *k = b->k;
   kn_uop *e = x->op == KN_OP_CONTIGUOUS ? x->src[0] : x->op == KN_OP_ASSIGN ? x->src[1] : x;
-  b->root = e;
+  b->root = x; /* contiguous/assign of an already realized node just loads it */
   kn_uop *out = x->op == KN_OP_ASSIGN ? x->src[0] : x;
   buf_index(b, out);
-  if (e->op == KN_OP_ALU || e->op == KN_OP_VIEW || e->op == KN_OP_REDUCE) b->red = find_reduce(b->s, e, e);
+  if (e->op == KN_OP_ALU || e->op == KN_OP_VIEW || e->op == KN_OP_REDUCE) b->red = find_reduce(b->s, e, x);
   kn_st A;
   if (b->red) {
     kn_uop *r = b->red, *src = r->src[0];

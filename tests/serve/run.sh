@@ -69,7 +69,7 @@ check "stream framing" '! grep -v -e "^data: {.*}\r\?$" -e "^data: \[DONE\]$" -e
 check "stream: chunks carry chat.completion.chunk" '[ $(grep -c "\"object\":\"chat.completion.chunk\"" $TMP/sse) -ge 3 ]'
 
 # keep-alive comments while a long prompt is evaluated
-P=$(awk 'BEGIN { srand(); for (i = 0; i < 100; i++) printf "w%d ", int(rand() * 1e6) }')
+P=$(awk 'BEGIN { srand(); for (i = 0; i < 45; i++) printf "w%d ", int(rand() * 1e6) }')
 curl -sN -H "$AUTH" -H "Content-Type: application/json" -o "$TMP/ping" \
   -d "{\"max_tokens\":2,\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"$P\"}]}" "$CHAT"
 check "pings during prompt evaluation" 'grep -q "^: ping$" $TMP/ping && [ "$(grep "^data:" $TMP/ping | tail -1)" = "data: [DONE]" ]'

@@ -431,11 +431,63 @@ static void test_output(void) {
   }
 }
 
+/* A call the model leaves unfinished (no constraint was active): no tool_calls, its raw text is content. */
+static void test_malformed_call(void) {
+  static srv S;
+  char err[256];
+  memset(&S, 0, sizeof S);
+  snprintf(S.model_id, sizeof S.model_id, "tiny");
+  kn_chat_template_named("qwen2.5", &S.tmpl, err, sizeof err);
+  const char *body = "{\"messages\":[{}],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}]}";
+  const char *tails[] = {"{\"city\": ", "{\"name\": \"nope\", \"arguments\": {}}\n</tool_call>", "not json at all",
+                         "{\"name\": \"get_weather\", \"arguments\": [1]}"};
+  kn_sample_params d = kn_sample_defaults();
+  for (int iter = 0; iter < 40; iter++) {
+    oai_req q;
+    oai_error e;
+    oai_parse(body, strlen(body), REQ_CHAT, &d, &q, &e);
+    q.stream = iter % 2;
+    srv_job *j = job_new();
+    j->done = true, j->finish = FIN_STOP;
+    sbuf text = {0};
+    sb_printf(&text, "Sure.%s<tool_call>\n%s", iter % 4 < 2 ? " " : "\n", tails[iter % 4]);
+    if (iter % 4 == 0) sb_puts(&text, ""); /* ends inside the call */
+    oai_out o;
+    oai_out_init(&o, &S, &q, j, NULL);
+    sbuf sse = {0};
+    if (q.stream) oai_out_start(&o, &sse);
+    feed_random(&o, text.s, &sse);
+    oai_out_finish(&o, j, &sse);
+    if (q.stream) {
+      parsed_stream p;
+      parse_sse(sse.s, &p);
+      CHECK(p.framing_ok && p.n_ids == 0 && p.finish && !strcmp(p.finish, "stop"), "malformed call streamed: %s", sse.s);
+      CHECK(p.content.s && !strcmp(p.content.s, text.s), "content '%s' != '%s'", p.content.s ? p.content.s : "", text.s);
+      sb_free(&p.content), sb_free(&p.args), sb_free(&p.name), sb_free(&p.id);
+    } else {
+      char *resp = oai_out_response(&o, j);
+      cJSON *r = cJSON_Parse(resp), *ch = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "choices"), 0);
+      cJSON *msg = cJSON_GetObjectItem(ch, "message");
+      const char *content = cJSON_GetStringValue(cJSON_GetObjectItem(msg, "content"));
+      CHECK(!cJSON_GetObjectItem(msg, "tool_calls") && content && !strcmp(content, text.s) &&
+                !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(ch, "finish_reason")), "stop"),
+            "malformed call: %s", resp);
+      cJSON_Delete(r);
+      free(resp);
+    }
+    oai_out_free(&o);
+    sb_free(&sse), sb_free(&text);
+    job_unref(j);
+    oai_req_free(&q);
+  }
+}
+
 int main(void) {
   test_acceptor();
   test_acceptor_vs_cjson();
   test_requests();
   test_output();
+  test_malformed_call();
   printf("%d passed, %d failed\n", n_pass, n_fail);
   return n_fail ? 1 : 0;
 }

@@ -1,0 +1,96 @@
+/* The fused attention kernel and the primitive-built attention against a plain C causal softmax attention, on
+ * random queries and caches (f32 and f16), random positions, GQA group sizes and head sizes; the same compiled
+ * kernel is replayed at several positions (start_pos is a kernel argument). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/quantize.h"
+#include "ops/ops.h"
+
+static int passed, failed;
+
+static float frand(void) { return (float)rand() / RAND_MAX * 2 - 1; }
+
+/* out[t][h][d] = sum_j softmax_j(q.k_j * scale) v_j over keys j <= pos + t, kv head h / (H / KV) */
+static void reference(const float *q, const float *k, const float *v, float *out, int T, int H, int KV, int D, int pos,
+                      float scale) {
+  double *p = malloc((pos + T) * sizeof *p);
+  for (int t = 0; t < T; t++)
+    for (int h = 0; h < H; h++) {
+      int kh = h / (H / KV), n = pos + t + 1;
+      double m = -INFINITY, sum = 0;
+      for (int j = 0; j < n; j++) {
+        double s = 0;
+        for (int d = 0; d < D; d++) s += (double)q[(t * H + h) * D + d] * k[(j * KV + kh) * D + d];
+        p[j] = s * scale;
+        if (p[j] > m) m = p[j];
+      }
+      for (int j = 0; j < n; j++) sum += p[j] = exp(p[j] - m);
+      for (int d = 0; d < D; d++) {
+        double o = 0;
+        for (int j = 0; j < n; j++) o += p[j] * v[(j * KV + kh) * D + d];
+        out[(t * H + h) * D + d] = (float)(o / sum);
+      }
+    }
+  free(p);
+}
+
+static void one_case(int T, int H, int KV, int D, int C, kn_dtype kvdt) {
+  kn_ctx *c = kn_ctx_current();
+  size_t qn = (size_t)T * H * D, cn = (size_t)C * KV * D;
+  float *q = malloc(qn * 4), *k = malloc(cn * 4), *v = malloc(cn * 4), *want = malloc(qn * 4), *got = malloc(qn * 4);
+  uint16_t *kh = malloc(cn * 2), *vh = malloc(cn * 2);
+  for (size_t i = 0; i < qn; i++) q[i] = frand();
+  for (size_t i = 0; i < cn; i++) { /* values rounded to the cache's precision, so the reference sees the same */
+    k[i] = frand() * 2, v[i] = frand();
+    if (kvdt == KN_F16) kh[i] = kn_f32_to_f16(k[i]), vh[i] = kn_f32_to_f16(v[i]), k[i] = kn_f16_to_f32(kh[i]), v[i] = kn_f16_to_f32(vh[i]);
+  }
+  kn_t Q = kn_from_host(KN_F32, 3, (int64_t[]){T, H, D}, q);
+  int64_t cs[3] = {C, KV, D};
+  kn_t K = kn_from_host(kvdt, 3, cs, kvdt == KN_F16 ? (void *)kh : (void *)k);
+  kn_t V = kn_from_host(kvdt, 3, cs, kvdt == KN_F16 ? (void *)vh : (void *)v);
+  char name[64];
+  snprintf(name, sizeof name, "startpos_T%d_C%d", T, C);
+  kn_var *pos = kn_var_new(name, 0, C - T);
+  float scale = 1.0f / sqrtf((float)D);
+  kn_t out = kn_contiguous(kn_custom_attention(Q, K, V, pos, T, scale));
+  kn_plan *p = kn_plan_new(&out, 1);
+  for (int rep = 0; rep < 3; rep++) {
+    int sp = rep == 0 ? 0 : rep == 1 ? C - T : rand() % (C - T + 1);
+    kn_var_bind(pos, sp);
+    bool ok = p && !kn_plan_run(p) && !kn_buf_copyout(kn_buffer_of(out), 0, got, qn * 4);
+    reference(q, k, v, want, T, H, KV, D, sp, scale);
+    double worst = 0;
+    for (size_t i = 0; ok && i < qn; i++) {
+      double e = fabs(got[i] - want[i]) / (1e-3 + fabs(want[i]));
+      if (e > worst) worst = e;
+    }
+    ok &= worst < 1e-4;
+    if (ok) passed++;
+    else
+      failed++, printf("FAIL attention T=%d H=%d KV=%d D=%d C=%d %s pos=%d: worst relative error %.2e %s\n", T, H, KV, D,
+                       C, kn_dtype_name(kvdt), sp, worst, kn_ctx_error(c) ? kn_ctx_error(c) : "");
+  }
+  kn_plan_free(p);
+  free(q), free(k), free(v), free(want), free(got), free(kh), free(vh);
+}
+
+int main(void) {
+  char err[256];
+  kn_device *d = kn_device_open("CPU", err, sizeof err);
+  if (!d) return printf("no CPU device: %s\n", err), 1;
+  kn_ctx *c = kn_ctx_new(d);
+  kn_ctx_set(c);
+  srand(11);
+  const int shapes[][5] = {{1, 8, 2, 32, 64}, {5, 8, 2, 32, 64}, {1, 14, 2, 64, 40}, {7, 4, 4, 16, 33},
+                           {3, 6, 1, 128, 20}, {16, 2, 2, 8, 16}, {1, 28, 4, 128, 300}, {2, 12, 3, 4, 9}};
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+    for (int f16 = 0; f16 < 2; f16++)
+      one_case(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4], f16 ? KN_F16 : KN_F32);
+  printf("%d passed, %d failed\n", passed, failed);
+  kn_ctx_free(c);
+  kn_device_close(d);
+  return failed ? 1 : 0;
+}
