@@ -194,7 +194,10 @@ void kn_kernel_print(const kn_kernel *k, FILE *f) {
   fprintf(f, "kernel %s shape [", k->kind == KN_KERNEL_ATTENTION ? "attention" : "expr");
   for (int i = 0; i < k->ndim; i++)
     fprintf(f, "%s%" PRId64 "%s", i ? ", " : "", k->shape[i], i >= k->ndim - k->nreduce ? "r" : "");
-  fprintf(f, "]\n");
+  fprintf(f, "]");
+  for (int i = 0; i < k->ndim; i++)
+    if (k->shape_sym[i]) fprintf(f, " axis%d<v%d", i, k->shape_sym[i] - 1);
+  fprintf(f, "\n");
   for (int i = 0; i < k->nbufs; i++)
     fprintf(f, "  buf%d %s[%" PRId64 "]%s\n", i, kn_dtype_name(k->bufs[i].dtype), k->bufs[i].nelems,
             i == 0 ? " (output)" : "");
@@ -286,7 +289,7 @@ uint64_t kn_kernel_hash(const kn_kernel *k) {
   hint(&h, k->nvars);
   for (int i = 0; i < k->nvars; i++) hint(&h, k->vars[i].min), hint(&h, k->vars[i].max);
   hint(&h, k->ndim), hint(&h, k->nreduce);
-  for (int i = 0; i < k->ndim; i++) hint(&h, k->shape[i]);
+  for (int i = 0; i < k->ndim; i++) hint(&h, k->shape[i]), hint(&h, k->shape_sym[i]);
   if (k->kind == KN_KERNEL_ATTENTION) {
     const kn_attn *a = &k->attn;
     hint(&h, a->n_q), hint(&h, a->n_head), hint(&h, a->n_kv_head), hint(&h, a->head_dim), hint(&h, a->max_ctx);

@@ -120,6 +120,9 @@ typedef struct kn_kernel {
    * the last nreduce are reduced. The output shape is shape with the reduce axes set to 1. */
   int ndim, nreduce;
   int64_t shape[KN_MAXDIM];
+  /* Symbolic extents: 0 = axis i runs over shape[i]; s > 0 = it runs over [0, vars[s - 1]), shape[i] being the
+   * variable's maximum (buffers are laid out for the maximum). */
+  int shape_sym[KN_MAXDIM];
   kn_st out_st; /* over the output shape: where each result element goes in bufs[0] */
   kn_kop *root; /* the value stored, dtype == bufs[0].dtype */
   kn_attn attn; /* KN_KERNEL_ATTENTION only */

@@ -108,6 +108,12 @@ kn_t kn_expand(kn_t a, int ndim, const int64_t *shape); /* size-1 axes grow; new
 kn_t kn_pad(kn_t a, const int64_t *before, const int64_t *after); /* zero padding per axis */
 kn_t kn_shrink(kn_t a, const int64_t *begin, const int64_t *end);
 kn_t kn_shrink_var(kn_t a, int axis, kn_var *start, int64_t len); /* [start, start+len) along axis */
+/* [0, len) along axis with len a variable: the axis gets a symbolic extent (its size reads as len's maximum).
+ * Elementwise ops, reductions (over it or other axes), matmuls, permutes and size-1 reshapes keep it; kernels
+ * iterate to the variable's value, compiled once for all values. A realized symbolic tensor holds its maximum
+ * size; elements past the current length are unspecified. */
+kn_t kn_shrink_sym(kn_t a, int axis, kn_var *len);
+int kn_symvar(kn_t t, int axis); /* the variable id of a symbolic axis, or -1 */
 kn_t kn_flip(kn_t a, int axis);
 kn_t kn_unsqueeze(kn_t a, int axis);
 kn_t kn_squeeze(kn_t a, int axis);

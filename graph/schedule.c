@@ -345,6 +345,8 @@ static int build_expr_kernel(kb *b, kn_uop *x) {
     k->ndim = src->ndim;
     int64_t o[KN_MAXDIM];
     for (int i = 0; i < k->ndim; i++) k->shape[i] = src->shape[b->perm[i]], o[i] = i < k->ndim - k->nreduce ? k->shape[i] : 1;
+    for (int i = 0; i < k->ndim; i++)
+      if (src->symvar[b->perm[i]] >= 0 && (k->shape_sym[i] = var_index(b, src->symvar[b->perm[i]]) + 1) <= 0) return -1;
     kn_st tmp;
     space_chain(&tmp, r, k->ndim, o, b->perm); /* output space -> reduce result linear index */
     kn_st_contiguous(&A, e->ndim ? e->ndim : 1, e->ndim ? e->shape : (int64_t[]){1});
@@ -355,6 +357,8 @@ static int build_expr_kernel(kb *b, kn_uop *x) {
   } else {
     k->ndim = e->ndim ? e->ndim : 1, k->nreduce = 0;
     for (int i = 0; i < k->ndim; i++) k->shape[i] = e->ndim ? e->shape[i] : 1;
+    for (int i = 0; i < e->ndim; i++)
+      if (e->symvar[i] >= 0 && (k->shape_sym[i] = var_index(b, e->symvar[i]) + 1) <= 0) return -1;
     kn_st_contiguous(&A, k->ndim, k->shape);
   }
   if (x->op == KN_OP_ASSIGN) {

@@ -94,10 +94,10 @@ static uint64_t hash_st(uint64_t h, const kn_st *st) {
   return h;
 }
 
-static bool same_identity(const kn_uop *u, kn_opcode op, kn_dtype dt, int ndim, const int64_t *shape, int nsrc,
-                          kn_uop *const *src, const void *arg, size_t argsize) {
+static bool same_identity(const kn_uop *u, kn_opcode op, kn_dtype dt, int ndim, const int64_t *shape,
+                          const int8_t *symvar, int nsrc, kn_uop *const *src, const void *arg, size_t argsize) {
   if (u->op != op || u->dtype != dt || u->ndim != ndim || u->nsrc != nsrc) return false;
-  if (ndim && memcmp(u->shape, shape, ndim * sizeof *shape)) return false;
+  if (ndim && (memcmp(u->shape, shape, ndim * sizeof *shape) || memcmp(u->symvar, symvar, ndim))) return false;
   for (int i = 0; i < nsrc; i++)
     if (u->src[i] != src[i]) return false;
   if (op == KN_OP_VIEW || op == KN_OP_ASSIGN) return kn_st_equal(u->arg.st, arg);
@@ -105,15 +105,40 @@ static bool same_identity(const kn_uop *u, kn_opcode op, kn_dtype dt, int ndim, 
   return argsize == 0 || !memcmp(&u->arg, arg, argsize);
 }
 
+bool kn_uop_symbolic(const kn_uop *u) {
+  for (int i = 0; i < u->ndim; i++)
+    if (u->symvar[i] >= 0) return true;
+  return false;
+}
+
 kn_uop *kn_uop_make(kn_opcode op, kn_dtype dt, int ndim, const int64_t *shape, int nsrc, kn_uop *const *src,
                     const void *arg, size_t argsize) {
+  int8_t sv[KN_MAXDIM];
+  memset(sv, -1, sizeof sv);
+  /* elementwise-shaped ops carry their sources' symbolic extents; a size-1 axis (reduced) has none */
+  bool same_shape = op == KN_OP_ALU || op == KN_OP_CONTIGUOUS || op == KN_OP_REDUCE;
+  for (int k = 0; same_shape && k < nsrc; k++)
+    for (int i = 0; src[k] && i < ndim && i < src[k]->ndim; i++)
+      if (src[k]->symvar[i] >= 0 && shape[i] > 1) {
+        if (sv[i] >= 0 && sv[i] != src[k]->symvar[i])
+          return kn_graph_fail("axis %d has two different symbolic extents (%d and %d)", i, sv[i], src[k]->symvar[i]);
+        sv[i] = src[k]->symvar[i];
+      }
+  return kn_uop_make_sym(op, dt, ndim, shape, sv, nsrc, src, arg, argsize);
+}
+
+kn_uop *kn_uop_make_sym(kn_opcode op, kn_dtype dt, int ndim, const int64_t *shape, const int8_t *symvar, int nsrc,
+                        kn_uop *const *src, const void *arg, size_t argsize) {
   kn_ctx *c = kn_ctx_need();
   if (!c || c->has_err) return NULL;
   for (int i = 0; i < nsrc; i++)
     if (!src[i]) return NULL;
   if (ndim > KN_MAXDIM) return kn_graph_fail("tensor of %d dims: kiln supports at most %d", ndim, KN_MAXDIM);
+  int8_t sv[KN_MAXDIM];
+  memset(sv, -1, sizeof sv);
+  if (symvar && ndim) memcpy(sv, symvar, ndim);
   uint64_t h = mix(mix(mix(0x6b696c6eull, op), dt), ndim);
-  for (int i = 0; i < ndim; i++) h = mix(h, shape[i]);
+  for (int i = 0; i < ndim; i++) h = mix(mix(h, shape[i]), (uint64_t)(sv[i] + 1));
   for (int i = 0; i < nsrc; i++) h = mix(h, src[i]->hash);
   if (op == KN_OP_VIEW || op == KN_OP_ASSIGN) h = hash_st(h, arg);
   else if (op == KN_OP_ATTENTION) {
@@ -127,7 +152,7 @@ kn_uop *kn_uop_make(kn_opcode op, kn_dtype dt, int ndim, const int64_t *shape, i
   }
   kn_uop *found = NULL;
   HASH_FIND(hh, c->table, &h, sizeof h, found);
-  if (found && same_identity(found, op, dt, ndim, shape, nsrc, src, arg, argsize)) return found;
+  if (found && same_identity(found, op, dt, ndim, shape, sv, nsrc, src, arg, argsize)) return found;
   kn_uop *u = calloc(1, sizeof *u);
   if (!u || (c->nnodes == c->cap && !(c->nodes = realloc(c->nodes, (c->cap = c->cap ? c->cap * 2 : 256) * sizeof *c->nodes)))) {
     free(u);
@@ -135,6 +160,7 @@ kn_uop *kn_uop_make(kn_opcode op, kn_dtype dt, int ndim, const int64_t *shape, i
   }
   u->op = op, u->dtype = dt, u->ndim = ndim, u->nsrc = nsrc, u->hash = h, u->ctx = c, u->id = (int64_t)c->nnodes;
   if (ndim) memcpy(u->shape, shape, ndim * sizeof *shape);
+  memcpy(u->symvar, sv, sizeof sv);
   for (int i = 0; i < nsrc; i++) u->src[i] = src[i];
   if (op == KN_OP_VIEW || op == KN_OP_ASSIGN || op == KN_OP_ATTENTION) {
     size_t sz = op == KN_OP_ATTENTION ? sizeof(kn_attn) : sizeof(kn_st);
@@ -162,6 +188,11 @@ int64_t kn_dim(kn_t t, int axis) {
 const int64_t *kn_shape(kn_t t) { return t ? t->shape : NULL; }
 int64_t kn_numel(kn_t t) { return t ? kn_shape_numel(t->ndim, t->shape) : -1; }
 kn_dtype kn_dtype_of(kn_t t) { return t ? t->dtype : KN_F32; }
+int kn_symvar(kn_t t, int axis) {
+  if (!t) return -1;
+  if (axis < 0) axis += t->ndim;
+  return axis >= 0 && axis < t->ndim ? t->symvar[axis] : -1;
+}
 
 void kn_print_shape(kn_t t, char *buf, size_t n) {
   size_t o = 0;

@@ -32,6 +32,7 @@ struct kn_uop {
   kn_dtype dtype;
   int ndim;
   int64_t shape[KN_MAXDIM];
+  int8_t symvar[KN_MAXDIM]; /* axis i has the symbolic extent of variable symvar[i] (shape[i] is its maximum), or -1 */
   int nsrc;
   kn_uop *src[4];
   union {
@@ -65,9 +66,14 @@ struct kn_ctx {
   int64_t next_buffer_id;
 };
 
-/* Create (or find) the node with these fields; shape given. Returns NULL and sets the context error on failure. */
+/* Create (or find) the node with these fields; shape given. Returns NULL and sets the context error on failure.
+ * Symbolic extents are derived from the sources (elementwise ops keep them, axes of size 1 drop them). */
 kn_uop *kn_uop_make(kn_opcode op, kn_dtype dt, int ndim, const int64_t *shape, int nsrc, kn_uop *const *src,
                     const void *arg, size_t argsize);
+/* The same with explicit symbolic extents (movement ops compute them). */
+kn_uop *kn_uop_make_sym(kn_opcode op, kn_dtype dt, int ndim, const int64_t *shape, const int8_t *symvar, int nsrc,
+                        kn_uop *const *src, const void *arg, size_t argsize);
+bool kn_uop_symbolic(const kn_uop *u); /* any axis with a symbolic extent */
 /* Set the current context's error (first error wins) and return NULL, printf-style. */
 kn_uop *kn_graph_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 kn_ctx *kn_ctx_need(void);

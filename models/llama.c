@@ -120,8 +120,14 @@ int kn_model_init_cache(kn_model *m, int n_ctx, int n_slots, kn_dtype kv_dtype, 
 }
 
 static kn_step *get_step(kn_model *m, int slot, int n, bool all, char *err, size_t errlen) {
-  for (kn_step *s = m->steps; s; s = s->next)
-    if (s->n == n && s->all == all && s->slot == slot) return s;
+  for (kn_step **pp = &m->steps; *pp; pp = &(*pp)->next)
+    if ((*pp)->n == n && (*pp)->all == all && (*pp)->slot == slot) { /* move to the front: most recently used */
+      kn_step *s = *pp;
+      *pp = s->next;
+      s->next = m->steps;
+      m->steps = s;
+      return s;
+    }
   kn_step *s = calloc(1, sizeof *s);
   if (!s || !(s->ctx = kn_ctx_new(m->dev))) {
     free(s);
@@ -142,11 +148,14 @@ static kn_step *get_step(kn_model *m, int slot, int n, bool all, char *err, size
     free(s);
     return NULL;
   }
-  /* keep the decode steps (n == 1) and the most recent other one */
-  kn_step **pp = &m->steps;
-  while (*pp) {
+  /* keep every decode step (n == 1) and the most recent prompt steps, a few per slot, so slots evaluating prompts
+   * in turn do not rebuild each other's */
+  s->next = m->steps;
+  m->steps = s;
+  int keep = 2 * m->n_slots + 1, seen = 0;
+  for (kn_step **pp = &m->steps; *pp;) {
     kn_step *o = *pp;
-    if (o->n != 1) {
+    if (o->n != 1 && ++seen > keep) {
       *pp = o->next;
       kn_plan_free(o->plan);
       kn_ctx_free(o->ctx);
@@ -154,8 +163,6 @@ static kn_step *get_step(kn_model *m, int slot, int n, bool all, char *err, size
     } else
       pp = &o->next;
   }
-  s->next = m->steps;
-  m->steps = s;
   return s;
 }
 

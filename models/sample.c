@@ -87,11 +87,30 @@ static void penalize(kn_sampler *s, float *logits) {
   }
 }
 
-static const float *cmp_logits;
-static int by_logit(const void *a, const void *b) {
-  float x = cmp_logits[*(const int *)a], y = cmp_logits[*(const int *)b];
+static int by_logit(const void *a, const void *b, void *ctx) {
+  const float *l = ctx;
+  float x = l[*(const int *)a], y = l[*(const int *)b];
   if (x != y) return x < y ? 1 : -1;
   return *(const int *)a - *(const int *)b;
+}
+
+/* Move the k best ids (by logit, ties to the lower id) to idx[0..k), in any order: quickselect, O(n). */
+static void select_top(int *idx, int n, int k, const float *l) {
+  int lo = 0, hi = n - 1;
+  while (lo < hi) {
+    int pivot = idx[lo + (hi - lo) / 2], i = lo, j = hi;
+    while (i <= j) {
+      while (by_logit(&idx[i], &pivot, (void *)l) < 0) i++;
+      while (by_logit(&idx[j], &pivot, (void *)l) > 0) j--;
+      if (i <= j) {
+        int t = idx[i];
+        idx[i++] = idx[j], idx[j--] = t;
+      }
+    }
+    if (k - 1 <= j) hi = j;
+    else if (k - 1 >= i) lo = i;
+    else break;
+  }
 }
 
 int kn_sample(kn_sampler *s, float *logits) {
@@ -100,22 +119,9 @@ int kn_sample(kn_sampler *s, float *logits) {
   if (p->temperature <= 0) return kn_argmax(logits, s->n_vocab);
   int n = s->n_vocab;
   for (int i = 0; i < n; i++) s->idx[i] = i;
-  /* partial order is enough for top-k; a full sort keeps the code obvious and costs ~ms for 152k tokens */
-  cmp_logits = logits;
   int k = p->top_k > 0 && p->top_k < n ? p->top_k : n;
-  if (k < n) { /* select the k best by a bounded insertion pass, then sort them */
-    int m = 0;
-    for (int i = 0; i < n; i++) {
-      if (m < k) s->idx[m++] = i;
-      else {
-        int worst = 0;
-        for (int j = 1; j < k; j++)
-          if (by_logit(&s->idx[j], &s->idx[worst]) > 0) worst = j;
-        if (by_logit(&i, &s->idx[worst]) < 0) s->idx[worst] = i;
-      }
-    }
-  }
-  qsort(s->idx, k, sizeof *s->idx, by_logit);
+  if (k < n) select_top(s->idx, n, k, logits);
+  qsort_r(s->idx, k, sizeof *s->idx, by_logit, logits);
   float mx = logits[s->idx[0]];
   double sum = 0;
   for (int i = 0; i < k; i++) sum += s->prob[i] = expf((logits[s->idx[i]] - mx) / p->temperature);

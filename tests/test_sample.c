@@ -45,6 +45,35 @@ int main(void) {
   CHECK(outside == 0, "top-k 3 sampled %d times outside the top 3", outside);
   kn_sampler_free(s);
 
+  /* top-k on a large vocabulary: at a huge temperature every one of the k best appears, nothing else does */
+  for (int rep = 0; rep < 5; rep++) {
+    enum { BV = 20000 };
+    static float big[BV], b2[BV];
+    for (int i = 0; i < BV; i++) big[i] = (float)(rand() % 1000) / 10; /* many ties */
+    int k = 1 + rand() % 60;
+    int *ord = malloc(BV * sizeof *ord), *seen = calloc(BV, sizeof *seen);
+    for (int i = 0; i < BV; i++) ord[i] = i;
+    for (int i = 0; i < k; i++) /* selection of the k best, ties to the lower id */
+      for (int j = i + 1; j < BV; j++)
+        if (big[ord[j]] > big[ord[i]] || (big[ord[j]] == big[ord[i]] && ord[j] < ord[i])) {
+          int t = ord[i];
+          ord[i] = ord[j], ord[j] = t;
+        }
+    kn_sample_params q = kn_sample_defaults();
+    q.top_k = k, q.top_p = 1, q.min_p = 0, q.temperature = 1e6f, q.seed = (uint64_t)rep + 100;
+    kn_sampler *ss = kn_sampler_new(&q, BV);
+    for (int r = 0; r < 200 * k; r++) {
+      memcpy(b2, big, sizeof b2);
+      seen[kn_sample(ss, b2)]++;
+    }
+    int in = 0, out = 0;
+    for (int i = 0; i < k; i++) in += seen[ord[i]] > 0;
+    for (int i = k; i < BV; i++) out += seen[ord[i]] > 0;
+    CHECK(in == k && out == 0, "top-k %d of %d: %d of the best seen, %d others", k, BV, in, out);
+    kn_sampler_free(ss);
+    free(ord), free(seen);
+  }
+
   /* the full distribution at T = 0.7 matches softmax(l / T) */
   p = kn_sample_defaults();
   p.top_k = 0, p.top_p = 1, p.min_p = 0, p.temperature = 0.7f, p.seed = 1234;
