@@ -16,6 +16,7 @@
 #include "llvm_target.h"
 
 #define OPT_LEVEL 3
+#define KN_CODEGEN_SYMBOLIC_EXTENTS 1 /* lowering of kernels whose axes run to a variable */
 
 typedef struct {
   uint64_t key;
@@ -102,6 +103,9 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const kn_kernel *k, const 
     out->local[0] = out->local[1] = out->local[2] = 1;
     return kn_attention_module(ctx, k, t, out->entry, err, errlen);
   }
+  for (int i = 0; i < k->ndim; i++)
+    if (k->shape_sym[i] && !KN_CODEGEN_SYMBOLIC_EXTENTS)
+      return snprintf(err, errlen, "axis %d has a symbolic extent, which this codegen does not lower yet", i), NULL;
   kn_sched s;
   if (kn_opt_schedule(k, t, &s, err, errlen)) return NULL;
   kn_lprog *lp = kn_lower(k, &s, err, errlen);

@@ -266,6 +266,12 @@ static int store_at(kn_lctx *c, int v, int lane, int lanes) {
   bool never;
   if (chain_index(c, &c->k->out_st, lane, &a, &gate, &never)) return -1;
   if (never) return 0;
+  for (int i = 0; i < c->s->n; i++) { /* symbolic output axes: elements past the variable are not stored */
+    int sym = c->k->shape_sym[c->s->p[i].axis];
+    if (!sym || c->s->p[i].kind != KN_AX_GLOBAL) continue;
+    int in = kn_l_alu(c->p, KN_KOP_CMPLT, KN_BOOL, c->piece_op[i], c->vars[sym - 1]);
+    gate = gate < 0 ? in : kn_l_alu(c->p, KN_KOP_AND, KN_BOOL, gate, in);
+  }
   int src[4] = {c->params[0], kn_aff_op(c, &a), lanes == 1 ? lane_of(c, v, lane) : v, gate};
   return kn_l_add(c->p, KN_L_STORE, c->k->bufs[0].dtype, lanes, gate < 0 ? 3 : 4, src, 0, 0) < 0 ? -1 : 0;
 }

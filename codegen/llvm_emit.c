@@ -373,6 +373,7 @@ static int emit_ops(kn_emit *e, LLVMValueRef *params, LLVMValueRef vars, LLVMVal
     case KN_L_RANGE:
       if (nl == KN_MAXPIECES + 2) return kn_efail(e, "loops nested too deep");
       open_loop(e, &loops[nl++], LLVMConstInt(e->i64, 0, 0), NULL, o->size);
+      if (o->nsrc == 1) loops[nl - 1].end = get(e, o->src[0], 1); /* symbolic extent (>= 1: a do-while is fine) */
       v = loops[nl - 1].phi;
       break;
     case KN_L_ENDRANGE:

@@ -151,6 +151,11 @@ int kn_l_range(kn_lprog *p, int64_t size) {
   return add_full(p, &o, NULL);
 }
 
+int kn_l_range_to(kn_lprog *p, int64_t size, int bound) {
+  kn_lop o = {.op = KN_L_RANGE, .dtype = KN_I64, .vec = 1, .nsrc = 1, .size = size, .lo = 0, .hi = size - 1};
+  return add_full(p, &o, &bound);
+}
+
 static bool is_const(const kn_lprog *p, int a) { return a >= 0 && p->ops[a].op == KN_L_CONST && p->ops[a].vec == 1; }
 static bool known(const kn_lop *o) { return o->lo <= o->hi; }
 

@@ -80,6 +80,8 @@ int kn_l_alu(kn_lprog *p, kn_kop_type alu, kn_dtype dt, int a, int b);
 int kn_l_alu3(kn_lprog *p, kn_kop_type alu, kn_dtype dt, int a, int b, int c);
 int kn_l_cast(kn_lprog *p, int a, kn_dtype to);
 int kn_l_range(kn_lprog *p, int64_t size);
+/* A loop over [0, value of op `bound`) where bound <= size (a symbolic extent; at least one iteration). */
+int kn_l_range_to(kn_lprog *p, int64_t size, int bound);
 void kn_lprog_print(const kn_lprog *p, FILE *f);
 const char *kn_lop_name(kn_lop_type op);
 

@@ -145,7 +145,11 @@ static int lower_reduce(lower *L, int ninst) {
     }
   int ranges[KN_MAXPIECES], nranges = 0;
   for (int i = 0; i < c->s->n; i++)
-    if (c->s->p[i].kind == KN_AX_REDUCE) c->piece_op[i] = ranges[nranges++] = kn_l_range(c->p, c->s->p[i].size);
+    if (c->s->p[i].kind == KN_AX_REDUCE) {
+      int sym = c->k->shape_sym[c->s->p[i].axis]; /* symbolic extent: the loop runs to the variable */
+      c->piece_op[i] = ranges[nranges++] =
+          sym ? kn_l_range_to(c->p, c->s->p[i].size, c->vars[sym - 1]) : kn_l_range(c->p, c->s->p[i].size);
+    }
   int nunroll = kn_inst_count(c, true);
   for (int w = 0; w < nunroll; w++)
     for (int u = 0; u < ninst; u++) {

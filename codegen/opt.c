@@ -128,6 +128,8 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
     }
   plain(k, s);
   if (kn_getenv_int("NOOPT", 0) > 0 || k->kind != KN_KERNEL_EXPR) return 0;
+  for (int i = 0; i < k->ndim; i++) /* symbolic extents: one piece per axis, lanes and unrolls need fixed sizes */
+    if (k->shape_sym[i]) return 0;
   loadset ls = {0};
   collect_loads(k, k->root, false, &ls, 0);
   int nout = k->ndim - k->nreduce;

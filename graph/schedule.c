@@ -133,8 +133,8 @@ static void decide(sctx *s) {
         char why[96];
         snprintf(why, sizeof why, "reduce result used by %d consumers", si->nparents);
         mark(si, why);
-      } else if (p->op != KN_OP_ALU && p->op != KN_OP_VIEW)
-        mark(si, "reduce result consumed by a kernel boundary");
+      } else if (p->op != KN_OP_ALU && p->op != KN_OP_VIEW && p->op != KN_OP_CONTIGUOUS && p->op != KN_OP_ASSIGN)
+        mark(si, "reduce result consumed by a kernel boundary"); /* contiguous/assign kernels take the reduce in */
       if (!si->realize) carry = true;
     }
     pi->carry = carry;
