@@ -1,5 +1,6 @@
 /* A checked reader for the ELF64 objects LLVM emits: section table, symbol table and RELA relocations. Objects come
  * from the disk cache too, so every header field is validated against the file size before it is used. */
+#include "../device/env.h"
 #include "elf_read.h"
 
 #include <elf.h>
@@ -7,16 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 /* [off, off+len) inside a file of n bytes, without overflow */
 static bool in_file(uint64_t off, uint64_t len, size_t n) { return off <= n && len <= n - off; }
@@ -34,17 +25,17 @@ static void copy_name(char *dst, size_t cap, const uint8_t *obj, size_t n, const
 
 static int read_shdrs(const uint8_t *obj, size_t n, const Elf64_Ehdr *h, Elf64_Shdr **out, char *err, size_t errlen) {
   if (h->e_shentsize != sizeof(Elf64_Shdr))
-    return fail(err, errlen, "ELF e_shentsize %u (expected %zu)", h->e_shentsize, sizeof(Elf64_Shdr));
+    return kn_errf(err, errlen, "ELF e_shentsize %u (expected %zu)", h->e_shentsize, sizeof(Elf64_Shdr));
   if (!in_file(h->e_shoff, (uint64_t)h->e_shnum * sizeof(Elf64_Shdr), n))
-    return fail(err, errlen, "ELF section table (offset %llu, %u entries) runs past the end of the %zu-byte object",
+    return kn_errf(err, errlen, "ELF section table (offset %llu, %u entries) runs past the end of the %zu-byte object",
                 (unsigned long long)h->e_shoff, h->e_shnum, n);
   Elf64_Shdr *sh = calloc(h->e_shnum ? h->e_shnum : 1, sizeof *sh);
-  if (!sh) return fail(err, errlen, "out of memory");
+  if (!sh) return kn_errf(err, errlen, "out of memory");
   memcpy(sh, obj + h->e_shoff, (size_t)h->e_shnum * sizeof *sh);
   for (int i = 0; i < h->e_shnum; i++)
     if (sh[i].sh_type != SHT_NOBITS && !in_file(sh[i].sh_offset, sh[i].sh_size, n)) {
       free(sh);
-      return fail(err, errlen, "ELF section %d (offset %llu, %llu bytes) runs past the end of the %zu-byte object", i,
+      return kn_errf(err, errlen, "ELF section %d (offset %llu, %llu bytes) runs past the end of the %zu-byte object", i,
                   (unsigned long long)sh[i].sh_offset, (unsigned long long)sh[i].sh_size, n);
     }
   *out = sh;
@@ -56,10 +47,10 @@ static int read_symbols(const uint8_t *obj, size_t n, const Elf64_Shdr *sh, int 
   for (int i = 0; i < nsh; i++) {
     if (sh[i].sh_type != SHT_SYMTAB) continue;
     if (sh[i].sh_entsize != sizeof(Elf64_Sym) || sh[i].sh_link >= (uint32_t)nsh)
-      return fail(err, errlen, "ELF symbol table (section %d) has a bad entry size or string table link", i);
+      return kn_errf(err, errlen, "ELF symbol table (section %d) has a bad entry size or string table link", i);
     size_t cnt = sh[i].sh_size / sizeof(Elf64_Sym);
     e->sym = calloc(cnt ? cnt : 1, sizeof *e->sym);
-    if (!e->sym) return fail(err, errlen, "out of memory");
+    if (!e->sym) return kn_errf(err, errlen, "out of memory");
     for (size_t k = 0; k < cnt; k++) {
       Elf64_Sym s;
       memcpy(&s, obj + sh[i].sh_offset + k * sizeof s, sizeof s);
@@ -83,10 +74,10 @@ static int read_relocs(const uint8_t *obj, const Elf64_Shdr *sh, int nsh, kn_elf
   for (int i = 0; i < nsh; i++)
     if (sh[i].sh_type == SHT_RELA && sh[i].sh_entsize == sizeof(Elf64_Rela)) total += sh[i].sh_size / sizeof(Elf64_Rela);
   e->rel = calloc(total ? total : 1, sizeof *e->rel);
-  if (!e->rel) return fail(err, errlen, "out of memory");
+  if (!e->rel) return kn_errf(err, errlen, "out of memory");
   for (int i = 0; i < nsh; i++) {
     if (sh[i].sh_type != SHT_RELA || sh[i].sh_entsize != sizeof(Elf64_Rela)) continue;
-    if (sh[i].sh_info >= (uint32_t)nsh) return fail(err, errlen, "ELF relocation section %d targets section %u", i, sh[i].sh_info);
+    if (sh[i].sh_info >= (uint32_t)nsh) return kn_errf(err, errlen, "ELF relocation section %d targets section %u", i, sh[i].sh_info);
     size_t cnt = sh[i].sh_size / sizeof(Elf64_Rela);
     for (size_t k = 0; k < cnt; k++) {
       Elf64_Rela r;
@@ -106,11 +97,11 @@ static int read_relocs(const uint8_t *obj, const Elf64_Shdr *sh, int nsh, kn_elf
 int kn_elf_parse(const uint8_t *obj, size_t n, kn_elf *e, char *err, size_t errlen) {
   memset(e, 0, sizeof *e);
   Elf64_Ehdr h;
-  if (!obj || n < sizeof h) return fail(err, errlen, "object too small for an ELF header (%zu bytes)", n);
+  if (!obj || n < sizeof h) return kn_errf(err, errlen, "object too small for an ELF header (%zu bytes)", n);
   memcpy(&h, obj, sizeof h);
-  if (memcmp(h.e_ident, ELFMAG, SELFMAG)) return fail(err, errlen, "not an ELF object (bad magic)");
+  if (memcmp(h.e_ident, ELFMAG, SELFMAG)) return kn_errf(err, errlen, "not an ELF object (bad magic)");
   if (h.e_ident[EI_CLASS] != ELFCLASS64 || h.e_ident[EI_DATA] != ELFDATA2LSB)
-    return fail(err, errlen, "ELF object is not 64-bit little-endian");
+    return kn_errf(err, errlen, "ELF object is not 64-bit little-endian");
   e->machine = h.e_machine;
   e->type = h.e_type;
   Elf64_Shdr *sh = NULL;
@@ -120,7 +111,7 @@ int kn_elf_parse(const uint8_t *obj, size_t n, kn_elf *e, char *err, size_t errl
   e->sec = calloc(nsh ? nsh : 1, sizeof *e->sec);
   if (!e->sec) {
     free(sh);
-    return fail(err, errlen, "out of memory");
+    return kn_errf(err, errlen, "out of memory");
   }
   e->nsec = nsh;
   for (int i = 0; i < nsh; i++) {

@@ -1,6 +1,7 @@
 /* LLVM back-end plumbing: target registration, target machines for a kn_target, the new-pass-manager optimization
  * pipeline, object and assembly emission to memory, and disassembly of an emitted ELF object (kiln cache show).
  * Everything that turns an LLVM module into bytes lives here, so the IR builder never touches a TargetMachine. */
+#include "../device/env.h"
 #include "llvm_target.h"
 
 #include <llvm-c/Analysis.h>
@@ -45,32 +46,24 @@ const char *kn_llvm_version(void) {
   return version;
 }
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 /* A target machine for t. CPU code is position independent (the JIT places it anywhere); GPU code objects are PIC
  * by definition. The default code model is small on x86-64, which a per-object JIT allocation satisfies. */
 static LLVMTargetMachineRef create_tm(const kn_target *t, char *err, size_t errlen) {
   kn_llvm_init();
   if (!t || !t->triple[0]) {
-    seterr(err, errlen, "no target triple");
+    kn_errf(err, errlen, "no target triple");
     return NULL;
   }
   LLVMTargetRef target;
   char *msg = NULL;
   if (LLVMGetTargetFromTriple(t->triple, &target, &msg)) {
-    seterr(err, errlen, "target %s: %s", t->triple, msg ? msg : "not available in this LLVM build");
+    kn_errf(err, errlen, "target %s: %s", t->triple, msg ? msg : "not available in this LLVM build");
     LLVMDisposeMessage(msg);
     return NULL;
   }
   LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, t->triple, t->cpu, t->features,
                                                     LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault);
-  if (!tm) seterr(err, errlen, "target %s (cpu %s): cannot create a target machine", t->triple, t->cpu);
+  if (!tm) kn_errf(err, errlen, "target %s (cpu %s): cannot create a target machine", t->triple, t->cpu);
   return tm;
 }
 
@@ -133,7 +126,7 @@ int kn_llvm_optimize(LLVMModuleRef mod, const kn_target *t, int opt_level, char 
   char *msg = NULL;
   /* A malformed module would crash the back end; the verifier turns it into a readable error instead. */
   if (LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg)) {
-    seterr(err, errlen, "invalid LLVM IR: %s", msg ? msg : "(no detail)");
+    kn_errf(err, errlen, "invalid LLVM IR: %s", msg ? msg : "(no detail)");
     LLVMDisposeMessage(msg);
     put_tm(tm);
     return -1;
@@ -150,7 +143,7 @@ int kn_llvm_optimize(LLVMModuleRef mod, const kn_target *t, int opt_level, char 
     LLVMErrorRef e = LLVMRunPasses(mod, pipeline, tm, po);
     if (e) {
       char *em = LLVMGetErrorMessage(e);
-      seterr(err, errlen, "optimizing for %s: %s", t->triple, em);
+      kn_errf(err, errlen, "optimizing for %s: %s", t->triple, em);
       LLVMDisposeErrorMessage(em);
       rc = -1;
     }
@@ -169,12 +162,12 @@ static int emit(LLVMModuleRef mod, const kn_target *t, LLVMCodeGenFileType type,
   LLVMMemoryBufferRef mb = NULL;
   int rc = -1;
   if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, type, &msg, &mb)) {
-    seterr(err, errlen, "emitting code for %s (cpu %s): %s", t->triple, t->cpu, msg ? msg : "failed");
+    kn_errf(err, errlen, "emitting code for %s (cpu %s): %s", t->triple, t->cpu, msg ? msg : "failed");
   } else {
     size_t sz = LLVMGetBufferSize(mb);
     uint8_t *p = malloc(sz + 1); /* +1: assembly text gets a terminator */
     if (!p) {
-      seterr(err, errlen, "out of memory (%zu bytes of object code)", sz);
+      kn_errf(err, errlen, "out of memory (%zu bytes of object code)", sz);
     } else {
       memcpy(p, LLVMGetBufferStart(mb), sz);
       p[sz] = 0;

@@ -40,19 +40,9 @@ typedef struct {
   cpu_entry fn;
 } cpu_prog;
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
-
 static int fail_llvm(char *err, size_t errlen, const char *what, LLVMErrorRef e) {
   char *m = LLVMGetErrorMessage(e);
-  fail(err, errlen, "%s: %s", what, m);
+  kn_errf(err, errlen, "%s: %s", what, m);
   LLVMDisposeErrorMessage(m);
   return -1;
 }
@@ -77,7 +67,7 @@ static int threads_from_env(int *out, char *err, size_t errlen) {
   errno = 0;
   long v = strtol(s, &end, 10);
   if (errno || *end || v < 1 || v > MAX_THREADS)
-    return fail(err, errlen, "THREADS=%s: expected a thread count between 1 and %d", s, MAX_THREADS);
+    return kn_errf(err, errlen, "THREADS=%s: expected a thread count between 1 and %d", s, MAX_THREADS);
   *out = (int)v;
   return 0;
 }
@@ -149,19 +139,19 @@ static int cpu_mem(const kn_device *d, uint64_t *total, uint64_t *avail) {
 
 static int cpu_buf_alloc(kn_device *d, kn_buf *b, size_t nbytes, char *err, size_t errlen) {
   size_t sz = nbytes ? (nbytes + 63) & ~(size_t)63 : 64;
-  if (sz < nbytes) return fail(err, errlen, "buffer of %zu bytes: size overflows", nbytes);
+  if (sz < nbytes) return kn_errf(err, errlen, "buffer of %zu bytes: size overflows", nbytes);
   void *p = NULL;
   if (sz >= BIG_ALLOC) {
     p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
-      return fail(err, errlen, "CPU: cannot allocate %zu bytes: %s", nbytes, strerror(errno));
+      return kn_errf(err, errlen, "CPU: cannot allocate %zu bytes: %s", nbytes, strerror(errno));
 #ifdef MADV_HUGEPAGE
     madvise(p, sz, MADV_HUGEPAGE);
 #endif
     b->priv = (void *)(uintptr_t)1; /* mapped */
   } else {
     int rc = posix_memalign(&p, 64, sz);
-    if (rc) return fail(err, errlen, "CPU: cannot allocate %zu bytes: %s", nbytes, strerror(rc));
+    if (rc) return kn_errf(err, errlen, "CPU: cannot allocate %zu bytes: %s", nbytes, strerror(rc));
     memset(p, 0, sz); /* same contents as a fresh mapping: runs are reproducible */
     b->priv = NULL;
   }
@@ -212,13 +202,13 @@ static uint16_t host_machine(void) {
 /* Reject objects for another machine before the JIT sees them: its message would not name the program. */
 static int check_object(const kn_program *p, const void *obj, size_t n, char *err, size_t errlen) {
   Elf64_Ehdr h;
-  if (!obj || n < sizeof h) return fail(err, errlen, "program %s: object too small (%zu bytes)", p->entry, n);
+  if (!obj || n < sizeof h) return kn_errf(err, errlen, "program %s: object too small (%zu bytes)", p->entry, n);
   memcpy(&h, obj, sizeof h);
   if (memcmp(h.e_ident, ELFMAG, SELFMAG) || h.e_ident[EI_CLASS] != ELFCLASS64)
-    return fail(err, errlen, "program %s: not a 64-bit ELF object", p->entry);
-  if (h.e_type != ET_REL) return fail(err, errlen, "program %s: ELF type %u, expected a relocatable object", p->entry, h.e_type);
+    return kn_errf(err, errlen, "program %s: not a 64-bit ELF object", p->entry);
+  if (h.e_type != ET_REL) return kn_errf(err, errlen, "program %s: ELF type %u, expected a relocatable object", p->entry, h.e_type);
   if (host_machine() && h.e_machine != host_machine())
-    return fail(err, errlen, "program %s: object is for ELF machine %u, the CPU device runs machine %u", p->entry,
+    return kn_errf(err, errlen, "program %s: object is for ELF machine %u, the CPU device runs machine %u", p->entry,
                 h.e_machine, host_machine());
   return 0;
 }
@@ -305,7 +295,7 @@ static int lookup_entry(cpu_dev *c, LLVMOrcJITDylibRef jd, const char *entry, ui
   pthread_mutex_lock(&r.mu);
   while (!r.done) pthread_cond_wait(&r.cv, &r.mu);
   pthread_mutex_unlock(&r.mu);
-  if (r.msg[0] || !r.addr) return fail(err, errlen, "program %s: %s", entry, r.msg[0] ? r.msg : "entry not found");
+  if (r.msg[0] || !r.addr) return kn_errf(err, errlen, "program %s: %s", entry, r.msg[0] ? r.msg : "entry not found");
   *addr = r.addr;
   return 0;
 }
@@ -314,14 +304,14 @@ static int cpu_program_load(kn_device *d, kn_program *p, const void *obj, size_t
   cpu_dev *c = d->priv;
   if (check_object(p, obj, n, err, errlen)) return -1;
   cpu_prog *cp = calloc(1, sizeof *cp);
-  if (!cp) return fail(err, errlen, "out of memory");
+  if (!cp) return kn_errf(err, errlen, "out of memory");
   pthread_mutex_lock(&c->jit_lock);
   int rc = ensure_jit(c, err, errlen);
   char jdname[128];
   snprintf(jdname, sizeof jdname, "kn%llu.%s", (unsigned long long)++c->nprograms, p->entry);
   if (!rc) {
     cp->jd = LLVMOrcExecutionSessionCreateBareJITDylib(LLVMOrcLLJITGetExecutionSession(c->jit), jdname);
-    rc = cp->jd ? add_runtime(c, cp->jd, err, errlen) : fail(err, errlen, "CPU: cannot create a JIT library");
+    rc = cp->jd ? add_runtime(c, cp->jd, err, errlen) : kn_errf(err, errlen, "CPU: cannot create a JIT library");
   }
   if (!rc) {
     LLVMMemoryBufferRef mb = LLVMCreateMemoryBufferWithMemoryRangeCopy(obj, n, jdname);
@@ -373,11 +363,11 @@ static int cpu_launch(kn_program *p, kn_buf **bufs, int nbufs, const int64_t *va
                       const int64_t global[3], const int64_t local[3], char *err, size_t errlen) {
   cpu_prog *cp = p->priv;
   if (global[1] > 1 || global[2] > 1)
-    return fail(err, errlen, "program %s: CPU launches split global[0] only (got global [%lld,%lld,%lld])", p->entry,
+    return kn_errf(err, errlen, "program %s: CPU launches split global[0] only (got global [%lld,%lld,%lld])", p->entry,
                 (long long)global[0], (long long)global[1], (long long)global[2]);
   void *ptrs[64];
   void **arr = nbufs <= 64 ? ptrs : malloc((size_t)nbufs * sizeof *arr);
-  if (!arr) return fail(err, errlen, "out of memory");
+  if (!arr) return kn_errf(err, errlen, "out of memory");
   for (int i = 0; i < nbufs; i++) arr[i] = bufs[i]->ptr;
   static const int64_t novars[1] = {0};
   launch_ctx l = {cp->fn, arr, nvars > 0 ? vars : novars};
@@ -418,7 +408,7 @@ int kn_cpu_open(kn_device *d, char *err, size_t errlen) {
   int threads = 1;
   if (threads_from_env(&threads, err, errlen)) return -1;
   cpu_dev *c = calloc(1, sizeof *c);
-  if (!c) return fail(err, errlen, "out of memory");
+  if (!c) return kn_errf(err, errlen, "out of memory");
   pthread_mutex_init(&c->jit_lock, NULL);
   if (!(c->pool = kn_pool_new(threads, err, errlen))) {
     pthread_mutex_destroy(&c->jit_lock);

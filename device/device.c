@@ -8,23 +8,14 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "env.h"
 #include "backend.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 /* AMD's backend is not built yet; its entry explains what is missing rather than calling it unknown. */
 static int amd_open(kn_device *d, char *err, size_t errlen) {
   if (access("/dev/kfd", R_OK | W_OK))
-    return fail(err, errlen, "no AMD device (/dev/kfd missing or not accessible)");
-  return fail(err, errlen, "this build of kiln has no AMD backend yet (/dev/kfd is present)");
+    return kn_errf(err, errlen, "no AMD device (/dev/kfd missing or not accessible)");
+  return kn_errf(err, errlen, "this build of kiln has no AMD backend yet (/dev/kfd is present)");
 }
 
 static const struct {
@@ -46,11 +37,11 @@ kn_device *kn_device_open(const char *name, char *err, size_t errlen) {
   for (size_t i = 0; i < NBACKENDS; i++) {
     if (strcasecmp(name, backends[i].name)) continue;
     kn_device *d = calloc(1, sizeof *d);
-    if (!d) return fail(err, errlen, "out of memory"), NULL;
+    if (!d) return kn_errf(err, errlen, "out of memory"), NULL;
     snprintf(d->name, sizeof d->name, "%s", backends[i].name);
     char msg[480];
     if (backends[i].open(d, msg, sizeof msg)) {
-      fail(err, errlen, "%s=%s: %s", from, name, msg);
+      kn_errf(err, errlen, "%s=%s: %s", from, name, msg);
       free(d);
       return NULL;
     }
@@ -59,7 +50,7 @@ kn_device *kn_device_open(const char *name, char *err, size_t errlen) {
   char known[128] = "";
   for (size_t i = 0; i < NBACKENDS; i++)
     snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "", backends[i].name);
-  fail(err, errlen, "%s=%s: unknown device (known: %s)", from, name, known);
+  kn_errf(err, errlen, "%s=%s: unknown device (known: %s)", from, name, known);
   return NULL;
 }
 
@@ -81,9 +72,9 @@ int kn_device_mem(const kn_device *d, uint64_t *total, uint64_t *avail) {
 }
 
 kn_buf *kn_buf_alloc(kn_device *d, size_t nbytes, char *err, size_t errlen) {
-  if (!d) return fail(err, errlen, "kn_buf_alloc: no device"), NULL;
+  if (!d) return kn_errf(err, errlen, "kn_buf_alloc: no device"), NULL;
   kn_buf *b = calloc(1, sizeof *b);
-  if (!b) return fail(err, errlen, "out of memory"), NULL;
+  if (!b) return kn_errf(err, errlen, "out of memory"), NULL;
   b->dev = d;
   b->nbytes = nbytes;
   if (d->ops->buf_alloc(d, b, nbytes, err, errlen)) {
@@ -126,11 +117,11 @@ int kn_buf_copyout(const kn_buf *b, size_t off, void *dst, size_t n) {
 }
 
 kn_program *kn_program_load(kn_device *d, const char *entry, const void *obj, size_t n, char *err, size_t errlen) {
-  if (!d || !entry || !*entry) return fail(err, errlen, "kn_program_load: no device or entry name"), NULL;
+  if (!d || !entry || !*entry) return kn_errf(err, errlen, "kn_program_load: no device or entry name"), NULL;
   if (strlen(entry) >= sizeof((kn_program *)0)->entry)
-    return fail(err, errlen, "program entry name '%.40s...' is too long", entry), NULL;
+    return kn_errf(err, errlen, "program entry name '%.40s...' is too long", entry), NULL;
   kn_program *p = calloc(1, sizeof *p);
-  if (!p) return fail(err, errlen, "out of memory"), NULL;
+  if (!p) return kn_errf(err, errlen, "out of memory"), NULL;
   p->dev = d;
   snprintf(p->entry, sizeof p->entry, "%s", entry);
   if (d->ops->program_load(d, p, obj, n, err, errlen)) {
@@ -148,13 +139,13 @@ void kn_program_free(kn_program *p) {
 
 int kn_program_launch(kn_program *p, kn_buf **bufs, int nbufs, const int64_t *vars, int nvars,
                       const int64_t global[3], const int64_t local[3], char *err, size_t errlen) {
-  if (!p) return fail(err, errlen, "launch: no program");
-  if (nbufs < 0 || (nbufs && !bufs)) return fail(err, errlen, "launch %s: bad buffer list (%d)", p->entry, nbufs);
-  if (nvars < 0 || (nvars && !vars)) return fail(err, errlen, "launch %s: bad variable list (%d)", p->entry, nvars);
+  if (!p) return kn_errf(err, errlen, "launch: no program");
+  if (nbufs < 0 || (nbufs && !bufs)) return kn_errf(err, errlen, "launch %s: bad buffer list (%d)", p->entry, nbufs);
+  if (nvars < 0 || (nvars && !vars)) return kn_errf(err, errlen, "launch %s: bad variable list (%d)", p->entry, nvars);
   for (int i = 0; i < nbufs; i++) {
-    if (!bufs[i]) return fail(err, errlen, "launch %s: buffer %d is NULL", p->entry, i);
+    if (!bufs[i]) return kn_errf(err, errlen, "launch %s: buffer %d is NULL", p->entry, i);
     if (bufs[i]->dev != p->dev)
-      return fail(err, errlen, "launch %s: buffer %d belongs to device %s, the program to %s", p->entry, i,
+      return kn_errf(err, errlen, "launch %s: buffer %d belongs to device %s, the program to %s", p->entry, i,
                   kn_device_name(bufs[i]->dev), kn_device_name(p->dev));
   }
   int64_t g[3] = {1, 1, 1}, l[3] = {1, 1, 1};
@@ -162,7 +153,7 @@ int kn_program_launch(kn_program *p, kn_buf **bufs, int nbufs, const int64_t *va
     if (global) g[i] = global[i];
     if (local) l[i] = local[i];
     if (g[i] < 0 || l[i] < 0)
-      return fail(err, errlen, "launch %s: negative size (global [%lld,%lld,%lld])", p->entry,
+      return kn_errf(err, errlen, "launch %s: negative size (global [%lld,%lld,%lld])", p->entry,
                   (long long)(global ? global[0] : 1), (long long)(global ? global[1] : 1),
                   (long long)(global ? global[2] : 1));
   }

@@ -2,6 +2,7 @@
 #include "env.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -23,6 +24,16 @@ int kn_debug(void) {
   static int level = -1;
   if (level < 0) level = (int)kn_getenv_int("DEBUG", 0);
   return level;
+}
+
+int kn_errf(char *err, size_t errlen, const char *fmt, ...) {
+  if (err && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
 }
 
 double kn_now(void) {

@@ -3,6 +3,7 @@
 #ifndef KN_ENV_H
 #define KN_ENV_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Integer value of an environment variable, or def when unset. A value that is not an integer is reported once on
@@ -10,6 +11,9 @@
 int64_t kn_getenv_int(const char *name, int64_t def);
 /* DEBUG level, read once. */
 int kn_debug(void);
+/* Format an error message into a caller's buffer (err may be NULL) and return -1, so error paths read
+ * `return kn_errf(err, errlen, "tensor %s: ...", name);`. */
+int kn_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Monotonic time in seconds. */
 double kn_now(void);
 

@@ -25,7 +25,8 @@ char *knc_take(knc_buf *b);
 
 char *knc_strdup(const char *s);
 char *knc_strndup(const char *s, size_t n);
-void knc_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#include "../device/env.h"
+#define knc_err(...) ((void)kn_errf(__VA_ARGS__)) /* message into the caller's buffer */
 
 /* ---- JSON values ------------------------------------------------------------------------------------------- */
 

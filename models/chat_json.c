@@ -70,16 +70,6 @@ char *knc_strndup(const char *s, size_t n)
 
 char *knc_strdup(const char *s) { return s ? knc_strndup(s, strlen(s)) : NULL; }
 
-void knc_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- parsing (the text is validated by kn_jsonc first, so the descent below only builds) -------------------- */
 
 typedef struct jp {

@@ -13,22 +13,9 @@
 
 #include "codegen/cache.h"
 #include "codegen/sha256.h"
+#include "check.h"
 
-static int passed, failed;
 
-static void check(int ok, const char *fmt, ...) {
-  if (ok) {
-    passed++;
-    return;
-  }
-  failed++;
-  va_list ap;
-  va_start(ap, fmt);
-  printf("FAIL: ");
-  vprintf(fmt, ap);
-  printf("\n");
-  va_end(ap);
-}
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 static uint64_t rnd(void) {

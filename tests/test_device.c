@@ -14,22 +14,9 @@
 #include "codegen/llvm_target.h"
 #include "device/device.h"
 #include "device/env.h"
+#include "check.h"
 
-static int passed, failed;
 
-static void check(int ok, const char *fmt, ...) {
-  if (ok) {
-    passed++;
-    return;
-  }
-  failed++;
-  va_list ap;
-  va_start(ap, fmt);
-  printf("FAIL: ");
-  vprintf(fmt, ap);
-  printf("\n");
-  va_end(ap);
-}
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static float frand(void) {

@@ -11,23 +11,9 @@
 
 #include "models/gguf.h"
 #include "ref_quant.h"
+#include "check.h"
 
-static int passed, failed;
 
-__attribute__((format(printf, 2, 3))) static bool check(bool ok, const char *fmt, ...) {
-  if (ok) {
-    passed++;
-    return true;
-  }
-  failed++;
-  va_list ap;
-  va_start(ap, fmt);
-  printf("FAIL: ");
-  vprintf(fmt, ap);
-  printf("\n");
-  va_end(ap);
-  return false;
-}
 
 static const char *testdata(void) {
   const char *td = getenv("KILN_TESTDATA");

@@ -11,22 +11,9 @@
 #include "models/gguf.h"
 #include "models/quantize.h"
 #include "ref_quant.h"
+#include "check.h"
 
-static int passed, failed;
 
-__attribute__((format(printf, 2, 3))) static void check(bool ok, const char *fmt, ...) {
-  if (ok) {
-    passed++;
-    return;
-  }
-  failed++;
-  va_list ap;
-  va_start(ap, fmt);
-  printf("FAIL: ");
-  vprintf(fmt, ap);
-  printf("\n");
-  va_end(ap);
-}
 
 static const kn_dtype quants[] = {KN_Q4_0, KN_Q4_1, KN_Q5_0, KN_Q5_1, KN_Q8_0,
                                   KN_Q2_K, KN_Q3_K, KN_Q4_K, KN_Q5_K, KN_Q6_K};
@@ -316,7 +303,10 @@ static double file_bound(int dtype) {
 static void compare_file(kn_gguf *f16, const char *path, const char *name) {
   char err[512];
   kn_gguf *q = kn_gguf_open(path, err, sizeof err);
-  if (!q) return check(false, "%s", err);
+  if (!q) {
+    check(false, "%s", err);
+    return;
+  }
   int compared = 0;
   for (size_t i = 0; i < kn_gguf_tensor_count(q); i++) {
     const kn_gguf_tensor *t = kn_gguf_tensor_at(q, i), *r = kn_gguf_tensor_find(f16, t->name);

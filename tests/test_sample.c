@@ -6,10 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "models/sample.h"
 
-static int passed, failed;
-#define CHECK(c, ...) ((c) ? passed++ : (failed++, printf("FAIL " __VA_ARGS__), printf("\n")))
 
 int main(void) {
   enum { V = 50 };
@@ -150,6 +149,5 @@ int main(void) {
   CHECK(fabsf(l2[17] - want17) < 1e-5 && fabsf(l2[3] - want3) < 1e-5 && l2[4] == logits[4],
         "penalties: %g/%g vs %g/%g", l2[17], l2[3], want17, want3);
   kn_sampler_free(s);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return check_summary();
 }

@@ -6,14 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "graph/graph.h"
 
-static int passed, failed;
-
-static void result(bool ok, const char *what) {
-  if (ok) passed++;
-  else failed++, printf("FAIL %s\n", what);
-}
 
 static float frand(void) { return (float)rand() / RAND_MAX * 2 - 1; }
 
@@ -37,11 +32,11 @@ int main(void) {
   kn_t m = kn_contiguous(kn_max(kn_muls(Y, -1.0), 1, &ax0, false));  /* max: padding must not leak in */
   kn_t mm = kn_contiguous(kn_matmul(kn_transpose(Y, 0, 1), kn_shrink_sym(W, 0, len))); /* K symbolic: [C, N] */
   kn_t e = kn_contiguous(kn_adds(kn_muls(Y, 2.0), 1.0));                /* elementwise, symbolic rows */
-  result(kn_symvar(Y, 0) >= 0 && kn_symvar(s, 0) < 0 && kn_symvar(e, 0) >= 0, "symbolic extents propagate");
+  check(kn_symvar(Y, 0) >= 0 && kn_symvar(s, 0) < 0 && kn_symvar(e, 0) >= 0, "symbolic extents propagate");
   kn_t outs[4] = {s, m, mm, e};
   kn_plan *p = kn_plan_new(outs, 4);
   if (!p) printf("plan: %s\n", kn_ctx_error(c));
-  result(p != NULL, "a plan over symbolic shapes");
+  check(p != NULL, "a plan over symbolic shapes");
   kn_sched_stats st0 = kn_last_schedule();
   static float gs[C], gm[C], gmm[C * N], ge[R * C];
   for (int n = 1; p && n <= R; n += (n < 5 ? 1 : 7)) {
@@ -63,23 +58,22 @@ int main(void) {
     }
     for (int i = 0; ok && i < n * C; i++) worst = fmax(worst, fabs(ge[i] - (2 * x[i] + 1)));
     snprintf(what, sizeof what, "len = %d: sum/max/matmul/elementwise over the symbolic axis (worst error %.2e)", n, worst);
-    result(ok && worst < 1e-5, what);
+    check(ok && worst < 1e-5, "%s", what);
   }
   kn_sched_stats st1 = kn_last_schedule();
-  result(st1.compiled == st0.compiled, "no compilation after the plan was built");
+  check(st1.compiled == st0.compiled, "no compilation after the plan was built");
   kn_plan_free(p);
   /* refused: cutting through a symbolic axis */
   kn_ctx_clear_error(c);
-  result(!kn_flip(Y, 0) && strstr(kn_ctx_error(c) ? kn_ctx_error(c) : "", "symbolic"), "flip of a symbolic axis is refused");
+  check(!kn_flip(Y, 0) && strstr(kn_ctx_error(c) ? kn_ctx_error(c) : "", "symbolic"), "flip of a symbolic axis is refused");
   kn_ctx_clear_error(c);
-  result(!kn_reshape(Y, 1, (int64_t[]){R * C}) && kn_ctx_error(c), "merging a symbolic axis is refused");
+  check(!kn_reshape(Y, 1, (int64_t[]){R * C}) && kn_ctx_error(c), "merging a symbolic axis is refused");
   kn_ctx_clear_error(c);
-  result(!kn_pad(Y, (int64_t[]){1, 0}, (int64_t[]){0, 0}) && kn_ctx_error(c), "padding a symbolic axis is refused");
+  check(!kn_pad(Y, (int64_t[]){1, 0}, (int64_t[]){0, 0}) && kn_ctx_error(c), "padding a symbolic axis is refused");
   kn_ctx_clear_error(c);
-  result(kn_reshape(Y, 3, (int64_t[]){R, 1, C}) && kn_symvar(kn_reshape(Y, 3, (int64_t[]){R, 1, C}), 0) >= 0,
+  check(kn_reshape(Y, 3, (int64_t[]){R, 1, C}) && kn_symvar(kn_reshape(Y, 3, (int64_t[]){R, 1, C}), 0) >= 0,
          "inserting a size-1 axis keeps the symbolic extent");
-  printf("%d passed, %d failed\n", passed, failed);
   kn_ctx_free(c);
   kn_device_close(d);
-  return failed ? 1 : 0;
+  return check_summary();
 }
