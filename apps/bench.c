@@ -58,9 +58,14 @@ int kn_cmd_bench(int argc, char **argv) {
   lo.n_ctx = n_ctx ? n_ctx : pp + tg + 8, lo.kv_dtype = kv;
   double t0 = kn_now();
   kn_model *m = kn_model_load(path, dev, &lo, err, sizeof err);
-  if (!m) return fprintf(stderr, "kiln bench: %s\n", err), 1;
+  if (!m) return fprintf(stderr, "kiln bench: %s\n", err), kn_device_close(dev), 1;
   double load_s = kn_now() - t0;
-  if (pp + tg > m->n_ctx) return fprintf(stderr, "kiln bench: -p + -n exceeds the context (%d)\n", m->n_ctx), 1;
+  if (pp + tg > m->n_ctx) {
+    fprintf(stderr, "kiln bench: -p + -n exceeds the context (%d)\n", m->n_ctx);
+    kn_model_free(m);
+    kn_device_close(dev);
+    return 1;
+  }
   int32_t *toks = malloc(pp * sizeof *toks);
   float *logits = malloc(m->hp.n_vocab * sizeof *logits);
   for (int i = 0; i < pp; i++) toks[i] = (int32_t)((i * 7919 + 13) % m->hp.n_vocab);

@@ -212,12 +212,18 @@ int kn_cmd_run(int argc, char **argv) {
   lo.n_ctx = o.n_ctx, lo.kv_dtype = o.kv;
   if (o.dry_run) {
     kn_mem_plan mp;
-    if (kn_model_mem_plan(path, dev, &lo, &mp, err, sizeof err)) return fprintf(stderr, "kiln run: %s\n", err), 1;
-    kn_mem_plan_print(&mp, stdout);
-    return mp.fits ? 0 : 1;
+    int rc = kn_model_mem_plan(path, dev, &lo, &mp, err, sizeof err);
+    if (rc) fprintf(stderr, "kiln run: %s\n", err);
+    else kn_mem_plan_print(&mp, stdout);
+    kn_device_close(dev);
+    return rc || !mp.fits;
   }
   kn_model *m = kn_model_load(path, dev, &lo, err, sizeof err);
-  if (!m) return fprintf(stderr, "kiln run: %s\n", err), 1;
+  if (!m) {
+    fprintf(stderr, "kiln run: %s\n", err);
+    kn_device_close(dev);
+    return 1;
+  }
   int rc = o.prompt || o.ids ? run_prompt(m, &o) : run_chat(m, &o);
   kn_model_free(m);
   kn_device_close(dev);

@@ -78,12 +78,13 @@ check "pings during prompt evaluation" 'grep -q "^: ping$" $TMP/ping && [ "$(gre
 curl -sv -H "$AUTH" "$BASE/v1/models" "$BASE/props" -o /dev/null -o /dev/null 2>"$TMP/v"
 check "keep-alive reuses the connection" 'grep -qi "re-using existing connection" $TMP/v'
 
-# Expect: 100-continue is answered at once (curl otherwise waits a second)
+# Expect: 100-continue is answered by the server (a "100 Continue" interim response), so clients do not sit out
+# their expect timeout; checked on the wire, not with a clock (this machine is shared and noisy)
 head -c 100000 /dev/zero | tr '\0' 'a' >"$TMP/big"
 printf '{"max_tokens":1,"messages":[{"role":"user","content":"%s"}]}' "$(head -c 1000 "$TMP/big")" >"$TMP/req.json"
-t=$(curl -s -o /dev/null -w '%{time_total}' -H "$AUTH" -H "Expect: 100-continue" -H "Content-Type: application/json" \
-  --data-binary @"$TMP/req.json" "$CHAT")
-check "100-continue answered quickly ($t s)" 'awk "BEGIN{exit !($t < 0.9)}"'
+curl -sv -o /dev/null --expect100-timeout 30 -H "$AUTH" -H "Expect: 100-continue" -H "Content-Type: application/json" \
+  --data-binary @"$TMP/req.json" "$CHAT" 2>"$TMP/v100"
+check "100-continue is answered with 100 Continue" 'grep -q "< HTTP/1.1 100 Continue" $TMP/v100'
 check "body over the limit is a 413 before it is read" '[ "$(head -c $((MAX_BODY * 2)) /dev/zero | code -H "$AUTH" \
   -H "Expect: 100-continue" --data-binary @- $CHAT)" = 413 ]'
 check "wrong method is a 405 with Allow" '[ "$(curl -s -o /dev/null -D - -X DELETE -H "$AUTH" $CHAT | tr -d "\r" |
