@@ -135,7 +135,7 @@ int main(int argc, char **argv) {
   int64_t N = argc > 1 ? atoll(argv[1]) : 1024;
   int reps = argc > 2 ? atoi(argv[2]) : 9;
   if (N < 1 || reps < 1 || reps > 1000) {
-    fprintf(stderr, "usage: bench_matmul [N >= 1] [repeats 1..1000]\n");
+    fprintf(stderr, "usage: bench_matmul [N >= 1] [repeats 1..1000] [gemv]\n");
     return 2;
   }
   char err[512];
