@@ -1,8 +1,11 @@
 /* Matmul benchmark: this machine's peak float32 FMA rate (a hand-written FMA loop on every core) against kiln's
  * 1024x1024x1024 float32 matmul compiled from the scheduler's AST (REDUCE(ADD, MUL(a, b)) over [M, N, K]).
- * Prints the peak (best of 7 runs) and kiln's median GFLOP/s, and their ratio. Usage: bench_matmul [N] [repeats] [gemv]
- * (gemv: also 4096x4096 GEMV over f32, f16 and block-format weights, in GB/s of weights). */
+ * Prints the peak (best of 7 runs) and kiln's median GFLOP/s, and their ratio.
+ * Usage: bench_matmul [N] [repeats] [gemv [FORMAT...] | gemm [T] [FORMAT...]]
+ * gemv: also 4096x4096 GEMV over f32, f16 and block-format weights (all, or the named ones: q4_k q6_k ..., each
+ * optionally with its own shape, q6_k:151936x256), in GB/s of weights; gemm: T x 2048 x 2048 (T activation rows, default 128: prefill) over the same weights. */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,15 +77,16 @@ static double median(double *v, int n) {
 
 static kn_st strided(const int64_t *shape, const int64_t *strides);
 
-/* GEMV over a block-format weight, out[n] = sum_k x[k] * W[n, k]: the decode step's dominant kernel, bound by
- * memory bandwidth; reports GB/s of weight bytes read. */
-static void bench_gemv(kn_device *dev, kn_dtype q, int64_t N, int64_t K, int reps) {
+/* Matmul over a (block-format) weight, out[t, n] = sum_k x[t, k] * W[n, k] for T rows of activations: T = 1 is
+ * the decode step's GEMV, bound by memory bandwidth (reported in GB/s of weight bytes read); T > 1 is prefill.
+ * A few outputs are checked against the plain C reference dequantizer so a fast wrong kernel cannot pass. */
+static void bench_wmm(kn_device *dev, kn_dtype q, int64_t T, int64_t N, int64_t K, int reps) {
   char err[512];
   kn_kernel *k = kn_kernel_new();
   k->nbufs = 3;
-  k->bufs[0] = (kn_kbuf){KN_F32, N}, k->bufs[1] = (kn_kbuf){KN_F32, K}, k->bufs[2] = (kn_kbuf){q, N * K};
+  k->bufs[0] = (kn_kbuf){KN_F32, T * N}, k->bufs[1] = (kn_kbuf){KN_F32, T * K}, k->bufs[2] = (kn_kbuf){q, N * K};
   k->ndim = 3, k->nreduce = 1;
-  int64_t sh[3] = {1, N, K}, sx[3] = {0, 0, 1}, sw[3] = {0, K, 1}, so[3] = {0, 1, 0}, osh[3] = {1, N, 1};
+  int64_t sh[3] = {T, N, K}, sx[3] = {K, 0, 1}, sw[3] = {0, K, 1}, so[3] = {N, 1, 0}, osh[3] = {T, N, 1};
   memcpy(k->shape, sh, sizeof sh);
   k->out_st = strided(osh, so);
   kn_st a = strided(sh, sx), b = strided(sh, sw);
@@ -93,16 +97,22 @@ static void bench_gemv(kn_device *dev, kn_dtype q, int64_t N, int64_t K, int rep
   kn_program *p = NULL;
   kn_buf *bufs[3] = {0};
   int64_t wbytes = kn_dtype_nbytes(q, N * K);
+  double t0c = kn_now();
   if (kn_compile(k, kn_device_target(dev), &c, err, sizeof err) ||
       !(p = kn_program_load(dev, c.entry, c.obj, c.obj_size, err, sizeof err))) {
-    fprintf(stderr, "bench_matmul: gemv %s: %s\n", kn_dtype_name(q), err);
+    fprintf(stderr, "bench_matmul: %s %s: %s\n", T == 1 ? "gemv" : "gemm", kn_dtype_name(q), err);
     kn_kernel_free(k);
     return;
   }
+  double tcomp = kn_now() - t0c;
   uint64_t rs = 42;
-  int64_t sizes[3] = {N * 4, K * 4, wbytes};
-  for (int i = 0; i < 3; i++) bufs[i] = kn_buf_alloc(dev, (size_t)sizes[i], err, sizeof err);
-  kn_ref_fill_random(KN_F32, bufs[1]->ptr, K, &rs);
+  int64_t sizes[3] = {T * N * 4, T * K * 4, wbytes};
+  for (int i = 0; i < 3; i++)
+    if (!(bufs[i] = kn_buf_alloc(dev, (size_t)sizes[i], err, sizeof err))) {
+      fprintf(stderr, "bench_matmul: alloc: %s\n", err);
+      goto done;
+    }
+  kn_ref_fill_random(KN_F32, bufs[1]->ptr, T * K, &rs);
   kn_ref_fill_random(q, bufs[2]->ptr, N * K, &rs);
   double ts[64];
   if (reps > 64) reps = 64;
@@ -112,9 +122,24 @@ static void bench_gemv(kn_device *dev, kn_dtype q, int64_t N, int64_t K, int rep
     kn_device_sync(dev);
     ts[r] = kn_now() - t0;
   }
-  double tm = median(ts, reps);
-  printf("kiln gemv %s %lldx%lld (%s): %.3f ms, %.1f GB/s of weights, %.1f GFLOP/s\n", kn_dtype_name(q), (long long)N,
-         (long long)K, c.name, tm * 1e3, (double)wbytes / tm / 1e9, 2.0 * N * K / tm / 1e9);
+  float *row = malloc((size_t)K * sizeof *row);
+  const float *X = bufs[1]->ptr, *O = bufs[0]->ptr;
+  int bad = 0;
+  for (int s = 0; s < 8 && row; s++) {
+    int64_t n = (s * 977 + 13) % N, t = (s * 131) % T;
+    double ref = 0, mag = 0;
+    if (kn_dtype_is_quant(q) || q == KN_F16) kn_ref_dequant(q, (const char *)bufs[2]->ptr + kn_dtype_nbytes(q, n * K), K, row);
+    else memcpy(row, (const float *)bufs[2]->ptr + n * K, (size_t)K * sizeof *row);
+    for (int64_t j = 0; j < K; j++) ref += (double)X[t * K + j] * row[j], mag += __builtin_fabs((double)X[t * K + j] * row[j]);
+    if (__builtin_fabs(O[t * N + n] - ref) > 1e-4 * mag + 1e-3) bad++;
+  }
+  free(row);
+  double tm = median(ts, reps), tb = ts[0];
+  printf("kiln %s %s %lldx%lldx%lld (%s, compile %.0f ms): %.3f ms, %.1f GB/s of weights (best %.1f), %.1f GFLOP/s%s\n",
+         T == 1 ? "gemv" : "gemm", kn_dtype_name(q), (long long)T, (long long)N, (long long)K, c.name, tcomp * 1e3,
+         tm * 1e3, (double)wbytes / tm / 1e9, (double)wbytes / tb / 1e9, 2.0 * T * N * K / tm / 1e9,
+         bad ? "  WRONG RESULTS" : "");
+done:
   for (int i = 0; i < 3; i++) kn_buf_free(bufs[i]);
   kn_program_free(p);
   kn_compiled_free(&c);
@@ -135,7 +160,7 @@ int main(int argc, char **argv) {
   int64_t N = argc > 1 ? atoll(argv[1]) : 1024;
   int reps = argc > 2 ? atoi(argv[2]) : 9;
   if (N < 1 || reps < 1 || reps > 1000) {
-    fprintf(stderr, "usage: bench_matmul [N >= 1] [repeats 1..1000] [gemv]\n");
+    fprintf(stderr, "usage: bench_matmul [N >= 1] [repeats 1..1000] [gemv [FORMAT...] | gemm [T] [FORMAT...]]\n");
     return 2;
   }
   char err[512];
@@ -213,9 +238,29 @@ int main(int argc, char **argv) {
   kn_compiled_free(&c);
   kn_kernel_free(k);
   free(ts);
-  if (argc > 3 && !strcmp(argv[3], "gemv")) {
-    kn_dtype qs[] = {KN_F32, KN_F16, KN_Q8_0, KN_Q4_0, KN_Q4_K, KN_Q5_K, KN_Q6_K, KN_Q2_K, KN_Q3_K};
-    for (size_t i = 0; i < sizeof qs / sizeof *qs; i++) bench_gemv(dev, qs[i], 4096, 4096, reps);
+  if (argc > 3 && (!strcmp(argv[3], "gemv") || !strcmp(argv[3], "gemm"))) {
+    bool gemm = !strcmp(argv[3], "gemm");
+    int64_t T = 1;
+    int first = 4;
+    if (gemm) T = argc > 4 ? atoll(argv[4]) : 128, first = 5;
+    if (T < 1) T = 1;
+    kn_dtype qs[] = {KN_F32, KN_F16, KN_Q8_0, KN_Q4_0, KN_Q5_0, KN_Q4_K, KN_Q5_K, KN_Q6_K, KN_Q2_K, KN_Q3_K};
+    int64_t dim = gemm ? 2048 : 4096;
+    /* FORMAT or FORMAT:NxK (a weight of N rows of K, e.g. q6_k:151936x256, the tied output matrix of a small model) */
+    for (size_t i = 0; i < sizeof qs / sizeof *qs; i++) {
+      bool want = argc <= first;
+      for (int a = first; a < argc; a++) {
+        size_t n = strlen(kn_dtype_name(qs[i]));
+        if (strncmp(argv[a], kn_dtype_name(qs[i]), n) || (argv[a][n] && argv[a][n] != ':')) continue;
+        long long rn = dim, rk = dim;
+        if (argv[a][n] == ':' && (sscanf(argv[a] + n + 1, "%lldx%lld", &rn, &rk) != 2 || rn < 1 || rk < 1)) {
+          fprintf(stderr, "bench_matmul: bad shape in %s (want FORMAT:NxK)\n", argv[a]);
+          continue;
+        }
+        bench_wmm(dev, qs[i], T, rn, rk, reps);
+      }
+      if (want) bench_wmm(dev, qs[i], T, dim, dim, reps);
+    }
   }
   kn_device_close(dev);
   return 0;
