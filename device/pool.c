@@ -11,6 +11,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,17 +64,21 @@ static int64_t now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Spinning before sleeping: true once spin iteration i is past the SPIN_NS budget (the clock is read every 64). */
+static bool spin_over(int i, int64_t *t0) {
+  if ((i & 63) != 63) return false;
+  int64_t t = now_ns();
+  if (!*t0) *t0 = t;
+  return t - *t0 > SPIN_NS;
+}
+
 /* Wait until gen holds a published value other than seen; returns it. */
 static uint32_t wait_job(kn_pool *p, uint32_t seen) {
   int64_t t0 = 0;
   for (int i = 0;; i++) {
     uint32_t g = atomic_load_explicit(&p->gen, memory_order_acquire);
     if (g != seen && !(g & 1)) return g;
-    if ((i & 63) == 63) {
-      int64_t t = now_ns();
-      if (!t0) t0 = t;
-      else if (t - t0 > SPIN_NS) break;
-    }
+    if (spin_over(i, &t0)) break;
     cpu_relax();
   }
   for (;;) {
@@ -141,11 +146,7 @@ static uint32_t publish(kn_pool *p, kn_pool_fn fn, void *ctx, int64_t n, int64_t
 static void wait_done(kn_pool *p, uint32_t nparts) {
   int64_t t0 = 0;
   for (int i = 0; atomic_load_explicit(&p->done, memory_order_acquire) != nparts; i++) {
-    if ((i & 63) == 63) {
-      int64_t t = now_ns();
-      if (!t0) t0 = t;
-      else if (t - t0 > SPIN_NS) break;
-    }
+    if (spin_over(i, &t0)) break;
     cpu_relax();
   }
   for (;;) {

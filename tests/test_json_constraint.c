@@ -8,20 +8,8 @@
 #include <string.h>
 
 #include "models/json_constraint.h"
+#include "check.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (cond) {                                                                                                    \
-            passed++;                                                                                                  \
-        } else {                                                                                                       \
-            failed++;                                                                                                  \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                                \
-            printf(__VA_ARGS__);                                                                                       \
-            printf("\n");                                                                                              \
-        }                                                                                                              \
-    } while (0)
 
 /* ---- reference: RFC 8259 by recursive descent. Each function returns OK, END (input ran out: still a valid
  * prefix) or BAD (r->bad = offset of the first byte that cannot belong to any valid text). ------------------ */

@@ -8,20 +8,8 @@
 
 #include "models/chat.h"
 #include "models/json_constraint.h"
+#include "check.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (cond) {                                                                                                    \
-            passed++;                                                                                                  \
-        } else {                                                                                                       \
-            failed++;                                                                                                  \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                                \
-            printf(__VA_ARGS__);                                                                                       \
-            printf("\n");                                                                                              \
-        }                                                                                                              \
-    } while (0)
 
 enum { F_THINK_ON = 1, F_IN_REASONING = 2, F_BARE = 4, F_NAMES = 8, F_NO_BARE = 16 };
 
