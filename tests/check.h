@@ -9,6 +9,20 @@
 
 static int passed, failed;
 
+__attribute__((unused)) static void vfail_line(const char *fmt, va_list ap) {
+  printf("FAIL: ");
+  vprintf(fmt, ap);
+  printf("\n");
+}
+
+/* One "FAIL: ..." line; for tests that count their cases themselves. */
+__attribute__((format(printf, 1, 2), unused)) static void fail_line(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfail_line(fmt, ap);
+  va_end(ap);
+}
+
 __attribute__((format(printf, 2, 3), unused)) static bool check(bool ok, const char *fmt, ...) {
   if (ok) {
     passed++;
@@ -17,9 +31,7 @@ __attribute__((format(printf, 2, 3), unused)) static bool check(bool ok, const c
   failed++;
   va_list ap;
   va_start(ap, fmt);
-  printf("FAIL: ");
-  vprintf(fmt, ap);
-  printf("\n");
+  vfail_line(fmt, ap);
   va_end(ap);
   return false;
 }

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "models/gguf.h"
+#include "check.h"
 
 #define ITERATIONS 12000
 
@@ -23,15 +24,7 @@ static uint64_t rnd(void) {
 static uint64_t below(uint64_t n) { return n ? rnd() % n : 0; }
 
 static int violations;
-__attribute__((format(printf, 1, 2))) static void violation(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("FAIL: ");
-  vprintf(fmt, ap);
-  printf("\n");
-  va_end(ap);
-  violations++;
-}
+#define violation(...) (fail_line(__VA_ARGS__), violations++)
 
 /* ---- seeds ---- */
 

@@ -12,8 +12,8 @@
 #include "device/device.h"
 #include "tests/kernel_ref.h"
 #include "tests/ref_quant.h"
+#include "check.h"
 
-static int passed, failed;
 static kn_device *dev;
 static uint64_t rs = 0x243f6a8885a308d3ull;
 
@@ -89,14 +89,7 @@ static bool close_enough(kn_dtype dt, val got, val want, double rtol, double ato
   return fabs(got.f - want.f) <= atol + rtol * fabs(want.f);
 }
 
-static void fail(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("FAIL: ");
-  vprintf(fmt, ap);
-  printf("\n");
-  va_end(ap);
-}
+#define fail fail_line
 
 /* Compile, launch and compare; returns true when every output element matches. */
 static bool run_once(tcase *c, const char *mode) {
