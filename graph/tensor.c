@@ -215,17 +215,24 @@ static kn_t scalar_like(kn_t a, double v) { return a ? kn_scalar(vdt(a), v) : NU
 kn_t kn_adds(kn_t a, double s) { return kn_add(a, scalar_like(a, s)); }
 kn_t kn_muls(kn_t a, double s) { return kn_mul(a, scalar_like(a, s)); }
 
+
+static bool is_half(kn_t a) { return a && (vdt(a) == KN_F16 || vdt(a) == KN_BF16); }
+/* A primitive unary op. Transcendentals (need_float) of integers compute in float32, and of half-precision values
+ * in float32 rounded once at the end. */
 static kn_t unary(kn_kop_type op, kn_t a, bool need_float) {
   if (!a) return NULL;
   kn_dtype dt = vdt(a);
+  if (need_float && is_half(a)) {
+    kn_t s[1] = {kn_cast(a, KN_F32)};
+    return kn_cast(alu(op, KN_F32, 1, s), dt);
+  }
   if (need_float && !kn_dtype_is_float(dt)) a = kn_cast(a, dt = KN_F32);
   kn_t s[1] = {a};
   return alu(op, dt, 1, s);
 }
 
-/* Half-precision inputs of transcendental functions are computed in float32 and rounded once at the end, so
- * the intermediate steps (x * log2(e), range reduction) do not each round to 11 bits. */
-static bool is_half(kn_t a) { return a && (vdt(a) == KN_F16 || vdt(a) == KN_BF16); }
+/* Composite functions of half-precision values run entirely in float32 (their intermediate steps, such as
+ * x * log2(e), would otherwise each round to 11 bits). */
 #define HALF_IN_F32(a, expr)                              \
   do {                                                    \
     if (is_half(a)) {                                     \
@@ -237,31 +244,16 @@ static bool is_half(kn_t a) { return a && (vdt(a) == KN_F16 || vdt(a) == KN_BF16
 
 kn_t kn_neg(kn_t a) { return a && vdt(a) == KN_BOOL ? kn_not(a) : unary(KN_KOP_NEG, a, false); }
 kn_t kn_not(kn_t a) { return unary(KN_KOP_NOT, a, false); }
-kn_t kn_recip(kn_t a) {
-  HALF_IN_F32(a, kn_recip);
-  return unary(KN_KOP_RECIP, a, true);
-}
-kn_t kn_sqrt(kn_t a) {
-  HALF_IN_F32(a, kn_sqrt);
-  return unary(KN_KOP_SQRT, a, true);
-}
+kn_t kn_recip(kn_t a) { return unary(KN_KOP_RECIP, a, true); }
+kn_t kn_sqrt(kn_t a) { return unary(KN_KOP_SQRT, a, true); }
 static kn_t rsqrt_f(kn_t a) { return kn_recip(kn_sqrt(a)); }
 kn_t kn_rsqrt(kn_t a) {
   HALF_IN_F32(a, rsqrt_f);
   return rsqrt_f(a);
 }
-kn_t kn_exp2(kn_t a) {
-  HALF_IN_F32(a, kn_exp2);
-  return unary(KN_KOP_EXP2, a, true);
-}
-kn_t kn_log2(kn_t a) {
-  HALF_IN_F32(a, kn_log2);
-  return unary(KN_KOP_LOG2, a, true);
-}
-kn_t kn_sin(kn_t a) {
-  HALF_IN_F32(a, kn_sin);
-  return unary(KN_KOP_SIN, a, true);
-}
+kn_t kn_exp2(kn_t a) { return unary(KN_KOP_EXP2, a, true); }
+kn_t kn_log2(kn_t a) { return unary(KN_KOP_LOG2, a, true); }
+kn_t kn_sin(kn_t a) { return unary(KN_KOP_SIN, a, true); }
 kn_t kn_trunc(kn_t a) { return a && !kn_dtype_is_float(vdt(a)) ? a : unary(KN_KOP_TRUNC, a, true); }
 kn_t kn_exp(kn_t a) {
   HALF_IN_F32(a, kn_exp);
