@@ -1,0 +1,41 @@
+/* Private to device/amd/: the emulated RDNA3 (gfx1100) compute unit. kfd_emu.c hands it one AQL dispatch; it runs
+ * every workgroup's waves (wave32) with their SGPRs, VGPRs, LDS and EXEC masks, reading and writing the emulated
+ * GPU's memory through `mem`. An instruction it does not implement is an error naming the opcode and the kernel. */
+#ifndef KN_AMD_RDNA3_H
+#define KN_AMD_RDNA3_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The emulated GPU's address space: host memory behind a GPU virtual address, or NULL when [va, va+n) is not
+ * mapped (the interpreter then fails the dispatch with a message naming the address). */
+typedef struct {
+  void *(*translate)(void *ctx, uint64_t va, size_t n);
+  void *ctx;
+} kn_rdna3_mem;
+
+/* One kernel dispatch, as an AQL kernel-dispatch packet and the loaded code object describe it. */
+typedef struct {
+  const char *name;          /* kernel symbol, for messages and counters */
+  uint64_t kd_va;            /* GPU address of the 64-byte kernel descriptor (entry = kd_va + its code offset) */
+  uint64_t kernarg_va;       /* GPU address of the kernel arguments */
+  uint32_t grid[3];          /* work-items in each dimension (AQL grid_size), multiples of wg[] need not hold */
+  uint32_t wg[3];            /* work-items per workgroup (AQL workgroup_size) */
+  uint32_t group_segment_bytes; /* LDS per workgroup: the descriptor's plus the packet's dynamic amount */
+} kn_rdna3_dispatch;
+
+/* What a dispatch did, accumulated over its waves. */
+enum { KN_RDNA3_SALU, KN_RDNA3_VALU, KN_RDNA3_SMEM, KN_RDNA3_VMEM, KN_RDNA3_LDS, KN_RDNA3_BRANCH, KN_RDNA3_OTHER,
+       KN_RDNA3_NCLASS };
+typedef struct {
+  uint64_t insts[KN_RDNA3_NCLASS]; /* instructions issued, by class (per wave, not per lane) */
+  uint64_t global_read, global_written; /* bytes moved by global/flat/buffer and SMEM instructions (active lanes) */
+  uint64_t waves, workgroups;
+} kn_rdna3_stats;
+
+/* Run a dispatch to completion. 0, or -1 with a message (unimplemented opcode with its encoding and the kernel
+ * name, a fault at an unmapped address, a wave that runs past its code). stats may be NULL; it is added to. */
+int kn_rdna3_run(const kn_rdna3_dispatch *d, const kn_rdna3_mem *mem, kn_rdna3_stats *stats, char *err,
+                 size_t errlen);
+
+#endif
