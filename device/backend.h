@@ -35,5 +35,9 @@ struct kn_program {
 
 /* Backend constructors: fill d (ops, target, priv) or return -1 with a message. */
 int kn_cpu_open(kn_device *d, char *err, size_t errlen);
+/* The CPU target: the host, or the narrower one KILN_CPU names (cpu_target.c). */
+int kn_cpu_target(kn_target *t, int threads, char *err, size_t errlen);
+/* Is +name in an LLVM feature string? */
+bool kn_cpu_has_feature(const char *features, const char *name);
 
 #endif

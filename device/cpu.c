@@ -1,6 +1,6 @@
 /* The CPU backend: host memory (64-byte aligned, zeroed), programs linked in-process by LLVM's ORC JIT (one
  * JITDylib per program, so equal entry names in different programs never clash), and launches that split global[0]
- * across the thread pool. The target is the host: triple, CPU name and feature string as LLVM detects them. */
+ * across the thread pool. The target (cpu_target.c) is the host as LLVM detects it, or the one KILN_CPU names. */
 #include <llvm-c/Core.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/LLJIT.h>
@@ -70,49 +70,6 @@ static int threads_from_env(int *out, char *err, size_t errlen) {
     return kn_errf(err, errlen, "THREADS=%s: expected a thread count between 1 and %d", s, MAX_THREADS);
   *out = (int)v;
   return 0;
-}
-
-static bool has_feature(const char *features, const char *name) {
-  size_t n = strlen(name);
-  for (const char *p = features; (p = strstr(p, name)); p += n)
-    if (p > features && p[-1] == '+' && (p[n] == ',' || p[n] == 0) && (p - 1 == features || p[-2] == ','))
-      return true;
-  return false;
-}
-
-/* The host feature string, or its enabled half when the full one would not fit (the CPU name implies the rest). */
-static void host_features(char *dst, size_t cap) {
-  char *f = LLVMGetHostCPUFeatures();
-  dst[0] = 0;
-  if (f && strlen(f) < cap) {
-    memcpy(dst, f, strlen(f) + 1);
-  } else if (f) {
-    size_t len = 0;
-    for (char *tok = strtok(f, ","); tok; tok = strtok(NULL, ",")) {
-      size_t tl = strlen(tok);
-      if (tok[0] != '+' || len + tl + 2 > cap) continue;
-      if (len) dst[len++] = ',';
-      memcpy(dst + len, tok, tl + 1);
-      len += tl;
-    }
-  }
-  LLVMDisposeMessage(f);
-}
-
-static void host_target(kn_target *t, int threads) {
-  memset(t, 0, sizeof *t);
-  t->kind = KN_TARGET_CPU;
-  char *triple = LLVMGetDefaultTargetTriple();
-  char *norm = LLVMNormalizeTargetTriple(triple);
-  snprintf(t->triple, sizeof t->triple, "%s", norm);
-  LLVMDisposeMessage(norm);
-  LLVMDisposeMessage(triple);
-  char *cpu = LLVMGetHostCPUName();
-  snprintf(t->cpu, sizeof t->cpu, "%s", cpu);
-  LLVMDisposeMessage(cpu);
-  host_features(t->features, sizeof t->features);
-  t->vector_bytes = has_feature(t->features, "avx512f") ? 64 : has_feature(t->features, "avx2") ? 32 : 16;
-  t->ncores = threads;
 }
 
 /* ---- memory ---- */
@@ -406,7 +363,7 @@ static const kn_device_ops cpu_ops = {
 
 int kn_cpu_open(kn_device *d, char *err, size_t errlen) {
   int threads = 1;
-  if (threads_from_env(&threads, err, errlen)) return -1;
+  if (threads_from_env(&threads, err, errlen) || kn_cpu_target(&d->target, threads, err, errlen)) return -1;
   cpu_dev *c = calloc(1, sizeof *c);
   if (!c) return kn_errf(err, errlen, "out of memory");
   pthread_mutex_init(&c->jit_lock, NULL);
@@ -417,12 +374,11 @@ int kn_cpu_open(kn_device *d, char *err, size_t errlen) {
   }
   d->ops = &cpu_ops;
   d->priv = c;
-  host_target(&d->target, threads);
   if (kn_debug() >= 1) {
     uint64_t total = 0, avail = 0;
     cpu_mem(d, &total, &avail);
-    fprintf(stderr, "device CPU: %s %s, %d threads, %d-byte vectors, %.1f GiB memory (%.1f GiB available)\n",
-            d->target.triple, d->target.cpu, threads, d->target.vector_bytes, total / 1073741824.0,
+    fprintf(stderr, "device CPU: %s %s (%s), %d threads, %d-byte vectors, %.1f GiB memory (%.1f GiB available)\n",
+            d->target.triple, d->target.cpu, getenv("KILN_CPU") && strcmp(getenv("KILN_CPU"), "native") ? "KILN_CPU" : "host", threads, d->target.vector_bytes, total / 1073741824.0,
             avail / 1073741824.0);
   }
   return 0;

@@ -247,6 +247,46 @@ static void run_fma(kn_device *d, kn_program *p, int64_t n, int64_t v0, const ch
   free(a), free(b), free(out);
 }
 
+/* KILN_CPU narrows the host target (x86-64-v3 on an AVX-512 host: AVX2 code); names it cannot run are refused. */
+static void test_kiln_cpu(void) {
+  char err[512] = "";
+  setenv("KILN_CPU", "no-such-cpu", 1);
+  kn_device *d = kn_device_open("CPU", err, sizeof err);
+  check(!d && strstr(err, "KILN_CPU=no-such-cpu") && strstr(err, "x86-64-v3"), "unknown KILN_CPU refused: '%s'", err);
+  kn_device_close(d);
+  setenv("KILN_CPU", "native", 1);
+  d = kn_device_open("CPU", err, sizeof err);
+  kn_target host = {0};
+  if (check(d != NULL, "KILN_CPU=native opens: %s", err)) host = *kn_device_target(d);
+  kn_device_close(d);
+  bool avx512 = strstr(host.features, "+avx512f") != NULL;
+  setenv("KILN_CPU", "x86-64-v3", 1);
+  err[0] = 0;
+  d = kn_device_open("CPU", err, sizeof err);
+  if (strncmp(host.triple, "x86_64", 6) || !strstr(host.features, "+avx2")) {
+    check(!d && strstr(err, "KILN_CPU=x86-64-v3"), "KILN_CPU=x86-64-v3 refused on this host: '%s'", err);
+  } else if (check(d != NULL, "KILN_CPU=x86-64-v3 opens: %s", err)) {
+    const kn_target *t = kn_device_target(d);
+    check(!strcmp(t->cpu, "x86-64-v3") && t->vector_bytes == 32 && strstr(t->features, "+avx2") &&
+              !strstr(t->features, "avx512"), "x86-64-v3 target: %s %d bytes %s", t->cpu, t->vector_bytes, t->features);
+    size_t n = 0;
+    uint8_t *obj = compile(build_fma, "kn_fma", t, &n);
+    kn_program *p = obj ? kn_program_load(d, "kn_fma", obj, n, err, sizeof err) : NULL;
+    check(p != NULL, "AVX2 program loads: %s", err);
+    if (p) run_fma(d, p, 1000, 0, "x86-64-v3");
+    kn_program_free(p);
+    free(obj);
+  }
+  kn_device_close(d);
+  setenv("KILN_CPU", "x86-64-v4", 1);
+  err[0] = 0;
+  d = kn_device_open("CPU", err, sizeof err);
+  if (avx512) check(d && kn_device_target(d)->vector_bytes == 64, "KILN_CPU=x86-64-v4 on an AVX-512 host: %s", err);
+  else check(!d && strstr(err, "avx512"), "KILN_CPU=x86-64-v4 without AVX-512 names the feature: '%s'", err);
+  kn_device_close(d);
+  unsetenv("KILN_CPU");
+}
+
 static void test_kernels(void) {
   kn_llvm_init();
   const char *threads[] = {"1", "2", "3", "5", "8"};
@@ -486,6 +526,7 @@ int main(void) {
   char err[512];
   test_names();
   test_threads();
+  test_kiln_cpu();
   kn_device *d = kn_device_open("CPU", err, sizeof err);
   if (!d) {
     printf("FAIL: open CPU: %s\n0 passed, 1 failed\n", err);
