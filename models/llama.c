@@ -148,11 +148,11 @@ static kn_step *get_step(kn_model *m, int slot, int n, bool all, char *err, size
     free(s);
     return NULL;
   }
-  /* keep every decode step (n == 1) and the most recent prompt steps, a few per slot, so slots evaluating prompts
-   * in turn do not rebuild each other's */
+  /* keep every decode step (n == 1) and the most recent prompt steps: a full set of pass sizes per slot, so slots
+   * evaluating prompts in turn do not rebuild each other's */
   s->next = m->steps;
   m->steps = s;
-  int keep = 2 * m->n_slots + 1, seen = 0;
+  int keep = KN_PASS_SIZES * m->n_slots, seen = 0;
   for (kn_step **pp = &m->steps; *pp;) {
     kn_step *o = *pp;
     if (o->n != 1 && ++seen > keep) {
@@ -176,14 +176,9 @@ void kn_model_free_steps(kn_model *m) {
   }
 }
 
-int kn_model_forward(kn_model *m, int slot, const int32_t *tokens, int n, int start_pos, bool all, float *logits,
-                     char *err, size_t errlen) {
-  if (slot < 0 || slot >= m->n_slots) return snprintf(err, errlen, "no KV cache slot %d", slot), -1;
-  if (n < 1 || start_pos < 0 || start_pos + n > m->n_ctx)
-    return snprintf(err, errlen, "%d tokens at position %d do not fit the context of %d", n, start_pos, m->n_ctx), -1;
-  for (int i = 0; i < n; i++)
-    if (tokens[i] < 0 || tokens[i] >= m->hp.n_vocab)
-      return snprintf(err, errlen, "token id %d at %d is outside the vocabulary (%d)", tokens[i], i, m->hp.n_vocab), -1;
+/* One pass of n tokens (a size that has a captured step) at start_pos; logits of the last or of every position. */
+static int forward_pass(kn_model *m, int slot, const int32_t *tokens, int n, int start_pos, bool all, float *logits,
+                        char *err, size_t errlen) {
   kn_step *s = get_step(m, slot, n, all, err, errlen);
   if (!s) return -1;
   kn_var_bind(s->pos, start_pos);
@@ -194,4 +189,24 @@ int kn_model_forward(kn_model *m, int slot, const int32_t *tokens, int n, int st
   if (rc) snprintf(err, errlen, "forward pass: %s", kn_ctx_error(s->ctx) ? kn_ctx_error(s->ctx) : "device error");
   kn_ctx_set(prev);
   return rc ? -1 : 0;
+}
+
+int kn_model_forward(kn_model *m, int slot, const int32_t *tokens, int n, int start_pos, bool all, float *logits,
+                     char *err, size_t errlen) {
+  if (slot < 0 || slot >= m->n_slots) return snprintf(err, errlen, "no KV cache slot %d", slot), -1;
+  if (n < 1 || start_pos < 0 || start_pos + n > m->n_ctx)
+    return snprintf(err, errlen, "%d tokens at position %d do not fit the context of %d", n, start_pos, m->n_ctx), -1;
+  for (int i = 0; i < n; i++)
+    if (tokens[i] < 0 || tokens[i] >= m->hp.n_vocab)
+      return snprintf(err, errlen, "token id %d at %d is outside the vocabulary (%d)", tokens[i], i, m->hp.n_vocab), -1;
+  /* passes of power-of-two sizes, largest first (100 = 64 + 32 + 4): a prompt of any length runs on at most
+   * log2(KN_MAX_PASS) + 1 captured steps, so after those are compiled no prompt length compiles anything */
+  for (int done = 0; done < n;) {
+    int c = KN_MAX_PASS;
+    while (c > n - done) c /= 2;
+    float *out = all ? logits + (size_t)done * m->hp.n_vocab : logits;
+    if (forward_pass(m, slot, tokens + done, c, start_pos + done, all, out, err, errlen)) return -1;
+    done += c;
+  }
+  return 0;
 }

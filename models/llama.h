@@ -49,10 +49,16 @@ typedef struct kn_model {
   char name[128];            /* general.name, else the file name */
 } kn_model;
 
+/* Tokens of one forward pass at most: bounds activation memory for 16k-token prompts. Passes have power-of-two
+ * sizes (1, 2, 4, ..., KN_MAX_PASS), KN_PASS_SIZES of them, each compiled once. */
+#define KN_MAX_PASS 512
+#define KN_PASS_SIZES 10
+
 /* Build n_slots KV caches of n_ctx positions and the rope tables (hp and weights must be set). */
 int kn_model_init_cache(kn_model *m, int n_ctx, int n_slots, kn_dtype kv_dtype, char *err, size_t errlen);
 /* Run n tokens at positions start_pos.. of a slot's cache and write logits: the last position's (n_vocab floats),
- * or every position's ([n][n_vocab]) when all is set. 0 or -1 with err. Not thread-safe: one call at a time. */
+ * or every position's ([n][n_vocab]) when all is set. Any n runs as passes of power-of-two sizes, so the kernels
+ * of a new prompt length are the ones already compiled. 0 or -1 with err. Not thread-safe: one call at a time. */
 int kn_model_forward(kn_model *m, int slot, const int32_t *tokens, int n, int start_pos, bool all, float *logits,
                      char *err, size_t errlen);
 void kn_model_free_steps(kn_model *m);

@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KN_BATCH 512 /* prompt tokens per forward pass: bounds activation memory for 16k-token prompts */
-
 struct kn_session {
   kn_model *m;
   int slot;
@@ -40,7 +38,7 @@ int kn_session_prompt(kn_session *s, const int32_t *toks, int n, float *logits, 
   s->n = keep;
   int done = keep;
   while (done < n) {
-    int c = n - done < KN_BATCH ? n - done : KN_BATCH;
+    int c = n - done < KN_MAX_PASS ? n - done : KN_MAX_PASS;
     if (kn_model_forward(s->m, s->slot, toks + done, c, done, false, logits, err, errlen)) {
       s->n = 0; /* the slot's contents are unknown now */
       return -1;
