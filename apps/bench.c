@@ -1,19 +1,27 @@
-/* `kiln bench`: prompt processing and generation speed of a model, as medians over repeated runs, with peak RSS.
- * The figures to compare with other engines on the same machine (llama-bench reports pp/tg the same way). */
+/* `kiln bench`: prompt processing and generation speed of a model, as medians over repeated runs, with peak RSS;
+ * the time to the first token of a prompt length not seen before; and decode as a fraction of the limit the
+ * machine's read bandwidth (measured in the same run) sets. The figures to compare with other engines on the same
+ * machine (llama-bench reports pp/tg the same way). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cmds.h"
+#include "membw.h"
 #include "device/env.h"
 #include "models/model.h"
 #include "models/registry.h"
 #include "models/sample.h"
 
 static int usage(FILE *f) {
-  fprintf(f, "usage: kiln bench -m FILE|NAME [-p N] [-n N] [-r REPS] [-c CTX] [--kv-type f16|f32]\n\n"
+  fprintf(f, "usage: kiln bench -m FILE|NAME [-p N] [-n N] [-r REPS] [-c CTX] [--ttft N] [--kv-type f16|f32]\n\n"
              "Measures prompt processing of N tokens (-p, default 128) and generation of N tokens (-n, default 32),\n"
-             "each repeated REPS times (default 3), and prints medians in tokens/s with the peak resident memory.\n");
+             "each repeated REPS times (default 3), and prints medians in tokens/s with the peak resident memory.\n"
+             "Also: the time to the first token of prompts of about N tokens (--ttft, default 100; 0: skip), each a\n"
+             "length no earlier prompt had, against the time the pp rate gives those tokens; and the machine's read\n"
+             "bandwidth (a 512 MiB buffer read by as many threads as the device uses, in a child process, between\n"
+             "the runs), the decode limit it sets (bandwidth / bytes read per token: the weights, the tied output\n"
+             "matrix, the KV cache) and decode as a fraction of that limit.\n");
   return f == stdout ? 0 : 2;
 }
 
@@ -32,9 +40,23 @@ static long peak_rss_kb(void) {
   return kb;
 }
 
+/* Bytes decode reads per token at position pos: every weight except the embedding table (a gather reads one row),
+ * unless the output projection is tied to it; and the KV cache up to pos. */
+static double bytes_per_token(const kn_model *m, int pos) {
+  double w = (double)m->weight_bytes;
+  if (m->output) w -= (double)kn_dtype_nbytes(kn_dtype_of(m->tok_embd), kn_numel(m->tok_embd));
+  double kv_per_pos = (double)m->kv_bytes / m->n_slots / m->n_ctx;
+  return w + kv_per_pos * pos;
+}
+
+static double median(double *v, int n) {
+  qsort(v, n, sizeof *v, cmp);
+  return v[n / 2];
+}
+
 int kn_cmd_bench(int argc, char **argv) {
   const char *model = NULL;
-  int pp = 128, tg = 32, reps = 3, n_ctx = 0;
+  int pp = 128, tg = 32, reps = 3, n_ctx = 0, ttft = 100;
   kn_dtype kv = KN_F16;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -46,35 +68,44 @@ int kn_cmd_bench(int argc, char **argv) {
     else if (!strcmp(a, "-n")) tg = atoi(v);
     else if (!strcmp(a, "-r")) reps = atoi(v);
     else if (!strcmp(a, "-c")) n_ctx = atoi(v);
+    else if (!strcmp(a, "--ttft")) ttft = atoi(v);
     else if (!strcmp(a, "--kv-type")) kv = !strcmp(v, "f32") ? KN_F32 : KN_F16;
     else return fprintf(stderr, "kiln bench: unknown option '%s'\n", a), usage(stderr);
   }
-  if (!model || pp < 1 || tg < 0 || reps < 1) return usage(stderr);
+  if (!model || pp < 1 || tg < 0 || reps < 1 || ttft < 0) return usage(stderr);
   char err[1024], path[4096];
   if (kn_registry_resolve(model, path, sizeof path, err, sizeof err)) return fprintf(stderr, "kiln bench: %s\n", err), 1;
   kn_device *dev = kn_device_open(NULL, err, sizeof err);
   if (!dev) return fprintf(stderr, "kiln bench: %s\n", err), 1;
+  /* prompts for the time to first token: ttft, ttft+1, ... skipping pp, so each length is new to this process */
+  int *tl = calloc(reps, sizeof *tl);
+  for (int r = 0, l = ttft; ttft && r < reps; r++, l++) tl[r] = l == pp ? ++l : l;
+  int longest = pp > (ttft ? tl[reps - 1] : 0) ? pp : tl[reps - 1];
   kn_load_opts lo = kn_load_defaults();
-  lo.n_ctx = n_ctx ? n_ctx : pp + tg + 8, lo.kv_dtype = kv;
+  lo.n_ctx = n_ctx ? n_ctx : (pp + tg > longest ? pp + tg : longest) + 8, lo.kv_dtype = kv;
   double t0 = kn_now();
   kn_model *m = kn_model_load(path, dev, &lo, err, sizeof err);
-  if (!m) return fprintf(stderr, "kiln bench: %s\n", err), kn_device_close(dev), 1;
+  if (!m) return fprintf(stderr, "kiln bench: %s\n", err), free(tl), kn_device_close(dev), 1;
   double load_s = kn_now() - t0;
-  if (pp + tg > m->n_ctx) {
-    fprintf(stderr, "kiln bench: -p + -n exceeds the context (%d)\n", m->n_ctx);
+  if (pp + tg > m->n_ctx || longest > m->n_ctx) {
+    fprintf(stderr, "kiln bench: -p + -n or --ttft exceeds the context (%d)\n", m->n_ctx);
     kn_model_free(m);
     kn_device_close(dev);
-    return 1;
+    return free(tl), 1;
   }
-  int32_t *toks = malloc(pp * sizeof *toks);
+  int32_t *toks = malloc(longest * sizeof *toks);
   float *logits = malloc(m->hp.n_vocab * sizeof *logits);
-  for (int i = 0; i < pp; i++) toks[i] = (int32_t)((i * 7919 + 13) % m->hp.n_vocab);
-  double *pps = calloc(reps, sizeof *pps), *tgs = calloc(reps, sizeof *tgs);
+  for (int i = 0; i < longest; i++) toks[i] = (int32_t)((i * 7919 + 13) % m->hp.n_vocab);
+  double *pps = calloc(reps, sizeof *pps), *tgs = calloc(reps, sizeof *tgs), *tts = calloc(reps, sizeof *tts);
+  double *bws = calloc(reps, sizeof *bws);
   int rc = 0;
-  /* one warm-up pass compiles every kernel (or loads it from the cache) */
-  if (kn_model_forward(m, 0, toks, pp, 0, false, logits, err, sizeof err) ||
+  /* warm-up: every pass a prompt up to the longest needs is compiled (or loaded from the cache), then one prompt
+   * and one decode step run so their memory is touched */
+  t0 = kn_now();
+  if (kn_model_prepare(m, 0, longest, err, sizeof err) || kn_model_forward(m, 0, toks, pp, 0, false, logits, err, sizeof err) ||
       kn_model_forward(m, 0, toks, 1, pp, false, logits, err, sizeof err))
     rc = 1;
+  double warm_s = kn_now() - t0;
   for (int r = 0; r < reps && !rc; r++) {
     double a = kn_now();
     if (kn_model_forward(m, 0, toks, pp, 0, false, logits, err, sizeof err)) rc = 1;
@@ -86,17 +117,36 @@ int kn_cmd_bench(int argc, char **argv) {
     }
     double c = kn_now();
     pps[r] = pp / (b - a), tgs[r] = tg / (c - b);
+    if (ttft && !rc) { /* the first token of a prompt length not seen before */
+      a = kn_now();
+      if (kn_model_forward(m, 0, toks, tl[r], 0, false, logits, err, sizeof err)) rc = 1;
+      t = kn_argmax(logits, m->hp.n_vocab);
+      tts[r] = kn_now() - a;
+    }
+    bws[r] = kn_read_bandwidth(kn_device_target(dev)->ncores);
   }
   if (rc) fprintf(stderr, "kiln bench: %s\n", err);
   else {
-    qsort(pps, reps, sizeof *pps, cmp), qsort(tgs, reps, sizeof *tgs, cmp);
-    printf("model %s (%s), weights %.1f MiB, device %s, load %.2f s\n", m->name, m->hp.arch, m->weight_bytes / 1048576.0,
-           kn_device_name(dev), load_s);
-    printf("pp%-5d %10.2f tok/s (median of %d)\n", pp, pps[reps / 2], reps);
-    printf("tg%-5d %10.2f tok/s (median of %d)\n", tg, tgs[reps / 2], reps);
+    printf("model %s (%s), weights %.1f MiB, device %s, load %.2f s, warm-up %.2f s\n", m->name, m->hp.arch,
+           m->weight_bytes / 1048576.0, kn_device_name(dev), load_s, warm_s);
+    double pp_rate = median(pps, reps), tg_rate = median(tgs, reps);
+    printf("pp%-5d %10.2f tok/s (median of %d)\n", pp, pp_rate, reps);
+    printf("tg%-5d %10.2f tok/s (median of %d)\n", tg, tg_rate, reps);
+    if (ttft) {
+      double tt = median(tts, reps), want = ttft / pp_rate;
+      printf("ttft%-3d %10.1f ms (median of %d new lengths %d..%d), %.2fx the %.1f ms %d tokens take at the pp rate\n",
+             ttft, tt * 1e3, reps, tl[0], tl[reps - 1], tt / want, want * 1e3, ttft);
+    }
+    double bw = median(bws, reps), bpt = bytes_per_token(m, pp + tg / 2);
+    if (bw > 0)
+      printf("read bandwidth %.1f GB/s (%d threads, median of %d); %.1f MiB read per token -> limit %.1f tok/s; "
+             "decode at %.0f%% of it\n", bw * 1e-9, kn_device_target(dev)->ncores, reps, bpt / 1048576.0, bw / bpt,
+             100 * tg_rate / (bw / bpt));
+    else
+      printf("read bandwidth: could not be measured\n");
     printf("peak RSS %.1f MiB\n", peak_rss_kb() / 1024.0);
   }
-  free(toks), free(logits), free(pps), free(tgs);
+  free(toks), free(logits), free(pps), free(tgs), free(tts), free(bws), free(tl);
   kn_model_free(m);
   kn_device_close(dev);
   return rc;

@@ -166,6 +166,13 @@ static kn_step *get_step(kn_model *m, int slot, int n, bool all, char *err, size
   return s;
 }
 
+int kn_model_prepare(kn_model *m, int slot, int max_n, char *err, size_t errlen) {
+  if (slot < 0 || slot >= m->n_slots) return snprintf(err, errlen, "no KV cache slot %d", slot), -1;
+  for (int c = 1; c <= KN_MAX_PASS && c <= max_n && c <= m->n_ctx; c *= 2)
+    if (!get_step(m, slot, c, false, err, errlen)) return -1;
+  return 0;
+}
+
 void kn_model_free_steps(kn_model *m) {
   while (m->steps) {
     kn_step *s = m->steps;

@@ -61,6 +61,9 @@ int kn_model_init_cache(kn_model *m, int n_ctx, int n_slots, kn_dtype kv_dtype, 
  * of a new prompt length are the ones already compiled. 0 or -1 with err. Not thread-safe: one call at a time. */
 int kn_model_forward(kn_model *m, int slot, const int32_t *tokens, int n, int start_pos, bool all, float *logits,
                      char *err, size_t errlen);
+/* Capture (compile or load from the cache) every pass a prompt of up to max_n tokens needs on a slot, without
+ * running any: after it, the first prompt of any length up to max_n starts computing at once. */
+int kn_model_prepare(kn_model *m, int slot, int max_n, char *err, size_t errlen);
 void kn_model_free_steps(kn_model *m);
 
 #endif
