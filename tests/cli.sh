@@ -53,6 +53,10 @@ sys.exit(0 if math.sqrt(num / den) <= 1e-3 else 1)
 PY
   "$kiln" run -m "$m" --dry-run -c 512 >"$tmp/o" 2>&1 && grep -q "KV cache" "$tmp/o" && grep -q "fits" "$tmp/o" && ok || bad "--dry-run: $(cat "$tmp/o")"
   out=$("$kiln" run -m "$m" -p "Once upon a time" -n 8 --temp 0 -c 64 2>/dev/null) && [ -n "$out" ] && ok || bad "generation produced nothing"
+  # kiln bench: speeds, the first token of an unseen prompt length, the read bandwidth and the decode limit
+  "$kiln" bench -m "$m" -p 16 -n 4 -r 1 --ttft 10 >"$tmp/o" 2>&1 && grep -q "^pp16 .* tok/s" "$tmp/o" &&
+    grep -q "^ttft10 .* ms .*new lengths 10\.\.10" "$tmp/o" && grep -q "read bandwidth [0-9.]* GB/s.*limit [0-9.]* tok/s" "$tmp/o" &&
+    ok || bad "bench: $(cat "$tmp/o")"
   a=$("$kiln" run -m "$m" -p "Hi" -n 12 --seed 7 -c 64 2>/dev/null); b=$("$kiln" run -m "$m" -p "Hi" -n 12 --seed 7 -c 64 2>/dev/null)
   [ "$a" = "$b" ] && ok || bad "same seed, different text"
   # kiln quantize: F16 -> Q8_0 runs close to the reference's own Q8_0 file (which it quantized from F32)
