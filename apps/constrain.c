@@ -166,11 +166,12 @@ static int token_ok(const kc_vocab *v, const kc_state *k, int id) {
 int kc_sample(const kc_vocab *v, const kc_state *k, kn_sampler *smp, float *logits, float *scratch) {
   memcpy(scratch, logits, (size_t)v->n * sizeof *scratch);
   int id = kn_sample(smp, scratch);
+  if (id == KN_SAMPLE_BAD_LOGITS) return id;
   if (token_ok(v, k, id)) return id;
   int any = 0;
   for (int t = 0; t < v->n; t++) {
     if (token_ok(v, k, t)) any = 1;
     else logits[t] = -INFINITY;
   }
-  return any ? kn_sample(smp, logits) : -1;
+  return any ? kn_sample(smp, logits) : -2;
 }

@@ -89,13 +89,21 @@ static int parse(int argc, char **argv, run_opts *o) {
   return 0;
 }
 
-/* Generate up to n tokens after the session's logits, streaming text to stdout. Returns tokens generated. */
+/* Generate up to n tokens after the session's logits, streaming text to stdout. Returns tokens generated, -1 when
+ * the logits are broken (NaN). */
 static int generate(kn_model *m, kn_session *s, float *logits, const run_opts *o, kn_sampler *smp, int n, FILE *out) {
   kn_detok *dt = kn_detok_new(m->tok, 0);
   char err[512];
   int made = 0;
+  bool bad = false;
   for (; n < 0 || made < n; made++) {
     int tok = kn_sample(smp, logits);
+    if (tok == KN_SAMPLE_BAD_LOGITS) {
+      fprintf(stderr, "\nkiln run: the model's logits are not finite numbers (NaN or infinity): its weights or "
+                      "hyper-parameters are broken\n");
+      bad = true;
+      break;
+    }
     kn_sampler_accept(smp, tok);
     if (kn_token_is_eog(m->tok, tok)) break;
     const char *piece;
@@ -115,7 +123,7 @@ static int generate(kn_model *m, kn_session *s, float *logits, const run_opts *o
   kn_detok_flush(dt, &piece, &len);
   if (len) fwrite(piece, 1, len, out);
   kn_detok_free(dt);
-  return made;
+  return bad ? -1 : made;
 }
 
 static int run_prompt(kn_model *m, const run_opts *o) {
@@ -147,6 +155,7 @@ static int run_prompt(kn_model *m, const run_opts *o) {
     fputs(o->prompt, stdout);
     for (size_t i = 0; i < n; i++) kn_sampler_accept(smp, ids[i]);
     int made = generate(m, s, logits, o, smp, o->n_predict, stdout);
+    if (made < 0) rc = 1, made = 0;
     double t2 = kn_now();
     printf("\n");
     fprintf(stderr, "prompt: %zu tokens in %.1f ms (%.1f tok/s); generation: %d tokens in %.1f ms (%.1f tok/s)\n", n,
@@ -190,8 +199,12 @@ static int run_chat(kn_model *m, const run_opts *o) {
     size_t rlen = 0;
     FILE *mem = open_memstream(&reply, &rlen);
     FILE *tee = mem ? mem : stdout;
-    generate(m, s, logits, o, smp, o->n_predict, tee);
+    int made = generate(m, s, logits, o, smp, o->n_predict, tee);
     if (mem) fclose(mem), fputs(reply, stdout);
+    if (made < 0) {
+      free(reply);
+      break;
+    }
     printf("\n");
     kn_chat_add(c, KN_ROLE_ASSISTANT, reply ? reply : "");
     free(reply);

@@ -212,7 +212,7 @@ static int budget(sched *S, slot *s) {
 }
 
 /* The next token under a constraint: a forced literal, the forced completion when the budget runs out, or a masked
- * sample. -1 on failure. */
+ * sample. Negative on failure: kc_sample's codes, -3 out of memory. */
 static int constrained_token(sched *S, slot *s) {
   sbuf cl = {0};
   kc_closure(&s->kc, &cl);
@@ -225,7 +225,7 @@ static int constrained_token(sched *S, slot *s) {
   else if (n)
     rc = queue_literal(S, s, lit, n);
   sb_free(&cl);
-  if (rc) return -1;
+  if (rc) return -3;
   if (s->i_forced < s->n_forced) return s->forced[s->i_forced++];
   return kc_sample(S->vocab, &s->kc, s->smp, s->logits, S->scratch);
 }
@@ -286,7 +286,12 @@ static void decode_step(sched *S, slot *s) {
   if (j->max_tokens == 0) return slot_finish(s, FIN_LENGTH, NULL);
   for (int i = 0; i < j->n_bias; i++) s->logits[j->bias_ids[i]] += j->bias[i];
   int tok = forced ? s->forced[s->i_forced++] : s->cmode ? constrained_token(S, s) : kn_sample(s->smp, s->logits);
-  if (tok < 0) return slot_finish(s, FIN_ERROR, "constrained decoding found no valid token");
+  if (tok < 0) {
+    kn_session_reset(s->ses); /* nothing of this slot's cache is reused after broken logits */
+    return slot_finish(s, FIN_ERROR, tok == KN_SAMPLE_BAD_LOGITS ? "the model's logits are not finite numbers (NaN or "
+                                     "infinity): its weights or hyper-parameters are broken"
+                                     : tok == -2 ? "constrained decoding found no valid token" : "out of memory");
+  }
   kn_sampler_accept(s->smp, tok);
   if (!forced && !s->cmode && kn_token_is_eog(tk, tok)) return slot_finish(s, FIN_STOP, NULL);
   const char *p;

@@ -87,7 +87,8 @@ typedef struct kc_vocab {
 int kc_vocab_init(kc_vocab *v, const struct kn_tokenizer *tok, int n_vocab);
 void kc_vocab_free(kc_vocab *v);
 /* Sample a token the acceptor takes: try the sampler's choice first, mask the vocabulary only when it is rejected.
- * scratch holds n floats. -1 when no token is accepted. */
+ * scratch holds n floats. KN_SAMPLE_BAD_LOGITS (-1) for logits with no token to give (NaN), -2 when no token
+ * is accepted. */
 int kc_sample(const kc_vocab *v, const kc_state *k, kn_sampler *smp, float *logits, float *scratch);
 
 /* ---- jobs: one generation request, shared by an HTTP thread and the scheduler -------------------------------- */

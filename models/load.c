@@ -15,17 +15,54 @@ kn_load_opts kn_load_defaults(void) { return (kn_load_opts){.n_ctx = 0, .kv_dtyp
 
 static bool supported_arch(const char *a) { return !strcmp(a, "llama") || !strcmp(a, "qwen2") || !strcmp(a, "qwen3"); }
 
-/* "<arch>.<suffix>" as an integer, with a default when absent */
-static int64_t arch_int(const kn_gguf *g, const char *arch, const char *suffix, int64_t def) {
+/* Hyper-parameters are checked where they are read: a value outside its range (a u64 head count of 2^32+8, a NaN
+ * norm epsilon, a rope base of 0) is an error naming the key, never truncated or carried into logits that are NaN. */
+typedef struct hp_reader {
+  const kn_gguf *g;
+  const char *arch;
+  char *err;
+  size_t errlen;
+  int failed;
+} hp_reader;
+
+/* "<arch>.<suffix>" as an integer in [lo, hi]; def when absent. */
+static int hp_int(hp_reader *r, const char *suffix, int64_t def, int64_t lo, int64_t hi) {
   char key[128];
-  snprintf(key, sizeof key, "%s.%s", arch, suffix);
-  return kn_gguf_get_int(g, key, def);
+  snprintf(key, sizeof key, "%s.%s", r->arch, suffix);
+  const kn_gguf_value *v = kn_gguf_get(r->g, key);
+  if (r->failed) return 0;
+  if (!v) return (int)def;
+  bool is_int = v->type == KN_GGUF_U8 || v->type == KN_GGUF_U16 || v->type == KN_GGUF_U32 || v->type == KN_GGUF_U64 ||
+                v->type == KN_GGUF_I8 || v->type == KN_GGUF_I16 || v->type == KN_GGUF_I32 || v->type == KN_GGUF_I64;
+  bool is_u = v->type == KN_GGUF_U8 || v->type == KN_GGUF_U16 || v->type == KN_GGUF_U32 || v->type == KN_GGUF_U64;
+  if (!is_int) {
+    r->failed = 1;
+    snprintf(r->err, r->errlen, "%s is not an integer", key);
+    return 0;
+  }
+  if (is_u ? v->u < (uint64_t)lo || v->u > (uint64_t)hi : v->i < lo || v->i > hi) {
+    r->failed = 1;
+    if (is_u) snprintf(r->err, r->errlen, "%s is %llu, outside %lld..%lld", key, (unsigned long long)v->u, (long long)lo, (long long)hi);
+    else snprintf(r->err, r->errlen, "%s is %lld, outside %lld..%lld", key, (long long)v->i, (long long)lo, (long long)hi);
+    return 0;
+  }
+  return is_u ? (int)v->u : (int)v->i;
 }
 
-static double arch_float(const kn_gguf *g, const char *arch, const char *suffix, double def) {
+/* "<arch>.<suffix>" as a finite number in (lo, hi]; def when absent. */
+static float hp_float(hp_reader *r, const char *suffix, double def, double lo, double hi) {
   char key[128];
-  snprintf(key, sizeof key, "%s.%s", arch, suffix);
-  return kn_gguf_get_float(g, key, def);
+  snprintf(key, sizeof key, "%s.%s", r->arch, suffix);
+  const kn_gguf_value *v = kn_gguf_get(r->g, key);
+  if (r->failed) return 0;
+  if (!v) return (float)def;
+  double d = kn_gguf_value_float(v, NAN);
+  if (!(d > lo && d <= hi)) { /* NaN fails here too */
+    r->failed = 1;
+    snprintf(r->err, r->errlen, "%s is %g; it must be a number above %g and at most %g", key, d, lo, hi);
+    return 0;
+  }
+  return (float)d;
 }
 
 static int read_hparams(const kn_gguf *g, kn_hparams *hp, char *err, size_t errlen) {
@@ -35,23 +72,27 @@ static int read_hparams(const kn_gguf *g, kn_hparams *hp, char *err, size_t errl
     return snprintf(err, errlen, "architecture '%s' is not supported (kiln runs llama, qwen2, qwen3)", arch), -1;
   memset(hp, 0, sizeof *hp);
   snprintf(hp->arch, sizeof hp->arch, "%s", arch);
-  hp->n_embd = (int)arch_int(g, arch, "embedding_length", 0);
-  hp->n_layer = (int)arch_int(g, arch, "block_count", 0);
-  hp->n_head = (int)arch_int(g, arch, "attention.head_count", 0);
-  hp->n_head_kv = (int)arch_int(g, arch, "attention.head_count_kv", hp->n_head);
-  hp->n_ff = (int)arch_int(g, arch, "feed_forward_length", 0);
-  hp->n_ctx_train = (int)arch_int(g, arch, "context_length", 2048);
-  hp->head_dim = (int)arch_int(g, arch, "attention.key_length", hp->n_head ? hp->n_embd / hp->n_head : 0);
-  hp->eps = (float)arch_float(g, arch, "attention.layer_norm_rms_epsilon", 1e-5);
-  hp->rope_theta = (float)arch_float(g, arch, "rope.freq_base", 10000.0);
+  hp_reader r = {g, arch, err, errlen, 0};
+  const int64_t big = 1 << 20;
+  hp->n_embd = hp_int(&r, "embedding_length", 0, 1, big);
+  hp->n_layer = hp_int(&r, "block_count", 0, 1, 1024);
+  hp->n_head = hp_int(&r, "attention.head_count", 0, 1, 4096);
+  hp->n_head_kv = hp_int(&r, "attention.head_count_kv", hp->n_head, 1, 4096);
+  hp->n_ff = hp_int(&r, "feed_forward_length", 0, 1, big);
+  hp->n_ctx_train = hp_int(&r, "context_length", 2048, 1, 1 << 24);
+  hp->head_dim = hp_int(&r, "attention.key_length", hp->n_head ? hp->n_embd / hp->n_head : 0, 2, 65536);
+  /* rms(x) + eps under a square root: 0, negative or NaN makes NaN logits; a rope base <= 0 or NaN too */
+  hp->eps = hp_float(&r, "attention.layer_norm_rms_epsilon", 1e-5, 0, 1);
+  hp->rope_theta = hp_float(&r, "rope.freq_base", 10000.0, 1e-3, 1e30);
+  if (r.failed) return -1;
   hp->rope_neox = strcmp(arch, "llama") != 0;
   hp->qk_norm = !strcmp(arch, "qwen3");
   const kn_gguf_tensor *emb = kn_gguf_tensor_find(g, "token_embd.weight");
-  hp->n_vocab = emb && emb->ndim == 2 ? (int)emb->ne[1] : 0;
+  hp->n_vocab = emb && emb->ndim == 2 && emb->ne[1] <= (1u << 24) ? (int)emb->ne[1] : 0;
   const char *bad = hp->n_embd <= 0 ? "embedding_length" : hp->n_layer <= 0 ? "block_count" :
                     hp->n_head <= 0 ? "attention.head_count" : hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv ? "attention.head_count_kv" :
                     hp->n_ff <= 0 ? "feed_forward_length" : hp->head_dim <= 0 || hp->head_dim % 2 ? "attention.key_length" :
-                    hp->n_vocab <= 0 ? "token_embd.weight" : hp->n_layer > 1024 || hp->n_head > 4096 ? "block_count/head_count" : NULL;
+                    hp->n_vocab <= 0 ? "token_embd.weight" : NULL;
   if (bad) return snprintf(err, errlen, "%s.%s is missing or invalid", arch, bad), -1;
   return 0;
 }
@@ -229,6 +270,11 @@ kn_model *kn_model_load(const char *path, kn_device *dev, const kn_load_opts *o,
   if (tmpl && !(m->chat_template = strdup(tmpl))) goto oom;
   if (!(m->tok = kn_tokenizer_load(m->file, e2, sizeof e2))) {
     snprintf(err, errlen, "%s: tokenizer: %s", path, e2);
+    goto fail;
+  }
+  if (kn_tokenizer_n_tokens(m->tok) != m->hp.n_vocab) { /* a token id past the embedding rows would read outside it */
+    snprintf(err, errlen, "%s: the vocabulary has %d tokens but token_embd.weight has %d rows", path,
+             (int)kn_tokenizer_n_tokens(m->tok), m->hp.n_vocab);
     goto fail;
   }
   kn_ctx *prev = kn_ctx_set(m->wctx);

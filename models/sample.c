@@ -3,6 +3,7 @@
 #include "sample.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,10 +114,22 @@ static void select_top(int *idx, int n, int k, const float *l) {
   }
 }
 
+/* NaN breaks every comparison below (the selection would run off the array) and +inf every probability: such
+ * logits, or none above -inf, have no token to give. -inf is a masked token. */
+static bool logits_usable(const float *l, int n) {
+  bool any = false;
+  for (int i = 0; i < n; i++) {
+    if (isnan(l[i]) || l[i] == INFINITY) return false;
+    any |= l[i] != -INFINITY;
+  }
+  return any;
+}
+
 int kn_sample(kn_sampler *s, float *logits) {
   penalize(s, logits);
   const kn_sample_params *p = &s->p;
-  if (p->temperature <= 0) return kn_argmax(logits, s->n_vocab);
+  if (!logits_usable(logits, s->n_vocab)) return KN_SAMPLE_BAD_LOGITS;
+  if (!(p->temperature > 0)) return kn_argmax(logits, s->n_vocab);
   int n = s->n_vocab;
   for (int i = 0; i < n; i++) s->idx[i] = i;
   int k = p->top_k > 0 && p->top_k < n ? p->top_k : n;
@@ -124,7 +137,8 @@ int kn_sample(kn_sampler *s, float *logits) {
   qsort_r(s->idx, k, sizeof *s->idx, by_logit, logits);
   float mx = logits[s->idx[0]];
   double sum = 0;
-  for (int i = 0; i < k; i++) sum += s->prob[i] = expf((logits[s->idx[i]] - mx) / p->temperature);
+  for (int i = 0; i < k; i++) /* a masked (-inf) token has no weight, even at an infinite temperature */
+    sum += s->prob[i] = logits[s->idx[i]] == -INFINITY ? 0.0f : expf((logits[s->idx[i]] - mx) / p->temperature);
   for (int i = 0; i < k; i++) s->prob[i] /= (float)sum;
   int keep = k;
   if (p->top_p < 1.0f) {
@@ -141,6 +155,7 @@ int kn_sample(kn_sampler *s, float *logits) {
         keep = i;
         break;
       }
+  while (keep > 1 && !(s->prob[keep - 1] > 0)) keep--; /* the fallback below must not return a weightless token */
   double total = 0;
   for (int i = 0; i < keep; i++) total += s->prob[i];
   double r = next_unit(s) * total;

@@ -22,7 +22,9 @@ typedef struct kn_sampler kn_sampler;
 kn_sample_params kn_sample_defaults(void);
 kn_sampler *kn_sampler_new(const kn_sample_params *p, int n_vocab);
 void kn_sampler_free(kn_sampler *s);
-/* Pick a token from logits (n_vocab floats, modified in place by penalties). */
+/* Pick a token from logits (n_vocab floats, modified in place by penalties). KN_SAMPLE_BAD_LOGITS when a logit is
+ * NaN or +infinity, or every one is -infinity: the model's output is broken and no token is drawn. */
+#define KN_SAMPLE_BAD_LOGITS (-1)
 int kn_sample(kn_sampler *s, float *logits);
 /* Record a token as generated or part of the prompt (feeds the penalties). */
 void kn_sampler_accept(kn_sampler *s, int token);

@@ -149,5 +149,45 @@ int main(void) {
   CHECK(fabsf(l2[17] - want17) < 1e-5 && fabsf(l2[3] - want3) < 1e-5 && l2[4] == logits[4],
         "penalties: %g/%g vs %g/%g", l2[17], l2[3], want17, want3);
   kn_sampler_free(s);
+
+  /* hostile values: logits with NaN / +inf give KN_SAMPLE_BAD_LOGITS (they once sent the top-k selection off the
+   * array), all -inf too; -inf alone is a masked token and is never drawn; any parameters stay in bounds */
+  enum { W = 301 };
+  static float h[W];
+  const float specials[] = {NAN, -NAN, INFINITY, -INFINITY, 0, 1e30f, -1e30f, 1e-45f};
+  const float temps[] = {0, -1, NAN, INFINITY, 1e-30f, 0.8f, 100};
+  int bad_ok = 0, bad_total = 0, masked_drawn = 0, out_of_range = 0;
+  srand(11);
+  for (int r = 0; r < 3000; r++) {
+    p = kn_sample_defaults();
+    p.temperature = temps[r % 7], p.top_k = (int[]){0, 1, 2, 40, W, W + 5, -3}[r / 7 % 7];
+    p.top_p = (float[]){1, 0.5f, 0, NAN, 2}[r / 49 % 5], p.min_p = (float[]){0, 0.05f, 1, NAN}[r / 245 % 4];
+    p.seed = (uint64_t)r;
+    s = kn_sampler_new(&p, W);
+    int kind = r % 3, any_nan = 0, any_finite = 0; /* 0: NaN/inf sprinkled, 1: masked (-inf) entries, 2: all -inf */
+    for (int i = 0; i < W; i++) {
+      h[i] = (float)rand() / RAND_MAX * 20 - 10;
+      if (kind == 0 && rand() % 50 == 0) h[i] = specials[rand() % 8];
+      if (kind == 1 && rand() % 2 == 0) h[i] = -INFINITY;
+      if (kind == 2) h[i] = -INFINITY;
+      any_nan |= isnan(h[i]) || h[i] == INFINITY;
+      any_finite |= isfinite(h[i]);
+    }
+    float copy[W];
+    memcpy(copy, h, sizeof copy);
+    int t = kn_sample(s, h);
+    if (any_nan || !any_finite) {
+      bad_total++;
+      bad_ok += t == KN_SAMPLE_BAD_LOGITS;
+    } else if (t < 0 || t >= W) {
+      out_of_range++;
+    } else {
+      masked_drawn += copy[t] == -INFINITY;
+    }
+    kn_sampler_free(s);
+  }
+  CHECK(bad_ok == bad_total && bad_total > 0, "broken logits: %d of %d gave KN_SAMPLE_BAD_LOGITS", bad_ok, bad_total);
+  CHECK(out_of_range == 0, "%d samples outside the vocabulary", out_of_range);
+  CHECK(masked_drawn == 0, "%d masked (-inf) tokens drawn", masked_drawn);
   return check_summary();
 }
