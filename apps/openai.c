@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/json_read.h"
 #include "serve.h"
 
 /* ---- bytes ----------------------------------------------------------------------------------------------- */
@@ -211,8 +212,9 @@ static int get_tools(const cJSON *root, oai_req *q, oai_error *e) {
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
     if (params && !cJSON_IsNull(params) && !cJSON_IsObject(params))
       return BAD("tools", "tools[%d].function.parameters: expected an object", q->n_tools);
-    if (strpbrk(name->valuestring, "\"\\") || strlen(name->valuestring) > 256)
-      return BAD("tools", "tools[%d].function.name: not a valid function name", q->n_tools);
+    if (strpbrk(name->valuestring, "\"\\<>\n\r\t") || strlen(name->valuestring) > 256) /* it must survive the prompt and the parser */
+      return BAD("tools", "tools[%d].function.name: not a valid function name (no quotes, backslashes, angle brackets or "
+                 "line breaks; at most 256 bytes)", q->n_tools);
     for (int k = 0; k < q->n_tools; k++)
       if (!strcmp(q->tool_names[k], name->valuestring))
         return BAD("tools", "tools[%d].function.name: \"%s\" is defined twice", q->n_tools, name->valuestring);
@@ -300,17 +302,19 @@ static int get_prompt(const cJSON *root, oai_req *q, oai_error *e) {
   return 0;
 }
 
-int oai_parse(const char *body, size_t len, req_kind kind, const kn_sample_params *defaults, oai_req *q, oai_error *e) {
+int oai_parse(const char *body, size_t len, req_kind kind, const kn_sample_params *defaults, int max_depth, oai_req *q,
+              oai_error *e) {
   memset(q, 0, sizeof *q);
   q->kind = kind;
   q->sp = *defaults;
   q->enable_thinking = -1;
   if (len == 0) return BAD(NULL, "the request has no body: expected a JSON object");
-  const char *end = NULL;
-  q->root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
-  if (!q->root) {
-    size_t off = end && end >= body ? (size_t)(end - body) : 0;
-    return BAD(NULL, "the body is not valid JSON (error near byte %zu)", off);
+  char jerr[256];
+  if (!(q->root = kn_json_parse(body, len, max_depth, e->param_buf, sizeof e->param_buf, jerr, sizeof jerr))) {
+    oai_err(e, 400, "invalid_request_error", e->param_buf[0] ? e->param_buf : NULL, NULL, "%s%s%s", jerr,
+            e->param_buf[0] ? " (in the field " : "", e->param_buf[0] ? e->param_buf : "");
+    if (e->param_buf[0]) strncat(e->message, ")", sizeof e->message - strlen(e->message) - 1);
+    return -1;
   }
   if (!cJSON_IsObject(q->root)) return BAD(NULL, "the body must be a JSON object");
   const cJSON *model = field(q->root, "model");

@@ -124,7 +124,8 @@ static int set_constraints(srv *S, const oai_req *q, srv_job *j, char **prefill)
 static int chat_prompt(srv *S, const oai_req *q, const char *body, size_t len, srv_job *j, char **prefill,
                        oai_error *e) {
   char err[512];
-  kn_chat *c = kn_chat_from_json(body, len, err, sizeof err);
+  (void)body, (void)len;
+  kn_chat *c = kn_chat_from_cjson(q->root, err, sizeof err); /* the tree oai_parse read: the body is read once */
   if (!c) return oai_err(e, 400, "invalid_request_error", "messages", NULL, "%s", err), -1;
   int rc = -1;
   kn_chat_prompt p = {0};

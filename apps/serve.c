@@ -1,18 +1,21 @@
 /* `kiln serve`: an OpenAI-compatible HTTP server for one GGUF model (chat completions with tool calls,
  * completions, models, health, props). This file parses the options, loads the model, starts the scheduler and the
  * HTTP daemon, and shuts down on SIGINT/SIGTERM: new requests get 503, running ones may finish for a short grace
- * period and are then cancelled (a second signal cancels at once). */
+ * period and are then cancelled with a final error event (a second signal cancels at once); a watchdog ends the
+ * process if the shutdown does not finish in bounded time. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
 #include "cmds.h"
 #include "device/env.h"
+#include "models/json_read.h"
 #include "models/model.h"
 #include "models/registry.h"
 #include "serve.h"
@@ -31,6 +34,7 @@ static int usage(FILE *f) {
           "  --alias NAME           the model id clients use (default: the file name without .gguf)\n"
           "  --chat-template NAME   force a template family: chatml, qwen2.5, qwen3, llama3, llama3.1\n"
           "  --max-body BYTES       largest request body (default 64 MiB)\n"
+          "  --max-json-depth N     deepest nesting of arrays/objects in a request body (default 64, at most 512)\n"
           "  --max-queue N          requests that may wait for a slot (default 256; more get 503)\n"
           "  --ping-interval S      seconds between SSE keep-alive comments (default 5)\n"
           "  --shutdown-grace S     seconds running requests may finish after SIGINT/SIGTERM (default 5)\n"
@@ -51,6 +55,7 @@ static int parse(int argc, char **argv, serve_args *a) {
   srv_opts *o = &a->o;
   memset(a, 0, sizeof *a);
   o->host = "127.0.0.1", o->port = 11434, o->n_parallel = 1, o->max_body = 64u << 20, o->max_queue = 256;
+  o->max_depth = KN_JSON_DEPTH_DEFAULT;
   o->ping_interval = 5, a->grace = 5, a->kv = KN_F16;
   o->api_key = getenv("KILN_API_KEY");
   for (int i = 1; i < argc; i++) {
@@ -69,6 +74,7 @@ static int parse(int argc, char **argv, serve_args *a) {
     else if (ARG("--chat-template", NULL)) o->chat_template = v;
     else if (ARG("--max-body", NULL)) o->max_body = (size_t)strtoull(v, &end, 10);
     else if (ARG("--max-queue", NULL)) o->max_queue = (int)strtol(v, &end, 10);
+    else if (ARG("--max-json-depth", NULL)) o->max_depth = (int)strtol(v, &end, 10);
     else if (ARG("--ping-interval", NULL)) o->ping_interval = strtod(v, &end);
     else if (ARG("--shutdown-grace", NULL)) a->grace = strtod(v, &end);
     else if (ARG("--kv-type", NULL)) {
@@ -85,6 +91,8 @@ static int parse(int argc, char **argv, serve_args *a) {
   if (o->n_ctx < 0) return fprintf(stderr, "kiln serve: -c must be positive\n"), 2;
   if (o->n_parallel < 1 || o->n_parallel > 256) return fprintf(stderr, "kiln serve: --parallel must be 1..256\n"), 2;
   if (o->max_body < 1024) return fprintf(stderr, "kiln serve: --max-body must be at least 1024\n"), 2;
+  if (o->max_depth < 1 || o->max_depth > KN_JSON_DEPTH_MAX)
+    return fprintf(stderr, "kiln serve: --max-json-depth must be 1..%d\n", KN_JSON_DEPTH_MAX), 2;
   if (o->max_queue < 1) return fprintf(stderr, "kiln serve: --max-queue must be at least 1\n"), 2;
   if (!(o->ping_interval > 0.01)) return fprintf(stderr, "kiln serve: --ping-interval must be positive\n"), 2;
   if (o->api_key && !*o->api_key) o->api_key = NULL;
@@ -119,6 +127,23 @@ static int setup_model(srv *S, const serve_args *a, kn_device *dev, char *err, s
   return 0;
 }
 
+/* Streams get their final event in this long after the scheduler stopped; the whole shutdown may take the grace
+ * plus this plus a margin before the watchdog ends the process. */
+#define DRAIN_SECONDS 3.0
+#define WATCHDOG_MARGIN 10.0
+
+/* The last resort of a shutdown: whatever still runs (a request stuck in a computation, a libmicrohttpd thread that
+ * does not return), the process ends this long after the signal. */
+static void *watchdog(void *arg) {
+  double wait = *(double *)arg;
+  struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+  fprintf(stderr, "kiln serve: the shutdown did not finish within %.0f s; exiting now\n", wait);
+  _exit(1);
+  return NULL;
+}
+
 /* Wait for SIGINT/SIGTERM (blocked in every thread, taken here), then let running requests finish for `grace`
  * seconds; a second signal cuts the grace short. */
 static void wait_for_signal(srv *S, const sigset_t *set, double grace) {
@@ -128,6 +153,10 @@ static void wait_for_signal(srv *S, const sigset_t *set, double grace) {
   fprintf(stderr, "kiln serve: %s: no new requests; finishing running ones (up to %g s)\n",
           sig == SIGINT ? "SIGINT" : "SIGTERM", grace);
   atomic_store(&S->stopping, true);
+  static double limit;
+  limit = grace + DRAIN_SECONDS + WATCHDOG_MARGIN;
+  pthread_t th;
+  if (pthread_create(&th, NULL, watchdog, &limit) == 0) pthread_detach(th);
   double end = kn_now() + grace;
   struct timespec tick = {0, 100 * 1000 * 1000};
   siginfo_t info;
@@ -175,6 +204,9 @@ int kn_cmd_serve(int argc, char **argv) {
   wait_for_signal(&S, &set, a.grace);
   MHD_quiesce_daemon(d);
   sched_stop(S.sch); /* cancels what is still running: streams end with an error event */
+  /* let the connection threads send those last events before the daemon closes the sockets */
+  for (double end = kn_now() + DRAIN_SECONDS; atomic_load(&S.active) > 0 && kn_now() < end;)
+    nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
   http_stop(d);
   fprintf(stderr, "kiln serve: stopped\n");
   rc = 0;

@@ -41,6 +41,7 @@ typedef struct oai_error {
   const char *param;  /* the request field at fault, or NULL */
   const char *code;   /* machine-readable code (context_length_exceeded, model_not_found), or NULL */
   char message[512];
+  char param_buf[64]; /* storage for param when it names a field of the body (a JSON error's field) */
 } oai_error;
 
 void oai_err(oai_error *e, int status, const char *type, const char *param, const char *code, const char *fmt, ...)
@@ -161,6 +162,7 @@ typedef struct srv_opts {
   const char *api_key;
   const char *alias;
   size_t max_body;
+  int max_depth;             /* JSON nesting in a request body */
   int max_queue;
   double ping_interval;
   int verbose;
@@ -176,6 +178,7 @@ typedef struct srv {
   char model_id[128];
   time_t created;
   atomic_bool stopping;
+  atomic_int active;        /* requests between their headers and their end (answered, or the client gone) */
   atomic_ulong next_id;
   pthread_mutex_t log_mu;
 } srv;
@@ -209,8 +212,10 @@ typedef struct oai_req {
   cJSON *prompt;          /* completions: string, [string], [int...] */
 } oai_req;
 
-/* Parse and check a request body; defaults fill the sampling parameters. 0, or -1 with a 400 in *e. */
-int oai_parse(const char *body, size_t len, req_kind kind, const kn_sample_params *defaults, oai_req *q, oai_error *e);
+/* Parse and check a request body; defaults fill the sampling parameters; max_depth limits JSON nesting (0: the
+ * default). 0, or -1 with a 400 in *e. */
+int oai_parse(const char *body, size_t len, req_kind kind, const kn_sample_params *defaults, int max_depth, oai_req *q,
+              oai_error *e);
 void oai_req_free(oai_req *q);
 
 /* The prompt of a request as tokens, plus the job's constraints; prefill receives the text the prompt ends with

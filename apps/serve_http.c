@@ -200,7 +200,7 @@ static enum MHD_Result generate(struct MHD_Connection *c, req_ctx *r, req_kind k
   oai_error e;
   kn_sample_params defaults = kn_sample_defaults();
   defaults.seed = random_seed();
-  if (oai_parse(r->body.s ? r->body.s : "", r->body.len, kind, &defaults, &q, &e)) {
+  if (oai_parse(r->body.s ? r->body.s : "", r->body.len, kind, &defaults, S->o.max_depth, &q, &e)) {
     oai_req_free(&q);
     return send_error(c, r, &e, NULL);
   }
@@ -340,6 +340,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   if (!r) {
     if (!(r = calloc(1, sizeof *r))) return MHD_NO;
     r->S = S, r->t0 = kn_now();
+    atomic_fetch_add(&S->active, 1);
     snprintf(r->method, sizeof r->method, "%s", method);
     snprintf(r->path, sizeof r->path, "%s", url);
     *con_cls = r;
@@ -374,7 +375,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     pthread_mutex_lock(&j->mu);
     snprintf(extra, sizeof extra, " tokens in=%d cached=%d out=%d slot=%d%s finish=%s%s", j->n_prompt, j->n_cached,
              j->n_gen, j->slot, r->stream ? " stream" : "", j->done ? job_finish_name(j->finish) : "cancelled",
-             why == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (client disconnected)");
+             why == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
+             : why == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? " (cut by the shutdown)"
+                                                             : " (client disconnected)");
     pthread_mutex_unlock(&j->mu);
     job_unref(j);
   }
@@ -384,6 +387,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
   pthread_mutex_unlock(&S->log_mu);
   sb_free(&r->body);
   free(r);
+  atomic_fetch_sub(&S->active, 1);
 }
 
 /* libmicrohttpd's own messages: mostly clients that left (expected), so only with --verbose. */

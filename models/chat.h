@@ -86,6 +86,9 @@ int kn_chat_role_parse(const char *name);
  * ignored) or a bare messages array. Content arrays of {"type":"text"} parts are joined with "\n"; arguments given
  * as objects are kept as JSON text. Errors name the field: "messages[2].tool_calls[0].function.name: missing". */
 kn_chat *kn_chat_from_json(const char *json, size_t len, char *err, size_t errlen);
+/* The same from a tree read by kn_json_parse (models/json_read.h), so a server reads its request body once. */
+struct cJSON;
+kn_chat *kn_chat_from_cjson(const struct cJSON *root, char *err, size_t errlen);
 
 /* ---- rendering --------------------------------------------------------------------------------------------- */
 

@@ -97,23 +97,29 @@ int kn_chat_role_parse(const char *name)
 }
 
 /* Every entry must be {"type": "function", "function": {"name": <string>, ...}}. */
-static int check_tools(const knj *tools, char *err, size_t errlen)
+static int check_tools(const cJSON *tools, char *err, size_t errlen)
 {
-    if (tools->t != KNJ_ARR) {
+    if (!cJSON_IsArray(tools)) {
         knc_err(err, errlen, "tools: expected an array");
         return -1;
     }
-    for (size_t i = 0; i < tools->n; i++) {
-        const knj *t = &tools->v[i];
+    size_t i = 0;
+    for (const cJSON *t = tools->child; t; t = t->next, i++) {
         const char *type = knj_str(knj_get(t, "type"));
-        const knj *fn = knj_get(t, "function");
-        if (t->t != KNJ_OBJ || (type && strcmp(type, "function")) || !fn || fn->t != KNJ_OBJ) {
+        const cJSON *fn = knj_get(t, "function");
+        if (!cJSON_IsObject(t) || (type && strcmp(type, "function")) || !cJSON_IsObject(fn)) {
             knc_err(err, errlen, "tools[%zu]: expected {\"type\": \"function\", \"function\": {...}}", i);
             return -1;
         }
         const char *name = knj_str(knj_get(fn, "name"));
         if (!name || !*name) {
             knc_err(err, errlen, "tools[%zu].function.name: missing or not a string", i);
+            return -1;
+        }
+        /* the name is printed into the prompt and read back from the model's output: it must survive both */
+        if (strpbrk(name, "\"\\<>\n\r\t") || strlen(name) > 256) {
+            knc_err(err, errlen, "tools[%zu].function.name: \"%.60s\" is not a valid function name (no quotes, "
+                                 "backslashes, angle brackets or line breaks; at most 256 bytes)", i, name);
             return -1;
         }
     }
@@ -127,13 +133,13 @@ int kn_chat_set_tools(kn_chat *c, const char *tools_json, char *err, size_t errl
     if (!tools_json)
         return 0;
     char jerr[128];
-    knj *v = knj_parse(tools_json, strlen(tools_json), jerr, sizeof jerr);
+    cJSON *v = kn_json_parse(tools_json, strlen(tools_json), 0, NULL, 0, jerr, sizeof jerr);
     if (!v) {
         knc_err(err, errlen, "tools: %s", jerr);
         return -1;
     }
     int rc = check_tools(v, err, errlen);
-    knj_free(v);
+    cJSON_Delete(v);
     if (rc)
         return -1;
     if (!(c->tools_json = knc_strdup(tools_json))) {
@@ -146,27 +152,24 @@ int kn_chat_set_tools(kn_chat *c, const char *tools_json, char *err, size_t errl
 /* ---- from OpenAI JSON ---------------------------------------------------------------------------------------- */
 
 /* content: string, null/absent, or an array of {"type": "text", "text": …} parts joined with "\n". */
-static int take_content(const knj *v, char **out, const char *where, char *err, size_t errlen)
+static int take_content(const cJSON *v, char **out, const char *where, char *err, size_t errlen)
 {
     *out = NULL;
-    if (!v || v->t == KNJ_NULL)
+    if (!v || cJSON_IsNull(v))
         return 0;
-    if (v->t == KNJ_STR) {
-        if (strlen(v->s) != v->len) {
-            knc_err(err, errlen, "%s: text holds U+0000", where);
-            return -1;
-        }
-        *out = knc_strdup(v->s);
+    if (cJSON_IsString(v)) { /* U+0000 never gets this far: the reader refuses it */
+        *out = knc_strdup(v->valuestring);
         goto done;
     }
-    if (v->t != KNJ_ARR) {
+    if (!cJSON_IsArray(v)) {
         knc_err(err, errlen, "%s: expected a string, null or an array of text parts", where);
         return -1;
     }
     knc_buf b = {0};
-    for (size_t i = 0; i < v->n; i++) {
-        const char *type = knj_str(knj_get(&v->v[i], "type"));
-        const char *text = knj_str(knj_get(&v->v[i], "text"));
+    size_t i = 0;
+    for (const cJSON *part = v->child; part; part = part->next, i++) {
+        const char *type = knj_str(knj_get(part, "type"));
+        const char *text = knj_str(knj_get(part, "text"));
         if (!type || strcmp(type, "text") || !text) {
             knc_buf_free(&b);
             knc_err(err, errlen, "%s[%zu]: only {\"type\": \"text\", \"text\": ...} parts are supported", where, i);
@@ -185,36 +188,36 @@ done:
     return 0;
 }
 
-static int opt_string(const knj *msg, const char *key, char **out, const char *where, char *err, size_t errlen)
+static int opt_string(const cJSON *msg, const char *key, char **out, const char *where, char *err, size_t errlen)
 {
-    const knj *v = knj_get(msg, key);
-    if (!v || v->t == KNJ_NULL)
+    const cJSON *v = knj_get(msg, key);
+    if (!v || cJSON_IsNull(v))
         return 0;
-    if (v->t != KNJ_STR) {
+    if (!cJSON_IsString(v)) {
         knc_err(err, errlen, "%s.%s: expected a string", where, key);
         return -1;
     }
-    if (!(*out = knc_strdup(v->s))) {
+    if (!(*out = knc_strdup(v->valuestring))) {
         knc_err(err, errlen, "out of memory");
         return -1;
     }
     return 0;
 }
 
-static int take_tool_call(kn_chat_msg *m, const knj *tc, const char *where, char *err, size_t errlen)
+static int take_tool_call(kn_chat_msg *m, const cJSON *tc, const char *where, char *err, size_t errlen)
 {
-    const knj *fn = knj_get(tc, "function");
+    const cJSON *fn = knj_get(tc, "function");
     const char *name = knj_str(knj_get(fn, "name"));
-    if (!fn || fn->t != KNJ_OBJ || !name) {
+    if (!name) {
         knc_err(err, errlen, "%s.function.name: missing or not a string", where);
         return -1;
     }
-    const knj *args = knj_get(fn, "arguments");
+    const cJSON *args = knj_get(fn, "arguments");
     char *args_text = NULL;
-    if (!args || args->t == KNJ_NULL) {
+    if (!args || cJSON_IsNull(args)) {
         args_text = knc_strdup("{}");
-    } else if (args->t == KNJ_STR) {
-        args_text = knc_strdup(args->s);
+    } else if (cJSON_IsString(args)) {
+        args_text = knc_strdup(args->valuestring);
     } else {
         knc_buf b = {0};
         knj_dump(&b, args, -1);
@@ -228,12 +231,12 @@ static int take_tool_call(kn_chat_msg *m, const knj *tc, const char *where, char
     return rc;
 }
 
-static int take_message(kn_chat *c, const knj *mv, size_t i, char *err, size_t errlen)
+static int take_message(kn_chat *c, const cJSON *mv, size_t i, char *err, size_t errlen)
 {
     char where[64];
     snprintf(where, sizeof where, "messages[%zu]", i);
     const char *role_name = knj_str(knj_get(mv, "role"));
-    if (mv->t != KNJ_OBJ || !role_name) {
+    if (!role_name) {
         knc_err(err, errlen, "%s.role: missing or not a string", where);
         return -1;
     }
@@ -254,42 +257,41 @@ static int take_message(kn_chat *c, const knj *mv, size_t i, char *err, size_t e
         opt_string(mv, "tool_call_id", &m->tool_call_id, where, err, errlen) ||
         opt_string(mv, "name", &m->name, where, err, errlen))
         return -1;
-    const knj *tcs = knj_get(mv, "tool_calls");
-    if (!tcs || tcs->t == KNJ_NULL)
+    const cJSON *tcs = knj_get(mv, "tool_calls");
+    if (!tcs || cJSON_IsNull(tcs))
         return 0;
-    if (tcs->t != KNJ_ARR || role != KN_ROLE_ASSISTANT) {
+    if (!cJSON_IsArray(tcs) || role != KN_ROLE_ASSISTANT) {
         knc_err(err, errlen, "%s.tool_calls: expected an array on an assistant message", where);
         return -1;
     }
-    for (size_t k = 0; k < tcs->n; k++) {
+    size_t k = 0;
+    for (const cJSON *tc = tcs->child; tc; tc = tc->next, k++) {
         char twhere[128];
         snprintf(twhere, sizeof twhere, "%s.tool_calls[%zu]", where, k);
-        if (take_tool_call(m, &tcs->v[k], twhere, err, errlen))
+        if (take_tool_call(m, tc, twhere, err, errlen))
             return -1;
     }
     return 0;
 }
 
-kn_chat *kn_chat_from_json(const char *json, size_t len, char *err, size_t errlen)
+kn_chat *kn_chat_from_cjson(const cJSON *root, char *err, size_t errlen)
 {
-    knj *root = knj_parse(json, len, err, errlen);
-    if (!root)
-        return NULL;
-    const knj *msgs = root->t == KNJ_ARR ? root : knj_get(root, "messages");
-    const knj *tools = root->t == KNJ_OBJ ? knj_get(root, "tools") : NULL;
+    const cJSON *msgs = cJSON_IsArray(root) ? root : knj_get(root, "messages");
+    const cJSON *tools = knj_get(root, "tools");
     kn_chat *c = kn_chat_new();
     if (!c) {
         knc_err(err, errlen, "out of memory");
-        goto fail;
+        return NULL;
     }
-    if (!msgs || msgs->t != KNJ_ARR) {
+    if (!cJSON_IsArray(msgs)) {
         knc_err(err, errlen, "messages: missing or not an array");
         goto fail;
     }
-    for (size_t i = 0; i < msgs->n; i++)
-        if (take_message(c, &msgs->v[i], i, err, errlen))
+    size_t i = 0;
+    for (const cJSON *m = msgs->child; m; m = m->next, i++)
+        if (take_message(c, m, i, err, errlen))
             goto fail;
-    if (tools && tools->t != KNJ_NULL) {
+    if (tools && !cJSON_IsNull(tools)) {
         if (check_tools(tools, err, errlen))
             goto fail;
         knc_buf b = {0};
@@ -299,10 +301,18 @@ kn_chat *kn_chat_from_json(const char *json, size_t len, char *err, size_t errle
             goto fail;
         }
     }
-    knj_free(root);
     return c;
 fail:
-    knj_free(root);
     kn_chat_free(c);
     return NULL;
+}
+
+kn_chat *kn_chat_from_json(const char *json, size_t len, char *err, size_t errlen)
+{
+    cJSON *root = kn_json_parse(json, len, 0, NULL, 0, err, errlen);
+    if (!root)
+        return NULL;
+    kn_chat *c = kn_chat_from_cjson(root, err, errlen);
+    cJSON_Delete(root);
+    return c;
 }

@@ -1,12 +1,13 @@
 /* models/chat_impl.h: private to the chat files of models/ (chat_json.c, chat_conv.c, chat_template.c, toolcall.c).
- * A growable byte buffer, and a JSON value tree that keeps what Python's json module would see (key order, number
- * literals), so templates' `tojson` output can be reproduced byte for byte. */
+ * A growable byte buffer, and a printer of JSON trees (as models/json_read.c reads them: what Python's json module
+ * would see, key order and number literals) so templates' `tojson` output can be reproduced byte for byte. */
 #ifndef KN_CHAT_IMPL_H
 #define KN_CHAT_IMPL_H
 
 #include <stddef.h>
 
 #include "models/chat.h"
+#include "models/json_read.h"
 
 /* ---- byte buffer ------------------------------------------------------------------------------------------- */
 
@@ -28,28 +29,18 @@ char *knc_strndup(const char *s, size_t n);
 #include "../device/env.h"
 #define knc_err(...) ((void)kn_errf(__VA_ARGS__)) /* message into the caller's buffer */
 
-/* ---- JSON values ------------------------------------------------------------------------------------------- */
+/* ---- JSON (read by models/json_read.c, printed here) ---------------------------------------------------------- */
 
-typedef enum knj_type { KNJ_NULL, KNJ_FALSE, KNJ_TRUE, KNJ_NUM, KNJ_STR, KNJ_ARR, KNJ_OBJ } knj_type;
-
-typedef struct knj {
-    knj_type t;
-    char *s;      /* KNJ_STR: the decoded UTF-8 text; KNJ_NUM: the literal as written */
-    size_t len;
-    struct knj *v; /* KNJ_ARR / KNJ_OBJ: items */
-    char **keys;  /* KNJ_OBJ: keys (decoded, NUL-terminated; a key holding U+0000 is rejected) */
-    size_t n, cap;
-} knj;
-
-/* Parse one JSON text (RFC 8259, surrounding whitespace allowed). A repeated key keeps its first position and its
- * last value, as a Python dict does. NULL with err naming the byte offset on error. */
-knj *knj_parse(const char *s, size_t len, char *err, size_t errlen);
-void knj_free(knj *v);
-const knj *knj_get(const knj *obj, const char *key); /* NULL when absent or obj is not an object */
-const char *knj_str(const knj *v);                    /* the text of a string value, NULL otherwise */
+/* A JSON value or NULL: the object member `key`, NULL when absent or v is no object. */
+static inline const cJSON *knj_get(const cJSON *v, const char *key)
+{
+    return cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, key) : NULL;
+}
+/* The text of a string value, NULL otherwise. */
+static inline const char *knj_str(const cJSON *v) { return cJSON_IsString(v) ? v->valuestring : NULL; }
 
 /* Python json.dumps(v, ensure_ascii=False) with indent < 0, else json.dumps(v, ensure_ascii=False, indent=indent). */
-void knj_dump(knc_buf *b, const knj *v, int indent);
+void knj_dump(knc_buf *b, const cJSON *v, int indent);
 /* Python json.dumps of a plain string. */
 void knj_dump_str(knc_buf *b, const char *s, size_t len);
 

@@ -23,7 +23,7 @@ typedef struct view_msg {
     const char *role;
     const char *content;   /* never NULL */
     const kn_chat_msg *m;
-    knj **args;            /* per tool call: the parsed object, or NULL to use the text as a string */
+    cJSON **args;          /* per tool call: the parsed object, or NULL to use the text as a string */
 } view_msg;
 
 typedef struct rnd {
@@ -35,7 +35,7 @@ typedef struct rnd {
     const kn_chat_opts *o;
     view_msg *msgs;
     size_t n;
-    knj *tools;            /* NULL when there are none (an empty list counts as none) */
+    cJSON *tools;          /* NULL when there are none (an empty list counts as none) */
     char *err;
     size_t errlen;
 } rnd;
@@ -71,7 +71,7 @@ static void Dn(rnd *r, const char *s, size_t n)
 static void D(rnd *r, const char *s) { Dn(r, s, strlen(s)); }
 
 /* `x | tojson` as conversation data. */
-static void Djson(rnd *r, const knj *v, int indent)
+static void Djson(rnd *r, const cJSON *v, int indent)
 {
     knc_buf tmp = {0};
     knj_dump(&tmp, v, indent);
@@ -197,9 +197,9 @@ static const char tools_outro[] =
 static void hermes_tool_list(rnd *r)
 {
     T(r, tools_intro);
-    for (size_t i = 0; i < r->tools->n; i++) {
+    for (const cJSON *t = r->tools->child; t; t = t->next) {
         T(r, "\n");
-        Djson(r, &r->tools->v[i], -1);
+        Djson(r, t, -1);
     }
     T(r, tools_outro);
 }
@@ -429,8 +429,8 @@ static const char llama_format[] = "Respond in the format {\"name\": function na
 
 static void llama_tool_list(rnd *r)
 {
-    for (size_t i = 0; i < r->tools->n; i++) {
-        Djson(r, &r->tools->v[i], 4);
+    for (const cJSON *t = r->tools->child; t; t = t->next) {
+        Djson(r, t, 4);
         T(r, "\n\n");
     }
 }
@@ -477,20 +477,20 @@ static void llama31_system(rnd *r, const char *const *builtin, const char *syste
 /* builtin tool call: <|python_tag|>name.call(k="v", ...) — the template concatenates, so values must be strings. */
 static int llama31_builtin_call(rnd *r, const view_msg *m)
 {
-    const knj *args = m->args[0];
+    const cJSON *args = m->args[0];
     if (!args)
         return fail(r, "builtin tool call: arguments are not a JSON object");
     T(r, "<|python_tag|>");
     D(r, m->m->tool_calls[0].name);
     T(r, ".call(");
-    for (size_t k = 0; k < args->n; k++) {
-        if (args->v[k].t != KNJ_STR)
+    for (const cJSON *a = args->child; a; a = a->next) {
+        if (!cJSON_IsString(a))
             return fail(r, "builtin tool call: Llama 3.1's template needs string argument values");
-        D(r, args->keys[k]);
+        D(r, a->string);
         T(r, "=\"");
-        Dn(r, args->v[k].s, args->v[k].len);
+        D(r, a->valuestring);
         T(r, "\"");
-        if (k + 1 < args->n)
+        if (a->next)
             T(r, ", ");
     }
     T(r, ")");
@@ -576,11 +576,11 @@ static void views_free(rnd *r)
 {
     for (size_t i = 0; r->msgs && i < r->n; i++) {
         for (size_t k = 0; r->msgs[i].args && k < r->msgs[i].m->n_tool_calls; k++)
-            knj_free(r->msgs[i].args[k]);
+            cJSON_Delete(r->msgs[i].args[k]);
         free(r->msgs[i].args);
     }
     free(r->msgs);
-    knj_free(r->tools);
+    cJSON_Delete(r->tools);
 }
 
 /* Normalize the conversation the way llama.cpp does before a template sees it. */
@@ -588,16 +588,16 @@ static int build_views(rnd *r, const kn_chat *c)
 {
     if (c->tools_json) {
         char jerr[128];
-        if (!(r->tools = knj_parse(c->tools_json, strlen(c->tools_json), jerr, sizeof jerr))) {
+        if (!(r->tools = kn_json_parse(c->tools_json, strlen(c->tools_json), 0, NULL, 0, jerr, sizeof jerr))) {
             knc_err(r->err, r->errlen, "tools: %s", jerr);
             return -1;
         }
-        if (r->tools->t != KNJ_ARR) {
+        if (!cJSON_IsArray(r->tools)) {
             knc_err(r->err, r->errlen, "tools: expected an array");
             return -1;
         }
-        if (r->tools->n == 0) {
-            knj_free(r->tools);
+        if (!r->tools->child) {
+            cJSON_Delete(r->tools);
             r->tools = NULL;
         }
     }
@@ -618,9 +618,9 @@ static int build_views(rnd *r, const kn_chat *c)
             return fail(r, "out of memory");
         for (size_t k = 0; k < m->n_tool_calls; k++) {
             const char *a = m->tool_calls[k].arguments ? m->tool_calls[k].arguments : "";
-            knj *obj = knj_parse(a, strlen(a), NULL, 0);
-            if (obj && obj->t != KNJ_OBJ) {
-                knj_free(obj);
+            cJSON *obj = kn_json_parse(a, strlen(a), 0, NULL, 0, NULL, 0);
+            if (obj && !cJSON_IsObject(obj)) {
+                cJSON_Delete(obj);
                 obj = NULL;
             }
             v->args[k] = obj; /* not an object: rendered as the string it is */

@@ -248,9 +248,9 @@ static void call_begin(kn_toolparser *p)
 /* Decode a JSON string value (quotes included); NULL when it holds U+0000 or is no string. */
 static char *decode_string(const knc_buf *b)
 {
-    knj *v = knj_parse(b->s ? b->s : "", b->len, NULL, 0);
-    char *s = v && v->t == KNJ_STR && strlen(v->s) == v->len ? knc_strdup(v->s) : NULL;
-    knj_free(v);
+    cJSON *v = kn_json_parse(b->s ? b->s : "", b->len, 0, NULL, 0, NULL, 0);
+    char *s = cJSON_IsString(v) ? knc_strdup(v->valuestring) : NULL;
+    cJSON_Delete(v);
     return s;
 }
 

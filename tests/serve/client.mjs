@@ -279,7 +279,7 @@ await t("stop sequences", async () => {
   const full = (await c.chat.completions.create(req)).choices[0].message.content;
   assert.ok(full.length >= 8, `too little text to cut: ${JSON.stringify(full)}`);
   const stop = full.slice(4, 7);
-  const r = await c.chat.completions.create({ ...req, stop: [stop, "\u0000never"] });
+  const r = await c.chat.completions.create({ ...req, stop: [stop, "\u0001never"] });
   assert.equal(r.choices[0].finish_reason, "stop");
   assert.equal(r.choices[0].message.content, full.slice(0, full.indexOf(stop)));
   let text = "";

@@ -253,7 +253,7 @@ static void test_requests(void) {
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     oai_req q;
     oai_error e = {0};
-    int rc = oai_parse(cases[i].body, strlen(cases[i].body), cases[i].kind, &d, &q, &e);
+    int rc = oai_parse(cases[i].body, strlen(cases[i].body), cases[i].kind, &d, 0, &q, &e);
     if (cases[i].status == 0) {
       CHECK(rc == 0, "case %zu rejected: %s", i, e.message);
     } else {
@@ -276,7 +276,7 @@ static void test_requests(void) {
                   "\"stream\":true,\"stream_options\":{\"include_usage\":true},\"frequency_penalty\":0.5}";
   oai_req q;
   oai_error e;
-  CHECK(oai_parse(b, strlen(b), REQ_CHAT, &d, &q, &e) == 0 && q.sp.temperature == 0.25f && q.sp.top_k == 7 &&
+  CHECK(oai_parse(b, strlen(b), REQ_CHAT, &d, 0, &q, &e) == 0 && q.sp.temperature == 0.25f && q.sp.top_k == 7 &&
             q.max_tokens == 9 && q.sp.seed == 42 && q.n_stops == 2 && !strcmp(q.stops[1], "yy") && q.stream &&
             q.include_usage && q.sp.frequency_penalty == 0.5f,
         "parameters not taken over");
@@ -360,7 +360,7 @@ static void test_output(void) {
   for (int iter = 0; iter < 60; iter++) {
     oai_req q;
     oai_error e;
-    CHECK(oai_parse(tools, strlen(tools), REQ_CHAT, &d, &q, &e) == 0, "%s", e.message);
+    CHECK(oai_parse(tools, strlen(tools), REQ_CHAT, &d, 0, &q, &e) == 0, "%s", e.message);
     q.stream = iter % 2 == 0;
     srv_job *j = job_new();
     j->forced_is_call = true;
@@ -407,7 +407,7 @@ static void test_output(void) {
   for (int iter = 0; iter < 60; iter++) {
     oai_req q;
     oai_error e;
-    oai_parse(body, strlen(body), REQ_CHAT, &d, &q, &e);
+    oai_parse(body, strlen(body), REQ_CHAT, &d, 0, &q, &e);
     srv_job *j = job_new();
     j->done = true, j->finish = FIN_STOP;
     sbuf text = {0};
@@ -445,7 +445,7 @@ static void test_malformed_call(void) {
   for (int iter = 0; iter < 40; iter++) {
     oai_req q;
     oai_error e;
-    oai_parse(body, strlen(body), REQ_CHAT, &d, &q, &e);
+    oai_parse(body, strlen(body), REQ_CHAT, &d, 0, &q, &e);
     q.stream = (iter / 4) % 2;
     srv_job *j = job_new();
     j->done = true, j->finish = FIN_STOP;
