@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "elf_read.h"
+#include "../device/elf.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 

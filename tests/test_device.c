@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "codegen/elf_read.h"
+#include "device/elf.h"
 #include "codegen/llvm_target.h"
 #include "device/device.h"
 #include "device/env.h"

@@ -22,6 +22,8 @@ typedef struct {
   uint32_t grid[3];          /* work-items in each dimension (AQL grid_size), multiples of wg[] need not hold */
   uint32_t wg[3];            /* work-items per workgroup (AQL workgroup_size) */
   uint32_t group_segment_bytes; /* LDS per workgroup: the descriptor's plus the packet's dynamic amount */
+  uint64_t aql_packet_va;    /* GPU address of the 64-byte AQL packet, for kernels that ask for a dispatch ptr; 0 when
+                              * there is none (such a kernel is then refused) */
 } kn_rdna3_dispatch;
 
 /* What a dispatch did, accumulated over its waves. */
@@ -37,5 +39,10 @@ typedef struct {
  * name, a fault at an unmapped address, a wave that runs past its code). stats may be NULL; it is added to. */
 int kn_rdna3_run(const kn_rdna3_dispatch *d, const kn_rdna3_mem *mem, kn_rdna3_stats *stats, char *err,
                  size_t errlen);
+
+/* The decoder, exposed for checking it against LLVM's disassembler: the length in bytes of the instruction at
+ * words[0..n) (literals and DPP words included), its encoding family ("sop2", "vop3", "ds", ...), opcode and
+ * mnemonic (NULL when LLVM knows none); 0 when the words are not a gfx11 encoding the interpreter decodes. */
+unsigned kn_rdna3_decode(const uint32_t *words, size_t n, const char **family, unsigned *op, const char **mnemonic);
 
 #endif

@@ -1,7 +1,7 @@
 /* A checked reader for the ELF64 objects LLVM emits: section table, symbol table and RELA relocations. Objects come
  * from the disk cache too, so every header field is validated against the file size before it is used. */
-#include "../device/env.h"
-#include "elf_read.h"
+#include "elf.h"
+#include "env.h"
 
 #include <elf.h>
 #include <stdarg.h>
@@ -60,6 +60,8 @@ static int read_symbols(const uint8_t *obj, size_t n, const Elf64_Shdr *sh, int 
       d->value = s.st_value;
       d->size = s.st_size;
       d->type = ELF64_ST_TYPE(s.st_info);
+      d->bind = ELF64_ST_BIND(s.st_info);
+      d->shndx = s.st_shndx;
       if (d->type == STT_SECTION && d->section >= 0) /* section symbols are nameless; use the section's name */
         snprintf(d->name, sizeof d->name, "%s", e->sec[d->section].name);
     }
@@ -88,6 +90,7 @@ static int read_relocs(const uint8_t *obj, const Elf64_Shdr *sh, int nsh, kn_elf
       d->type = ELF64_R_TYPE(r.r_info);
       d->addend = r.r_addend;
       uint32_t si = ELF64_R_SYM(r.r_info);
+      d->sym = si < (uint32_t)e->nsym ? (int)si : -1;
       if (si < (uint32_t)e->nsym) snprintf(d->symname, sizeof d->symname, "%s", e->sym[si].name);
     }
   }
@@ -104,6 +107,7 @@ int kn_elf_parse(const uint8_t *obj, size_t n, kn_elf *e, char *err, size_t errl
     return kn_errf(err, errlen, "ELF object is not 64-bit little-endian");
   e->machine = h.e_machine;
   e->type = h.e_type;
+  e->flags = h.e_flags;
   Elf64_Shdr *sh = NULL;
   if (read_shdrs(obj, n, &h, &sh, err, errlen)) return -1;
   int nsh = h.e_shnum;
@@ -120,6 +124,7 @@ int kn_elf_parse(const uint8_t *obj, size_t n, kn_elf *e, char *err, size_t errl
     s->type = sh[i].sh_type;
     s->flags = sh[i].sh_flags;
     s->size = sh[i].sh_size;
+    s->addralign = sh[i].sh_addralign;
     s->data = sh[i].sh_type == SHT_NOBITS ? NULL : obj + sh[i].sh_offset;
     s->exec = (sh[i].sh_flags & SHF_EXECINSTR) != 0;
   }

@@ -1,0 +1,91 @@
+/* Private to the RDNA3 interpreter (rdna3*.c): a wave's state, the compute unit a dispatch runs on, operand access
+ * in the gfx11 operand space, and the per-encoding executors. One instruction = one call of an executor, which
+ * advances (or branches) the wave's pc and returns 0, or -1 with the dispatch's error set. */
+#ifndef KN_AMD_RDNA3_WAVE_H
+#define KN_AMD_RDNA3_WAVE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "rdna3.h"
+
+enum { KN_LANES = 32, KN_NVGPR = 256 };
+/* gfx11 scalar operand numbers */
+enum { OP_VCC_LO = 106, OP_VCC_HI = 107, OP_NULL = 124, OP_M0 = 125, OP_EXEC_LO = 126, OP_EXEC_HI = 127,
+       OP_DPP8 = 233, OP_DPP8FI = 234, OP_SHARED_BASE = 235, OP_SHARED_LIMIT = 236, OP_PRIVATE_BASE = 237,
+       OP_PRIVATE_LIMIT = 238, OP_POPS_EXITING = 239, OP_DPP16 = 250, OP_VCCZ = 251, OP_EXECZ = 252, OP_SCC = 253,
+       OP_LITERAL = 255, OP_VGPR0 = 256 };
+enum { WAVE_RUN, WAVE_BARRIER, WAVE_DONE };
+
+typedef struct {
+  uint32_t s[128]; /* indexed by operand number: s0..s105, vcc, m0, exec (124 null reads 0) */
+  uint32_t v[KN_NVGPR][KN_LANES];
+  uint64_t pc;
+  int scc, state;
+  uint32_t id; /* wave index in its workgroup */
+} kn_wave;
+
+typedef struct {
+  const kn_rdna3_dispatch *d;
+  const kn_rdna3_mem *mem;
+  kn_rdna3_stats *st;
+  uint8_t *lds;
+  uint32_t lds_size;
+  uint32_t wg_id[3];
+  char *err;
+  size_t errlen;
+  /* the instruction being executed */
+  const uint32_t *w; /* its words (at least 4 readable: literal/DPP included) */
+  unsigned len;      /* bytes */
+  const char *fam;   /* encoding family name, as rdna3_ops.c knows it */
+  unsigned op;
+} kn_cu;
+
+static inline uint32_t exec_mask(const kn_wave *w) { return w->s[OP_EXEC_LO]; }
+static inline uint32_t vcc_mask(const kn_wave *w) { return w->s[OP_VCC_LO]; }
+static inline uint32_t bits(uint32_t x, int hi, int lo) { return (x >> lo) & ((hi - lo == 31) ? ~0u : ((1u << (hi - lo + 1)) - 1)); }
+static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint64_t d2u(double f) { uint64_t u; memcpy(&u, &f, 8); return u; }
+static inline double u2d(uint64_t u) { double f; memcpy(&f, &u, 8); return f; }
+float kn_h2f(uint16_t h);
+uint16_t kn_f2h(float f);
+
+/* Operand types for inline constants: the float constants (0.5, 1.0, ...) are encoded per operand width. */
+enum { T_B32, T_F16, T_F32, T_F64, T_B64 };
+
+/* The literal of the current instruction (the dword after the encoding's fixed words). */
+uint32_t kn_literal(const kn_cu *cu);
+/* A scalar operand (SGPR, special register, inline constant, literal) of type t. */
+uint32_t kn_sread(const kn_cu *cu, const kn_wave *w, unsigned src, int t);
+uint64_t kn_sread64(const kn_cu *cu, const kn_wave *w, unsigned src, int t);
+/* Writes a scalar destination (null, exec, vcc, m0 or an SGPR), -1 with an error for read-only operands. */
+int kn_swrite(kn_cu *cu, kn_wave *w, unsigned dst, uint32_t v);
+int kn_swrite64(kn_cu *cu, kn_wave *w, unsigned dst, uint64_t v);
+
+/* Error helpers: the message names the kernel, the pc, the encoding family and the mnemonic. */
+int kn_cu_fail(kn_cu *cu, const kn_wave *w, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int kn_cu_unimplemented(kn_cu *cu, const kn_wave *w);
+
+/* Memory: a host pointer for n bytes at va, or NULL with the dispatch's error set (fault naming the address). */
+void *kn_cu_mem(kn_cu *cu, const kn_wave *w, uint64_t va, size_t n, bool write);
+
+/* Executors, one per encoding family (rdna3_salu.c, rdna3_valu.c, rdna3_vop3p.c, rdna3_mem.c). */
+int kn_exec_sop2(kn_cu *cu, kn_wave *w);
+int kn_exec_sopk(kn_cu *cu, kn_wave *w);
+int kn_exec_sop1(kn_cu *cu, kn_wave *w);
+int kn_exec_sopc(kn_cu *cu, kn_wave *w);
+int kn_exec_sopp(kn_cu *cu, kn_wave *w);
+int kn_exec_smem(kn_cu *cu, kn_wave *w);
+int kn_exec_vop1(kn_cu *cu, kn_wave *w);
+int kn_exec_vop2(kn_cu *cu, kn_wave *w);
+int kn_exec_vopc(kn_cu *cu, kn_wave *w);
+int kn_exec_vop3(kn_cu *cu, kn_wave *w);
+int kn_exec_vop3p(kn_cu *cu, kn_wave *w);
+int kn_exec_vopd(kn_cu *cu, kn_wave *w);
+int kn_exec_ds(kn_cu *cu, kn_wave *w);
+int kn_exec_flat(kn_cu *cu, kn_wave *w);
+int kn_exec_mubuf(kn_cu *cu, kn_wave *w);
+
+#endif
