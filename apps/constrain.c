@@ -10,7 +10,7 @@
 
 void kc_spec_free(kc_spec *s) {
   for (int i = 0; i < s->n_choices; i++) free(s->choices[i]);
-  free(s->choices), free(s->tail);
+  free(s->choices), free(s->tail), free(s->choice_schema);
   memset(s, 0, sizeof *s);
 }
 
@@ -18,16 +18,19 @@ void kc_spec_free(kc_spec *s) {
 static void after_choice(kc_state *k) {
   k->pos = 0;
   if (k->spec->json) {
+    const kn_jschema *sch = k->spec->schema;
+    if (k->spec->n_choices && k->spec->choice_schema && k->spec->choice_schema[k->cand])
+      sch = k->spec->choice_schema[k->cand];
     k->phase = KC_JSON;
-    kn_jsonc_init(&k->j, KN_JSONC_OBJECT_ONLY);
+    kn_jsv_init(&k->v, sch ? sch : kn_jschema_any_object());
   } else {
     k->phase = k->spec->tail && *k->spec->tail ? KC_TAIL : KC_DONE;
   }
 }
 
 void kc_init(kc_state *k, const kc_spec *spec) {
-  memset(k, 0, sizeof *k);
   k->spec = spec;
+  k->cand = 0, k->pos = 0;
   k->phase = KC_CHOICE;
   if (spec->n_choices == 0) after_choice(k);
 }
@@ -57,8 +60,8 @@ int kc_push(kc_state *k, unsigned char c) {
   case KC_CHOICE:
     return push_choice(k, c);
   case KC_JSON:
-    if (!kn_jsonc_push(&k->j, c)) return 0;
-    if (kn_jsonc_done(&k->j)) {
+    if (!kn_jsv_push(&k->v, c)) return 0;
+    if (kn_jsv_done(&k->v)) {
       k->pos = 0;
       k->phase = k->spec->tail && *k->spec->tail ? KC_TAIL : KC_DONE;
     }
@@ -72,49 +75,46 @@ int kc_push(kc_state *k, unsigned char c) {
   }
 }
 
+void kc_copy(kc_state *d, const kc_state *s) {
+  d->spec = s->spec, d->phase = s->phase, d->cand = s->cand, d->pos = s->pos;
+  if (s->phase == KC_JSON) kn_jsv_copy(&d->v, &s->v);
+}
+
 int kc_accepts(const kc_state *k, const void *bytes, size_t n) {
-  kc_state t = *k;
+  if (k->phase == KC_JSON) { /* the hot path of masking: no copy of the state */
+    int done;
+    size_t m = kn_jsv_prefix(&k->v, bytes, n, &done);
+    if (m == n) return 1;
+    if (!done) return 0;
+    const char *tail = k->spec->tail ? k->spec->tail : "";
+    return strlen(tail) >= n - m && !memcmp(tail, (const char *)bytes + m, n - m);
+  }
+  kc_state t;
+  kc_copy(&t, k);
   const unsigned char *b = bytes;
   for (size_t i = 0; i < n; i++)
     if (!kc_push(&t, b[i])) return 0;
   return 1;
 }
 
-/* One byte that moves the JSON automaton toward the end of the object: close what is open, give the shortest
- * value where one is needed. */
-static int json_close_byte(const kn_jsonc *j) {
-  static const char *by_where[] = {
-      [KN_JSONC_AT_VALUE] = "]0{",     [KN_JSONC_AT_KEY] = "}\"",       [KN_JSONC_IN_KEY] = "\"0",
-      [KN_JSONC_AFTER_KEY] = ":",     [KN_JSONC_IN_STRING] = "\"0",    [KN_JSONC_IN_NUMBER] = "}]0",
-      [KN_JSONC_IN_LITERAL] = "aelnrstu", [KN_JSONC_AFTER_VALUE] = "}]", [KN_JSONC_DONE] = "",
-  };
-  kn_jsonc_where w = kn_jsonc_where_at(j);
-  const char *try = (unsigned)w < sizeof by_where / sizeof *by_where && by_where[w] ? by_where[w] : "";
-  for (; *try; try++)
-    if (kn_jsonc_accepts(j, try, 1)) return (unsigned char)*try;
-  /* inside a UTF-8 sequence or an escape: any byte that is accepted */
-  for (int c = 0x80; c < 0x100; c++) {
-    unsigned char b = (unsigned char)c;
-    if (kn_jsonc_accepts(j, &b, 1)) return c;
-  }
-  for (int c = 0x21; c < 0x80; c++) { /* never whitespace: it would not end */
-    unsigned char b = (unsigned char)c;
-    if (kn_jsonc_accepts(j, &b, 1)) return c;
-  }
-  return -1;
-}
-
+/* The rest of the output: the chosen (or current) literal, the schema's shortest completion, the tail. */
 void kc_closure(const kc_state *k, sbuf *out) {
-  kc_state t = *k;
-  for (int guard = 0; guard < 1 << 16 && t.phase != KC_DONE; guard++) {
-    int c;
-    if (t.phase == KC_CHOICE) c = (unsigned char)t.spec->choices[t.cand][t.pos];
-    else if (t.phase == KC_TAIL) c = (unsigned char)t.spec->tail[t.pos];
-    else c = json_close_byte(&t.j);
-    if (c < 0 || !kc_push(&t, (unsigned char)c)) return; /* cannot happen for a well-formed spec */
-    char ch = (char)c;
-    sb_put(out, &ch, 1);
+  kc_state t;
+  kc_copy(&t, k);
+  if (t.phase == KC_CHOICE) {
+    const char *c = t.spec->choices[t.cand] + t.pos;
+    sb_puts(out, c);
+    for (; *c; c++) kc_push(&t, (unsigned char)*c);
   }
+  if (t.phase == KC_JSON) {
+    size_t n = 0;
+    char *rest = kn_jsv_closure(&t.v, &n);
+    if (!rest) return; /* cannot happen for a compiled schema */
+    sb_put(out, rest, n);
+    free(rest);
+    t.phase = t.spec->tail && *t.spec->tail ? KC_TAIL : KC_DONE, t.pos = 0;
+  }
+  if (t.phase == KC_TAIL) sb_puts(out, t.spec->tail + t.pos);
 }
 
 size_t kc_forced(const kc_state *k, const char **lit) {
@@ -142,11 +142,13 @@ int kc_vocab_init(kc_vocab *v, const kn_tokenizer *tok, int n_vocab) {
   v->n = n_vocab;
   if (!(v->ok = calloc(n_vocab > 0 ? n_vocab : 1, 1))) return -1;
   int32_t nt = kn_tokenizer_n_tokens(tok);
+  for (int b = 0; b < 256; b++) v->byte_tok[b] = -1;
   for (int id = 0; id < n_vocab && id < nt; id++) {
     size_t len = 0;
     const char *p = kn_token_piece(tok, id, false, &len);
     unsigned a = kn_token_attr(tok, id);
     v->ok[id] = p && len > 0 && (a & (KN_TOKEN_NORMAL | KN_TOKEN_BYTE)) && !kn_token_is_eog(tok, id);
+    if (v->ok[id] && len == 1 && v->byte_tok[(unsigned char)p[0]] < 0) v->byte_tok[(unsigned char)p[0]] = id;
   }
   return 0;
 }
@@ -156,21 +158,26 @@ void kc_vocab_free(kc_vocab *v) {
   v->ok = NULL;
 }
 
-static int token_ok(const kc_vocab *v, const kc_state *k, int id) {
+static int token_ok(const kc_vocab *v, const kc_state *k, const uint8_t *first, int id) {
   if (id < 0 || id >= v->n || !v->ok[id]) return 0;
   size_t len;
   const char *p = kn_token_piece(v->tok, id, false, &len);
-  return p && kc_accepts(k, p, len);
+  return p && (!first || first[(unsigned char)p[0]]) && kc_accepts(k, p, len);
 }
 
 int kc_sample(const kc_vocab *v, const kc_state *k, kn_sampler *smp, float *logits, float *scratch) {
   memcpy(scratch, logits, (size_t)v->n * sizeof *scratch);
   int id = kn_sample(smp, scratch);
   if (id == KN_SAMPLE_BAD_LOGITS) return id;
-  if (token_ok(v, k, id)) return id;
+  if (token_ok(v, k, NULL, id)) return id;
+  uint8_t first[256]; /* the bytes a token may start with: most tokens are ruled out by their first byte */
+  for (int b = 0; b < 256; b++) {
+    unsigned char c = (unsigned char)b;
+    first[b] = (uint8_t)kc_accepts(k, &c, 1);
+  }
   int any = 0;
   for (int t = 0; t < v->n; t++) {
-    if (token_ok(v, k, t)) any = 1;
+    if (token_ok(v, k, first, t)) any = 1;
     else logits[t] = -INFINITY;
   }
   return any ? kn_sample(smp, logits) : -2;

@@ -28,6 +28,9 @@ void job_unref(srv_job *j) {
   free(j->stops);
   free(j->bias_ids), free(j->bias);
   kc_spec_free(&j->forced), kc_spec_free(&j->lazy);
+  for (int i = 0; i < j->n_tool_schemas; i++) kn_jschema_free(j->tool_schemas[i]);
+  free(j->tool_schemas);
+  kn_jschema_free(j->rf_schema);
   free(j->trigger);
   sb_free(&j->out);
   pthread_mutex_destroy(&j->mu);

@@ -202,7 +202,9 @@ static int get_tools(const cJSON *root, oai_req *q, oai_error *e) {
   if (!cJSON_IsArray(tools)) return BAD("tools", "tools: expected an array");
   int n = cJSON_GetArraySize(tools);
   if (n == 0) return 0;
-  if (!(q->tool_names = calloc((size_t)n, sizeof *q->tool_names))) return BAD("tools", "out of memory");
+  if (!(q->tool_names = calloc((size_t)n, sizeof *q->tool_names)) ||
+      !(q->tool_schemas = calloc((size_t)n, sizeof *q->tool_schemas)))
+    return BAD("tools", "out of memory");
   const cJSON *t;
   cJSON_ArrayForEach(t, tools) {
     const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
@@ -218,6 +220,10 @@ static int get_tools(const cJSON *root, oai_req *q, oai_error *e) {
     for (int k = 0; k < q->n_tools; k++)
       if (!strcmp(q->tool_names[k], name->valuestring))
         return BAD("tools", "tools[%d].function.name: \"%s\" is defined twice", q->n_tools, name->valuestring);
+    char err[400];
+    if (cJSON_IsObject(params) &&
+        !(q->tool_schemas[q->n_tools] = kn_jschema_compile(params, KN_JSCHEMA_ROOT_OBJECT, err, sizeof err)))
+      return BAD("tools", "tools[%d].function.parameters: %s", q->n_tools, err);
     q->tool_names[q->n_tools++] = name->valuestring;
   }
   return 0;
@@ -257,7 +263,17 @@ static int get_response_format(const cJSON *root, oai_req *q, oai_error *e) {
   const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
   if (!cJSON_IsObject(rf) || !cJSON_IsString(type))
     return BAD("response_format", "response_format: expected {\"type\": \"text\" | \"json_object\" | \"json_schema\"}");
-  if (!strcmp(type->valuestring, "json_object") || !strcmp(type->valuestring, "json_schema")) q->json_object = true;
+  if (!strcmp(type->valuestring, "json_schema")) {
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+    const cJSON *sch = cJSON_GetObjectItemCaseSensitive(js, "schema");
+    if (!cJSON_IsObject(js) || !sch || cJSON_IsNull(sch))
+      return BAD("response_format", "response_format.json_schema.schema: missing (expected {\"type\": \"json_schema\", "
+                                    "\"json_schema\": {\"name\": ..., \"schema\": {...}}})");
+    char err[400];
+    if (!(q->rf_schema = kn_jschema_compile(sch, 0, err, sizeof err)))
+      return BAD("response_format", "response_format.json_schema.schema: %s", err);
+    q->json_object = true;
+  } else if (!strcmp(type->valuestring, "json_object")) q->json_object = true;
   else if (strcmp(type->valuestring, "text"))
     return BAD("response_format", "response_format.type: unknown type \"%.40s\"", type->valuestring);
   return 0;
@@ -332,7 +348,9 @@ int oai_parse(const char *body, size_t len, req_kind kind, const kn_sample_param
 
 void oai_req_free(oai_req *q) {
   for (int i = 0; i < q->n_stops; i++) free(q->stops[i]);
-  free(q->tool_names);
+  for (int i = 0; q->tool_schemas && i < q->n_tools; i++) kn_jschema_free(q->tool_schemas[i]);
+  free(q->tool_names), free(q->tool_schemas);
+  kn_jschema_free(q->rf_schema);
   cJSON_Delete(q->root);
   memset(q, 0, sizeof *q);
 }

@@ -32,12 +32,14 @@ static char *concat3(const char *a, const char *b, const char *c) {
 }
 
 /* Candidates "<before>NAME<mid>" for each tool, then a JSON object, then the tail. */
-static int call_spec(kc_spec *k, const oai_req *q, const char *before, const call_format *cf) {
+static int call_spec(kc_spec *k, const oai_req *q, const srv_job *j, const char *before, const call_format *cf) {
   memset(k, 0, sizeof *k);
   k->json = true;
   if (!(k->tail = strdup(cf->tail))) return -1;
   if (!(k->choices = calloc((size_t)q->n_tools, sizeof *k->choices))) return -1;
+  if (!(k->choice_schema = calloc((size_t)q->n_tools, sizeof *k->choice_schema))) return -1;
   for (int i = 0; i < q->n_tools; i++) {
+    k->choice_schema[i] = i < j->n_tool_schemas ? j->tool_schemas[i] : NULL;
     if (!(k->choices[k->n_choices++] = concat3(before, q->tool_names[i], cf->mid))) return -1;
   }
   return 0;
@@ -103,8 +105,10 @@ static int set_constraints(srv *S, const oai_req *q, srv_job *j, char **prefill)
     if (!*prefill) return -1;
     if (name) { /* the whole opening is in the prompt: only the arguments remain */
       j->forced.json = true;
+      for (int i = 0; i < q->n_tools && i < j->n_tool_schemas; i++)
+        if (!strcmp(q->tool_names[i], name)) j->forced.schema = j->tool_schemas[i];
       if (!(j->forced.tail = strdup(cf.tail))) return -1;
-    } else if (call_spec(&j->forced, q, "", &cf)) {
+    } else if (call_spec(&j->forced, q, j, "", &cf)) {
       return -1;
     }
     j->has_forced = j->finish_after_forced = j->forced_is_call = true;
@@ -112,10 +116,11 @@ static int set_constraints(srv *S, const oai_req *q, srv_job *j, char **prefill)
   }
   if (q->json_object) {
     j->forced.json = true;
+    j->forced.schema = j->rf_schema;
     j->has_forced = j->finish_after_forced = true;
   }
   if (tools && q->tc == TC_AUTO && cf.trigger) {
-    if (!(j->trigger = strdup(cf.trigger)) || call_spec(&j->lazy, q, "\n{\"name\": \"", &cf)) return -1;
+    if (!(j->trigger = strdup(cf.trigger)) || call_spec(&j->lazy, q, j, "\n{\"name\": \"", &cf)) return -1;
     j->stop_after_call = !q->parallel_tool_calls;
   }
   return 0;
@@ -179,6 +184,7 @@ static int completion_prompt(srv *S, const oai_req *q, srv_job *j, oai_error *e)
     return oai_err(e, 400, "invalid_request_error", "prompt", NULL, "tokenizing the prompt: %s", err), -1;
   j->n_prompt = (int)n;
   if (q->json_object) j->forced.json = j->has_forced = j->finish_after_forced = true;
+  j->forced.schema = j->rf_schema;
   return 0;
 }
 
@@ -200,8 +206,10 @@ static int set_bias(srv *S, const oai_req *q, srv_job *j, oai_error *e) {
   return 0;
 }
 
-int prompt_build(srv *S, const oai_req *q, const char *body, size_t len, srv_job *j, char **prefill, oai_error *e) {
+int prompt_build(srv *S, oai_req *q, const char *body, size_t len, srv_job *j, char **prefill, oai_error *e) {
   *prefill = NULL;
+  j->tool_schemas = q->tool_schemas, j->n_tool_schemas = q->tool_schemas ? q->n_tools : 0, j->rf_schema = q->rf_schema;
+  q->tool_schemas = NULL, q->rf_schema = NULL;
   int rc = q->kind == REQ_CHAT ? chat_prompt(S, q, body, len, j, prefill, e) : completion_prompt(S, q, j, e);
   if (rc) return -1;
   int n_ctx = S->m->n_ctx;

@@ -161,7 +161,8 @@ static void prefill_step(sched *S, slot *s) {
 
 /* Tokens for a literal: the tokenizer's, checked to spell the literal exactly (a SentencePiece space prefix would
  * not), else a greedy longest match over the vocabulary. */
-static int tokenize_literal(const kn_tokenizer *t, const char *lit, size_t n, int32_t **out, int *nout) {
+static int tokenize_literal(const kc_vocab *v, const char *lit, size_t n, int32_t **out, int *nout) {
+  const kn_tokenizer *t = v->tok;
   int32_t *ids = NULL;
   size_t nids = 0;
   char err[128];
@@ -186,7 +187,8 @@ static int tokenize_literal(const kn_tokenizer *t, const char *lit, size_t n, in
     if (id < 0) {
       char hex[8];
       snprintf(hex, sizeof hex, "<0x%02X>", (unsigned char)lit[off]);
-      if ((id = kn_token_lookup(t, hex, strlen(hex))) < 0) return free(ids), -1;
+      if ((id = kn_token_lookup(t, hex, strlen(hex))) < 0) id = v->byte_tok[(unsigned char)lit[off]];
+      if (id < 0) return free(ids), -1;
       len = 0;
     }
     ids[k++] = id;
@@ -198,7 +200,7 @@ static int tokenize_literal(const kn_tokenizer *t, const char *lit, size_t n, in
 static int queue_literal(sched *S, slot *s, const char *lit, size_t n) {
   int32_t *ids;
   int nids;
-  if (tokenize_literal(S->m->tok, lit, n, &ids, &nids) || nids == 0) return -1;
+  if (tokenize_literal(S->vocab, lit, n, &ids, &nids) || nids == 0) return -1;
   free(s->forced);
   s->forced = ids, s->n_forced = nids, s->i_forced = 0;
   return 0;

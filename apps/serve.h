@@ -15,6 +15,7 @@
 
 #include "models/chat.h"
 #include "models/json_constraint.h"
+#include "models/json_schema.h"
 #include "models/sample.h"
 
 struct kn_model;
@@ -55,6 +56,8 @@ typedef struct kc_spec {
   char **choices; /* candidate literals (none is a prefix of another); NULL/0: no choice phase */
   int n_choices;
   bool json;      /* a JSON object follows the choice */
+  const kn_jschema *schema;         /* what the JSON must match (NULL: any object); owned by the job */
+  const kn_jschema **choice_schema; /* per choice, overriding schema where not NULL (each tool's parameters) */
   char *tail;     /* literal after the JSON (may be NULL) */
 } kc_spec;
 
@@ -65,11 +68,12 @@ typedef struct kc_state {
   int phase;
   int cand;       /* KC_CHOICE: a candidate consistent with the bytes so far */
   size_t pos;     /* bytes matched in the current choice / tail */
-  kn_jsonc j;
+  kn_jsv v;       /* KC_JSON: the schema automaton (large: copy a kc_state with kc_copy) */
 } kc_state;
 
 void kc_spec_free(kc_spec *s);
 void kc_init(kc_state *k, const kc_spec *spec);
+void kc_copy(kc_state *dst, const kc_state *src);
 int kc_push(kc_state *k, unsigned char c);                     /* 1 accepted (state advanced), 0 rejected */
 int kc_accepts(const kc_state *k, const void *bytes, size_t n); /* all n bytes would be accepted */
 /* The bytes that would complete the output from here (the shortest we know), appended to out. */
@@ -83,6 +87,8 @@ typedef struct kc_vocab {
   const struct kn_tokenizer *tok;
   int n;
   uint8_t *ok; /* per token: 1 = may be used in constrained output */
+  int32_t byte_tok[256]; /* a token that is exactly this one byte (-1: none): spells any literal, even half a
+                          * UTF-8 character that a forced completion may have to finish */
 } kc_vocab;
 
 int kc_vocab_init(kc_vocab *v, const struct kn_tokenizer *tok, int n_vocab);
@@ -112,6 +118,9 @@ typedef struct srv_job {
   bool finish_after_forced;/* stop when the forced part is complete (forced call, json_object) */
   bool forced_is_call;     /* the forced part is a tool call (finish reason tool_calls) */
   bool render_special;     /* output keeps special tokens' text (tool-call tags may be control tokens) */
+  kn_jschema **tool_schemas; /* each tool's parameters (NULL: any object), n_tool_schemas; owned */
+  int n_tool_schemas;
+  kn_jschema *rf_schema;   /* response_format json_schema (NULL: any object); owned */
   kc_spec lazy;            /* constraint once `trigger` appears in free text (auto tool calls) */
   char *trigger;           /* e.g. "<tool_call>"; NULL: none */
   bool stop_after_call;    /* parallel_tool_calls false: stop after the first triggered call */
@@ -207,6 +216,8 @@ typedef struct oai_req {
   int n_tools;
   bool parallel_tool_calls;
   bool json_object;       /* response_format json_object / json_schema */
+  kn_jschema **tool_schemas; /* compiled tools[i].function.parameters (NULL: none given); moved into the job */
+  kn_jschema *rf_schema;  /* compiled response_format.json_schema.schema; moved into the job */
   int enable_thinking;    /* -1: template default */
   const cJSON *logit_bias; /* {"token id": bias}, checked against the vocabulary in prompt_build */
   cJSON *prompt;          /* completions: string, [string], [int...] */
@@ -218,9 +229,9 @@ int oai_parse(const char *body, size_t len, req_kind kind, const kn_sample_param
               oai_error *e);
 void oai_req_free(oai_req *q);
 
-/* The prompt of a request as tokens, plus the job's constraints; prefill receives the text the prompt ends with
- * that belongs to the reply (a forced call's opening). 0, or -1 with *e. */
-int prompt_build(srv *S, const oai_req *q, const char *body, size_t len, srv_job *j, char **prefill, oai_error *e);
+/* The prompt of a request as tokens, plus the job's constraints (the compiled schemas move from q to j); prefill
+ * receives the text the prompt ends with that belongs to the reply (a forced call's opening). 0, or -1 with *e. */
+int prompt_build(srv *S, oai_req *q, const char *body, size_t len, srv_job *j, char **prefill, oai_error *e);
 
 /* ---- responses ---------------------------------------------------------------------------------------------- */
 

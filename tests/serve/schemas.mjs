@@ -1,0 +1,122 @@
+// tests/serve/schemas.mjs: schema-constrained output checked by an independent validator (ajv). Random JSON schemas
+// (nesting, enums, const, required sets, arrays with bounds, anyOf, string lengths) go to a running `kiln serve` as
+// response_format json_schema and as a forced tool call's parameters; every reply must validate. The models have
+// random weights, so whatever they "want" to write, only the constraint makes the output valid.
+// Env: BASE, MODEL, SCHEMAS (how many, default 40), SEED, MAX_TOKENS (default 48), CONCURRENCY (default 4).
+import Ajv from "ajv";
+
+const BASE = process.env.BASE, MODEL = process.env.MODEL;
+const N = +(process.env.SCHEMAS ?? 40), MAX_TOKENS = +(process.env.MAX_TOKENS ?? 48);
+const CONC = +(process.env.CONCURRENCY ?? 4);
+let seed = +(process.env.SEED ?? 12345);
+const rnd = (n) => {
+  seed = (seed * 1103515245 + 12345) % 2147483648;
+  return Math.floor((seed / 2147483648) * n);
+};
+const pick = (a) => a[rnd(a.length)];
+
+const NAMES = ["city", "count", "unit", "tags", "ünïcode", "with space", "days", "x", "optional", "nested"];
+const ENUM_VALUES = ["celsius", "fahrenheit", 1, 12, -3.5, null, true, false, "quote\"d", [1, 2], { k: "v" }];
+
+function object(depth) {
+  const s = { type: "object", properties: {}, required: [] };
+  for (let i = 0, n = rnd(depth > 2 ? 2 : 5); i < n; i++) {
+    const name = pick(NAMES);
+    if (s.properties[name]) continue;
+    s.properties[name] = schema(depth + 1);
+    if (rnd(2)) s.required.push(name);
+  }
+  const add = rnd(4);
+  if (add === 0) s.additionalProperties = false;
+  else if (add === 1) s.additionalProperties = true;
+  else if (add === 2 && depth < 2) s.additionalProperties = schema(depth + 2);
+  return s;
+}
+
+function schema(depth) {
+  let s;
+  switch (rnd(depth > 3 ? 7 : 11)) {
+    case 0: s = { type: "integer" }; break;
+    case 1: s = { type: "number" }; break;
+    case 2: s = { type: pick(["boolean", "null"]) }; break;
+    case 3: {
+      s = { type: "string" };
+      const lo = rnd(4);
+      if (rnd(2)) s.minLength = lo;
+      if (rnd(2)) s.maxLength = lo + rnd(5);
+      break;
+    }
+    case 4: s = { enum: [...new Set(Array.from({ length: 1 + rnd(4) }, () => pick(ENUM_VALUES)))] }; break;
+    case 5: s = { const: pick(["fixed", "ü", 7, false]) }; break;
+    case 6: s = { type: ["string", "null"] }; break;
+    case 7: case 8: s = object(depth); break;
+    case 9: {
+      s = { type: "array", items: schema(depth + 1) };
+      const lo = rnd(3);
+      if (rnd(2)) s.minItems = lo;
+      if (rnd(2)) s.maxItems = lo + rnd(3);
+      break;
+    }
+    default: s = { anyOf: Array.from({ length: 2 + rnd(2) }, () => schema(depth + 1)) };
+  }
+  if (rnd(4) === 0) s.description = "a field";
+  return s;
+}
+
+async function post(body) {
+  const r = await fetch(BASE + "/v1/chat/completions", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  return { status: r.status, json: await r.json() };
+}
+
+const ajv = new Ajv({ strict: false, allErrors: true });
+let passed = 0, failed = 0;
+const fail = (what, detail) => {
+  failed++;
+  console.log(`FAIL ${what}: ${detail}`);
+};
+
+async function one(i) {
+  const root = object(0); // the document and the tool arguments are objects
+  const validate = ajv.compile(root);
+  const messages = [{ role: "user", content: `Fill in record ${i}` }];
+  const a = await post({ model: MODEL, messages, max_tokens: MAX_TOKENS, seed: i,
+    response_format: { type: "json_schema", json_schema: { name: "record", strict: true, schema: root } } });
+  const text = a.json.choices?.[0]?.message?.content;
+  let doc;
+  try { doc = JSON.parse(text); } catch { doc = undefined; }
+  if (a.status !== 200) fail(`schema ${i} json_schema`, `status ${a.status} ${JSON.stringify(a.json)} for ${JSON.stringify(root)}`);
+  else if (doc === undefined || !validate(doc))
+    fail(`schema ${i} json_schema`, `${JSON.stringify(root)}\n  reply ${text}\n  ${ajv.errorsText(validate.errors)}`);
+  else passed++;
+
+  const tools = [{ type: "function", function: { name: "record", parameters: root } },
+                 { type: "function", function: { name: "other", parameters: { type: "object", properties: {} } } }];
+  const b = await post({ model: MODEL, messages, max_tokens: MAX_TOKENS, seed: i, tools,
+    tool_choice: rnd(2) ? "required" : { type: "function", function: { name: "record" } } });
+  const calls = b.json.choices?.[0]?.message?.tool_calls ?? [];
+  if (b.status !== 200 || calls.length !== 1) return fail(`schema ${i} tool call`, `status ${b.status} ${JSON.stringify(b.json)}`);
+  const call = calls[0].function;
+  let args;
+  try { args = JSON.parse(call.arguments); } catch { args = undefined; }
+  const check = call.name === "record" ? validate : ajv.compile(tools[1].function.parameters);
+  if (args === undefined || !check(args))
+    fail(`schema ${i} tool call`, `${JSON.stringify(root)}\n  ${call.name}(${call.arguments})\n  ${ajv.errorsText(check.errors)}`);
+  else passed++;
+}
+
+// An unsupported keyword is a 400 that names it.
+{
+  const r = await post({ model: MODEL, messages: [{ role: "user", content: "x" }], response_format: { type: "json_schema",
+    json_schema: { name: "r", schema: { type: "object", properties: { n: { type: "integer", minimum: 3 } } } } } });
+  if (r.status === 400 && /minimum/.test(r.json.error?.message) && r.json.error?.param === "response_format") passed++;
+  else fail("unsupported keyword", JSON.stringify(r));
+}
+
+const t0 = Date.now();
+let next = 0;
+await Promise.all(Array.from({ length: CONC }, async () => {
+  while (next < N) await one(next++);
+}));
+console.log(`schemas: ${N} schemas on ${MODEL} in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

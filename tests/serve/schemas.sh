@@ -1,0 +1,44 @@
+#!/bin/sh
+# tests/serve/schemas.sh KILN [MODEL:N ...]: schema-constrained output against ajv (schemas.mjs) for each test model,
+# N random schemas each (a json_schema reply and a forced tool call per schema). CI runs a few per model; the full
+# run is e.g. `tests/serve/schemas.sh build/apps/kiln tiny-qwen2:300 tiny-qwen3:300 tiny-llama3:300 tiny-llama:300`.
+# Skips (77) when ../shared/testdata or node is missing.
+set -u
+KILN=${1:?usage: schemas.sh path/to/kiln [model:count ...]}
+shift
+HERE=$(cd "$(dirname "$0")" && pwd)
+TD=${KILN_TESTDATA:-$HERE/../../../shared/testdata}
+[ $# -gt 0 ] || set -- tiny-qwen2:6 tiny-llama3:3
+command -v node >/dev/null || { echo "skip: node is not installed"; exit 77; }
+if [ ! -d "$HERE/node_modules/ajv" ] && ! (cd "$HERE" && npm install --no-audit --no-fund >/dev/null 2>&1); then
+  echo "skip: npm install failed (tests/serve/node_modules)"
+  exit 77
+fi
+TMP=$(mktemp -d)
+SERVER=
+cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; rm -rf "$TMP"; }
+trap cleanup EXIT INT TERM
+rc=0
+ran=0
+for spec in "$@"; do
+  name=${spec%%:*} count=${spec#*:}
+  model=$TD/models/$name-Q4_K_M.gguf
+  [ -f "$model" ] || { echo "skip: $model is missing"; continue; }
+  ran=$((ran + 1))
+  "$KILN" serve -m "$model" --port 0 -c 1024 --parallel 4 --alias "$name" 2>"$TMP/log" &
+  SERVER=$!
+  i=0
+  while ! grep -q "listening on" "$TMP/log" 2>/dev/null; do
+    kill -0 "$SERVER" 2>/dev/null || { echo "the server did not start:"; cat "$TMP/log"; exit 1; }
+    i=$((i + 1))
+    [ $i -gt 1200 ] && { echo "the server did not start within 120 s"; exit 1; }
+    sleep 0.1
+  done
+  PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/log" | head -1)
+  BASE=http://127.0.0.1:$PORT MODEL=$name SCHEMAS=$count node "$HERE/schemas.mjs" || rc=1
+  kill "$SERVER"
+  wait "$SERVER"
+  SERVER=
+done
+[ $ran = 0 ] && exit 77
+exit $rc
