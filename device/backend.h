@@ -18,6 +18,8 @@ typedef struct kn_device_ops {
   int (*launch)(kn_program *p, kn_buf **bufs, int nbufs, const int64_t *vars, int nvars, const int64_t global[3],
                 const int64_t local[3], char *err, size_t errlen);
   int (*sync)(kn_device *d);
+  int (*counters)(kn_device *d, kn_kernel_counters *out, int max); /* NULL: the device does not count */
+  void (*counters_reset)(kn_device *d);
 } kn_device_ops;
 
 struct kn_device {
@@ -35,6 +37,8 @@ struct kn_program {
 
 /* Backend constructors: fill d (ops, target, priv) or return -1 with a message. */
 int kn_cpu_open(kn_device *d, char *err, size_t errlen);
+int kn_amd_open(kn_device *d, char *err, size_t errlen);     /* the GPU behind /dev/kfd (device/amd/kfd_device.c) */
+int kn_amd_emu_open(kn_device *d, char *err, size_t errlen); /* the same device code on the emulated /dev/kfd */
 /* The CPU target: the host, or the narrower one KILN_CPU names (cpu_target.c). */
 int kn_cpu_target(kn_target *t, int threads, char *err, size_t errlen);
 /* Is +name in an LLVM feature string? */

@@ -11,19 +11,13 @@
 #include "env.h"
 #include "backend.h"
 
-/* AMD's backend is not built yet; its entry explains what is missing rather than calling it unknown. */
-static int amd_open(kn_device *d, char *err, size_t errlen) {
-  if (access("/dev/kfd", R_OK | W_OK))
-    return kn_errf(err, errlen, "no AMD device (/dev/kfd missing or not accessible)");
-  return kn_errf(err, errlen, "this build of kiln has no AMD backend yet (/dev/kfd is present)");
-}
-
 static const struct {
   const char *name;
   int (*open)(kn_device *d, char *err, size_t errlen);
 } backends[] = {
   {"CPU", kn_cpu_open},
-  {"AMD", amd_open},
+  {"AMD", kn_amd_open},
+  {"AMD:EMU", kn_amd_emu_open},
 };
 #define NBACKENDS (sizeof backends / sizeof *backends)
 
@@ -162,3 +156,16 @@ int kn_program_launch(kn_program *p, kn_buf **bufs, int nbufs, const int64_t *va
 }
 
 int kn_device_sync(kn_device *d) { return d && d->ops->sync ? d->ops->sync(d) : 0; }
+
+static const char *const counter_classes[KN_COUNTER_CLASSES] = {"salu", "valu", "smem", "vmem", "lds", "branch",
+                                                                 "other"};
+const char *kn_counter_class_name(int cls) { return cls >= 0 && cls < KN_COUNTER_CLASSES ? counter_classes[cls] : "?"; }
+
+int kn_device_counters(kn_device *d, kn_kernel_counters *out, int max) {
+  if (!d || !d->ops->counters || (out && max <= 0)) return 0;
+  return d->ops->counters(d, out, max);
+}
+
+void kn_device_counters_reset(kn_device *d) {
+  if (d && d->ops->counters_reset) d->ops->counters_reset(d);
+}

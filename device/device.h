@@ -31,7 +31,7 @@ typedef struct kn_buf {
   void *priv;
 } kn_buf;
 
-/* Open a device by name ("CPU"; "AMD" later). name NULL: $DEVICE, else CPU. On failure NULL and a message. */
+/* Open a device by name ("CPU", "AMD" = the GPU behind /dev/kfd, "AMD:EMU" = the emulated gfx1100). name NULL: $DEVICE, else CPU. On failure NULL and a message. */
 kn_device *kn_device_open(const char *name, char *err, size_t errlen);
 void kn_device_close(kn_device *d);
 const char *kn_device_name(const kn_device *d);
@@ -55,5 +55,22 @@ void kn_program_free(kn_program *p);
 int kn_program_launch(kn_program *p, kn_buf **bufs, int nbufs, const int64_t *vars, int nvars,
                       const int64_t global[3], const int64_t local[3], char *err, size_t errlen);
 int kn_device_sync(kn_device *d);
+
+/* Per-kernel counters of a device that counts (the emulated AMD GPU, DEVICE=AMD:EMU): instructions issued by class,
+ * global memory bytes read and written, waves and workgroups, summed over the kernel's launches. */
+#define KN_COUNTER_CLASSES 7
+typedef struct {
+  char name[96];
+  uint64_t launches;
+  uint64_t insts[KN_COUNTER_CLASSES]; /* per wave, by class: kn_counter_class_name(i) */
+  uint64_t global_read, global_written;
+  uint64_t waves, workgroups;
+} kn_kernel_counters;
+/* "salu", "valu", "smem", "vmem", "lds", "branch", "other" */
+const char *kn_counter_class_name(int cls);
+/* Kernels counted since open (or the last reset): the number written to out (at most max), or the total count
+ * when out is NULL; 0 on devices that do not count. */
+int kn_device_counters(kn_device *d, kn_kernel_counters *out, int max);
+void kn_device_counters_reset(kn_device *d);
 
 #endif

@@ -1,0 +1,18 @@
+/* Private to device/amd/: the emulated /dev/kfd. It is a kn_amd_transport: the KFD device code opens, ioctls and
+ * mmaps it exactly as it does the kernel's, and a doorbell write runs the emulated GPU's AQL packet processor
+ * in-process (kernel dispatches on the RDNA3 interpreter, barrier packets, completion signals and KFD events).
+ * The emulated GPU is a gfx1100 with vram_bytes of VRAM (reserved lazily: untouched VRAM costs nothing). */
+#ifndef KN_AMD_KFD_EMU_H
+#define KN_AMD_KFD_EMU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "transport.h"
+
+#define KN_KFD_EMU_DEFAULT_VRAM (20ull << 30) /* the RX 7900 XT */
+
+/* A fresh emulator (each has its own memory, queues and counters); destroy it with t->destroy(t). */
+kn_amd_transport *kn_kfd_emu_create(uint64_t vram_bytes, char *err, size_t errlen);
+
+#endif
