@@ -145,6 +145,7 @@ int kn_cmd_bench(int argc, char **argv) {
     else
       printf("read bandwidth: could not be measured\n");
     printf("peak RSS %.1f MiB\n", peak_rss_kb() / 1024.0);
+    print_step_counters(m, dev, pp);
   }
   free(toks), free(logits), free(pps), free(tgs), free(tts), free(bws), free(tl);
   kn_model_free(m);
