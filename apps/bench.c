@@ -49,6 +49,37 @@ static double bytes_per_token(const kn_model *m, int pos) {
   return w + kv_per_pos * pos;
 }
 
+/* On a device that counts (the emulated AMD GPU): what each kernel of one decode step did. */
+static void print_step_counters(kn_model *m, kn_device *dev, int pos) {
+  char err[512];
+  if (!kn_device_counters(dev, NULL, 0)) return; /* a device that does not count (or ran nothing) */
+  kn_device_counters_reset(dev);
+  int32_t tok = 0;
+  float *logits = malloc(m->hp.n_vocab * sizeof *logits);
+  int rc = logits ? kn_model_forward(m, 0, &tok, 1, pos, false, logits, err, sizeof err) : -1;
+  free(logits);
+  int n = rc ? 0 : kn_device_counters(dev, NULL, 0);
+  kn_kernel_counters *c = n ? calloc(n, sizeof *c) : NULL;
+  if (c) n = kn_device_counters(dev, c, n);
+  if (!c || !n) return free(c);
+  uint64_t rd = 0, wr = 0, insts = 0;
+  printf("kernels of one decode step on %s (%d kernels):\n", kn_device_name(dev), n);
+  printf("  %-40s %5s %8s %12s %12s %12s %12s %12s\n", "kernel", "runs", "waves", "read MiB", "written MiB", "valu",
+         "vmem", "salu+smem");
+  for (int i = 0; i < n; i++) {
+    uint64_t all = 0;
+    for (int j = 0; j < KN_COUNTER_CLASSES; j++) all += c[i].insts[j];
+    printf("  %-40.40s %5llu %8llu %12.3f %12.3f %12llu %12llu %12llu\n", c[i].name, (unsigned long long)c[i].launches,
+           (unsigned long long)c[i].waves, c[i].global_read / 1048576.0, c[i].global_written / 1048576.0,
+           (unsigned long long)c[i].insts[1], (unsigned long long)c[i].insts[3],
+           (unsigned long long)(c[i].insts[0] + c[i].insts[2]));
+    rd += c[i].global_read, wr += c[i].global_written, insts += all;
+  }
+  printf("  total: %.1f MiB read (weights %.1f MiB), %.1f MiB written, %llu instructions (per wave)\n", rd / 1048576.0,
+         m->weight_bytes / 1048576.0, wr / 1048576.0, (unsigned long long)insts);
+  free(c);
+}
+
 static double median(double *v, int n) {
   qsort(v, n, sizeof *v, cmp);
   return v[n / 2];

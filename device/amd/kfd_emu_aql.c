@@ -75,7 +75,7 @@ static void queue_fault(kn_kfd_emu *e, emu_queue *q, bool memory, uint64_t va, c
   snprintf(e->fault, sizeof e->fault, "%s", msg);
 }
 
-static int dispatch(kn_kfd_emu *e, emu_queue *q, const kn_aql_dispatch *p) {
+static int dispatch(kn_kfd_emu *e, emu_queue *q, const kn_aql_dispatch *p, uint64_t packet_va) {
   char nbuf[48], msg[512];
   const char *name = name_of(e, p->kernel_object, nbuf, sizeof nbuf);
   unsigned dims = p->setup & 3;
@@ -84,7 +84,7 @@ static int dispatch(kn_kfd_emu *e, emu_queue *q, const kn_aql_dispatch *p) {
     return queue_fault(e, q, false, 0, msg), -1;
   }
   kn_rdna3_dispatch d = {.name = name, .kd_va = p->kernel_object, .kernarg_va = p->kernarg_address,
-                         .group_segment_bytes = p->group_segment_size};
+                         .group_segment_bytes = p->group_segment_size, .aql_packet_va = packet_va};
   for (unsigned i = 0; i < 3; i++) {
     d.grid[i] = i < dims ? p->grid_size[i] : 1;
     d.wg[i] = i < dims ? p->workgroup_size[i] : 1;
@@ -146,7 +146,8 @@ void kn_emu_process_queue(kn_kfd_emu *e, int qi) {
   if (!rptr || !wptr || !ring) return queue_fault(e, q, true, q->ring_va, "AQL queue memory is no longer mapped");
   uint64_t nslots = q->ring_size / KN_AQL_PACKET_BYTES;
   while (!q->faulted && *rptr < __atomic_load_n(wptr, __ATOMIC_ACQUIRE)) {
-    uint8_t *slot = ring + (*rptr % nslots) * KN_AQL_PACKET_BYTES;
+    uint64_t off = (*rptr % nslots) * KN_AQL_PACKET_BYTES;
+    uint8_t *slot = ring + off;
     uint16_t header = __atomic_load_n((uint16_t *)slot, __ATOMIC_ACQUIRE);
     unsigned type = header & 0xff;
     uint64_t sig;
@@ -154,7 +155,7 @@ void kn_emu_process_queue(kn_kfd_emu *e, int qi) {
     if (type == KN_AQL_KERNEL_DISPATCH) {
       kn_aql_dispatch p;
       memcpy(&p, slot, sizeof p);
-      if (dispatch(e, q, &p)) return;
+      if (dispatch(e, q, &p, q->ring_va + off)) return;
       sig = p.completion_signal;
     } else if (type == KN_AQL_BARRIER_AND || type == KN_AQL_BARRIER_OR) {
       kn_aql_barrier b;
