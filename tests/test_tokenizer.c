@@ -567,12 +567,17 @@ int main(void) {
     test_naive_spm(spm);
     test_speed(spm, "llama-spm", "llama-spm");
   }
-  printf("llama-bpe: its 47 vectors are in the test data but no Llama 3 vocabulary is, so they are not run\n");
+  /* Llama 3's vocabulary and Gemma 3's live in their tiny models */
+  kn_tokenizer *llama3 = tok_for_model("tiny-llama3-Q4_K_M.gguf"), *gemma3 = tok_for_model("tiny-gemma3-Q4_K_M.gguf");
+  if (llama3) test_vectors(llama3, "llama-bpe", true);
+  if (gemma3) test_vectors(gemma3, "gemma3", true);
 
   kn_tokenizer *llama = tok_for_model("tiny-llama-Q4_K_M.gguf"), *qwen3 = tok_for_model("tiny-qwen3-Q4_K_M.gguf");
   if (llama) test_tokenize_json("tiny-llama", llama);
   if (qwen2) test_tokenize_json("tiny-qwen2", qwen2);
   if (qwen3) test_tokenize_json("tiny-qwen3", qwen3);
+  if (llama3) test_tokenize_json("tiny-llama3", llama3);
+  if (gemma3) test_tokenize_json("tiny-gemma3", gemma3);
   test_prompt_refs();
 
   kn_tokenizer_free(spm);
