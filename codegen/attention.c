@@ -149,7 +149,12 @@ LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn
   LLVMBuildStore(b, cf(&e, -1e30), mx);
   LLVMBuildStore(b, cf(&e, 0.0), den);
 
-  loop key = loop_begin(&e, fn, ci(&e, 0), last, "key");
+  LLVMValueRef first = ci(&e, 0);
+  if (a->window > 0) { /* sliding window: the last `window` keys only */
+    LLVMValueRef lo = LLVMBuildSub(b, last, ci(&e, a->window), "");
+    first = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGT, lo, first, ""), lo, first, "first");
+  }
+  loop key = loop_begin(&e, fn, first, last, "key");
   LLVMValueRef row = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, key.i, ci(&e, a->n_kv_head), ""), kvh, ""), ci(&e, D), "");
   LLVMValueRef dot = LLVMConstNull(e.vf);
   for (int v = 0; v < nv; v++) {

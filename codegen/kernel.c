@@ -205,8 +205,8 @@ void kn_kernel_print(const kn_kernel *k, FILE *f) {
     fprintf(f, "  v%d %s in [%" PRId64 ", %" PRId64 "]\n", i, k->vars[i].name, k->vars[i].min, k->vars[i].max);
   if (k->kind == KN_KERNEL_ATTENTION) {
     const kn_attn *a = &k->attn;
-    fprintf(f, "  attention n_q %d n_head %d n_kv_head %d head_dim %d max_ctx %" PRId64 " scale %g pos v%d\n", a->n_q,
-            a->n_head, a->n_kv_head, a->head_dim, a->max_ctx, a->scale, a->pos_var);
+    fprintf(f, "  attention n_q %d n_head %d n_kv_head %d head_dim %d max_ctx %" PRId64 " scale %g pos v%d window %d\n",
+            a->n_q, a->n_head, a->n_kv_head, a->head_dim, a->max_ctx, a->scale, a->pos_var, a->window);
     return;
   }
   fprintf(f, "  out_st ");
@@ -293,7 +293,7 @@ uint64_t kn_kernel_hash(const kn_kernel *k) {
   if (k->kind == KN_KERNEL_ATTENTION) {
     const kn_attn *a = &k->attn;
     hint(&h, a->n_q), hint(&h, a->n_head), hint(&h, a->n_kv_head), hint(&h, a->head_dim), hint(&h, a->max_ctx);
-    hbytes(&h, &a->scale, sizeof a->scale), hint(&h, a->pos_var);
+    hbytes(&h, &a->scale, sizeof a->scale), hint(&h, a->pos_var), hint(&h, a->window);
     return h.h;
   }
   hash_st(&h, &k->out_st);

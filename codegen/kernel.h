@@ -102,12 +102,14 @@ typedef enum { KN_KERNEL_EXPR, KN_KERNEL_ATTENTION } kn_kernel_kind;
 /* The fused attention template (flash-style: no score matrix in memory). Buffers: 0 out [n_q][n_head][head_dim]
  * f32, 1 q [n_q][n_head][head_dim] f32, 2 k cache [max_ctx][n_kv_head][head_dim], 3 v cache (same), both f16 or
  * f32. Query t sits at absolute position vars[pos_var] + t and attends keys 0 ... that position (causal), with kv
- * head h / (n_head / n_kv_head). */
+ * head h / (n_head / n_kv_head). window > 0 limits it to the last `window` keys (sliding-window layers: position p
+ * sees p - window + 1 ... p). */
 typedef struct {
   int n_q, n_head, n_kv_head, head_dim;
   int64_t max_ctx;
   float scale;
   int pos_var;
+  int window;
 } kn_attn;
 
 typedef struct kn_kernel {

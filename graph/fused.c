@@ -43,7 +43,12 @@ kn_t kn_gather_rows(kn_t table, kn_t ids) {
 }
 
 kn_t kn_custom_attention(kn_t q, kn_t kcache, kn_t vcache, kn_var *pos, int n_q, float scale) {
+  return kn_custom_attention_window(q, kcache, vcache, pos, n_q, scale, 0);
+}
+
+kn_t kn_custom_attention_window(kn_t q, kn_t kcache, kn_t vcache, kn_var *pos, int n_q, float scale, int window) {
   if (!q || !kcache || !vcache) return NULL;
+  if (window < 0) return kn_graph_fail("attention: negative window %d", window);
   if (!pos) return kn_graph_fail("attention: no position variable");
   if (q->ndim != 3 || kcache->ndim != 3 || vcache->ndim != 3 || q->shape[0] != n_q || q->shape[2] != kcache->shape[2] ||
       memcmp(kcache->shape, vcache->shape, 3 * sizeof *kcache->shape) || q->shape[1] % kcache->shape[1])
@@ -53,7 +58,8 @@ kn_t kn_custom_attention(kn_t q, kn_t kcache, kn_t vcache, kn_var *pos, int n_q,
     return kn_graph_fail("attention: positions up to %lld + %d exceed the cache length %lld", (long long)pos->max, n_q,
                          (long long)kcache->shape[0]);
   kn_attn a = {.n_q = n_q, .n_head = (int)q->shape[1], .n_kv_head = (int)kcache->shape[1],
-               .head_dim = (int)q->shape[2], .max_ctx = kcache->shape[0], .scale = scale, .pos_var = pos->id};
+               .head_dim = (int)q->shape[2], .max_ctx = kcache->shape[0], .scale = scale, .pos_var = pos->id,
+               .window = window};
   kn_t s[3] = {kn_cast(q, KN_F32), kcache, vcache};
   return kn_uop_make(KN_OP_ATTENTION, KN_F32, 3, q->shape, 3, s, &a, sizeof a);
 }

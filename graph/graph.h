@@ -26,6 +26,8 @@ kn_ctx *kn_ctx_set(kn_ctx *c); /* make c current for this thread; returns the pr
 kn_ctx *kn_ctx_current(void);
 kn_device *kn_ctx_device(kn_ctx *c);
 const char *kn_ctx_error(kn_ctx *c); /* NULL when no error */
+/* Record an error in the current context (the first one sticks) and return NULL: for ops built on this API. */
+kn_t kn_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void kn_ctx_clear_error(kn_ctx *c);
 size_t kn_ctx_nodes(kn_ctx *c); /* number of distinct nodes (hash-consing makes equal subgraphs one node) */
 
@@ -132,6 +134,8 @@ kn_t kn_contiguous(kn_t a);              /* a kernel boundary: materialize */
 kn_t kn_assign(kn_t target, kn_t value); /* write value into target (a view of a buffer); returns the buffer */
 /* A fused-kernel op (template kernels such as attention): inputs are realized, the op is one kernel. */
 kn_t kn_custom_attention(kn_t q, kn_t kcache, kn_t vcache, kn_var *pos, int n_q, float scale);
+/* The same over the last `window` keys of each query (sliding-window layers; 0: every earlier key). */
+kn_t kn_custom_attention_window(kn_t q, kn_t kcache, kn_t vcache, kn_var *pos, int n_q, float scale, int window);
 kn_t kn_gather_rows(kn_t table, kn_t ids); /* table [V, D] (any dtype), ids int32 [T] -> [T, D] float32 */
 int kn_realize(kn_t *ts, int n);         /* 0, or -1 with kn_ctx_error set */
 /* Realize t and copy its elements to host memory in t's dtype (contiguous, row-major). */

@@ -51,14 +51,26 @@ kn_ctx *kn_ctx_need(void) {
   return current;
 }
 
-kn_uop *kn_graph_fail(const char *fmt, ...) {
+static void vfail(const char *fmt, va_list ap) {
   kn_ctx *c = current;
-  if (!c || c->has_err) return NULL;
+  if (!c || c->has_err) return;
+  vsnprintf(c->err, sizeof c->err, fmt, ap);
+  c->has_err = true;
+}
+
+kn_uop *kn_graph_fail(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(c->err, sizeof c->err, fmt, ap);
+  vfail(fmt, ap);
   va_end(ap);
-  c->has_err = true;
+  return NULL;
+}
+
+kn_t kn_fail(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfail(fmt, ap);
+  va_end(ap);
   return NULL;
 }
 

@@ -15,4 +15,16 @@ kn_t kn_rope(kn_t x, kn_t cos, kn_t sin, bool neox);
 /* x [T, in] @ w^T where w is stored [out][in] (GGUF/HF layout, any dtype incl. block formats) -> [T, out] */
 kn_t kn_linear(kn_t x, kn_t w, kn_t bias);
 
+/* ---- attention (ops/attention.c) ---- */
+/* bool [T, C]: query t, at absolute position start + t, sees key c when c <= start + t and, with window > 0, also
+ * c > start + t - window (sliding-window layers). start: an integer 0-d tensor (kn_var_tensor) or NULL for 0. */
+kn_t kn_causal_mask(int64_t T, int64_t C, kn_t start, int window);
+/* Scaled dot-product attention without a KV cache: q [T, H, D], k [C, KV, D], v [C, KV, Dv] with H a multiple of KV
+ * (grouped-query heads share kv head h / (H / KV)), mask bool [T, C] or NULL -> [T, H, Dv]. */
+kn_t kn_attention(kn_t q, kn_t k, kn_t v, kn_t mask, float scale);
+/* RoPE angle tables cos/sin [n_pos][dim/2] (float32, on the current context's device): angle(p, i) =
+ * p * base^(-2i/dim) / factors[i] * freq_scale, with factors (llama 3's rope_freqs) NULL for 1 and freq_scale 1/f
+ * for linear scaling by f. 0, or -1 when out of memory (or the context's error). */
+int kn_rope_tables(int64_t n_pos, int dim, float base, float freq_scale, const float *factors, kn_t *cos, kn_t *sin);
+
 #endif

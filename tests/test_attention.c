@@ -1,6 +1,7 @@
-/* The fused attention kernel and the primitive-built attention against a plain C causal softmax attention, on
- * random queries and caches (f32 and f16), random positions, GQA group sizes and head sizes; the same compiled
- * kernel is replayed at several positions (start_pos is a kernel argument). */
+/* The fused attention kernel and the primitive-built attention (ops: kn_attention over kn_causal_mask) against a
+ * plain C causal softmax attention, on random queries and caches (f32 and f16), random positions, GQA group sizes,
+ * head sizes and sliding windows; the same compiled kernel is replayed at several positions (start_pos is a kernel
+ * argument). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,31 +14,32 @@ static int passed, failed;
 
 static float frand(void) { return (float)rand() / RAND_MAX * 2 - 1; }
 
-/* out[t][h][d] = sum_j softmax_j(q.k_j * scale) v_j over keys j <= pos + t, kv head h / (H / KV) */
+/* out[t][h][d] = sum_j softmax_j(q.k_j * scale) v_j over keys j <= pos + t (and j > pos + t - window when
+ * window > 0), kv head h / (H / KV) */
 static void reference(const float *q, const float *k, const float *v, float *out, int T, int H, int KV, int D, int pos,
-                      float scale) {
+                      float scale, int window) {
   double *p = malloc((pos + T) * sizeof *p);
   for (int t = 0; t < T; t++)
     for (int h = 0; h < H; h++) {
-      int kh = h / (H / KV), n = pos + t + 1;
+      int kh = h / (H / KV), n = pos + t + 1, j0 = window > 0 && n > window ? n - window : 0;
       double m = -INFINITY, sum = 0;
-      for (int j = 0; j < n; j++) {
+      for (int j = j0; j < n; j++) {
         double s = 0;
         for (int d = 0; d < D; d++) s += (double)q[(t * H + h) * D + d] * k[(j * KV + kh) * D + d];
         p[j] = s * scale;
         if (p[j] > m) m = p[j];
       }
-      for (int j = 0; j < n; j++) sum += p[j] = exp(p[j] - m);
+      for (int j = j0; j < n; j++) sum += p[j] = exp(p[j] - m);
       for (int d = 0; d < D; d++) {
         double o = 0;
-        for (int j = 0; j < n; j++) o += p[j] * v[(j * KV + kh) * D + d];
+        for (int j = j0; j < n; j++) o += p[j] * v[(j * KV + kh) * D + d];
         out[(t * H + h) * D + d] = (float)(o / sum);
       }
     }
   free(p);
 }
 
-static void one_case(int T, int H, int KV, int D, int C, kn_dtype kvdt) {
+static void one_case(int T, int H, int KV, int D, int C, kn_dtype kvdt, int window, bool primitive) {
   kn_ctx *c = kn_ctx_current();
   size_t qn = (size_t)T * H * D, cn = (size_t)C * KV * D;
   float *q = malloc(qn * 4), *k = malloc(cn * 4), *v = malloc(cn * 4), *want = malloc(qn * 4), *got = malloc(qn * 4);
@@ -52,16 +54,17 @@ static void one_case(int T, int H, int KV, int D, int C, kn_dtype kvdt) {
   kn_t K = kn_from_host(kvdt, 3, cs, kvdt == KN_F16 ? (void *)kh : (void *)k);
   kn_t V = kn_from_host(kvdt, 3, cs, kvdt == KN_F16 ? (void *)vh : (void *)v);
   char name[64];
-  snprintf(name, sizeof name, "startpos_T%d_C%d", T, C);
+  snprintf(name, sizeof name, "startpos_T%d_C%d_w%d_%d", T, C, window, primitive);
   kn_var *pos = kn_var_new(name, 0, C - T);
   float scale = 1.0f / sqrtf((float)D);
-  kn_t out = kn_contiguous(kn_custom_attention(Q, K, V, pos, T, scale));
+  kn_t out = kn_contiguous(primitive ? kn_attention(Q, K, V, kn_causal_mask(T, C, kn_var_tensor(pos, KN_I32), window), scale)
+                                     : kn_custom_attention_window(Q, K, V, pos, T, scale, window));
   kn_plan *p = kn_plan_new(&out, 1);
   for (int rep = 0; rep < 3; rep++) {
     int sp = rep == 0 ? 0 : rep == 1 ? C - T : rand() % (C - T + 1);
     kn_var_bind(pos, sp);
     bool ok = p && !kn_plan_run(p) && !kn_buf_copyout(kn_buffer_of(out), 0, got, qn * 4);
-    reference(q, k, v, want, T, H, KV, D, sp, scale);
+    reference(q, k, v, want, T, H, KV, D, sp, scale, window);
     double worst = 0;
     for (size_t i = 0; ok && i < qn; i++) {
       double e = fabs(got[i] - want[i]) / (1e-3 + fabs(want[i]));
@@ -70,8 +73,9 @@ static void one_case(int T, int H, int KV, int D, int C, kn_dtype kvdt) {
     ok &= worst < 1e-4;
     if (ok) passed++;
     else
-      failed++, printf("FAIL attention T=%d H=%d KV=%d D=%d C=%d %s pos=%d: worst relative error %.2e %s\n", T, H, KV, D,
-                       C, kn_dtype_name(kvdt), sp, worst, kn_ctx_error(c) ? kn_ctx_error(c) : "");
+      failed++, printf("FAIL %s attention T=%d H=%d KV=%d D=%d C=%d %s window %d pos=%d: worst relative error %.2e %s\n",
+                       primitive ? "primitive" : "fused", T, H, KV, D, C, kn_dtype_name(kvdt), window, sp, worst,
+                       kn_ctx_error(c) ? kn_ctx_error(c) : "");
   }
   kn_plan_free(p);
   free(q), free(k), free(v), free(want), free(got), free(kh), free(vh);
@@ -87,8 +91,14 @@ int main(void) {
   const int shapes[][5] = {{1, 8, 2, 32, 64}, {5, 8, 2, 32, 64}, {1, 14, 2, 64, 40}, {7, 4, 4, 16, 33},
                            {3, 6, 1, 128, 20}, {16, 2, 2, 8, 16}, {1, 28, 4, 128, 300}, {2, 12, 3, 4, 9}};
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
-    for (int f16 = 0; f16 < 2; f16++)
-      one_case(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4], f16 ? KN_F16 : KN_F32);
+    for (int f16 = 0; f16 < 2; f16++) {
+      one_case(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4], f16 ? KN_F16 : KN_F32, 0, false);
+      /* sliding windows, shorter than and near the query count (both kernels), and the primitive path */
+      int w = 1 + rand() % (shapes[i][0] + 6);
+      one_case(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4], f16 ? KN_F16 : KN_F32, w, false);
+      one_case(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4], f16 ? KN_F16 : KN_F32, f16 ? w : 0,
+               true);
+    }
   printf("%d passed, %d failed\n", passed, failed);
   kn_ctx_free(c);
   kn_device_close(d);
