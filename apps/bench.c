@@ -9,6 +9,7 @@
 #include "cmds.h"
 #include "membw.h"
 #include "device/env.h"
+#include "models/gguf.h"
 #include "models/model.h"
 #include "models/registry.h"
 #include "models/sample.h"
@@ -44,7 +45,8 @@ static long peak_rss_kb(void) {
  * unless the output projection is tied to it; and the KV cache up to pos. */
 static double bytes_per_token(const kn_model *m, int pos) {
   double w = (double)m->weight_bytes;
-  if (m->output) w -= (double)kn_dtype_nbytes(kn_dtype_of(m->tok_embd), kn_numel(m->tok_embd));
+  const kn_gguf_tensor *emb = kn_gguf_tensor_find(m->file, "token_embd.weight");
+  if (emb && kn_gguf_tensor_find(m->file, "output.weight")) w -= (double)emb->nbytes;
   double kv_per_pos = (double)m->kv_bytes / m->n_slots / m->n_ctx;
   return w + kv_per_pos * pos;
 }

@@ -184,17 +184,18 @@ static int run_chat(kn_model *m, const run_opts *o) {
     line[strcspn(line, "\n")] = 0;
     if (!*line) continue;
     kn_chat_add(c, KN_ROLE_USER, line);
-    char *prompt = kn_chat_render(&t, c, NULL, err, sizeof err);
+    kn_chat_prompt p = {0};
     int32_t *ids = NULL;
     size_t n = 0;
-    if (!prompt || kn_tokenize(m->tok, prompt, strlen(prompt), !kn_chat_family_has_bos(t.family), true, &ids, &n, err, sizeof err) ||
+    if (kn_chat_render_prompt(&t, c, NULL, &p, err, sizeof err) ||
+        kn_chat_prompt_tokenize(m->tok, t.family, &p, &ids, &n, err, sizeof err) ||
         kn_session_prompt(s, ids, (int)n, logits, NULL, err, sizeof err)) {
       fprintf(stderr, "kiln run: %s\n", err);
-      free(prompt), free(ids);
+      kn_chat_prompt_free(&p), free(ids);
       rc = 1;
       break;
     }
-    free(prompt), free(ids);
+    kn_chat_prompt_free(&p), free(ids);
     char *reply = NULL;
     size_t rlen = 0;
     FILE *mem = open_memstream(&reply, &rlen);

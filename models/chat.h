@@ -17,6 +17,7 @@ typedef enum kn_chat_family {
     KN_CHAT_QWEN3,   /* Qwen2.5's tool format + <think> reasoning and enable_thinking */
     KN_CHAT_LLAMA3,  /* Llama 3.0 headers, no native tools */
     KN_CHAT_LLAMA31, /* Llama 3.1/3.2/3.3: "Environment: ipython", JSON calls {"name", "parameters"}, <|python_tag|> */
+    KN_CHAT_GEMMA3,  /* Gemma 3: <start_of_turn>user/model, the system text prefixed to the first user turn, no tools */
 } kn_chat_family;
 
 typedef struct kn_chat_template {
@@ -123,6 +124,12 @@ typedef struct kn_chat_prompt {
 int kn_chat_render_prompt(const kn_chat_template *t, const kn_chat *c, const kn_chat_opts *o, kn_chat_prompt *out,
                           char *err, size_t errlen);
 void kn_chat_prompt_free(kn_chat_prompt *p);
+/* The token ids of a rendered prompt as kiln feeds them to the model: template text with special-token text parsed,
+ * the conversation's own text (data spans) without, and a BOS first when the tokenizer asks for one and the family's
+ * template does not write it. *ids is malloc'd. 0, or -1 with err. */
+struct kn_tokenizer;
+int kn_chat_prompt_tokenize(const struct kn_tokenizer *t, kn_chat_family f, const kn_chat_prompt *p, int32_t **ids,
+                            size_t *n, char *err, size_t errlen);
 /* The same, as one malloc'd string (NULL on error). */
 char *kn_chat_render(const kn_chat_template *t, const kn_chat *c, const kn_chat_opts *o, char *err, size_t errlen);
 

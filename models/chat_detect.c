@@ -5,20 +5,24 @@
 
 #include "models/chat_impl.h"
 
-static const char *const family_names[] = {"none", "chatml", "qwen2.5", "qwen3", "llama3", "llama3.1"};
+static const char *const family_names[] = {"none", "chatml", "qwen2.5", "qwen3", "llama3", "llama3.1", "gemma3"};
 
 const char *kn_chat_family_name(kn_chat_family f)
 {
     return (unsigned)f < sizeof family_names / sizeof family_names[0] ? family_names[f] : "?";
 }
 
-int kn_chat_family_has_bos(kn_chat_family f) { return f == KN_CHAT_LLAMA3 || f == KN_CHAT_LLAMA31; }
+int kn_chat_family_has_bos(kn_chat_family f)
+{
+    return f == KN_CHAT_LLAMA3 || f == KN_CHAT_LLAMA31 || f == KN_CHAT_GEMMA3;
+}
 
 const char *const *kn_chat_family_stops(kn_chat_family f)
 {
     static const char *const chatml[] = {"<|im_end|>", "<|endoftext|>", NULL};
     static const char *const llama[] = {"<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", NULL};
-    return kn_chat_family_has_bos(f) ? llama : chatml;
+    static const char *const gemma[] = {"<end_of_turn>", "<eos>", NULL};
+    return f == KN_CHAT_GEMMA3 ? gemma : kn_chat_family_has_bos(f) ? llama : chatml;
 }
 
 static int has(const char *text, const char *s) { return strstr(text, s) != NULL; }
@@ -112,11 +116,19 @@ int kn_chat_template_detect(const char *text, int allow_fallback, kn_chat_templa
         detect_llama(text, out);
         return 0;
     }
+    if (text && has(text, "<start_of_turn>") && has(text, "<end_of_turn>")) {
+        static const char *const gemma3[] = {"bos_token", "first_user_prefix", "\"model\"", "| trim",
+                                             "Conversation roles must alternate", NULL};
+        out->family = KN_CHAT_GEMMA3;
+        out->exact = has_all(text, gemma3) && !has(text, "tool");
+        set_why(out, "<start_of_turn>");
+        return 0;
+    }
     const char *why = !text || !*text ? "the model has no tokenizer.chat_template"
-                                      : "tokenizer.chat_template has neither <|im_start|> (ChatML, Qwen) nor "
-                                        "<|start_header_id|> (Llama 3) markers";
+                                      : "tokenizer.chat_template has none of the <|im_start|> (ChatML, Qwen), "
+                                        "<|start_header_id|> (Llama 3) or <start_of_turn> (Gemma) markers";
     if (!allow_fallback) {
-        knc_err(err, errlen, "%s; choose a family with --chat-template (chatml, qwen2.5, qwen3, llama3, llama3.1)",
+        knc_err(err, errlen, "%s; choose a family with --chat-template (chatml, qwen2.5, qwen3, llama3, llama3.1, gemma3)",
                 why);
         return -1;
     }
@@ -140,6 +152,6 @@ int kn_chat_template_named(const char *name, kn_chat_template *out, char *err, s
         set_why(out, "named");
         return 0;
     }
-    knc_err(err, errlen, "unknown chat template family \"%.40s\" (chatml, qwen2.5, qwen3, llama3, llama3.1)", name);
+    knc_err(err, errlen, "unknown chat template family \"%.40s\" (chatml, qwen2.5, qwen3, llama3, llama3.1, gemma3)", name);
     return -1;
 }

@@ -568,6 +568,33 @@ static int render_llama(rnd *r)
     return render_llama31(r); /* Llama 3.0 has no tool syntax: use 3.1's (docs/chat.md) */
 }
 
+/* ---- Gemma 3 ---------------------------------------------------------------------------------------------- */
+
+/* A system message is not a turn: its text + "\n\n" opens the first user turn. Roles must alternate
+ * user/model from there (the template raises otherwise); assistant turns are called "model". */
+static int render_gemma3(rnd *r)
+{
+    T(r, r->o->bos_token ? r->o->bos_token : "<bos>");
+    size_t first = r->n && is_role(&r->msgs[0], "system") ? 1 : 0;
+    for (size_t i = first; i < r->n; i++) {
+        const view_msg *m = &r->msgs[i];
+        if (is_role(m, "user") != ((i - first) % 2 == 0))
+            return fail(r, "Conversation roles must alternate user/assistant/user/assistant/...");
+        T(r, "<start_of_turn>");
+        T(r, is_role(m, "assistant") ? "model" : m->role);
+        T(r, "\n");
+        if (first && i == first) { /* "first_user_prefix if loop.first" */
+            D(r, r->msgs[0].content);
+            T(r, "\n\n");
+        }
+        Dtrim(r, m->content);
+        T(r, "<end_of_turn>\n");
+    }
+    if (r->o->add_generation_prompt)
+        T(r, "<start_of_turn>model\n");
+    return 0;
+}
+
 /* ---- entry points ------------------------------------------------------------------------------------------- */
 
 static const char *const role_names[] = {"system", "user", "assistant", "tool"};
@@ -643,6 +670,7 @@ int kn_chat_render_prompt(const kn_chat_template *t, const kn_chat *c, const kn_
         case KN_CHAT_QWEN25: rc = render_qwen25(&r); break;
         case KN_CHAT_QWEN3: rc = render_qwen3(&r); break;
         case KN_CHAT_LLAMA3: case KN_CHAT_LLAMA31: rc = render_llama(&r); break;
+        case KN_CHAT_GEMMA3: rc = render_gemma3(&r); break;
         default: rc = fail(&r, "no chat template family chosen");
         }
     }

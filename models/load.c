@@ -1,7 +1,6 @@
-/* Loading a llama-family GGUF: hyper-parameters from the metadata (named by the file's general.architecture),
- * weights as tensors over the mapped file in their storage formats (on the CPU they are used in place: resident
- * weight memory is the file's tensor bytes), the tokenizer, the chat template, and the KV cache. Before anything
- * is allocated, the memory plan is checked against the device. */
+/* Loading a GGUF model: the hyper-parameters every architecture shares (named by the file's general.architecture),
+ * the tokenizer, the chat template, the architecture's own load (its weights, as tensors over the mapped file), and
+ * the KV cache. Before anything is allocated, the memory plan is checked against the device. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,11 +8,9 @@
 
 #include "../device/env.h"
 #include "gguf.h"
-#include "model.h"
+#include "arch.h"
 
 kn_load_opts kn_load_defaults(void) { return (kn_load_opts){.n_ctx = 0, .kv_dtype = KN_F16, .n_slots = 1}; }
-
-static bool supported_arch(const char *a) { return !strcmp(a, "llama") || !strcmp(a, "qwen2") || !strcmp(a, "qwen3"); }
 
 /* Hyper-parameters are checked where they are read: a value outside its range (a u64 head count of 2^32+8, a NaN
  * norm epsilon, a rope base of 0) is an error naming the key, never truncated or carried into logits that are NaN. */
@@ -68,8 +65,11 @@ static float hp_float(hp_reader *r, const char *suffix, double def, double lo, d
 static int read_hparams(const kn_gguf *g, kn_hparams *hp, char *err, size_t errlen) {
   const char *arch = kn_gguf_get_str(g, "general.architecture", NULL);
   if (!arch) return snprintf(err, errlen, "general.architecture is missing"), -1;
-  if (!supported_arch(arch))
-    return snprintf(err, errlen, "architecture '%s' is not supported (kiln runs llama, qwen2, qwen3)", arch), -1;
+  if (!kn_arch_find(arch)) {
+    char names[256];
+    kn_arch_names(names, sizeof names);
+    return snprintf(err, errlen, "architecture '%s' is not supported (kiln runs %s)", arch, names), -1;
+  }
   memset(hp, 0, sizeof *hp);
   snprintf(hp->arch, sizeof hp->arch, "%s", arch);
   hp_reader r = {g, arch, err, errlen, 0};
@@ -85,8 +85,6 @@ static int read_hparams(const kn_gguf *g, kn_hparams *hp, char *err, size_t errl
   hp->eps = hp_float(&r, "attention.layer_norm_rms_epsilon", 1e-5, 0, 1);
   hp->rope_theta = hp_float(&r, "rope.freq_base", 10000.0, 1e-3, 1e30);
   if (r.failed) return -1;
-  hp->rope_neox = strcmp(arch, "llama") != 0;
-  hp->qk_norm = !strcmp(arch, "qwen3");
   const kn_gguf_tensor *emb = kn_gguf_tensor_find(g, "token_embd.weight");
   hp->n_vocab = emb && emb->ndim == 2 && emb->ne[1] <= (1u << 24) ? (int)emb->ne[1] : 0;
   const char *bad = hp->n_embd <= 0 ? "embedding_length" : hp->n_layer <= 0 ? "block_count" :
@@ -94,95 +92,6 @@ static int read_hparams(const kn_gguf *g, kn_hparams *hp, char *err, size_t errl
                     hp->n_ff <= 0 ? "feed_forward_length" : hp->head_dim <= 0 || hp->head_dim % 2 ? "attention.key_length" :
                     hp->n_vocab <= 0 ? "token_embd.weight" : NULL;
   if (bad) return snprintf(err, errlen, "%s.%s is missing or invalid", arch, bad), -1;
-  return 0;
-}
-
-/* A weight as a tensor over the file: shape is GGUF's ne reversed (ne[0] is the contiguous axis). */
-static kn_t weight(kn_model *m, const char *name, int ndim, const int64_t *want, bool optional, char *err, size_t errlen) {
-  const kn_gguf_tensor *t = kn_gguf_tensor_find(m->file, name);
-  if (!t) {
-    if (!optional) snprintf(err, errlen, "tensor %s is missing", name);
-    return NULL;
-  }
-  int64_t shape[4];
-  for (int i = 0; i < t->ndim; i++) shape[i] = (int64_t)t->ne[t->ndim - 1 - i];
-  bool ok = t->ndim == ndim;
-  for (int i = 0; ok && i < ndim; i++) ok = shape[i] == want[i];
-  if (!ok) {
-    char got[96] = "", exp[96] = "";
-    for (int i = 0, o = 0; i < t->ndim; i++) o += snprintf(got + o, sizeof got - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    for (int i = 0, o = 0; i < ndim; i++) o += snprintf(exp + o, sizeof exp - o, "%s%lld", i ? ", " : "", (long long)want[i]);
-    snprintf(err, errlen, "tensor %s has shape [%s], expected [%s]", name, got, exp);
-    return NULL;
-  }
-  int dt = kn_dtype_from_ggml(t->type);
-  if (dt < 0) {
-    snprintf(err, errlen, "tensor %s has GGML type %d, which kiln cannot read", name, t->type);
-    return NULL;
-  }
-  kn_buf *b = kn_buf_wrap_host(m->dev, (void *)t->data, t->nbytes);
-  if (!b) { /* devices without host access get a copy of each tensor, never the whole file */
-    char e2[256];
-    if (!(b = kn_buf_alloc(m->dev, t->nbytes, e2, sizeof e2)) || kn_buf_copyin(b, 0, t->data, t->nbytes)) {
-      snprintf(err, errlen, "tensor %s: %s", name, b ? "copy to the device failed" : e2);
-      return NULL;
-    }
-  }
-  m->weight_bytes += t->nbytes;
-  kn_t w = kn_from_buf(b, dt, ndim, shape); /* the tensor owns b from here */
-  if (!w) kn_buf_free(b), snprintf(err, errlen, "tensor %s: %s", name, kn_ctx_error(m->wctx));
-  return w;
-}
-
-static int load_weights(kn_model *m, char *err, size_t errlen) {
-  const kn_hparams *hp = &m->hp;
-  int64_t E = hp->n_embd, V = hp->n_vocab, Q = (int64_t)hp->n_head * hp->head_dim,
-          K = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff, D = hp->head_dim;
-  err[0] = 0;
-  if (!(m->tok_embd = weight(m, "token_embd.weight", 2, (int64_t[]){V, E}, false, err, errlen))) return -1;
-  if (!(m->output_norm = weight(m, "output_norm.weight", 1, &E, false, err, errlen))) return -1;
-  m->output = weight(m, "output.weight", 2, (int64_t[]){V, E}, true, err, errlen); /* absent: tied embeddings */
-  if (err[0]) return -1;
-  if (!(m->layers = calloc(hp->n_layer, sizeof *m->layers))) return snprintf(err, errlen, "out of memory"), -1;
-  for (int l = 0; l < hp->n_layer; l++) {
-    kn_layer *L = &m->layers[l];
-    char n[96];
-#define W(field, suffix, nd, ...)                                                          \
-  do {                                                                                     \
-    snprintf(n, sizeof n, "blk.%d.%s", l, suffix);                                         \
-    if (!(L->field = weight(m, n, nd, (int64_t[]){__VA_ARGS__}, false, err, errlen))) return -1; \
-  } while (0)
-#define OPT(field, suffix, nd, ...)                                                        \
-  do {                                                                                     \
-    snprintf(n, sizeof n, "blk.%d.%s", l, suffix);                                         \
-    L->field = weight(m, n, nd, (int64_t[]){__VA_ARGS__}, true, err, errlen);              \
-    if (err[0]) return -1;                                                                 \
-  } while (0)
-    W(attn_norm, "attn_norm.weight", 1, E);
-    W(wq, "attn_q.weight", 2, Q, E);
-    W(wk, "attn_k.weight", 2, K, E);
-    W(wv, "attn_v.weight", 2, K, E);
-    W(wo, "attn_output.weight", 2, E, Q);
-    OPT(bq, "attn_q.bias", 1, Q);
-    OPT(bk, "attn_k.bias", 1, K);
-    OPT(bv, "attn_v.bias", 1, K);
-    if (hp->qk_norm) {
-      W(q_norm, "attn_q_norm.weight", 1, D);
-      W(k_norm, "attn_k_norm.weight", 1, D);
-    }
-    W(ffn_norm, "ffn_norm.weight", 1, E);
-    W(w_gate, "ffn_gate.weight", 2, F, E);
-    W(w_up, "ffn_up.weight", 2, F, E);
-    W(w_down, "ffn_down.weight", 2, E, F);
-#undef W
-#undef OPT
-  }
-  /* llama 3 rope scaling ships as per-frequency divisors */
-  const kn_gguf_tensor *rf = kn_gguf_tensor_find(m->file, "rope_freqs.weight");
-  if (rf && rf->type == 0 && rf->ne[0] == (uint64_t)(D / 2)) {
-    m->freq_factors = malloc(D / 2 * sizeof(float));
-    if (m->freq_factors) memcpy(m->freq_factors, rf->data, D / 2 * sizeof(float));
-  }
   return 0;
 }
 
@@ -233,11 +142,13 @@ void kn_mem_plan_print(const kn_mem_plan *p, FILE *f) {
 void kn_model_free(kn_model *m) {
   if (!m) return;
   kn_model_free_steps(m);
+  if (m->arch && m->arch->free) m->arch->free(m);
+  else free(m->arch_data);
   kn_ctx_free(m->wctx);
   for (int s = 0; m->slots && s < m->n_slots; s++) free(m->slots[s].k), free(m->slots[s].v);
   free(m->slots);
-  free(m->layers);
-  free(m->freq_factors);
+  if (m->arch && m->arch->free) m->arch->free(m);
+  else free(m->arch_data);
   free(m->chat_template);
   kn_tokenizer_free(m->tok);
   kn_gguf_close(m->file);
@@ -277,11 +188,10 @@ kn_model *kn_model_load(const char *path, kn_device *dev, const kn_load_opts *o,
              (int)kn_tokenizer_n_tokens(m->tok), m->hp.n_vocab);
     goto fail;
   }
-  kn_ctx *prev = kn_ctx_set(m->wctx);
-  int rc = load_weights(m, e2, sizeof e2);
-  kn_ctx_set(prev);
-  if (rc) {
-    snprintf(err, errlen, "%s: %s", path, e2);
+  m->arch = kn_arch_find(m->hp.arch);
+  m->n_ctx = plan.n_ctx; /* the architecture may build tables over the context (rope angles) */
+  if (m->arch->load(m)) {
+    snprintf(err, errlen, "%s: %s", path, m->err[0] ? m->err : "loading the weights failed");
     goto fail;
   }
   if (kn_model_init_cache(m, plan.n_ctx, o->n_slots > 0 ? o->n_slots : 1, o->kv_dtype, e2, sizeof e2)) {

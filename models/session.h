@@ -3,7 +3,7 @@
 #ifndef KN_SESSION_H
 #define KN_SESSION_H
 
-#include "llama.h"
+#include "model.h"
 
 typedef struct kn_session kn_session;
 

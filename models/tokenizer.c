@@ -390,8 +390,26 @@ static int frag_push(struct frags *f, int32_t tok, size_t off, size_t len) {
   return 0;
 }
 
-/* Cut every occurrence of one special token out of the raw fragments. */
-static int split_on(const kn_tokenizer *t, const char *text, int32_t id, const struct frags *in, struct frags *out) {
+/* Byte ranges where control-token text is not parsed (sorted, not overlapping). */
+struct plain {
+  const kn_text_span *v;
+  size_t n;
+};
+
+/* does [at, at+len) overlap one of the ranges? */
+static bool overlaps(const struct plain *p, size_t at, size_t len) {
+  size_t lo = 0, hi = p ? p->n : 0;
+  while (lo < hi) { /* the first range ending after at */
+    size_t mid = (lo + hi) / 2;
+    if (p->v[mid].off + p->v[mid].len <= at) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < (p ? p->n : 0) && p->v[lo].off < at + len;
+}
+
+/* Cut every occurrence of one special token out of the raw fragments (control tokens not inside plain ranges). */
+static int split_on(const kn_tokenizer *t, const char *text, int32_t id, const struct frags *in, const struct plain *plain,
+                    struct frags *out) {
   const char *pat = t->text_pool + t->tok[id].off;
   size_t plen = t->tok[id].len;
   out->n = 0;
@@ -401,13 +419,17 @@ static int split_on(const kn_tokenizer *t, const char *text, int32_t id, const s
       if (frag_push(out, f.tok, 0, 0) != 0) return -1;
       continue;
     }
-    size_t pos = f.off, end = f.off + f.len;
+    size_t pos = f.off, end = f.off + f.len, from = pos;
     const char *hit;
-    while (pos < end && (hit = memmem(text + pos, end - pos, pat, plen)) != NULL) {
+    while (from < end && (hit = memmem(text + from, end - from, pat, plen)) != NULL) {
       size_t at = (size_t)(hit - text);
+      if (overlaps(plain, at, plen)) { /* typed by a user: stays text */
+        from = at + 1;
+        continue;
+      }
       if (at > pos && frag_push(out, -1, pos, at - pos) != 0) return -1;
       if (frag_push(out, id, 0, 0) != 0) return -1;
-      pos = at + plen;
+      pos = from = at + plen;
     }
     if (pos < end && frag_push(out, -1, pos, end - pos) != 0) return -1;
   }
@@ -416,14 +438,16 @@ static int split_on(const kn_tokenizer *t, const char *text, int32_t id, const s
 
 /* Longer special tokens are cut out first everywhere, then shorter ones from what remains (the reference's
  * order). Without parse_special only user-defined tokens are cut, as Hugging Face does. */
-static int partition(const kn_tokenizer *t, const char *text, size_t len, bool parse_special, struct frags *out) {
+static int partition(const kn_tokenizer *t, const char *text, size_t len, bool parse_special, const struct plain *plain,
+                     struct frags *out) {
   struct frags a = {0}, b = {0};
   if (len > 0 && frag_push(&a, -1, 0, len) != 0) return -1;
   for (size_t i = 0; i < t->n_special && len > 0; i++) {
     int32_t id = t->special[i];
     if (!parse_special && (t->tok[id].attr & (KN_TOKEN_CONTROL | KN_TOKEN_UNKNOWN))) continue;
     if (!memmem(text, len, t->text_pool + t->tok[id].off, t->tok[id].len)) continue;
-    if (split_on(t, text, id, &a, &b) != 0) {
+    bool control = t->tok[id].attr & (KN_TOKEN_CONTROL | KN_TOKEN_UNKNOWN);
+    if (split_on(t, text, id, &a, control ? plain : NULL, &b) != 0) {
       free(a.v);
       free(b.v);
       return -1;
@@ -459,8 +483,8 @@ oom:
   return -1;
 }
 
-int kn_tokenize(const kn_tokenizer *t, const char *text, size_t len, bool add_special, bool parse_special,
-                int32_t **ids, size_t *n_ids, char *err, size_t errlen) {
+static int tokenize(const kn_tokenizer *t, const char *text, size_t len, bool add_special, bool parse_special,
+                    const struct plain *plain, int32_t **ids, size_t *n_ids, char *err, size_t errlen) {
   struct kn_ids out = {0};
   struct frags f = {0};
   *ids = NULL;
@@ -469,7 +493,7 @@ int kn_tokenize(const kn_tokenizer *t, const char *text, size_t len, bool add_sp
     snprintf(err, errlen, "tokenize: NULL text");
     return -1;
   }
-  if (partition(t, text, len, parse_special, &f) != 0) {
+  if (partition(t, text, len, parse_special, plain, &f) != 0) {
     snprintf(err, errlen, "out of memory splitting special tokens");
     return -1;
   }
@@ -488,6 +512,23 @@ done:
   free(out.v);
   free(f.v);
   return rc;
+}
+
+int kn_tokenize(const kn_tokenizer *t, const char *text, size_t len, bool add_special, bool parse_special,
+                int32_t **ids, size_t *n_ids, char *err, size_t errlen) {
+  return tokenize(t, text, len, add_special, parse_special, NULL, ids, n_ids, err, errlen);
+}
+
+int kn_tokenize_plain(const kn_tokenizer *t, const char *text, size_t len, bool add_special, const kn_text_span *plain,
+                      size_t n_plain, int32_t **ids, size_t *n_ids, char *err, size_t errlen) {
+  for (size_t i = 0; i < n_plain; i++)
+    if (plain[i].off + plain[i].len > len || (i && plain[i].off < plain[i - 1].off + plain[i - 1].len)) {
+      *ids = NULL, *n_ids = 0;
+      snprintf(err, errlen, "tokenize: plain range %zu is out of order or past the text", i);
+      return -1;
+    }
+  struct plain p = {plain, n_plain};
+  return tokenize(t, text, len, add_special, true, &p, ids, n_ids, err, errlen);
 }
 
 /* ---- loading from GGUF: tokenizer.ggml.* into a kn_vocab_desc ---- */

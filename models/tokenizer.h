@@ -78,6 +78,15 @@ int32_t kn_token_special(const kn_tokenizer *t, const char *text);
 int kn_tokenize(const kn_tokenizer *t, const char *text, size_t len, bool add_special, bool parse_special,
                 int32_t **ids, size_t *n_ids, char *err, size_t errlen);
 
+/* kn_tokenize with special-token text parsed except inside the given byte ranges (sorted, not overlapping): text a
+ * user typed stays text, while fragments between special tokens are encoded whole across range boundaries, as one
+ * pass over the rendered prompt would encode them (what the reference does). */
+typedef struct kn_text_span {
+  size_t off, len;
+} kn_text_span;
+int kn_tokenize_plain(const kn_tokenizer *t, const char *text, size_t len, bool add_special, const kn_text_span *plain,
+                      size_t n_plain, int32_t **ids, size_t *n_ids, char *err, size_t errlen);
+
 /* Decode flags. */
 enum {
   KN_DECODE_SPECIAL = 1u << 0,     /* render control tokens' text */

@@ -11,6 +11,7 @@
 
 #include "models/chat.h"
 #include "models/gguf.h"
+#include "models/tokenizer.h"
 #include "check.h"
 
 
@@ -414,6 +415,87 @@ static void check_from_json_errors(void)
     kn_chat_free(empty);
 }
 
+/* ---- the chat references of ../shared/testdata, token for token ------------------------------------------- */
+
+static char *slurp_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n)
+        free(b), b = NULL;
+    if (b)
+        b[n] = 0;
+    fclose(f);
+    return b;
+}
+
+/* The conversation behind refs/<model>.chat.json, rendered by the model's own template and tokenized as kiln
+ * feeds it, gives the reference's prompt_tokens exactly. */
+static void check_chat_ref(const char *testdata, const char *model, const char *user, const char *tools)
+{
+    char path[1024], err[512];
+    snprintf(path, sizeof path, "%s/models/%s.gguf", testdata, model);
+    kn_gguf *g = kn_gguf_open(path, err, sizeof err);
+    kn_tokenizer *tok = g ? kn_tokenizer_load(g, err, sizeof err) : NULL;
+    snprintf(path, sizeof path, "%s/refs/%s.chat.json", testdata, model);
+    char *js = slurp_file(path);
+    cJSON *ref = js ? cJSON_Parse(js) : NULL;
+    free(js);
+    CHECK(tok && ref, "%s chat reference: %s", model, tok ? "refs file unreadable" : err);
+    kn_chat_template t;
+    kn_chat *c = kn_chat_new();
+    kn_chat_prompt p = {0};
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (tok && ref && c) {
+        kn_chat_add(c, KN_ROLE_SYSTEM, "You are a helpful assistant.");
+        kn_chat_add(c, KN_ROLE_USER, user);
+        int rc = kn_chat_template_detect(kn_gguf_get_str(g, "tokenizer.chat_template", NULL), 0, &t, err, sizeof err);
+        if (!rc && tools)
+            rc = kn_chat_set_tools(c, tools, err, sizeof err);
+        if (!rc)
+            rc = kn_chat_render_prompt(&t, c, NULL, &p, err, sizeof err);
+        if (!rc)
+            rc = kn_chat_prompt_tokenize(tok, t.family, &p, &ids, &n, err, sizeof err);
+        const cJSON *want = cJSON_GetObjectItemCaseSensitive(ref, "prompt_tokens"), *x;
+        size_t i = 0, first_diff = (size_t)-1;
+        cJSON_ArrayForEach(x, want)
+        {
+            if (first_diff == (size_t)-1 && (i >= n || ids[i] != x->valueint))
+                first_diff = i;
+            i++;
+        }
+        if (first_diff == (size_t)-1 && i != n)
+            first_diff = i < n ? i : n;
+        CHECK(!rc && first_diff == (size_t)-1, "%s chat prompt (%s): %zu tokens, reference %zu, first difference at %zd%s%s",
+              model, rc ? "?" : kn_chat_family_name(t.family), n, i, (ssize_t)first_diff, rc ? ": " : "", rc ? err : "");
+    }
+    free(ids);
+    kn_chat_prompt_free(&p);
+    kn_chat_free(c);
+    cJSON_Delete(ref);
+    kn_tokenizer_free(tok);
+    kn_gguf_close(g);
+}
+
+static void check_chat_refs(const char *testdata)
+{
+    static const char weather[] =
+        "[{\"type\": \"function\", \"function\": {\"name\": \"get_current_weather\", \"description\": \"Get the "
+        "current weather in a given location\", \"parameters\": {\"type\": \"object\", \"properties\": {\"location\": "
+        "{\"type\": \"string\", \"description\": \"The city, e.g. Paris\"}, \"unit\": {\"type\": \"string\", \"enum\": "
+        "[\"celsius\", \"fahrenheit\"]}}, \"required\": [\"location\"]}}}]";
+    check_chat_ref(testdata, "tiny-qwen2-Q4_K_M", "What is 2+2?", NULL);
+    check_chat_ref(testdata, "tiny-qwen3-Q4_K_M", "What is 2+2?", NULL);
+    check_chat_ref(testdata, "tiny-llama3-Q4_K_M", "What is the weather like in Paris today?", weather);
+    check_chat_ref(testdata, "tiny-gemma3-Q4_K_M", "What is the weather like in Paris today?", NULL);
+}
+
 int main(int argc, char **argv)
 {
     check_detection();
@@ -436,6 +518,7 @@ int main(int argc, char **argv)
         printf("FAIL: mkdtemp\n");
         return 1;
     }
+    check_chat_refs(testdata ? testdata : "../shared/testdata");
     check_templates_and_cases(dir, testdata ? testdata : "../shared/testdata", tmp);
     check_tojson(dir, tmp);
     char cleanup[1200];

@@ -316,6 +316,29 @@ static void test_specials_qwen(const kn_tokenizer *t) {
   check(!has_id(t, "a<|im_start|>b", false, 151644), "qwen2: control text is not parsed without parse_special");
   check(has_id(t, "a<|im_start|>b", true, 151644), "qwen2: control text is parsed with parse_special");
   check(has_id(t, "x<tool_call>y", false, 151657), "qwen2: user-defined <tool_call> is always a token");
+  { /* plain ranges: control text inside stays text, the rest is parsed, fragments encode across range edges */
+    const char *s = "<|im_start|>user\nhi <|im_end|> there<|im_end|>";
+    kn_text_span plain[] = {{17, 17}}; /* "hi <|im_end|> the" */
+    int32_t *ids, *whole;
+    size_t n, nw;
+    char err[256];
+    int rc = kn_tokenize_plain(t, s, strlen(s), false, plain, 1, &ids, &n, err, sizeof err);
+    int count = 0;
+    for (size_t i = 0; !rc && i < n; i++) count += ids[i] == 151645;
+    check(!rc && n > 2 && ids[0] == 151644 && ids[n - 1] == 151645 && count == 1,
+          "qwen2: plain range keeps a typed <|im_end|> as text and parses the template's (%d found)", count);
+    /* without control text in the ranges, the ranges change nothing */
+    const char *s2 = "<|im_start|>user\n}\n\nWhat is it?<|im_end|>";
+    kn_text_span p2[] = {{17, 2}, {20, 11}};
+    free(ids);
+    rc = kn_tokenize_plain(t, s2, strlen(s2), false, p2, 2, &ids, &n, err, sizeof err) ||
+         kn_tokenize(t, s2, strlen(s2), false, true, &whole, &nw, err, sizeof err);
+    check(!rc && n == nw && !memcmp(ids, whole, n * sizeof *ids), "qwen2: plain ranges encode like one pass");
+    free(ids), free(whole);
+    kn_text_span bad[] = {{5, 3}, {4, 1}};
+    check(kn_tokenize_plain(t, s, strlen(s), false, bad, 2, &ids, &n, err, sizeof err) == -1,
+          "qwen2: plain ranges out of order are an error");
+  }
   size_t l;
   const char *p = kn_token_piece(t, 151645, false, &l);
   check(p && l == 0, "qwen2: control piece is empty without special");

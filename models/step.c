@@ -1,9 +1,7 @@
-/* The llama-family forward pass on the graph API, read top to bottom: embed, then per layer attention (RMSNorm,
- * q/k/v projections with optional bias, optional per-head q/k norm, RoPE, KV cache write, causal GQA attention,
- * output projection, residual) and a SwiGLU feed-forward (RMSNorm, gate/up, SiLU, down, residual), then the final
- * norm and the vocabulary projection. A forward pass for a given batch length is built and compiled once and
- * replayed with a new start position (a symbolic variable), so every position uses the same kernels. */
-#include "llama.h"
+/* Steps: a forward pass for a given batch length is built (by the architecture's forward) and compiled once, then
+ * replayed with a new start position (a symbolic variable), so every position uses the same kernels. The KV caches
+ * and the attention over them that every architecture shares live here too. */
+#include "arch.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,63 +20,22 @@ struct kn_step {
   kn_step *next;
 };
 
-/* Causal attention over the cache, from primitives (KILN_ATTENTION=0; the default is the fused template kernel,
- * whose cost follows the position instead of the cache length): q [T, H, D], caches [C, KV, D] already holding this pass's
- * keys and values. Positions after each query's own are masked. Returns [T, H*D]. */
-static kn_t attention(const kn_hparams *hp, kn_t q, kn_t kc, kn_t vc, kn_var *pos, int T) {
-  int64_t C = kn_dim(kc, 0), KV = hp->n_head_kv, G = hp->n_head / hp->n_head_kv, D = hp->head_dim;
-  /* heads grouped by the kv head they share: [KV, G, T, D] */
-  kn_t qg = kn_permute(kn_reshape(q, 4, (int64_t[]){T, KV, G, D}), (int[]){1, 2, 0, 3});
-  kn_t k = kn_reshape(kn_permute(kc, (int[]){1, 0, 2}), 4, (int64_t[]){KV, 1, C, D});
-  kn_t v = kn_reshape(kn_permute(vc, (int[]){1, 0, 2}), 4, (int64_t[]){KV, 1, C, D});
-  kn_t scores = kn_muls(kn_matmul(qg, kn_transpose(k, -1, -2)), 1.0 / sqrt((double)D)); /* [KV, G, T, C] */
-  /* key c is visible to query t when c <= start_pos + t */
-  kn_t kpos = kn_reshape(kn_arange(C, KN_I32), 2, (int64_t[]){1, C});
-  kn_t qpos = kn_add(kn_reshape(kn_arange(T, KN_I32), 2, (int64_t[]){T, 1}), kn_var_tensor(pos, KN_I32));
-  kn_t visible = kn_le(kpos, qpos); /* [T, C] */
-  scores = kn_where(visible, scores, kn_scalar(KN_F32, -INFINITY));
-  kn_t out = kn_matmul(kn_softmax(scores, -1), v); /* [KV, G, T, D] */
-  return kn_reshape(kn_permute(out, (int[]){2, 0, 1, 3}), 2, (int64_t[]){T, hp->n_head * D});
-}
-
-static kn_t build_forward(kn_model *m, kn_step *s) {
-  const kn_hparams *hp = &m->hp;
-  int T = s->n;
-  int64_t D = hp->head_dim, H = hp->n_head, KV = hp->n_head_kv;
-  kn_t x = kn_gather_rows(m->tok_embd, s->ids); /* [T, n_embd] */
-  kn_t cos = kn_shrink_var(m->rope_cos, 0, s->pos, T), sin = kn_shrink_var(m->rope_sin, 0, s->pos, T);
-  for (int l = 0; l < hp->n_layer; l++) {
-    kn_layer *L = &m->layers[l];
-    /* attention */
-    kn_t h = kn_rmsnorm(x, L->attn_norm, hp->eps);
-    kn_t q = kn_reshape(kn_linear(h, L->wq, L->bq), 3, (int64_t[]){T, H, D});
-    kn_t k = kn_reshape(kn_linear(h, L->wk, L->bk), 3, (int64_t[]){T, KV, D});
-    kn_t v = kn_reshape(kn_linear(h, L->wv, L->bv), 3, (int64_t[]){T, KV, D});
-    if (hp->qk_norm) q = kn_rmsnorm(q, L->q_norm, hp->eps), k = kn_rmsnorm(k, L->k_norm, hp->eps);
-    q = kn_rope(q, cos, sin, hp->rope_neox);
-    k = kn_rope(k, cos, sin, hp->rope_neox);
-    kn_kvcache *kv = &m->slots[s->slot];
-    kn_t kc = kn_assign(kn_shrink_var(kv->k[l], 0, s->pos, T), k);
-    kn_t vc = kn_assign(kn_shrink_var(kv->v[l], 0, s->pos, T), v);
-    kn_t att = m->attn_primitive ? attention(hp, q, kc, vc, s->pos, T)
-                                 : kn_reshape(kn_custom_attention(q, kc, vc, s->pos, T, 1.0f / sqrtf((float)D)), 2,
-                                              (int64_t[]){T, H * D});
-    x = kn_add(x, kn_linear(att, L->wo, NULL));
-    /* feed-forward */
-    h = kn_rmsnorm(x, L->ffn_norm, hp->eps);
-    kn_t g = kn_mul(kn_silu(kn_linear(h, L->w_gate, NULL)), kn_linear(h, L->w_up, NULL));
-    x = kn_add(x, kn_linear(g, L->w_down, NULL));
-  }
-  if (!s->all) x = kn_shrink(x, (int64_t[]){T - 1, 0}, (int64_t[]){T, hp->n_embd});
-  x = kn_rmsnorm(x, m->output_norm, hp->eps);
-  return kn_linear(x, m->output ? m->output : m->tok_embd, NULL);
+/* Write this step's keys and values into the slot's cache, then attend over it. */
+kn_t kn_model_attention(kn_model *m, const kn_fwd *f, int layer, kn_t q, kn_t k, kn_t v, float scale, int window) {
+  int T = f->n_tokens;
+  kn_kvcache *kv = &m->slots[f->slot];
+  kn_t kc = kn_assign(kn_shrink_var(kv->k[layer], 0, f->pos, T), k);
+  kn_t vc = kn_assign(kn_shrink_var(kv->v[layer], 0, f->pos, T), v);
+  kn_t att = m->attn_primitive ? kn_attention(q, kc, vc, kn_causal_mask(T, m->n_ctx, kn_var_tensor(f->pos, KN_I32), window), scale)
+                               : kn_custom_attention_window(q, kc, vc, f->pos, T, scale, window);
+  return kn_reshape(att, 2, (int64_t[]){T, (int64_t)m->hp.n_head * m->hp.head_dim});
 }
 
 int kn_model_init_cache(kn_model *m, int n_ctx, int n_slots, kn_dtype kv_dtype, char *err, size_t errlen) {
   const kn_hparams *hp = &m->hp;
   kn_ctx *prev = kn_ctx_set(m->wctx);
   m->n_ctx = n_ctx, m->kv_dtype = kv_dtype, m->n_slots = n_slots;
-  int64_t half = hp->head_dim / 2, shape[3] = {n_ctx, hp->n_head_kv, hp->head_dim};
+  int64_t shape[3] = {n_ctx, hp->n_head_kv, hp->head_dim};
   m->slots = calloc(n_slots, sizeof *m->slots);
   kn_t *all = calloc(2 * (size_t)n_slots * hp->n_layer, sizeof *all);
   int na = 0;
@@ -91,25 +48,6 @@ int kn_model_init_cache(kn_model *m, int n_ctx, int n_slots, kn_dtype kv_dtype, 
     }
   }
   m->kv_bytes = 2 * (int64_t)n_slots * hp->n_layer * kn_dtype_nbytes(kv_dtype, n_ctx * shape[1] * shape[2]);
-  /* rope angles as the reference computes them: theta_i = pos * base^(-2i/d), in float32 steps */
-  float *c = malloc(n_ctx * half * sizeof *c), *s = malloc(n_ctx * half * sizeof *s);
-  if (!c || !s) {
-    free(c), free(s);
-    kn_ctx_set(prev);
-    return snprintf(err, errlen, "out of memory for rope tables"), -1;
-  }
-  float scale = powf(hp->rope_theta, -2.0f / (float)hp->head_dim);
-  for (int p = 0; p < n_ctx; p++) {
-    float theta = (float)p;
-    for (int i = 0; i < half; i++) {
-      float t = m->freq_factors ? theta / m->freq_factors[i] : theta;
-      c[p * half + i] = (float)cos((double)t), s[p * half + i] = (float)sin((double)t);
-      theta *= scale;
-    }
-  }
-  m->rope_cos = kn_from_host(KN_F32, 2, (int64_t[]){n_ctx, half}, c);
-  m->rope_sin = kn_from_host(KN_F32, 2, (int64_t[]){n_ctx, half}, s);
-  free(c), free(s);
   /* allocate the caches now, so a model that does not fit fails at load, not mid-generation */
   int rc = na == 2 * n_slots * hp->n_layer ? kn_realize(all, na) : -1;
   free(all);
@@ -139,7 +77,8 @@ static kn_step *get_step(kn_model *m, int slot, int n, bool all, char *err, size
   snprintf(name, sizeof name, "start_pos");
   s->pos = kn_var_new(name, 0, m->n_ctx - n);
   s->ids = kn_empty(KN_I32, 1, (int64_t[]){n});
-  s->logits = kn_contiguous(build_forward(m, s));
+  kn_fwd f = {.n_tokens = n, .all = all, .ids = s->ids, .pos = s->pos, .slot = slot};
+  s->logits = kn_contiguous(m->arch->forward(m, &f));
   s->plan = kn_plan_new(&s->logits, 1);
   kn_ctx_set(prev);
   if (!s->plan) {
