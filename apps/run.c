@@ -1,6 +1,6 @@
 /* `kiln run`: generate text from a prompt, or chat interactively with the model's chat template. Also the tool
- * for comparisons with other engines: --ids prints the prompt's token ids and -n 0 --logits-out writes the
- * last-position logits. */
+ * for comparisons with other engines: --ids prints the prompt's token ids, --prompt-ids evaluates ids as given,
+ * --special parses special-token text in the prompt, and -n 0 --logits-out writes the last-position logits. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +15,9 @@
 #include "models/session.h"
 
 typedef struct {
-  const char *model, *prompt, *logits_out, *system;
+  const char *model, *prompt, *logits_out, *system, *prompt_ids;
   int n_predict, n_ctx;
-  bool ids, dry_run, no_template;
+  bool ids, dry_run, no_template, special;
   kn_dtype kv;
   kn_sample_params sp;
 } run_opts;
@@ -28,6 +28,9 @@ static int usage(FILE *f) {
           "Generates text from PROMPT, or with no -p chats interactively using the model's chat template.\n\n"
           "  -m, --model FILE|NAME  a GGUF file, or a short name from the registry (kiln run --list-models)\n"
           "  -p, --prompt TEXT      the prompt (raw text: no chat template)\n"
+          "  --special              parse special-token text in the prompt (\"<|eot_id|>\" is that token), as chat\n"
+          "                         prompts are tokenized\n"
+          "  --prompt-ids IDS       evaluate these token ids as given (comma-separated, no BOS added) instead of -p\n"
           "  -n, --n-predict N      tokens to generate (default 128; -1 until end of generation)\n"
           "  -c, --ctx-size N       context length (default: the model's, capped by memory)\n"
           "  --temp T               temperature (default 0.8; 0 = greedy)\n"
@@ -58,6 +61,8 @@ static int parse(int argc, char **argv, run_opts *o) {
     else if (!strcmp(a, "--list-models")) return kn_registry_print(stdout), 1;
     else if (!strcmp(a, "--ids")) o->ids = true;
     else if (!strcmp(a, "--dry-run")) o->dry_run = true;
+    else if (!strcmp(a, "--special")) o->special = true;
+    else if (ARG("--prompt-ids", NULL)) o->prompt_ids = v;
     else if (ARG("-m", "--model")) o->model = v;
     else if (ARG("-p", "--prompt")) o->prompt = v;
     else if (ARG("-sys", "--system")) o->system = v;
@@ -84,7 +89,9 @@ static int parse(int argc, char **argv, run_opts *o) {
 #undef ARG
   }
   if (!o->model) return fprintf(stderr, "kiln run: no model: give -m FILE or -m NAME (see --help)\n"), 2;
-  if ((o->ids || o->logits_out) && !o->prompt) return fprintf(stderr, "kiln run: --ids and --logits-out need -p PROMPT\n"), 2;
+  if (o->prompt && o->prompt_ids) return fprintf(stderr, "kiln run: give -p or --prompt-ids, not both\n"), 2;
+  if ((o->ids || o->logits_out) && !o->prompt && !o->prompt_ids)
+    return fprintf(stderr, "kiln run: --ids and --logits-out need -p PROMPT or --prompt-ids IDS\n"), 2;
   if (o->n_ctx < 0) return fprintf(stderr, "kiln run: -c must be positive\n"), 2;
   return 0;
 }
@@ -126,12 +133,46 @@ static int generate(kn_model *m, kn_session *s, float *logits, const run_opts *o
   return bad ? -1 : made;
 }
 
+/* "1,2, 3" -> ids; an error names the entry that is not a token id of this model. */
+static int parse_ids(const char *s, int n_vocab, int32_t **ids, size_t *n) {
+  size_t cap = 16;
+  *n = 0;
+  if (!(*ids = malloc(cap * sizeof **ids))) return fprintf(stderr, "kiln run: out of memory\n"), -1;
+  for (const char *p = s;;) {
+    while (*p == ' ' || *p == '\t') p++;
+    char *end;
+    errno = 0;
+    long v = strtol(p, &end, 10);
+    if (end == p || errno || v < 0 || v >= n_vocab) {
+      fprintf(stderr, "kiln run: --prompt-ids: entry %zu ('%.*s') is not a token id (0..%d)\n", *n + 1,
+              (int)strcspn(p, ","), p, n_vocab - 1);
+      return free(*ids), *ids = NULL, -1;
+    }
+    if (*n == cap) {
+      int32_t *g = realloc(*ids, (cap *= 2) * sizeof *g);
+      if (!g) return free(*ids), *ids = NULL, fprintf(stderr, "kiln run: out of memory\n"), -1;
+      *ids = g;
+    }
+    (*ids)[(*n)++] = (int32_t)v;
+    p = end;
+    while (*p == ' ' || *p == '\t') p++;
+    if (!*p) return 0;
+    if (*p++ != ',') {
+      fprintf(stderr, "kiln run: --prompt-ids: expected ',' after entry %zu, found '%c'\n", *n, p[-1]);
+      return free(*ids), *ids = NULL, -1;
+    }
+  }
+}
+
 static int run_prompt(kn_model *m, const run_opts *o) {
   char err[512];
   int32_t *ids;
   size_t n;
-  if (kn_tokenize(m->tok, o->prompt, strlen(o->prompt), true, false, &ids, &n, err, sizeof err))
+  if (o->prompt_ids) {
+    if (parse_ids(o->prompt_ids, m->hp.n_vocab, &ids, &n)) return 1;
+  } else if (kn_tokenize(m->tok, o->prompt, strlen(o->prompt), true, o->special, &ids, &n, err, sizeof err))
     return fprintf(stderr, "kiln run: tokenizing the prompt: %s\n", err), 1;
+  if (!n) return free(ids), fprintf(stderr, "kiln run: the prompt has no tokens\n"), 1;
   if (o->ids) {
     for (size_t i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
     printf("\n");
@@ -152,7 +193,13 @@ static int run_prompt(kn_model *m, const run_opts *o) {
     if (f) fclose(f);
   }
   if (!rc && o->n_predict != 0) {
-    fputs(o->prompt, stdout);
+    if (o->prompt) fputs(o->prompt, stdout);
+    else { /* the ids as text, special tokens shown */
+      size_t len;
+      char *text = kn_detokenize(m->tok, ids, n, KN_DECODE_SPECIAL, &len, err, sizeof err);
+      if (text) fwrite(text, 1, len, stdout);
+      free(text);
+    }
     for (size_t i = 0; i < n; i++) kn_sampler_accept(smp, ids[i]);
     int made = generate(m, s, logits, o, smp, o->n_predict, stdout);
     if (made < 0) rc = 1, made = 0;
@@ -238,7 +285,7 @@ int kn_cmd_run(int argc, char **argv) {
     kn_device_close(dev);
     return 1;
   }
-  int rc = o.prompt || o.ids ? run_prompt(m, &o) : run_chat(m, &o);
+  int rc = o.prompt || o.prompt_ids ? run_prompt(m, &o) : run_chat(m, &o);
   kn_model_free(m);
   kn_device_close(dev);
   return rc;

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The kiln command as users run it: kiln run's --ids, --logits-out, --dry-run, chat mode and its errors, and the
+# The kiln command as users run it: kiln run's --ids, --logits-out, --prompt-ids, --special, --dry-run, chat mode and its errors, and the
 # DEBUG levels / GRAPH=1 output of kiln demo. Skips the model parts when ../shared/testdata is absent.
 kiln=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 pass=0 fail=0
@@ -35,6 +35,33 @@ printf 'GGUF\003\000\000\000garbage' > "$tmp/bad.gguf"
 for c in run serve bench cache gguf demo quantize; do "$kiln" $c --help >/dev/null 2>&1 && ok || bad "kiln $c --help"; done
 
 td="${KILN_TESTDATA:-../shared/testdata}"
+# --special and --prompt-ids reproduce the chat references (tokenized with special-token text parsed)
+for model in tiny-llama3-Q4_K_M tiny-gemma3-Q4_K_M; do
+  ref="$td/refs/$model.chat.deq.json"
+  [ -f "$ref" ] || continue
+  prompt=$(python3 -c "import json,sys;sys.stdout.write(json.load(open('$ref'))['prompt'] + 'x')"); prompt=${prompt%x} # keeps the final newline
+  want=$(python3 -c "import json;print(' '.join(map(str,json.load(open('$ref'))['prompt_tokens'])))")
+  ids=$(python3 -c "import json;print(','.join(map(str,json.load(open('$ref'))['prompt_tokens'])))")
+  got=$("$kiln" run -m "$td/models/$model.gguf" -p "$prompt" --special --ids 2>"$tmp/e")
+  [ "$got" = "$want" ] && ok || bad "$model --special --ids: got '$got' want '$want' ($(cat "$tmp/e"))"
+  got=$("$kiln" run -m "$td/models/$model.gguf" -p "$prompt" --ids 2>"$tmp/e")
+  [ "$got" != "$want" ] && ok || bad "$model: without --special the special-token text must stay text"
+  "$kiln" run -m "$td/models/$model.gguf" --prompt-ids "$ids" -n 0 --kv-type f32 -c 512 --logits-out "$tmp/c.f32" 2>"$tmp/e" >/dev/null ||
+    bad "$model --prompt-ids: $(cat "$tmp/e")"
+  python3 - "$tmp/c.f32" "$td/refs/$model.chat.deq.logits.f32" "$model" <<'PY' && ok || bad "$model --prompt-ids logits differ from the .deq reference"
+import array, math, sys
+a, b = array.array('f'), array.array('f')
+a.frombytes(open(sys.argv[1], 'rb').read()); b.frombytes(open(sys.argv[2], 'rb').read())
+assert len(a) == len(b), (len(a), len(b))
+e = math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b)) / sum(y * y for y in b))
+print("%s --prompt-ids: relative error %.2e" % (sys.argv[3], e))
+sys.exit(0 if e <= 1e-3 else 1)
+PY
+  "$kiln" run -m "$td/models/$model.gguf" --prompt-ids "1,2,nope" -n 1 >/dev/null 2>"$tmp/e" && bad "--prompt-ids accepted 'nope'" ||
+    grep -q "entry 3 ('nope')" "$tmp/e" && ok || bad "--prompt-ids error: $(cat "$tmp/e")"
+  "$kiln" run -m "$td/models/$model.gguf" --prompt-ids "1,999999999" -n 1 >/dev/null 2>"$tmp/e" && bad "--prompt-ids accepted an id past the vocabulary" ||
+    grep -q "entry 2" "$tmp/e" && ok || bad "--prompt-ids range error: $(cat "$tmp/e")"
+done
 if [ -f "$td/models/tiny-llama-Q4_K_M.gguf" ]; then
   m="$td/models/tiny-llama-Q4_K_M.gguf"
   prompt=$(python3 -c "import json;print(json.load(open('$td/refs/tiny-llama-Q4_K_M.story.json'))['prompt'])")
