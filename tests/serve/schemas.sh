@@ -25,6 +25,8 @@ for spec in "$@"; do
   model=$TD/models/$name-Q4_K_M.gguf
   [ -f "$model" ] || { echo "skip: $model is missing"; continue; }
   ran=$((ran + 1))
+  # a fresh log per model: the previous server's "listening on" line must not be read as this one's
+  rm -f "$TMP/log"
   "$KILN" serve -m "$model" --port 0 -c 1024 --parallel 4 --alias "$name" 2>"$TMP/log" &
   SERVER=$!
   i=0
