@@ -24,7 +24,8 @@ static int usage(FILE *f) {
   fprintf(f,
           "usage: kiln serve -m FILE|NAME [options]\n\n"
           "Serves the model over an OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions,\n"
-          "GET /v1/models, GET /health, GET /props. See docs/api.md.\n\n"
+          "GET /v1/models, GET /health, GET /props; and Ollama's on the same port: POST /api/chat, /api/generate,\n"
+          "/api/show, GET /api/tags, /api/ps, /api/version. See docs/api.md.\n\n"
           "  -m, --model FILE|NAME  a GGUF file, or a short name from the registry\n"
           "  --host ADDR            address to listen on (default 127.0.0.1: this machine only)\n"
           "  --port N               TCP port (default 11434; 0 picks a free one and prints it)\n"

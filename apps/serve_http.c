@@ -16,6 +16,7 @@
 
 #include "device/env.h"
 #include "models/model.h"
+#include "ollama.h"
 #include "serve.h"
 
 typedef struct req_ctx {
@@ -143,7 +144,7 @@ static enum MHD_Result health(struct MHD_Connection *c, req_ctx *r) {
 
 /* ---- generation ------------------------------------------------------------------------------------------ */
 
-static bool model_matches(srv *S, const char *name) {
+bool http_model_matches(srv *S, const char *name) {
   if (!name || !*name) return true;
   const char *base = strrchr(S->o.model_path, '/');
   base = base ? base + 1 : S->o.model_path;
@@ -152,7 +153,7 @@ static bool model_matches(srv *S, const char *name) {
 }
 
 /* The client closed the connection (a non-streamed request polls this between waits). */
-static bool client_gone(struct MHD_Connection *c) {
+bool http_client_gone(struct MHD_Connection *c) {
   const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
   if (!ci) return false;
   char b;
@@ -165,7 +166,7 @@ static enum MHD_Result finish_plain(struct MHD_Connection *c, req_ctx *r, srv_jo
   size_t have = 0;
   sbuf text = {0};
   while (!job_wait(j, &have, &text, 0.2)) {
-    if (client_gone(c)) {
+    if (http_client_gone(c)) {
       job_cancel(j);
       r->status = 499;
     }
@@ -204,7 +205,7 @@ static enum MHD_Result generate(struct MHD_Connection *c, req_ctx *r, req_kind k
     oai_req_free(&q);
     return send_error(c, r, &e, NULL);
   }
-  if (!model_matches(S, q.model)) {
+  if (!http_model_matches(S, q.model)) {
     oai_err(&e, 404, "invalid_request_error", "model", "model_not_found",
             "The model `%.100s` does not exist: this server runs `%s` (see GET /v1/models)", q.model, S->model_id);
     oai_req_free(&q);
@@ -287,9 +288,23 @@ static route_id route_of(const char *path, const char **arg) {
   return R_NONE;
 }
 
+/* Ollama's API (ollama.c): its own routes, error shapes and streams. */
+static enum MHD_Result ollama(struct MHD_Connection *c, req_ctx *r) {
+  http_reply h = {0};
+  ollama_handle(r->S, c, r->method, r->path, r->body.s, r->body.len, authorized(c, r->S->o.api_key), r->too_big,
+                r->t0, &h);
+  r->job = h.job, r->stream = h.stream, r->status = h.status;
+  if (!h.resp) return MHD_NO;
+  MHD_add_response_header(h.resp, "Access-Control-Allow-Origin", "*");
+  enum MHD_Result rc = MHD_queue_response(c, (unsigned)h.status, h.resp);
+  MHD_destroy_response(h.resp);
+  return rc;
+}
+
 static enum MHD_Result dispatch(struct MHD_Connection *c, req_ctx *r) {
   srv *S = r->S;
   const char *arg = NULL;
+  if (ollama_path(r->path)) return ollama(c, r);
   route_id id = route_of(r->path, &arg);
   if (id == R_NONE)
     return fail(c, r, 404, "not_found_error", NULL, "unknown endpoint (see docs/api.md for the endpoints)");

@@ -95,13 +95,15 @@ check "wrong method is a 405 with Allow" '[ "$(curl -s -o /dev/null -D - -X DELE
 node_rc=77
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "skip: node/npm are not installed: the openai SDK checks did not run"
-elif [ ! -d "$HERE/node_modules/openai" ] && ! (cd "$HERE" && npm install --no-audit --no-fund >"$TMP/npm.log" 2>&1); then
+elif { [ ! -d "$HERE/node_modules/openai" ] || [ ! -d "$HERE/node_modules/ollama" ] || [ ! -d "$HERE/node_modules/ajv" ]; } &&
+  ! (cd "$HERE" && npm install --no-audit --no-fund >"$TMP/npm.log" 2>&1); then
   echo "skip: npm install of openai@6 failed (tests/serve/node_modules):"
   tail -5 "$TMP/npm.log"
 else
   BASE=$BASE KEY=$KEY MODEL=tiny-qwen2 N_CTX=$N_CTX MAX_BODY=$MAX_BODY node "$HERE/client.mjs"
   node_rc=$?
   [ $node_rc = 0 ] && ok "openai SDK checks" || bad "openai SDK checks"
+  BASE=$BASE KEY=$KEY MODEL=tiny-qwen2 node "$HERE/ollama.mjs" && ok "ollama client checks" || bad "ollama client checks"
 fi
 
 # ---- the log, and a clean shutdown during a stream -------------------------------------------------------------------
@@ -141,6 +143,19 @@ if [ $node_rc != 77 ] && [ -f "$MODEL3" ]; then
   wait "$SERVER"
   rc3=$?
   check "tiny-qwen3 server stopped cleanly" '[ $rc3 = 0 ]'
+  SERVER=
+fi
+
+# ---- Llama 3's template (JSON tool calls) through the ollama client ---------------------------------------------------
+
+MODELL3=$TD/models/tiny-llama3-Q4_K_M.gguf
+if [ $node_rc != 77 ] && [ -f "$MODELL3" ]; then
+  MODEL=$MODELL3 ALIAS=tiny-llama3
+  start "$TMP/serverl3.log"
+  BASE=$BASE KEY=$KEY MODEL=tiny-llama3 node "$HERE/ollama.mjs" && ok "ollama client checks with tiny-llama3" ||
+    bad "ollama client checks with tiny-llama3"
+  kill -TERM "$SERVER"
+  wait "$SERVER"
   SERVER=
 fi
 

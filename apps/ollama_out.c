@@ -1,0 +1,248 @@
+/* apps/ollama_out.c: model output -> Ollama's replies. Chat output goes through the tool-call parser; content and
+ * thinking stream as NDJSON lines ({"model","created_at","message":{...},"done":false}), a tool call is sent whole
+ * once it is complete (arguments as an object, as Ollama does), and the last line carries done_reason and the token
+ * counts and durations (nanoseconds). Not streamed, the same fields come as one object. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <microhttpd.h>
+
+#include "ollama.h"
+
+void olla_time(char *out, size_t cap) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  gmtime_r(&ts.tv_sec, &tm);
+  char d[32];
+  strftime(d, sizeof d, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out, cap, "%s.%09ldZ", d, ts.tv_nsec);
+}
+
+int olla_out_init(olla_out *o, srv *S, const char *model, bool chat, bool generate_api, bool stream, const oai_req *q,
+                  const char *prefill) {
+  memset(o, 0, sizeof *o);
+  o->S = S, o->chat = chat, o->generate_api = generate_api, o->stream = stream;
+  snprintf(o->model, sizeof o->model, "%s", model);
+  o->calls = cJSON_CreateArray();
+  if (!o->calls) return -1;
+  if (!chat) return 0;
+  kn_tc_opts to;
+  kn_tc_opts_init(&to, S->tmpl.family);
+  to.tool_names = (const char *const *)q->tool_names;
+  to.n_tool_names = (size_t)q->n_tools;
+  if (!(o->tp = kn_toolparser_new(S->tmpl.family, &to))) return -1;
+  return prefill ? olla_out_feed(o, prefill, strlen(prefill), NULL) : 0;
+}
+
+void olla_out_free(olla_out *o) {
+  kn_toolparser_free(o->tp);
+  cJSON_Delete(o->calls);
+  sb_free(&o->content), sb_free(&o->thinking), sb_free(&o->args);
+  free(o->name);
+  memset(o, 0, sizeof *o);
+}
+
+static cJSON *base(const olla_out *o) {
+  cJSON *c = cJSON_CreateObject();
+  char t[64];
+  olla_time(t, sizeof t);
+  cJSON_AddStringToObject(c, "model", o->model);
+  cJSON_AddStringToObject(c, "created_at", t);
+  return c;
+}
+
+static void line(sbuf *b, cJSON *v) {
+  char *s = cJSON_PrintUnformatted(v);
+  cJSON_Delete(v);
+  if (!s) return (void)(b->oom = true);
+  sb_puts(b, s);
+  sb_puts(b, "\n");
+  free(s);
+}
+
+/* One streamed piece: text under key ("content" / "thinking"), or a finished tool call. */
+static void chunk(olla_out *o, sbuf *out, const char *key, const char *text, size_t n, cJSON *call) {
+  cJSON *c = base(o);
+  char *t = strndup(text ? text : "", text ? n : 0);
+  if (o->generate_api) {
+    cJSON_AddStringToObject(c, !strcmp(key, "content") ? "response" : key, t ? t : "");
+  } else {
+    cJSON *m = cJSON_AddObjectToObject(c, "message");
+    cJSON_AddStringToObject(m, "role", "assistant");
+    cJSON_AddStringToObject(m, "content", !strcmp(key, "content") && t ? t : "");
+    if (strcmp(key, "content")) cJSON_AddStringToObject(m, key, t ? t : "");
+    if (call) cJSON_AddItemToArray(cJSON_AddArrayToObject(m, "tool_calls"), call);
+  }
+  free(t);
+  cJSON_AddBoolToObject(c, "done", 0);
+  line(out, c);
+}
+
+/* A complete call: {"function": {"index", "name", "arguments": {...}}}. */
+static cJSON *finished_call(olla_out *o) {
+  cJSON *call = cJSON_CreateObject(), *fn = cJSON_AddObjectToObject(call, "function");
+  cJSON_AddNumberToObject(fn, "index", cJSON_GetArraySize(o->calls));
+  cJSON_AddStringToObject(fn, "name", o->name ? o->name : "");
+  cJSON *args = cJSON_ParseWithLength(o->args.s ? o->args.s : "{}", o->args.s ? o->args.len : 2);
+  cJSON_AddItemToObject(fn, "arguments", args ? args : cJSON_CreateObject());
+  return call;
+}
+
+static void event(olla_out *o, const kn_tc_event *ev, sbuf *out) {
+  switch (ev->kind) {
+  case KN_TC_CONTENT:
+  case KN_TC_REASONING: {
+    const char *key = ev->kind == KN_TC_CONTENT ? "content" : "thinking";
+    if (!ev->len) break;
+    if (out) chunk(o, out, key, ev->text, ev->len, NULL);
+    else sb_put(ev->kind == KN_TC_CONTENT ? &o->content : &o->thinking, ev->text, ev->len);
+    break;
+  }
+  case KN_TC_CALL_BEGIN:
+    free(o->name);
+    o->name = strdup(ev->name ? ev->name : "");
+    o->args.len = 0;
+    break;
+  case KN_TC_CALL_ARGS:
+    sb_put(&o->args, ev->text, ev->len);
+    break;
+  case KN_TC_CALL_END: {
+    cJSON *call = finished_call(o);
+    if (out) chunk(o, out, "content", "", 0, cJSON_Duplicate(call, 1));
+    cJSON_AddItemToArray(o->calls, call);
+    break;
+  }
+  default: /* KN_TC_CALL_ABORT: its raw text follows as content */
+    o->args.len = 0;
+  }
+}
+
+static int events(olla_out *o, sbuf *out) {
+  size_t n = 0;
+  const kn_tc_event *ev = kn_toolparser_events(o->tp, &n);
+  for (size_t i = 0; i < n; i++) event(o, &ev[i], out);
+  return o->args.oom || o->content.oom || o->thinking.oom ? -1 : 0;
+}
+
+int olla_out_feed(olla_out *o, const char *text, size_t len, sbuf *out) {
+  if (!o->chat) {
+    if (out && len) chunk(o, out, "content", text, len, NULL);
+    else sb_put(&o->content, text, len);
+    return o->content.oom ? -1 : 0;
+  }
+  if (kn_toolparser_feed(o->tp, text, len)) return -1;
+  return events(o, out);
+}
+
+/* The counters every final reply carries (durations in nanoseconds, as Ollama reports them). */
+static void stats(cJSON *c, const srv_job *j, double t_recv) {
+  double end = j->t_end > 0 ? j->t_end : t_recv, start = j->t_start > 0 ? j->t_start : t_recv;
+  double pre = j->t_prefill > 0 ? j->t_prefill : end;
+  cJSON_AddNumberToObject(c, "total_duration", llround((end - t_recv) * 1e9)); /* integers: Go clients read int64 */
+  cJSON_AddNumberToObject(c, "load_duration", llround((start - t_recv) * 1e9));
+  cJSON_AddNumberToObject(c, "prompt_eval_count", j->n_prompt); /* the whole prompt, cached or not */
+  cJSON_AddNumberToObject(c, "prompt_eval_duration", llround((pre - start) * 1e9));
+  cJSON_AddNumberToObject(c, "eval_count", j->n_gen);
+  cJSON_AddNumberToObject(c, "eval_duration", llround((end - pre) * 1e9));
+}
+
+static const char *done_reason(const srv_job *j) { return j->finish == FIN_LENGTH ? "length" : "stop"; }
+
+int olla_out_finish(olla_out *o, const srv_job *j, double t_recv, sbuf *out) {
+  if (o->chat && (kn_toolparser_finish(o->tp) || events(o, out))) return -1;
+  cJSON *c = base(o);
+  if (o->generate_api) {
+    cJSON_AddStringToObject(c, "response", out ? "" : o->content.s ? o->content.s : "");
+    if (!out && o->thinking.len) cJSON_AddStringToObject(c, "thinking", o->thinking.s);
+  } else {
+    cJSON *m = cJSON_AddObjectToObject(c, "message");
+    cJSON_AddStringToObject(m, "role", "assistant");
+    cJSON_AddStringToObject(m, "content", out ? "" : o->content.s ? o->content.s : "");
+    if (!out && o->thinking.len) cJSON_AddStringToObject(m, "thinking", o->thinking.s);
+    if (!out && cJSON_GetArraySize(o->calls)) cJSON_AddItemToObject(m, "tool_calls", cJSON_Duplicate(o->calls, 1));
+  }
+  cJSON_AddBoolToObject(c, "done", 1);
+  cJSON_AddStringToObject(c, "done_reason", done_reason(j));
+  stats(c, j, t_recv);
+  if (out) return line(out, c), out->oom ? -1 : 0;
+  sbuf b = {0};
+  line(&b, c);
+  o->response = b.s;
+  return b.oom ? -1 : 0;
+}
+
+/* ---- the NDJSON stream ------------------------------------------------------------------------------------ */
+
+struct olla_stream {
+  srv *S;
+  srv_job *j;
+  olla_out out;
+  double t_recv;
+  sbuf buf, text;
+  size_t off, have;
+  bool finished;
+};
+
+static int produce(olla_stream *st) {
+  st->buf.len = st->off = 0;
+  st->text.len = 0;
+  int done = job_wait(st->j, &st->have, &st->text, 1.0);
+  if (st->text.oom) return -1;
+  if (st->text.len && olla_out_feed(&st->out, st->text.s, st->text.len, &st->buf)) return -1;
+  if (!done) return 0;
+  st->finished = true;
+  if (st->j->finish == FIN_ERROR || st->j->finish == FIN_CANCELLED) { /* Ollama's mid-stream error: one line */
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "error", st->j->error[0] ? st->j->error : "generation failed");
+    line(&st->buf, e);
+    return 0;
+  }
+  return olla_out_finish(&st->out, st->j, st->t_recv, &st->buf);
+}
+
+static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max) {
+  olla_stream *st = cls;
+  (void)pos;
+  while (st->off >= st->buf.len) {
+    if (st->finished) return MHD_CONTENT_READER_END_OF_STREAM;
+    if (produce(st) || st->buf.oom) {
+      job_cancel(st->j);
+      return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+  }
+  size_t n = st->buf.len - st->off < max ? st->buf.len - st->off : max;
+  memcpy(buf, st->buf.s + st->off, n);
+  st->off += n;
+  return (ssize_t)n;
+}
+
+static void reader_free(void *cls) {
+  olla_stream *st = cls;
+  job_cancel(st->j); /* no-op when it finished; frees the slot when the client left */
+  job_unref(st->j);
+  olla_out_free(&st->out);
+  sb_free(&st->buf), sb_free(&st->text);
+  free(st);
+}
+
+struct MHD_Response *olla_stream_response(srv *S, srv_job *j, olla_out *out, double t_recv) {
+  olla_stream *st = calloc(1, sizeof *st);
+  if (!st) return NULL;
+  st->S = S, st->j = j, st->out = *out, st->t_recv = t_recv;
+  job_ref(j);
+  memset(out, 0, sizeof *out); /* the stream owns it now */
+  struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader, st, reader_free);
+  if (!r) {
+    reader_free(st);
+    return NULL;
+  }
+  MHD_add_response_header(r, "Content-Type", "application/x-ndjson");
+  MHD_add_response_header(r, "Cache-Control", "no-cache");
+  MHD_add_response_header(r, "X-Accel-Buffering", "no");
+  return r;
+}
