@@ -37,7 +37,11 @@ for spec in "$@"; do
     sleep 0.1
   done
   PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/log" | head -1)
-  BASE=http://127.0.0.1:$PORT MODEL=$name SCHEMAS=$count node "$HERE/schemas.mjs" || rc=1
+  if ! BASE=http://127.0.0.1:$PORT MODEL=$name SCHEMAS=$count node "$HERE/schemas.mjs"; then
+    rc=1
+    echo "---- server log (last 20 lines) ----"
+    tail -20 "$TMP/log"
+  fi
   kill "$SERVER"
   wait "$SERVER"
   SERVER=
