@@ -51,11 +51,16 @@ kn_t kn_scalar(kn_dtype dt, double v); /* 0-d */
 kn_t kn_arange(int64_t n, kn_dtype dt); /* 0, 1, ..., n-1 */
 kn_t kn_rand(int ndim, const int64_t *shape, uint64_t seed); /* uniform [0,1) float32, counter based */
 
-/* ---- symbolic variables: bound at run time; one compiled kernel serves every value ---- */
+/* ---- symbolic variables: one compiled kernel serves every value ---- */
+/* A variable of the current context with values in [min, max] (names are unique per context). Its value is given
+ * to each run of a plan (kn_plan_run's bindings), never stored: plans of different contexts never share one. */
 kn_var *kn_var_new(const char *name, int64_t min, int64_t max);
-void kn_var_bind(kn_var *v, int64_t value);
-int64_t kn_var_value(const kn_var *v);
+const char *kn_var_name(const kn_var *v);
 kn_t kn_var_tensor(kn_var *v, kn_dtype dt); /* 0-d tensor holding the variable's value */
+typedef struct {
+  kn_var *var;
+  int64_t value;
+} kn_bind;
 
 /* ---- elementwise (numpy broadcasting; dtypes promote) ---- */
 kn_t kn_add(kn_t a, kn_t b);
@@ -137,7 +142,7 @@ kn_t kn_custom_attention(kn_t q, kn_t kcache, kn_t vcache, kn_var *pos, int n_q,
 /* The same over the last `window` keys of each query (sliding-window layers; 0: every earlier key). */
 kn_t kn_custom_attention_window(kn_t q, kn_t kcache, kn_t vcache, kn_var *pos, int n_q, float scale, int window);
 kn_t kn_gather_rows(kn_t table, kn_t ids); /* table [V, D] (any dtype), ids int32 [T] -> [T, D] float32 */
-int kn_realize(kn_t *ts, int n);         /* 0, or -1 with kn_ctx_error set */
+int kn_realize(kn_t *ts, int n);         /* 0, or -1 with kn_ctx_error set (graphs without variables) */
 /* Realize t and copy its elements to host memory in t's dtype (contiguous, row-major). */
 int kn_to_host(kn_t t, void *dst, size_t nbytes);
 /* The device buffer of a realized tensor (NULL if not realized or not contiguous). */
@@ -146,7 +151,9 @@ kn_buf *kn_buffer_of(kn_t t);
 /* ---- plans: schedule + compile once, run many times with new variable values (decode-step capture) ---- */
 typedef struct kn_plan kn_plan;
 kn_plan *kn_plan_new(kn_t *outputs, int n); /* NULL with kn_ctx_error on failure */
-int kn_plan_run(kn_plan *p);                /* with the current values of the variables */
+/* Run with these values of the plan's variables: every variable a kernel uses must be bound, within its range;
+ * otherwise -1 with an error naming it (kn_ctx_error). */
+int kn_plan_run(kn_plan *p, const kn_bind *binds, int n);
 void kn_plan_free(kn_plan *p);
 int kn_plan_kernels(const kn_plan *p);
 

@@ -233,14 +233,35 @@ fail:
   return NULL;
 }
 
-int kn_plan_run(kn_plan *p) {
-  if (!p) return -1;
+/* vals[v] for the kernel's variables, from the bindings */
+static int bind_values(const exec_item *x, const kn_bind *binds, int n, int64_t *vals) {
+  for (int v = 0; v < x->nvars; v++) {
+    int b = 0;
+    while (b < n && binds[b].var != x->vars[v]) b++;
+    if (b == n) {
+      kn_graph_fail("%s uses the variable '%s', which this run does not bind", x->name, x->vars[v]->name);
+      return -1;
+    }
+    vals[v] = binds[b].value;
+  }
+  return 0;
+}
+
+static int plan_run(kn_plan *p, const kn_bind *binds, int n) {
   char err[512];
   int dbg = kn_debug();
+  for (int b = 0; b < n; b++) {
+    const kn_var *v = binds[b].var;
+    if (!v || binds[b].value < v->min || binds[b].value > v->max) {
+      kn_graph_fail("variable '%s' bound to %lld, outside its range [%lld, %lld]", kn_var_name(v),
+                    (long long)binds[b].value, (long long)(v ? v->min : 0), (long long)(v ? v->max : 0));
+      return -1;
+    }
+  }
   for (int i = 0; i < p->n; i++) {
     exec_item *x = &p->items[i];
     int64_t vals[KN_MAXVARS];
-    for (int v = 0; v < x->nvars; v++) vals[v] = x->vars[v]->value;
+    if (bind_values(x, binds, n, vals)) return -1;
     double t0 = dbg >= 2 ? kn_now() : 0;
     if (kn_program_launch(x->prog, x->bufs, x->nbufs, vals, x->nvars, x->global, x->local, err, sizeof err)) {
       kn_graph_fail("launching %s: %s", x->name, err);
@@ -258,10 +279,18 @@ int kn_plan_run(kn_plan *p) {
   return kn_device_sync(p->ctx->dev);
 }
 
+int kn_plan_run(kn_plan *p, const kn_bind *binds, int n) {
+  if (!p) return -1;
+  kn_ctx *prev = kn_ctx_set(p->ctx); /* errors go to the plan's context */
+  int rc = plan_run(p, binds, n);
+  kn_ctx_set(prev);
+  return rc;
+}
+
 int kn_realize(kn_t *ts, int n) {
   kn_plan *p = kn_plan_new(ts, n);
   if (!p) return -1;
-  int rc = kn_plan_run(p);
+  int rc = kn_plan_run(p, NULL, 0);
   kn_plan_free(p);
   return rc;
 }

@@ -81,28 +81,33 @@ kn_t kn_rand(int ndim, const int64_t *shape, uint64_t seed) {
   return kn_uop_make(KN_OP_RAND, KN_F32, ndim, shape, 0, NULL, &seed, sizeof seed);
 }
 
-/* ---- symbolic variables ---- */
-static kn_var *vars[64];
-static int nvars;
-
+/* ---- symbolic variables: owned by the current context; values come with each run ---- */
 kn_var *kn_var_new(const char *name, int64_t min, int64_t max) {
-  for (int i = 0; i < nvars; i++)
-    if (!strcmp(vars[i]->name, name) && vars[i]->min == min && vars[i]->max == max) return vars[i];
-  if (nvars == 64 || min > max) return NULL;
+  kn_ctx *c = kn_ctx_need();
+  if (!c) return NULL;
+  if (!name || !name[0] || strlen(name) >= sizeof ((kn_var *)0)->name)
+    return (kn_var *)kn_graph_fail("kn_var_new: a variable needs a name of 1 to 31 characters");
+  if (min > max)
+    return (kn_var *)kn_graph_fail("kn_var_new(%s): min %lld is above max %lld", name, (long long)min, (long long)max);
+  for (int i = 0; i < c->nvars; i++)
+    if (!strcmp(c->vars[i]->name, name))
+      return (kn_var *)kn_graph_fail("kn_var_new: this context already has a variable named '%s'", name);
+  if (c->nvars == KN_CTX_MAXVARS)
+    return (kn_var *)kn_graph_fail("kn_var_new(%s): a context holds at most %d variables", name, KN_CTX_MAXVARS);
   kn_var *v = calloc(1, sizeof *v);
-  if (!v) return NULL;
+  if (!v) return (kn_var *)kn_graph_fail("out of memory");
   snprintf(v->name, sizeof v->name, "%s", name);
-  v->min = min, v->max = max, v->value = min, v->id = nvars;
-  vars[nvars++] = v;
+  v->min = min, v->max = max, v->id = c->nvars;
+  c->vars[c->nvars++] = v;
   return v;
 }
 
-kn_var *kn_var_by_id(int id) { return id >= 0 && id < nvars ? vars[id] : NULL; }
-
-void kn_var_bind(kn_var *v, int64_t value) {
-  if (v) v->value = value < v->min ? v->min : value > v->max ? v->max : value;
+kn_var *kn_var_by_id(int id) {
+  kn_ctx *c = kn_ctx_current();
+  return c && id >= 0 && id < c->nvars ? c->vars[id] : NULL;
 }
-int64_t kn_var_value(const kn_var *v) { return v ? v->value : 0; }
+
+const char *kn_var_name(const kn_var *v) { return v ? v->name : "?"; }
 
 kn_t kn_var_tensor(kn_var *v, kn_dtype dt) {
   if (!v) return kn_graph_fail("kn_var_tensor: no variable");

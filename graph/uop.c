@@ -28,6 +28,7 @@ void kn_ctx_free(kn_ctx *c) {
   HASH_CLEAR(hh, c->table);
   for (size_t i = 0; i < c->nnodes; i++) uop_free(c->nodes[i]);
   free(c->nodes);
+  for (int i = 0; i < c->nvars; i++) free(c->vars[i]);
   if (current == c) current = NULL;
   free(c);
 }

@@ -21,11 +21,14 @@ typedef enum {
   KN_OP_ATTENTION,/* src q, k cache, v cache; arg.attn */
 } kn_opcode;
 
+/* A symbolic integer of one context: its id indexes that context's variables (views and kernels refer to it by id);
+ * its value is not kept here but passed to each run (kn_plan_run's bindings). */
 struct kn_var {
   char name[32];
-  int64_t min, max, value;
+  int64_t min, max;
   int id;
 };
+#define KN_CTX_MAXVARS 64 /* variables per context (ids fit the int8 symbolic-extent tags) */
 
 struct kn_uop {
   kn_opcode op;
@@ -64,6 +67,8 @@ struct kn_ctx {
   char err[512];
   bool has_err;
   int64_t next_buffer_id;
+  kn_var *vars[KN_CTX_MAXVARS];
+  int nvars;
 };
 
 /* Create (or find) the node with these fields; shape given. Returns NULL and sets the context error on failure.

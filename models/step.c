@@ -127,10 +127,9 @@ static int forward_pass(kn_model *m, int slot, const int32_t *tokens, int n, int
                         char *err, size_t errlen) {
   kn_step *s = get_step(m, slot, n, all, err, errlen);
   if (!s) return -1;
-  kn_var_bind(s->pos, start_pos);
   kn_ctx *prev = kn_ctx_set(s->ctx);
   int rc = kn_buf_copyin(kn_buffer_of(s->ids), 0, tokens, n * sizeof *tokens);
-  if (!rc) rc = kn_plan_run(s->plan);
+  if (!rc) rc = kn_plan_run(s->plan, &(kn_bind){s->pos, start_pos}, 1);
   if (!rc) rc = kn_buf_copyout(kn_buffer_of(s->logits), 0, logits, (size_t)(all ? n : 1) * m->hp.n_vocab * sizeof *logits);
   if (rc) snprintf(err, errlen, "forward pass: %s", kn_ctx_error(s->ctx) ? kn_ctx_error(s->ctx) : "device error");
   kn_ctx_set(prev);

@@ -54,7 +54,7 @@ static void one_case(int T, int H, int KV, int D, int C, kn_dtype kvdt, int wind
   kn_t K = kn_from_host(kvdt, 3, cs, kvdt == KN_F16 ? (void *)kh : (void *)k);
   kn_t V = kn_from_host(kvdt, 3, cs, kvdt == KN_F16 ? (void *)vh : (void *)v);
   char name[64];
-  snprintf(name, sizeof name, "startpos_T%d_C%d_w%d_%d", T, C, window, primitive);
+  snprintf(name, sizeof name, "pos_T%d_C%d_w%d_%d_%s", T, C, window, primitive, kn_dtype_name(kvdt));
   kn_var *pos = kn_var_new(name, 0, C - T);
   float scale = 1.0f / sqrtf((float)D);
   kn_t out = kn_contiguous(primitive ? kn_attention(Q, K, V, kn_causal_mask(T, C, kn_var_tensor(pos, KN_I32), window), scale)
@@ -62,8 +62,7 @@ static void one_case(int T, int H, int KV, int D, int C, kn_dtype kvdt, int wind
   kn_plan *p = kn_plan_new(&out, 1);
   for (int rep = 0; rep < 3; rep++) {
     int sp = rep == 0 ? 0 : rep == 1 ? C - T : rand() % (C - T + 1);
-    kn_var_bind(pos, sp);
-    bool ok = p && !kn_plan_run(p) && !kn_buf_copyout(kn_buffer_of(out), 0, got, qn * 4);
+    bool ok = p && !kn_plan_run(p, &(kn_bind){pos, sp}, 1) && !kn_buf_copyout(kn_buffer_of(out), 0, got, qn * 4);
     reference(q, k, v, want, T, H, KV, D, sp, scale, window);
     double worst = 0;
     for (size_t i = 0; ok && i < qn; i++) {

@@ -1,6 +1,7 @@
 /* Symbolic shapes: a tensor whose axis runs to a variable (kn_shrink_sym) is scheduled and compiled once and run
  * for every value of the variable; sums, maxes, matmuls and elementwise chains over the symbolic axis match plain
- * C over the first `len` rows; movement ops that would cut through a symbolic axis are refused with a message. */
+ * C over the first `len` rows; movement ops that would cut through a symbolic axis are refused with a message.
+ * Variables belong to their context: values come with each run, out of range or unbound is an error. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,8 +41,7 @@ int main(void) {
   kn_sched_stats st0 = kn_last_schedule();
   static float gs[C], gm[C], gmm[C * N], ge[R * C];
   for (int n = 1; p && n <= R; n += (n < 5 ? 1 : 7)) {
-    kn_var_bind(len, n);
-    bool ok = !kn_plan_run(p) && !kn_buf_copyout(kn_buffer_of(s), 0, gs, sizeof gs) &&
+    bool ok = !kn_plan_run(p, &(kn_bind){len, n}, 1) && !kn_buf_copyout(kn_buffer_of(s), 0, gs, sizeof gs) &&
               !kn_buf_copyout(kn_buffer_of(m), 0, gm, sizeof gm) && !kn_buf_copyout(kn_buffer_of(mm), 0, gmm, sizeof gmm) &&
               !kn_buf_copyout(kn_buffer_of(e), 0, ge, sizeof ge);
     double worst = 0;
@@ -60,8 +60,40 @@ int main(void) {
     snprintf(what, sizeof what, "len = %d: sum/max/matmul/elementwise over the symbolic axis (worst error %.2e)", n, worst);
     check(ok && worst < 1e-5, "%s", what);
   }
+  /* the same graph in another context, with its own variable of the same name: every kernel is already compiled
+   * (one compiled kernel serves every length), and the two variables do not share values */
+  kn_ctx *c2 = kn_ctx_new(d);
+  kn_ctx_set(c2);
+  kn_var *len2 = kn_var_new("len", 1, R);
+  kn_t X2 = kn_from_host(KN_F32, 2, (int64_t[]){R, C}, x);
+  kn_t s2 = kn_contiguous(kn_sum(kn_exp(kn_shrink_sym(X2, 0, len2)), 1, &ax0, false));
+  kn_plan *p2 = kn_plan_new(&s2, 1);
   kn_sched_stats st1 = kn_last_schedule();
-  check(st1.compiled == st0.compiled, "no compilation after the plan was built");
+  check(p2 && st1.compiled == st0.compiled, "a second plan of the same kernels compiles nothing (%lld compiled)",
+        (long long)(st1.compiled - st0.compiled));
+  static float g2[C];
+  bool ok2 = p2 && p && !kn_plan_run(p2, &(kn_bind){len2, 3}, 1) && !kn_plan_run(p, &(kn_bind){len, R}, 1) &&
+             !kn_buf_copyout(kn_buffer_of(s2), 0, g2, sizeof g2);
+  double w2 = 0;
+  for (int i = 0; i < 3; i++) w2 += exp(x[i * C]);
+  check(ok2 && fabs(g2[0] - w2) < 1e-4 * (1 + w2), "variables of two contexts keep their own values");
+  /* bindings are checked */
+  check(p2 && kn_plan_run(p2, &(kn_bind){len2, R + 1}, 1) == -1 && kn_ctx_error(c2) &&
+            strstr(kn_ctx_error(c2), "'len'") && strstr(kn_ctx_error(c2), "outside"),
+        "a value past the range is an error naming the variable (%s)", kn_ctx_error(c2) ? kn_ctx_error(c2) : "none");
+  kn_ctx_clear_error(c2);
+  check(p2 && kn_plan_run(p2, NULL, 0) == -1 && kn_ctx_error(c2) && strstr(kn_ctx_error(c2), "does not bind"),
+        "an unbound variable is an error (%s)", kn_ctx_error(c2) ? kn_ctx_error(c2) : "none");
+  kn_ctx_clear_error(c2);
+  check(p2 && kn_plan_run(p2, &(kn_bind){len, 3}, 1) == -1, "another context's variable does not bind this plan's");
+  kn_ctx_clear_error(c2);
+  check(!kn_var_new("len", 0, 5) && kn_ctx_error(c2) && strstr(kn_ctx_error(c2), "already"),
+        "a second variable of the same name in one context is refused");
+  kn_ctx_clear_error(c2);
+  check(!kn_var_new("bad", 5, 4) && kn_ctx_error(c2), "min above max is refused");
+  kn_plan_free(p2);
+  kn_ctx_free(c2);
+  kn_ctx_set(c);
   kn_plan_free(p);
   /* refused: cutting through a symbolic axis */
   kn_ctx_clear_error(c);
