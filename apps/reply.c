@@ -7,6 +7,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "metrics.h"
 #include "serve.h"
 
 static void random_id(char *out, size_t cap, const char *prefix) {
@@ -42,6 +43,7 @@ void oai_out_free(oai_out *o) {
   kn_chat_reply_free(&o->reply);
   free(o->prefill);
   sb_free(&o->held), sb_free(&o->text);
+  cJSON_Delete(o->timings);
   memset(o, 0, sizeof *o);
 }
 
@@ -67,6 +69,7 @@ static void emit_choice(oai_out *o, sbuf *sse, cJSON *delta, const char *text, c
   cJSON_AddNullToObject(ch, "logprobs");
   if (finish) cJSON_AddStringToObject(ch, "finish_reason", finish);
   else cJSON_AddNullToObject(ch, "finish_reason");
+  if (o->timings) cJSON_AddItemToObject(c, "timings", o->timings), o->timings = NULL;
   sse_data(sse, c);
   cJSON_Delete(c);
 }
@@ -190,6 +193,7 @@ int oai_out_finish(oai_out *o, const srv_job *j, sbuf *sse) {
     error_event(sse, j);
     return 0;
   }
+  o->timings = metrics_timings(j); /* on the last chunk, as llama-server sends it */
   if (o->kind == REQ_CHAT) emit_choice(o, sse, NULL, NULL, oai_finish_reason(o, j));
   else emit_choice(o, sse, NULL, "", oai_finish_reason(o, j));
   if (o->include_usage) {
@@ -242,6 +246,7 @@ char *oai_out_response(oai_out *o, const srv_job *j) {
   cJSON_AddNullToObject(ch, "logprobs");
   cJSON_AddStringToObject(ch, "finish_reason", oai_finish_reason(o, j));
   cJSON_AddItemToObject(c, "usage", usage(j));
+  cJSON_AddItemToObject(c, "timings", metrics_timings(j));
   char *s = cJSON_PrintUnformatted(c);
   cJSON_Delete(c);
   return s;

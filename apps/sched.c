@@ -46,6 +46,7 @@ struct sched {
   int n_slots;
   bool stop;
   float *scratch;
+  atomic_long kv_tokens; /* for /metrics: the sum of the slots' session lengths, updated every step */
 };
 
 /* ---- job output ------------------------------------------------------------------------------------------ */
@@ -183,7 +184,13 @@ static int tokenize_literal(const kc_vocab *v, const char *lit, size_t n, int32_
   while (off < n) {
     int32_t id = -1;
     size_t len = n - off < 32 ? n - off : 32;
-    for (; len > 0 && id < 0; len--) id = kn_token_lookup(t, lit + off, len);
+    for (; len > 0 && id < 0; len--) { /* a token by its text, kept only when its bytes are these (byte-level BPE
+                                           * spells bytes as other characters: "ü" is the text of byte 0xFC) */
+      id = kn_token_lookup(t, lit + off, len);
+      size_t pl = 0;
+      const char *pc = id >= 0 ? kn_token_piece(t, id, true, &pl) : NULL;
+      if (id >= 0 && (!pc || pl != len || memcmp(pc, lit + off, len))) id = -1;
+    }
     if (id < 0) {
       char hex[8];
       snprintf(hex, sizeof hex, "<0x%02X>", (unsigned char)lit[off]);
@@ -300,7 +307,7 @@ static void decode_step(sched *S, slot *s) {
   size_t n = 0;
   if (kn_detok_push(s->dt, tok, &p, &n)) return slot_finish(s, FIN_ERROR, "sampled token out of range");
   pthread_mutex_lock(&j->mu);
-  j->n_gen++;
+  if (j->n_gen++ == 0) j->t_first = kn_now();
   pthread_mutex_unlock(&j->mu);
   if (s->cmode) {
     size_t rl = 0;
@@ -381,6 +388,9 @@ static void *run(void *arg) {
       else if (s == pf) prefill_step(S, s);
       else if (!s->prefilling) decode_step(S, s);
     }
+    long kv = 0;
+    for (int i = 0; i < S->n_slots; i++) kv += kn_session_len(S->slots[i].ses);
+    atomic_store(&S->kv_tokens, kv);
     pthread_mutex_lock(&S->mu);
   }
   for (int i = 0; i < S->n_slots; i++)
@@ -436,6 +446,8 @@ int sched_submit(sched *S, srv_job *j) {
   pthread_mutex_unlock(&S->mu);
   return ok ? 0 : -1;
 }
+
+long sched_kv_tokens(sched *S) { return atomic_load(&S->kv_tokens); }
 
 int sched_busy(sched *S, int *queued) {
   pthread_mutex_lock(&S->mu);

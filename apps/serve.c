@@ -25,7 +25,7 @@ static int usage(FILE *f) {
           "usage: kiln serve -m FILE|NAME [options]\n\n"
           "Serves the model over an OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions,\n"
           "GET /v1/models, GET /health, GET /props; and Ollama's on the same port: POST /api/chat, /api/generate,\n"
-          "/api/show, GET /api/tags, /api/ps, /api/version. See docs/api.md.\n\n"
+          "/api/show, GET /api/tags, /api/ps, /api/version; GET /metrics (Prometheus). See docs/api.md.\n\n"
           "  -m, --model FILE|NAME  a GGUF file, or a short name from the registry\n"
           "  --host ADDR            address to listen on (default 127.0.0.1: this machine only)\n"
           "  --port N               TCP port (default 11434; 0 picks a free one and prints it)\n"
@@ -181,6 +181,7 @@ int kn_cmd_serve(int argc, char **argv) {
   S.o.model_path = path;
   S.created = time(NULL);
   pthread_mutex_init(&S.log_mu, NULL);
+  metrics_init(&S.metrics);
   model_id(&S);
 
   sigset_t set;
@@ -217,5 +218,6 @@ out:
   if (S.m) kn_model_free(S.m);
   kn_device_close(dev);
   pthread_mutex_destroy(&S.log_mu);
+  metrics_free(&S.metrics);
   return rc;
 }

@@ -133,7 +133,7 @@ typedef struct srv_job {
   job_finish finish;
   char error[256];
   int n_cached, n_gen, slot;
-  double t_submit, t_start, t_prefill, t_end;
+  double t_submit, t_start, t_prefill, t_first, t_end; /* t_first: the first token was generated */
 
   atomic_bool cancel;
   atomic_int refs;
@@ -159,6 +159,7 @@ int sched_submit(sched *s, srv_job *j);
 void sched_stop(sched *s);
 void sched_free(sched *s);
 int sched_busy(sched *s, int *queued); /* running jobs; *queued waiting */
+long sched_kv_tokens(sched *s);        /* tokens held in the KV caches of all slots */
 
 /* ---- the server --------------------------------------------------------------------------------------------- */
 
@@ -178,6 +179,24 @@ typedef struct srv_opts {
   const char *chat_template; /* family name to force, or NULL */
 } srv_opts;
 
+/* ---- metrics (metrics.c) ----------------------------------------------------------------------------------- */
+
+#define KN_TTFT_BUCKETS 10
+
+typedef struct srv_metrics {
+  pthread_mutex_t mu;
+  double t_start;
+  uint64_t requests[2][5];      /* [openai, ollama][2xx, 3xx, 4xx, 5xx, other] */
+  uint64_t prompt_tokens, cached_tokens, gen_tokens;
+  double prompt_seconds, decode_seconds;
+  uint64_t ttft_count[KN_TTFT_BUCKETS + 1]; /* per bucket (not cumulative); the last: above every bound */
+  double ttft_sum;
+  uint64_t ttft_n;
+} srv_metrics;
+
+void metrics_init(srv_metrics *m);
+void metrics_free(srv_metrics *m);
+
 typedef struct srv {
   srv_opts o;
   struct kn_model *m;
@@ -190,6 +209,7 @@ typedef struct srv {
   atomic_int active;        /* requests between their headers and their end (answered, or the client gone) */
   atomic_ulong next_id;
   pthread_mutex_t log_mu;
+  srv_metrics metrics;
 } srv;
 
 /* HTTP daemon: start (port 0 picks a free one; *bound receives it), stop. */
@@ -252,6 +272,7 @@ typedef struct oai_out {
   sbuf held;             /* a call's deltas, held until the call is complete (when not live) */
   int n_held;
   sbuf text;             /* completions: the text */
+  cJSON *timings;        /* llama-server's timings, attached to the next chunk emitted (the last one) */
 } oai_out;
 
 int oai_out_init(oai_out *o, srv *S, const oai_req *q, const srv_job *j, const char *prefill);

@@ -16,6 +16,7 @@
 
 #include "device/env.h"
 #include "models/model.h"
+#include "metrics.h"
 #include "ollama.h"
 #include "serve.h"
 
@@ -274,12 +275,12 @@ static bool authorized(struct MHD_Connection *c, const char *key) {
   return diff == 0;
 }
 
-typedef enum { R_NONE, R_HEALTH, R_MODELS, R_MODEL, R_PROPS, R_CHAT, R_COMPLETIONS } route_id;
+typedef enum { R_NONE, R_HEALTH, R_MODELS, R_MODEL, R_PROPS, R_METRICS, R_CHAT, R_COMPLETIONS } route_id;
 
 static route_id route_of(const char *path, const char **arg) {
   static const struct { const char *path; route_id id; } routes[] = {
       {"/health", R_HEALTH},  {"/v1/health", R_HEALTH},           {"/v1/models", R_MODELS},
-      {"/models", R_MODELS},  {"/props", R_PROPS},                {"/v1/chat/completions", R_CHAT},
+      {"/models", R_MODELS},  {"/props", R_PROPS},                {"/metrics", R_METRICS},                {"/v1/chat/completions", R_CHAT},
       {"/chat/completions", R_CHAT}, {"/v1/completions", R_COMPLETIONS}, {"/completions", R_COMPLETIONS},
   };
   for (size_t i = 0; i < sizeof routes / sizeof *routes; i++)
@@ -329,6 +330,15 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, req_ctx *r) {
   case R_MODELS: return models(c, r, NULL);
   case R_MODEL: return models(c, r, arg);
   case R_PROPS: return props(c, r);
+  case R_METRICS: {
+    sbuf b = {0};
+    metrics_live live = {.n_slots = S->m->n_slots, .n_ctx = S->m->n_ctx, .kv_tokens = sched_kv_tokens(S->sch)};
+    live.busy = sched_busy(S->sch, &live.queued);
+    metrics_render(&S->metrics, &live, &b);
+    enum MHD_Result rc = b.oom ? MHD_NO : send_text(c, r, 200, "text/plain; version=0.0.4; charset=utf-8", b.s, NULL);
+    sb_free(&b);
+    return rc;
+  }
   case R_CHAT: return generate(c, r, REQ_CHAT);
   default: return generate(c, r, REQ_COMPLETION);
   }
@@ -393,9 +403,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
              why == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
              : why == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? " (cut by the shutdown)"
                                                              : " (client disconnected)");
+    metrics_request(&S->metrics, ollama_path(r->path), r->status ? r->status : 499, j);
     pthread_mutex_unlock(&j->mu);
     job_unref(j);
-  }
+  } else if (strcmp(r->path, "/metrics") && strcmp(r->path, "/health"))
+    metrics_request(&S->metrics, ollama_path(r->path), r->status ? r->status : 499, NULL);
   pthread_mutex_lock(&S->log_mu);
   fprintf(stderr, "kiln serve: %s %s %d%s %.3fs\n", r->method, r->path, r->status ? r->status : 499, extra,
           kn_now() - r->t0);

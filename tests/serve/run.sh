@@ -57,6 +57,15 @@ check "GET /v1/models" '[ "$(code -H "$AUTH" $BASE/v1/models)" = 200 ] && grep -
 check "chat completion" '[ "$(code -H "$AUTH" -H "Content-Type: application/json" \
   -d "{\"model\":\"tiny-qwen2\",\"max_tokens\":4,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" $CHAT)" = 200 ] &&
   grep -q "\"object\":\"chat.completion\"" $TMP/body && grep -q "\"usage\"" $TMP/body'
+check "a reply carries llama-server's timings" '[ "$(code -H "$AUTH" -H "Content-Type: application/json" \
+  -d "{\"max_tokens\":3,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" $CHAT)" = 200 ] &&
+  grep -q "\"timings\":{\"cache_n\":[0-9]*,\"prompt_n\":[0-9]*,\"prompt_ms\":" $TMP/body &&
+  grep -q "\"predicted_per_second\":" $TMP/body'
+check "/metrics in Prometheus text format" '[ "$(code -H "$AUTH" $BASE/metrics)" = 200 ] &&
+  grep -q "^kiln_requests_total{api=\"openai\",status=\"2xx\"} [1-9]" $TMP/body &&
+  grep -q "^kiln_generated_tokens_total [1-9]" $TMP/body && grep -q "^# TYPE kiln_time_to_first_token_seconds histogram" $TMP/body &&
+  grep -q "^kiln_time_to_first_token_seconds_bucket{le=\"+Inf\"} [1-9]" $TMP/body && grep -q "^kiln_kv_cache_usage_ratio 0\." $TMP/body &&
+  ! grep -v -e "^#" -e "^[a-z_]*\({[^}]*}\)\? [0-9.e+-]*$" $TMP/body | grep -q .'
 check "malformed JSON is a 400 in OpenAI's shape" '[ "$(code -H "$AUTH" -d "{oops" $CHAT)" = 400 ] &&
   grep -q "\"error\":{\"message\"" $TMP/body && grep -q invalid_request_error $TMP/body'
 
