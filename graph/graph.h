@@ -157,6 +157,31 @@ int kn_plan_run(kn_plan *p, const kn_bind *binds, int n);
 void kn_plan_free(kn_plan *p);
 int kn_plan_kernels(const kn_plan *p);
 
+/* ---- captured steps (TinyJit): a graph built once per key, replayed with new inputs and variable values ---- */
+#define KN_CAPTURE_MAXIO 8
+typedef struct kn_capture kn_capture;
+typedef struct {
+  kn_t inputs[KN_CAPTURE_MAXIO];  /* buffers (kn_empty) each replay fills from host memory */
+  kn_t outputs[KN_CAPTURE_MAXIO]; /* what each replay copies back (realized contiguously) */
+  kn_var *vars[KN_CAPTURE_MAXIO]; /* the variables each replay binds, in the order of its values */
+  int n_inputs, n_outputs, n_vars;
+  bool keep;                      /* never evicted (e.g. the decode step) */
+} kn_capture_io;
+/* Builds key's graph with a fresh context current: creates its variables and input buffers, fills io. 0, or -1
+ * (the context's error says why). */
+typedef int (*kn_capture_build)(void *user, int64_t key, kn_capture_io *io);
+/* At most `keep` captures not marked keep stay resident (least recently used evicted first). */
+kn_capture *kn_capture_new(kn_device *dev, kn_capture_build build, void *user, int keep);
+void kn_capture_free(kn_capture *c);
+void kn_capture_clear(kn_capture *c); /* drop every capture (e.g. before the tensors they read are freed) */
+int kn_capture_count(const kn_capture *c);
+/* Build, schedule and compile key's graph now if it is not captured yet, without running it. */
+int kn_capture_prepare(kn_capture *c, int64_t key, char *err, size_t errlen);
+/* Replay key (capturing it first if needed): in[i] (in_bytes[i]) into input i, run with vals[v] bound to io.vars[v],
+ * then out_bytes[i] bytes of output i into out[i]. 0, or -1 with err. */
+int kn_capture_run(kn_capture *c, int64_t key, const void *const *in, const size_t *in_bytes, const int64_t *vals,
+                   void *const *out, const size_t *out_bytes, char *err, size_t errlen);
+
 /* ---- introspection for tests and DEBUG ---- */
 typedef struct {
   int kernels;       /* kernels in the last schedule */

@@ -23,7 +23,6 @@ typedef struct {
   kn_t *k, *v;
 } kn_kvcache;
 
-typedef struct kn_step kn_step;
 typedef struct kn_arch kn_arch;
 
 typedef struct kn_model {
@@ -36,7 +35,7 @@ typedef struct kn_model {
   int n_slots;
   kn_kvcache *slots;
   kn_dtype kv_dtype;
-  kn_step *steps;            /* captured forward passes, one per batch length */
+  kn_capture *steps;         /* captured forward passes, one per slot and batch length (graph/capture.c) */
   bool attn_primitive;       /* attention from graph primitives instead of the fused kernel (KILN_ATTENTION=0) */
   int64_t weight_bytes, kv_bytes;
   struct kn_gguf *file;      /* the GGUF file (kept open: weights point into it) */

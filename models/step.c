@@ -1,24 +1,13 @@
-/* Steps: a forward pass for a given batch length is built (by the architecture's forward) and compiled once, then
- * replayed with a new start position (a symbolic variable), so every position uses the same kernels. The KV caches
- * and the attention over them that every architecture shares live here too. */
+/* Steps: a forward pass for a given batch length is built (by the architecture's forward) and captured once by the
+ * runner (kn_capture), then replayed with new token ids and a new start position (a symbolic variable), so every
+ * position uses the same kernels. The KV caches and the attention over them that every architecture shares live
+ * here too. */
 #include "arch.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct kn_step {
-  int n;        /* tokens per pass */
-  bool all;     /* logits of every position */
-  int slot;     /* KV cache it reads and writes */
-  kn_ctx *ctx;  /* the graph of this pass */
-  kn_var *pos;  /* start_pos */
-  kn_t ids;     /* int32 [n] input */
-  kn_t logits;  /* [n or 1][n_vocab] output */
-  kn_plan *plan;
-  kn_step *next;
-};
 
 /* Write this step's keys and values into the slot's cache, then attend over it. */
 kn_t kn_model_attention(kn_model *m, const kn_fwd *f, int layer, kn_t q, kn_t k, kn_t v, float scale, int window) {
@@ -57,83 +46,54 @@ int kn_model_init_cache(kn_model *m, int n_ctx, int n_slots, kn_dtype kv_dtype, 
   return rc || e ? -1 : 0;
 }
 
-static kn_step *get_step(kn_model *m, int slot, int n, bool all, char *err, size_t errlen) {
-  for (kn_step **pp = &m->steps; *pp; pp = &(*pp)->next)
-    if ((*pp)->n == n && (*pp)->all == all && (*pp)->slot == slot) { /* move to the front: most recently used */
-      kn_step *s = *pp;
-      *pp = s->next;
-      s->next = m->steps;
-      m->steps = s;
-      return s;
-    }
-  kn_step *s = calloc(1, sizeof *s);
-  if (!s || !(s->ctx = kn_ctx_new(m->dev))) {
-    free(s);
-    return snprintf(err, errlen, "out of memory"), NULL;
-  }
-  s->n = n, s->all = all, s->slot = slot;
-  kn_ctx *prev = kn_ctx_set(s->ctx);
-  char name[32];
-  snprintf(name, sizeof name, "start_pos");
-  s->pos = kn_var_new(name, 0, m->n_ctx - n);
-  s->ids = kn_empty(KN_I32, 1, (int64_t[]){n});
-  kn_fwd f = {.n_tokens = n, .all = all, .ids = s->ids, .pos = s->pos, .slot = slot};
-  s->logits = kn_contiguous(m->arch->forward(m, &f));
-  s->plan = kn_plan_new(&s->logits, 1);
-  kn_ctx_set(prev);
-  if (!s->plan) {
-    snprintf(err, errlen, "building the forward pass: %s", kn_ctx_error(s->ctx) ? kn_ctx_error(s->ctx) : "?");
-    kn_ctx_free(s->ctx);
-    free(s);
-    return NULL;
-  }
-  /* keep every decode step (n == 1) and the most recent prompt steps: a full set of pass sizes per slot, so slots
-   * evaluating prompts in turn do not rebuild each other's */
-  s->next = m->steps;
-  m->steps = s;
-  int keep = KN_PASS_SIZES * m->n_slots, seen = 0;
-  for (kn_step **pp = &m->steps; *pp;) {
-    kn_step *o = *pp;
-    if (o->n != 1 && ++seen > keep) {
-      *pp = o->next;
-      kn_plan_free(o->plan);
-      kn_ctx_free(o->ctx);
-      free(o);
-    } else
-      pp = &o->next;
-  }
-  return s;
+/* A step's key: slot, pass size, all positions or the last */
+static int64_t step_key(int slot, int n, bool all) { return ((int64_t)slot << 32) | ((int64_t)n << 1) | all; }
+
+/* The graph of one step: token ids in, logits out, start_pos bound on each replay. */
+static int build_step(void *user, int64_t key, kn_capture_io *io) {
+  kn_model *m = user;
+  int slot = (int)(key >> 32), n = (int)((key & 0xffffffff) >> 1);
+  bool all = key & 1;
+  kn_var *pos = kn_var_new("start_pos", 0, m->n_ctx - n);
+  kn_t ids = kn_empty(KN_I32, 1, (int64_t[]){n});
+  kn_fwd f = {.n_tokens = n, .all = all, .ids = ids, .pos = pos, .slot = slot};
+  io->inputs[0] = ids, io->n_inputs = 1;
+  io->outputs[0] = m->arch->forward(m, &f), io->n_outputs = 1;
+  io->vars[0] = pos, io->n_vars = 1;
+  io->keep = n == 1; /* decode steps stay; prompt passes are evicted least recently used first */
+  return io->outputs[0] ? 0 : -1;
+}
+
+/* the model's captured steps, made on first use */
+static kn_capture *steps(kn_model *m, char *err, size_t errlen) {
+  /* a full set of pass sizes per slot stays resident, so slots evaluating prompts in turn do not rebuild each
+   * other's */
+  if (!m->steps && !(m->steps = kn_capture_new(m->dev, build_step, m, KN_PASS_SIZES * m->n_slots)))
+    snprintf(err, errlen, "out of memory");
+  return m->steps;
 }
 
 int kn_model_prepare(kn_model *m, int slot, int max_n, char *err, size_t errlen) {
   if (slot < 0 || slot >= m->n_slots) return snprintf(err, errlen, "no KV cache slot %d", slot), -1;
+  if (!steps(m, err, errlen)) return -1;
   for (int c = 1; c <= KN_MAX_PASS && c <= max_n && c <= m->n_ctx; c *= 2)
-    if (!get_step(m, slot, c, false, err, errlen)) return -1;
+    if (kn_capture_prepare(m->steps, step_key(slot, c, false), err, errlen)) return -1;
   return 0;
 }
 
 void kn_model_free_steps(kn_model *m) {
-  while (m->steps) {
-    kn_step *s = m->steps;
-    m->steps = s->next;
-    kn_plan_free(s->plan);
-    kn_ctx_free(s->ctx);
-    free(s);
-  }
+  kn_capture_free(m->steps);
+  m->steps = NULL;
 }
 
 /* One pass of n tokens (a size that has a captured step) at start_pos; logits of the last or of every position. */
 static int forward_pass(kn_model *m, int slot, const int32_t *tokens, int n, int start_pos, bool all, float *logits,
                         char *err, size_t errlen) {
-  kn_step *s = get_step(m, slot, n, all, err, errlen);
-  if (!s) return -1;
-  kn_ctx *prev = kn_ctx_set(s->ctx);
-  int rc = kn_buf_copyin(kn_buffer_of(s->ids), 0, tokens, n * sizeof *tokens);
-  if (!rc) rc = kn_plan_run(s->plan, &(kn_bind){s->pos, start_pos}, 1);
-  if (!rc) rc = kn_buf_copyout(kn_buffer_of(s->logits), 0, logits, (size_t)(all ? n : 1) * m->hp.n_vocab * sizeof *logits);
-  if (rc) snprintf(err, errlen, "forward pass: %s", kn_ctx_error(s->ctx) ? kn_ctx_error(s->ctx) : "device error");
-  kn_ctx_set(prev);
-  return rc ? -1 : 0;
+  if (!steps(m, err, errlen)) return -1;
+  size_t in_bytes = (size_t)n * sizeof *tokens, out_bytes = (size_t)(all ? n : 1) * m->hp.n_vocab * sizeof *logits;
+  int64_t pos = start_pos;
+  return kn_capture_run(m->steps, step_key(slot, n, all), (const void *const[]){tokens}, &in_bytes, &pos,
+                        (void *const[]){logits}, &out_bytes, err, errlen);
 }
 
 int kn_model_forward(kn_model *m, int slot, const int32_t *tokens, int n, int start_pos, bool all, float *logits,
