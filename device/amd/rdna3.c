@@ -118,7 +118,8 @@ static const struct {
   {"smem", kn_exec_smem, KN_RDNA3_SMEM}, {"vop1", kn_exec_vop1, KN_RDNA3_VALU}, {"vop2", kn_exec_vop2, KN_RDNA3_VALU},
   {"vopc", kn_exec_vopc, KN_RDNA3_VALU}, {"vop3", kn_exec_vop3, KN_RDNA3_VALU},
   {"vop3p", kn_exec_vop3p, KN_RDNA3_VALU}, {"vopd", kn_exec_vopd, KN_RDNA3_VALU}, {"ds", kn_exec_ds, KN_RDNA3_LDS},
-  {"flat", kn_exec_flat, KN_RDNA3_VMEM}, {"mubuf", kn_exec_mubuf, KN_RDNA3_VMEM},
+  {"global", kn_exec_flat, KN_RDNA3_VMEM}, {"flat", kn_exec_flat, KN_RDNA3_VMEM},
+  {"scratch", kn_exec_flat, KN_RDNA3_VMEM}, {"mubuf", kn_exec_mubuf, KN_RDNA3_VMEM},
 };
 
 static int step(kn_cu *cu, kn_wave *w) {

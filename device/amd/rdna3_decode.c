@@ -55,7 +55,11 @@ unsigned kn_rdna3_decode(const uint32_t *words, size_t n, const char **family, u
       break;
     }
     case 0x36: f = "ds", o = bits(w, 25, 18), len = 8; break;
-    case 0x37: f = "flat", o = bits(w, 24, 18), len = 8; break;
+    case 0x37: { /* one opcode space, three segments: flat, scratch, global */
+      static const char *const seg[4] = {"flat", "scratch", "global", "flat"};
+      f = seg[bits(w, 17, 16)], o = bits(w, 24, 18), len = 8;
+      break;
+    }
     case 0x38: f = "mubuf", o = bits(w, 25, 18), len = 8; break;
     default: return 0;
     }

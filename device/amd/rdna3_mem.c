@@ -181,9 +181,9 @@ static int swizzle_src(uint32_t pat, int l) {
 static int ds_cross_lane(kn_cu *cu, kn_wave *w, unsigned addr, unsigned d0, unsigned vdst, uint32_t offset) {
   uint32_t exec = exec_mask(w), out[KN_LANES] = {0};
   for (int l = 0; l < KN_LANES; l++) {
-    if (cu->op == DS_SWIZZLE_B32) {
+    if (cu->op == DS_SWIZZLE_B32) { /* its data operand is the ADDR field */
       int s = swizzle_src(offset, l);
-      out[l] = exec >> s & 1 ? w->v[d0][s] : 0;
+      out[l] = exec >> s & 1 ? w->v[addr][s] : 0;
     } else if (cu->op == DS_BPERMUTE_B32) {
       int s = (int)(((w->v[addr][l] + offset) >> 2) & 31);
       out[l] = exec >> s & 1 ? w->v[d0][s] : 0;

@@ -847,7 +847,7 @@ enum { /* ds */
   DS_LOAD_B128 = 255,
 };
 
-enum { /* flat */
+enum { /* global */
   GLOBAL_LOAD_U8 = 16,
   GLOBAL_LOAD_I8 = 17,
   GLOBAL_LOAD_U16 = 18,
@@ -1001,14 +1001,18 @@ enum { V_FMAAK_F16 = 1028 }; /* VOP2 only: no VOP3 form */
 
 enum { V_PK_FMAC_F16 = 1029 }; /* VOP2 only: no VOP3 form */
 
-enum { V_READFIRSTLANE_B32 = 1030 }; /* VOP1 only: no VOP3 form */
+enum { V_NOP = 1030 }; /* VOP1 only: no VOP3 form */
 
-enum { V_MOV_B16 = 1031 }; /* VOP1 only: no VOP3 form */
+enum { V_READFIRSTLANE_B32 = 1031 }; /* VOP1 only: no VOP3 form */
 
-enum { V_SWAP_B32 = 1032 }; /* VOP1 only: no VOP3 form */
+enum { V_PIPEFLUSH = 1032 }; /* VOP1 only: no VOP3 form */
 
-enum { V_PERMLANE64_B32 = 1033 }; /* VOP1 only: no VOP3 form */
-enum { V_SWAPREL_B32 = 1034 }; /* VOP1 only: no VOP3 form */
+enum { V_MOV_B16 = 1033 }; /* VOP1 only: no VOP3 form */
+
+enum { V_SWAP_B32 = 1034 }; /* VOP1 only: no VOP3 form */
+
+enum { V_PERMLANE64_B32 = 1035 }; /* VOP1 only: no VOP3 form */
+enum { V_SWAPREL_B32 = 1036 }; /* VOP1 only: no VOP3 form */
 
 /* Mnemonic of an opcode of an encoding ("sop2", "vop3", ...), NULL when LLVM knows none. */
 const char *kn_rdna3_opname(const char *family, unsigned op);
