@@ -134,15 +134,17 @@ static void queue_and_signals(kn_amd_transport *t, bool emu) {
   if (!check(!kn_kfd_open(&k, t, err, sizeof err), "kfd open: %s", err)) return;
   check(!emu || (!strcmp(k.topo.arch, "gfx1100") && k.topo.cu_count == 84 && k.topo.wave_count == 84 * 32),
         "topology: %s, %u CUs, %u waves", k.topo.arch, k.topo.cu_count, k.topo.wave_count);
-  /* a 16-slot ring, so 100 packets wrap around it several times */
-  if (!check(!kn_kfd_queue_create(&k, &q, 1024, err, sizeof err), "AQL queue: %s", err)) {
+  check(kn_kfd_queue_create(&k, &q, 1024, err, sizeof err) && strstr(err, "power of two"), "a 1 KiB ring is refused: %s",
+        err);
+  /* a 64-slot ring, so 200 packets wrap around it several times */
+  if (!check(!kn_kfd_queue_create(&k, &q, 4096, err, sizeof err), "AQL queue: %s", err)) {
     kn_kfd_close(&k);
     return;
   }
   int ok = 1;
-  for (int i = 0; i < 100 && ok; i++) ok = !kn_kfd_submit_barrier(&q, NULL, NULL, err, sizeof err);
-  check(ok && !kn_kfd_queue_idle(&q, err, sizeof err) && *q.rptr == 100 && q.done->value == 0,
-        "100 barrier packets through a 16-slot ring: read index %llu, %s", (unsigned long long)*q.rptr, err);
+  for (int i = 0; i < 200 && ok; i++) ok = !kn_kfd_submit_barrier(&q, NULL, NULL, err, sizeof err);
+  check(ok && !kn_kfd_queue_idle(&q, err, sizeof err) && *q.rptr == 200 && q.done->value == 0,
+        "200 barrier packets through a 64-slot ring: read index %llu, %s", (unsigned long long)*q.rptr, err);
 
   /* barrier-AND holds the queue until its dependency reaches 0 */
   kn_amd_signal *dep = kn_kfd_signal_new(&q, 1), *dep2 = kn_kfd_signal_new(&q, 0);
@@ -150,7 +152,7 @@ static void queue_and_signals(kn_amd_transport *t, bool emu) {
   uint64_t deps[5] = {kn_kfd_signal_va(&q, dep), 0, kn_kfd_signal_va(&q, dep2)};
   check(!kn_kfd_submit_barrier(&q, deps, fin, err, sizeof err), "barrier-AND submitted: %s", err);
   check(!kn_kfd_submit_barrier(&q, NULL, NULL, err, sizeof err), "a barrier behind it: %s", err);
-  check(fin->value == 1 && (!emu || *q.rptr == 100), "the barrier waits on its dependency (completion %lld, read %llu)",
+  check(fin->value == 1 && (!emu || *q.rptr == 200), "the barrier waits on its dependency (completion %lld, read %llu)",
         (long long)fin->value, (unsigned long long)*q.rptr);
   __atomic_store_n(&dep->value, 0, __ATOMIC_RELEASE);
   kn_kfd_queue_kick(&q);
@@ -158,7 +160,7 @@ static void queue_and_signals(kn_amd_transport *t, bool emu) {
   uint64_t slot = ((uint64_t *)k.event_page.cpu)[(k.signal_mailbox - k.event_page.va) / 8];
   check(slot == k.signal_trigger, "completion wrote the event mailbox (%llu, want %u)", (unsigned long long)slot,
         k.signal_trigger);
-  check(!kn_kfd_queue_idle(&q, err, sizeof err) && *q.rptr == q.put && q.put >= 102,
+  check(!kn_kfd_queue_idle(&q, err, sizeof err) && *q.rptr == q.put && q.put >= 202,
         "queue idle at read index %llu of %llu: %s", (unsigned long long)*q.rptr, (unsigned long long)q.put, err);
 
   /* a dependency at an address nothing maps is a GPU memory fault, reported by the wait */
@@ -188,6 +190,10 @@ static void kfd_checks(void) {
     check(t->mmap(t, p, 8192, PROT_READ, MAP_SHARED | MAP_FIXED, 0x7f4b1, 12345) == MAP_FAILED,
           "mmap of an unknown render-node offset fails");
     munmap(p, 8192);
+    kn_kfd_queue q;
+    k.topo.cu_count = 96, k.topo.wave_count = 96 * 32; /* a save area sized for another GPU */
+    check(kn_kfd_queue_create(&k, &q, 4096, err, sizeof err) && strstr(err, "control stack"),
+          "a save area sized for 96 CUs is refused on an 84-CU GPU: %s", err);
     kn_kfd_close(&k);
   }
   t->destroy(t);

@@ -192,6 +192,27 @@ static int wait_events(kn_kfd_emu *e, struct kfd_ioctl_wait_events_args *a) {
 
 static bool mapped(kn_kfd_emu *e, uint64_t va, uint64_t n) { return kn_emu_translate(e, va, n) != NULL; }
 
+/* The emulated node's queue sizes, as KFD computes them (kfd_queue.c) for a gfx1100 with 84 CUs: 32 wave slots per
+ * CU, per-CU save data of 0x60000 VGPR + 0x4000 SGPR + 0x10000 LDS + 0x1000 registers bytes, a control stack of 12
+ * bytes per wave + 8 after a 40-byte header, 32 debugger bytes per wave. Written out here rather than shared with the
+ * device code, so a wrong formula there fails here as it would in the kernel. */
+#define EMU_WAVES (84u * 32)
+#define EMU_CTL_STACK ((40u + EMU_WAVES * 12 + 8 + 4095) & ~4095u)
+#define EMU_CWSR (84u * (0x60000 + 0x4000 + 0x10000 + 0x1000) + EMU_CTL_STACK)
+#define EMU_DEBUG_AREA ((EMU_WAVES * 32 + 63) & ~63u)
+#define EMU_EOP_SIZE 4096u
+
+/* KFD's rule for queue memory: a mapped buffer that starts at the address's page and, when size is given, is
+ * exactly that large. */
+static bool queue_buffer(kn_kfd_emu *e, uint64_t va, uint64_t size, const char *what) {
+  emu_bo *b = kn_emu_bo_at(e, va, 1);
+  if (b && b->gpu_mapped && b->va == (va & ~4095ull) && (!size || b->size == size)) return true;
+  snprintf(e->fault, sizeof e->fault, "emulated KFD: CREATE_QUEUE: the %s at 0x%llx must be a GPU-mapped buffer of "
+           "its own%s (found %s%llu bytes at 0x%llx)", what, (unsigned long long)va, size ? " with the exact size" : "",
+           b ? "" : "none: ", b ? (unsigned long long)b->size : 0ull, b ? (unsigned long long)b->va : 0ull);
+  return false;
+}
+
 static int create_queue(kn_kfd_emu *e, struct kfd_ioctl_create_queue_args *a) {
   if (a->gpu_id != EMU_GPU_ID) return fail(EINVAL);
   if (a->queue_type != KFD_IOC_QUEUE_TYPE_COMPUTE_AQL) {
@@ -200,15 +221,23 @@ static int create_queue(kn_kfd_emu *e, struct kfd_ioctl_create_queue_args *a) {
     return fail(EINVAL);
   }
   bool pow2 = a->ring_size >= KFD_MIN_QUEUE_RING_SIZE && !(a->ring_size & (a->ring_size - 1));
-  if (!pow2 || !mapped(e, a->ring_base_address, a->ring_size) || !mapped(e, a->read_pointer_address, 8) ||
-      !mapped(e, a->write_pointer_address, 8) || a->queue_percentage > KFD_MAX_QUEUE_PERCENTAGE ||
-      a->queue_priority > KFD_MAX_QUEUE_PRIORITY)
+  if (!pow2 || a->queue_percentage > KFD_MAX_QUEUE_PERCENTAGE || a->queue_priority > KFD_MAX_QUEUE_PRIORITY)
     return fail(EINVAL);
-  /* KFD checks the EOP buffer and the save area are mapped and large enough for the CU count */
-  if (!a->eop_buffer_size || !mapped(e, a->eop_buffer_address, a->eop_buffer_size) || !a->ctx_save_restore_size ||
-      !a->ctl_stack_size || a->ctl_stack_size >= a->ctx_save_restore_size ||
-      !mapped(e, a->ctx_save_restore_address, a->ctx_save_restore_size))
+  if (!queue_buffer(e, a->write_pointer_address, 4096, "write pointer") ||
+      !queue_buffer(e, a->read_pointer_address, 4096, "read pointer") ||
+      !queue_buffer(e, a->ring_base_address, a->ring_size, "ring") || a->ring_base_address & 4095)
     return fail(EINVAL);
+  if (a->eop_buffer_address && (a->eop_buffer_size != EMU_EOP_SIZE ||
+                                !queue_buffer(e, a->eop_buffer_address, EMU_EOP_SIZE, "EOP buffer")))
+    return fail(EINVAL);
+  if (a->ctl_stack_size != EMU_CTL_STACK || a->ctx_save_restore_size < EMU_CWSR) {
+    snprintf(e->fault, sizeof e->fault, "emulated KFD: CREATE_QUEUE: control stack %u bytes (the node's: %u), save "
+             "area %u bytes (the node needs %u)", a->ctl_stack_size, EMU_CTL_STACK, a->ctx_save_restore_size,
+             EMU_CWSR);
+    return fail(EINVAL);
+  }
+  uint64_t cwsr_total = ((uint64_t)a->ctx_save_restore_size + EMU_DEBUG_AREA + 4095) & ~4095ull;
+  if (!queue_buffer(e, a->ctx_save_restore_address, cwsr_total, "context save area")) return fail(EINVAL);
   for (int i = 0; i < EMU_MAX_QUEUES; i++) {
     emu_queue *q = &e->queues[i];
     if (q->live) continue;

@@ -17,6 +17,8 @@
 
 int kn_kfd_queue_create(kn_kfd *k, kn_kfd_queue *q, uint32_t ring_bytes, char *err, size_t errlen) {
   memset(q, 0, sizeof *q);
+  if (ring_bytes < 4096 || ring_bytes & (ring_bytes - 1))
+    return kn_errf(err, errlen, "AQL ring of %u bytes: KFD needs a power of two of at least a page", ring_bytes);
   q->k = k;
   uint32_t ctx_save, ctl_stack;
   kn_kfd_cwsr_size(&k->topo, &ctx_save, &ctl_stack);
@@ -47,7 +49,11 @@ int kn_kfd_queue_create(kn_kfd *k, kn_kfd_queue *q, uint32_t ring_bytes, char *e
       .eop_buffer_size = q->eop.size, .ctx_save_restore_address = q->cwsr.va, .ctx_save_restore_size = ctx_save,
       .ctl_stack_size = ctl_stack};
   if (k->t->ioctl(k->t, k->kfd_fd, AMDKFD_IOC_CREATE_QUEUE, &a)) {
-    kn_errf(err, errlen, "KFD CREATE_QUEUE (AQL, %u-byte ring) failed: %s", ring_bytes, strerror(errno));
+    char detail[512] = "";
+    int e = errno;
+    if (k->t->fault_text) k->t->fault_text(k->t, detail, sizeof detail);
+    kn_errf(err, errlen, "KFD CREATE_QUEUE (AQL, %u-byte ring, %u-byte save area, %u-byte control stack) failed: "
+            "%s%s%s", ring_bytes, ctx_save, ctl_stack, strerror(e), *detail ? "; " : "", detail);
     goto fail;
   }
   q->queue_id = a.queue_id;

@@ -56,9 +56,12 @@ static int fill(kn_amd_transport *t, kn_kfd_topology *o, const char *text, char 
   if (!o->simd_count || !o->simd_per_cu)
     return kn_errf(err, errlen, "KFD node %d reports no SIMDs (simd_count %u)", o->node, o->simd_count);
   o->cu_count = o->simd_count / o->simd_per_cu / o->num_xcc;
-  uint32_t waves_per_cu = o->max_waves_per_simd * o->simd_per_cu;
-  o->wave_count = o->cu_count * waves_per_cu;
-  if (v / 10000 == 9 && o->wave_count > o->cu_count * 40) o->wave_count = o->cu_count * 40;
+  /* the wave slots KFD sizes the save area for */
+  if (v < 100100) {
+    uint32_t se_waves = o->simd_arrays_per_engine ? o->array_count / o->simd_arrays_per_engine * 512 : 0;
+    o->wave_count = o->cu_count * 40 < se_waves ? o->cu_count * 40 : se_waves;
+  } else
+    o->wave_count = o->cu_count * 32;
   o->vram_size = vram_of(t, o->node, (uint32_t)prop(text, "mem_banks_count", 1));
   return 0;
 }
@@ -87,14 +90,17 @@ int kn_kfd_topology_read(kn_amd_transport *t, int index, kn_kfd_topology *topo, 
 
 static uint32_t round_page(uint64_t n) { return (uint32_t)((n + 4095) & ~(uint64_t)4095); }
 
+/* The sizes KFD computes for the node (kfd_queue.c) and checks CREATE_QUEUE against: the control stack must equal
+ * its size, the save area be at least its size. */
 void kn_kfd_cwsr_size(const kn_kfd_topology *topo, uint32_t *ctx_save_bytes, uint32_t *ctl_stack_bytes) {
-  uint32_t v = topo->gfx_target_version, major = v / 10000;
-  /* per CU: VGPRs (gfx11/12 with 1.5x register files: 0x60000), SGPRs, LDS, hardware registers */
-  uint32_t vgpr = major == 9 ? 0x80000 : 0x40000;
-  if (v == 110000 || v == 110001 || v == 110501 || v == 120000 || v == 120001) vgpr = 0x60000;
-  uint32_t lds = v / 100 == 905 ? topo->lds_size_in_kb << 10 : 0x10000;
-  uint64_t wg_data = round_page((uint64_t)(vgpr + 0x4000 + lds + 0x1000) * topo->cu_count);
-  uint32_t ctl = round_page((uint64_t)(major == 9 ? 8 : 12) * topo->wave_count + 8 + 40);
+  uint32_t v = topo->gfx_target_version, cu = topo->cu_count;
+  uint32_t vgpr = 0x40000; /* per CU; the 1.5x register files of gfx11/12 and the gfx9 compute parts are larger */
+  if (v == 90402 || v == 90010 || v == 90008 || v == 90500) vgpr = 0x80000;
+  else if (v == 110000 || v == 110001 || v == 120000 || v == 120001) vgpr = 0x60000;
+  uint32_t lds = v == 90500 ? topo->lds_size_in_kb << 10 : 0x10000;
+  uint64_t wg_data = round_page((uint64_t)(vgpr + 0x4000 + lds + 0x1000) * cu);
+  uint32_t ctl = round_page(40 + (uint64_t)topo->wave_count * (v >= 100100 ? 12 : 8) + 8);
+  if (v / 10000 * 10000 == 100000 && ctl > 0x7000) ctl = 0x7000; /* gfx10's hardware limit */
   *ctl_stack_bytes = ctl;
   *ctx_save_bytes = (uint32_t)(wg_data + ctl);
 }
