@@ -14,12 +14,17 @@ typedef struct call_format {
   const char *mid;   /* between the name and the arguments object */
   const char *tail;  /* after the arguments object */
   const char *trigger; /* free text that starts a call (constrained from there on), or NULL */
+  const char *after;   /* what the constraint expects after the trigger, before the name */
+  bool at_start;       /* the trigger (one byte) opens a call only where the reply, or the text after a call, starts */
 } call_format;
 
+/* Llama 3.x writes a call as the whole reply: a JSON object {"name": …, "parameters": {…}}; Qwen/Hermes put it in
+ * <tool_call> tags anywhere in the reply. */
 static call_format format_of(kn_chat_family f) {
   if (f == KN_CHAT_LLAMA3 || f == KN_CHAT_LLAMA31)
-    return (call_format){"{\"name\": \"", "\", \"parameters\": ", "}", NULL};
-  return (call_format){"<tool_call>\n{\"name\": \"", "\", \"arguments\": ", "}\n</tool_call>", "<tool_call>"};
+    return (call_format){"{\"name\": \"", "\", \"parameters\": ", "}", "{", "\"name\": \"", true};
+  return (call_format){"<tool_call>\n{\"name\": \"", "\", \"arguments\": ", "}\n</tool_call>", "<tool_call>",
+                       "\n{\"name\": \"", false};
 }
 
 static char *concat3(const char *a, const char *b, const char *c) {
@@ -120,7 +125,8 @@ static int set_constraints(srv *S, const oai_req *q, srv_job *j, char **prefill)
     j->has_forced = j->finish_after_forced = true;
   }
   if (tools && q->tc == TC_AUTO && cf.trigger) {
-    if (!(j->trigger = strdup(cf.trigger)) || call_spec(&j->lazy, q, j, "\n{\"name\": \"", &cf)) return -1;
+    if (!(j->trigger = strdup(cf.trigger)) || call_spec(&j->lazy, q, j, cf.after, &cf)) return -1;
+    j->trigger_at_start = cf.at_start;
     j->stop_after_call = !q->parallel_tool_calls;
   }
   return 0;

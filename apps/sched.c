@@ -31,6 +31,7 @@ typedef struct slot {
   char win[32];     /* the last bytes of free text, to see the trigger and <think> */
   size_t nwin;
   bool in_think;
+  bool at_start;    /* only whitespace since the reply (or the last call) began */
 } slot;
 
 struct sched {
@@ -128,6 +129,7 @@ static int slot_start(sched *S, slot *s, srv_job *j) {
   if (j->has_forced) kc_init(&s->kc, &j->forced);
   s->nwin = 0;
   s->in_think = false;
+  s->at_start = true;
   pthread_mutex_lock(&j->mu);
   j->slot = s->index;
   j->n_cached = s->pos;
@@ -278,11 +280,23 @@ static void watch(sched *S, slot *s, const char *p, size_t n) {
     s->win[s->nwin++] = p[i];
     if (win_ends(s, "<think>")) s->in_think = true;
     if (win_ends(s, "</think>")) s->in_think = false;
-    if (j->trigger && !s->in_think && win_ends(s, j->trigger)) {
+    bool hit = false;
+    if (j->trigger && j->trigger_at_start) {
+      hit = s->at_start && p[i] == j->trigger[0];
+      if (!hit && p[i] != ' ' && p[i] != '\n' && p[i] != '\t' && p[i] != '\r' && p[i] != ';') s->at_start = false;
+    } else if (j->trigger) {
+      hit = !s->in_think && win_ends(s, j->trigger);
+    }
+    if (hit) {
       s->cmode = 2;
       kc_init(&s->kc, &j->lazy);
       s->nwin = 0;
-      return; /* the rest of this token is text that the constraint did not see: rare, let the parser judge */
+      for (size_t k = i + 1; k < n; k++) /* the rest of the token is the call's first bytes */
+        if (!kc_push(&s->kc, (unsigned char)p[k])) {
+          s->cmode = 0; /* not a call we can follow: the parser judges the text */
+          break;
+        }
+      return;
     }
   }
   (void)S;
@@ -319,6 +333,7 @@ static void decode_step(sched *S, slot *s) {
     if (s->kc.phase == KC_DONE && s->i_forced >= s->n_forced) {
       bool was_lazy = s->cmode == 2;
       s->cmode = 0;
+      s->at_start = true; /* another call may follow */
       if ((!was_lazy && j->finish_after_forced) || (was_lazy && j->stop_after_call))
         return slot_finish(s, was_lazy || j->forced_is_call ? FIN_TOOL : FIN_STOP, NULL);
     }

@@ -123,6 +123,8 @@ typedef struct srv_job {
   kn_jschema *rf_schema;   /* response_format json_schema (NULL: any object); owned */
   kc_spec lazy;            /* constraint once `trigger` appears in free text (auto tool calls) */
   char *trigger;           /* e.g. "<tool_call>"; NULL: none */
+  bool trigger_at_start;   /* the trigger is one byte that counts only where the reply (or the text after a call)
+                            * starts, after whitespace: Llama 3's bare JSON calls */
   bool stop_after_call;    /* parallel_tool_calls false: stop after the first triggered call */
 
   /* output, guarded by mu */

@@ -227,6 +227,21 @@ await t("auto tool calls opened by the model are constrained (parallel_tool_call
   checkArgs(r.choices[0].message.tool_calls[0]);
 });
 
+// Llama 3 writes a call as the whole reply, a bare JSON object: '{' (token 90 of its vocabulary) pushed up opens one,
+// and the constraint from there makes it {"name": <a tool>, "parameters": <valid arguments>}.
+const BRACE_TOKEN = 90;
+if (/llama3/.test(MODEL)) await t("llama 3: a call opened by the model is constrained (one call, then parallel ones)", async () => {
+  const r = await c.chat.completions.create({ model: MODEL, tools, max_tokens: 60, parallel_tool_calls: false,
+    logit_bias: { [BRACE_TOKEN]: 100 }, messages: user("Weather?") });
+  assert.equal(r.choices[0].finish_reason, "tool_calls", JSON.stringify(r.choices[0]));
+  assert.equal(r.choices[0].message.tool_calls.length, 1);
+  checkArgs(r.choices[0].message.tool_calls[0]);
+  const p = await c.chat.completions.create({ model: MODEL, tools, max_tokens: 90, logit_bias: { [BRACE_TOKEN]: 100 },
+    messages: user("Weather and time?") });
+  assert.ok(p.choices[0].message.tool_calls.length >= 1, JSON.stringify(p.choices[0]));
+  p.choices[0].message.tool_calls.forEach((tc) => checkArgs(tc));
+});
+
 await t("auto tool calls, parallel, streamed: several calls, each valid, own index and id", async () => {
   let most = 0;
   for (let seed = 1; seed <= 4 && most < 2; seed++) {

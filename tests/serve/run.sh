@@ -163,6 +163,8 @@ if [ $node_rc != 77 ] && [ -f "$MODELL3" ]; then
   start "$TMP/serverl3.log"
   BASE=$BASE KEY=$KEY MODEL=tiny-llama3 node "$HERE/ollama.mjs" && ok "ollama client checks with tiny-llama3" ||
     bad "ollama client checks with tiny-llama3"
+  BASE=$BASE KEY=$KEY MODEL=tiny-llama3 N_CTX=$N_CTX MAX_BODY=$MAX_BODY ONLY="llama 3|tool_choice (required|named)" \
+    node "$HERE/client.mjs" && ok "openai SDK tool calls with tiny-llama3" || bad "openai SDK tool calls with tiny-llama3"
   kill -TERM "$SERVER"
   wait "$SERVER"
   SERVER=
