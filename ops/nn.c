@@ -53,3 +53,28 @@ kn_t kn_rope(kn_t x, kn_t cos, kn_t sin, bool neox) {
   kn_t ib = kn_pad(kn_unsqueeze(rb, 3), (int64_t[]){0, 0, 0, 1}, (int64_t[]){0, 0, 0, 0});
   return kn_reshape(kn_add(ia, ib), 3, (int64_t[]){T, H, D});
 }
+
+/* population variance over the last axis, keeping it as size 1 */
+kn_t kn_var_last(kn_t x) {
+  int ax = -1;
+  kn_t d = kn_sub(x, kn_mean(x, 1, &ax, true));
+  return kn_mean(kn_square(d), 1, &ax, true);
+}
+
+kn_t kn_std_last(kn_t x) { return kn_sqrt(kn_var_last(x)); }
+
+kn_t kn_layernorm(kn_t x, kn_t w, kn_t b, float eps) {
+  int ax = -1;
+  kn_t d = kn_sub(x, kn_mean(x, 1, &ax, true));
+  kn_t y = kn_mul(d, kn_rsqrt(kn_adds(kn_mean(kn_square(d), 1, &ax, true), eps)));
+  if (w) y = kn_mul(y, w);
+  return b ? kn_add(y, b) : y;
+}
+
+kn_t kn_log_softmax(kn_t x, int axis) {
+  kn_t m = kn_max(x, 1, &axis, true);
+  kn_t s = kn_sub(x, m);
+  return kn_sub(s, kn_log(kn_sum(kn_exp(s), 1, &axis, true)));
+}
+
+kn_t kn_softcap(kn_t x, float cap) { return kn_muls(kn_tanh(kn_muls(x, 1.0 / cap)), cap); }

@@ -8,12 +8,24 @@
 kn_t kn_softmax(kn_t x, int axis);       /* numerically stable: exp(x - max) / sum */
 kn_t kn_rmsnorm(kn_t x, kn_t w, float eps); /* over the last axis; w may be NULL */
 kn_t kn_silu(kn_t x);
-kn_t kn_gelu(kn_t x);                    /* tanh approximation */
+kn_t kn_gelu(kn_t x);                    /* tanh approximation (GPT-2's gelu_new, Gemma's GELU) */
+/* LayerNorm over the last axis: (x - mean) / sqrt(var + eps) * w + b; w and b may be NULL */
+kn_t kn_layernorm(kn_t x, kn_t w, kn_t b, float eps);
+kn_t kn_var_last(kn_t x);                /* population variance over the last axis (kept as size 1) */
+kn_t kn_std_last(kn_t x);                /* its square root */
+kn_t kn_log_softmax(kn_t x, int axis);   /* x - max - log(sum(exp(x - max))) */
+kn_t kn_softcap(kn_t x, float cap);      /* cap * tanh(x / cap): Gemma 2's logit soft-capping */
 /* x [T, H, D] rotated by the angles in cos/sin tables [T, D/2]; neox: rotate halves (Qwen) instead of pairs
  * (llama's interleaved "normal" mode). */
 kn_t kn_rope(kn_t x, kn_t cos, kn_t sin, bool neox);
 /* x [T, in] @ w^T where w is stored [out][in] (GGUF/HF layout, any dtype incl. block formats) -> [T, out] */
 kn_t kn_linear(kn_t x, kn_t w, kn_t bias);
+
+/* ---- joining and cutting (ops/shape.c) ---- */
+kn_t kn_concat(const kn_t *parts, int n, int axis); /* parts equal on every other axis */
+kn_t kn_stack(const kn_t *parts, int n, int axis);  /* along a new axis */
+/* n views of x along axis with the given sizes (adding up to its length) into out[]; 0, or -1 (context error) */
+int kn_split(kn_t x, int axis, const int64_t *sizes, int n, kn_t *out);
 
 /* ---- attention (ops/attention.c) ---- */
 /* bool [T, C]: query t, at absolute position start + t, sees key c when c <= start + t and, with window > 0, also

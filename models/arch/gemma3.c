@@ -101,7 +101,7 @@ static kn_t forward(kn_model *m, const kn_fwd *f) {
   if (!f->all) x = kn_shrink(x, (int64_t[]){T - 1, 0}, (int64_t[]){T, hp->n_embd});
   x = kn_rmsnorm(x, a->output_norm, hp->eps);
   kn_t logits = kn_linear(x, a->output ? a->output : a->tok_embd, NULL);
-  return a->softcap > 0 ? kn_muls(kn_tanh(kn_muls(logits, 1.0 / a->softcap)), a->softcap) : logits;
+  return a->softcap > 0 ? kn_softcap(logits, a->softcap) : logits;
 }
 
 static void release(kn_model *m) {
