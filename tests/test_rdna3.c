@@ -15,6 +15,7 @@
 #include "device/amd/codeobj.h"
 #include "device/amd/rdna3.h"
 #include "device/elf.h"
+#include "device/env.h"
 
 /* ---- an emulated GPU address space: regions of host memory at GPU addresses ---- */
 
@@ -592,7 +593,14 @@ static void test_matvec(void) {
   for (int i = 0; i < K; i++) x[i] = frand(-1, 1);
   for (int i = 0; i <= R; i++) y[i] = -12345.0f;
   uint64_t args[] = {vmap(&g.vs, w, R * K * 4), vmap(&g.vs, x, sizeof x), vmap(&g.vs, y, sizeof y), R, K};
-  if (!gpu_run(&g, "matvec", args, 5, (R + 1) / 2 * 64, 1, 1, 64, 1, 1)) {
+  double t0 = kn_now();
+  int rc = gpu_run(&g, "matvec", args, 5, (R + 1) / 2 * 64, 1, 1, 64, 1, 1);
+  double dt = kn_now() - t0;
+  uint64_t insts = 0;
+  for (int c = 0; c < KN_RDNA3_NCLASS; c++) insts += g.st.insts[c];
+  printf("matvec %dx%d: %llu wave instructions in %.2f ms (%.1f M wave-instructions/s)\n", R, K,
+         (unsigned long long)insts, dt * 1e3, insts / dt / 1e6);
+  if (!rc) {
     int bad = 0;
     for (int r = 0; r < R; r++) {
       double s = 0;
@@ -682,6 +690,7 @@ static void test_errors(void) {
   int rc = kn_rdna3_run(&d, &mem, NULL, err, sizeof err);
   check(rc && strstr(err, "v_cubeid_f32") && strstr(err, "kernel cube") && strstr(err, "not implemented"),
         "unimplemented opcode named: %s", err);
+  if (getenv("RDNA3_DUMP")) printf("%s\n", err);
   const kn_codeobj_kernel *ks = kn_codeobj_find(&g.co, "scratch");
   check(ks && ks->private_segment_size >= 256, "scratch kernel: metadata private segment %u",
         ks ? ks->private_segment_size : 0);

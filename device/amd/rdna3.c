@@ -77,9 +77,8 @@ int kn_swrite64(kn_cu *cu, kn_wave *w, unsigned dst, uint64_t v) {
 
 static void describe(const kn_cu *cu, const kn_wave *w, char *buf, size_t n) {
   const char *name = kn_rdna3_opname(!strcmp(cu->fam, "vopd") ? "vopdx" : cu->fam, cu->op);
-  uint64_t entry = cu->d->kd_va; /* pc relative to the descriptor keeps messages stable across load addresses */
-  snprintf(buf, n, "kernel %s: pc kd%+lld: %s opcode %u (%s, word 0x%08x)", cu->d->name ? cu->d->name : "?",
-           (long long)(w->pc - entry), cu->fam, cu->op, name ? name : "unknown to LLVM", cu->w[0]);
+  snprintf(buf, n, "kernel %s: pc entry%+lld: %s opcode %u (%s, word 0x%08x)", cu->d->name ? cu->d->name : "?",
+           (long long)(w->pc - cu->entry), cu->fam, cu->op, name ? name : "unknown to LLVM", cu->w[0]);
 }
 
 int kn_cu_fail(kn_cu *cu, const kn_wave *w, const char *fmt, ...) {
@@ -135,8 +134,8 @@ static int step(kn_cu *cu, kn_wave *w) {
   unsigned op;
   unsigned len = kn_rdna3_decode(p, n + 1, &fam, &op, NULL);
   if (!len)
-    return kn_errf(cu->err, cu->errlen, "rdna3: kernel %s: pc kd%+lld: word 0x%08x is not a gfx11 encoding the "
-                   "emulator decodes", cu->d->name ? cu->d->name : "?", (long long)(w->pc - cu->d->kd_va), p[0]);
+    return kn_errf(cu->err, cu->errlen, "rdna3: kernel %s: pc entry%+lld: word 0x%08x is not a gfx11 encoding the "
+                   "emulator decodes", cu->d->name ? cu->d->name : "?", (long long)(w->pc - cu->entry), p[0]);
   cu->w = p, cu->len = len, cu->fam = fam, cu->op = op;
   for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
     if (families[i].fam == fam || !strcmp(families[i].fam, fam)) {
@@ -249,6 +248,7 @@ int kn_rdna3_run(const kn_rdna3_dispatch *d, const kn_rdna3_mem *mem, kn_rdna3_s
   kn_rdna3_stats local = {0};
   kn_cu cu = {.d = d, .mem = mem, .st = &local, .err = err, .errlen = errlen, .fam = "", .w = (const uint32_t[1]){0}};
   cu.lds_size = d->group_segment_bytes;
+  cu.entry = k.entry;
   cu.lds = calloc(cu.lds_size ? cu.lds_size : 1, 1);
   kn_wave *waves = calloc(nwave, sizeof *waves);
   int rc = 0;

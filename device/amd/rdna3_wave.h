@@ -33,6 +33,7 @@ typedef struct {
   uint8_t *lds;
   uint32_t lds_size;
   uint32_t wg_id[3];
+  uint64_t entry; /* the kernel's first instruction: messages give pcs relative to it */
   char *err;
   size_t errlen;
   /* the instruction being executed */
