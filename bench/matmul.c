@@ -91,7 +91,7 @@ static void bench_wmm(kn_device *dev, kn_dtype q, int64_t T, int64_t N, int64_t 
   k->out_st = strided(osh, so);
   kn_st a = strided(sh, sx), b = strided(sh, sw);
   kn_kop *w = kn_kop_load(k, 2, KN_F32, &b);
-  if (q == KN_F16) w = kn_kop_alu(k, KN_KOP_CAST, KN_F32, 1, kn_kop_load(k, 2, KN_F16, &b), NULL, NULL);
+  if (q == KN_F16 || q == KN_BF16) w = kn_kop_alu(k, KN_KOP_CAST, KN_F32, 1, kn_kop_load(k, 2, q, &b), NULL, NULL);
   k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a), w, NULL));
   kn_compiled c;
   kn_program *p = NULL;
@@ -123,20 +123,32 @@ static void bench_wmm(kn_device *dev, kn_dtype q, int64_t T, int64_t N, int64_t 
     ts[r] = kn_now() - t0;
   }
   float *row = malloc((size_t)K * sizeof *row);
+  bool qdot = kn_dtype_is_quant(q) && kn_getenv_int("KILN_EXACT", 0) <= 0;
   const float *X = bufs[1]->ptr, *O = bufs[0]->ptr;
   int bad = 0;
   for (int s = 0; s < 8 && row; s++) {
     int64_t n = (s * 977 + 13) % N, t = (s * 131) % T;
     double ref = 0, mag = 0;
-    if (kn_dtype_is_quant(q) || q == KN_F16) kn_ref_dequant(q, (const char *)bufs[2]->ptr + kn_dtype_nbytes(q, n * K), K, row);
+    if (q != KN_F32) kn_ref_dequant(q, (const char *)bufs[2]->ptr + kn_dtype_nbytes(q, n * K), K, row);
     else memcpy(row, (const float *)bufs[2]->ptr + n * K, (size_t)K * sizeof *row);
-    for (int64_t j = 0; j < K; j++) ref += (double)X[t * K + j] * row[j], mag += __builtin_fabs((double)X[t * K + j] * row[j]);
-    if (__builtin_fabs(O[t * N + n] - ref) > 1e-4 * mag + 1e-3) bad++;
+    /* the integer-dot mode quantizes each block of activations to int8: each one is off by at most half a step */
+    int64_t qk = kn_dtype_get(q)->block_elems;
+    double slack = 0;
+    for (int64_t b0 = 0; b0 < K; b0 += qk) {
+      double amax = 0, wsum = 0;
+      for (int64_t j = b0; j < b0 + qk && j < K; j++) {
+        ref += (double)X[t * K + j] * row[j], mag += __builtin_fabs((double)X[t * K + j] * row[j]);
+        amax = __builtin_fmax(amax, __builtin_fabs((double)X[t * K + j])), wsum += __builtin_fabs((double)row[j]);
+      }
+      slack += wsum * amax / 254;
+    }
+    if (__builtin_fabs(O[t * N + n] - ref) > 1e-4 * mag + 1e-3 + (qdot ? slack : 0)) bad++;
   }
   free(row);
   double tm = median(ts, reps), tb = ts[0];
-  printf("kiln %s %s %lldx%lldx%lld (%s, compile %.0f ms): %.3f ms, %.1f GB/s of weights (best %.1f), %.1f GFLOP/s%s\n",
-         T == 1 ? "gemv" : "gemm", kn_dtype_name(q), (long long)T, (long long)N, (long long)K, c.name, tcomp * 1e3,
+  printf("kiln %s %s %lldx%lldx%lld (%s%s, compile %.0f ms): %.3f ms, %.1f GB/s of weights (best %.1f), %.1f GFLOP/s%s\n",
+         T == 1 ? "gemv" : "gemm", kn_dtype_name(q), (long long)T, (long long)N, (long long)K, c.name,
+         qdot ? " int-dot" : "", tcomp * 1e3,
          tm * 1e3, (double)wbytes / tm / 1e9, (double)wbytes / tb / 1e9, 2.0 * T * N * K / tm / 1e9,
          bad ? "  WRONG RESULTS" : "");
 done:
@@ -244,7 +256,7 @@ int main(int argc, char **argv) {
     int first = 4;
     if (gemm) T = argc > 4 ? atoll(argv[4]) : 128, first = 5;
     if (T < 1) T = 1;
-    kn_dtype qs[] = {KN_F32, KN_F16, KN_Q8_0, KN_Q4_0, KN_Q5_0, KN_Q4_K, KN_Q5_K, KN_Q6_K, KN_Q2_K, KN_Q3_K};
+    kn_dtype qs[] = {KN_F32, KN_F16, KN_BF16, KN_Q8_0, KN_Q4_0, KN_Q4_1, KN_Q5_0, KN_Q5_1, KN_Q4_K, KN_Q5_K, KN_Q6_K, KN_Q2_K, KN_Q3_K};
     int64_t dim = gemm ? 2048 : 4096;
     /* FORMAT or FORMAT:NxK (a weight of N rows of K, e.g. q6_k:151936x256, the tied output matrix of a small model) */
     for (size_t i = 0; i < sizeof qs / sizeof *qs; i++) {

@@ -56,6 +56,12 @@ LLVMValueRef kn_e_sin(kn_emit *e, LLVMValueRef x);
  * blk (i64), decoded to float (a <vec x float> or a float). A constant j0 folds the template to straight code. */
 LLVMValueRef kn_quant_load(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, LLVMValueRef j0, int vec);
 
+/* quant_dot.c: the integer-dot template. The dot of one block (blk, i64) of format fmt with the activations xs (nx
+ * vectors of vec floats, the block's elements in order), activations quantized to int8 with one scale per block;
+ * a <vec x float> of partial sums. */
+LLVMValueRef kn_quant_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, const LLVMValueRef *xs, int nx,
+                          int vec);
+
 /* llvm_emit.c: a module with one function `entry` in the CPU calling convention. NULL with err on failure. */
 LLVMModuleRef kn_emit_module(LLVMContextRef ctx, const kn_lprog *p, const kn_target *t, const char *entry, char *err,
                              size_t errlen);

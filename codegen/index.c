@@ -202,6 +202,23 @@ static int qload(kn_lctx *c, int buf, const kn_aff *a, int gate, int lanes) {
   return kn_l_add(c->p, KN_L_QLOAD, KN_F32, lanes, gate < 0 ? 3 : 4, src, 0, sd);
 }
 
+int kn_lower_qblock(kn_lctx *c, const kn_kop *x) {
+  kn_aff a;
+  int gate;
+  bool never;
+  if (chain_index(c, &x->st, 0, &a, &gate, &never) || gate >= 0 || never) return -1;
+  int64_t QK = kn_dtype_get(c->k->bufs[x->buf].dtype)->block_elems;
+  kn_aff b;
+  memset(&b, 0, sizeof b);
+  for (int i = 0; i < a.n; i++) {
+    if (a.k[i] % QK) return -1;
+    aff_term(&b, a.op[i], a.k[i] / QK);
+  }
+  if (a.c % QK) return -1;
+  b.c = a.c / QK;
+  return kn_aff_op(c, &b);
+}
+
 /* One access of `lanes` contiguous elements (lanes == 1: scalar) at the given lane's index. */
 static int load_at(kn_lctx *c, const kn_kop *x, int gather, int lane, int lanes) {
   kn_aff a;

@@ -47,5 +47,8 @@ void kn_set_inst(kn_lctx *c, int out_inst, int red_inst);
 /* LOAD node (gather: the lowered index op or -1) and the final store of value v through out_st. */
 int kn_lower_load(kn_lctx *c, const kn_kop *x, int gather);
 int kn_lower_store(kn_lctx *c, int v);
+/* The block index of a block-format LOAD at the current instance when its first lane is the first element of an
+ * ungated block (the integer-dot template's operand); -1 otherwise. */
+int kn_lower_qblock(kn_lctx *c, const kn_kop *x);
 
 #endif

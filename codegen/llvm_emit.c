@@ -169,6 +169,14 @@ static LLVMValueRef emit_load(kn_emit *e, const kn_lop *o) {
   return v;
 }
 
+static LLVMValueRef emit_qdot(kn_emit *e, const kn_lop *o) {
+  LLVMValueRef xs[256];
+  int nx = o->nsrc - 2;
+  if (nx < 1 || nx > 256) return kn_efail(e, "QDOT with %d activation vectors", nx), LLVMGetPoison(kn_e_vec(e->f32, o->vec));
+  for (int i = 0; i < nx; i++) xs[i] = get(e, o->src[2 + i], o->vec);
+  return kn_quant_dot(e, (kn_dtype)o->arg, get(e, o->src[0], 1), get(e, o->src[1], 1), xs, nx, o->vec);
+}
+
 static void emit_store(kn_emit *e, const kn_lop *o) {
   kn_dtype dt = e->p->k->bufs[e->p->ops[o->src[0]].arg].dtype;
   LLVMBasicBlockRef done = NULL;
@@ -383,6 +391,7 @@ static int emit_ops(kn_emit *e, LLVMValueRef *params, LLVMValueRef vars, LLVMVal
     case KN_L_ACC: v = new_acc(e, o); break;
     case KN_L_ACCSET: LLVMBuildStore(e->b, get(e, o->src[1], p->ops[o->src[0]].vec), e->vals[o->src[0]]); break;
     case KN_L_LOAD: case KN_L_QLOAD: v = emit_load(e, o); break;
+    case KN_L_QDOT: v = emit_qdot(e, o); break;
     case KN_L_STORE: emit_store(e, o); break;
     case KN_L_ALU: v = emit_alu(e, o); break;
     case KN_L_CAST: v = emit_cast(e, get(e, o->src[0], o->vec), p->ops[o->src[0]].dtype, o->dtype, o->vec); break;

@@ -24,6 +24,8 @@ typedef enum {
   KN_L_LOAD,      /* src: PARAM, element index (i64), [gate bool]; vec contiguous elements; gated-off -> 0 */
   KN_L_QLOAD,     /* block-format load: src PARAM, block index, element in block (a multiple of vec), [gate];
                      vec contiguous elements decoded to f32; arg = storage dtype */
+  KN_L_QDOT,      /* integer-dot of one block: src PARAM, block index, then the block's activations as vec-lane f32
+                     values in element order; vec f32 partial sums; arg = storage dtype (quant_dot.c) */
   KN_L_STORE,     /* src: PARAM, element index, value, [gate] */
   KN_L_ALU,       /* alu = kernel op (ADD, MUL, WHERE, CMPLT, ...) */
   KN_L_CAST,      /* to dtype */
@@ -109,6 +111,12 @@ typedef struct {
 int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *err, size_t errlen);
 /* Name tinygrad-style from the schedule: E_/r_ then piece sizes. */
 void kn_sched_name(const kn_kernel *k, const kn_sched *s, char *name, size_t n);
+
+/* ---- integer-dot mode (quant_dot.c) ----
+ * The fused dequant-matmul's default: activations quantized to int8 per block, integer multiply-adds. KILN_EXACT=1
+ * keeps the exact f32 decode. */
+bool kn_qdot_mode(void);
+bool kn_quant_dot_supported(kn_dtype fmt);
 
 /* ---- lowering (lower.c) ---- */
 kn_lprog *kn_lower(const kn_kernel *k, const kn_sched *s, char *err, size_t errlen);

@@ -129,6 +129,69 @@ static int identity(kn_lctx *c, kn_kop_type rop, kn_dtype dt) {
   return kn_l_const_i(c->p, dt, d->itemsize == 8 ? INT64_MIN : -(INT64_C(1) << (8 * d->itemsize - 1)));
 }
 
+static bool has_quant_or_reduce(const kn_kernel *k, const kn_kop *x, int depth) {
+  if (!x || depth > 2048) return true;
+  if (x->op == KN_KOP_REDUCE) return true;
+  if (x->op == KN_KOP_LOAD && x->buf >= 0 && x->buf < k->nbufs && kn_dtype_is_quant(k->bufs[x->buf].dtype)) return true;
+  for (int i = 0; i < x->nsrc && i < 3; i++)
+    if (has_quant_or_reduce(k, x->src[i], depth + 1)) return true;
+  return false;
+}
+
+/* The integer-dot form of the fused dequant-matmul: one ADD reduce of x * W over the last axis, W a block-format
+ * load walking that axis contiguously, vectorized along it with the unroll covering exactly one block. Returns the
+ * weight load (and the activation expression in *xn), or NULL. */
+static const kn_kop *qdot_weight(lower *L, const kn_kop **xn) {
+  const kn_lctx *c = &L->c;
+  const kn_kernel *k = c->k;
+  if (!kn_qdot_mode() || L->nreds != 1 || k->nreduce != 1 || c->s->vec < 0) return NULL;
+  const kn_kop *red = L->reds[0], *m = red->src[0];
+  if (red->rop != KN_KOP_ADD || red->dtype != KN_F32 || !m || m->op != KN_KOP_MUL || m->nsrc != 2 || m->dtype != KN_F32) return NULL;
+  int r = k->ndim - 1;
+  const kn_piece *vp = &c->s->p[c->s->vec];
+  if (vp->kind != KN_AX_RVEC || vp->axis != r || vp->size < 4) return NULL;
+  int nunroll = 0;
+  for (int i = 0; i < c->s->n; i++)
+    if (c->s->p[i].kind == KN_AX_UNROLL) {
+      if (c->s->p[i].axis != r || c->s->p[i].mult != vp->size || nunroll) return NULL;
+      nunroll = (int)c->s->p[i].size;
+    }
+  for (int side = 0; side < 2; side++) {
+    const kn_kop *w = m->src[side], *x = m->src[1 - side];
+    if (w->op != KN_KOP_LOAD || w->nsrc != 0 || w->buf < 0 || w->buf >= k->nbufs) continue;
+    kn_dtype fmt = k->bufs[w->buf].dtype;
+    const kn_view *top = &w->st.v[w->st.nviews - 1];
+    if (!kn_quant_dot_supported(fmt) || w->st.nviews != 1 || top->masked || top->strides[r] != 1) continue;
+    int64_t qk = kn_dtype_get(fmt)->block_elems;
+    if ((nunroll * vp->size) % qk || has_quant_or_reduce(k, x, 0)) continue;
+    *xn = x;
+    return w;
+  }
+  return NULL;
+}
+
+/* x * W over the unrolled instances, which cover whole blocks of W: the activations of each block's instances, one
+ * QDOT per block (several blocks per iteration give the out-of-order core independent chains). */
+static int lower_qdot(lower *L, int u, const kn_kop *w, const kn_kop *xn, int lanes) {
+  kn_lctx *c = &L->c;
+  int nunroll = kn_inst_count(c, true), per = (int)(kn_dtype_get(c->k->bufs[w->buf].dtype)->block_elems / lanes);
+  int src[2 + 256], sum = -1;
+  if (per > 256) return kn_lfail(c, "integer-dot block of %d vectors", per);
+  for (int b0 = 0; b0 < nunroll; b0 += per) {
+    for (int i = 0; i < per; i++) {
+      kn_set_inst(c, u, b0 + i);
+      reset_memo(L);
+      if ((src[2 + i] = lower_node(L, xn)) < 0) return -1;
+    }
+    kn_set_inst(c, u, b0);
+    src[0] = c->params[w->buf];
+    if ((src[1] = kn_lower_qblock(c, w)) < 0) return kn_lfail(c, "integer-dot load of buf%d does not start a block", w->buf);
+    int v = kn_l_add(c->p, KN_L_QDOT, KN_F32, lanes, 2 + per, src, 0, c->k->bufs[w->buf].dtype);
+    sum = sum < 0 ? v : kn_l_alu(c->p, KN_KOP_ADD, KN_F32, sum, v);
+  }
+  return sum;
+}
+
 /* The reduce loop nest: accumulators per output instance and reduce node, unrolled reduce instances inside. */
 static int lower_reduce(lower *L, int ninst) {
   kn_lctx *c = &L->c;
@@ -151,7 +214,14 @@ static int lower_reduce(lower *L, int ninst) {
           sym ? kn_l_range_to(c->p, c->s->p[i].size, c->vars[sym - 1]) : kn_l_range(c->p, c->s->p[i].size);
     }
   int nunroll = kn_inst_count(c, true);
-  for (int w = 0; w < nunroll; w++)
+  const kn_kop *xn = NULL, *qw = qdot_weight(L, &xn);
+  for (int u = 0; qw && u < ninst; u++) {
+    int v = lower_qdot(L, u, qw, xn, lanes), a = acc[u];
+    int nv = kn_l_alu(c->p, KN_KOP_ADD, KN_F32, a, v);
+    if (v < 0 || nv < 0) return free(acc), -1;
+    kn_l_add(c->p, KN_L_ACCSET, KN_F32, lanes, 2, (int[]){a, nv}, 0, 0);
+  }
+  for (int w = 0; !qw && w < nunroll; w++)
     for (int u = 0; u < ninst; u++) {
       kn_set_inst(c, u, w);
       reset_memo(L);

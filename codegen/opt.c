@@ -92,6 +92,18 @@ static int64_t quant_block_along(const kn_kernel *k, const loadset *ls, int a) {
   return qk;
 }
 
+/* Is there a block-format load walking axis a contiguously that the integer-dot template handles? */
+static bool quant_dot_along(const kn_kernel *k, const loadset *ls, int a) {
+  for (int i = 0; i < ls->n; i++) {
+    const kn_kop *x = ls->loads[i];
+    const kn_view *top = &x->st.v[x->st.nviews - 1];
+    if (is_quant_load(k, x) && x->st.nviews == 1 && a < top->ndim && top->strides[a] == 1 &&
+        kn_quant_dot_supported(k->bufs[x->buf].dtype))
+      return true;
+  }
+  return false;
+}
+
 typedef struct {
   int64_t vec, up, unroll; /* per axis: vector lanes, upcast factor, unroll factor (1 = none) */
 } axplan;
@@ -154,19 +166,25 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
     /* quantized weights along a vectorized reduce axis: unroll over a whole block so every position inside the
      * block is a constant and the format's decode folds to straight-line code */
     int r = k->ndim - 1;
+    int64_t qk = 0;
     if (vaxis == r && nout <= r) {
-      int64_t qk = quant_block_along(k, &ls, r);
-      if (qk > pl[r].vec && qk / pl[r].vec <= 16 && k->shape[r] % qk == 0) pl[r].unroll = qk / pl[r].vec;
+      qk = quant_block_along(k, &ls, r);
+      if (qk > pl[r].vec && k->shape[r] % qk == 0) pl[r].unroll = qk / pl[r].vec;
     }
+    /* the integer-dot template takes a whole block per row: its cost is per row, and the activations' quantization
+     * is shared by every row of the register block, so blocks of many rows pay off */
+    bool qdot = qk > 0 && qk == pl[r].unroll * pl[r].vec && quant_dot_along(k, &ls, r) && kn_qdot_mode();
+    if (qdot && qk == 32 && k->shape[r] % (2 * qk) == 0) pl[r].unroll *= 2; /* two blocks: independent chains */
     /* register blocking: rows that share loads (first those sharing a decoded block), and two vectors along the
      * vector axis when it is an output; at most 16 accumulators and 64 unrolled instances */
     int64_t budget = 16;
-    if (vaxis >= nout && 64 / pl[r].unroll < budget) budget = 64 / pl[r].unroll;
+    if (vaxis >= nout && !qdot && 64 / pl[r].unroll < budget) budget = 64 / pl[r].unroll;
     if (vaxis >= 0 && vaxis < nout && (k->shape[vaxis] / pl[vaxis].vec) % 2 == 0) pl[vaxis].up = 2, budget = 8;
     for (int pass = 0; pass < 2; pass++)
       for (int a = nout - 1; a >= 0 && budget > 1; a--) {
         if (a == vaxis || pl[a].up > 1 || !reused_along(k, &ls, a, pass == 0)) continue;
-        int64_t f = vaxis >= nout ? (budget < 4 ? budget : 4) : budget >= 8 ? 8 : budget;
+        int64_t cap = qdot ? (pass == 0 ? 4 : 8) : vaxis >= nout ? 4 : 8;
+        int64_t f = budget < cap ? budget : cap;
         while (f > 1 && k->shape[a] % f) f /= 2;
         if (f > 1) pl[a].up = f, budget /= f;
       }

@@ -2,6 +2,7 @@
  * masks, multi-view chains and symbolic offsets, reductions, IDX, VAR, gathers, matmul shapes, quantized-weight
  * GEMV/GEMM for every block format) on random shapes and data, compiled with kn_compile, run on the CPU device and
  * compared with a plain C interpreter of the same AST. Each case runs optimized and with NOOPT=1. */
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -680,6 +681,83 @@ static void test_quant(void) {
   }
 }
 
+/* The integer-dot mode (the default; KILN_EXACT=1 is the exact one): per block of the weight, the activations are
+ * quantized to int8 with scale amax / 127 (round to nearest even), so the reference here is
+ * out[m, n] = sum over blocks of dx * sum_i W[n, i] * xq[m, i], with W dequantized exactly. The activations are an
+ * expression (x * g, as a fused rmsnorm gives), so the template's operands come through the normal lowering. */
+static void test_qdot(void) {
+  kn_dtype fmts[] = {KN_Q4_0, KN_Q4_1, KN_Q5_0, KN_Q5_1, KN_Q8_0, KN_Q2_K, KN_Q3_K, KN_Q4_K, KN_Q5_K, KN_Q6_K};
+  unsetenv("KILN_EXACT");
+  for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
+    kn_dtype q = fmts[f];
+    int64_t QK = kn_dtype_get(q)->block_elems;
+    for (int r = 0; r < 4; r++) {
+      int64_t M = r < 2 ? 1 : rint_in(2, 5), N = r == 0 ? 16 * rint_in(1, 3) : rint_in(1, 24), K = QK * rint_in(1, QK == 32 ? 8 : 3);
+      char name[96];
+      snprintf(name, sizeof name, "qdot %s M %lld N %lld K %lld", kn_dtype_name(q), (long long)M, (long long)N, (long long)K);
+      kn_kernel *k = kn_kernel_new();
+      k->nbufs = 4;
+      k->bufs[0] = (kn_kbuf){KN_F32, M * N}, k->bufs[1] = (kn_kbuf){KN_F32, M * K};
+      k->bufs[2] = (kn_kbuf){q, N * K}, k->bufs[3] = (kn_kbuf){KN_F32, K};
+      float *out = calloc((size_t)(M * N), 4), *x = malloc((size_t)(M * K) * 4), *g = malloc((size_t)K * 4);
+      void *w = malloc((size_t)kn_dtype_nbytes(q, N * K));
+      for (int64_t i = 0; i < M * K; i++) x[i] = runif(-1, 1) * (i % 7 == 0 ? 3.0f : 1.0f);
+      for (int64_t i = 0; i < K; i++) g[i] = runif(0.5f, 1.5f);
+      kn_ref_fill_random(q, w, N * K, &rs);
+      int64_t sh[3] = {M, N, K}, sx[3] = {K, 0, 1}, sw[3] = {0, K, 1}, sg[3] = {0, 0, 1};
+      set_space(k, 3, sh, 1);
+      kn_st a = st_strided(3, sh, sx, 0), b = st_strided(3, sh, sw, 0), gs = st_strided(3, sh, sg, 0);
+      kn_kop *xe = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a), kn_kop_load(k, 3, KN_F32, &gs), NULL);
+      k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, xe, kn_kop_load(k, 2, KN_F32, &b), NULL));
+      char err[512] = "";
+      kn_compiled comp;
+      kn_program *p = NULL;
+      bool ok = !kn_compile(k, kn_device_target(dev), &comp, err, sizeof err) &&
+                (p = kn_program_load(dev, comp.entry, comp.obj, comp.obj_size, err, sizeof err));
+      if (ok) {
+        kn_buf *bufs[4] = {kn_buf_wrap_host(dev, out, (size_t)(M * N) * 4), kn_buf_wrap_host(dev, x, (size_t)(M * K) * 4),
+                           kn_buf_wrap_host(dev, w, (size_t)kn_dtype_nbytes(q, N * K)), kn_buf_wrap_host(dev, g, (size_t)K * 4)};
+        ok = !kn_program_launch(p, bufs, 4, NULL, 0, comp.global, comp.local, err, sizeof err);
+        for (int i = 0; i < 4; i++) kn_buf_free(bufs[i]);
+      }
+      int bad = 0;
+      float *row = malloc((size_t)K * 4), *xb = malloc((size_t)QK * 4);
+      for (int64_t n = 0; ok && n < N; n++) {
+        kn_ref_dequant(q, (const char *)w + kn_dtype_nbytes(q, n * K), K, row);
+        for (int64_t m = 0; m < M; m++) {
+          double want = 0, mag = 0;
+          for (int64_t b0 = 0; b0 < K; b0 += QK) {
+            float amax = 0;
+            for (int64_t i = 0; i < QK; i++) {
+              xb[i] = x[m * K + b0 + i] * g[b0 + i];
+              if (fabsf(xb[i]) > amax) amax = fabsf(xb[i]);
+            }
+            float dx = amax / 127.0f, id = 127.0f / fmaxf(amax, FLT_MIN);
+            double s = 0, sa = 0;
+            for (int64_t i = 0; i < QK; i++) {
+              float xq = nearbyintf(xb[i] * id);
+              s += (double)row[b0 + i] * xq, sa += fabs((double)row[b0 + i] * xq);
+            }
+            want += dx * s, mag += dx * sa;
+          }
+          float got = out[m * N + n];
+          if (!(fabs(got - want) <= 2e-6 * mag + 1e-6) && bad++ < 3)
+            fail_line("%s (%s): out[%lld, %lld] = %.9g, want %.9g (magnitude %.3g)", name, comp.name, (long long)m,
+                      (long long)n, got, want, mag);
+        }
+      }
+      if (!ok) fail_line("%s: %s", name, err);
+      if (ok && !bad) passed++;
+      else failed++;
+      free(row), free(xb), free(out), free(x), free(g), free(w);
+      kn_program_free(p);
+      if (ok) kn_compiled_free(&comp);
+      kn_kernel_free(k);
+    }
+  }
+  setenv("KILN_EXACT", "1", 1);
+}
+
 /* an in-place update (the output buffer is also read) and an elementwise op over a reduce result of f16 */
 static void test_misc(void) {
   for (int r = 0; r < 4; r++) {
@@ -737,11 +815,26 @@ static void test_misc(void) {
   }
 }
 
-int main(void) {
+/* argv[1] "quant": only the block-format cases (tests/meson.build runs them again under KILN_CPU=x86-64-v3) */
+int main(int argc, char **argv) {
   char err[256];
+  bool quant_only = argc > 1 && !strcmp(argv[1], "quant");
+  setenv("KILN_EXACT", "1", 1); /* the interpreter's oracle is the exact decode; test_qdot covers the default mode */
   if (!(dev = kn_device_open("CPU", err, sizeof err))) {
+    if (getenv("KILN_CPU") && strstr(err, "KILN_CPU")) {
+      printf("SKIP: %s\n", err);
+      return 77;
+    }
     printf("FAIL: cannot open the CPU device: %s\n", err);
     return 1;
+  }
+  printf("target %s %s, %d-byte vectors\n", kn_device_target(dev)->cpu, kn_device_target(dev)->triple, kn_device_target(dev)->vector_bytes);
+  if (quant_only) {
+    test_quant();
+    test_qdot();
+    printf("%d passed, %d failed\n", passed, failed);
+    kn_device_close(dev);
+    return failed ? 1 : 0;
   }
   test_alu();
   test_where_chain();
@@ -752,6 +845,7 @@ int main(void) {
   test_gather();
   test_matmul();
   test_quant();
+  test_qdot();
   test_misc();
   kn_cache_stats s = kn_cache_process_stats();
   printf("compiles: %lld cache hits, %lld misses\n", (long long)s.hits, (long long)s.misses);

@@ -1,0 +1,392 @@
+/* Integer-dot templates for the GGUF block formats (the default, fast mode of the fused dequant-matmul; KILN_EXACT=1
+ * keeps quant.c's exact f32 decode). The activations of one block are quantized to int8 with one scale (amax / 127,
+ * rounded to nearest even, as tests/kernel_ref.c does), the block's quants are decoded to unsigned bytes in element
+ * order, and each chunk of the vector width is dotted with u8 x s8 multiply-adds (vpmaddubsw, then vpmaddwd by the
+ * integer sub-block scales): the block becomes one i32 vector, converted and scaled once. A format's offset or min
+ * (q - 8, d * sc * q - dmin * m) is a second multiply-add of the activations' pair sums, which depend on the
+ * activations only, so LLVM computes them once for all the rows that share them. */
+#include <string.h>
+
+#include "../device/env.h"
+#include "emit.h"
+
+typedef struct {
+  kn_emit *e;
+  LLVMValueRef bp; /* i8 pointer to the block */
+} qd;
+
+/* A decoded block: unsigned quants in element order, and per sub-block of S elements the integer multipliers of
+ * sum(u * x) (scl, NULL = 1) and of sum(x) (mnl, NULL = none) as <nsub x i16>. The block's dot is
+ * dx * (dA * sum_s scl_s * sum(u x) + dB * sum_s mnl_s * sum(x)); dB NULL means dB = dA (one integer accumulator).
+ * signed_w: uq holds signed bytes (Q8_0); the dot then takes |w| and moves the sign onto x. Formats of one scale per
+ * block give the multiplier of sum(x) as the constant off (the sums then stay a vector of partial sums). */
+typedef struct {
+  LLVMValueRef uq, scl, mnl, dA, dB;
+  int qk, S;
+  int off; /* one-sub-block formats: the multiplier of sum(x) instead of mnl (0: none) */
+  bool signed_w;
+} qblock;
+
+static bool feat(kn_emit *e, const char *f) {
+  size_t n = strlen(f);
+  for (const char *p = e->t->features; (p = strstr(p, f)); p += n)
+    if (p > e->t->features && p[-1] == '+' && (p[n] == ',' || !p[n])) return true;
+  return false;
+}
+
+static LLVMTypeRef vt(LLVMTypeRef t, int n) { return LLVMVectorType(t, (unsigned)n); }
+static LLVMValueRef c64(qd *q, long long v) { return LLVMConstInt(q->e->i64, (unsigned long long)v, 1); }
+
+static LLVMValueRef bytes(qd *q, long long off, int n) {
+  LLVMValueRef o = c64(q, off);
+  LLVMValueRef v = LLVMBuildLoad2(q->e->b, vt(q->e->i8, n), LLVMBuildGEP2(q->e->b, q->e->i8, q->bp, &o, 1, ""), "");
+  LLVMSetAlignment(v, 1);
+  return v;
+}
+
+static LLVMValueRef f16_at(qd *q, long long off) {
+  LLVMValueRef o = c64(q, off);
+  LLVMValueRef v = LLVMBuildLoad2(q->e->b, q->e->f16, LLVMBuildGEP2(q->e->b, q->e->i8, q->bp, &o, 1, ""), "");
+  LLVMSetAlignment(v, 1);
+  return LLVMBuildFPExt(q->e->b, v, q->e->f32, "");
+}
+
+static LLVMValueRef shuf(kn_emit *e, LLVMValueRef a, LLVMValueRef b, const int *idx, int n) {
+  LLVMValueRef m[256];
+  for (int i = 0; i < n; i++) m[i] = LLVMConstInt(e->i32, (unsigned)idx[i], 0);
+  return LLVMBuildShuffleVector(e->b, a, b ? b : LLVMGetPoison(LLVMTypeOf(a)), LLVMConstVector(m, (unsigned)n), "");
+}
+
+/* lanes [lo, lo + n) of v */
+static LLVMValueRef slice(kn_emit *e, LLVMValueRef v, int lo, int n) {
+  int idx[256];
+  for (int i = 0; i < n; i++) idx[i] = lo + i;
+  return shuf(e, v, NULL, idx, n);
+}
+
+/* parts[0..n) of equal width, concatenated */
+static LLVMValueRef concat(kn_emit *e, LLVMValueRef *parts, int n) {
+  while (n > 1) {
+    int w = (int)LLVMGetVectorSize(LLVMTypeOf(parts[0])), idx[256];
+    for (int i = 0; i < 2 * w; i++) idx[i] = i;
+    for (int i = 0; i < n / 2; i++) parts[i] = shuf(e, parts[2 * i], parts[2 * i + 1], idx, 2 * w);
+    n /= 2;
+  }
+  return parts[0];
+}
+
+static LLVMValueRef band(kn_emit *e, LLVMValueRef v, long long m) { return LLVMBuildAnd(e->b, v, kn_e_iconst(LLVMTypeOf(v), m), ""); }
+static LLVMValueRef lshr(kn_emit *e, LLVMValueRef v, long long s) { return s ? LLVMBuildLShr(e->b, v, kn_e_iconst(LLVMTypeOf(v), s), "") : v; }
+static LLVMValueRef shl(kn_emit *e, LLVMValueRef v, long long s) { return s ? LLVMBuildShl(e->b, v, kn_e_iconst(LLVMTypeOf(v), s), "") : v; }
+static LLVMValueRef bor(kn_emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildOr(e->b, a, b, ""); }
+static LLVMValueRef i16s(kn_emit *e, LLVMValueRef v, bool sign) {
+  LLVMTypeRef t = vt(e->i16, (int)LLVMGetVectorSize(LLVMTypeOf(v)));
+  return sign ? LLVMBuildSExt(e->b, v, t, "") : LLVMBuildZExt(e->b, v, t, "");
+}
+static LLVMValueRef splat16(kn_emit *e, int n, long long v) { return kn_e_iconst(vt(e->i16, n), v); }
+
+/* (bit `bit` of each byte of v) << to, for 32 lanes */
+static LLVMValueRef bitplane(kn_emit *e, LLVMValueRef v, int bit, int to) { return shl(e, band(e, lshr(e, v, bit), 1), to); }
+
+/* ---- per-format decoders ---- */
+
+/* 32-element blocks with 16 bytes of nibbles at qs (element j: low nibble of byte j, j >= 16: high nibble of j - 16)
+ * and, for the five-bit formats, a 32-bit word at qh whose bit j is element j's fifth bit. */
+static LLVMValueRef nib32(qd *q, int qs, int qh) {
+  kn_emit *e = q->e;
+  LLVMValueRef v = bytes(q, qs, 16), parts[2] = {band(e, v, 15), lshr(e, v, 4)};
+  LLVMValueRef u = concat(e, parts, 2);
+  if (qh < 0) return u;
+  int idx[32], m[32];
+  for (int j = 0; j < 32; j++) idx[j] = j / 8, m[j] = 1 << (j % 8);
+  LLVMValueRef hb = shuf(e, bytes(q, qh, 4), NULL, idx, 32), mv[32];
+  for (int j = 0; j < 32; j++) mv[j] = LLVMConstInt(e->i8, (unsigned)m[j], 0);
+  LLVMValueRef set = LLVMBuildICmp(e->b, LLVMIntNE, LLVMBuildAnd(e->b, hb, LLVMConstVector(mv, 32), ""), LLVMConstNull(vt(e->i8, 32)), "");
+  return bor(e, u, shl(e, LLVMBuildZExt(e->b, set, vt(e->i8, 32), ""), 4));
+}
+
+static void q4_5(qd *q, qblock *b, bool five, bool with_min) {
+  kn_emit *e = q->e;
+  int qs = with_min ? (five ? 8 : 4) : (five ? 6 : 2), qh = five ? (with_min ? 4 : 2) : -1;
+  b->uq = nib32(q, qs, qh);
+  b->qk = b->S = 32;
+  b->dA = f16_at(q, 0);
+  if (with_min) b->off = 1, b->dB = f16_at(q, 2);
+  else b->off = five ? -16 : -8;
+}
+
+/* Q2_K and the low bits of Q3_K: 64 bytes at qs; element 128h + 32g + p is bits 2g of byte 32h + p. */
+static void twobit(qd *q, int qs, LLVMValueRef *parts) {
+  for (int h = 0; h < 2; h++) {
+    LLVMValueRef v = bytes(q, qs + 32 * h, 32);
+    for (int g = 0; g < 4; g++) parts[4 * h + g] = band(q->e, lshr(q->e, v, 2 * g), 3);
+  }
+}
+
+static void q2k(qd *q, qblock *b) {
+  kn_emit *e = q->e;
+  LLVMValueRef parts[8];
+  twobit(q, 16, parts);
+  b->uq = concat(e, parts, 8);
+  LLVMValueRef sc = bytes(q, 0, 16);
+  b->scl = i16s(e, band(e, sc, 15), false), b->mnl = i16s(e, lshr(e, sc, 4), false);
+  b->qk = 256, b->S = 16;
+  b->dA = f16_at(q, 80), b->dB = LLVMBuildFNeg(e->b, f16_at(q, 82), "");
+}
+
+/* Q3_K: high bit of element 128h + 32g + p is bit 4h + g of hmask[p] (clear: -4); scales as in quant.c */
+static void q3k(qd *q, qblock *b) {
+  kn_emit *e = q->e;
+  LLVMValueRef parts[8], hm = bytes(q, 0, 32);
+  twobit(q, 32, parts);
+  for (int i = 0; i < 8; i++) parts[i] = bor(e, parts[i], bitplane(e, hm, i, 2));
+  b->uq = concat(e, parts, 8);
+  static const int il[16] = {0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7}, ih[16] = {8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11};
+  static const int sl[16] = {0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4}, sh[16] = {0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6, 6, 6};
+  LLVMValueRef raw = bytes(q, 96, 12), a[16], c[16];
+  for (int i = 0; i < 16; i++) a[i] = LLVMConstInt(e->i16, (unsigned)sl[i], 0), c[i] = LLVMConstInt(e->i16, (unsigned)sh[i], 0);
+  LLVMValueRef lo = band(e, LLVMBuildLShr(e->b, i16s(e, shuf(e, raw, NULL, il, 16), false), LLVMConstVector(a, 16), ""), 15);
+  LLVMValueRef hi = band(e, LLVMBuildLShr(e->b, i16s(e, shuf(e, raw, NULL, ih, 16), false), LLVMConstVector(c, 16), ""), 3);
+  LLVMValueRef sc = LLVMBuildSub(e->b, bor(e, lo, shl(e, hi, 4)), splat16(e, 16, 32), "");
+  b->scl = sc, b->mnl = LLVMBuildMul(e->b, sc, splat16(e, 16, -4), "");
+  b->qk = 256, b->S = 16;
+  b->dA = f16_at(q, 108);
+}
+
+/* Q4_K / Q5_K: eight 6-bit scales and mins packed in 12 bytes at 4 (sub-block i < 4: low six bits of bytes i and
+ * 4 + i; i >= 4: nibbles of byte 4 + i with the top two bits of bytes i - 4 and i); element 64g + 32hi + p is
+ * nibble hi of qs byte 32g + p, and for Q5_K bit 2g + hi of qh[p] is its fifth bit. */
+static void qk45(qd *q, qblock *b, bool five) {
+  kn_emit *e = q->e;
+  static const int ia[8] = {0, 1, 2, 3, 0, 1, 2, 3}, ib[8] = {4, 5, 6, 7, 4, 5, 6, 7}, ic[8] = {8, 9, 10, 11, 8, 9, 10, 11};
+  LLVMValueRef raw = bytes(q, 4, 12);
+  LLVMValueRef A = i16s(e, shuf(e, raw, NULL, ia, 8), false), B = i16s(e, shuf(e, raw, NULL, ib, 8), false);
+  LLVMValueRef C = i16s(e, shuf(e, raw, NULL, ic, 8), false), first[8];
+  for (int i = 0; i < 8; i++) first[i] = LLVMConstInt(e->i1, i < 4, 0);
+  LLVMValueRef lo4 = LLVMConstVector(first, 8);
+  LLVMValueRef s_hi = bor(e, band(e, C, 15), shl(e, lshr(e, A, 6), 4)), m_hi = bor(e, lshr(e, C, 4), shl(e, lshr(e, B, 6), 4));
+  b->scl = LLVMBuildSelect(e->b, lo4, band(e, A, 63), s_hi, "");
+  b->mnl = LLVMBuildSelect(e->b, lo4, band(e, B, 63), m_hi, "");
+  LLVMValueRef parts[8], qh = five ? bytes(q, 16, 32) : NULL;
+  for (int g = 0; g < 4; g++) {
+    LLVMValueRef v = bytes(q, (five ? 48 : 16) + 32 * g, 32);
+    parts[2 * g] = band(e, v, 15), parts[2 * g + 1] = lshr(e, v, 4);
+    if (five)
+      for (int hi = 0; hi < 2; hi++) parts[2 * g + hi] = bor(e, parts[2 * g + hi], bitplane(e, qh, 2 * g + hi, 4));
+  }
+  b->uq = concat(e, parts, 8);
+  b->qk = 256, b->S = 32;
+  b->dA = f16_at(q, 0), b->dB = LLVMBuildFNeg(e->b, f16_at(q, 2), "");
+}
+
+/* Q6_K: element 128h + 32k + p: low nibble (k >> 1) of ql byte 64h + 32(k & 1) + p, bits 2k of qh byte 32h + p,
+ * value biased by 32; int8 scales per 16 elements at 192, d at 208. */
+static void q6k(qd *q, qblock *b) {
+  kn_emit *e = q->e;
+  LLVMValueRef parts[8];
+  for (int h = 0; h < 2; h++) {
+    LLVMValueRef l0 = bytes(q, 64 * h, 32), l1 = bytes(q, 64 * h + 32, 32), hb = bytes(q, 128 + 32 * h, 32);
+    for (int k = 0; k < 4; k++) {
+      LLVMValueRef lo = band(e, lshr(e, k & 1 ? l1 : l0, 4 * (k >> 1)), 15);
+      parts[4 * h + k] = bor(e, lo, shl(e, band(e, lshr(e, hb, 2 * k), 3), 4));
+    }
+  }
+  b->uq = concat(e, parts, 8);
+  b->scl = i16s(e, bytes(q, 192, 16), true);
+  b->mnl = LLVMBuildMul(e->b, b->scl, splat16(e, 16, -32), "");
+  b->qk = 256, b->S = 16;
+  b->dA = f16_at(q, 208);
+}
+
+static bool decode(qd *q, kn_dtype fmt, qblock *b) {
+  memset(b, 0, sizeof *b);
+  switch (fmt) {
+  case KN_Q4_0: q4_5(q, b, false, false); return true;
+  case KN_Q4_1: q4_5(q, b, false, true); return true;
+  case KN_Q5_0: q4_5(q, b, true, false); return true;
+  case KN_Q5_1: q4_5(q, b, true, true); return true;
+  case KN_Q8_0:
+    b->uq = bytes(q, 2, 32), b->qk = b->S = 32, b->signed_w = true, b->dA = f16_at(q, 0);
+    return true;
+  case KN_Q2_K: q2k(q, b); return true;
+  case KN_Q3_K: q3k(q, b); return true;
+  case KN_Q4_K: qk45(q, b, false); return true;
+  case KN_Q5_K: qk45(q, b, true); return true;
+  case KN_Q6_K: q6k(q, b); return true;
+  default: return false;
+  }
+}
+
+bool kn_qdot_mode(void) { return kn_getenv_int("KILN_EXACT", 0) <= 0; }
+
+bool kn_quant_dot_supported(kn_dtype fmt) {
+  switch (fmt) {
+  case KN_Q4_0: case KN_Q4_1: case KN_Q5_0: case KN_Q5_1: case KN_Q8_0:
+  case KN_Q2_K: case KN_Q3_K: case KN_Q4_K: case KN_Q5_K: case KN_Q6_K: return true;
+  default: return false;
+  }
+}
+
+/* ---- the multiply-adds: x86 instructions where the target has them, plain IR elsewhere ---- */
+
+static LLVMValueRef call(kn_emit *e, const char *name, LLVMValueRef a, LLVMValueRef b) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->mod, id, NULL, 0);
+  LLVMValueRef args[2] = {a, b};
+  return LLVMBuildCall2(e->b, LLVMIntrinsicGetType(e->ctx, id, NULL, 0), fn, args, 2, "");
+}
+
+static LLVMValueRef call1(kn_emit *e, const char *name, LLVMValueRef a) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->mod, id, NULL, 0);
+  return LLVMBuildCall2(e->b, LLVMIntrinsicGetType(e->ctx, id, NULL, 0), fn, &a, 1, "");
+}
+
+/* even + odd lanes of a <2n x T> vector */
+static LLVMValueRef pairsum(kn_emit *e, LLVMValueRef v) {
+  int n = (int)LLVMGetVectorSize(LLVMTypeOf(v)) / 2, ev[128], od[128];
+  for (int i = 0; i < n; i++) ev[i] = 2 * i, od[i] = 2 * i + 1;
+  return LLVMBuildAdd(e->b, shuf(e, v, NULL, ev, n), shuf(e, v, NULL, od, n), "");
+}
+
+static bool x86(kn_emit *e) { return !strncmp(e->t->triple, "x86_64", 6); }
+
+/* u (unsigned bytes) x s (signed bytes), adjacent pairs summed: <W/2 x i16>. The operands here never saturate. */
+static LLVMValueRef maddubs(kn_emit *e, LLVMValueRef u, LLVMValueRef s) {
+  int W = (int)LLVMGetVectorSize(LLVMTypeOf(u));
+  if (x86(e) && W == 64 && feat(e, "avx512bw")) return call(e, "llvm.x86.avx512.pmaddubs.w.512", u, s);
+  if (x86(e) && W == 32 && feat(e, "avx2")) return call(e, "llvm.x86.avx2.pmadd.ub.sw", u, s);
+  if (x86(e) && W == 16 && feat(e, "ssse3")) return call(e, "llvm.x86.ssse3.pmadd.ub.sw.128", u, s);
+  return pairsum(e, LLVMBuildMul(e->b, i16s(e, u, false), i16s(e, s, true), ""));
+}
+
+/* i16 x i16, adjacent pairs summed: <W/4 x i32> */
+static LLVMValueRef maddwd(kn_emit *e, LLVMValueRef a, LLVMValueRef b) {
+  int n = (int)LLVMGetVectorSize(LLVMTypeOf(a));
+  if (x86(e) && n == 32 && feat(e, "avx512bw")) return call(e, "llvm.x86.avx512.pmaddw.d.512", a, b);
+  if (x86(e) && n == 16 && feat(e, "avx2")) return call(e, "llvm.x86.avx2.pmadd.wd", a, b);
+  if (x86(e) && n == 8) return call(e, "llvm.x86.sse2.pmadd.wd", a, b);
+  LLVMTypeRef t = vt(e->i32, n);
+  return pairsum(e, LLVMBuildMul(e->b, LLVMBuildSExt(e->b, a, t, ""), LLVMBuildSExt(e->b, b, t, ""), ""));
+}
+
+/* <W/2 x i16>: lane l holds per-sub-block value v[(c0 + 2l) / S] (v NULL: one; v of one lane: that value) */
+static LLVMValueRef per_pair(kn_emit *e, LLVMValueRef v, int c0, int W, int S) {
+  if (!v) return splat16(e, W / 2, 1);
+  int idx[128];
+  for (int l = 0; l < W / 2; l++) idx[l] = LLVMGetVectorSize(LLVMTypeOf(v)) == 1 ? 0 : (c0 + 2 * l) / S;
+  return shuf(e, v, NULL, idx, W / 2);
+}
+
+/* ---- activations: one int8 scale per block ---- */
+
+static LLVMValueRef hmax(kn_emit *e, LLVMValueRef v) {
+  int n = (int)LLVMGetVectorSize(LLVMTypeOf(v));
+  while (n > 1) {
+    LLVMValueRef a = slice(e, v, 0, n / 2), b = slice(e, v, n / 2, n / 2);
+    v = LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealOGT, a, b, ""), a, b, "");
+    n /= 2;
+  }
+  return LLVMBuildExtractElement(e->b, v, LLVMConstInt(e->i32, 0, 0), "");
+}
+
+/* xs: nx vectors of vec floats (the block in order) -> *xq <qk x i8> and *dx = amax / 127 */
+static void quantize_x(kn_emit *e, const LLVMValueRef *xs, int nx, int vec, LLVMValueRef *xq, LLVMValueRef *dx) {
+  LLVMTypeRef vf = vt(e->f32, vec);
+  LLVMValueRef parts[256];
+  for (int i = 0; i < nx; i++) {
+    LLVMValueRef x = xs[i];
+    parts[i] = kn_e_intrinsic(e, "llvm.fabs", vf, &x, 1);
+  }
+  for (int n = nx; n > 1; n = (n + 1) / 2) /* a tree: the chain to the scale is short */
+    for (int i = 0; i < n / 2; i++) {
+      LLVMValueRef a = parts[2 * i], b = parts[2 * i + 1];
+      parts[i] = LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealOGT, a, b, ""), a, b, "");
+      if (n % 2 && i == n / 2 - 1) parts[i + 1] = parts[n - 1];
+    }
+  LLVMValueRef amax = hmax(e, parts[0]);
+  *dx = LLVMBuildFDiv(e->b, amax, LLVMConstReal(e->f32, 127.0), "");
+  /* 127 / max(amax, FLT_MIN): all-zero activations quantize to zeros whatever the divisor, and a max keeps the
+   * division branch-free */
+  LLVMValueRef tiny = LLVMConstReal(e->f32, 1.17549435e-38);
+  LLVMValueRef den = LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealOGT, amax, tiny, ""), amax, tiny, "");
+  LLVMValueRef inv = LLVMBuildFDiv(e->b, LLVMConstReal(e->f32, 127.0), den, "");
+  LLVMValueRef vinv = kn_e_splat(e, inv, vec);
+  for (int i = 0; i < nx; i++) {
+    LLVMValueRef y = LLVMBuildFMul(e->b, xs[i], vinv, ""), yi;
+    if (x86(e) && vec == 8 && feat(e, "avx")) yi = call1(e, "llvm.x86.avx.cvt.ps2dq.256", y); /* nearest even */
+    else if (x86(e) && vec == 4) yi = call1(e, "llvm.x86.sse2.cvtps2dq", y);
+    else yi = LLVMBuildFPToSI(e->b, kn_e_intrinsic(e, "llvm.roundeven", vf, &y, 1), vt(e->i32, vec), "");
+    parts[i] = LLVMBuildTrunc(e->b, yi, vt(e->i8, vec), "");
+  }
+  *xq = concat(e, parts, nx);
+}
+
+/* <n x float> -> <vec x float> with the same lane total */
+static LLVMValueRef fit(kn_emit *e, LLVMValueRef v, int vec) {
+  int n = (int)LLVMGetVectorSize(LLVMTypeOf(v));
+  while (n > vec) {
+    v = kn_e_fadd(e, slice(e, v, 0, n / 2), slice(e, v, n / 2, n / 2));
+    n /= 2;
+  }
+  if (n == vec) return vec == 1 ? LLVMBuildExtractElement(e->b, v, LLVMConstInt(e->i32, 0, 0), "") : v;
+  int idx[64];
+  for (int i = 0; i < vec; i++) idx[i] = i < n ? i : n; /* lanes past n read the zero vector's first lane */
+  return shuf(e, v, LLVMConstNull(LLVMTypeOf(v)), idx, vec);
+}
+
+LLVMValueRef kn_quant_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, const LLVMValueRef *xs, int nx,
+                          int vec) {
+  const kn_dtype_info *di = kn_dtype_get(fmt);
+  LLVMValueRef off = LLVMBuildMul(e->b, blk, LLVMConstInt(e->i64, (unsigned)di->block_bytes, 0), "");
+  qd q = {.e = e, .bp = LLVMBuildGEP2(e->b, e->i8, base, &off, 1, "")};
+  qblock b;
+  if (!decode(&q, fmt, &b) || nx * vec != b.qk || nx > 256) {
+    kn_efail(e, "no integer-dot template for %s over %d x %d elements", di->name, nx, vec);
+    return LLVMGetPoison(kn_e_vec(e->f32, vec));
+  }
+  LLVMValueRef xq, dx;
+  quantize_x(e, xs, nx, vec, &xq, &dx);
+  int W = e->t->vector_bytes >= 64 && feat(e, "avx512bw") ? 64 : e->t->vector_bytes >= 32 ? 32 : 16;
+  if (W > b.qk) W = b.qk;
+  LLVMValueRef I = NULL, ones = kn_e_iconst(vt(e->i8, W), 1), xsum[64];
+  int nch = b.qk / W;
+  for (int c = 0; c < nch; c++) {
+    int c0 = c * W;
+    LLVMValueRef u = slice(e, b.uq, c0, W), x = slice(e, xq, c0, W);
+    if (b.mnl || b.off) xsum[c] = maddwd(e, maddubs(e, ones, x), splat16(e, W / 2, 1)); /* the activations' own sums */
+    if (b.signed_w) { /* |w| * (x with w's sign): vpsignb where there is one */
+      if (x86(e) && W == 32 && feat(e, "avx2")) x = call(e, "llvm.x86.avx2.psign.b", x, u);
+      else if (x86(e) && W == 16 && feat(e, "ssse3")) x = call(e, "llvm.x86.ssse3.psign.b.128", x, u);
+      else {
+        LLVMValueRef neg = LLVMBuildICmp(e->b, LLVMIntSLT, u, LLVMConstNull(LLVMTypeOf(u)), "");
+        x = LLVMBuildSelect(e->b, neg, LLVMBuildNeg(e->b, x, ""), x, "");
+      }
+      LLVMValueRef args[2] = {u, LLVMConstInt(e->i1, 0, 0)};
+      u = kn_e_intrinsic(e, "llvm.abs", LLVMTypeOf(u), args, 2);
+    }
+    LLVMValueRef t = maddwd(e, maddubs(e, u, x), per_pair(e, b.scl, c0, W, b.S));
+    I = I ? LLVMBuildAdd(e->b, I, t, "") : t;
+  }
+  int n = W / 4;
+  LLVMTypeRef vf = vt(e->f32, n);
+  if (b.off && !b.dB) /* q - 8: off times the sums, the same for every row, joins the integer sum */
+    I = LLVMBuildAdd(e->b, I, LLVMBuildMul(e->b, xsum[0], kn_e_iconst(LLVMTypeOf(xsum[0]), b.off), ""), "");
+  LLVMValueRef r = kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vf, ""), kn_e_splat(e, LLVMBuildFMul(e->b, b.dA, dx, ""), n));
+  if (b.off && b.dB) { /* d * q + m: the sums as a vector, converted once for all rows */
+    LLVMValueRef md = LLVMBuildFMul(e->b, LLVMBuildFMul(e->b, b.dB, dx, ""), LLVMConstReal(e->f32, b.off), "");
+    r = kn_e_fadd(e, r, kn_e_fmul(e, LLVMBuildSIToFP(e->b, xsum[0], vf, ""), kn_e_splat(e, md, n)));
+  }
+  if (b.mnl) {
+    /* sum_s mnl_s * (sum of the activations of sub-block s): the sums are per block of activations, shared by the rows */
+    LLVMValueRef xs_all = concat(e, xsum, nch);
+    int nsub = b.qk / b.S;
+    for (int lanes = b.qk / 4; lanes > nsub; lanes /= 2) xs_all = pairsum(e, xs_all);
+    LLVMValueRef md = LLVMBuildFMul(e->b, b.dB ? b.dB : b.dA, dx, "");
+    LLVMValueRef M = maddwd(e, b.mnl, LLVMBuildTrunc(e->b, xs_all, vt(e->i16, nsub), ""));
+    int mn = nsub / 2;
+    LLVMValueRef mf = kn_e_fmul(e, LLVMBuildSIToFP(e->b, M, vt(e->f32, mn), ""), kn_e_splat(e, md, mn));
+    r = kn_e_fadd(e, r, fit(e, mf, n));
+  }
+  return fit(e, r, vec);
+}
