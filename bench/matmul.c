@@ -123,7 +123,7 @@ static void bench_wmm(kn_device *dev, kn_dtype q, int64_t T, int64_t N, int64_t 
     ts[r] = kn_now() - t0;
   }
   float *row = malloc((size_t)K * sizeof *row);
-  bool qdot = kn_dtype_is_quant(q) && kn_getenv_int("KILN_EXACT", 0) <= 0;
+  bool qdot = T == 1 && kn_dtype_is_quant(q) && kn_getenv_int("KILN_EXACT", 0) <= 0; /* codegen: GEMV only */
   const float *X = bufs[1]->ptr, *O = bufs[0]->ptr;
   int bad = 0;
   for (int s = 0; s < 8 && row; s++) {

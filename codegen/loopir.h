@@ -105,6 +105,7 @@ typedef struct {
   int n;
   kn_piece p[KN_MAXPIECES];
   int vec;    /* index of the VEC/RVEC piece, -1 none */
+  bool qdot;  /* the block-format reduce lowers to integer-dot QDOT ops (opt.c decides, lower.c follows) */
 } kn_sched;
 
 /* Choose the schedule for a kernel on a target (NOOPT=1: everything global or serial, no vectors). */

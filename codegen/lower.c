@@ -144,7 +144,7 @@ static bool has_quant_or_reduce(const kn_kernel *k, const kn_kop *x, int depth) 
 static const kn_kop *qdot_weight(lower *L, const kn_kop **xn) {
   const kn_lctx *c = &L->c;
   const kn_kernel *k = c->k;
-  if (!kn_qdot_mode() || L->nreds != 1 || k->nreduce != 1 || c->s->vec < 0) return NULL;
+  if (!c->s->qdot || L->nreds != 1 || k->nreduce != 1 || c->s->vec < 0) return NULL;
   const kn_kop *red = L->reds[0], *m = red->src[0];
   if (red->rop != KN_KOP_ADD || red->dtype != KN_F32 || !m || m->op != KN_KOP_MUL || m->nsrc != 2 || m->dtype != KN_F32) return NULL;
   int r = k->ndim - 1;

@@ -162,6 +162,7 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
     if (axis_score(k, &ls, a, v) > 0 && sc > best) best = sc, vaxis = a, bestv = v;
   }
   if (vaxis >= 0) pl[vaxis].vec = bestv;
+  bool qdot = false;
   if (k->nreduce > 0) {
     /* quantized weights along a vectorized reduce axis: unroll over a whole block so every position inside the
      * block is a constant and the format's decode folds to straight-line code */
@@ -173,7 +174,12 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
     }
     /* the integer-dot template takes a whole block per row: its cost is per row, and the activations' quantization
      * is shared by every row of the register block, so blocks of many rows pay off */
-    bool qdot = qk > 0 && qk == pl[r].unroll * pl[r].vec && quant_dot_along(k, &ls, r) && kn_qdot_mode();
+    qdot = qk > 0 && qk == pl[r].unroll * pl[r].vec && quant_dot_along(k, &ls, r) && kn_qdot_mode();
+    /* ... but only where no output axis reuses the weights (GEMV): with several tokens per weight (prefill) the
+     * activations are quantized per block inside the loop for every group of rows, which costs more than the
+     * exact decode shared by the tokens; that needs the activations quantized once per launch first */
+    for (int a = 0; a < nout && qdot; a++)
+      if (k->shape[a] > 1 && reused_along(k, &ls, a, true)) qdot = false;
     if (qdot && qk == 32 && k->shape[r] % (2 * qk) == 0) pl[r].unroll *= 2; /* two blocks: independent chains */
     /* register blocking: rows that share loads (first those sharing a decoded block), and two vectors along the
      * vector axis when it is an output; at most 16 accumulators and 64 unrolled instances */
@@ -193,6 +199,7 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
     if (pl[r].unroll == 1 && rest > 1 && rest <= 8 && k->nreduce == 1) pl[r].unroll = rest;
   }
   build(k, pl, vaxis, s);
+  s->qdot = qdot;
   return 0;
 }
 

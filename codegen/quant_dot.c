@@ -2,7 +2,8 @@
  * keeps quant.c's exact f32 decode). The activations of one block are quantized to int8 with one scale (amax / 127,
  * rounded to nearest even, as tests/kernel_ref.c does), the block's quants are decoded to unsigned bytes in element
  * order, and each chunk of the vector width is dotted with u8 x s8 multiply-adds (vpmaddubsw, then vpmaddwd by the
- * integer sub-block scales): the block becomes one i32 vector, converted and scaled once. A format's offset or min
+ * integer sub-block scales; vpdpbusd for one-scale blocks where AVX512-VNNI/AVX-VNNI exist): the block becomes one
+ * i32 vector, converted and scaled once. A format's offset or min
  * (q - 8, d * sc * q - dmin * m) is a second multiply-add of the activations' pair sums, which depend on the
  * activations only, so LLVM computes them once for all the rows that share them. */
 #include <string.h>
@@ -270,6 +271,22 @@ static LLVMValueRef maddwd(kn_emit *e, LLVMValueRef a, LLVMValueRef b) {
   return pairsum(e, LLVMBuildMul(e->b, LLVMBuildSExt(e->b, a, t, ""), LLVMBuildSExt(e->b, b, t, ""), ""));
 }
 
+/* acc + u (unsigned bytes) . s (signed bytes) by groups of four into <W/4 x i32> lanes with one instruction
+ * (vpdpbusd) where the target has AVX512-VNNI or AVX-VNNI; NULL where it has not. acc NULL: zero. */
+static LLVMValueRef dpbusd(kn_emit *e, LLVMValueRef acc, LLVMValueRef u, LLVMValueRef s) {
+  int W = (int)LLVMGetVectorSize(LLVMTypeOf(u));
+  const char *name = NULL;
+  if (x86(e) && W == 64 && feat(e, "avx512vnni")) name = "llvm.x86.avx512.vpdpbusd.512";
+  else if (x86(e) && W == 32 && ((feat(e, "avx512vnni") && feat(e, "avx512vl")) || feat(e, "avxvnni")))
+    name = "llvm.x86.avx512.vpdpbusd.256";
+  if (!name) return NULL;
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMTypeRef ft = LLVMIntrinsicGetType(e->ctx, id, NULL, 0), pt[3];
+  LLVMGetParamTypes(ft, pt);
+  LLVMValueRef args[3] = {acc ? acc : LLVMConstNull(pt[0]), LLVMBuildBitCast(e->b, u, pt[1], ""), LLVMBuildBitCast(e->b, s, pt[2], "")};
+  return LLVMBuildCall2(e->b, ft, LLVMGetIntrinsicDeclaration(e->mod, id, NULL, 0), args, 3, "");
+}
+
 /* <W/2 x i16>: lane l holds per-sub-block value v[(c0 + 2l) / S] (v NULL: one; v of one lane: that value) */
 static LLVMValueRef per_pair(kn_emit *e, LLVMValueRef v, int c0, int W, int S) {
   if (!v) return splat16(e, W / 2, 1);
@@ -354,7 +371,9 @@ LLVMValueRef kn_quant_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValue
   for (int c = 0; c < nch; c++) {
     int c0 = c * W;
     LLVMValueRef u = slice(e, b.uq, c0, W), x = slice(e, xq, c0, W);
-    if (b.mnl || b.off) xsum[c] = maddwd(e, maddubs(e, ones, x), splat16(e, W / 2, 1)); /* the activations' own sums */
+    if (b.mnl || b.off) { /* the activations' own sums */
+      if (!(xsum[c] = dpbusd(e, NULL, ones, x))) xsum[c] = maddwd(e, maddubs(e, ones, x), splat16(e, W / 2, 1));
+    }
     if (b.signed_w) { /* |w| * (x with w's sign): vpsignb where there is one */
       if (x86(e) && W == 32 && feat(e, "avx2")) x = call(e, "llvm.x86.avx2.psign.b", x, u);
       else if (x86(e) && W == 16 && feat(e, "ssse3")) x = call(e, "llvm.x86.ssse3.psign.b.128", x, u);
@@ -365,8 +384,12 @@ LLVMValueRef kn_quant_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValue
       LLVMValueRef args[2] = {u, LLVMConstInt(e->i1, 0, 0)};
       u = kn_e_intrinsic(e, "llvm.abs", LLVMTypeOf(u), args, 2);
     }
-    LLVMValueRef t = maddwd(e, maddubs(e, u, x), per_pair(e, b.scl, c0, W, b.S));
-    I = I ? LLVMBuildAdd(e->b, I, t, "") : t;
+    LLVMValueRef t = b.scl ? NULL : dpbusd(e, I, u, x);
+    if (t) I = t;
+    else {
+      t = maddwd(e, maddubs(e, u, x), per_pair(e, b.scl, c0, W, b.S));
+      I = I ? LLVMBuildAdd(e->b, I, t, "") : t;
+    }
   }
   int n = W / 4;
   LLVMTypeRef vf = vt(e->f32, n);

@@ -684,7 +684,8 @@ static void test_quant(void) {
 /* The integer-dot mode (the default; KILN_EXACT=1 is the exact one): per block of the weight, the activations are
  * quantized to int8 with scale amax / 127 (round to nearest even), so the reference here is
  * out[m, n] = sum over blocks of dx * sum_i W[n, i] * xq[m, i], with W dequantized exactly. The activations are an
- * expression (x * g, as a fused rmsnorm gives), so the template's operands come through the normal lowering. */
+ * expression (x * g, as a fused rmsnorm gives), so the template's operands come through the normal lowering. With
+ * several rows of activations (M > 1, prefill) the kernel keeps the exact decode, which the reference then is. */
 static void test_qdot(void) {
   kn_dtype fmts[] = {KN_Q4_0, KN_Q4_1, KN_Q5_0, KN_Q5_1, KN_Q8_0, KN_Q2_K, KN_Q3_K, KN_Q4_K, KN_Q5_K, KN_Q6_K};
   unsetenv("KILN_EXACT");
@@ -734,14 +735,15 @@ static void test_qdot(void) {
             }
             float dx = amax / 127.0f, id = 127.0f / fmaxf(amax, FLT_MIN);
             double s = 0, sa = 0;
+            if (M > 1) dx = 1; /* several tokens per weight (prefill) stay on the exact decode */
             for (int64_t i = 0; i < QK; i++) {
-              float xq = nearbyintf(xb[i] * id);
+              float xq = M > 1 ? xb[i] : nearbyintf(xb[i] * id);
               s += (double)row[b0 + i] * xq, sa += fabs((double)row[b0 + i] * xq);
             }
             want += dx * s, mag += dx * sa;
           }
           float got = out[m * N + n];
-          if (!(fabs(got - want) <= 2e-6 * mag + 1e-6) && bad++ < 3)
+          if (!(fabs(got - want) <= (M > 1 ? 1e-5 : 2e-6) * mag + 1e-6) && bad++ < 3)
             fail_line("%s (%s): out[%lld, %lld] = %.9g, want %.9g (magnitude %.3g)", name, comp.name, (long long)m,
                       (long long)n, got, want, mag);
         }
