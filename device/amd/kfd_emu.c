@@ -21,13 +21,21 @@ static int fail(int e) { return errno = e, -1; }
 /* ---- buffer objects ---- */
 
 emu_bo *kn_emu_bo_at(kn_kfd_emu *e, uint64_t va, uint64_t n) {
+  /* the compute unit's accesses mostly hit the buffer it touched last */
+  if (e->last_bo < e->nbos) {
+    emu_bo *b = &e->bos[e->last_bo];
+    if (va >= b->va && va - b->va < b->size) return n <= b->va + b->size - va ? b : NULL;
+  }
   int lo = 0, hi = e->nbos - 1;
   while (lo <= hi) {
     int mid = (lo + hi) / 2;
     emu_bo *b = &e->bos[mid];
     if (va < b->va) hi = mid - 1;
     else if (va >= b->va + b->size) lo = mid + 1;
-    else return n <= b->va + b->size - va ? b : NULL;
+    else {
+      e->last_bo = mid;
+      return n <= b->va + b->size - va ? b : NULL;
+    }
   }
   return NULL;
 }

@@ -48,7 +48,7 @@ typedef struct {
   uint64_t vram_total, vram_used;
   bool kfd_open, drm_open, vm;
   emu_bo *bos;
-  int nbos, capbos;
+  int nbos, capbos, last_bo; /* last_bo: where the last lookup hit (any index below nbos is a safe guess) */
   uint64_t next_handle;
   emu_queue queues[EMU_MAX_QUEUES];
   emu_event events[EMU_MAX_EVENTS];
