@@ -102,13 +102,16 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const kn_kernel *k, const 
     snprintf(out->entry, sizeof out->entry, "kn_%s_%08x", out->name, (unsigned)(key & 0xffffffffu));
     out->global[0] = (int64_t)a->n_q * a->n_head, out->global[1] = out->global[2] = 1;
     out->local[0] = out->local[1] = out->local[2] = 1;
+    if (t->kind == KN_TARGET_AMDGPU)
+      return kn_amdgpu_attention_module(ctx, k, t, out->entry, out->global, out->local, err, errlen);
     return kn_attention_module(ctx, k, t, out->entry, err, errlen);
   }
   for (int i = 0; i < k->ndim; i++)
     if (k->shape_sym[i] && !KN_CODEGEN_SYMBOLIC_EXTENTS)
       return snprintf(err, errlen, "axis %d has a symbolic extent, which this codegen does not lower yet", i), NULL;
   kn_sched s;
-  if (kn_opt_schedule(k, t, &s, err, errlen)) return NULL;
+  bool gpu = t->kind == KN_TARGET_AMDGPU;
+  if ((gpu ? kn_gpu_schedule : kn_opt_schedule)(k, t, &s, err, errlen)) return NULL;
   kn_lprog *lp = kn_lower(k, &s, err, errlen);
   if (!lp) return NULL;
   if (kn_debug() >= 6) kn_lprog_print(lp, stderr);
@@ -116,7 +119,8 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const kn_kernel *k, const 
   snprintf(out->entry, sizeof out->entry, "kn_%.70s_%08x", lp->name, (unsigned)(key & 0xffffffffu));
   memcpy(out->global, lp->global, sizeof out->global);
   memcpy(out->local, lp->local, sizeof out->local);
-  LLVMModuleRef mod = kn_emit_module(ctx, lp, t, out->entry, err, errlen);
+  LLVMModuleRef mod = gpu ? kn_amdgpu_module(ctx, lp, t, out->entry, out->global, out->local, err, errlen)
+                          : kn_emit_module(ctx, lp, t, out->entry, err, errlen);
   kn_lprog_free(lp);
   return mod;
 }
@@ -139,20 +143,48 @@ static int object_for(LLVMModuleRef mod, const kn_target *t, kn_compiled *out, c
   if (cached) {
     out->cache_hit = true;
   } else {
-    if (kn_llvm_optimize(mod, t, OPT_LEVEL, err, errlen) || kn_llvm_emit_object(mod, t, &out->obj, &out->obj_size, err, errlen))
+    /* emitting code rewrites a GPU module in place (structurizer), so DEBUG=7 assembles an optimized copy */
+    LLVMModuleRef asm_mod = NULL;
+    if (kn_llvm_optimize(mod, t, OPT_LEVEL, err, errlen) || (kn_debug() >= 7 && !(asm_mod = LLVMCloneModule(mod))) ||
+        kn_llvm_emit_object(mod, t, &out->obj, &out->obj_size, err, errlen))
       rc = -1;
     else if (kn_cache_enabled())
       kn_cache_store(key, out->name, out->entry, t, ir, out->obj, out->obj_size);
+    if (asm_mod) mod = asm_mod, cached = true; /* below: assemble the copy, not re-optimize it */
   }
   if (rc == 0 && !kn_cache_enabled()) count(&uncached_compiles);
   if (rc == 0 && kn_debug() >= 7) {
-    if (cached) kn_llvm_optimize(mod, t, OPT_LEVEL, err, errlen);
+    if (out->cache_hit) kn_llvm_optimize(mod, t, OPT_LEVEL, err, errlen);
     char *as = kn_llvm_emit_asm(mod, t);
     fprintf(stderr, "; assembly of %s\n%s\n", out->name, as ? as : "(unavailable)");
     free(as);
   }
+  if (cached && !out->cache_hit) LLVMDisposeModule(mod); /* the DEBUG=7 copy */
   LLVMDisposeMessage(ir);
   return rc;
+}
+
+/* KILN_CROSS_AMD=gfx1100,gfx90a,...: every kernel compiled for the CPU is also compiled for these AMD archs and held
+ * to the kernel ABI (kn_amdgpu_check); a failure fails the CPU compile. The test suite runs the op and fusion tests
+ * this way, so every kernel they generate is known to compile for each arch. */
+static int cross_amd(const kn_kernel *k, char *err, size_t errlen) {
+  const char *archs = getenv("KILN_CROSS_AMD");
+  if (!archs || !archs[0]) return 0;
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", archs);
+  for (char *save = NULL, *a = strtok_r(buf, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
+    kn_target t;
+    kn_target_amdgpu(&t, a);
+    kn_compiled c;
+    char e2[512];
+    int rc = kn_compile(k, &t, &c, e2, sizeof e2);
+    if (!rc) {
+      rc = kn_amdgpu_check(c.obj, c.obj_size, c.entry, k->nbufs, k->nvars, e2, sizeof e2);
+      kn_compiled_free(&c);
+    }
+    if (rc) return snprintf(err, errlen, "KILN_CROSS_AMD %s: %s", a, e2), -1;
+  }
+  return 0;
 }
 
 int kn_compile(const kn_kernel *k, const kn_target *t, kn_compiled *out, char *err, size_t errlen) {
@@ -181,6 +213,10 @@ int kn_compile(const kn_kernel *k, const kn_target *t, kn_compiled *out, char *e
     snprintf(err, errlen, "building the LLVM module failed");
   LLVMContextDispose(ctx);
   if (rc) {
+    kn_compiled_free(out);
+    return -1;
+  }
+  if (t->kind == KN_TARGET_CPU && cross_amd(k, err, errlen)) {
     kn_compiled_free(out);
     return -1;
   }

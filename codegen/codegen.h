@@ -29,4 +29,21 @@ typedef struct {
 } kn_cache_stats;
 kn_cache_stats kn_cache_process_stats(void);
 
+/* ---- AMDGPU code objects (amdgpu_check.c) ---- */
+
+/* A target for amdgcn-amd-amdhsa with the given arch ("gfx1100" when NULL or empty). */
+void kn_target_amdgpu(kn_target *t, const char *arch);
+
+/* One kernel's descriptor, read from an emitted object. */
+typedef struct {
+  uint32_t lds_bytes, scratch_bytes, kernarg_size;
+  uint32_t rsrc1, rsrc2;
+  uint16_t props; /* kernel_code_properties: user SGPRs asked for, wave32 bit */
+  int wave;       /* 32 or 64 */
+} kn_amdgpu_kd;
+int kn_amdgpu_kd_read(const uint8_t *obj, size_t n, const char *entry, kn_amdgpu_kd *kd, char *err, size_t errlen);
+/* 0 when entry keeps kiln's kernel ABI: kernarg = nbufs pointers then nvars i64 and nothing hidden, no dispatch or
+ * queue pointer, no scratch; -1 with a message naming what is wrong. */
+int kn_amdgpu_check(const uint8_t *obj, size_t n, const char *entry, int nbufs, int nvars, char *err, size_t errlen);
+
 #endif

@@ -21,6 +21,12 @@ typedef struct {
   const kn_lprog *p;
   const kn_target *t;
   LLVMValueRef *vals;
+  /* GPU kernels (amdgpu_emit.c): variables arrive as arguments, work items past the grid branch to exit_bb, and
+   * store_gate (when set) keeps all but one work item of a group reduction from storing */
+  LLVMValueRef *varvals;
+  LLVMBasicBlockRef exit_bb;
+  LLVMValueRef store_gate;
+  void *gpu;
   char *err;
   size_t errlen;
   bool failed;
@@ -41,6 +47,10 @@ LLVMValueRef kn_e_intrinsic(kn_emit *e, const char *name, LLVMTypeRef overload, 
 LLVMValueRef kn_e_fadd(kn_emit *e, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef kn_e_fmul(kn_emit *e, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef kn_e_fsub(kn_emit *e, LLVMValueRef a, LLVMValueRef b);
+/* Value of loop IR op id (an accumulator's current value), splat to vec lanes when it is a scalar. */
+LLVMValueRef kn_e_get(kn_emit *e, int id, int vec);
+/* A binary kernel op on registers of source dtype sdt (scalars or vectors), as every target computes it. */
+LLVMValueRef kn_e_binary(kn_emit *e, kn_kop_type op, kn_dtype sdt, LLVMValueRef a, LLVMValueRef b);
 /* Round a float register to f16 or bf16 precision (explicit casts). */
 LLVMValueRef kn_e_round_to(kn_emit *e, LLVMValueRef v, kn_dtype dt);
 /* bf16 bits (i16 or vector) <-> float register */
@@ -61,9 +71,32 @@ LLVMValueRef kn_quant_load(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValu
  * a <vec x float> of partial sums. */
 LLVMValueRef kn_quant_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, const LLVMValueRef *xs, int nx,
                           int vec);
+/* llvm_emit.c: types and state for emitting p for t into a new module named entry (kn_emit_done releases them). */
+void kn_emit_init(kn_emit *e, LLVMContextRef ctx, const kn_lprog *p, const kn_target *t, const char *entry, char *err,
+                  size_t errlen);
+void kn_emit_done(kn_emit *e);
+/* Every loop IR op of e->p in order into e->fn, from the builder's position; ends with `ret void`. params are the
+ * buffer pointers; vars/start/end are the CPU entry's (NULL on GPUs, whose special ops amdgpu_emit.c supplies). */
+int kn_emit_ops(kn_emit *e, LLVMValueRef *params, LLVMValueRef vars, LLVMValueRef start, LLVMValueRef end);
+/* amdgpu_emit.c: value of a GPU-only op (SPECIAL, VAR, GROUPREDUCE, BARRIER, LOCAL) of e->p. */
+LLVMValueRef kn_amdgpu_op(kn_emit *e, int i);
 
 /* llvm_emit.c: a module with one function `entry` in the CPU calling convention. NULL with err on failure. */
 LLVMModuleRef kn_emit_module(LLVMContextRef ctx, const kn_lprog *p, const kn_target *t, const char *entry, char *err,
                              size_t errlen);
+
+/* amdgpu_emit.c: a module with one amdgpu_kernel `entry` (buffers as global pointers, then variables as i64) and
+ * the launch geometry it expects (global = workgroups, local = work items per workgroup). */
+/* The amdgpu_kernel function with kiln's kernel ABI for e->p->k's buffers and variables, at most wgsize work items
+ * per workgroup; and an always-inlined workgroup barrier that orders LDS (fences of workgroup scope). */
+LLVMValueRef kn_amdgpu_kernel_fn(kn_emit *e, const char *entry, int64_t wgsize);
+LLVMValueRef kn_amdgpu_barrier_fn(kn_emit *e);
+/* A call of a non-overloaded intrinsic (llvm.amdgcn.*); an unknown name fails e. */
+LLVMValueRef kn_amdgpu_intr(kn_emit *e, const char *name, LLVMValueRef *args, int nargs);
+/* amdgpu_attention.c: the attention template for AMDGPU, with its launch geometry. */
+LLVMModuleRef kn_amdgpu_attention_module(LLVMContextRef c, const kn_kernel *k, const kn_target *t, const char *entry,
+                                         int64_t global[3], int64_t local[3], char *err, size_t errlen);
+LLVMModuleRef kn_amdgpu_module(LLVMContextRef ctx, const kn_lprog *p, const kn_target *t, const char *entry,
+                               int64_t global[3], int64_t local[3], char *err, size_t errlen);
 
 #endif

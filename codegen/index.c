@@ -44,7 +44,7 @@ void kn_axis_aff(kn_lctx *c, int axis, int lane, kn_aff *a) {
     const kn_piece *p = &c->s->p[i];
     if (p->axis != axis) continue;
     switch (p->kind) {
-    case KN_AX_GLOBAL: case KN_AX_LOOP: case KN_AX_REDUCE: aff_term(a, c->piece_op[i], p->mult); break;
+    case KN_AX_GLOBAL: case KN_AX_LOOP: case KN_AX_REDUCE: case KN_AX_GROUP: aff_term(a, c->piece_op[i], p->mult); break;
     case KN_AX_UPCAST: case KN_AX_UNROLL: a->c += c->inst[i] * p->mult; break;
     case KN_AX_VEC: case KN_AX_RVEC: a->c += lane * p->mult; break;
     }
@@ -326,6 +326,12 @@ int kn_lower_prologue(kn_lctx *c) {
     int q = kn_l_alu(p, KN_KOP_DIV, KN_I64, gid, kn_l_const_i(p, KN_I64, after));
     c->piece_op[i] = kn_l_alu(p, KN_KOP_MOD, KN_I64, q, kn_l_const_i(p, KN_I64, c->s->p[i].size));
   }
+  for (int i = 0; i < c->s->n; i++) /* GPU: a reduce axis split over the work items of a workgroup */
+    if (c->s->p[i].kind == KN_AX_GROUP) {
+      int lid = c->piece_op[i] = kn_l_add(p, KN_L_SPECIAL, KN_I64, 1, 0, NULL, 0, KN_SP_LOCAL0);
+      if (lid < 0) return kn_lfail(c, "out of memory");
+      p->ops[lid].size = p->local[0] = c->s->p[i].size, p->ops[lid].lo = 0, p->ops[lid].hi = c->s->p[i].size - 1;
+    }
   return p->failed ? kn_lfail(c, "out of memory") : 0;
 }
 

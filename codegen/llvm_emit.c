@@ -127,6 +127,8 @@ static LLVMValueRef get(kn_emit *e, int id, int vec) {
   return o->vec == 1 && vec > 1 ? kn_e_splat(e, v, vec) : v;
 }
 
+LLVMValueRef kn_e_get(kn_emit *e, int id, int vec) { return get(e, id, vec); }
+
 static LLVMValueRef zero_of(kn_emit *e, kn_dtype dt, int vec) { return LLVMConstNull(kn_e_vec(kn_e_regtype(e, dt), vec)); }
 
 static LLVMValueRef to_reg(kn_emit *e, LLVMValueRef v, kn_dtype dt, int vec) {
@@ -180,10 +182,12 @@ static LLVMValueRef emit_qdot(kn_emit *e, const kn_lop *o) {
 static void emit_store(kn_emit *e, const kn_lop *o) {
   kn_dtype dt = e->p->k->bufs[e->p->ops[o->src[0]].arg].dtype;
   LLVMBasicBlockRef done = NULL;
-  if (o->nsrc > 3) {
+  LLVMValueRef gate = o->nsrc > 3 ? get(e, o->src[3], 1) : NULL;
+  if (e->store_gate) gate = gate ? LLVMBuildAnd(e->b, gate, e->store_gate, "") : e->store_gate;
+  if (gate) {
     LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(e->ctx, e->fn, "st");
     done = LLVMAppendBasicBlockInContext(e->ctx, e->fn, "st.done");
-    LLVMBuildCondBr(e->b, get(e, o->src[3], 1), yes, done);
+    LLVMBuildCondBr(e->b, gate, yes, done);
     LLVMPositionBuilderAtEnd(e->b, yes);
   }
   LLVMTypeRef mt = kn_e_memtype(e, dt);
@@ -235,7 +239,7 @@ static LLVMValueRef emit_unary(kn_emit *e, kn_kop_type op, kn_dtype dt, LLVMValu
   }
 }
 
-static LLVMValueRef emit_binary(kn_emit *e, kn_kop_type op, kn_dtype sdt, LLVMValueRef a, LLVMValueRef b) {
+LLVMValueRef kn_e_binary(kn_emit *e, kn_kop_type op, kn_dtype sdt, LLVMValueRef a, LLVMValueRef b) {
   bool f = kn_dtype_is_float(sdt), bl = sdt == KN_BOOL, s = kn_dtype_get(sdt)->is_signed && !bl;
   LLVMBuilderRef B = e->b;
   if (f) switch (op) {
@@ -281,7 +285,7 @@ static LLVMValueRef emit_alu(kn_emit *e, const kn_lop *o) {
     sdt = o->dtype;
     r = LLVMBuildSelect(e->b, a, get(e, o->src[1], o->vec), get(e, o->src[2], o->vec), "");
   } else if (o->nsrc == 1) r = emit_unary(e, o->alu, sdt, a);
-  else r = emit_binary(e, o->alu, sdt, a, get(e, o->src[1], o->vec));
+  else r = kn_e_binary(e, o->alu, sdt, a, get(e, o->src[1], o->vec));
   return r; /* f16/bf16 math stays in f32 registers; values are rounded only by stores and explicit casts */
 }
 
@@ -295,12 +299,12 @@ static LLVMValueRef emit_hreduce(kn_emit *e, const kn_lop *o) {
     for (int i = 0; i < n / 2; i++) lo[i] = LLVMConstInt(e->i32, (unsigned)i, 0), hi[i] = LLVMConstInt(e->i32, (unsigned)(i + n / 2), 0);
     LLVMValueRef a = LLVMBuildShuffleVector(e->b, v, LLVMGetPoison(LLVMTypeOf(v)), LLVMConstVector(lo, (unsigned)n / 2), "");
     LLVMValueRef b = LLVMBuildShuffleVector(e->b, v, LLVMGetPoison(LLVMTypeOf(v)), LLVMConstVector(hi, (unsigned)n / 2), "");
-    v = emit_binary(e, o->alu, o->dtype, a, b);
+    v = kn_e_binary(e, o->alu, o->dtype, a, b);
     n /= 2;
   }
   if (n == 1) return LLVMGetTypeKind(LLVMTypeOf(v)) == LLVMVectorTypeKind ? LLVMBuildExtractElement(e->b, v, LLVMConstInt(e->i32, 0, 0), "") : v;
   LLVMValueRef r = LLVMBuildExtractElement(e->b, v, LLVMConstInt(e->i32, 0, 0), "");
-  for (int i = 1; i < n; i++) r = emit_binary(e, o->alu, o->dtype, r, LLVMBuildExtractElement(e->b, v, LLVMConstInt(e->i32, (unsigned)i, 0), ""));
+  for (int i = 1; i < n; i++) r = kn_e_binary(e, o->alu, o->dtype, r, LLVMBuildExtractElement(e->b, v, LLVMConstInt(e->i32, (unsigned)i, 0), ""));
   return r;
 }
 
@@ -355,7 +359,8 @@ static LLVMValueRef new_acc(kn_emit *e, const kn_lop *o) {
   return a;
 }
 
-static int emit_ops(kn_emit *e, LLVMValueRef *params, LLVMValueRef vars, LLVMValueRef start, LLVMValueRef end) {
+int kn_emit_ops(kn_emit *e, LLVMValueRef *params, LLVMValueRef vars, LLVMValueRef start, LLVMValueRef end) {
+  bool gpu = e->t->kind != KN_TARGET_CPU;
   const kn_lprog *p = e->p;
   loop loops[KN_MAXPIECES + 2];
   int nl = 0, gl = -1;
@@ -365,14 +370,19 @@ static int emit_ops(kn_emit *e, LLVMValueRef *params, LLVMValueRef vars, LLVMVal
     LLVMValueRef v = NULL;
     switch (o->op) {
     case KN_L_PARAM: v = params[o->arg]; break;
-    case KN_L_VAR: {
-      LLVMValueRef ix = LLVMConstInt(e->i64, (unsigned long long)o->arg, 0);
-      v = LLVMBuildLoad2(e->b, e->i64, LLVMBuildGEP2(e->b, e->i64, vars, &ix, 1, ""), "var");
-      break;
-    }
     case KN_L_CONST: v = emit_const(e, o); break;
-    case KN_L_SPECIAL:
-      if (o->arg != KN_SP_GLOBAL0 || gl >= 0) return kn_efail(e, "the CPU runs only global id 0 (op %d)", i);
+    case KN_L_VAR: case KN_L_SPECIAL: case KN_L_GROUPREDUCE: case KN_L_BARRIER: case KN_L_LOCAL:
+      if (gpu) {
+        v = kn_amdgpu_op(e, i);
+        break;
+      }
+      if (o->op == KN_L_VAR) {
+        LLVMValueRef ix = LLVMConstInt(e->i64, (unsigned long long)o->arg, 0);
+        v = LLVMBuildLoad2(e->b, e->i64, LLVMBuildGEP2(e->b, e->i64, vars, &ix, 1, ""), "var");
+        break;
+      }
+      if (o->op != KN_L_SPECIAL || o->arg != KN_SP_GLOBAL0 || gl >= 0)
+        return kn_efail(e, "the CPU runs only global id 0 (op %d, %s)", i, kn_lop_name(o->op));
       gl = nl;
       open_loop(e, &loops[nl++], start, end, 0);
       gexit = loops[gl].exit;
@@ -408,6 +418,11 @@ static int emit_ops(kn_emit *e, LLVMValueRef *params, LLVMValueRef vars, LLVMVal
   }
   if (e->failed) return -1;
   if (nl != (gl >= 0 ? gl + 1 : 0)) return kn_efail(e, "%d loops left open", nl);
+  if (gpu && e->exit_bb) {
+    LLVMBuildBr(e->b, e->exit_bb);
+    LLVMMoveBasicBlockAfter(e->exit_bb, LLVMGetLastBasicBlock(e->fn));
+    LLVMPositionBuilderAtEnd(e->b, e->exit_bb);
+  }
   if (gl >= 0) {
     LLVMBasicBlockRef cur = LLVMGetInsertBlock(e->b);
     loop *l = &loops[gl];
@@ -443,7 +458,7 @@ static LLVMValueRef build_body(kn_emit *e, const char *entry) {
   LLVMPositionBuilderAtEnd(e->b, e->entry);
   LLVMValueRef params[KN_MAXBUFS];
   for (int i = 0; i < nb; i++) params[i] = LLVMGetParam(fn, (unsigned)i);
-  if (emit_ops(e, params, LLVMGetParam(fn, (unsigned)nb), LLVMGetParam(fn, (unsigned)nb + 1), LLVMGetParam(fn, (unsigned)nb + 2)))
+  if (kn_emit_ops(e, params, LLVMGetParam(fn, (unsigned)nb), LLVMGetParam(fn, (unsigned)nb + 1), LLVMGetParam(fn, (unsigned)nb + 2)))
     return NULL;
   return fn;
 }
@@ -464,22 +479,35 @@ static void build_entry(kn_emit *e, LLVMValueRef body, const char *entry) {
   LLVMBuildRetVoid(e->b);
 }
 
+void kn_emit_init(kn_emit *e, LLVMContextRef ctx, const kn_lprog *p, const kn_target *t, const char *entry, char *err,
+                  size_t errlen) {
+  memset(e, 0, sizeof *e);
+  e->ctx = ctx, e->p = p, e->t = t, e->err = err, e->errlen = errlen;
+  e->mod = LLVMModuleCreateWithNameInContext(entry, ctx);
+  e->b = LLVMCreateBuilderInContext(ctx);
+  e->i1 = LLVMInt1TypeInContext(ctx), e->i8 = LLVMInt8TypeInContext(ctx), e->i16 = LLVMInt16TypeInContext(ctx);
+  e->i32 = LLVMInt32TypeInContext(ctx), e->i64 = LLVMInt64TypeInContext(ctx);
+  e->f16 = LLVMHalfTypeInContext(ctx), e->f32 = LLVMFloatTypeInContext(ctx);
+  e->ptr = LLVMPointerTypeInContext(ctx, 0), e->vd = LLVMVoidTypeInContext(ctx);
+  e->vals = calloc((size_t)(p->n ? p->n : 1), sizeof *e->vals);
+  if (!e->vals) kn_efail(e, "out of memory");
+}
+
+void kn_emit_done(kn_emit *e) {
+  free(e->vals);
+  e->vals = NULL;
+  LLVMDisposeBuilder(e->b);
+}
+
 LLVMModuleRef kn_emit_module(LLVMContextRef ctx, const kn_lprog *p, const kn_target *t, const char *entry, char *err,
                              size_t errlen) {
-  kn_emit e = {.ctx = ctx, .p = p, .t = t, .err = err, .errlen = errlen};
-  e.mod = LLVMModuleCreateWithNameInContext(entry, ctx);
-  e.b = LLVMCreateBuilderInContext(ctx);
-  e.i1 = LLVMInt1TypeInContext(ctx), e.i8 = LLVMInt8TypeInContext(ctx), e.i16 = LLVMInt16TypeInContext(ctx);
-  e.i32 = LLVMInt32TypeInContext(ctx), e.i64 = LLVMInt64TypeInContext(ctx);
-  e.f16 = LLVMHalfTypeInContext(ctx), e.f32 = LLVMFloatTypeInContext(ctx);
-  e.ptr = LLVMPointerTypeInContext(ctx, 0), e.vd = LLVMVoidTypeInContext(ctx);
-  e.vals = calloc((size_t)(p->n ? p->n : 1), sizeof *e.vals);
+  kn_emit e;
+  kn_emit_init(&e, ctx, p, t, entry, err, errlen);
   LLVMValueRef body = NULL;
-  if (!e.vals) kn_efail(&e, "out of memory");
-  else if (t->kind != KN_TARGET_CPU) kn_efail(&e, "loop IR emission supports only CPU targets so far");
+  if (e.failed) {
+  } else if (t->kind != KN_TARGET_CPU) kn_efail(&e, "kn_emit_module emits CPU kernels (GPUs: kn_amdgpu_module)");
   else if ((body = build_body(&e, entry))) build_entry(&e, body, entry);
-  free(e.vals);
-  LLVMDisposeBuilder(e.b);
+  kn_emit_done(&e);
   if (e.failed || !body) {
     if (!e.failed) kn_efail(&e, "emission failed");
     LLVMDisposeModule(e.mod);

@@ -119,6 +119,14 @@ static void set_target(LLVMModuleRef mod, LLVMTargetMachineRef tm, const kn_targ
   LLVMDisposeTargetData(td);
 }
 
+int kn_llvm_set_target(LLVMModuleRef mod, const kn_target *t, char *err, size_t errlen) {
+  LLVMTargetMachineRef tm = get_tm(t, err, errlen);
+  if (!tm) return -1;
+  set_target(mod, tm, t);
+  put_tm(tm);
+  return 0;
+}
+
 int kn_llvm_optimize(LLVMModuleRef mod, const kn_target *t, int opt_level, char *err, size_t errlen) {
   LLVMTargetMachineRef tm = get_tm(t, err, errlen);
   if (!tm) return -1;

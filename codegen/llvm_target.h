@@ -11,6 +11,9 @@
 
 /* Initialise the LLVM targets kiln uses (host, AMDGPU when built in); safe to call many times. */
 void kn_llvm_init(void);
+/* Stamp mod with t's triple and data layout before building IR whose types depend on it (GPU allocas live in
+ * their own address space). 0 or -1 with err. */
+int kn_llvm_set_target(LLVMModuleRef mod, const kn_target *t, char *err, size_t errlen);
 /* Run the O-level pipeline on mod (in place) and emit a relocatable object for t. 0 or -1 with err. */
 int kn_llvm_optimize(LLVMModuleRef mod, const kn_target *t, int opt_level, char *err, size_t errlen);
 int kn_llvm_emit_object(LLVMModuleRef mod, const kn_target *t, uint8_t **obj, size_t *n, char *err, size_t errlen);

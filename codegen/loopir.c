@@ -12,7 +12,15 @@ static const char *lop_names[KN_L_COUNT] = {
   [KN_L_LOAD] = "LOAD", [KN_L_QLOAD] = "QLOAD", [KN_L_QDOT] = "QDOT", [KN_L_STORE] = "STORE", [KN_L_ALU] = "ALU", [KN_L_CAST] = "CAST",
   [KN_L_BITCAST] = "BITCAST", [KN_L_VECTORIZE] = "VECTORIZE", [KN_L_GEP] = "GEP", [KN_L_HREDUCE] = "HREDUCE",
   [KN_L_IF] = "IF", [KN_L_ENDIF] = "ENDIF", [KN_L_BARRIER] = "BARRIER", [KN_L_LOCAL] = "LOCAL",
+  [KN_L_GROUPREDUCE] = "GROUPREDUCE",
 };
+
+int kn_l_group_reduce(kn_lprog *p, int a, kn_kop_type rop, int64_t group) {
+  if (a < 0) return -1;
+  int r = kn_l_add(p, KN_L_GROUPREDUCE, p->ops[a].dtype, p->ops[a].vec, 1, &a, rop, 0);
+  if (r >= 0) p->ops[r].size = group;
+  return r;
+}
 
 const char *kn_lop_name(kn_lop_type op) { return (unsigned)op < KN_L_COUNT ? lop_names[op] : "?"; }
 
@@ -122,7 +130,7 @@ static int add_full(kn_lprog *p, kn_lop *o, const int *src) {
     if (src[i] < 0 || src[i] >= p->n) return p->failed = true, -1;
   o->src = malloc((size_t)(o->nsrc ? o->nsrc : 1) * sizeof *o->src);
   if (!o->src) return p->failed = true, -1;
-  if (o->nsrc) memcpy(o->src, src, (size_t)o->nsrc * sizeof *src);
+  if (o->nsrc && src) memcpy(o->src, src, (size_t)o->nsrc * sizeof *src);
   if (o->lo > o->hi || o->vec != 1 || !kn_dtype_is_int(o->dtype)) o->lo = 1, o->hi = 0;
   return append(p, o);
 }

@@ -37,6 +37,8 @@ typedef enum {
   KN_L_ENDIF,
   KN_L_BARRIER,   /* workgroup barrier (GPU) */
   KN_L_LOCAL,     /* workgroup-local array of size elements (GPU) */
+  KN_L_GROUPREDUCE, /* src[0] reduced with alu over the `size` work items of a workgroup (GPU: the GROUP piece);
+                     every work item gets the result */
   KN_L_COUNT
 } kn_lop_type;
 
@@ -84,6 +86,8 @@ int kn_l_cast(kn_lprog *p, int a, kn_dtype to);
 int kn_l_range(kn_lprog *p, int64_t size);
 /* A loop over [0, value of op `bound`) where bound <= size (a symbolic extent; at least one iteration). */
 int kn_l_range_to(kn_lprog *p, int64_t size, int bound);
+/* GROUPREDUCE of a (possibly vector) value over `group` work items. */
+int kn_l_group_reduce(kn_lprog *p, int a, kn_kop_type rop, int64_t group);
 void kn_lprog_print(const kn_lprog *p, FILE *f);
 const char *kn_lop_name(kn_lop_type op);
 
@@ -91,7 +95,9 @@ const char *kn_lop_name(kn_lop_type op);
  * Each kernel axis is split into pieces; axis index = sum(piece index * mult). GLOBAL pieces are unravelled from
  * the work-item id (first piece slowest), LOOP/REDUCE pieces are serial loops, UPCAST/UNROLL are unrolled into
  * registers, VEC/RVEC are vector lanes (at most one piece in all). */
-typedef enum { KN_AX_GLOBAL, KN_AX_LOOP, KN_AX_UPCAST, KN_AX_VEC, KN_AX_REDUCE, KN_AX_UNROLL, KN_AX_RVEC } kn_axkind;
+/* GROUP (GPU only) splits a reduce axis over the work items of one workgroup: each keeps a partial accumulator and
+ * a KN_L_GROUPREDUCE combines them after the reduce loops. */
+typedef enum { KN_AX_GLOBAL, KN_AX_LOOP, KN_AX_UPCAST, KN_AX_VEC, KN_AX_REDUCE, KN_AX_UNROLL, KN_AX_RVEC, KN_AX_GROUP } kn_axkind;
 
 #define KN_MAXPIECES (3 * KN_MAXDIM)
 
@@ -110,6 +116,10 @@ typedef struct {
 
 /* Choose the schedule for a kernel on a target (NOOPT=1: everything global or serial, no vectors). */
 int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *err, size_t errlen);
+/* GPU schedule (gpu_opt.c): the CPU's choices, then a large reduce split over a workgroup (GROUP piece). */
+int kn_gpu_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *err, size_t errlen);
+/* Size of the schedule's GROUP piece, 0 without one. */
+int64_t kn_sched_group(const kn_sched *s);
 /* Name tinygrad-style from the schedule: E_/r_ then piece sizes. */
 void kn_sched_name(const kn_kernel *k, const kn_sched *s, char *name, size_t n);
 

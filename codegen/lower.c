@@ -240,6 +240,7 @@ static int lower_reduce(lower *L, int ninst) {
       int a = acc[u * nr + r];
       if (lanes > 1 && c->s->p[c->s->vec].kind == KN_AX_RVEC)
         a = kn_l_add(c->p, KN_L_HREDUCE, L->reds[r]->dtype, 1, 1, &a, L->reds[r]->rop, 0);
+      if (kn_sched_group(c->s) > 1) a = kn_l_group_reduce(c->p, a, L->reds[r]->rop, kn_sched_group(c->s));
       L->redval[u * nr + r] = a;
     }
   free(acc);
