@@ -7,7 +7,7 @@
 
 #include "../device/env.h"
 #include "codegen.h"
-#include "elf_read.h"
+#include "../device/elf.h"
 
 static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
 
