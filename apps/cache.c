@@ -6,6 +6,7 @@
 
 #include "cmds.h"
 #include "codegen/cache.h"
+#include "device/amd/codeobj.h"
 
 static int usage(FILE *f) {
   fprintf(f, "usage: kiln cache [list|show KEY|stats|verify [--fix]|clear]\n\n"
@@ -99,6 +100,30 @@ static int find_key(const char *prefix, char key[33]) {
   return found == 1 ? 0 : -1;
 }
 
+/* An AMDGPU entry's kernel as its code object describes it (the loader's reading of the descriptor and the
+ * metadata note): arch, registers, LDS, scratch, wave size, kernel arguments. */
+static void show_amdgpu(const kn_cache_entry *e, const uint8_t *obj, size_t n) {
+  kn_codeobj co;
+  char err[256];
+  if (kn_codeobj_load(obj, n, 0, &co, err, sizeof err)) {
+    printf("amdgpu   (code object unreadable: %s)\n", err);
+    return;
+  }
+  const kn_codeobj_kernel *k = kn_codeobj_find(&co, e->entry);
+  if (!k) printf("amdgpu   arch %s, no kernel %s in the object\n", co.arch, e->entry);
+  else {
+    int bufs = 0, vals = 0, hidden = 0;
+    for (int i = 0; i < k->nargs; i++)
+      bufs += k->args[i].kind == KN_ARG_GLOBAL_BUFFER, vals += k->args[i].kind == KN_ARG_BY_VALUE,
+          hidden += k->args[i].kind == KN_ARG_HIDDEN;
+    printf("arch     %s (wave%u)\nregs     %u VGPRs, %u SGPRs\nLDS      %u bytes\nscratch  %u bytes per work item\n"
+           "kernargs %u bytes: %d buffers, %d by value, %d hidden\nwg max   %u work items\n",
+           co.arch, k->wavefront_size, k->vgpr_count, k->sgpr_count, k->group_segment_size, k->private_segment_size,
+           k->kernarg_size, bufs, vals, hidden, k->max_flat_workgroup_size);
+  }
+  kn_codeobj_free(&co);
+}
+
 static int cmd_show(const char *prefix) {
   char key[33];
   if (strlen(prefix) < 4) return fprintf(stderr, "kiln cache show: give at least 4 characters of the key\n"), 2;
@@ -117,6 +142,7 @@ static int cmd_show(const char *prefix) {
   printf("name     %s\nentry    %s\ntarget   %s %s\nsize     %s (object %zu bytes, IR %zu bytes)\nage      %s\n"
          "hits     %lld\n",
          e.name, e.entry, e.triple, e.cpu, size, n, strlen(ir), age, (long long)e.hits);
+  if (!strncmp(e.triple, "amdgcn", 6)) show_amdgpu(&e, obj, n);
   printf("\n--- LLVM IR ---\n%s%s", ir, ir[0] && ir[strlen(ir) - 1] != '\n' ? "\n" : "");
   char *dis = kn_cache_disassemble(&e, obj, n);
   printf("\n--- disassembly (%s) ---\n%s", e.triple, dis ? dis : "(disassembly failed)\n");

@@ -40,7 +40,7 @@ static kn_t randt(int nd, const int64_t *sh, float **host) {
 
 int main(void) {
   char err[256];
-  kn_device *d = kn_device_open("CPU", err, sizeof err);
+  kn_device *d = kn_device_open(NULL, err, sizeof err); /* $DEVICE, else CPU */
   if (!d) return printf("no CPU device: %s\n", err), 1;
   kn_ctx *c = kn_ctx_new(d);
   kn_ctx_set(c);

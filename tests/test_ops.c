@@ -730,7 +730,7 @@ static void test_creation(void) {
 
 int main(void) {
   char err[256];
-  kn_device *d = kn_device_open("CPU", err, sizeof err);
+  kn_device *d = kn_device_open(NULL, err, sizeof err); /* $DEVICE, else CPU */
   if (!d) {
     printf("cannot open the CPU device: %s\n", err);
     return 1;
