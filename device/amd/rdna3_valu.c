@@ -258,5 +258,9 @@ int kn_exec_vop3(kn_cu *cu, kn_wave *w) {
     in.dppw = cu->w[2];
   }
   in.lit = cu->len > 8 && !in.dpp ? kn_literal(cu) : 0;
+  switch (in.op) { /* the accumulating ops add into vdst in their VOP3 form too; src2's field is unused there */
+  case V_FMAC_F32: case V_FMAC_F16: case V_FMAC_DX9_ZERO_F32: case V_DOT2ACC_F32_F16: in.src[2] = OP_VGPR0 + in.vdst; break;
+  default: break;
+  }
   return run_valu(cu, w, &in);
 }
