@@ -133,6 +133,12 @@ static void body(actx *a, const kn_kernel *k, LLVMValueRef *bufs, LLVMValueRef s
   LLVMValueRef kvh = LLVMBuildSDiv(b, h, ci(e, G), "");
   LLVMValueRef qoff = LLVMBuildMul(b, item, ci(e, D), "");
   LLVMValueRef nkeys = LLVMBuildAdd(b, LLVMBuildAdd(b, start_pos, tq, ""), ci(e, 1), "nkeys");
+  LLVMValueRef first = ci(e, 0);
+  if (at->window > 0) { /* sliding window: the last `window` keys only */
+    LLVMValueRef lo = LLVMBuildSub(b, nkeys, ci(e, at->window), "");
+    first = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGT, lo, first, ""), lo, first, "first");
+  }
+  LLVMValueRef k0 = LLVMBuildAdd(b, first, kg, ""); /* key group kg takes keys first + kg, first + kg + KS, ... */
   LLVMValueRef q = kn_e_fmul(e, load_c(a, bufs[1], LLVMBuildAdd(b, qoff, dim, ""), valid, false, C), kn_e_fconst(vt, at->scale));
   /* the key loop; loop-carried state as phis: acc, running max m, denominator l */
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(b);
@@ -144,7 +150,7 @@ static void body(actx *a, const kn_kernel *k, LLVMValueRef *bufs, LLVMValueRef s
   LLVMValueRef ki = LLVMBuildPhi(b, e->i64, "k"), mx = LLVMBuildPhi(b, e->f32, "m"), den = LLVMBuildPhi(b, e->f32, "l");
   LLVMValueRef acc = LLVMBuildPhi(b, vt, "acc");
   LLVMValueRef z = LLVMConstNull(vt), m0 = cf(e, -1e30), l0 = cf(e, 0.0);
-  LLVMAddIncoming(ki, &kg, &pre, 1), LLVMAddIncoming(mx, &m0, &pre, 1), LLVMAddIncoming(den, &l0, &pre, 1);
+  LLVMAddIncoming(ki, &k0, &pre, 1), LLVMAddIncoming(mx, &m0, &pre, 1), LLVMAddIncoming(den, &l0, &pre, 1);
   LLVMAddIncoming(acc, &z, &pre, 1);
   LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, ki, nkeys, ""), kbody, kexit);
   LLVMPositionBuilderAtEnd(b, kbody);
