@@ -23,11 +23,13 @@ struct kn_capture {
   void *user;
   int keep;  /* captures not marked keep that stay resident */
   cap *list; /* most recently used first */
+  kn_scratch *scratch; /* the captures' intermediates: they run one at a time, so they share them */
 };
 
 kn_capture *kn_capture_new(kn_device *dev, kn_capture_build build, void *user, int keep) {
   kn_capture *c = calloc(1, sizeof *c);
   if (c) c->dev = dev, c->build = build, c->user = user, c->keep = keep > 0 ? keep : 1;
+  if (c && !(c->scratch = kn_scratch_new(dev))) free(c), c = NULL;
   return c;
 }
 
@@ -47,8 +49,11 @@ void kn_capture_clear(kn_capture *c) {
 
 void kn_capture_free(kn_capture *c) {
   kn_capture_clear(c);
+  if (c) kn_scratch_free(c->scratch);
   free(c);
 }
+
+size_t kn_capture_scratch_bytes(const kn_capture *c) { return c ? kn_scratch_bytes(c->scratch) : 0; }
 
 int kn_capture_count(const kn_capture *c) {
   int n = 0;
@@ -89,7 +94,7 @@ static cap *get(kn_capture *c, int64_t key, char *err, size_t errlen) {
   bool io_ok = x->io.n_inputs >= 0 && x->io.n_inputs <= KN_CAPTURE_MAXIO && x->io.n_outputs > 0 &&
                x->io.n_outputs <= KN_CAPTURE_MAXIO && x->io.n_vars >= 0 && x->io.n_vars <= KN_CAPTURE_MAXIO;
   for (int i = 0; !rc && io_ok && i < x->io.n_outputs; i++) x->io.outputs[i] = kn_contiguous(x->io.outputs[i]);
-  if (!rc && io_ok) x->plan = kn_plan_new(x->io.outputs, x->io.n_outputs);
+  if (!rc && io_ok) x->plan = kn_plan_new_shared(x->io.outputs, x->io.n_outputs, c->scratch);
   kn_ctx_set(prev);
   if (!x->plan) {
     const char *e = kn_ctx_error(x->ctx);

@@ -156,6 +156,14 @@ kn_plan *kn_plan_new(kn_t *outputs, int n); /* NULL with kn_ctx_error on failure
 int kn_plan_run(kn_plan *p, const kn_bind *binds, int n);
 void kn_plan_free(kn_plan *p);
 int kn_plan_kernels(const kn_plan *p);
+/* Plans that never run at the same time may share their intermediates: each takes buffers from one kn_scratch
+ * (created for a device, freed after the last plan using it), so the set costs about as much as its largest. */
+typedef struct kn_scratch kn_scratch;
+kn_scratch *kn_scratch_new(kn_device *dev);
+void kn_scratch_free(kn_scratch *s);
+size_t kn_scratch_bytes(const kn_scratch *s); /* bytes its buffers hold */
+kn_plan *kn_plan_new_shared(kn_t *outputs, int n, kn_scratch *s);
+size_t kn_plan_scratch_bytes(const kn_plan *p); /* bytes of the intermediates a plan uses */
 
 /* ---- captured steps (TinyJit): a graph built once per key, replayed with new inputs and variable values ---- */
 #define KN_CAPTURE_MAXIO 8
@@ -175,6 +183,7 @@ kn_capture *kn_capture_new(kn_device *dev, kn_capture_build build, void *user, i
 void kn_capture_free(kn_capture *c);
 void kn_capture_clear(kn_capture *c); /* drop every capture (e.g. before the tensors they read are freed) */
 int kn_capture_count(const kn_capture *c);
+size_t kn_capture_scratch_bytes(const kn_capture *c); /* intermediates, shared by all its captures */
 /* Build, schedule and compile key's graph now if it is not captured yet, without running it. */
 int kn_capture_prepare(kn_capture *c, int64_t key, char *err, size_t errlen);
 /* Replay key (capturing it first if needed): in[i] (in_bytes[i]) into input i, run with vals[v] bound to io.vars[v],

@@ -24,7 +24,61 @@ struct kn_plan {
   int n;
   kn_buf **owned; /* intermediates this plan allocated */
   int nowned;
+  kn_scratch *scratch; /* where intermediates come from when shared with other plans, or NULL */
+  kn_buf **taken;      /* the scratch buffers this plan uses */
+  int ntaken;
+  size_t inter_bytes;  /* bytes of its intermediates */
 };
+
+/* Intermediates shared by plans that never run at the same time (the forward passes of one model): a plan takes
+ * buffers from here instead of allocating its own, so many plans cost about as much memory as the largest. */
+struct kn_scratch {
+  kn_device *dev;
+  kn_buf **bufs;
+  int n, cap;
+};
+
+kn_scratch *kn_scratch_new(kn_device *dev) {
+  kn_scratch *s = calloc(1, sizeof *s);
+  if (s) s->dev = dev;
+  return s;
+}
+
+void kn_scratch_free(kn_scratch *s) {
+  if (!s) return;
+  for (int i = 0; i < s->n; i++) kn_buf_free(s->bufs[i]);
+  free(s->bufs);
+  free(s);
+}
+
+size_t kn_scratch_bytes(const kn_scratch *s) {
+  size_t t = 0;
+  for (int i = 0; s && i < s->n; i++) t += s->bufs[i]->nbytes;
+  return t;
+}
+
+/* A buffer of at least need bytes for plan p: the smallest scratch buffer p does not hold yet, else a new one that
+ * joins the scratch. */
+static kn_buf *scratch_take(kn_plan *p, size_t need, char *err, size_t errlen) {
+  kn_scratch *s = p->scratch;
+  kn_buf *best = NULL;
+  for (int i = 0; i < s->n; i++) {
+    kn_buf *b = s->bufs[i];
+    bool held = false;
+    for (int t = 0; t < p->ntaken && !held; t++) held = p->taken[t] == b;
+    if (!held && b->nbytes >= need && (!best || b->nbytes < best->nbytes)) best = b;
+  }
+  if (!best) {
+    if (s->n == s->cap) {
+      kn_buf **nb = realloc(s->bufs, (size_t)(s->cap = s->cap ? 2 * s->cap : 16) * sizeof *nb);
+      if (!nb) return snprintf(err, errlen, "out of memory"), NULL;
+      s->bufs = nb;
+    }
+    if (!(best = kn_buf_alloc(s->dev, need, err, errlen))) return NULL;
+    s->bufs[s->n++] = best;
+  }
+  return p->taken[p->ntaken++] = best;
+}
 
 /* ---- loaded programs, shared by all plans of the process ---- */
 typedef struct prog_entry {
@@ -93,7 +147,8 @@ static int plan_memory(kn_plan *p, kn_schedule *s, kn_t *ts, int nts, char *err,
   kn_buf **freelist = calloc(s->n + 1, sizeof *freelist);
   int nfree = 0;
   p->owned = calloc(s->n + 1, sizeof *p->owned);
-  if (!freelist || !p->owned) goto oom;
+  p->taken = calloc(s->n + 1, sizeof *p->taken);
+  if (!freelist || !p->owned || !p->taken) goto oom;
   /* last use of every intermediate */
   for (int i = 0; i < s->n; i++)
     for (int b = 0; b < s->items[i].nbufs; b++) {
@@ -131,9 +186,13 @@ static int plan_memory(kn_plan *p, kn_schedule *s, kn_t *ts, int nts, char *err,
           if (best >= 0) {
             l->buf = freelist[best];
             freelist[best] = freelist[--nfree];
+          } else if (p->scratch) {
+            if (!(l->buf = scratch_take(p, need, err, errlen))) goto fail;
+            p->inter_bytes += l->buf->nbytes;
           } else {
             if (!(l->buf = kn_buf_alloc(p->ctx->dev, need, err, errlen))) goto fail;
             p->owned[p->nowned++] = l->buf;
+            p->inter_bytes += need;
           }
         }
       }
@@ -145,6 +204,7 @@ static int plan_memory(kn_plan *p, kn_schedule *s, kn_t *ts, int nts, char *err,
           lv[j].u->op != KN_OP_ASSIGN && lv[j].u->op != KN_OP_BUFFER) {
         bool owned = false;
         for (int o = 0; o < p->nowned; o++) owned |= p->owned[o] == lv[j].buf;
+        for (int o = 0; o < p->ntaken; o++) owned |= p->taken[o] == lv[j].buf;
         if (owned) freelist[nfree++] = lv[j].buf;
       }
   }
@@ -163,13 +223,18 @@ void kn_plan_free(kn_plan *p) {
   if (!p) return;
   for (int i = 0; i < p->nowned; i++) kn_buf_free(p->owned[i]);
   free(p->owned);
+  free(p->taken);
   free(p->items);
   free(p);
 }
 
 int kn_plan_kernels(const kn_plan *p) { return p ? p->n : 0; }
 
-kn_plan *kn_plan_new(kn_t *outputs, int n) {
+kn_plan *kn_plan_new(kn_t *outputs, int n) { return kn_plan_new_shared(outputs, n, NULL); }
+
+size_t kn_plan_scratch_bytes(const kn_plan *p) { return p ? p->inter_bytes : 0; }
+
+kn_plan *kn_plan_new_shared(kn_t *outputs, int n, kn_scratch *scratch) {
   kn_ctx *ctx = kn_ctx_need();
   if (!ctx) return NULL;
   for (int i = 0; i < n; i++)
@@ -200,7 +265,7 @@ kn_plan *kn_plan_new(kn_t *outputs, int n) {
     kn_graph_fail("out of memory");
     return NULL;
   }
-  p->ctx = ctx, p->n = s.n;
+  p->ctx = ctx, p->n = s.n, p->scratch = scratch;
   last_stats.kernels = s.n;
   int64_t c0 = last_stats.compiled, h0 = last_stats.cache_hits;
   for (int i = 0; i < s.n; i++) {
@@ -223,8 +288,9 @@ kn_plan *kn_plan_new(kn_t *outputs, int n) {
     goto fail;
   }
   if (kn_debug() >= 1)
-    fprintf(stderr, "scheduled %d kernels (%lld compiled, %lld cache hits) in %.2f ms\n", s.n,
-            (long long)(last_stats.compiled - c0), (long long)(last_stats.cache_hits - h0), (kn_now() - t0) * 1e3);
+    fprintf(stderr, "scheduled %d kernels (%lld compiled, %lld cache hits) in %.2f ms; intermediates %.1f MiB%s\n", s.n,
+            (long long)(last_stats.compiled - c0), (long long)(last_stats.cache_hits - h0), (kn_now() - t0) * 1e3,
+            p->inter_bytes / 1048576.0, scratch ? " (shared)" : "");
   kn_schedule_free(&s);
   return p;
 fail:

@@ -76,7 +76,9 @@ static kn_capture *steps(kn_model *m, char *err, size_t errlen) {
 int kn_model_prepare(kn_model *m, int slot, int max_n, char *err, size_t errlen) {
   if (slot < 0 || slot >= m->n_slots) return snprintf(err, errlen, "no KV cache slot %d", slot), -1;
   if (!steps(m, err, errlen)) return -1;
-  for (int c = 1; c <= KN_MAX_PASS && c <= max_n && c <= m->n_ctx; c *= 2)
+  int c = 1;
+  while (c * 2 <= KN_MAX_PASS && c * 2 <= max_n && c * 2 <= m->n_ctx) c *= 2;
+  for (; c >= 1; c /= 2) /* largest first: the smaller passes then fit in its scratch buffers */
     if (kn_capture_prepare(m->steps, step_key(slot, c, false), err, errlen)) return -1;
   return 0;
 }

@@ -1,6 +1,7 @@
 /* Prompt lengths never recompile: after one warm-up prompt that uses every pass size, prompts of 20 new lengths
  * compile (and even load) no kernel, and the logits of each length's last position equal those of feeding the same
- * tokens one at a time (the decode step), the plain reference that no pass decomposition touches. */
+ * tokens one at a time (the decode step), the plain reference that no pass decomposition touches. The passes share
+ * their intermediates: all ten cost no more memory than the largest alone. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,13 @@ int main(void) {
   float *ref = malloc((size_t)NL * nv * sizeof *ref), *got = malloc((size_t)nv * sizeof *got);
   for (int i = 0; i < MAXN; i++) ids[i] = (i * 7919 + 11) % nv;
   /* the reference: one token at a time, keeping the logits at each length */
-  int rc = 0;
+  /* the largest pass alone, then every other: the smaller ones fit in its scratch buffers */
+  int rc = kn_model_forward(m, 0, ids, 512, 0, false, got, err, sizeof err);
+  size_t one = kn_capture_scratch_bytes(m->steps);
+  rc = rc || kn_model_prepare(m, 0, 512, err, sizeof err);
+  size_t all = kn_capture_scratch_bytes(m->steps);
+  check(!rc && one > 0 && all <= one + one / 20, "intermediates of the ten pass sizes %.2f MiB, of the 512 pass alone %.2f MiB",
+        all / 1048576.0, one / 1048576.0);
   for (int p = 0, l = 0; !rc && p < MAXN && l < NL; p++) {
     rc = kn_model_forward(m, 0, ids + p, 1, p, false, got, err, sizeof err);
     if (!rc && p + 1 == lens[l]) memcpy(ref + (size_t)l++ * nv, got, (size_t)nv * sizeof *got);
