@@ -95,13 +95,30 @@ static int read_hparams(const kn_gguf *g, kn_hparams *hp, char *err, size_t errl
   return 0;
 }
 
-/* Scratch: the largest activations of a prompt chunk (512 tokens): logits, attention scores over the context,
- * feed-forward intermediates, times a margin for intermediates alive at once. */
-static int64_t scratch_bytes(const kn_hparams *hp, int n_ctx) {
-  int64_t T = n_ctx < 512 ? n_ctx : 512;
-  int64_t scores = T * hp->n_head * (int64_t)n_ctx * 4 * 3, ffn = T * hp->n_ff * 4 * 3, logits = (int64_t)hp->n_vocab * 4 * 2;
-  int64_t emb = T * hp->n_embd * 4 * 8;
-  return scores + ffn + logits + emb + (64 << 20);
+/* Scratch: the intermediates of the largest forward pass (KN_MAX_PASS tokens; every pass shares them): per token,
+ * gate and up of the feed-forward and about four rows of the embedding width alive at once, then one row of logits.
+ * Attention from primitives (KILN_ATTENTION=0) adds the scores over the context, twice (scores and softmax). */
+static int64_t scratch_bytes(const kn_hparams *hp, int n_ctx, bool primitive) {
+  int64_t T = n_ctx < KN_MAX_PASS ? n_ctx : KN_MAX_PASS;
+  int64_t bytes = T * (2 * (int64_t)hp->n_ff + 4 * (int64_t)hp->n_embd) * 4 + (int64_t)hp->n_vocab * 4;
+  if (primitive) bytes += T * hp->n_head * (int64_t)n_ctx * 4 * 2;
+  return bytes;
+}
+
+/* Runtime: the libraries, the tokenizer, the loaded kernels and the graphs of the captured passes (these grow with
+ * the layers), measured on the CPU device. */
+static int64_t runtime_bytes(const kn_hparams *hp) { return ((int64_t)120 << 20) + (int64_t)hp->n_layer * (3 << 18); }
+
+/* Weights that become resident. The CPU uses the mapped file in place, where the embedding table is read a row
+ * per token (pages of it, at most one per context position) unless it is also the output matrix; other devices
+ * hold every byte. */
+static int64_t resident_weights(kn_gguf *g, kn_device *dev, int64_t weights, int64_t positions) {
+  const kn_gguf_tensor *emb = kn_gguf_tensor_find(g, "token_embd.weight");
+  if (!emb || !kn_gguf_tensor_find(g, "output.weight") || kn_device_target(dev)->kind != KN_TARGET_CPU || emb->ndim < 2)
+    return weights;
+  int64_t rows = (int64_t)(emb->nelems / emb->ne[0]), row = (int64_t)emb->nbytes / (rows ? rows : 1);
+  int64_t touched = (positions < rows ? positions : rows) * (row > 4096 ? row : 4096);
+  return weights - (int64_t)emb->nbytes + (touched < (int64_t)emb->nbytes ? touched : (int64_t)emb->nbytes);
 }
 
 int kn_model_mem_plan(const char *path, kn_device *dev, const kn_load_opts *o, kn_mem_plan *p, char *err, size_t errlen) {
@@ -117,13 +134,19 @@ int kn_model_mem_plan(const char *path, kn_device *dev, const kn_load_opts *o, k
     p->device_total = (int64_t)total, p->device_avail = (int64_t)avail;
     int n_ctx = o->n_ctx > 0 ? o->n_ctx : hp.n_ctx_train;
     int slots = o->n_slots > 0 ? o->n_slots : 1;
+    bool prim = kn_getenv_int("KILN_ATTENTION", 1) == 0;
     int64_t per_pos = (int64_t)slots * 2 * hp.n_layer * hp.n_head_kv * hp.head_dim * kn_dtype_get(o->kv_dtype)->itemsize;
+    int64_t fixed = runtime_bytes(&hp);
     if (o->n_ctx <= 0 && avail) /* the trained context, capped by what memory holds */
-      while (n_ctx > 256 && p->weights + per_pos * n_ctx + scratch_bytes(&hp, n_ctx) > (int64_t)avail) n_ctx /= 2;
+      while (n_ctx > 256 && resident_weights(g, dev, p->weights, (int64_t)n_ctx * slots) + per_pos * n_ctx +
+                                scratch_bytes(&hp, n_ctx, prim) + fixed > (int64_t)avail)
+        n_ctx /= 2;
     p->n_ctx = n_ctx;
+    p->resident = resident_weights(g, dev, p->weights, (int64_t)n_ctx * slots);
     p->kv_cache = per_pos * n_ctx;
-    p->scratch = scratch_bytes(&hp, n_ctx);
-    p->total = p->weights + p->kv_cache + p->scratch;
+    p->scratch = scratch_bytes(&hp, n_ctx, prim);
+    p->runtime = fixed;
+    p->total = p->resident + p->kv_cache + p->scratch + p->runtime;
     p->fits = !avail || p->total <= (int64_t)avail;
   }
   kn_gguf_close(g);
@@ -133,8 +156,10 @@ int kn_model_mem_plan(const char *path, kn_device *dev, const kn_load_opts *o, k
 void kn_mem_plan_print(const kn_mem_plan *p, FILE *f) {
   const double M = 1 << 20;
   fprintf(f, "memory plan (context %d tokens):\n", p->n_ctx);
-  fprintf(f, "  weights   %10.1f MiB\n  KV cache  %10.1f MiB\n  scratch   %10.1f MiB\n  total     %10.1f MiB\n",
-          p->weights / M, p->kv_cache / M, p->scratch / M, p->total / M);
+  fprintf(f, "  weights   %10.1f MiB", p->weights / M);
+  if (p->resident != p->weights) fprintf(f, " (%.1f MiB resident: the embedding table is read a row at a time)", p->resident / M);
+  fprintf(f, "\n  KV cache  %10.1f MiB\n  scratch   %10.1f MiB\n  runtime   %10.1f MiB\n  total     %10.1f MiB\n",
+          p->kv_cache / M, p->scratch / M, p->runtime / M, p->total / M);
   fprintf(f, "  device    %10.1f MiB available of %.1f MiB -> %s\n", p->device_avail / M, p->device_total / M,
           p->fits ? "fits" : "DOES NOT FIT");
 }

@@ -52,7 +52,9 @@ typedef struct {
 } kn_load_opts;
 
 typedef struct {
-  int64_t weights, kv_cache, scratch, total, device_total, device_avail;
+  int64_t weights;   /* the file's tensor bytes */
+  int64_t resident;  /* of those, the bytes that become resident (CPU: the embedding table is read a row at a time) */
+  int64_t kv_cache, scratch, runtime, total, device_total, device_avail;
   int n_ctx;
   bool fits;
 } kn_mem_plan;
