@@ -106,8 +106,11 @@ static int64_t scratch_bytes(const kn_hparams *hp, int n_ctx, bool primitive) {
 }
 
 /* Runtime: the libraries, the tokenizer, the loaded kernels and the graphs of the captured passes (these grow with
- * the layers), measured on the CPU device. */
-static int64_t runtime_bytes(const kn_hparams *hp) { return ((int64_t)120 << 20) + (int64_t)hp->n_layer * (3 << 18); }
+ * the layers), measured on the CPU device. It is host memory: a GPU's plan leaves it out. */
+static int64_t runtime_bytes(const kn_hparams *hp, kn_device *dev) {
+  if (kn_device_target(dev)->kind != KN_TARGET_CPU) return 0;
+  return ((int64_t)120 << 20) + (int64_t)hp->n_layer * (3 << 18);
+}
 
 /* Weights that become resident. The CPU uses the mapped file in place, where the embedding table is read a row
  * per token (pages of it, at most one per context position) unless it is also the output matrix; other devices
@@ -136,7 +139,7 @@ int kn_model_mem_plan(const char *path, kn_device *dev, const kn_load_opts *o, k
     int slots = o->n_slots > 0 ? o->n_slots : 1;
     bool prim = kn_getenv_int("KILN_ATTENTION", 1) == 0;
     int64_t per_pos = (int64_t)slots * 2 * hp.n_layer * hp.n_head_kv * hp.head_dim * kn_dtype_get(o->kv_dtype)->itemsize;
-    int64_t fixed = runtime_bytes(&hp);
+    int64_t fixed = runtime_bytes(&hp, dev);
     if (o->n_ctx <= 0 && avail) /* the trained context, capped by what memory holds */
       while (n_ctx > 256 && resident_weights(g, dev, p->weights, (int64_t)n_ctx * slots) + per_pos * n_ctx +
                                 scratch_bytes(&hp, n_ctx, prim) + fixed > (int64_t)avail)
