@@ -1,7 +1,8 @@
 /* Captured steps (the runner's TinyJit): a caller's graph is built, scheduled and compiled once per key (a batch
  * size, a cache slot, ...) in a context of its own, then replayed with new input bytes and new values of its
  * symbolic variables; nothing is rebuilt or recompiled on a replay. Captures not marked keep are evicted least
- * recently used first, so a bounded number stay resident. */
+ * recently used first, so a bounded number stay resident. The captures of one kn_capture run one at a time and
+ * share their intermediates (a kn_scratch), so all of them cost about as much memory as the largest. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
