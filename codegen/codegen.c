@@ -93,15 +93,21 @@ static void memo_put(uint64_t key, const kn_compiled *c) {
 }
 
 /* Build the LLVM module for a kernel and fill out's name, entry and launch geometry. */
+static void print_ast(const kn_kernel *k, const kn_compiled *out) {
+  if (!kn_debug_kernel(5, out->entry)) return;
+  fprintf(stderr, "; kernel AST of %s\n", out->entry);
+  kn_kernel_print(k, stderr);
+}
+
 static LLVMModuleRef build_module(LLVMContextRef ctx, const kn_kernel *k, const kn_target *t, uint64_t key,
                                   kn_compiled *out, char *err, size_t errlen) {
-  if (kn_debug() >= 5) kn_kernel_print(k, stderr);
   if (k->kind == KN_KERNEL_ATTENTION) {
     const kn_attn *a = &k->attn;
     snprintf(out->name, sizeof out->name, "attn_%d_%d_%d", a->n_q, a->n_head, a->head_dim);
     snprintf(out->entry, sizeof out->entry, "kn_%s_%08x", out->name, (unsigned)(key & 0xffffffffu));
     out->global[0] = (int64_t)a->n_q * a->n_head, out->global[1] = out->global[2] = 1;
     out->local[0] = out->local[1] = out->local[2] = 1;
+    print_ast(k, out);
     if (t->kind == KN_TARGET_AMDGPU)
       return kn_amdgpu_attention_module(ctx, k, t, out->entry, out->global, out->local, err, errlen);
     return kn_attention_module(ctx, k, t, out->entry, err, errlen);
@@ -114,9 +120,10 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const kn_kernel *k, const 
   if ((gpu ? kn_gpu_schedule : kn_opt_schedule)(k, t, &s, err, errlen)) return NULL;
   kn_lprog *lp = kn_lower(k, &s, err, errlen);
   if (!lp) return NULL;
-  if (kn_debug() >= 6) kn_lprog_print(lp, stderr);
   snprintf(out->name, sizeof out->name, "%s", lp->name);
   snprintf(out->entry, sizeof out->entry, "kn_%.70s_%08x", lp->name, (unsigned)(key & 0xffffffffu));
+  print_ast(k, out);
+  if (kn_debug_kernel(6, out->entry)) fprintf(stderr, "; loop IR of %s\n", out->entry), kn_lprog_print(lp, stderr);
   memcpy(out->global, lp->global, sizeof out->global);
   memcpy(out->local, lp->local, sizeof out->local);
   LLVMModuleRef mod = gpu ? kn_amdgpu_module(ctx, lp, t, out->entry, out->global, out->local, err, errlen)
@@ -135,9 +142,10 @@ static void count(int64_t *counter) {
 static int object_for(LLVMModuleRef mod, const kn_target *t, kn_compiled *out, char *err, size_t errlen) {
   char *ir = LLVMPrintModuleToString(mod);
   if (!ir) return snprintf(err, errlen, "cannot print LLVM IR of %s", out->name), -1;
-  if (kn_debug() >= 4) fprintf(stderr, "; LLVM IR of %s\n%s\n", out->name, ir);
   char key[33];
   kn_cache_key(ir, t, OPT_LEVEL, key);
+  snprintf(out->key, sizeof out->key, "%s", key);
+  if (kn_debug_kernel(4, out->entry)) fprintf(stderr, "; LLVM IR of %s (cache key %s)\n%s\n", out->entry, key, ir);
   int rc = 0;
   bool cached = kn_cache_enabled() && kn_cache_load(key, &out->obj, &out->obj_size) == 1;
   if (cached) {
@@ -145,7 +153,7 @@ static int object_for(LLVMModuleRef mod, const kn_target *t, kn_compiled *out, c
   } else {
     /* emitting code rewrites a GPU module in place (structurizer), so DEBUG=7 assembles an optimized copy */
     LLVMModuleRef asm_mod = NULL;
-    if (kn_llvm_optimize(mod, t, OPT_LEVEL, err, errlen) || (kn_debug() >= 7 && !(asm_mod = LLVMCloneModule(mod))) ||
+    if (kn_llvm_optimize(mod, t, OPT_LEVEL, err, errlen) || (kn_debug_kernel(7, out->entry) && !(asm_mod = LLVMCloneModule(mod))) ||
         kn_llvm_emit_object(mod, t, &out->obj, &out->obj_size, err, errlen))
       rc = -1;
     else if (kn_cache_enabled())
@@ -153,10 +161,10 @@ static int object_for(LLVMModuleRef mod, const kn_target *t, kn_compiled *out, c
     if (asm_mod) mod = asm_mod, cached = true; /* below: assemble the copy, not re-optimize it */
   }
   if (rc == 0 && !kn_cache_enabled()) count(&uncached_compiles);
-  if (rc == 0 && kn_debug() >= 7) {
+  if (rc == 0 && kn_debug_kernel(7, out->entry)) {
     if (out->cache_hit) kn_llvm_optimize(mod, t, OPT_LEVEL, err, errlen);
     char *as = kn_llvm_emit_asm(mod, t);
-    fprintf(stderr, "; assembly of %s\n%s\n", out->name, as ? as : "(unavailable)");
+    fprintf(stderr, "; assembly of %s (cache key %s)\n%s\n", out->entry, key, as ? as : "(unavailable)");
     free(as);
   }
   if (cached && !out->cache_hit) LLVMDisposeModule(mod); /* the DEBUG=7 copy */
@@ -196,9 +204,9 @@ int kn_compile(const kn_kernel *k, const kn_target *t, kn_compiled *out, char *e
     return snprintf(err, errlen, "kernel has %d buffers and %d variables", k->nbufs, k->nvars), -1;
   uint64_t key = memo_key(k, t);
   if (memo_get(key, out)) {
-    if (kn_debug() >= 5) kn_kernel_print(k, stderr);
+    print_ast(k, out);
     count(&memo_hits);
-    out->cache_hit = true;
+    out->cache_hit = false, out->memo_hit = true;
     out->compile_s = kn_now() - t0;
     return 0;
   }

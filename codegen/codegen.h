@@ -16,6 +16,8 @@ typedef struct {
   size_t obj_size;
   int64_t global[3], local[3]; /* launch geometry; on the CPU global[0] work items are split across threads */
   bool cache_hit;        /* object came from the disk cache */
+  bool memo_hit;         /* compiled earlier in this process (neither compiled nor read from disk now) */
+  char key[33];          /* its disk cache key (`kiln cache show KEY`); "" with CACHELEVEL=0 */
   double compile_s;      /* time spent in kn_compile */
 } kn_compiled;
 

@@ -2,9 +2,11 @@
 #include "env.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 int64_t kn_getenv_int(const char *name, int64_t def) {
@@ -24,6 +26,14 @@ int kn_debug(void) {
   static int level = -1;
   if (level < 0) level = (int)kn_getenv_int("DEBUG", 0);
   return level;
+}
+
+bool kn_debug_kernel(int level, const char *name) {
+  if (kn_debug() < level) return false;
+  const char *pat = getenv("KILN_KERNEL");
+  if (!pat || !*pat) return true;
+  if (!name) return false;
+  return strpbrk(pat, "*?[") ? fnmatch(pat, name, 0) == 0 : strstr(name, pat) != NULL;
 }
 
 int kn_errf(char *err, size_t errlen, const char *fmt, ...) {

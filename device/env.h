@@ -3,6 +3,7 @@
 #ifndef KN_ENV_H
 #define KN_ENV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,6 +12,9 @@
 int64_t kn_getenv_int(const char *name, int64_t def);
 /* DEBUG level, read once. */
 int kn_debug(void);
+/* DEBUG >= level and the kernel (its entry name, e.g. kn_r_8_64_3f2a19c0) matches KILN_KERNEL when that is set: a
+ * substring, or a shell pattern when it holds * ? or [. Limits the long outputs of DEBUG 4-7 to chosen kernels. */
+bool kn_debug_kernel(int level, const char *name);
 /* Format an error message into a caller's buffer (err may be NULL) and return -1, so error paths read
  * `return kn_errf(err, errlen, "tensor %s: ...", name);`. */
 int kn_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -195,7 +195,9 @@ int kn_capture_run(kn_capture *c, int64_t key, const void *const *in, const size
 typedef struct {
   int kernels;       /* kernels in the last schedule */
   int64_t compiled;  /* kernels compiled (not from a cache) */
-  int64_t cache_hits;
+  int64_t cache_hits;    /* read from the disk cache */
+  int64_t memory_hits;   /* compiled or loaded earlier in this process */
+  /* process totals: over one kn_plan_new, compiled + cache_hits + memory_hits grow by its kernel count */
 } kn_sched_stats;
 kn_sched_stats kn_last_schedule(void);
 /* Schedule without running: number of kernels realizing these tensors would take (-1 on error). */

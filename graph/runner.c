@@ -10,7 +10,7 @@
 
 typedef struct {
   kn_program *prog;
-  char name[64];
+  char name[96]; /* the entry name, e.g. kn_r_8_64_3f2a19c0: the same at every DEBUG level */
   int64_t global[3], local[3];
   int nbufs, nvars;
   kn_buf *bufs[KN_MAXBUFS];
@@ -100,11 +100,12 @@ static prog_entry *get_program(kn_ctx *ctx, const kn_kernel *k, char *err, size_
   memset(&key, 0, sizeof key);
   key.key.khash = kn_kernel_hash(k), key.key.dev = ctx->dev;
   HASH_FIND(hh, progs, &key.key, sizeof key.key, e);
-  if (e) return e;
+  if (e) return last_stats.memory_hits++, e;
   if (!(e = calloc(1, sizeof *e))) return NULL;
   e->key = key.key;
   if (kn_compile(k, kn_device_target(ctx->dev), &e->c, err, errlen)) return free(e), NULL;
   if (e->c.cache_hit) last_stats.cache_hits++;
+  else if (e->c.memo_hit) last_stats.memory_hits++;
   else last_stats.compiled++;
   e->prog = kn_program_load(ctx->dev, e->c.entry, e->c.obj, e->c.obj_size, err, errlen);
   if (!e->prog) return kn_compiled_free(&e->c), free(e), NULL;
@@ -267,16 +268,17 @@ kn_plan *kn_plan_new_shared(kn_t *outputs, int n, kn_scratch *scratch) {
   }
   p->ctx = ctx, p->n = s.n, p->scratch = scratch;
   last_stats.kernels = s.n;
-  int64_t c0 = last_stats.compiled, h0 = last_stats.cache_hits;
+  int64_t c0 = last_stats.compiled, h0 = last_stats.cache_hits, m0 = last_stats.memory_hits;
   for (int i = 0; i < s.n; i++) {
     exec_item *x = &p->items[i];
     prog_entry *e = get_program(ctx, s.items[i].k, err, sizeof err);
+    if (kn_debug() >= 3) kn_sched_item_print(&s.items[i], i, e ? e->c.entry : NULL, e ? e->c.key : NULL);
     if (!e) {
       kn_graph_fail("compiling kernel %d (node %lld): %s", i, (long long)s.items[i].node->id, err);
       goto fail;
     }
     x->prog = e->prog;
-    snprintf(x->name, sizeof x->name, "%s", e->c.name);
+    snprintf(x->name, sizeof x->name, "%s", e->c.entry);
     memcpy(x->global, e->c.global, sizeof x->global);
     memcpy(x->local, e->c.local, sizeof x->local);
     x->nbufs = s.items[i].nbufs, x->nvars = s.items[i].nvars;
@@ -288,9 +290,12 @@ kn_plan *kn_plan_new_shared(kn_t *outputs, int n, kn_scratch *scratch) {
     goto fail;
   }
   if (kn_debug() >= 1)
-    fprintf(stderr, "scheduled %d kernels (%lld compiled, %lld cache hits) in %.2f ms; intermediates %.1f MiB%s\n", s.n,
-            (long long)(last_stats.compiled - c0), (long long)(last_stats.cache_hits - h0), (kn_now() - t0) * 1e3,
-            p->inter_bytes / 1048576.0, scratch ? " (shared)" : "");
+    fprintf(stderr,
+            "scheduled %d kernels (%lld compiled, %lld disk-cache hits, %lld already in memory) in %.2f ms; "
+            "intermediates %.1f MiB%s\n",
+            s.n, (long long)(last_stats.compiled - c0), (long long)(last_stats.cache_hits - h0),
+            (long long)(last_stats.memory_hits - m0), (kn_now() - t0) * 1e3, p->inter_bytes / 1048576.0,
+            scratch ? " (shared)" : "");
   kn_schedule_free(&s);
   return p;
 fail:
@@ -336,8 +341,8 @@ static int plan_run(kn_plan *p, const kn_bind *binds, int n) {
     if (dbg >= 2) {
       kn_device_sync(p->ctx->dev);
       double dt = kn_now() - t0;
-      fprintf(stderr, "%-4s %-36s global [%lld,%lld,%lld] local [%lld,%lld,%lld] %9.3f ms %8.2f GFLOP/s %8.2f GB/s\n",
-              kn_device_name(p->ctx->dev), x->name, (long long)x->global[0], (long long)x->global[1],
+      fprintf(stderr, "#%-3d %-4s %-44s global [%lld,%lld,%lld] local [%lld,%lld,%lld] %9.3f ms %8.2f GFLOP/s %8.2f GB/s\n",
+              i, kn_device_name(p->ctx->dev), x->name, (long long)x->global[0], (long long)x->global[1],
               (long long)x->global[2], (long long)x->local[0], (long long)x->local[1], (long long)x->local[2], dt * 1e3,
               x->flops_est / dt * 1e-9, x->bytes_est / dt * 1e-9);
     }

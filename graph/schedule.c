@@ -453,9 +453,10 @@ void kn_schedule_free(kn_schedule *s) {
   s->items = NULL, s->n = 0;
 }
 
-static void print_item(const kn_sched_item *it, int idx) {
+void kn_sched_item_print(const kn_sched_item *it, int idx, const char *entry, const char *key) {
   const kn_kernel *k = it->k;
-  fprintf(stderr, "kernel %d: realizes node %lld (%s) because: %s\n", idx, (long long)it->node->id,
+  fprintf(stderr, "kernel #%d %s (cache key %s): realizes node %lld (%s) because: %s\n", idx, entry && *entry ? entry : "?",
+          key && *key ? key : "-", (long long)it->node->id,
           it->node->op == KN_OP_ASSIGN ? "assign" : it->node->op == KN_OP_REDUCE ? "reduce" : "expr", it->why);
   fprintf(stderr, "  space [");
   for (int i = 0; i < k->ndim; i++) fprintf(stderr, "%s%lld%s", i ? ", " : "", (long long)k->shape[i], i >= k->ndim - k->nreduce ? "r" : "");
@@ -499,8 +500,6 @@ int kn_schedule_build(kn_uop **targets, int ntargets, kn_schedule *out) {
       }
     }
     if (!need) {
-      if (kn_debug() >= 3)
-        for (int i = 0; i < out->n; i++) print_item(&out->items[i], i);
       if (kn_getenv_int("GRAPH", 0) > 0) kn_graph_write_dot(out);
       rc = 0;
       goto done;

@@ -24,6 +24,9 @@ typedef struct {
 /* Schedule the graph needed to realize targets. 0 or -1 (context error set). */
 int kn_schedule_build(kn_uop **targets, int ntargets, kn_schedule *out);
 void kn_schedule_free(kn_schedule *s);
+/* DEBUG=3: one kernel's schedule entry (what it fused, why its boundary is there), under the same index, entry name
+ * and cache key that DEBUG=2's launch line and DEBUG 4-7 use. */
+void kn_sched_item_print(const kn_sched_item *it, int idx, const char *entry, const char *key);
 /* GRAPH=1: write the scheduled graph, nodes grouped by kernel, as Graphviz DOT (and SVG when dot exists). */
 void kn_graph_write_dot(const kn_schedule *s);
 /* A node whose buffer already exists (or is an input buffer to be allocated): no kernel computes it. */

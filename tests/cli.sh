@@ -23,6 +23,27 @@ for lv in 1 2 3 4 5 6 7; do
   esac
   echo "$out" | grep -q "$pat" && ok || bad "DEBUG=$lv: no '$pat' in output"
 done
+# tracing: DEBUG=1's counts add up; DEBUG=3's schedule entries and DEBUG=2's launch lines name each kernel by the same
+# index and entry; KILN_KERNEL limits DEBUG 4-7 to the matching kernels
+DEBUG=3 "$kiln" demo -n 16 >"$tmp/d3" 2>&1 || bad "DEBUG=3 demo failed"
+python3 - "$tmp/d3" <<'PY' && ok || bad "DEBUG=1-3 tracing: $(head -c 600 "$tmp/d3")"
+import re, sys
+t = open(sys.argv[1]).read()
+counts = re.findall(r"scheduled (\d+) kernels \((\d+) compiled, (\d+) disk-cache hits, (\d+) already in memory\)", t)
+assert counts and all(int(n) == int(a) + int(b) + int(c) for n, a, b, c in counts), counts
+entries = re.findall(r"^kernel #(\d+) (kn_\w+) \(cache key ([0-9a-f]{32}|-)\)", t, re.M)
+launches = re.findall(r"^#(\d+) +\w+ +(kn_\w+) ", t, re.M)
+assert entries and launches, (len(entries), len(launches))
+names = {i: n for i, n, _ in entries}
+assert all(names.get(i) == n for i, n in launches), "launch lines and schedule entries disagree"
+print(entries[0][1])
+PY
+first=$(grep -o "^kernel #0 kn_[A-Za-z0-9_]*" "$tmp/d3" | head -1 | cut -d' ' -f3)
+n_all=$(DEBUG=4 "$kiln" demo -n 16 2>&1 | grep -c "^; LLVM IR of ")
+n_one=$(DEBUG=4 KILN_KERNEL="$first" "$kiln" demo -n 16 2>&1 | grep "^; LLVM IR of " | grep -c "$first")
+n_any=$(DEBUG=4 KILN_KERNEL="$first" "$kiln" demo -n 16 2>&1 | grep -c "^; LLVM IR of ")
+[ -n "$first" ] && [ "$n_one" -ge 1 ] && [ "$n_any" -eq "$n_one" ] && [ "$n_all" -gt "$n_one" ] && ok ||
+  bad "KILN_KERNEL=$first: $n_any IR listings ($n_one of it), $n_all without the filter"
 (cd "$tmp" && GRAPH=1 GRAPH_DIR="$tmp" "$kiln" demo -n 16 >/dev/null 2>&1)
 grep -q "digraph kiln" "$tmp"/kiln-graph-0.dot 2>/dev/null && grep -q "cluster_" "$tmp"/kiln-graph-0.dot && ok || bad "GRAPH=1 wrote no DOT graph"
 
