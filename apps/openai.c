@@ -285,6 +285,8 @@ static int get_chat(const cJSON *root, oai_req *q, oai_error *e) {
   if (!cJSON_IsArray(msgs)) return BAD("messages", "messages: expected an array");
   if (cJSON_GetArraySize(msgs) == 0) return BAD("messages", "messages: the array is empty");
   if (get_tools(root, q, e) || get_tool_choice(root, q, e)) return -1;
+  if (q->max_tokens == 0 && (q->tc == TC_REQUIRED || q->tc == TC_NAMED)) /* else half a call would come back as text */
+    return BAD("max_tokens", "max_tokens: 0 leaves no room for the tool call that tool_choice requires");
   q->enable_thinking = -1;
   const cJSON *kw = field(root, "chat_template_kwargs");
   if (kw) {

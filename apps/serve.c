@@ -37,6 +37,10 @@ static int usage(FILE *f) {
           "  --max-body BYTES       largest request body (default 64 MiB)\n"
           "  --max-json-depth N     deepest nesting of arrays/objects in a request body (default 64, at most 512)\n"
           "  --max-queue N          requests that may wait for a slot (default 256; more get 503)\n"
+          "  --max-conns-per-client N  open connections per client address (default 128; more are closed)\n"
+          "  --header-timeout S     seconds a new connection has for its request headers (default 10)\n"
+          "  --body-timeout S       seconds a request body may take after its headers (default 60)\n"
+          "  --idle-timeout S       seconds a kept-alive connection may wait for its next request (default 30)\n"
           "  --ping-interval S      seconds between SSE keep-alive comments (default 5)\n"
           "  --shutdown-grace S     seconds running requests may finish after SIGINT/SIGTERM (default 5)\n"
           "  --kv-type f16|f32      KV cache precision (default f16)\n"
@@ -57,6 +61,7 @@ static int parse(int argc, char **argv, serve_args *a) {
   memset(a, 0, sizeof *a);
   o->host = "127.0.0.1", o->port = 11434, o->n_parallel = 1, o->max_body = 64u << 20, o->max_queue = 256;
   o->max_depth = KN_JSON_DEPTH_DEFAULT;
+  o->max_conns_per_client = 128, o->header_timeout = 10, o->body_timeout = 60, o->idle_timeout = 30;
   o->ping_interval = 5, a->grace = 5, a->kv = KN_F16;
   o->api_key = getenv("KILN_API_KEY");
   for (int i = 1; i < argc; i++) {
@@ -76,6 +81,10 @@ static int parse(int argc, char **argv, serve_args *a) {
     else if (ARG("--max-body", NULL)) o->max_body = (size_t)strtoull(v, &end, 10);
     else if (ARG("--max-queue", NULL)) o->max_queue = (int)strtol(v, &end, 10);
     else if (ARG("--max-json-depth", NULL)) o->max_depth = (int)strtol(v, &end, 10);
+    else if (ARG("--max-conns-per-client", NULL)) o->max_conns_per_client = (int)strtol(v, &end, 10);
+    else if (ARG("--header-timeout", NULL)) o->header_timeout = strtod(v, &end);
+    else if (ARG("--body-timeout", NULL)) o->body_timeout = strtod(v, &end);
+    else if (ARG("--idle-timeout", NULL)) o->idle_timeout = strtod(v, &end);
     else if (ARG("--ping-interval", NULL)) o->ping_interval = strtod(v, &end);
     else if (ARG("--shutdown-grace", NULL)) a->grace = strtod(v, &end);
     else if (ARG("--kv-type", NULL)) {
@@ -94,6 +103,11 @@ static int parse(int argc, char **argv, serve_args *a) {
   if (o->max_body < 1024) return fprintf(stderr, "kiln serve: --max-body must be at least 1024\n"), 2;
   if (o->max_depth < 1 || o->max_depth > KN_JSON_DEPTH_MAX)
     return fprintf(stderr, "kiln serve: --max-json-depth must be 1..%d\n", KN_JSON_DEPTH_MAX), 2;
+  if (o->max_conns_per_client < 1 || o->max_conns_per_client > 1024)
+    return fprintf(stderr, "kiln serve: --max-conns-per-client must be 1..1024\n"), 2;
+  if (!(o->header_timeout > 0 && o->header_timeout <= 3600) || !(o->body_timeout > 0 && o->body_timeout <= 86400) ||
+      !(o->idle_timeout > 0 && o->idle_timeout <= 86400))
+    return fprintf(stderr, "kiln serve: --header-timeout (up to 3600), --body-timeout and --idle-timeout must be positive seconds\n"), 2;
   if (o->max_queue < 1) return fprintf(stderr, "kiln serve: --max-queue must be at least 1\n"), 2;
   if (!(o->ping_interval > 0.01)) return fprintf(stderr, "kiln serve: --ping-interval must be positive\n"), 2;
   if (o->api_key && !*o->api_key) o->api_key = NULL;
@@ -209,7 +223,7 @@ int kn_cmd_serve(int argc, char **argv) {
   /* let the connection threads send those last events before the daemon closes the sockets */
   for (double end = kn_now() + DRAIN_SECONDS; atomic_load(&S.active) > 0 && kn_now() < end;)
     nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-  http_stop(d);
+  http_stop(&S, d);
   fprintf(stderr, "kiln serve: stopped\n");
   rc = 0;
 out:

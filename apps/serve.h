@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
+#include <microhttpd.h>
 
 #include "models/chat.h"
 #include "models/json_constraint.h"
@@ -179,7 +180,23 @@ typedef struct srv_opts {
   double ping_interval;
   int verbose;
   const char *chat_template; /* family name to force, or NULL */
+  int max_conns_per_client;  /* open connections per client address */
+  double header_timeout;     /* seconds for a new connection's request headers */
+  double body_timeout;       /* seconds for a request body, from the end of its headers */
+  double idle_timeout;       /* seconds a kept-alive connection may wait for its next request */
 } srv_opts;
+
+/* ---- connection deadlines (serve_guard.c) --------------------------------------------------------------------- */
+
+typedef enum { G_HEADERS, G_BODY, G_IDLE, G_BUSY } guard_phase; /* G_BUSY: being answered, no deadline */
+typedef struct guard guard;
+struct srv;
+guard *guard_new(struct srv *S, double header_s, double body_s, double idle_s);
+void guard_free(guard *g);
+/* libmicrohttpd's MHD_OPTION_NOTIFY_CONNECTION callback (cls: the guard). */
+void guard_notify(void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode code);
+/* The connection enters phase p; true when the guard had cut it for a passed deadline. */
+bool guard_enter(guard *g, struct MHD_Connection *c, guard_phase p);
 
 /* ---- metrics (metrics.c) ----------------------------------------------------------------------------------- */
 
@@ -201,6 +218,7 @@ void metrics_free(srv_metrics *m);
 
 typedef struct srv {
   srv_opts o;
+  guard *guard;
   struct kn_model *m;
   kn_chat_template tmpl;
   kc_vocab vocab;
@@ -216,7 +234,7 @@ typedef struct srv {
 
 /* HTTP daemon: start (port 0 picks a free one; *bound receives it), stop. */
 struct MHD_Daemon *http_start(srv *S, int *bound, char *err, size_t errlen);
-void http_stop(struct MHD_Daemon *d);
+void http_stop(srv *S, struct MHD_Daemon *d);
 
 /* ---- OpenAI requests ---------------------------------------------------------------------------------------- */
 

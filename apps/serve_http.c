@@ -25,6 +25,9 @@ typedef struct req_ctx {
   char method[16], path[256];
   sbuf body;
   bool too_big;
+  bool closed_over_limit; /* a chunked body passed --max-body: the connection was closed */
+  bool discard;           /* refused from the headers; its small body is read and dropped before the answer */
+  size_t dropped;         /* bytes of a body over --max-body, read and dropped */
   int status;
   double t0;
   srv_job *job;   /* for the log line */
@@ -153,13 +156,16 @@ bool http_model_matches(srv *S, const char *name) {
          !strcasecmp(name, S->m->name);
 }
 
-/* The client closed the connection (a non-streamed request polls this between waits). */
+/* The client is gone: the connection failed (a non-streamed request polls this between waits). End of input is not
+ * a disconnect: a client may send its whole request and then shut down its side (shutdown(SHUT_WR)) while it waits
+ * for the answer, and nothing tells that apart from a full close without writing to it. Such a generation runs to
+ * its end, and the write of the answer tells. */
 bool http_client_gone(struct MHD_Connection *c) {
   const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
   if (!ci) return false;
   char b;
   ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+  return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
 static enum MHD_Result finish_plain(struct MHD_Connection *c, req_ctx *r, srv_job *j, oai_out *out) {
@@ -302,29 +308,51 @@ static enum MHD_Result ollama(struct MHD_Connection *c, req_ctx *r) {
   return rc;
 }
 
-static enum MHD_Result dispatch(struct MHD_Connection *c, req_ctx *r) {
+/* What the headers alone decide: the route, the method, the key, the declared size, a shutdown. Checked as soon as
+ * the headers are in, so nothing of an unauthenticated or oversized body is read. true when it answered (*rc). */
+static bool answer_from_headers(struct MHD_Connection *c, req_ctx *r, bool dry, enum MHD_Result *rc) {
   srv *S = r->S;
   const char *arg = NULL;
-  if (ollama_path(r->path)) return ollama(c, r);
+  *rc = MHD_YES;
+  if (ollama_path(r->path)) { /* Ollama's API answers in its own shape (ollama.c) */
+    bool refuse = r->too_big || (strcmp(r->path, "/") && !authorized(c, S->o.api_key));
+    if (refuse && !dry) *rc = ollama(c, r);
+    return refuse;
+  }
   route_id id = route_of(r->path, &arg);
-  if (id == R_NONE)
-    return fail(c, r, 404, "not_found_error", NULL, "unknown endpoint (see docs/api.md for the endpoints)");
   bool post = id == R_CHAT || id == R_COMPLETIONS;
-  if (strcmp(r->method, post ? "POST" : "GET") && !(strcmp(r->method, "HEAD") == 0 && !post)) {
+  if (dry) /* only whether it would answer */
+    return id == R_NONE || (strcmp(r->method, post ? "POST" : "GET") && !(strcmp(r->method, "HEAD") == 0 && !post)) ||
+           (id != R_HEALTH && !authorized(c, S->o.api_key)) || r->too_big || (atomic_load(&S->stopping) && post);
+  if (id == R_NONE) {
+    *rc = fail(c, r, 404, "not_found_error", NULL, "unknown endpoint (see docs/api.md for the endpoints)");
+  } else if (strcmp(r->method, post ? "POST" : "GET") && !(strcmp(r->method, "HEAD") == 0 && !post)) {
     oai_error e;
     oai_err(&e, 405, "invalid_request_error", NULL, "method_not_allowed", "%s %s: method not allowed (use %s)",
             r->method, r->path, post ? "POST" : "GET");
-    return send_error(c, r, &e, post ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
-  }
-  if (id != R_HEALTH && !authorized(c, S->o.api_key))
-    return fail(c, r, 401, "authentication_error", "invalid_api_key",
-                "Invalid API key: send the key given to --api-key as `Authorization: Bearer KEY`");
-  if (r->too_big) {
+    *rc = send_error(c, r, &e, post ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
+  } else if (id != R_HEALTH && !authorized(c, S->o.api_key)) {
+    *rc = fail(c, r, 401, "authentication_error", "invalid_api_key",
+               "Invalid API key: send the key given to --api-key as `Authorization: Bearer KEY`");
+  } else if (r->too_big) {
     char msg[128];
     snprintf(msg, sizeof msg, "the request body is larger than the limit of %zu bytes", S->o.max_body);
-    return fail(c, r, 413, "invalid_request_error", "request_too_large", msg);
+    *rc = fail(c, r, 413, "invalid_request_error", "request_too_large", msg);
+  } else if (atomic_load(&S->stopping) && post) {
+    *rc = fail(c, r, 503, "unavailable_error", NULL, "the server is shutting down");
+  } else {
+    return false;
   }
-  if (atomic_load(&S->stopping) && post) return fail(c, r, 503, "unavailable_error", NULL, "the server is shutting down");
+  return true;
+}
+
+static enum MHD_Result dispatch(struct MHD_Connection *c, req_ctx *r) {
+  srv *S = r->S;
+  const char *arg = NULL;
+  route_id id = route_of(r->path, &arg);
+  enum MHD_Result rc;
+  if (answer_from_headers(c, r, false, &rc)) return rc;
+  if (ollama_path(r->path)) return ollama(c, r);
   switch (id) {
   case R_HEALTH: return health(c, r);
   case R_MODELS: return models(c, r, NULL);
@@ -369,19 +397,41 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     snprintf(r->method, sizeof r->method, "%s", method);
     snprintf(r->path, sizeof r->path, "%s", url);
     *con_cls = r;
-    if (!strcmp(method, "OPTIONS")) return preflight(c, r);
+    guard_enter(S->guard, c, G_BODY);
+    if (!strcmp(method, "OPTIONS")) return guard_enter(S->guard, c, G_BUSY), preflight(c, r);
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > S->o.max_body) r->too_big = true; /* refuse before 100-continue */
-    if (r->too_big) return dispatch(c, r);
+    /* A refused request is answered now, unless its body is small: closing on unread bytes resets the connection
+     * and the client may lose the answer, so a small body is read (and dropped) first. */
+    enum MHD_Result rc;
+    bool small = cl && strtoull(cl, NULL, 10) <= 65536;
+    if (answer_from_headers(c, r, true, &rc)) {
+      if (small) return r->discard = true, MHD_YES;
+      answer_from_headers(c, r, false, &rc);
+      return guard_enter(S->guard, c, G_BUSY), rc;
+    }
     return MHD_YES;
   }
   if (*upload_size) {
-    if (!r->too_big && r->body.len + *upload_size > S->o.max_body) r->too_big = true;
-    if (!r->too_big) sb_put(&r->body, upload, *upload_size);
+    if (r->status || r->discard) return *upload_size = 0, MHD_YES; /* refused from the headers: nothing is kept */
+    if (r->too_big || r->body.len + *upload_size > S->o.max_body) {
+      /* A chunked body has no length to refuse up front, and libmicrohttpd cannot answer in the middle of a body:
+       * the rest is read and dropped for a 413 at its end, but a body that goes on for another --max-body bytes is
+       * not waited for (the connection is closed). */
+      if (!r->too_big) r->too_big = true, r->dropped = r->body.len, sb_free(&r->body);
+      r->dropped += *upload_size;
+      *upload_size = 0;
+      if (r->dropped <= 2 * S->o.max_body) return MHD_YES;
+      r->status = 413;
+      r->closed_over_limit = true;
+      return MHD_NO;
+    }
+    sb_put(&r->body, upload, *upload_size);
     *upload_size = 0;
     return r->body.oom ? MHD_NO : MHD_YES;
   }
-  if (r->status) return MHD_YES; /* answered early (413, OPTIONS) */
+  guard_enter(S->guard, c, G_BUSY);
+  if (r->status) return MHD_YES; /* answered early (401, 413, OPTIONS, ...) */
   return dispatch(c, r);
 }
 
@@ -390,10 +440,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why) {
   srv *S = cls;
   req_ctx *r = *con_cls;
-  (void)c;
+  bool timed_out = guard_enter(S->guard, c, G_IDLE);
   if (!r) return;
   *con_cls = NULL;
   char extra[256] = "";
+  if (timed_out && !r->status) r->status = 408, snprintf(extra, sizeof extra, " (the body did not arrive in time)");
+  if (r->closed_over_limit) snprintf(extra, sizeof extra, " (a chunked body over --max-body: connection closed)");
   if (r->job) {
     srv_job *j = r->job;
     if (why != MHD_REQUEST_TERMINATED_COMPLETED_OK) job_cancel(j); /* a stream whose client left */
@@ -435,18 +487,31 @@ struct MHD_Daemon *http_start(srv *S, int *bound, char *err, size_t errlen) {
   if (g) return snprintf(err, errlen, "--host %s: %s", S->o.host, gai_strerror(g)), NULL;
   unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
   if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+  if (!(S->guard = guard_new(S, S->o.header_timeout, S->o.body_timeout, S->o.idle_timeout))) {
+    freeaddrinfo(ai);
+    return snprintf(err, errlen, "cannot start the connection guard"), NULL;
+  }
+  /* libmicrohttpd's idle timeout stays as a backstop for a client that stops reading an answer */
+  unsigned idle = (unsigned)(S->o.idle_timeout + S->o.body_timeout + 1);
   struct MHD_Daemon *d = MHD_start_daemon(
       flags, (uint16_t)S->o.port, NULL, NULL, on_request, S, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, S, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, S, MHD_OPTION_END);
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, S, MHD_OPTION_NOTIFY_CONNECTION, guard_notify, S->guard,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+      (unsigned)S->o.max_conns_per_client, MHD_OPTION_CONNECTION_TIMEOUT, idle, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+      (unsigned)1, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, S, MHD_OPTION_END);
   freeaddrinfo(ai);
-  if (!d) return snprintf(err, errlen, "cannot listen on %s port %d: %s", S->o.host, S->o.port, strerror(errno)), NULL;
+  if (!d) {
+    int e = errno;
+    guard_free(S->guard), S->guard = NULL;
+    return snprintf(err, errlen, "cannot listen on %s port %d: %s", S->o.host, S->o.port, strerror(e)), NULL;
+  }
   const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
   *bound = di ? di->port : S->o.port;
   return d;
 }
 
-void http_stop(struct MHD_Daemon *d) {
+void http_stop(srv *S, struct MHD_Daemon *d) {
   if (d) MHD_stop_daemon(d);
+  guard_free(S->guard); /* after the daemon: its connections are closed and reported */
+  S->guard = NULL;
 }
