@@ -51,12 +51,15 @@ static kn_tc_event *new_event(tc_events *e, kn_tc_kind kind, int index)
 
 /* Bytes of the UTF-8 sequence starting at s (n available): its length when complete and valid, 0 when it is a
  * valid but incomplete start, -k when its first k bytes are the longest valid part of a broken sequence (they
- * become one U+FFFD, as Python's errors="replace" does). */
+ * become one U+FFFD, as Python's errors="replace" does). NUL counts as broken too: replies are C strings, and a
+ * NUL (a model can emit the byte token <0x00>) would cut them short or vanish depending on how the text was fed. */
 static int utf8_seq(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0];
     int need;
     unsigned char lo = 0x80, hi = 0xBF;
+    if (c == 0)
+        return -1;
     if (c < 0x80)
         return 1;
     if (c >= 0xC2 && c <= 0xDF)

@@ -3,7 +3,7 @@
 set -e
 cd "$(dirname "$0")/.."
 PKGS="meson ninja-build pkg-config gcc llvm-19-dev uthash-dev libcjson-dev libpcre2-dev libmicrohttpd-dev
-libusb-1.0-0-dev libcurl4-openssl-dev python3 python3-jinja2 curl"
+libusb-1.0-0-dev libcurl4-openssl-dev python3 python3-jinja2 curl clang-19 libclang-rt-19-dev"
 MISSING=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || MISSING="$MISSING $p"

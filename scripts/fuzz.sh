@@ -1,0 +1,78 @@
+#!/bin/sh
+# scripts/fuzz.sh [SECONDS] [TARGET...]: builds kiln's libFuzzer targets (tests/fuzz/fuzz_*.c) with clang-19 under
+# AddressSanitizer and UBSan, and runs each for SECONDS (default 600) from its corpus in tests/fuzz/corpus/<target>.
+# The parsers' own sources are compiled into each fuzzer, so they run instrumented. New inputs that add coverage go
+# to a scratch folder; with FUZZ_MERGE=1 they are merged (minimized) into the kept corpus afterwards. A crash, leak
+# or UB report fails the run and leaves the input in $FUZZ_OUT (default build-fuzz/out/<target>).
+# Exits 77 when clang-19 or its libFuzzer runtime (Debian: clang-19, libclang-rt-19-dev) is missing.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+SECS=${1:-600}
+[ $# -gt 0 ] && shift
+TARGETS=${*:-"gguf_header request template tokenizer toolcall"}
+CC=${FUZZ_CC:-clang-19}
+B=${FUZZ_BUILD:-$ROOT/build-fuzz}
+OUT=${FUZZ_OUT:-$B/out}
+export KILN_TESTDATA=${KILN_TESTDATA:-$ROOT/../shared/testdata}
+
+command -v "$CC" >/dev/null || { echo "skip: $CC is not installed (Debian: clang-19 libclang-rt-19-dev)"; exit 77; }
+mkdir -p "$B" "$OUT"
+echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }' >"$B/probe.c"
+if ! "$CC" -fsanitize=fuzzer "$B/probe.c" -o "$B/probe" 2>/dev/null; then
+  echo "skip: $CC has no libFuzzer runtime (Debian: libclang-rt-19-dev)"; exit 77
+fi
+
+CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ -I$ROOT -I$ROOT/build $(pkg-config --cflags libcjson libpcre2-8 libmicrohttpd 2>/dev/null)"
+LIBS="$(pkg-config --libs libcjson libpcre2-8 2>/dev/null || echo -lcjson -lpcre2-8) -lm -lpthread"
+TEXT="models/json_read.c models/chat_json.c models/chat_conv.c models/chat_detect.c models/chat_template.c
+ models/toolcall.c models/toolcall_out.c models/json_constraint.c device/env.c"
+GGUF="models/gguf.c models/gguf_get.c models/gguf_write.c codegen/dtype.c"
+sources() {
+  case $1 in
+  gguf_header) echo "$GGUF device/env.c" ;;
+  request) echo "$TEXT apps/openai.c models/sample.c" ;;
+  template) echo "$TEXT" ;;
+  tokenizer) echo "$GGUF models/tokenizer.c models/bpe.c models/spm.c models/detok.c device/env.c" ;;
+  toolcall) echo "$TEXT" ;;
+  *) return 1 ;;
+  esac
+}
+
+fail=0
+for t in $TARGETS; do
+  if [ $t = tokenizer ] && [ ! -f "$KILN_TESTDATA/models/tiny-qwen2-Q4_K_M.gguf" ]; then
+    echo "skip fuzz_$t: $KILN_TESTDATA/models is missing (../shared/testdata)"; continue
+  fi
+  src=$(sources "$t") || { echo "unknown fuzz target $t"; exit 2; }
+  exe="$B/fuzz_$t"
+  # shellcheck disable=SC2086
+  if ! "$CC" $CFLAGS "tests/fuzz/fuzz_$t.c" $src $LIBS -o "$exe" 2>"$B/$t.build.log"; then
+    echo "FAIL fuzz_$t: does not build:"; tail -20 "$B/$t.build.log"; fail=$((fail + 1)); continue
+  fi
+  corpus=tests/fuzz/corpus/$t
+  work="$B/corpus-$t"
+  mkdir -p "$work" "$OUT/$t"
+  dict=""
+  [ -f "tests/fuzz/$t.dict" ] && dict="-dict=tests/fuzz/$t.dict"
+  # shellcheck disable=SC2086
+  ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    "$exe" "$work" "$corpus" $dict -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=2048 -timeout=20 \
+    -print_final_stats=1 -artifact_prefix="$OUT/$t/" >"$B/$t.log" 2>&1
+  rc=$?
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$B/$t.log" | tail -1)
+  if [ $rc != 0 ]; then
+    echo "FAIL fuzz_$t after ${runs:-?} runs (exit $rc); the input is in $OUT/$t:"
+    grep -E "ERROR|SUMMARY|runtime error|==[0-9]+==" "$B/$t.log" | head -15
+    fail=$((fail + 1))
+  else
+    echo "ok   fuzz_$t: ${runs:-?} runs in ${SECS} s, no crash, leak or UB report"
+  fi
+  if [ "${FUZZ_MERGE:-0}" = 1 ] && [ $rc = 0 ]; then
+    ASAN_OPTIONS=detect_leaks=0 "$exe" -merge=1 "$corpus" "$work" >"$B/$t.merge.log" 2>&1 &&
+      echo "     corpus $corpus: $(ls "$corpus" | wc -l) inputs after merging"
+  fi
+done
+echo "$(( $(echo $TARGETS | wc -w) - fail )) passed, $fail failed"
+[ $fail = 0 ]
