@@ -32,13 +32,25 @@ GGUF="models/gguf.c models/gguf_get.c models/gguf_write.c codegen/dtype.c"
 sources() {
   case $1 in
   gguf_header) echo "$GGUF device/env.c" ;;
-  request) echo "$TEXT apps/openai.c models/sample.c" ;;
+  request) echo "$TEXT apps/openai.c models/sample.c models/json_schema.c models/json_schema_run.c" ;;
   template) echo "$TEXT" ;;
   tokenizer) echo "$GGUF models/tokenizer.c models/bpe.c models/spm.c models/detok.c device/env.c" ;;
   toolcall) echo "$TEXT" ;;
   *) return 1 ;;
   esac
 }
+
+# Each source is compiled once into $B/obj (again when it or any header is newer), two at a time, then linked.
+objects() {
+  for f in "$@"; do
+    o="$B/obj/$(echo "$f" | tr / _).o"
+    if [ ! -f "$o" ] || [ "$f" -nt "$o" ] || [ -n "$(find models apps device codegen tests/fuzz -name '*.h' -newer "$o" | head -1)" ]; then
+      echo "$f"
+    fi
+  done | xargs -r -P 2 -I{} sh -c 'o="$0/obj/$(echo "{}" | tr / _).o"; '"$CC"' $1 -c "{}" -o "$o" 2>"$o.log" || { cat "$o.log"; exit 1; }' "$B" "$CFLAGS" || return 1
+  for f in "$@"; do echo "$B/obj/$(echo "$f" | tr / _).o"; done
+}
+mkdir -p "$B/obj"
 
 fail=0
 for t in $TARGETS; do
@@ -48,7 +60,7 @@ for t in $TARGETS; do
   src=$(sources "$t") || { echo "unknown fuzz target $t"; exit 2; }
   exe="$B/fuzz_$t"
   # shellcheck disable=SC2086
-  if ! "$CC" $CFLAGS "tests/fuzz/fuzz_$t.c" $src $LIBS -o "$exe" 2>"$B/$t.build.log"; then
+  if ! objs=$(objects tests/fuzz/fuzz_$t.c $src 2>"$B/$t.build.log") || ! "$CC" $CFLAGS $objs $LIBS -o "$exe" 2>>"$B/$t.build.log"; then
     echo "FAIL fuzz_$t: does not build:"; tail -20 "$B/$t.build.log"; fail=$((fail + 1)); continue
   fi
   corpus=tests/fuzz/corpus/$t
