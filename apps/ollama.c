@@ -14,6 +14,7 @@
 #include <microhttpd.h>
 
 #include "device/env.h"
+#include "models/json_read.h"
 #include "models/model.h"
 #include "ollama.h"
 
@@ -420,12 +421,24 @@ done:
   oai_req_free(&q);
 }
 
+/* Request bodies go through the one JSON reader the OpenAI routes use: linear, strict, and nesting bounded by
+ * --max-json-depth, with the offending top-level field named. */
+static cJSON *parse_body(const srv *S, const char *body, size_t len, char *err, size_t errlen) {
+  char field[64], msg[192];
+  cJSON *in = kn_json_parse(body ? body : "", len, S->o.max_depth, field, sizeof field, msg, sizeof msg);
+  if (!in) snprintf(err, errlen, "%s%s%s%s", msg, *field ? " (in field \"" : "", field, *field ? "\")" : "");
+  return in;
+}
+
 static void generation(srv *S, struct MHD_Connection *c, const char *body, size_t len, bool chat, double t_recv,
                        http_reply *out) {
-  cJSON *in = cJSON_ParseWithLength(body ? body : "", len);
+  char jerr[320];
+  cJSON *in = parse_body(S, body, len, jerr, sizeof jerr);
   if (!in || !cJSON_IsObject(in)) {
     cJSON_Delete(in);
-    return reply_error(out, 400, len ? "the body is not a JSON object" : "the request has no body: expected a JSON object");
+    if (!len) return reply_error(out, 400, "the request has no body: expected a JSON object");
+    if (!in) return reply_error(out, 400, "%s", jerr);
+    return reply_error(out, 400, "the body is not a JSON object");
   }
   olla_req r = {.oai = cJSON_CreateObject()};
   char err[512];
@@ -469,8 +482,10 @@ void ollama_handle(srv *S, struct MHD_Connection *c, const char *method, const c
   case 0: return generation(S, c, body, len, true, t_recv, out);
   case 1: return generation(S, c, body, len, false, t_recv, out);
   case 2: {
-    cJSON *in = cJSON_ParseWithLength(body ? body : "", len);
-    if (!cJSON_IsObject(in)) reply_error(out, 400, "expected a JSON object with \"model\"");
+    char jerr[320];
+    cJSON *in = parse_body(S, body, len, jerr, sizeof jerr);
+    if (!in) reply_error(out, 400, "%s", jerr);
+    else if (!cJSON_IsObject(in)) reply_error(out, 400, "expected a JSON object with \"model\"");
     else show(S, in, out);
     cJSON_Delete(in);
     return;

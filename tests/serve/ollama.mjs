@@ -134,6 +134,11 @@ await t("errors in Ollama's shape", async () => {
     (e) => e.status_code === 400 && /options\.temperature/.test(e.error));
   await assert.rejects(ollama.chat({ model: MODEL, messages: user("x"), format: { type: "object", properties: { a: { type: "string", pattern: "x" } } } }),
     (e) => e.status_code === 400 && /pattern/.test(e.error));
+  // bodies go through the server's one JSON reader: nesting past --max-json-depth is a 400 naming the field
+  const deep = await fetch(BASE + "/api/chat", { method: "POST", headers: KEY ? { Authorization: `Bearer ${KEY}` } : {},
+    body: `{"model":"${MODEL}","messages":[],"options":${"[".repeat(200)}${"]".repeat(200)}}` });
+  assert.equal(deep.status, 400);
+  assert.match((await deep.json()).error, /nested deeper than .*options/);
   const r = await fetch(BASE + "/api/pull", { method: "POST", body: "{}", headers: KEY ? { Authorization: `Bearer ${KEY}` } : {} });
   assert.equal(r.status, 404);
   assert.equal(typeof (await r.json()).error, "string");
