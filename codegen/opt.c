@@ -170,11 +170,15 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
     int64_t qk = 0;
     if (vaxis == r && nout <= r) {
       qk = quant_block_along(k, &ls, r);
-      if (qk > pl[r].vec && k->shape[r] % qk == 0) pl[r].unroll = qk / pl[r].vec;
+      /* a GPU work item holds its unrolled block in VGPRs and gpu_opt splits the reduction over a workgroup:
+       * unrolling a whole 256-element block there spills to scratch, so GPUs keep the short unroll */
+      bool gpu = t->kind != KN_TARGET_CPU;
+      if (qk > pl[r].vec && k->shape[r] % qk == 0 && (!gpu || qk / pl[r].vec <= 16)) pl[r].unroll = qk / pl[r].vec;
     }
     /* the integer-dot template takes a whole block per row: its cost is per row, and the activations' quantization
      * is shared by every row of the register block, so blocks of many rows pay off */
-    qdot = qk > 0 && qk == pl[r].unroll * pl[r].vec && quant_dot_along(k, &ls, r) && kn_qdot_mode();
+    qdot = qk > 0 && qk == pl[r].unroll * pl[r].vec && quant_dot_along(k, &ls, r) && kn_qdot_mode() &&
+           t->kind == KN_TARGET_CPU; /* the integer-dot templates are x86/NEON multiply-adds */
     /* ... but only where no output axis reuses the weights (GEMV): with several tokens per weight (prefill) the
      * activations are quantized per block inside the loop for every group of rows, which costs more than the
      * exact decode shared by the tokens; that needs the activations quantized once per launch first */
