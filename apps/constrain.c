@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/tokenizer.h"
+#include "models/text/tokenizer.h"
 #include "serve.h"
 
 void kc_spec_free(kc_spec *s) {

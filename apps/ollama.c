@@ -14,7 +14,7 @@
 #include <microhttpd.h>
 
 #include "device/env.h"
-#include "models/json_read.h"
+#include "models/text/json_read.h"
 #include "models/model.h"
 #include "ollama.h"
 

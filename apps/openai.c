@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/json_read.h"
+#include "models/text/json_read.h"
 #include "serve.h"
 
 /* ---- bytes ----------------------------------------------------------------------------------------------- */

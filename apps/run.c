@@ -8,7 +8,7 @@
 
 #include "cmds.h"
 #include "device/env.h"
-#include "models/chat.h"
+#include "models/text/chat.h"
 #include "models/model.h"
 #include "models/registry.h"
 #include "models/sample.h"

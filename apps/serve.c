@@ -15,7 +15,7 @@
 
 #include "cmds.h"
 #include "device/env.h"
-#include "models/json_read.h"
+#include "models/text/json_read.h"
 #include "models/model.h"
 #include "models/registry.h"
 #include "serve.h"

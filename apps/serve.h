@@ -14,9 +14,9 @@
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
-#include "models/chat.h"
-#include "models/json_constraint.h"
-#include "models/json_schema.h"
+#include "models/text/chat.h"
+#include "models/text/json_constraint.h"
+#include "models/text/json_schema.h"
 #include "models/sample.h"
 
 struct kn_model;

@@ -7,7 +7,7 @@
 #include <stdio.h>
 
 #include "../ops/ops.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 /* What every architecture has, read from "<arch>.*" keys; an architecture reads the rest itself (models/arch.h). */
 typedef struct {

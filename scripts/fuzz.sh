@@ -26,15 +26,15 @@ fi
 CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
  -I$ROOT -I$ROOT/build $(pkg-config --cflags libcjson libpcre2-8 libmicrohttpd 2>/dev/null)"
 LIBS="$(pkg-config --libs libcjson libpcre2-8 2>/dev/null || echo -lcjson -lpcre2-8) -lm -lpthread"
-TEXT="models/json_read.c models/chat_json.c models/chat_conv.c models/chat_detect.c models/chat_template.c
- models/toolcall.c models/toolcall_out.c models/json_constraint.c device/env.c"
+TEXT="models/text/json_read.c models/text/chat_json.c models/text/chat_conv.c models/text/chat_detect.c models/text/chat_template.c
+ models/text/toolcall.c models/text/toolcall_out.c models/text/json_constraint.c device/env.c"
 GGUF="models/gguf.c models/gguf_get.c models/gguf_write.c codegen/dtype.c"
 sources() {
   case $1 in
   gguf_header) echo "$GGUF device/env.c" ;;
-  request) echo "$TEXT apps/openai.c models/sample.c models/json_schema.c models/json_schema_run.c" ;;
+  request) echo "$TEXT apps/openai.c models/sample.c models/text/json_schema.c models/text/json_schema_run.c" ;;
   template) echo "$TEXT" ;;
-  tokenizer) echo "$GGUF models/tokenizer.c models/bpe.c models/spm.c models/detok.c device/env.c" ;;
+  tokenizer) echo "$GGUF models/text/tokenizer.c models/text/bpe.c models/text/spm.c models/text/detok.c device/env.c" ;;
   toolcall) echo "$TEXT" ;;
   *) return 1 ;;
   esac

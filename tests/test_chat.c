@@ -9,9 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "models/chat.h"
+#include "models/text/chat.h"
 #include "models/gguf.h"
-#include "models/tokenizer.h"
+#include "models/text/tokenizer.h"
 #include "check.h"
 
 

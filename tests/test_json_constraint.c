@@ -1,4 +1,4 @@
-/* tests/test_json_constraint.c: the incremental JSON validator (models/json_constraint.c) against a plain
+/* tests/test_json_constraint.c: the incremental JSON validator (models/text/json_constraint.c) against a plain
  * recursive-descent reference written here: on hand-written and on random valid and mutated texts the validator
  * must stop at exactly the byte where the reference finds the text broken, and call a text complete exactly when
  * the reference accepts it. Then a simulated constrained sampler walks a token vocabulary with kn_jsonc_accepts and
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/json_constraint.h"
+#include "models/text/json_constraint.h"
 #include "check.h"
 
 

@@ -1,4 +1,4 @@
-/* Tests of the schema automaton (models/json_schema*.c) without a model: random schemas, random walks through the
+/* Tests of the schema automaton (models/text/json_schema*.c) without a model: random schemas, random walks through the
  * bytes each state accepts ended by the automaton's own shortest completion, and every document checked by cJSON and
  * by a plain reference validator written from the JSON Schema rules; mutated documents the automaton still accepts
  * must validate too. Unsupported keywords are errors that name the keyword and where it is. */
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/json_schema.h"
+#include "models/text/json_schema.h"
 #include "check.h"
 
 static uint64_t rng = 0x243f6a8885a308d3ull;

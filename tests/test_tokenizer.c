@@ -13,7 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "models/gguf.h"
-#include "models/tokenizer.h"
+#include "models/text/tokenizer.h"
 #include "tokenizer_test.h"
 
 static int n_pass, n_fail;

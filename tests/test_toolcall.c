@@ -1,4 +1,4 @@
-/* tests/test_toolcall.c: parsing model output into content, reasoning and tool calls (models/toolcall.c).
+/* tests/test_toolcall.c: parsing model output into content, reasoning and tool calls (models/text/toolcall.c).
  * Each case is parsed whole and checked against its expected result; then it is streamed in random-sized pieces
  * (1 byte up to the whole) many times, and the reply built from the events must equal the whole-text parse, with
  * well-formed events (ids and names once, valid UTF-8 per piece, arguments only for the open call). */
@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/chat.h"
-#include "models/json_constraint.h"
+#include "models/text/chat.h"
+#include "models/text/json_constraint.h"
 #include "check.h"
 
 

@@ -8,7 +8,7 @@
 #include <uthash.h>
 
 #include "models/gguf.h"
-#include "models/tokenizer.h"
+#include "models/text/tokenizer.h"
 #include "tokenizer_test.h"
 
 /* ---- streaming detokenizer ---- */
@@ -231,7 +231,7 @@ void test_random_roundtrip(const kn_tokenizer *t, const char *name) {
   printf("%s: %d random round trips\n", name, n_run);
 }
 
-/* GPT-2's byte -> character table, written out independently of models/bpe.c. */
+/* GPT-2's byte -> character table, written out independently of models/text/bpe.c. */
 size_t gpt2_char(unsigned char b, char *o) {
   unsigned c = b, extra = 0;
   bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;

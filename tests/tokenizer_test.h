@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "models/gguf.h"
-#include "models/tokenizer.h"
+#include "models/text/tokenizer.h"
 
 extern char testdata[1024];
 

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "apps/serve.h"
-#include "models/chat_impl.h"
+#include "models/text/chat_impl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   kn_sample_params d = kn_sample_defaults();

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/chat.h"
+#include "models/text/chat.h"
 
 static const char *const families[] = {"chatml", "qwen2.5", "qwen3", "llama3", "llama3.1"};
 

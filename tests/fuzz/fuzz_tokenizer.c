@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "models/gguf.h"
-#include "models/tokenizer.h"
+#include "models/text/tokenizer.h"
 
 static kn_tokenizer *toks[2];
 static kn_gguf *files[2]; /* open for the tokenizers' lifetime (the process's) */

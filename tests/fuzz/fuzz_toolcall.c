@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/chat.h"
-#include "models/json_constraint.h"
+#include "models/text/chat.h"
+#include "models/text/json_constraint.h"
 
 static const kn_chat_family families[] = {KN_CHAT_CHATML, KN_CHAT_QWEN25, KN_CHAT_QWEN3, KN_CHAT_LLAMA3, KN_CHAT_LLAMA31};
 

@@ -1,10 +1,10 @@
-/* models/json_schema_run.c: the byte automaton of a compiled schema. A thread is a stack of open values (object,
+/* models/text/json_schema_run.c: the byte automaton of a compiled schema. A thread is a stack of open values (object,
  * array, string, number, literal); each byte either advances it or is refused, so every prefix that is accepted can
  * still be completed into a valid document. anyOf splits a thread into one per branch (kept while they agree). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/json_schema_impl.h"
+#include "models/text/json_schema_impl.h"
 
 enum { K_VALUE = 1, K_OBJ, K_ARR, K_STR, K_NUM, K_LIT };
 enum { O_FIRST, O_KEY, O_COLON, O_AFTER };        /* object: after '{', after ',', after a key, after a value */

@@ -1,4 +1,4 @@
-/* models/json_constraint.h: an incremental JSON (RFC 8259) validator that takes one byte at a time.
+/* models/text/json_constraint.h: an incremental JSON (RFC 8259) validator that takes one byte at a time.
  * It answers "can this prefix still become valid JSON?" and "is it a complete JSON text?", so a sampler can mask
  * tokens whose bytes would break a tool call's arguments, and the tool-call parser can follow a call's structure. */
 #ifndef KN_JSON_CONSTRAINT_H

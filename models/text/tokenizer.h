@@ -1,4 +1,4 @@
-/* models/tokenizer.h: text <-> token ids for GGUF language models.
+/* models/text/tokenizer.h: text <-> token ids for GGUF language models.
  * Byte-level BPE ("gpt2": Qwen, Llama 3) and SentencePiece ("llama"), loaded from the tokenizer.ggml.* keys of a
  * GGUF file, with the same results as the reference implementation (llama.cpp) and the Hugging Face tokenizers. */
 #ifndef KN_TOKENIZER_H

@@ -1,9 +1,9 @@
-/* models/json_schema_impl.h: private to json_schema.c (compiling) and json_schema_run.c (the byte automaton): the
+/* models/text/json_schema_impl.h: private to json_schema.c (compiling) and json_schema_run.c (the byte automaton): the
  * compiled form of a schema, one node per subschema. */
 #ifndef KN_JSON_SCHEMA_IMPL_H
 #define KN_JSON_SCHEMA_IMPL_H
 
-#include "models/json_schema.h"
+#include "models/text/json_schema.h"
 
 enum { T_NULL = 1, T_BOOL = 2, T_INT = 4, T_NUM = 8, T_STR = 16, T_ARR = 32, T_OBJ = 64, T_ANY = 127 };
 

@@ -1,9 +1,9 @@
-/* models/chat_detect.c: which chat-template family a GGUF's tokenizer.chat_template belongs to, by the markers
+/* models/text/chat_detect.c: which chat-template family a GGUF's tokenizer.chat_template belongs to, by the markers
  * each family's template carries; also the families' names, stop texts and BOS handling. See docs/chat.md. */
 #include <stdio.h>
 #include <string.h>
 
-#include "models/chat_impl.h"
+#include "models/text/chat_impl.h"
 
 static const char *const family_names[] = {"none", "chatml", "qwen2.5", "qwen3", "llama3", "llama3.1", "gemma3"};
 

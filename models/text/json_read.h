@@ -1,4 +1,4 @@
-/* models/json_read.h: the one JSON reader of kiln (request bodies, chat messages, tool schemas, tool-call arguments).
+/* models/text/json_read.h: the one JSON reader of kiln (request bodies, chat messages, tool schemas, tool-call arguments).
  * cJSON builds the tree; a linear pre-scan first holds the text to RFC 8259 (UTF-8, numbers, escapes, no U+0000)
  * and to a nesting limit, naming the top-level field at fault. The tree then reads as Python's json module reads
  * the text: a repeated key keeps its first position and its last value, and each number keeps its literal (in

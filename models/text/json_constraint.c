@@ -1,7 +1,7 @@
-/* models/json_constraint.c: the JSON pushdown automaton behind kn_jsonc_*.
+/* models/text/json_constraint.c: the JSON pushdown automaton behind kn_jsonc_*.
  * One state code plus a bit stack of open containers; every byte is checked against RFC 8259, strings included
  * (escapes, control characters, and well-formed UTF-8: no overlong forms, surrogates or code points past U+10FFFF). */
-#include "models/json_constraint.h"
+#include "models/text/json_constraint.h"
 
 #include <string.h>
 

@@ -1,4 +1,4 @@
-/* models/json_schema.c: JSON Schema -> the node table that json_schema_run.c follows. Every keyword is either
+/* models/text/json_schema.c: JSON Schema -> the node table that json_schema_run.c follows. Every keyword is either
  * enforced, an annotation (ignored on purpose), or an error naming it: a schema is never half-enforced silently.
  * Objects that list properties and do not say additionalProperties get no other keys (still valid output). */
 #include <stdarg.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/json_schema_impl.h"
+#include "models/text/json_schema_impl.h"
 
 #define MAX_NESTING 12 /* schema levels: keeps every required structure within KN_JSV_DEPTH open values */
 #define MAX_ALTS 16

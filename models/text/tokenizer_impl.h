@@ -1,4 +1,4 @@
-/* models/tokenizer_impl.h: private to the tokenizer files (tokenizer.c, bpe.c, spm.c, detok.c).
+/* models/text/tokenizer_impl.h: private to the tokenizer files (tokenizer.c, bpe.c, spm.c, detok.c).
  * The loaded vocabulary: token table, text -> id and merge-pair hash maps (uthash), pre-tokenizer regexes. */
 #ifndef KN_TOKENIZER_IMPL_H
 #define KN_TOKENIZER_IMPL_H

@@ -1,8 +1,8 @@
-/* models/json_read.c: kiln's JSON reader (see json_read.h). A pre-scan that only lexes (no tree, one pass, no
+/* models/text/json_read.c: kiln's JSON reader (see json_read.h). A pre-scan that only lexes (no tree, one pass, no
  * recursion) checks what cJSON lets through and records each number's literal; cJSON builds the tree; two walks
  * attach the literals and merge repeated keys (sorting each object's keys, so a body of 150k keys costs a sort,
  * not a quadratic scan). */
-#include "models/json_read.h"
+#include "models/text/json_read.h"
 
 #include <stdarg.h>
 #include <stdbool.h>

@@ -1,4 +1,4 @@
-/* models/bpe.c: byte-level BPE (tokenizer.ggml.model "gpt2": Qwen2/3, Llama 3, GPT-2).
+/* models/text/bpe.c: byte-level BPE (tokenizer.ggml.model "gpt2": Qwen2/3, Llama 3, GPT-2).
  * Text is split by the pre-tokenizer regex of tokenizer.ggml.pre (PCRE2, UTF), each piece's bytes become GPT-2
  * characters, and merges apply lowest rank first (leftmost on ties), as llama.cpp and Hugging Face do. */
 #include <stdio.h>

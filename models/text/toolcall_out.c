@@ -1,10 +1,10 @@
-/* models/toolcall_out.c: what the tool-call parser hands out: its event list (UTF-8-safe text pieces), the reply
+/* models/text/toolcall_out.c: what the tool-call parser hands out: its event list (UTF-8-safe text pieces), the reply
  * built from events, whole-text parsing, and Llama 3.1's builtin-call syntax `name.call(k="v")` turned into JSON. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/chat_impl.h"
-#include "models/json_constraint.h"
+#include "models/text/chat_impl.h"
+#include "models/text/json_constraint.h"
 
 /* ---- events ------------------------------------------------------------------------------------------------- */
 

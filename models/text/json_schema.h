@@ -1,4 +1,4 @@
-/* models/json_schema.h: JSON Schema enforced byte by byte. A schema compiles to a table of nodes; a validator state
+/* models/text/json_schema.h: JSON Schema enforced byte by byte. A schema compiles to a table of nodes; a validator state
  * (kn_jsv) follows output one byte at a time and rejects any byte after which no valid document is possible, so a
  * sampler can mask tokens and the output always validates. Supported: type (one or a list), properties, required,
  * additionalProperties (false / true / a schema), items, minItems, maxItems, enum, const, anyOf, minLength,

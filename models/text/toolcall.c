@@ -1,4 +1,4 @@
-/* models/toolcall.c: the incremental parser that splits model output into content, reasoning and tool calls.
+/* models/text/toolcall.c: the incremental parser that splits model output into content, reasoning and tool calls.
  * Text is passed on as soon as it cannot be the start of a tag; a call's JSON is followed byte by byte with the
  * kn_jsonc automaton, so its name is announced once known and its arguments stream while they stay valid. A call
  * that turns out malformed is withdrawn (KN_TC_CALL_ABORT) and its raw text becomes content: nothing is dropped. */
@@ -8,8 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "models/chat_impl.h"
-#include "models/json_constraint.h"
+#include "models/text/chat_impl.h"
+#include "models/text/json_constraint.h"
 
 /* Modes. START: the reply (or the text after </think>) has shown only whitespace; TEXT: content; THINK: inside
  * <think>; AFTER_THINK: dropping the newlines after </think>; CALL: inside a call's JSON object; CLOSING: the object

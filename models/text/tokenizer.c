@@ -1,11 +1,11 @@
-/* models/tokenizer.c: building a tokenizer from a vocabulary (plain arrays or a GGUF's tokenizer.ggml.* keys) and
+/* models/text/tokenizer.c: building a tokenizer from a vocabulary (plain arrays or a GGUF's tokenizer.ggml.* keys) and
  * encoding text with it. Owns the token table, the text -> id map, the special tokens (split out of the text before
  * the BPE/SentencePiece pass, longest first, as the reference does), BOS/EOS insertion and the end-of-generation set. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "gguf.h"
+#include "models/gguf.h"
 #include "tokenizer_impl.h"
 
 /* ---- small helpers shared by the tokenizer files ---- */

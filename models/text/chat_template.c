@@ -1,4 +1,4 @@
-/* models/chat_template.c: chat templates as C renderers, one per family, each following its Jinja template
+/* models/text/chat_template.c: chat templates as C renderers, one per family, each following its Jinja template
  * statement by statement (the Jinja expression is quoted in comments where its exact semantics matter).
  * The family comes from chat_detect.c; see docs/chat.md. */
 #include <stdio.h>
@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "models/chat_impl.h"
+#include "models/text/chat_impl.h"
 
 void kn_chat_opts_init(kn_chat_opts *o)
 {

@@ -1,4 +1,4 @@
-/* models/spm.c: SentencePiece BPE (tokenizer.ggml.model "llama": Llama 1/2, Mistral v1, TinyLlama).
+/* models/text/spm.c: SentencePiece BPE (tokenizer.ggml.model "llama": Llama 1/2, Mistral v1, TinyLlama).
  * Spaces become U+2581 ("▁"), a dummy "▁" goes in front of text that starts the prompt or follows a special
  * token, then adjacent symbols merge highest score first; characters no token covers fall back to <0xNN> tokens. */
 #include <stdio.h>

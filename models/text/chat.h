@@ -1,4 +1,4 @@
-/* models/chat.h: chat conversations, chat templates rendered in C, and tool-call parsing of model output.
+/* models/text/chat.h: chat conversations, chat templates rendered in C, and tool-call parsing of model output.
  * A template family is picked from the GGUF's tokenizer.chat_template text; each family's renderer gives the same
  * bytes as the Jinja template it stands for (checked against jinja2 in tests/test_chat.c). Used by `kiln run` and
  * `kiln serve`. See docs/chat.md. */
@@ -87,7 +87,7 @@ int kn_chat_role_parse(const char *name);
  * ignored) or a bare messages array. Content arrays of {"type":"text"} parts are joined with "\n"; arguments given
  * as objects are kept as JSON text. Errors name the field: "messages[2].tool_calls[0].function.name: missing". */
 kn_chat *kn_chat_from_json(const char *json, size_t len, char *err, size_t errlen);
-/* The same from a tree read by kn_json_parse (models/json_read.h), so a server reads its request body once. */
+/* The same from a tree read by kn_json_parse (models/text/json_read.h), so a server reads its request body once. */
 struct cJSON;
 kn_chat *kn_chat_from_cjson(const struct cJSON *root, char *err, size_t errlen);
 

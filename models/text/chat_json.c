@@ -1,7 +1,7 @@
-/* models/chat_json.c: the byte buffer of chat_impl.h, and a printer of JSON trees (read by json_read.c) that matches
+/* models/text/chat_json.c: the byte buffer of chat_impl.h, and a printer of JSON trees (read by json_read.c) that matches
  * Python's json.dumps(ensure_ascii=False): chat templates run `tojson` under transformers, and the prompt bytes
  * (hence the tokens the model was trained on) depend on its separators, key order and float formatting. */
-#include "models/chat_impl.h"
+#include "models/text/chat_impl.h"
 
 #include <math.h>
 #include <stdarg.h>

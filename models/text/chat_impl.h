@@ -1,13 +1,13 @@
-/* models/chat_impl.h: private to the chat files of models/ (chat_json.c, chat_conv.c, chat_template.c, toolcall.c).
- * A growable byte buffer, and a printer of JSON trees (as models/json_read.c reads them: what Python's json module
+/* models/text/chat_impl.h: private to the chat files of models/ (chat_json.c, chat_conv.c, chat_template.c, toolcall.c).
+ * A growable byte buffer, and a printer of JSON trees (as models/text/json_read.c reads them: what Python's json module
  * would see, key order and number literals) so templates' `tojson` output can be reproduced byte for byte. */
 #ifndef KN_CHAT_IMPL_H
 #define KN_CHAT_IMPL_H
 
 #include <stddef.h>
 
-#include "models/chat.h"
-#include "models/json_read.h"
+#include "models/text/chat.h"
+#include "models/text/json_read.h"
 
 /* ---- byte buffer ------------------------------------------------------------------------------------------- */
 
@@ -26,10 +26,10 @@ char *knc_take(knc_buf *b);
 
 char *knc_strdup(const char *s);
 char *knc_strndup(const char *s, size_t n);
-#include "../device/env.h"
+#include "device/env.h"
 #define knc_err(...) ((void)kn_errf(__VA_ARGS__)) /* message into the caller's buffer */
 
-/* ---- JSON (read by models/json_read.c, printed here) ---------------------------------------------------------- */
+/* ---- JSON (read by models/text/json_read.c, printed here) ---------------------------------------------------------- */
 
 /* A JSON value or NULL: the object member `key`, NULL when absent or v is no object. */
 static inline const cJSON *knj_get(const cJSON *v, const char *key)

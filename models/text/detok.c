@@ -1,4 +1,4 @@
-/* models/detok.c: token ids back to text.
+/* models/text/detok.c: token ids back to text.
  * kn_detokenize joins the pieces of a whole sequence; kn_detok streams generated tokens and emits only complete
  * UTF-8, because byte-level vocabularies split one emoji or CJK character over several tokens. */
 #include <stdio.h>

@@ -1,11 +1,11 @@
-/* models/chat_conv.c: the conversation model (kn_chat) and its construction from OpenAI request JSON.
+/* models/text/chat_conv.c: the conversation model (kn_chat) and its construction from OpenAI request JSON.
  * Input quirks of real clients are absorbed here, once: "developer" is a system message, content may be an array
  * of text parts, tool-call arguments may arrive as an object instead of a string. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/chat_impl.h"
+#include "models/text/chat_impl.h"
 
 kn_chat *kn_chat_new(void) { return calloc(1, sizeof(kn_chat)); }
 

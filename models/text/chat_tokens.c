@@ -1,13 +1,13 @@
-/* models/chat_tokens.c: a rendered chat prompt to token ids, the way the chat references were made: special-token
+/* models/text/chat_tokens.c: a rendered chat prompt to token ids, the way the chat references were made: special-token
  * text of the template parsed ("<|eot_id|>" is one token), text that came from the conversation not parsed (a user
  * typing "<|im_end|>" gets plain text), the text between special tokens encoded in one piece, and a BOS in front
  * when the template does not write one. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/chat.h"
-#include "models/tokenizer.h"
-#include "../device/env.h"
+#include "models/text/chat.h"
+#include "models/text/tokenizer.h"
+#include "device/env.h"
 
 int kn_chat_prompt_tokenize(const kn_tokenizer *t, kn_chat_family f, const kn_chat_prompt *p, int32_t **ids,
                             size_t *n, char *err, size_t errlen)
