@@ -143,17 +143,17 @@ int kn_cmd_bench(int argc, char **argv) {
     double a = kn_now();
     if (kn_model_forward(m, 0, toks, pp, 0, false, logits, err, sizeof err)) rc = 1;
     double b = kn_now();
-    int32_t t = kn_argmax(logits, m->hp.n_vocab);
+    int32_t t = kn_logits_argmax(logits, m->hp.n_vocab);
     for (int i = 0; i < tg && !rc; i++) {
       if (kn_model_forward(m, 0, &t, 1, pp + i, false, logits, err, sizeof err)) rc = 1;
-      t = kn_argmax(logits, m->hp.n_vocab);
+      t = kn_logits_argmax(logits, m->hp.n_vocab);
     }
     double c = kn_now();
     pps[r] = pp / (b - a), tgs[r] = tg / (c - b);
     if (ttft && !rc) { /* the first token of a prompt length not seen before */
       a = kn_now();
       if (kn_model_forward(m, 0, toks, tl[r], 0, false, logits, err, sizeof err)) rc = 1;
-      t = kn_argmax(logits, m->hp.n_vocab);
+      t = kn_logits_argmax(logits, m->hp.n_vocab);
       tts[r] = kn_now() - a;
     }
     bws[r] = kn_read_bandwidth(kn_device_target(dev)->ncores);

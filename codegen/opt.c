@@ -199,8 +199,12 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
         if (f > 1) pl[a].up = f, budget /= f;
       }
     /* small reductions: unroll the whole reduce axis */
-    int64_t rest = k->shape[r] / pl[r].vec;
-    if (pl[r].unroll == 1 && rest > 1 && rest <= 8 && k->nreduce == 1) pl[r].unroll = rest;
+    int64_t rest = k->shape[r] / pl[r].vec, block = 1;
+    for (int a = 0; a < nout; a++) block *= pl[a].up;
+    /* ... except on a GPU whose work item would hold a whole register block per unrolled step: 16 rows by 7 steps
+     * of 4 lanes (a 28-long reduce) spilled 544 bytes to scratch, which kiln's kernels may not use */
+    bool gpu_spill = t->kind != KN_TARGET_CPU && block * rest * pl[r].vec > 128;
+    if (pl[r].unroll == 1 && rest > 1 && rest <= 8 && k->nreduce == 1 && !gpu_spill) pl[r].unroll = rest;
   }
   build(k, pl, vaxis, s);
   s->qdot = qdot;

@@ -65,7 +65,7 @@ void kn_sampler_accept(kn_sampler *s, int token) {
   if (s->nrecent < n) s->nrecent++;
 }
 
-int kn_argmax(const float *l, int n) {
+int kn_logits_argmax(const float *l, int n) {
   int best = 0;
   for (int i = 1; i < n; i++)
     if (l[i] > l[best]) best = i;
@@ -129,7 +129,7 @@ int kn_sample(kn_sampler *s, float *logits) {
   penalize(s, logits);
   const kn_sample_params *p = &s->p;
   if (!logits_usable(logits, s->n_vocab)) return KN_SAMPLE_BAD_LOGITS;
-  if (!(p->temperature > 0)) return kn_argmax(logits, s->n_vocab);
+  if (!(p->temperature > 0)) return kn_logits_argmax(logits, s->n_vocab);
   int n = s->n_vocab;
   for (int i = 0; i < n; i++) s->idx[i] = i;
   int k = p->top_k > 0 && p->top_k < n ? p->top_k : n;

@@ -28,6 +28,6 @@ void kn_sampler_free(kn_sampler *s);
 int kn_sample(kn_sampler *s, float *logits);
 /* Record a token as generated or part of the prompt (feeds the penalties). */
 void kn_sampler_accept(kn_sampler *s, int token);
-int kn_argmax(const float *logits, int n);
+int kn_logits_argmax(const float *logits, int n);
 
 #endif

@@ -78,3 +78,20 @@ kn_t kn_log_softmax(kn_t x, int axis) {
 }
 
 kn_t kn_softcap(kn_t x, float cap) { return kn_muls(kn_tanh(kn_muls(x, 1.0 / cap)), cap); }
+
+/* erf from Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7, below float32's resolution near 1): elementwise, so it
+ * fuses like any activation and needs nothing of codegen beyond exp */
+kn_t kn_erf(kn_t x) {
+  if (!x) return NULL;
+  kn_t ax = kn_abs(x);
+  kn_t t = kn_recip(kn_adds(kn_muls(ax, 0.3275911), 1.0));
+  kn_t poly = kn_muls(t, 1.061405429);
+  poly = kn_mul(kn_adds(poly, -1.453152027), t);
+  poly = kn_mul(kn_adds(poly, 1.421413741), t);
+  poly = kn_mul(kn_adds(poly, -0.284496736), t);
+  poly = kn_mul(kn_adds(poly, 0.254829592), t);
+  kn_t y = kn_sub(kn_scalar(kn_dtype_of(poly), 1.0), kn_mul(poly, kn_exp(kn_neg(kn_square(ax)))));
+  return kn_where(kn_lt(x, kn_scalar(kn_dtype_of(x), 0)), kn_neg(y), y);
+}
+
+kn_t kn_gelu_erf(kn_t x) { return kn_mul(kn_muls(x, 0.5), kn_adds(kn_erf(kn_muls(x, M_SQRT1_2)), 1.0)); }

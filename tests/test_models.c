@@ -113,19 +113,19 @@ static void check_ref(kn_device *dev, const char *file) {
     int want_top = cJSON_GetObjectItem(cJSON_GetArrayItem(top, 0), "id")->valueint;
     if (margin > (deq ? 0.05 : 0.2)) {
       snprintf(what, sizeof what, "%s kv=%s top-1", file, kn_dtype_name(kv));
-      result(kn_argmax(logits, nv) == want_top, what, "margin %.3f", margin);
+      result(kn_logits_argmax(logits, nv) == want_top, what, "margin %.3f", margin);
     }
     if (deq && kv == KN_F32) { /* greedy continuation up to the first near-tie */
       cJSON *g = cJSON_GetObjectItem(j, "greedy_tokens"), *mg = cJSON_GetObjectItem(j, "greedy_top1_minus_top2");
       int steps = cJSON_GetArraySize(g), agree = 0, checked = 0, pos = n;
-      int tok = kn_argmax(logits, nv);
+      int tok = kn_logits_argmax(logits, nv);
       for (int s = 0; s < steps; s++) {
         if (tok != cJSON_GetArrayItem(g, s)->valueint) break;
         agree++;
         if (cJSON_GetArrayItem(mg, s)->valuedouble < 0.05 || s + 1 == steps || pos + 1 >= m->n_ctx) break;
         int32_t t = tok;
         if (kn_model_forward(m, 0, &t, 1, pos++, false, logits, err, sizeof err)) break;
-        tok = kn_argmax(logits, nv);
+        tok = kn_logits_argmax(logits, nv);
         checked++;
       }
       int expect = 0;
