@@ -731,6 +731,380 @@ static void test_loader_errors(void) {
   free(obj);
 }
 
+/* ---- the division macro, relative moves and s_cls: instruction by instruction against plain C, then whole ---- */
+
+static uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static float h2f(uint16_t h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }
+
+/* f32 values over the whole range: random signs, mantissas and exponents from denormal to the top; the first NS*NS
+ * (numerator, denominator) pairs are every pair of special values: zeros, infinities, NaN, the edges of the normal
+ * range, and magnitudes whose quotients overflow or underflow */
+static const uint32_t special32[] = {0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0x00800000,
+                                     0x00000001, 0x007fffff, 0x7f7fffff, 0x3f800000, 0x40400000, 0xbf800000,
+                                     0x0da24260, 0x7149f2ca, 0x1f800000, 0x5f800000, 0x2f800000, 0x00400000};
+enum { NS32 = sizeof special32 / sizeof special32[0] };
+static float wide_f32(void) {
+  uint32_t e = rnd() % 256 == 0 ? 0 : 1 + rnd() % 254;
+  return u2f((rnd() & 0x80000000u) | e << 23 | (rnd() & 0x7fffff));
+}
+static float num_f32(int i) { return i < NS32 * NS32 ? u2f(special32[i / NS32]) : wide_f32(); }
+static float den_f32(int i) { return i < NS32 * NS32 ? u2f(special32[i % NS32]) : wide_f32(); }
+
+static bool same_f32(float got, float want) { return isnan(want) ? isnan(got) : f2u(got) == f2u(want); }
+
+/* The manual's V_DIV_SCALE_F32, written out here as plain C (S0 scaled, S1 denominator, S2 numerator); the
+ * interpreter's reading of it is explained in device/amd/rdna3_div.c */
+static float ref_div_scale(float s0, float d, float n, int *vcc) {
+  int ed = (int)(f2u(d) >> 23 & 255), en = (int)(f2u(n) >> 23 & 255);
+  bool d_denorm = ed == 0 && (f2u(d) & 0x7fffff);
+  double q = fabs((double)n / (double)d);
+  bool q_denorm = isfinite(n) && isfinite(d) && q < 0x1p-126;
+  *vcc = 0;
+  if (n == 0 || d == 0) return NAN;
+  if (en - ed >= 96) return *vcc = 1, s0 == d ? s0 * 0x1p64f : s0;
+  if (d_denorm) return s0 * 0x1p64f;
+  if (isfinite(d) && fabsf(d) > 0x1p126f && q_denorm) return *vcc = 1, s0 == d ? s0 * 0x1p-64f : s0;
+  if (isfinite(d) && fabsf(d) > 0x1p126f) return s0 * 0x1p-64f;
+  if (q_denorm) return *vcc = 1, s0 == n ? s0 * 0x1p64f : s0;
+  if (en <= 23) return s0 * 0x1p64f;
+  return s0;
+}
+
+static float ref_div_fmas(float a, float b, float c, int vcc) {
+  if (!vcc) return fmaf(a, b, c);
+  __float128 t = (__float128)a * b + c; /* exact for the operands used here */
+  int k = (int)(f2u(c) >> 23 & 255) > 127 ? 64 : -64;
+  return (float)(k > 0 ? t * 0x1p64Q : t * 0x1p-64Q);
+}
+
+static float ref_div_fixup(float q, float d, float n) {
+  uint32_t sign = (f2u(d) ^ f2u(n)) & 0x80000000u;
+  int ed = (int)(f2u(d) >> 23 & 255), en = (int)(f2u(n) >> 23 & 255);
+  if (isnan(n) || isnan(d)) return NAN;
+  if ((d == 0 && n == 0) || (isinf(d) && isinf(n))) return NAN;
+  if (d == 0 || isinf(n)) return u2f(sign | 0x7f800000u);
+  if (isinf(d) || n == 0) return u2f(sign);
+  if (en - ed < -150) return u2f(sign);
+  if (isnan(q)) return u2f(sign | 0x7f800000u);
+  return u2f(sign | (f2u(q) & 0x7fffffffu));
+}
+
+/* f32 division: each of v_div_scale_f32 (both uses, with its VCC), v_div_fmas_f32 (random VCC) and v_div_fixup_f32
+ * through inline assembly against the C above, then LLVM's whole f32 division macro against C's correctly rounded
+ * a / b on the same operands (every pair of special values, then random ones over the whole exponent range) */
+static void test_div_f32(void) {
+  const char *ir = DECLS
+    "define amdgpu_kernel void @divf32(ptr addrspace(1) noalias %a, ptr addrspace(1) noalias %b, ptr addrspace(1) noalias %c,\n"
+    "    ptr addrspace(1) noalias %o, i32 %mask, i32 %n) #0 {\n" GID(64)
+    "  %ok = icmp slt i32 %i, %n\n  br i1 %ok, label %body, label %end\nbody:\n"
+    "  %pa = getelementptr float, ptr addrspace(1) %a, i32 %i\n  %n0 = load float, ptr addrspace(1) %pa\n"
+    "  %pb = getelementptr float, ptr addrspace(1) %b, i32 %i\n  %d0 = load float, ptr addrspace(1) %pb\n"
+    "  %pc = getelementptr float, ptr addrspace(1) %c, i32 %i\n  %c0 = load float, ptr addrspace(1) %pc\n"
+    "  %s1 = call { float, i32 } asm \"v_div_scale_f32 $0, $1, $2, $3, $4\", \"=v,=s,v,v,v\"(float %d0, float %d0, float %n0)\n"
+    "  %s2 = call { float, i32 } asm \"v_div_scale_f32 $0, $1, $2, $3, $4\", \"=v,=s,v,v,v\"(float %n0, float %d0, float %n0)\n"
+    "  %r0 = extractvalue { float, i32 } %s1, 0\n  %m0 = extractvalue { float, i32 } %s1, 1\n"
+    "  %r1 = extractvalue { float, i32 } %s2, 0\n  %m1 = extractvalue { float, i32 } %s2, 1\n"
+    "  %r2 = call float asm sideeffect \"s_mov_b32 vcc_lo, $4\\0Av_div_fmas_f32 $0, $1, $2, $3\", \"=v,v,v,v,s,~{vcc}\"(float %n0, float %d0, float %c0, i32 %mask)\n"
+    "  %r3 = call float asm \"v_div_fixup_f32 $0, $1, $2, $3\", \"=v,v,v,v\"(float %c0, float %d0, float %n0)\n"
+    "  %r4 = fdiv float %n0, %d0\n"
+    "  %i8 = mul i32 %i, 8\n"
+    "  %q0 = getelementptr float, ptr addrspace(1) %o, i32 %i8\n  store float %r0, ptr addrspace(1) %q0\n"
+    "  %q1 = getelementptr float, ptr addrspace(1) %q0, i32 1\n  store float %r1, ptr addrspace(1) %q1\n"
+    "  %q2 = getelementptr float, ptr addrspace(1) %q0, i32 2\n  store float %r2, ptr addrspace(1) %q2\n"
+    "  %q3 = getelementptr float, ptr addrspace(1) %q0, i32 3\n  store float %r3, ptr addrspace(1) %q3\n"
+    "  %q4 = getelementptr float, ptr addrspace(1) %q0, i32 4\n  store float %r4, ptr addrspace(1) %q4\n"
+    "  %q5 = getelementptr i32, ptr addrspace(1) %q0, i32 5\n  store i32 %m0, ptr addrspace(1) %q5\n"
+    "  %q6 = getelementptr i32, ptr addrspace(1) %q0, i32 6\n  store i32 %m1, ptr addrspace(1) %q6\n"
+    "  br label %end\nend:\n  ret void\n}\n" KATTR;
+  gpu g;
+  if (gpu_load(&g, ir, "divf32")) return;
+  enum { N = 6000 };
+  float *a = malloc(N * 4), *b = malloc(N * 4), *c = malloc(N * 4), *o = malloc(N * 32);
+  for (int i = 0; i < N; i++) {
+    a[i] = num_f32(i), b[i] = den_f32(i);
+    /* the fmas/fixup third operand: a quotient-sized value, or the quotient itself */
+    c[i] = i % 3 ? u2f((rnd() & 0x80000000u) | (uint32_t)(60 + rnd() % 136) << 23 | (rnd() & 0x7fffff)) : a[i] / b[i];
+    if (i % 3 == 1 && i >= NS32 * NS32) { /* v_div_fmas_f32 operands: a*b + c exact in binary128 for the reference,
+                                           * the scaled sum often below the normal range (rounded once) */
+      a[i] = u2f((rnd() & 0x80000000u) | (uint32_t)(82 + rnd() % 50) << 23 | (rnd() & 0x7fffff));
+      b[i] = u2f((rnd() & 0x80000000u) | (uint32_t)(82 + rnd() % 50) << 23 | (rnd() & 0x7fffff));
+      c[i] = a[i] * b[i] * frand(-4, 4);
+    }
+  }
+  memset(o, 0xff, N * 32);
+  uint32_t mask = rnd();
+  uint64_t args[] = {vmap(&g.vs, a, N * 4), vmap(&g.vs, b, N * 4), vmap(&g.vs, c, N * 4), vmap(&g.vs, o, N * 32), mask, N};
+  if (!gpu_run(&g, "divf32", args, 6, N, 1, 1, 64, 1, 1)) {
+    int bad[5] = {0}, vccset = 0, scaled = 0, nfmas = 0, fmas_denorm = 0;
+    for (int i = 0; i < N; i++) {
+      float n = a[i], d = b[i];
+      int lane = i % 32, v0, v1, vf = mask >> lane & 1;
+      float w0 = ref_div_scale(d, d, n, &v0), w1 = ref_div_scale(n, d, n, &v1);
+      uint32_t m0, m1;
+      memcpy(&m0, &o[i * 8 + 5], 4), memcpy(&m1, &o[i * 8 + 6], 4);
+      vccset += v1, scaled += !same_f32(w1, n);
+      /* fmas with operands whose a*b+c is exact in binary128 and whose scaled result is finite */
+      float fa = n, fb = d, fc = c[i];
+      bool fmas_ok = i % 3 == 1 && i >= NS32 * NS32;
+      nfmas += fmas_ok, fmas_denorm += fmas_ok && vf && fabsf(o[i * 8 + 2]) < 0x1p-126f;
+      if (!same_f32(o[i * 8], w0) || (int)(m0 >> lane & 1) != v0 || !same_f32(o[i * 8 + 1], w1) ||
+          (int)(m1 >> lane & 1) != v1)
+        if (bad[0]++ < 3)
+          fail_line("v_div_scale_f32 n %a d %a: d' %a vcc %d, n' %a vcc %d; want %a %d, %a %d", n, d, o[i * 8],
+                    m0 >> lane & 1, o[i * 8 + 1], m1 >> lane & 1, w0, v0, w1, v1);
+      if (fmas_ok && !same_f32(o[i * 8 + 2], ref_div_fmas(fa, fb, fc, vf)) && bad[1]++ < 3)
+        fail_line("v_div_fmas_f32(%a, %a, %a) vcc %d = %a, want %a", fa, fb, fc, vf, o[i * 8 + 2],
+                  ref_div_fmas(fa, fb, fc, vf));
+      if (!same_f32(o[i * 8 + 3], ref_div_fixup(c[i], d, n)) && bad[2]++ < 3)
+        fail_line("v_div_fixup_f32(%a, %a, %a) = %a, want %a", c[i], d, n, o[i * 8 + 3], ref_div_fixup(c[i], d, n));
+      if (!same_f32(o[i * 8 + 4], n / d) && bad[3]++ < 5)
+        fail_line("fdiv %a / %a = %a, want %a", n, d, o[i * 8 + 4], n / d);
+    }
+    check(!bad[0] && vccset > 50 && scaled > 50, "v_div_scale_f32: %d operand pairs (%d set VCC, %d scaled)", N,
+          vccset, scaled);
+    check(!bad[1] && fmas_denorm > 50, "v_div_fmas_f32: %d lanes, VCC 0x%08x, %d scaled into denormals (rounded once)",
+          nfmas, mask, fmas_denorm);
+    check(!bad[2], "v_div_fixup_f32: %d operand triples", N);
+    check(!bad[3], "f32 division (LLVM's macro) equals C's a / b bit for bit on %d pairs", N);
+  }
+  free(a), free(b), free(c), free(o);
+  gpu_free(&g);
+}
+
+static const uint16_t special16[] = {0x0000, 0x8000, 0x7c00, 0xfc00, 0x7e00, 0x0400, 0x0001, 0x03ff, 0x7bff,
+                                     0x3c00, 0x4200, 0xbc00, 0x1000, 0x6000};
+enum { NS16 = sizeof special16 / sizeof special16[0] };
+static uint16_t num_f16(int i) { return i < NS16 * NS16 ? special16[i / NS16] : (uint16_t)rnd(); }
+static uint16_t den_f16(int i) { return i < NS16 * NS16 ? special16[i % NS16] : (uint16_t)rnd(); }
+
+static uint16_t ref_div_fixup16(uint16_t q, uint16_t d, uint16_t n) {
+  uint16_t sign = (uint16_t)((d ^ n) & 0x8000);
+  float fd = h2f(d), fn = h2f(n);
+  if (isnan(fn)) return n | 0x200;
+  if (isnan(fd)) return d | 0x200;
+  if ((fd == 0 && fn == 0) || (isinf(fd) && isinf(fn))) return 0xfe00;
+  if (fd == 0 || isinf(fn)) return sign | 0x7c00;
+  if (isinf(fd) || fn == 0) return sign;
+  return sign | (q & 0x7fff);
+}
+
+/* f16 division: v_div_fixup_f16 on the low halves and, with op_sel, on the high halves into the high half of the
+ * destination (its low half kept), then LLVM's f16 division against C */
+static void test_div_f16(void) {
+  const char *ir = DECLS
+    "define amdgpu_kernel void @divf16(ptr addrspace(1) noalias %a, ptr addrspace(1) noalias %o, i32 %n) #0 {\n" GID(64)
+    "  %ok = icmp slt i32 %i, %n\n  br i1 %ok, label %body, label %end\nbody:\n"
+    "  %i3 = mul i32 %i, 3\n  %pa = getelementptr i32, ptr addrspace(1) %a, i32 %i3\n  %x0 = load i32, ptr addrspace(1) %pa\n"
+    "  %pb = getelementptr i32, ptr addrspace(1) %pa, i32 1\n  %x1 = load i32, ptr addrspace(1) %pb\n"
+    "  %pc = getelementptr i32, ptr addrspace(1) %pa, i32 2\n  %x2 = load i32, ptr addrspace(1) %pc\n"
+    "  %lo = call i32 asm \"v_div_fixup_f16 $0, $1, $2, $3\", \"=v,v,v,v\"(i32 %x0, i32 %x1, i32 %x2)\n"
+    "  %hi = call i32 asm \"v_div_fixup_f16 $0, $1, $2, $3 op_sel:[1,1,1,1]\", \"=v,v,v,v,0\"(i32 %x0, i32 %x1, i32 %x2, i32 %x0)\n"
+    "  %t1 = trunc i32 %x1 to i16\n  %t2 = trunc i32 %x2 to i16\n  %h1 = bitcast i16 %t1 to half\n  %h2 = bitcast i16 %t2 to half\n"
+    "  %dv = fdiv half %h2, %h1\n  %dvi = bitcast half %dv to i16\n  %dvz = zext i16 %dvi to i32\n"
+    "  %po = getelementptr i32, ptr addrspace(1) %o, i32 %i3\n  store i32 %lo, ptr addrspace(1) %po\n"
+    "  %po1 = getelementptr i32, ptr addrspace(1) %po, i32 1\n  store i32 %hi, ptr addrspace(1) %po1\n"
+    "  %po2 = getelementptr i32, ptr addrspace(1) %po, i32 2\n  store i32 %dvz, ptr addrspace(1) %po2\n"
+    "  br label %end\nend:\n  ret void\n}\n" KATTR;
+  gpu g;
+  if (gpu_load(&g, ir, "divf16")) return;
+  enum { N = 4000 };
+  uint32_t *a = malloc(N * 12), *o = malloc(N * 12);
+  for (int i = 0; i < N; i++) /* q, d, n in the low halves; other q, d, n in the high halves */
+    a[i * 3] = (uint32_t)(uint16_t)rnd() | (uint32_t)(uint16_t)rnd() << 16,
+    a[i * 3 + 1] = den_f16(i) | (uint32_t)den_f16((i + 37) % N) << 16,
+    a[i * 3 + 2] = num_f16(i) | (uint32_t)num_f16((i + 37) % N) << 16;
+  memset(o, 0xff, N * 12);
+  uint64_t args[] = {vmap(&g.vs, a, N * 12), vmap(&g.vs, o, N * 12), N};
+  if (!gpu_run(&g, "divf16", args, 3, N, 1, 1, 64, 1, 1)) {
+    int bad[3] = {0}, off1 = 0;
+    for (int i = 0; i < N; i++) {
+      uint32_t q = a[i * 3], d = a[i * 3 + 1], n = a[i * 3 + 2];
+      uint16_t wl = ref_div_fixup16((uint16_t)q, (uint16_t)d, (uint16_t)n);
+      uint16_t wh = ref_div_fixup16((uint16_t)(q >> 16), (uint16_t)(d >> 16), (uint16_t)(n >> 16));
+      uint32_t lo = o[i * 3], hi = o[i * 3 + 1];
+      if ((uint16_t)lo != wl && bad[0]++ < 3) fail_line("v_div_fixup_f16(%04x, %04x, %04x) = %04x, want %04x", q & 0xffff, d & 0xffff, n & 0xffff, lo & 0xffff, wl);
+      if ((hi >> 16 != wh || (hi & 0xffff) != (q & 0xffff)) && bad[1]++ < 3)
+        fail_line("v_div_fixup_f16 op_sel (%04x, %04x, %04x) = %08x, want %04x in the high half, %04x kept", q >> 16,
+                  d >> 16, n >> 16, hi, wh, q & 0xffff);
+      _Float16 hn, hd;
+      uint16_t un = (uint16_t)n, ud = (uint16_t)d;
+      memcpy(&hn, &un, 2), memcpy(&hd, &ud, 2);
+      _Float16 want = (_Float16)((float)hn / (float)hd); /* correctly rounded: f32 holds f16 quotients to 2p+2 bits */
+      uint16_t wu, gu = (uint16_t)o[i * 3 + 2];
+      memcpy(&wu, &want, 2);
+      bool nan_ok = isnan((float)want) && (gu & 0x7fff) > 0x7c00;
+      /* LLVM divides f16 as n * rcp(d) in f32, then rounds to f16: within one f16 ulp of the rounded quotient */
+      int diff = (int)(int16_t)gu - (int)(int16_t)wu;
+      if (!nan_ok && gu != wu) {
+        if ((diff == 1 || diff == -1) && ((gu ^ wu) & 0x8000) == 0) off1++;
+        else if (bad[2]++ < 3) fail_line("fdiv half %04x / %04x = %04x, want %04x", un, ud, gu, wu);
+      }
+    }
+    check(!bad[0], "v_div_fixup_f16: %d operand triples", N);
+    check(!bad[1], "v_div_fixup_f16 op_sel: high halves in, high half out, low half kept");
+    check(!bad[2], "f16 division (LLVM's macro) within one ulp of C's on %d pairs (%d one ulp off)", N, off1);
+  }
+  free(a), free(o);
+  gpu_free(&g);
+}
+
+/* v_movrels/v_movreld/v_movrelsd_2 on registers pinned by inline assembly (an index in M0 per workgroup), then what
+ * LLVM makes of a divergent index into a 16-element vector (a waterfall loop of v_readfirstlane + relative moves) */
+static void test_movrel(void) {
+  const char *ir = DECLS
+    "define amdgpu_kernel void @movrel(ptr addrspace(1) noalias %a, ptr addrspace(1) noalias %ix, ptr addrspace(1) noalias %o) #0 {\n"
+    GID(64)
+    "  %i8 = mul i32 %i, 8\n  %sel = and i32 %wgid, 7\n  %sel2 = lshr i32 %wgid, 3\n  %sd = and i32 %sel2, 7\n"
+    "  %pa = getelementptr i32, ptr addrspace(1) %a, i32 %i8\n"
+    "  %x0 = load i32, ptr addrspace(1) %pa\n"
+    "  %p1 = getelementptr i32, ptr addrspace(1) %pa, i32 1\n  %x1 = load i32, ptr addrspace(1) %p1\n"
+    "  %p2 = getelementptr i32, ptr addrspace(1) %pa, i32 2\n  %x2 = load i32, ptr addrspace(1) %p2\n"
+    "  %p3 = getelementptr i32, ptr addrspace(1) %pa, i32 3\n  %x3 = load i32, ptr addrspace(1) %p3\n"
+    "  %p4 = getelementptr i32, ptr addrspace(1) %pa, i32 4\n  %x4 = load i32, ptr addrspace(1) %p4\n"
+    "  %p5 = getelementptr i32, ptr addrspace(1) %pa, i32 5\n  %x5 = load i32, ptr addrspace(1) %p5\n"
+    "  %p6 = getelementptr i32, ptr addrspace(1) %pa, i32 6\n  %x6 = load i32, ptr addrspace(1) %p6\n"
+    "  %p7 = getelementptr i32, ptr addrspace(1) %pa, i32 7\n  %x7 = load i32, ptr addrspace(1) %p7\n"
+    "  %rs = call i32 asm sideeffect \"s_mov_b32 m0, $9\\0Av_movrels_b32 $0, v40\", \"=v,{v40},{v41},{v42},{v43},{v44},{v45},{v46},{v47},s\"(i32 %x0, i32 %x1, i32 %x2, i32 %x3, i32 %x4, i32 %x5, i32 %x6, i32 %x7, i32 %sel)\n"
+    "  %rd = call { i32, i32, i32, i32, i32, i32, i32, i32 } asm sideeffect \"s_mov_b32 m0, $9\\0Av_movreld_b32 v40, $8\", \"={v40},={v41},={v42},={v43},={v44},={v45},={v46},={v47},v,s,0,1,2,3,4,5,6,7\"(i32 %i, i32 %sel, i32 %x0, i32 %x1, i32 %x2, i32 %x3, i32 %x4, i32 %x5, i32 %x6, i32 %x7)\n"
+    "  %m2 = shl i32 %sd, 16\n  %m2b = or i32 %m2, %sel\n"
+    "  %r2 = call { i32, i32, i32, i32, i32, i32, i32, i32 } asm sideeffect \"s_mov_b32 m0, $16\\0Av_movrelsd_2_b32 v40, v48\", \"={v40},={v41},={v42},={v43},={v44},={v45},={v46},={v47},{v48},{v49},{v50},{v51},{v52},{v53},{v54},{v55},s,0,1,2,3,4,5,6,7\"(i32 %x7, i32 %x6, i32 %x5, i32 %x4, i32 %x3, i32 %x2, i32 %x1, i32 %x0, i32 %m2b, i32 0, i32 0, i32 0, i32 0, i32 0, i32 0, i32 0, i32 0)\n"
+    "  %pix = getelementptr i32, ptr addrspace(1) %ix, i32 %i\n  %dyn = load i32, ptr addrspace(1) %pix\n"
+      "  %vq = getelementptr <16 x i32>, ptr addrspace(1) %a, i32 %i\n  %vec = load <16 x i32>, ptr addrspace(1) %vq\n"
+    "  %ex = extractelement <16 x i32> %vec, i32 %dyn\n  %dyn2 = xor i32 %dyn, 5\n"
+    "  %ins = insertelement <16 x i32> %vec, i32 %i, i32 %dyn2\n  %s3 = extractelement <16 x i32> %ins, i32 3\n"
+    "  %ssum = add i32 %s3, %ex\n"
+    "  %po = getelementptr i32, ptr addrspace(1) %o, i32 %i8\n  store i32 %rs, ptr addrspace(1) %po\n"
+    "  %rd0 = extractvalue { i32, i32, i32, i32, i32, i32, i32, i32 } %rd, 0\n"
+    "  %rd1 = extractvalue { i32, i32, i32, i32, i32, i32, i32, i32 } %rd, 1\n"
+    "  %rd7 = extractvalue { i32, i32, i32, i32, i32, i32, i32, i32 } %rd, 7\n"
+    "  %rdx = add i32 %rd0, %rd1\n  %rdy = add i32 %rdx, %rd7\n"
+    "  %po1 = getelementptr i32, ptr addrspace(1) %po, i32 1\n  store i32 %rdy, ptr addrspace(1) %po1\n"
+    "  %r20 = extractvalue { i32, i32, i32, i32, i32, i32, i32, i32 } %r2, 0\n"
+    "  %r23 = extractvalue { i32, i32, i32, i32, i32, i32, i32, i32 } %r2, 3\n"
+    "  %r27 = extractvalue { i32, i32, i32, i32, i32, i32, i32, i32 } %r2, 7\n"
+    "  %po2 = getelementptr i32, ptr addrspace(1) %po, i32 2\n  store i32 %r20, ptr addrspace(1) %po2\n"
+    "  %po3 = getelementptr i32, ptr addrspace(1) %po, i32 3\n  store i32 %r23, ptr addrspace(1) %po3\n"
+    "  %po4 = getelementptr i32, ptr addrspace(1) %po, i32 4\n  store i32 %r27, ptr addrspace(1) %po4\n"
+    "  %po5 = getelementptr i32, ptr addrspace(1) %po, i32 5\n  store i32 %ex, ptr addrspace(1) %po5\n"
+    "  %po6 = getelementptr i32, ptr addrspace(1) %po, i32 6\n  store i32 %ssum, ptr addrspace(1) %po6\n"
+    "  ret void\n}\n" KATTR;
+  gpu g;
+  if (gpu_load(&g, ir, "movrel")) return;
+  enum { WG = 64, N = 64 * WG };
+  uint32_t *a = malloc(N * 64), *ix = malloc(N * 4), *o = malloc(N * 32);
+  for (int i = 0; i < N * 16; i++) a[i] = rnd();
+  for (int i = 0; i < N; i++) ix[i] = rnd() % 16;
+  memset(o, 0xff, N * 32);
+  uint64_t args[] = {vmap(&g.vs, a, N * 64), vmap(&g.vs, ix, N * 4), vmap(&g.vs, o, N * 32)};
+  if (!gpu_run(&g, "movrel", args, 3, N, 1, 1, 64, 1, 1)) {
+    int bad[4] = {0};
+    for (int i = 0; i < N; i++) {
+      int wg = i / 64, sel = wg & 7, sd = (wg >> 3) & 7;
+      const uint32_t *x = a + i * 8, *v = a + i * 16, *r = o + i * 8;
+      uint32_t d[8], rs[8];
+      memcpy(d, x, 32), d[sel] = (uint32_t)i;
+      /* movrelsd_2: v48..v55 hold x7..x0, v40..v47 zeros; v[40 + sd] = v[48 + sel] */
+      for (int k = 0; k < 8; k++) rs[k] = 0;
+      rs[sd] = x[7 - sel];
+      if (r[0] != x[sel] && bad[0]++ < 3) fail_line("v_movrels_b32 lane %d, m0 %d: %u, want %u", i, sel, r[0], x[sel]);
+      if (r[1] != d[0] + d[1] + d[7] && bad[1]++ < 3) fail_line("v_movreld_b32 lane %d, m0 %d", i, sel);
+      if ((r[2] != rs[0] || r[3] != rs[3] || r[4] != rs[7]) && bad[2]++ < 3)
+        fail_line("v_movrelsd_2_b32 lane %d, m0 %d|%d<<16: %u %u %u, want %u %u %u", i, sel, sd, r[2], r[3], r[4],
+                  rs[0], rs[3], rs[7]);
+      uint32_t ins3 = (ix[i] ^ 5) == 3 ? (uint32_t)i : v[3];
+      if ((r[5] != v[ix[i]] || r[6] != ins3 + v[ix[i]]) && bad[3]++ < 3)
+        fail_line("dynamic extract/insert lane %d, index %u: %u %u, want %u %u", i, ix[i], r[5], r[6], v[ix[i]],
+                  ins3 + v[ix[i]]);
+    }
+    check(!bad[0], "v_movrels_b32: v[40 + m0], m0 per workgroup");
+    check(!bad[1], "v_movreld_b32: v[40 + m0] written, the others kept");
+    check(!bad[2], "v_movrelsd_2_b32: source offset m0[9:0], destination offset m0[25:16]");
+    check(!bad[3], "divergent index into <16 x i32>: extract and insert, %d lanes", N);
+  }
+  free(a), free(ix), free(o);
+  gpu_free(&g);
+}
+
+static uint32_t ref_cls32(uint32_t a) {
+  for (int i = 1; i < 32; i++)
+    if ((a >> (31 - i) & 1) != (a >> 31)) return (uint32_t)i;
+  return ~0u;
+}
+static uint32_t ref_cls64(uint64_t a) {
+  for (int i = 1; i < 64; i++)
+    if ((a >> (63 - i) & 1) != (a >> 63)) return (uint32_t)i;
+  return ~0u;
+}
+static uint32_t ref_clz64(uint64_t a) {
+  for (int i = 0; i < 64; i++)
+    if (a >> (63 - i) & 1) return (uint32_t)i;
+  return ~0u;
+}
+
+/* scalar: s_cls_i32, s_cls_i32_i64, s_clz_i32_u64 on one value per wave (all-equal bits, single bits, random
+ * values with long runs) and s_movrels_b32 / s_movreld_b32 on SGPRs pinned by inline assembly */
+static void test_scalar_bits(void) {
+  const char *ir = DECLS
+    "declare i32 @llvm.amdgcn.readfirstlane(i32)\n"
+    "define amdgpu_kernel void @sbits(ptr addrspace(1) noalias %a, ptr addrspace(1) noalias %o) #0 {\n"
+    "  %wg = call i32 @llvm.amdgcn.workgroup.id.x()\n  %w2 = mul i32 %wg, 2\n"
+    "  %pa = getelementptr i32, ptr addrspace(1) %a, i32 %w2\n  %lv = load i32, ptr addrspace(1) %pa\n"
+    "  %pa1 = getelementptr i32, ptr addrspace(1) %pa, i32 1\n  %hv = load i32, ptr addrspace(1) %pa1\n"
+    "  %lo = call i32 @llvm.amdgcn.readfirstlane(i32 %lv)\n  %hi = call i32 @llvm.amdgcn.readfirstlane(i32 %hv)\n"
+    "  %lo64 = zext i32 %lo to i64\n  %hi64 = zext i32 %hi to i64\n  %hs = shl i64 %hi64, 32\n  %v64 = or i64 %hs, %lo64\n"
+    "  %c32 = call i32 asm \"s_cls_i32 $0, $1\", \"=s,s\"(i32 %lo)\n"
+    "  %c64 = call i32 asm \"s_cls_i32_i64 $0, $1\", \"=s,s\"(i64 %v64)\n"
+    "  %z64 = call i32 asm \"s_clz_i32_u64 $0, $1\", \"=s,s\"(i64 %v64)\n"
+    "  %sel = and i32 %wg, 3\n"
+    "  %mr = call i32 asm sideeffect \"s_mov_b32 m0, $5\\0As_movrels_b32 $0, s40\", \"=s,{s40},{s41},{s42},{s43},s\"(i32 %lo, i32 %hi, i32 %c32, i32 %c64, i32 %sel)\n"
+    "  %md = call { i32, i32, i32, i32 } asm sideeffect \"s_mov_b32 m0, $5\\0As_movreld_b32 s40, $4\", \"={s40},={s41},={s42},={s43},s,s,0,1,2,3\"(i32 %wg, i32 %sel, i32 %lo, i32 %hi, i32 %c32, i32 %c64)\n"
+    "  %md0 = extractvalue { i32, i32, i32, i32 } %md, 0\n  %md1 = extractvalue { i32, i32, i32, i32 } %md, 1\n"
+    "  %md2 = extractvalue { i32, i32, i32, i32 } %md, 2\n  %md3 = extractvalue { i32, i32, i32, i32 } %md, 3\n"
+    "  %w8 = mul i32 %wg, 8\n  %po = getelementptr i32, ptr addrspace(1) %o, i32 %w8\n"
+    "  store i32 %c32, ptr addrspace(1) %po\n"
+    "  %po1 = getelementptr i32, ptr addrspace(1) %po, i32 1\n  store i32 %c64, ptr addrspace(1) %po1\n"
+    "  %po2 = getelementptr i32, ptr addrspace(1) %po, i32 2\n  store i32 %z64, ptr addrspace(1) %po2\n"
+    "  %po3 = getelementptr i32, ptr addrspace(1) %po, i32 3\n  store i32 %mr, ptr addrspace(1) %po3\n"
+    "  %po4 = getelementptr i32, ptr addrspace(1) %po, i32 4\n  store i32 %md0, ptr addrspace(1) %po4\n"
+    "  %po5 = getelementptr i32, ptr addrspace(1) %po, i32 5\n  store i32 %md1, ptr addrspace(1) %po5\n"
+    "  %po6 = getelementptr i32, ptr addrspace(1) %po, i32 6\n  store i32 %md2, ptr addrspace(1) %po6\n"
+    "  %po7 = getelementptr i32, ptr addrspace(1) %po, i32 7\n  store i32 %md3, ptr addrspace(1) %po7\n"
+    "  ret void\n}\n" KATTR;
+  gpu g;
+  if (gpu_load(&g, ir, "sbits")) return;
+  enum { W = 300 };
+  uint64_t *a = malloc(W * 8);
+  uint32_t *o = malloc(W * 32);
+  static const uint64_t special[] = {0, ~0ull, 1, 0x8000000000000000ull, 0x40000000ull, 0xffffffff00000000ull,
+                                     0x00000000ffffffffull, 0x0000010080000000ull, 0xfffffffe7fffffffull,
+                                     0x7fffffffffffffffull, 0x80000000ull, 0xffffffff80000000ull};
+  for (int i = 0; i < W; i++) {
+    uint64_t v = rnd() | (uint64_t)rnd() << 32;
+    a[i] = i < 12 ? special[i] : (i & 1) ? v >> (rnd() % 64) : (uint64_t)((int64_t)v >> (rnd() % 64));
+  }
+  memset(o, 0xff, W * 32);
+  uint64_t args[] = {vmap(&g.vs, a, W * 8), vmap(&g.vs, o, W * 32)};
+  if (!gpu_run(&g, "sbits", args, 2, W * 32, 1, 1, 32, 1, 1)) {
+    int bad[3] = {0};
+    for (int i = 0; i < W; i++) {
+      uint32_t lo = (uint32_t)a[i], hi = (uint32_t)(a[i] >> 32), *r = o + i * 8;
+      uint32_t c32 = ref_cls32(lo), c64 = ref_cls64(a[i]), regs[4] = {lo, hi, c32, c64};
+      int sel = i & 3;
+      if ((r[0] != c32 || r[1] != c64 || r[2] != ref_clz64(a[i])) && bad[0]++ < 3)
+        fail_line("%016llx: s_cls_i32 %d s_cls_i32_i64 %d s_clz_i32_u64 %d, want %d %d %d", (unsigned long long)a[i],
+                  (int)r[0], (int)r[1], (int)r[2], (int)c32, (int)c64, (int)ref_clz64(a[i]));
+      if (r[3] != regs[sel] && bad[1]++ < 3) fail_line("s_movrels_b32 m0 %d: %u, want %u", sel, r[3], regs[sel]);
+      regs[sel] = (uint32_t)i;
+      if (memcmp(r + 4, regs, 16) && bad[2]++ < 3) fail_line("s_movreld_b32 m0 %d: s40..s43 wrong", sel);
+    }
+    check(!bad[0], "s_cls_i32, s_cls_i32_i64, s_clz_i32_u64: %d values", W);
+    check(!bad[1] && !bad[2], "s_movrels_b32 / s_movreld_b32: s[40 + m0]");
+  }
+  free(a), free(o);
+  gpu_free(&g);
+}
+
 int main(void) {
   test_f32();
   test_lds_reduce();
@@ -741,6 +1115,10 @@ int main(void) {
   test_quant();
   test_matvec();
   test_packed();
+  test_div_f32();
+  test_div_f16();
+  test_movrel();
+  test_scalar_bits();
   test_errors();
   test_loader_errors();
   printf("decoder: %d instructions compared with LLVM's disassembler\n", decoded_insts);

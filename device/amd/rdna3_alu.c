@@ -204,6 +204,23 @@ static int alu_int(kn_lane *x, unsigned op) {
   case V_MAX_I16: { int16_t p = (int16_t)H16(x, 0, T_B32), q = (int16_t)H16(x, 1, T_B32); kn_put16(x, (uint16_t)(p > q ? p : q)); return 0; }
   case V_MIN_I16: { int16_t p = (int16_t)H16(x, 0, T_B32), q = (int16_t)H16(x, 1, T_B32); kn_put16(x, (uint16_t)(p < q ? p : q)); return 0; }
   case V_CNDMASK_B16: kn_put16(x, carry_in(x) ? H16(x, 1, T_B32) : H16(x, 0, T_B32)); return 0;
+  case V_MAD_I16: kn_put16(x, (uint16_t)((int16_t)H16(x, 0, T_B32) * (int16_t)H16(x, 1, T_B32) + (int16_t)H16(x, 2, T_B32))); return 0;
+  case V_MIN3_U16: case V_MAX3_U16: case V_MED3_U16: {
+    uint32_t p = H16(x, 0, T_B32), q = H16(x, 1, T_B32), r = H16(x, 2, T_B32);
+    uint32_t m = op == V_MED3_U16 ? med3u(p, q, r) : op == V_MIN3_U16 ? (p < q ? p : q) : (p > q ? p : q);
+    if (op == V_MIN3_U16) m = m < r ? m : r;
+    if (op == V_MAX3_U16) m = m > r ? m : r;
+    kn_put16(x, (uint16_t)m);
+    return 0;
+  }
+  case V_MIN3_I16: case V_MAX3_I16: case V_MED3_I16: {
+    int32_t p = (int16_t)H16(x, 0, T_B32), q = (int16_t)H16(x, 1, T_B32), r = (int16_t)H16(x, 2, T_B32);
+    int32_t m = op == V_MED3_I16 ? med3i(p, q, r) : op == V_MIN3_I16 ? (p < q ? p : q) : (p > q ? p : q);
+    if (op == V_MIN3_I16) m = m < r ? m : r;
+    if (op == V_MAX3_I16) m = m > r ? m : r;
+    kn_put16(x, (uint16_t)m);
+    return 0;
+  }
   default: return 1; /* not an integer opcode */
   }
 }
@@ -294,29 +311,6 @@ static int alu_f32(kn_lane *x, unsigned op) {
     kn_put32(x, (U32(x, 2) & ~(0xffu << (8 * byte))) | v << (8 * byte));
     return 0;
   }
-  case V_DIV_FIXUP_F32: { /* the quotient computed from the scaled division, with the special cases of n/d */
-    float q = F32(x, 0), d = F32(x, 1), n = F32(x, 2);
-    float r = q;
-    if (n != n || d != d) r = NAN;
-    else if (d == 0 && n == 0) r = NAN;
-    else if (isinf(d) && isinf(n)) r = NAN;
-    else if (d == 0 || isinf(n)) r = copysignf(INFINITY, n) * copysignf(1.0f, d);
-    else if (isinf(d)) r = copysignf(0.0f, n) * copysignf(1.0f, d);
-    else if (q != q || isinf(q)) r = n / d;
-    kn_putf32(x, r);
-    return 0;
-  }
-  case V_DIV_SCALE_F32: { /* no scaling needed for operands in the normal range: return src0 unchanged */
-    float s0 = F32(x, 0), d = F32(x, 1), n = F32(x, 2);
-    int ed, en;
-    frexpf(d, &ed), frexpf(n, &en);
-    if (d != 0 && n != 0 && !isinf(d) && !isinf(n) && (en - ed >= 96 || en - ed <= -96 || ed <= -125 || en <= -125 ||
-                                                       ed >= 127))
-      return 1; /* extreme exponents need the hardware's scaling: refuse rather than guess */
-    kn_putf32(x, s0), x->cc = 0;
-    return 0;
-  }
-  case V_DIV_FMAS_F32: kn_putf32(x, fmaf(F32(x, 0), F32(x, 1), F32(x, 2))); return 0; /* VCC clear: no rescale */
   default: return 1;
   }
 }
@@ -405,6 +399,6 @@ static int alu_f64(kn_lane *x, unsigned op) {
 
 int kn_alu_lane(kn_lane *x) {
   unsigned op = x->in->op;
-  if (!alu_int(x, op) || !alu_f32(x, op) || !alu_f16(x, op) || !alu_f64(x, op)) return 0;
+  if (!alu_int(x, op) || !alu_f32(x, op) || !alu_f16(x, op) || !alu_f64(x, op) || !kn_alu_div(x, op)) return 0;
   return -1;
 }

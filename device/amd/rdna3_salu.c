@@ -144,6 +144,28 @@ static int saveexec(kn_cu *cu, kn_wave *w, uint32_t dst, uint32_t s) {
   return kn_swrite(cu, w, dst, wrexec ? n : e);
 }
 
+/* s_cls: how many bits after the sign bit equal it (the first differing bit's distance from bit 31 or 63); -1 when
+ * every bit is the same */
+static uint32_t cls32(uint32_t a) {
+  uint32_t t = (int32_t)a < 0 ? ~a : a;
+  return t ? (uint32_t)__builtin_clz(t) : ~0u;
+}
+static uint32_t cls64(uint64_t a) {
+  uint64_t t = (int64_t)a < 0 ? ~a : a;
+  return t ? (uint32_t)__builtin_clzll(t) : ~0u;
+}
+
+/* s_movrels/s_movreld: an SGPR index relative to M0 (movrels reads s[src0 + M0], movreld writes s[dst + M0]) */
+static int smovrel(kn_cu *cu, kn_wave *w, uint32_t dst, uint32_t src) {
+  bool b64 = cu->op == S_MOVRELS_B64 || cu->op == S_MOVRELD_B64, rel_src = cu->op <= S_MOVRELS_B64;
+  uint64_t m0 = w->s[OP_M0], s = rel_src ? src + m0 : src, d = rel_src ? dst : dst + m0;
+  if ((rel_src && s + b64 >= 106) || (!rel_src && d + b64 >= 106))
+    return kn_cu_fail(cu, w, "relative SGPR index past s105 (s%llu, M0 0x%llx)",
+                      (unsigned long long)(rel_src ? s : d), (unsigned long long)m0);
+  uint64_t v = b64 ? kn_sread64(cu, w, (unsigned)s, T_B64) : kn_sread(cu, w, (unsigned)s, T_B32);
+  return b64 ? kn_swrite64(cu, w, (unsigned)d, v) : kn_swrite(cu, w, (unsigned)d, (uint32_t)v);
+}
+
 int kn_exec_sop1(kn_cu *cu, kn_wave *w) {
   uint32_t i = cu->w[0], dst = bits(i, 22, 16), s0 = bits(i, 7, 0);
   uint32_t a = kn_sread(cu, w, s0, T_B32);
@@ -164,6 +186,10 @@ int kn_exec_sop1(kn_cu *cu, kn_wave *w) {
   case S_CTZ_I32_B32: rc = kn_swrite(cu, w, dst, a ? (uint32_t)__builtin_ctz(a) : ~0u); break;
   case S_CLZ_I32_U32: rc = kn_swrite(cu, w, dst, a ? (uint32_t)__builtin_clz(a) : ~0u); break;
   case S_CTZ_I32_B64: rc = kn_swrite(cu, w, dst, A ? (uint32_t)__builtin_ctzll(A) : ~0u); break;
+  case S_CLZ_I32_U64: rc = kn_swrite(cu, w, dst, A ? (uint32_t)__builtin_clzll(A) : ~0u); break;
+  case S_CLS_I32: rc = kn_swrite(cu, w, dst, cls32(a)); break;
+  case S_CLS_I32_I64: rc = kn_swrite(cu, w, dst, cls64(A)); break;
+  case S_MOVRELS_B32: case S_MOVRELS_B64: case S_MOVRELD_B32: case S_MOVRELD_B64: rc = smovrel(cu, w, dst, s0); break;
   case S_SEXT_I32_I8: rc = kn_swrite(cu, w, dst, sext(a, 8)); break;
   case S_SEXT_I32_I16: rc = kn_swrite(cu, w, dst, sext(a, 16)); break;
   case S_BITSET0_B32: rc = kn_swrite(cu, w, dst, (dst < 128 ? w->s[dst] : 0) & ~(1u << (a & 31))); break;

@@ -80,6 +80,37 @@ static bool dpp_writes(const kn_valu *in, int l) {
 
 /* ---- cross-lane and scalar-result opcodes ---- */
 
+/* v_movrel*: a VGPR index relative to M0 (an array held in registers, indexed by a wave-uniform value). movrels
+ * reads v[src0 + M0], movreld writes v[vdst + M0], movrelsd both, movrelsd_2 with M0[9:0] for the source and
+ * M0[25:16] for the destination. Source operands other than a VGPR move the value as is (movreld). An index past the
+ * 256 VGPRs is an error naming it. */
+static int movrel(kn_cu *cu, kn_wave *w, const kn_valu *in) {
+  uint32_t m0 = w->s[OP_M0], exec = exec_mask(w);
+  uint32_t soff = 0, doff = 0;
+  switch (in->op) {
+  case V_MOVRELS_B32: soff = m0; break;
+  case V_MOVRELD_B32: doff = m0; break;
+  case V_MOVRELSD_B32: soff = doff = m0; break;
+  default: soff = m0 & 0x3ff, doff = m0 >> 16 & 0x3ff; break;
+  }
+  if (in->dpp) return kn_cu_fail(cu, w, "DPP on a relative move");
+  bool vsrc = in->src[0] >= OP_VGPR0;
+  uint64_t s = vsrc ? (uint64_t)(in->src[0] - OP_VGPR0) + soff : 0, d = (uint64_t)in->vdst + doff;
+  if ((vsrc && s >= KN_NVGPR) || d >= KN_NVGPR)
+    return kn_cu_fail(cu, w, "relative VGPR index past v255 (source v%llu, destination v%llu, M0 0x%x)",
+                      (unsigned long long)s, (unsigned long long)d, m0);
+  if (!vsrc && in->op != V_MOVRELD_B32) return kn_cu_fail(cu, w, "relative source that is not a VGPR");
+  uint32_t val[KN_LANES];
+  kn_lane x = {.cu = cu, .w = w, .in = in};
+  for (int l = 0; l < KN_LANES; l++) {
+    x.l = l;
+    val[l] = vsrc ? w->v[s][l] : U32(&x, 0);
+  }
+  for (int l = 0; l < KN_LANES; l++)
+    if (exec >> l & 1) w->v[d][l] = val[l];
+  return 0;
+}
+
 static int cross_lane(kn_cu *cu, kn_wave *w, const kn_valu *in, bool *done) {
   *done = true;
   kn_lane x = {.cu = cu, .w = w, .in = in};
@@ -109,6 +140,8 @@ static int cross_lane(kn_cu *cu, kn_wave *w, const kn_valu *in, bool *done) {
       if (exec >> l & 1) w->v[in->vdst][l] = out[l];
     return 0;
   }
+  case V_MOVRELS_B32: case V_MOVRELD_B32: case V_MOVRELSD_B32: case V_MOVRELSD_2_B32:
+    return movrel(cu, w, in);
   default: *done = false; return 0;
   }
 }

@@ -76,6 +76,8 @@ void kn_put16(kn_lane *x, uint16_t v);
 
 /* Semantics of one lane (rdna3_alu.c): 0, or -1 when the opcode is not implemented. */
 int kn_alu_lane(kn_lane *x);
+/* The division macro's scale/fmas/fixup (rdna3_div.c): 0, or 1 when op is not one of them. */
+int kn_alu_div(kn_lane *x, unsigned op);
 /* Compare opcodes (0..255): 1 when op is a compare, with the lane's result in *bit. */
 int kn_cmp_lane(const kn_lane *x, int *bit);
 
