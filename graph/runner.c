@@ -16,6 +16,7 @@ typedef struct {
   kn_buf *bufs[KN_MAXBUFS];
   kn_var *vars[KN_MAXVARS];
   double flops_est, bytes_est;
+  bool fresh_out; /* the kernel writes every element of bufs[0] (not an assign into part of an existing buffer) */
 } exec_item;
 
 struct kn_plan {
@@ -282,6 +283,7 @@ kn_plan *kn_plan_new_shared(kn_t *outputs, int n, kn_scratch *scratch) {
     memcpy(x->global, e->c.global, sizeof x->global);
     memcpy(x->local, e->c.local, sizeof x->local);
     x->nbufs = s.items[i].nbufs, x->nvars = s.items[i].nvars;
+    x->fresh_out = s.items[i].node->op != KN_OP_ASSIGN;
     memcpy(x->vars, s.items[i].vars, sizeof x->vars);
     estimate(x, s.items[i].k);
   }
@@ -318,9 +320,24 @@ static int bind_values(const exec_item *x, const kn_bind *binds, int n, int64_t 
   return 0;
 }
 
+/* KILN_POISON=1 (a test mode): before each launch, the output of a kernel that must write all of it is filled with
+ * all-ones bytes (NaN in every float format, -1 in integers), so an element the kernel leaves unwritten shows as
+ * NaN instead of a leftover that may happen to be right. Assigns (a slice of an existing buffer) are left alone. */
+static int poison_output(const exec_item *x) {
+  kn_buf *b = x->bufs[0];
+  void *ones = malloc(b->nbytes ? b->nbytes : 1);
+  if (!ones) return kn_graph_fail("KILN_POISON: out of memory for %zu bytes", b->nbytes), -1;
+  memset(ones, 0xff, b->nbytes);
+  int rc = kn_buf_copyin(b, 0, ones, b->nbytes);
+  free(ones);
+  if (rc) kn_graph_fail("KILN_POISON: filling the output of %s failed", x->name);
+  return rc ? -1 : 0;
+}
+
 static int plan_run(kn_plan *p, const kn_bind *binds, int n) {
   char err[512];
   int dbg = kn_debug();
+  bool poison = kn_getenv_int("KILN_POISON", 0) != 0;
   for (int b = 0; b < n; b++) {
     const kn_var *v = binds[b].var;
     if (!v || binds[b].value < v->min || binds[b].value > v->max) {
@@ -333,6 +350,7 @@ static int plan_run(kn_plan *p, const kn_bind *binds, int n) {
     exec_item *x = &p->items[i];
     int64_t vals[KN_MAXVARS];
     if (bind_values(x, binds, n, vals)) return -1;
+    if (poison && x->fresh_out && x->nbufs > 0 && poison_output(x)) return -1;
     double t0 = dbg >= 2 ? kn_now() : 0;
     if (kn_program_launch(x->prog, x->bufs, x->nbufs, vals, x->nvars, x->global, x->local, err, sizeof err)) {
       kn_graph_fail("launching %s: %s", x->name, err);

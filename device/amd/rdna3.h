@@ -45,4 +45,10 @@ int kn_rdna3_run(const kn_rdna3_dispatch *d, const kn_rdna3_mem *mem, kn_rdna3_s
  * mnemonic (NULL when LLVM knows none); 0 when the words are not a gfx11 encoding the interpreter decodes. */
 unsigned kn_rdna3_decode(const uint32_t *words, size_t n, const char **family, unsigned *op, const char **mnemonic);
 
+/* One instruction at words[0..n) (pc: its offset from the kernel's entry, for messages) run once by the
+ * interpreter's executor on a scratch wave: its length in bytes, or 0 with the message a dispatch would fail with
+ * (an instruction the emulator does not implement names its mnemonic). For walking the code objects a suite
+ * compiled (tests/test_amd_kcache.c). */
+unsigned kn_rdna3_probe(const uint32_t *words, size_t n, const char *kernel, uint64_t pc, char *err, size_t errlen);
+
 #endif
