@@ -108,6 +108,15 @@ int main(int argc, char **argv) {
   kn_llvm_init();
   dc = LLVMCreateDisasmCPU("amdgcn-amd-amdhsa", "gfx1100", NULL, 0, NULL, NULL);
   if (!check(dc != NULL, "LLVM's gfx1100 disassembler")) return check_summary();
+  /* the probe itself: an instruction the emulator implements passes, one it does not is refused by name */
+  char err[512] = "";
+  const uint32_t add[1] = {0x06000501u};                 /* v_add_f32_e32 v0, v1, v2 */
+  const uint32_t cube[2] = {0xd60c0001u, 0x03d9e8f2u};   /* v_cubeid_f32 v1, 1.0, 2.0, 4.0 */
+  check(kn_rdna3_probe(add, 1, "self-check", 0, err, sizeof err) == 4, "probe runs v_add_f32: %s", err);
+  err[0] = 0;
+  check(!kn_rdna3_probe(cube, 2, "self-check", 8, err, sizeof err) && strstr(err, "v_cubeid_f32") &&
+            strstr(err, "not implemented") && strstr(err, "entry+8"),
+        "probe refuses v_cubeid_f32 by name: %s", err);
   DIR *d = opendir(argv[1]);
   if (!d) {
     printf("FAIL: cannot open %s\n", argv[1]);

@@ -17,7 +17,16 @@ static void expect(const char *name, kn_t t, int max_kernels, int min_kernels, c
   if (!ok) snprintf(why, sizeof why, "%d kernels, want %d..%d (%s)", k, min_kernels, max_kernels, kn_ctx_error(c) ? kn_ctx_error(c) : "");
   if (ok && want) {
     float *got = malloc(n * sizeof *got);
+    kn_device *dev = kn_ctx_device(c);
+    kn_device_counters_reset(dev);
     if (kn_to_host(t, got, n * sizeof *got)) ok = false, snprintf(why, sizeof why, "realize: %s", kn_ctx_error(c));
+    /* a device that counts its launches (AMD:EMU) runs exactly the scheduled kernels: one launch each */
+    kn_kernel_counters kc[16];
+    int nk = kn_device_counters(dev, kc, 16);
+    uint64_t launches = 0;
+    for (int i = 0; i < nk; i++) launches += kc[i].launches;
+    if (ok && nk && launches != (uint64_t)k)
+      ok = false, snprintf(why, sizeof why, "%llu launches for %d scheduled kernels", (unsigned long long)launches, k);
     for (int64_t i = 0; ok && i < n; i++)
       if (fabs(got[i] - want[i]) > tol * (1 + fabs(want[i])))
         ok = false, snprintf(why, sizeof why, "element %lld: %g vs %g", (long long)i, got[i], want[i]);
