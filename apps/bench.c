@@ -15,14 +15,17 @@
 #include "models/sample.h"
 
 static int usage(FILE *f) {
-  fprintf(f, "usage: kiln bench -m FILE|NAME [-p N] [-n N] [-r REPS] [-c CTX] [--ttft N] [--kv-type f16|f32]\n\n"
+  fprintf(f, "usage: kiln bench -m FILE|NAME [-p N] [-n N] [-r REPS] [-c CTX] [--ttft N] [--kv-type f16|f32]\n"
+             "                  [--batch B]\n\n"
              "Measures prompt processing of N tokens (-p, default 128) and generation of N tokens (-n, default 32),\n"
              "each repeated REPS times (default 3), and prints medians in tokens/s with the peak resident memory.\n"
              "Also: the time to the first token of prompts of about N tokens (--ttft, default 100; 0: skip), each a\n"
              "length no earlier prompt had, against the time the pp rate gives those tokens; and the machine's read\n"
              "bandwidth (a 512 MiB buffer read by as many threads as the device uses, in a child process, between\n"
              "the runs), the decode limit it sets (bandwidth / bytes read per token: the weights, the tied output\n"
-             "matrix, the KV cache) and decode as a fraction of that limit.\n");
+             "matrix, the KV cache) and decode as a fraction of that limit.\n"
+             "With --batch B (B > 1): B sequences decoding together (continuous batching: one pass carries one row of\n"
+             "each, so the weights are read once per step for all), their aggregate tok/s and its ratio to one alone.\n");
   return f == stdout ? 0 : 2;
 }
 
@@ -47,7 +50,7 @@ static double bytes_per_token(const kn_model *m, int pos) {
   double w = (double)m->weight_bytes;
   const kn_gguf_tensor *emb = kn_gguf_tensor_find(m->file, "token_embd.weight");
   if (emb && kn_gguf_tensor_find(m->file, "output.weight")) w -= (double)emb->nbytes;
-  double kv_per_pos = (double)m->kv_bytes / m->n_slots / m->n_ctx;
+  double kv_per_pos = 2.0 * m->hp.n_layer * m->hp.n_head_kv * m->hp.head_dim * kn_dtype_get(m->kv_dtype)->itemsize;
   return w + kv_per_pos * pos;
 }
 
@@ -89,7 +92,7 @@ static double median(double *v, int n) {
 
 int kn_cmd_bench(int argc, char **argv) {
   const char *model = NULL;
-  int pp = 128, tg = 32, reps = 3, n_ctx = 0, ttft = 100;
+  int pp = 128, tg = 32, reps = 3, n_ctx = 0, ttft = 100, batch = 1;
   kn_dtype kv = KN_F16;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -102,10 +105,11 @@ int kn_cmd_bench(int argc, char **argv) {
     else if (!strcmp(a, "-r")) reps = atoi(v);
     else if (!strcmp(a, "-c")) n_ctx = atoi(v);
     else if (!strcmp(a, "--ttft")) ttft = atoi(v);
+    else if (!strcmp(a, "--batch")) batch = atoi(v);
     else if (!strcmp(a, "--kv-type")) kv = !strcmp(v, "f32") ? KN_F32 : KN_F16;
     else return fprintf(stderr, "kiln bench: unknown option '%s'\n", a), usage(stderr);
   }
-  if (!model || pp < 1 || tg < 0 || reps < 1 || ttft < 0) return usage(stderr);
+  if (!model || pp < 1 || tg < 0 || reps < 1 || ttft < 0 || batch < 1 || batch > KN_MAX_PASS) return usage(stderr);
   char err[1024], path[4096];
   if (kn_registry_resolve(model, path, sizeof path, err, sizeof err)) return fprintf(stderr, "kiln bench: %s\n", err), 1;
   kn_device *dev = kn_device_open(NULL, err, sizeof err);
@@ -115,7 +119,7 @@ int kn_cmd_bench(int argc, char **argv) {
   for (int r = 0, l = ttft; ttft && r < reps; r++, l++) tl[r] = l == pp ? ++l : l;
   int longest = pp > (ttft ? tl[reps - 1] : 0) ? pp : tl[reps - 1];
   kn_load_opts lo = kn_load_defaults();
-  lo.n_ctx = n_ctx ? n_ctx : (pp + tg > longest ? pp + tg : longest) + 8, lo.kv_dtype = kv;
+  lo.n_ctx = n_ctx ? n_ctx : (pp + tg > longest ? pp + tg : longest) + 8, lo.kv_dtype = kv, lo.n_slots = batch;
   double t0 = kn_now();
   kn_model *m = kn_model_load(path, dev, &lo, err, sizeof err);
   if (!m) return fprintf(stderr, "kiln bench: %s\n", err), free(tl), kn_device_close(dev), 1;
@@ -130,8 +134,12 @@ int kn_cmd_bench(int argc, char **argv) {
   float *logits = malloc(m->hp.n_vocab * sizeof *logits);
   for (int i = 0; i < longest; i++) toks[i] = (int32_t)((i * 7919 + 13) % m->hp.n_vocab);
   double *pps = calloc(reps, sizeof *pps), *tgs = calloc(reps, sizeof *tgs), *tts = calloc(reps, sizeof *tts);
-  double *bws = calloc(reps, sizeof *bws);
+  double *bws = calloc(reps, sizeof *bws), *bts = calloc(reps, sizeof *bts);
   int rc = 0;
+  float *blogits = batch > 1 ? malloc((size_t)batch * m->hp.n_vocab * sizeof *blogits) : NULL;
+  kn_row *rows = batch > 1 ? calloc(batch, sizeof *rows) : NULL;
+  int *outs = batch > 1 ? calloc(batch, sizeof *outs) : NULL;
+  if (batch > 1 && (!blogits || !rows || !outs)) rc = 1, snprintf(err, sizeof err, "out of memory");
   /* warm-up: every pass a prompt up to the longest needs is compiled (or loaded from the cache), then one prompt
    * and one decode step run so their memory is touched */
   t0 = kn_now();
@@ -156,6 +164,20 @@ int kn_cmd_bench(int argc, char **argv) {
       t = kn_logits_argmax(logits, m->hp.n_vocab);
       tts[r] = kn_now() - a;
     }
+    if (batch > 1 && !rc) { /* B sequences: the prompt in slot 0 copied by prefix to the others, then tg steps */
+      for (int b = 1; b < batch && !rc; b++)
+        if (kn_model_forward(m, b, toks, pp, 0, false, logits, err, sizeof err)) rc = 1;
+      if (!rc && kn_model_forward_rows(m, (kn_row[]){{0, pp, toks[0]}}, 1, (int[]){0}, 1, logits, err, sizeof err))
+        rc = 1; /* slot 0's row pp, written by the single run above */
+      for (int b = 0; b < batch; b++) rows[b] = (kn_row){b, pp, (int32_t)((b * 31 + 7) % m->hp.n_vocab)}, outs[b] = b;
+      a = kn_now();
+      for (int i = 0; i < tg && !rc; i++) {
+        if (kn_model_forward_rows(m, rows, batch, outs, batch, blogits, err, sizeof err)) rc = 1;
+        for (int b = 0; b < batch; b++)
+          rows[b].pos++, rows[b].token = kn_logits_argmax(blogits + (size_t)b * m->hp.n_vocab, m->hp.n_vocab);
+      }
+      bts[r] = (double)batch * tg / (kn_now() - a);
+    }
     bws[r] = kn_read_bandwidth(kn_device_target(dev)->ncores);
   }
   if (rc) fprintf(stderr, "kiln bench: %s\n", err);
@@ -165,6 +187,11 @@ int kn_cmd_bench(int argc, char **argv) {
     double pp_rate = median(pps, reps), tg_rate = median(tgs, reps);
     printf("pp%-5d %10.2f tok/s (median of %d)\n", pp, pp_rate, reps);
     printf("tg%-5d %10.2f tok/s (median of %d)\n", tg, tg_rate, reps);
+    if (batch > 1) {
+      double bt = median(bts, reps);
+      printf("tg%-5d %10.2f tok/s aggregate, %d sequences batched (median of %d): %.2fx one sequence\n", tg, bt, batch,
+             reps, bt / tg_rate);
+    }
     if (ttft) {
       double tt = median(tts, reps), want = ttft / pp_rate;
       printf("ttft%-3d %10.1f ms (median of %d new lengths %d..%d), %.2fx the %.1f ms %d tokens take at the pp rate\n",
@@ -180,7 +207,8 @@ int kn_cmd_bench(int argc, char **argv) {
     printf("peak RSS %.1f MiB\n", peak_rss_kb() / 1024.0);
     print_step_counters(m, dev, pp);
   }
-  free(toks), free(logits), free(pps), free(tgs), free(tts), free(bws), free(tl);
+  free(toks), free(logits), free(pps), free(tgs), free(tts), free(bws), free(bts), free(tl), free(blogits), free(rows),
+      free(outs);
   kn_model_free(m);
   kn_device_close(dev);
   return rc;

@@ -119,6 +119,7 @@ static LLVMValueRef hsum(kn_emit *e, LLVMValueRef v, int C) {
 }
 
 static void body(actx *a, const kn_kernel *k, LLVMValueRef *bufs, LLVMValueRef start_pos, layout ly, int wave) {
+  /* start_pos NULL: per-row mode, the query's cache row read from bufs[4] */
   kn_emit *e = a->e;
   LLVMBuilderRef b = e->b;
   const kn_attn *at = &k->attn;
@@ -132,7 +133,14 @@ static void body(actx *a, const kn_kernel *k, LLVMValueRef *bufs, LLVMValueRef s
   LLVMValueRef tq = LLVMBuildSDiv(b, item, ci(e, at->n_head), ""), h = LLVMBuildSRem(b, item, ci(e, at->n_head), "");
   LLVMValueRef kvh = LLVMBuildSDiv(b, h, ci(e, G), "");
   LLVMValueRef qoff = LLVMBuildMul(b, item, ci(e, D), "");
-  LLVMValueRef nkeys = LLVMBuildAdd(b, LLVMBuildAdd(b, start_pos, tq, ""), ci(e, 1), "nkeys");
+  LLVMValueRef nkeys, seg0 = ci(e, 0); /* keys first .. nkeys - 1 of the segment starting at cache row seg0 */
+  if (!start_pos) {
+    LLVMValueRef r = LLVMBuildSExt(b, LLVMBuildLoad2(b, e->i32, LLVMBuildGEP2(b, e->i32, bufs[4], &tq, 1, ""), ""), e->i64, "row");
+    LLVMValueRef p = LLVMBuildSRem(b, r, ci(e, at->seg), "pos");
+    seg0 = LLVMBuildSub(b, r, p, "seg0");
+    nkeys = LLVMBuildAdd(b, p, ci(e, 1), "nkeys");
+  } else
+    nkeys = LLVMBuildAdd(b, LLVMBuildAdd(b, start_pos, tq, ""), ci(e, 1), "nkeys");
   LLVMValueRef first = ci(e, 0);
   if (at->window > 0) { /* sliding window: the last `window` keys only */
     LLVMValueRef lo = LLVMBuildSub(b, nkeys, ci(e, at->window), "");
@@ -154,7 +162,8 @@ static void body(actx *a, const kn_kernel *k, LLVMValueRef *bufs, LLVMValueRef s
   LLVMAddIncoming(acc, &z, &pre, 1);
   LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, ki, nkeys, ""), kbody, kexit);
   LLVMPositionBuilderAtEnd(b, kbody);
-  LLVMValueRef row = LLVMBuildAdd(b, LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, ki, ci(e, at->n_kv_head), ""), kvh, ""), ci(e, D), ""), dim, "");
+  LLVMValueRef kabs = LLVMBuildAdd(b, seg0, ki, "");
+  LLVMValueRef row = LLVMBuildAdd(b, LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, kabs, ci(e, at->n_kv_head), ""), kvh, ""), ci(e, D), ""), dim, "");
   LLVMValueRef s = bperm_sum(a, hsum(e, kn_e_fmul(e, q, load_c(a, bufs[2], row, valid, half, C)), C), tid32, ly.DS, wave);
   LLVMValueRef m_new = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, s, mx, ""), s, mx, "");
   LLVMValueRef corr = expf_(e, kn_e_fsub(e, mx, m_new)), p = expf_(e, kn_e_fsub(e, s, m_new));
@@ -203,7 +212,7 @@ LLVMModuleRef kn_amdgpu_attention_module(LLVMContextRef c, const kn_kernel *k, c
   const kn_attn *at = &k->attn;
   if ((k->bufs[2].dtype != KN_F16 && k->bufs[2].dtype != KN_F32) || k->bufs[3].dtype != k->bufs[2].dtype ||
       at->head_dim <= 0 || at->head_dim > 256 || at->n_kv_head <= 0 || at->n_head % at->n_kv_head || at->head_dim % 4 ||
-      at->pos_var < 0 || at->pos_var >= k->nvars) {
+      (at->seg > 0 ? k->nbufs != 5 || k->bufs[4].dtype != KN_I32 : at->pos_var < 0 || at->pos_var >= k->nvars)) {
     snprintf(err, errlen, "attention kernel: unsupported cache dtype or head layout for AMDGPU");
     return NULL;
   }
@@ -222,9 +231,9 @@ LLVMModuleRef kn_amdgpu_attention_module(LLVMContextRef c, const kn_kernel *k, c
   e.entry = LLVMAppendBasicBlockInContext(c, e.fn, "entry");
   LLVMPositionBuilderAtEnd(e.b, e.entry);
   a.barrier = kn_amdgpu_barrier_fn(&e);
-  LLVMValueRef bufs[4];
-  for (int i = 0; i < 4; i++) bufs[i] = LLVMGetParam(e.fn, (unsigned)i);
-  body(&a, k, bufs, LLVMGetParam(e.fn, (unsigned)(k->nbufs + at->pos_var)), ly, wave);
+  LLVMValueRef bufs[5];
+  for (int i = 0; i < k->nbufs && i < 5; i++) bufs[i] = LLVMGetParam(e.fn, (unsigned)i);
+  body(&a, k, bufs, at->seg > 0 ? NULL : LLVMGetParam(e.fn, (unsigned)(k->nbufs + at->pos_var)), ly, wave);
   LLVMBuildRetVoid(e.b);
   global[0] = (int64_t)at->n_q * at->n_head, local[0] = ly.WGS;
   global[1] = global[2] = local[1] = local[2] = 1;

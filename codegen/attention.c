@@ -1,7 +1,8 @@
 /* The fused attention template (KN_KERNEL_ATTENTION) for the CPU: one work item per (query, head), an online
  * softmax over keys 0 .. start_pos + t read straight from the KV cache (f16 or f32), so no score matrix exists in
- * memory and the cost follows the position, not the cache length. Emitted with the LLVM C API; head_dim is
- * processed in vectors of the target's width. */
+ * memory and the cost follows the position, not the cache length. In per-row mode (batched sequences) each query
+ * reads its cache row from a table and attends the rows of its own segment up to that row. Emitted with the LLVM C
+ * API; head_dim is processed in vectors of the target's width. */
 #include <llvm-c/Core.h>
 #include <stdio.h>
 #include <string.h>
@@ -105,7 +106,8 @@ LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn
   const kn_attn *a = &k->attn;
   bool half = k->bufs[2].dtype == KN_F16;
   if ((k->bufs[2].dtype != KN_F16 && k->bufs[2].dtype != KN_F32) || k->bufs[3].dtype != k->bufs[2].dtype ||
-      a->head_dim <= 0 || a->head_dim > 1024 || a->n_kv_head <= 0 || a->n_head % a->n_kv_head || a->head_dim % 4) {
+      a->head_dim <= 0 || a->head_dim > 1024 || a->n_kv_head <= 0 || a->n_head % a->n_kv_head || a->head_dim % 4 ||
+      k->nbufs != (a->seg > 0 ? 5 : 4) || (a->seg > 0 && k->bufs[4].dtype != KN_I32)) {
     snprintf(err, errlen, "attention kernel: unsupported cache dtype or head layout");
     return NULL;
   }
@@ -122,13 +124,16 @@ LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn
   LLVMBuilderRef b = e.b;
   LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(c, fn, "entry"));
   LLVMValueRef bufs = LLVMGetParam(fn, 0), vars = LLVMGetParam(fn, 1);
-  LLVMValueRef ptrs[4];
-  for (int i = 0; i < 4; i++) {
+  LLVMValueRef ptrs[5];
+  for (int i = 0; i < k->nbufs; i++) {
     LLVMValueRef idx = ci(&e, i);
     ptrs[i] = LLVMBuildLoad2(b, e.ptr, LLVMBuildGEP2(b, e.ptr, bufs, &idx, 1, ""), "");
   }
-  LLVMValueRef pv = ci(&e, a->pos_var);
-  LLVMValueRef start_pos = LLVMBuildLoad2(b, e.i64, LLVMBuildGEP2(b, e.i64, vars, &pv, 1, ""), "start_pos");
+  LLVMValueRef start_pos = ci(&e, 0);
+  if (a->seg <= 0) {
+    LLVMValueRef pv = ci(&e, a->pos_var);
+    start_pos = LLVMBuildLoad2(b, e.i64, LLVMBuildGEP2(b, e.i64, vars, &pv, 1, ""), "start_pos");
+  }
   int D = a->head_dim, nv = D / W, G = a->n_head / a->n_kv_head;
   LLVMValueRef acc = LLVMBuildAlloca(b, LLVMArrayType(e.vf, nv), "acc");
   LLVMValueRef mx = LLVMBuildAlloca(b, e.f32, "m"), den = LLVMBuildAlloca(b, e.f32, "l");
@@ -137,7 +142,15 @@ LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn
   LLVMValueRef tq = LLVMBuildSDiv(b, item.i, ci(&e, a->n_head), ""), h = LLVMBuildSRem(b, item.i, ci(&e, a->n_head), "");
   LLVMValueRef kvh = LLVMBuildSDiv(b, h, ci(&e, G), "");
   LLVMValueRef qoff = LLVMBuildMul(b, item.i, ci(&e, D), ""); /* q and out are [n_q][n_head][D] */
-  LLVMValueRef last = LLVMBuildAdd(b, LLVMBuildAdd(b, start_pos, tq, ""), ci(&e, 1), "nkeys");
+  LLVMValueRef last, seg0 = ci(&e, 0); /* keys first .. last - 1 of the segment starting at cache row seg0 */
+  if (a->seg > 0) { /* per-row mode: the query's own cache row r; position r % seg in its segment */
+    LLVMTypeRef i32 = LLVMInt32TypeInContext(c);
+    LLVMValueRef r = LLVMBuildSExt(b, LLVMBuildLoad2(b, i32, LLVMBuildGEP2(b, i32, ptrs[4], &tq, 1, ""), ""), e.i64, "row");
+    LLVMValueRef p = LLVMBuildSRem(b, r, ci(&e, a->seg), "pos");
+    seg0 = LLVMBuildSub(b, r, p, "seg0");
+    last = LLVMBuildAdd(b, p, ci(&e, 1), "nkeys");
+  } else
+    last = LLVMBuildAdd(b, LLVMBuildAdd(b, start_pos, tq, ""), ci(&e, 1), "nkeys");
   /* q, pre-scaled, held in registers */
   LLVMValueRef q[256];
   for (int v = 0; v < nv; v++) {
@@ -155,7 +168,8 @@ LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn
     first = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGT, lo, first, ""), lo, first, "first");
   }
   loop key = loop_begin(&e, fn, first, last, "key");
-  LLVMValueRef row = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, key.i, ci(&e, a->n_kv_head), ""), kvh, ""), ci(&e, D), "");
+  LLVMValueRef kabs = LLVMBuildAdd(b, seg0, key.i, "");
+  LLVMValueRef row = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, kabs, ci(&e, a->n_kv_head), ""), kvh, ""), ci(&e, D), "");
   LLVMValueRef dot = LLVMConstNull(e.vf);
   for (int v = 0; v < nv; v++) {
     LLVMValueRef kv = load_vec(&e, ptrs[2], LLVMBuildAdd(b, row, ci(&e, v * W), ""), half);

@@ -277,12 +277,13 @@ int kn_lower_load(kn_lctx *c, const kn_kop *x, int gather) {
   return kn_l_cast(c->p, v, x->dtype);
 }
 
-static int store_at(kn_lctx *c, int v, int lane, int lanes) {
+static int store_at(kn_lctx *c, int v, int row, int lane, int lanes) {
   kn_aff a;
   int gate;
   bool never;
   if (chain_index(c, &c->k->out_st, lane, &a, &gate, &never)) return -1;
   if (never) return 0;
+  if (row >= 0) aff_term(&a, kn_l_cast(c->p, lane_of(c, row, lane), KN_I64), c->k->out_row_stride);
   for (int i = 0; i < c->s->n; i++) { /* symbolic output axes: elements past the variable are not stored */
     int sym = c->k->shape_sym[c->s->p[i].axis];
     if (!sym || c->s->p[i].kind != KN_AX_GLOBAL) continue;
@@ -293,13 +294,13 @@ static int store_at(kn_lctx *c, int v, int lane, int lanes) {
   return kn_l_add(c->p, KN_L_STORE, c->k->bufs[0].dtype, lanes, gate < 0 ? 3 : 4, src, 0, 0) < 0 ? -1 : 0;
 }
 
-int kn_lower_store(kn_lctx *c, int v) {
+int kn_lower_store(kn_lctx *c, int v, int row) {
   int lanes = kn_lanes(c);
-  if (lanes == 1) return store_at(c, v, 0, 1);
+  if (lanes == 1) return store_at(c, v, row, 0, 1);
   access_mode m = lane_mode(c, &c->k->out_st);
-  if (m == ACC_VECTOR) return store_at(c, v, 0, lanes);
+  if (m == ACC_VECTOR && (row < 0 || c->p->ops[row].vec == 1)) return store_at(c, v, row, 0, lanes);
   for (int l = 0; l < lanes; l++)
-    if (store_at(c, v, l, 1)) return -1;
+    if (store_at(c, v, row, l, 1)) return -1;
   return 0;
 }
 

@@ -44,9 +44,10 @@ int kn_lower_prologue(kn_lctx *c);
 /* Instances of the UPCAST (reduce false) or UNROLL (reduce true) pieces, and selecting one of each. */
 int kn_inst_count(const kn_lctx *c, bool reduce);
 void kn_set_inst(kn_lctx *c, int out_inst, int red_inst);
-/* LOAD node (gather: the lowered index op or -1) and the final store of value v through out_st. */
+/* LOAD node (gather: the lowered index op or -1) and the final store of value v through out_st (row: the lowered
+ * out_row or -1). */
 int kn_lower_load(kn_lctx *c, const kn_kop *x, int gather);
-int kn_lower_store(kn_lctx *c, int v);
+int kn_lower_store(kn_lctx *c, int v, int row);
 /* The block index of a block-format LOAD at the current instance when its first lane is the first element of an
  * ungated block (the integer-dot template's operand); -1 otherwise. */
 int kn_lower_qblock(kn_lctx *c, const kn_kop *x);

@@ -205,14 +205,17 @@ void kn_kernel_print(const kn_kernel *k, FILE *f) {
     fprintf(f, "  v%d %s in [%" PRId64 ", %" PRId64 "]\n", i, k->vars[i].name, k->vars[i].min, k->vars[i].max);
   if (k->kind == KN_KERNEL_ATTENTION) {
     const kn_attn *a = &k->attn;
-    fprintf(f, "  attention n_q %d n_head %d n_kv_head %d head_dim %d max_ctx %" PRId64 " scale %g pos v%d window %d\n",
+    fprintf(f, "  attention n_q %d n_head %d n_kv_head %d head_dim %d max_ctx %" PRId64 " scale %g pos v%d window %d",
             a->n_q, a->n_head, a->n_kv_head, a->head_dim, a->max_ctx, a->scale, a->pos_var, a->window);
+    if (a->seg > 0) fprintf(f, " rows buf4 segments %" PRId64, a->seg);
+    fputc('\n', f);
     return;
   }
   fprintf(f, "  out_st ");
   kn_st_print(&k->out_st, f);
   fputc('\n', f);
   visit v = {0};
+  if (k->out_row) fprintf(f, "  out row %%%d * %" PRId64 "\n", print_node(&v, k->out_row, f), k->out_row_stride);
   int r = k->root ? print_node(&v, k->root, f) : -1;
   fprintf(f, "  store %%%d -> buf0\n", r);
   free(v.seen);
@@ -293,12 +296,13 @@ uint64_t kn_kernel_hash(const kn_kernel *k) {
   if (k->kind == KN_KERNEL_ATTENTION) {
     const kn_attn *a = &k->attn;
     hint(&h, a->n_q), hint(&h, a->n_head), hint(&h, a->n_kv_head), hint(&h, a->head_dim), hint(&h, a->max_ctx);
-    hbytes(&h, &a->scale, sizeof a->scale), hint(&h, a->pos_var), hint(&h, a->window);
+    hbytes(&h, &a->scale, sizeof a->scale), hint(&h, a->pos_var), hint(&h, a->window), hint(&h, a->seg);
     return h.h;
   }
   hash_st(&h, &k->out_st);
   hmemos ms = {0};
   hint(&h, (int64_t)hash_node(&ms, k->root, 0));
+  if (k->out_row) hint(&h, (int64_t)hash_node(&ms, k->out_row, 0)), hint(&h, k->out_row_stride);
   free(ms.m);
   return h.h;
 }

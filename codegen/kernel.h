@@ -103,13 +103,17 @@ typedef enum { KN_KERNEL_EXPR, KN_KERNEL_ATTENTION } kn_kernel_kind;
  * f32, 1 q [n_q][n_head][head_dim] f32, 2 k cache [max_ctx][n_kv_head][head_dim], 3 v cache (same), both f16 or
  * f32. Query t sits at absolute position vars[pos_var] + t and attends keys 0 ... that position (causal), with kv
  * head h / (n_head / n_kv_head). window > 0 limits it to the last `window` keys (sliding-window layers: position p
- * sees p - window + 1 ... p). */
+ * sees p - window + 1 ... p).
+ * Per-row mode (seg > 0, pos_var -1; batched rows of different sequences): buffer 4 is an int32 table [n_q] of
+ * cache rows; the caches hold segments of seg rows (one sequence each), and query t is the key at row r = table[t]:
+ * position r % seg of the segment starting at r - r % seg, attending that segment's rows up to r. */
 typedef struct {
   int n_q, n_head, n_kv_head, head_dim;
   int64_t max_ctx;
   float scale;
   int pos_var;
   int window;
+  int64_t seg;
 } kn_attn;
 
 typedef struct kn_kernel {
@@ -126,6 +130,11 @@ typedef struct kn_kernel {
    * variable's maximum (buffers are laid out for the maximum). */
   int shape_sym[KN_MAXDIM];
   kn_st out_st; /* over the output shape: where each result element goes in bufs[0] */
+  /* Row scatter (an assign into rows chosen at run time, e.g. KV cache rows of batched sequences): when out_row is
+   * set, the element goes where out_st says plus out_row * out_row_stride (out_row an integer expression over the
+   * output space; the caller guarantees the rows are in the buffer). */
+  kn_kop *out_row;
+  int64_t out_row_stride;
   kn_kop *root; /* the value stored, dtype == bufs[0].dtype */
   kn_attn attn; /* KN_KERNEL_ATTENTION only */
   /* node storage, owned by the kernel */

@@ -267,8 +267,8 @@ static int lower_expr(lower *L) {
     kn_set_inst(c, u, 0);
     L->cur_inst = u;
     reset_memo(L);
-    int v = lower_node(L, k->root);
-    if (v < 0 || kn_lower_store(c, v)) return -1;
+    int v = lower_node(L, k->root), row = k->out_row ? lower_node(L, k->out_row) : -1;
+    if (v < 0 || (k->out_row && row < 0) || kn_lower_store(c, v, row)) return -1;
   }
   for (int i = nloops - 1; i >= 0; i--) kn_l_add(c->p, KN_L_ENDRANGE, KN_I64, 1, 1, &loops[i], 0, 0);
   return c->p->failed ? kn_lfail(c, "loop IR construction failed (out of memory or bad operand)") : 0;

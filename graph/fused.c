@@ -31,6 +31,28 @@ kn_t kn_assign(kn_t target, kn_t value) {
   return kn_uop_make(KN_OP_ASSIGN, base->dtype, base->ndim, base->shape, 2, s, &st, sizeof st);
 }
 
+kn_t kn_assign_rows(kn_t target, kn_t rows, kn_t value) {
+  if (!target || !rows || !value) return NULL;
+  if (target->op != KN_OP_BUFFER && target->op != KN_OP_ASSIGN)
+    return kn_graph_fail("assign_rows: the target must be a buffer");
+  if (rows->ndim != 1 || kn_dtype_is_float(rows->dtype) || kn_dtype_is_quant(rows->dtype) || target->ndim < 1 ||
+      value->ndim != target->ndim || value->shape[0] != rows->shape[0] ||
+      memcmp(target->shape + 1, value->shape + 1, (target->ndim - 1) * sizeof *value->shape)) {
+    char a[128], b[128], c[128];
+    kn_print_shape(target, a, sizeof a), kn_print_shape(value, b, sizeof b), kn_print_shape(rows, c, sizeof c);
+    return kn_graph_fail("assign_rows: value %s into rows %s of %s: need value [T, ...] with the target's trailing "
+                         "shape and integer rows [T]", b, c, a);
+  }
+  if (kn_dtype_is_quant(target->dtype))
+    return kn_graph_fail("assign_rows: cannot write into a %s buffer", kn_dtype_name(target->dtype));
+  /* where element (t, ...) goes, less the row: the target's strides with row stride 0 */
+  kn_st st;
+  kn_st_contiguous(&st, target->ndim, target->shape);
+  st.v[0].shape[0] = value->shape[0], st.v[0].strides[0] = 0;
+  kn_t s[3] = {target, kn_cast(value, target->dtype), kn_cast(rows, KN_I32)};
+  return kn_uop_make(KN_OP_ASSIGN, target->dtype, target->ndim, target->shape, 3, s, &st, sizeof st);
+}
+
 kn_t kn_gather_rows(kn_t table, kn_t ids) {
   if (!table || !ids) return NULL;
   if (table->ndim != 2 || ids->ndim != 1 || kn_dtype_is_float(ids->dtype) || kn_dtype_is_quant(ids->dtype))
@@ -62,4 +84,23 @@ kn_t kn_custom_attention_window(kn_t q, kn_t kcache, kn_t vcache, kn_var *pos, i
                .window = window};
   kn_t s[3] = {kn_cast(q, KN_F32), kcache, vcache};
   return kn_uop_make(KN_OP_ATTENTION, KN_F32, 3, q->shape, 3, s, &a, sizeof a);
+}
+
+kn_t kn_custom_attention_rows(kn_t q, kn_t kcache, kn_t vcache, kn_t rows, int64_t seg, float scale, int window) {
+  if (!q || !kcache || !vcache || !rows) return NULL;
+  if (window < 0) return kn_graph_fail("attention: negative window %d", window);
+  if (q->ndim != 3 || kcache->ndim != 3 || vcache->ndim != 3 || q->shape[2] != kcache->shape[2] ||
+      memcmp(kcache->shape, vcache->shape, 3 * sizeof *kcache->shape) || q->shape[1] % kcache->shape[1])
+    return kn_graph_fail("attention: q must be [n_q, n_head, head_dim] and the caches [rows, n_kv_head, head_dim] "
+                         "with n_head a multiple of n_kv_head");
+  if (rows->ndim != 1 || rows->shape[0] != q->shape[0] || kn_dtype_is_float(rows->dtype) || kn_dtype_is_quant(rows->dtype))
+    return kn_graph_fail("attention: the row table must be integers [n_q] (n_q = %lld)", (long long)q->shape[0]);
+  if (seg < 1 || seg > kcache->shape[0])
+    return kn_graph_fail("attention: segments of %lld rows in a cache of %lld rows", (long long)seg,
+                         (long long)kcache->shape[0]);
+  kn_attn a = {.n_q = (int)q->shape[0], .n_head = (int)q->shape[1], .n_kv_head = (int)kcache->shape[1],
+               .head_dim = (int)q->shape[2], .max_ctx = kcache->shape[0], .scale = scale, .pos_var = -1,
+               .window = window, .seg = seg};
+  kn_t s[4] = {kn_cast(q, KN_F32), kcache, vcache, kn_cast(rows, KN_I32)};
+  return kn_uop_make(KN_OP_ATTENTION, KN_F32, 3, q->shape, 4, s, &a, sizeof a);
 }

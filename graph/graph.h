@@ -137,10 +137,17 @@ kn_t kn_matmul(kn_t a, kn_t b);
 /* ---- realization ---- */
 kn_t kn_contiguous(kn_t a);              /* a kernel boundary: materialize */
 kn_t kn_assign(kn_t target, kn_t value); /* write value into target (a view of a buffer); returns the buffer */
+/* Row scatter: value [T, ...] into rows rows[t] (int32 [T], chosen at run time) of target [N, ...] (a buffer, the
+ * same trailing shape); returns the buffer. Rows must be distinct and in [0, N): not checked at run time. */
+kn_t kn_assign_rows(kn_t target, kn_t rows, kn_t value);
 /* A fused-kernel op (template kernels such as attention): inputs are realized, the op is one kernel. */
 kn_t kn_custom_attention(kn_t q, kn_t kcache, kn_t vcache, kn_var *pos, int n_q, float scale);
 /* The same over the last `window` keys of each query (sliding-window layers; 0: every earlier key). */
 kn_t kn_custom_attention_window(kn_t q, kn_t kcache, kn_t vcache, kn_var *pos, int n_q, float scale, int window);
+/* Batched rows: query t of q [T, n_head, head_dim] is the key at cache row rows[t] (int32 [T]) of caches
+ * [N, n_kv_head, head_dim] made of segments of seg rows (one sequence each: rows s*seg ... s*seg + seg - 1), and
+ * attends the rows of its segment from the segment's start up to rows[t] (with window > 0: the last `window`). */
+kn_t kn_custom_attention_rows(kn_t q, kn_t kcache, kn_t vcache, kn_t rows, int64_t seg, float scale, int window);
 kn_t kn_gather_rows(kn_t table, kn_t ids); /* table [V, D] (any dtype), ids int32 [T] -> [T, D] float32 */
 int kn_realize(kn_t *ts, int n);         /* 0, or -1 with kn_ctx_error set (graphs without variables) */
 /* Realize t and copy its elements to host memory in t's dtype (contiguous, row-major). */

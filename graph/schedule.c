@@ -106,7 +106,10 @@ static void decide(sctx *s) {
     if (kn_uop_is_leaf(p)) continue;
     switch (p->op) {
     case KN_OP_CONTIGUOUS: mark(pi, "explicit contiguous"); break;
-    case KN_OP_ASSIGN: mark(pi, "assign into an existing buffer"); break;
+    case KN_OP_ASSIGN:
+      mark(pi, "assign into an existing buffer");
+      if (p->nsrc == 3) mark(get(s, p->src[2]), "rows of a row scatter");
+      break;
     case KN_OP_ARANGE: case KN_OP_RAND: mark(pi, "arange/rand are generated in their own kernel"); break;
     case KN_OP_GATHER:
       mark(pi, "gather kernel");
@@ -115,7 +118,7 @@ static void decide(sctx *s) {
       break;
     case KN_OP_ATTENTION:
       mark(pi, "attention template kernel");
-      for (int k = 0; k < 3; k++) mark(get(s, p->src[k]), "input of the attention kernel");
+      for (int k = 0; k < p->nsrc; k++) mark(get(s, p->src[k]), "input of the attention kernel");
       break;
     default: break;
     }
@@ -363,6 +366,15 @@ static int build_expr_kernel(kb *b, kn_uop *x) {
   }
   if (x->op == KN_OP_ASSIGN) {
     if (kn_st_compose(&k->out_st, x->arg.st, &A)) return -1;
+    if (x->nsrc == 3) { /* row scatter: the row of output element (t, ...) is rows[t] */
+      kn_uop *rows = x->src[2];
+      kn_st rv, rst;
+      kn_st_contiguous(&rv, e->ndim, e->shape);
+      for (int i = 0; i < e->ndim; i++) rv.v[0].strides[i] = i == 0;
+      if (kn_st_compose(&rst, &rv, &A)) return -1;
+      if (!(k->out_row = load(b, rows, &rst))) return -1;
+      k->out_row_stride = kn_shape_numel(out->ndim - 1, out->shape + 1);
+    }
   } else
     k->out_st = A;
   if (localize_vars(b, &k->out_st)) return -1;
@@ -380,11 +392,12 @@ static int build_special(kb *b, kn_uop *x) {
   if (x->op == KN_OP_ATTENTION) {
     k->kind = KN_KERNEL_ATTENTION;
     k->attn = *x->arg.attn;
-    for (int i = 0; i < 3; i++) buf_index(b, x->src[i]);
-    k->attn.pos_var = var_index(b, x->arg.attn->pos_var);
+    for (int i = 0; i < x->nsrc; i++) buf_index(b, x->src[i]);
     k->ndim = 3;
     memcpy(k->shape, x->shape, sizeof x->shape);
     kn_st_contiguous(&k->out_st, 3, x->shape);
+    if (x->arg.attn->seg > 0) return 0; /* per-row mode: the row table is buffer 4 */
+    k->attn.pos_var = var_index(b, x->arg.attn->pos_var);
     return k->attn.pos_var < 0 ? -1 : 0;
   }
   k->ndim = x->ndim;

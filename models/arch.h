@@ -7,19 +7,21 @@
 
 #include "model.h"
 
-/* What one forward pass is built from. */
+/* What one forward pass is built from. Its rows may belong to different sequences (continuous batching): each
+ * has its own position and KV cache row, filled at run time. */
 typedef struct {
-  int n_tokens;   /* tokens in this step */
-  bool all;       /* logits of every position; otherwise of the last one only */
-  kn_t ids;       /* int32 [n_tokens]: the token ids (filled at run time) */
-  kn_var *pos;    /* the absolute position of ids[0] */
-  int slot;       /* the KV cache this step reads and writes */
+  int n_tokens;   /* rows in this step */
+  kn_t ids;       /* int32 [n_tokens]: the token ids */
+  kn_t pos;       /* int32 [n_tokens]: each row's position in its sequence (kn_gather_rows of a RoPE table) */
+  kn_t rows;      /* int32 [n_tokens]: each row's KV cache row (kn_model_attention) */
+  int n_out;      /* rows whose logits the step returns */
+  kn_t out;       /* int32 [n_out]: which rows; NULL: every row (n_out == n_tokens) or the last one (n_out == 1) */
 } kn_fwd;
 
 struct kn_arch {
   const char *name;                           /* general.architecture */
   int (*load)(kn_model *m);                   /* 0, or -1 after kn_model_fail */
-  kn_t (*forward)(kn_model *m, const kn_fwd *f); /* logits [n_tokens or 1][n_vocab]; NULL with a graph error */
+  kn_t (*forward)(kn_model *m, const kn_fwd *f); /* logits [n_out][n_vocab]; NULL with a graph error */
   void (*free)(kn_model *m);                  /* frees m->arch_data; may be NULL when that is one malloc */
 };
 
@@ -52,10 +54,15 @@ const char *kn_model_meta_str(const kn_model *m, const char *key, const char *de
  * another type or size (malloc'd). */
 float *kn_model_tensor_f32(kn_model *m, const char *name, int64_t n);
 
-/* ---- for forward(): the KV cache ---- */
-/* Write k and v ([T, n_head_kv, head_dim]) into layer's cache of f's slot at positions pos.., then attend q
- * ([T, n_head, head_dim]) over every cached key up to each query's position (with window > 0: the last `window`).
- * Returns [T, n_head * head_dim]. Fused template kernel by default; graph primitives with KILN_ATTENTION=0. */
+/* ---- for forward(): positions, the KV cache, the rows whose logits are returned ---- */
+/* This step's rows of a per-position table [n_ctx, ...] (RoPE cos/sin): table[pos[t]] for each row t. */
+kn_t kn_model_pos_rows(const kn_fwd *f, kn_t table);
+/* Write k and v ([T, n_head_kv, head_dim]) into layer's cache at each row's cache row, then attend q
+ * ([T, n_head, head_dim]) over every cached key of the row's own sequence up to its position (with window > 0:
+ * the last `window`). Returns [T, n_head * head_dim]. Fused template kernel by default; graph primitives with
+ * KILN_ATTENTION=0. */
 kn_t kn_model_attention(kn_model *m, const kn_fwd *f, int layer, kn_t q, kn_t k, kn_t v, float scale, int window);
+/* The rows of x [T, n_embd] whose logits the step returns: [n_out, n_embd] (apply before the final norm). */
+kn_t kn_model_out_rows(const kn_fwd *f, kn_t x);
 
 #endif

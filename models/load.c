@@ -98,10 +98,10 @@ static int read_hparams(const kn_gguf *g, kn_hparams *hp, char *err, size_t errl
 /* Scratch: the intermediates of the largest forward pass (KN_MAX_PASS tokens; every pass shares them): per token,
  * gate and up of the feed-forward and about four rows of the embedding width alive at once, then one row of logits.
  * Attention from primitives (KILN_ATTENTION=0) adds the scores over the context, twice (scores and softmax). */
-static int64_t scratch_bytes(const kn_hparams *hp, int n_ctx, bool primitive) {
+static int64_t scratch_bytes(const kn_hparams *hp, int n_ctx, int slots, bool primitive) {
   int64_t T = n_ctx < KN_MAX_PASS ? n_ctx : KN_MAX_PASS;
   int64_t bytes = T * (2 * (int64_t)hp->n_ff + 4 * (int64_t)hp->n_embd) * 4 + (int64_t)hp->n_vocab * 4;
-  if (primitive) bytes += T * hp->n_head * (int64_t)n_ctx * 4 * 2;
+  if (primitive) bytes += T * hp->n_head * ((int64_t)n_ctx * slots + KN_PAD_ROWS) * 4 * 2;
   return bytes;
 }
 
@@ -138,16 +138,17 @@ int kn_model_mem_plan(const char *path, kn_device *dev, const kn_load_opts *o, k
     int n_ctx = o->n_ctx > 0 ? o->n_ctx : hp.n_ctx_train;
     int slots = o->n_slots > 0 ? o->n_slots : 1;
     bool prim = kn_getenv_int("KILN_ATTENTION", 1) == 0;
-    int64_t per_pos = (int64_t)slots * 2 * hp.n_layer * hp.n_head_kv * hp.head_dim * kn_dtype_get(o->kv_dtype)->itemsize;
+    int64_t row = 2 * (int64_t)hp.n_layer * hp.n_head_kv * hp.head_dim * kn_dtype_get(o->kv_dtype)->itemsize;
+    int64_t per_pos = (int64_t)slots * row;
     int64_t fixed = runtime_bytes(&hp, dev);
     if (o->n_ctx <= 0 && avail) /* the trained context, capped by what memory holds */
       while (n_ctx > 256 && resident_weights(g, dev, p->weights, (int64_t)n_ctx * slots) + per_pos * n_ctx +
-                                scratch_bytes(&hp, n_ctx, prim) + fixed > (int64_t)avail)
+                                row * KN_PAD_ROWS + scratch_bytes(&hp, n_ctx, slots, prim) + fixed > (int64_t)avail)
         n_ctx /= 2;
     p->n_ctx = n_ctx;
     p->resident = resident_weights(g, dev, p->weights, (int64_t)n_ctx * slots);
-    p->kv_cache = per_pos * n_ctx;
-    p->scratch = scratch_bytes(&hp, n_ctx, prim);
+    p->kv_cache = per_pos * n_ctx + row * KN_PAD_ROWS;
+    p->scratch = scratch_bytes(&hp, n_ctx, slots, prim);
     p->runtime = fixed;
     p->total = p->resident + p->kv_cache + p->scratch + p->runtime;
     p->fits = !avail || p->total <= (int64_t)avail;
@@ -173,8 +174,7 @@ void kn_model_free(kn_model *m) {
   if (m->arch && m->arch->free) m->arch->free(m);
   else free(m->arch_data);
   kn_ctx_free(m->wctx);
-  for (int s = 0; m->slots && s < m->n_slots; s++) free(m->slots[s].k), free(m->slots[s].v);
-  free(m->slots);
+  free(m->kcache), free(m->vcache);
   if (m->arch && m->arch->free) m->arch->free(m);
   else free(m->arch_data);
   free(m->chat_template);

@@ -80,6 +80,73 @@ static void one_case(int T, int H, int KV, int D, int C, kn_dtype kvdt, int wind
   free(q), free(k), free(v), free(want), free(got), free(kh), free(vh);
 }
 
+/* Batched rows: T queries at random distinct cache rows of S segments of C rows (plus P spare rows), their keys and
+ * values written there by a row scatter (kn_assign_rows) in the same graph, each attending its own segment up to
+ * its row; against the same writes and attention in plain C. The rows untouched by the scatter must stay as they
+ * were. */
+static void rows_case(int T, int H, int KV, int D, int S, int C, int P, kn_dtype kvdt, int window) {
+  kn_ctx *c = kn_ctx_current();
+  int N = S * C + P;
+  size_t qn = (size_t)T * H * D, cn = (size_t)N * KV * D, nn = (size_t)T * KV * D;
+  float *q = malloc(qn * 4), *k = malloc(cn * 4), *v = malloc(cn * 4), *kn = malloc(nn * 4), *vn = malloc(nn * 4);
+  float *want = malloc(qn * 4), *got = malloc(qn * 4), *kback = malloc(cn * 4);
+  uint16_t *kh = malloc(cn * 2), *vh = malloc(cn * 2), *kbh = malloc(cn * 2);
+  int32_t *rows = malloc(T * sizeof *rows);
+  for (size_t i = 0; i < qn; i++) q[i] = frand();
+  for (size_t i = 0; i < cn; i++) {
+    k[i] = frand() * 2, v[i] = frand();
+    if (kvdt == KN_F16) kh[i] = kn_f32_to_f16(k[i]), vh[i] = kn_f32_to_f16(v[i]), k[i] = kn_f16_to_f32(kh[i]), v[i] = kn_f16_to_f32(vh[i]);
+  }
+  for (size_t i = 0; i < nn; i++) {
+    kn[i] = frand() * 2, vn[i] = frand();
+    if (kvdt == KN_F16) kn[i] = kn_f16_to_f32(kn_f32_to_f16(kn[i])), vn[i] = kn_f16_to_f32(kn_f32_to_f16(vn[i]));
+  }
+  for (int t = 0; t < T; t++) { /* distinct rows: runs of consecutive positions in random segments, and spare rows */
+    bool dup;
+    do {
+      rows[t] = t > 0 && rand() % 2 && rows[t - 1] + 1 < N ? rows[t - 1] + 1 : rand() % N;
+      dup = false;
+      for (int u = 0; u < t; u++) dup |= rows[u] == rows[t];
+    } while (dup);
+  }
+  int64_t cs[3] = {N, KV, D}, ns[3] = {T, KV, D};
+  kn_t K = kn_from_host(kvdt, 3, cs, kvdt == KN_F16 ? (void *)kh : (void *)k);
+  kn_t V = kn_from_host(kvdt, 3, cs, kvdt == KN_F16 ? (void *)vh : (void *)v);
+  kn_t R = kn_from_host(KN_I32, 1, (int64_t[]){T}, rows);
+  kn_t Q = kn_from_host(KN_F32, 3, (int64_t[]){T, H, D}, q);
+  kn_t kc = kn_assign_rows(K, R, kn_from_host(KN_F32, 3, ns, kn)), vc = kn_assign_rows(V, R, kn_from_host(KN_F32, 3, ns, vn));
+  float scale = 1.0f / sqrtf((float)D);
+  kn_t out = kn_contiguous(kn_custom_attention_rows(Q, kc, vc, R, C, scale, window));
+  kn_t outs[2] = {out, kc};
+  bool ok = !kn_realize(outs, 2) && !kn_to_host(out, got, qn * 4) &&
+            !kn_to_host(kc, kvdt == KN_F16 ? (void *)kbh : (void *)kback, cn * (kvdt == KN_F16 ? 2 : 4));
+  if (kvdt == KN_F16)
+    for (size_t i = 0; i < cn; i++) kback[i] = kn_f16_to_f32(kbh[i]);
+  for (int t = 0; t < T; t++)
+    for (int i = 0; i < KV * D; i++)
+      k[(size_t)rows[t] * KV * D + i] = kn[(size_t)t * KV * D + i], v[(size_t)rows[t] * KV * D + i] = vn[(size_t)t * KV * D + i];
+  double worst_k = 0;
+  for (size_t i = 0; ok && i < cn; i++) worst_k = fmax(worst_k, fabs(kback[i] - k[i]));
+  /* each query alone against its segment: the single-query reference at position r % C */
+  double worst = 0;
+  for (int t = 0; ok && t < T; t++) {
+    int r = rows[t], p = r % C;
+    const float *kseg = k + (size_t)(r - p) * KV * D, *vseg = v + (size_t)(r - p) * KV * D;
+    reference(q + (size_t)t * H * D, kseg, vseg, want + (size_t)t * H * D, 1, H, KV, D, p, scale, window);
+    for (int i = 0; i < H * D; i++) {
+      size_t j = (size_t)t * H * D + i;
+      worst = fmax(worst, fabs(got[j] - want[j]) / (1e-3 + fabs(want[j])));
+    }
+  }
+  ok &= worst < 1e-4 && worst_k == 0;
+  if (ok) passed++;
+  else
+    failed++, printf("FAIL rows attention T=%d H=%d KV=%d D=%d segments %d x %d + %d %s window %d: worst relative error "
+                     "%.2e, cache rows off by %.2e %s\n", T, H, KV, D, S, C, P, kn_dtype_name(kvdt), window, worst, worst_k,
+                     kn_ctx_error(c) ? kn_ctx_error(c) : "");
+  free(q), free(k), free(v), free(kn), free(vn), free(want), free(got), free(kback), free(kh), free(vh), free(kbh), free(rows);
+}
+
 int main(void) {
   char err[256];
   kn_device *d = kn_device_open(NULL, err, sizeof err); /* $DEVICE, else the CPU */
@@ -97,6 +164,14 @@ int main(void) {
       one_case(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4], f16 ? KN_F16 : KN_F32, w, false);
       one_case(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4], f16 ? KN_F16 : KN_F32, f16 ? w : 0,
                true);
+    }
+  const int rshapes[][7] = {{1, 8, 2, 32, 3, 16, 4}, {8, 8, 2, 32, 4, 24, 8}, {5, 14, 2, 64, 2, 40, 0},
+                            {16, 4, 4, 16, 3, 12, 8}, {7, 6, 1, 128, 5, 9, 3}, {12, 2, 2, 8, 1, 20, 4}};
+  for (size_t i = 0; i < sizeof rshapes / sizeof *rshapes; i++)
+    for (int f16 = 0; f16 < 2; f16++) {
+      const int *r = rshapes[i];
+      rows_case(r[0], r[1], r[2], r[3], r[4], r[5], r[6], f16 ? KN_F16 : KN_F32, 0);
+      rows_case(r[0], r[1], r[2], r[3], r[4], r[5], r[6], f16 ? KN_F16 : KN_F32, 1 + rand() % 8);
     }
   printf("%d passed, %d failed\n", passed, failed);
   kn_ctx_free(c);

@@ -77,8 +77,8 @@ static kn_t forward(kn_model *m, const kn_fwd *f) {
   int T = f->n_tokens;
   int64_t D = hp->head_dim, H = hp->n_head, KV = hp->n_head_kv;
   kn_t x = kn_muls(kn_gather_rows(a->tok_embd, f->ids), sqrtf((float)hp->n_embd)); /* [T, n_embd] */
-  kn_t cos_l = kn_shrink_var(a->cos_local, 0, f->pos, T), sin_l = kn_shrink_var(a->sin_local, 0, f->pos, T);
-  kn_t cos_g = kn_shrink_var(a->cos_global, 0, f->pos, T), sin_g = kn_shrink_var(a->sin_global, 0, f->pos, T);
+  kn_t cos_l = kn_model_pos_rows(f, a->cos_local), sin_l = kn_model_pos_rows(f, a->sin_local);
+  kn_t cos_g = kn_model_pos_rows(f, a->cos_global), sin_g = kn_model_pos_rows(f, a->sin_global);
   for (int l = 0; l < hp->n_layer; l++) {
     const layer *L = &a->layers[l];
     /* attention */
@@ -98,7 +98,7 @@ static kn_t forward(kn_model *m, const kn_fwd *f) {
     kn_t g = kn_mul(kn_gelu(kn_linear(h, L->w_gate, NULL)), kn_linear(h, L->w_up, NULL));
     x = kn_contiguous(kn_add(x, kn_rmsnorm(kn_linear(g, L->w_down, NULL), L->post_ffn_norm, hp->eps)));
   }
-  if (!f->all) x = kn_shrink(x, (int64_t[]){T - 1, 0}, (int64_t[]){T, hp->n_embd});
+  x = kn_model_out_rows(f, x);
   x = kn_rmsnorm(x, a->output_norm, hp->eps);
   kn_t logits = kn_linear(x, a->output ? a->output : a->tok_embd, NULL);
   return a->softcap > 0 ? kn_softcap(logits, a->softcap) : logits;

@@ -69,7 +69,7 @@ static kn_t forward(kn_model *m, const kn_fwd *f) {
   int T = f->n_tokens;
   int64_t D = hp->head_dim, H = hp->n_head, KV = hp->n_head_kv;
   kn_t x = kn_gather_rows(a->tok_embd, f->ids); /* [T, n_embd] */
-  kn_t cos = kn_shrink_var(a->rope_cos, 0, f->pos, T), sin = kn_shrink_var(a->rope_sin, 0, f->pos, T);
+  kn_t cos = kn_model_pos_rows(f, a->rope_cos), sin = kn_model_pos_rows(f, a->rope_sin);
   for (int l = 0; l < hp->n_layer; l++) {
     const layer *L = &a->layers[l];
     /* attention */
@@ -87,7 +87,7 @@ static kn_t forward(kn_model *m, const kn_fwd *f) {
     kn_t g = kn_mul(kn_silu(kn_linear(h, L->w_gate, NULL)), kn_linear(h, L->w_up, NULL));
     x = kn_add(x, kn_linear(g, L->w_down, NULL));
   }
-  if (!f->all) x = kn_shrink(x, (int64_t[]){T - 1, 0}, (int64_t[]){T, hp->n_embd});
+  x = kn_model_out_rows(f, x);
   x = kn_rmsnorm(x, a->output_norm, hp->eps);
   return kn_linear(x, a->output ? a->output : a->tok_embd, NULL);
 }
