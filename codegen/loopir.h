@@ -112,6 +112,7 @@ typedef struct {
   kn_piece p[KN_MAXPIECES];
   int vec;    /* index of the VEC/RVEC piece, -1 none */
   bool qdot;  /* the block-format reduce lowers to integer-dot QDOT ops (opt.c decides, lower.c follows) */
+  int qdot_blocks; /* consecutive blocks per QDOT (0 or 1: one) */
 } kn_sched;
 
 /* Choose the schedule for a kernel on a target (NOOPT=1: everything global or serial, no vectors). */
@@ -128,6 +129,8 @@ void kn_sched_name(const kn_kernel *k, const kn_sched *s, char *name, size_t n);
  * keeps the exact f32 decode. */
 bool kn_qdot_mode(void);
 bool kn_quant_dot_supported(kn_dtype fmt);
+/* Blocks of fmt one QDOT covers on target t (1, or 2 for the 32-element formats on 64-byte vectors). */
+int kn_quant_dot_blocks(const kn_target *t, kn_dtype fmt);
 
 /* ---- lowering (lower.c) ---- */
 kn_lprog *kn_lower(const kn_kernel *k, const kn_sched *s, char *err, size_t errlen);

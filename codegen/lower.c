@@ -175,10 +175,13 @@ static const kn_kop *qdot_weight(lower *L, const kn_kop **xn) {
 static int lower_qdot(lower *L, int u, const kn_kop *w, const kn_kop *xn, int lanes) {
   kn_lctx *c = &L->c;
   int nunroll = kn_inst_count(c, true), per = (int)(kn_dtype_get(c->k->bufs[w->buf].dtype)->block_elems / lanes);
+  int nb = c->s->qdot_blocks > 1 && nunroll % (per * c->s->qdot_blocks) == 0 ? c->s->qdot_blocks : 1;
   int src[2 + 256], sum = -1;
-  if (per > 256) return kn_lfail(c, "integer-dot block of %d vectors", per);
-  for (int b0 = 0; b0 < nunroll; b0 += per) {
-    for (int i = 0; i < per; i++) {
+  if (per * nb > 256) return kn_lfail(c, "integer-dot block of %d vectors", per * nb);
+  /* nb > 1: the unrolled instances of nb consecutive blocks of the row in one QDOT (the template reads them from
+   * the first block's index on) */
+  for (int b0 = 0; b0 < nunroll; b0 += per * nb) {
+    for (int i = 0; i < per * nb; i++) {
       kn_set_inst(c, u, b0 + i);
       reset_memo(L);
       if ((src[2 + i] = lower_node(L, xn)) < 0) return -1;
@@ -186,7 +189,7 @@ static int lower_qdot(lower *L, int u, const kn_kop *w, const kn_kop *xn, int la
     kn_set_inst(c, u, b0);
     src[0] = c->params[w->buf];
     if ((src[1] = kn_lower_qblock(c, w)) < 0) return kn_lfail(c, "integer-dot load of buf%d does not start a block", w->buf);
-    int v = kn_l_add(c->p, KN_L_QDOT, KN_F32, lanes, 2 + per, src, 0, c->k->bufs[w->buf].dtype);
+    int v = kn_l_add(c->p, KN_L_QDOT, KN_F32, lanes, 2 + per * nb, src, 0, c->k->bufs[w->buf].dtype);
     sum = sum < 0 ? v : kn_l_alu(c->p, KN_KOP_ADD, KN_F32, sum, v);
   }
   return sum;

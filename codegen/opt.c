@@ -104,6 +104,20 @@ static bool quant_dot_along(const kn_kernel *k, const loadset *ls, int a) {
   return false;
 }
 
+/* Blocks per QDOT for the block-format loads along a (the fewest any of them takes). */
+static int quant_dot_blocks_along(const kn_kernel *k, const loadset *ls, int a, const kn_target *t) {
+  int nb = 2;
+  for (int i = 0; i < ls->n; i++) {
+    const kn_kop *x = ls->loads[i];
+    const kn_view *top = &x->st.v[x->st.nviews - 1];
+    if (is_quant_load(k, x) && x->st.nviews == 1 && a < top->ndim && top->strides[a] == 1) {
+      int b = kn_quant_dot_blocks(t, k->bufs[x->buf].dtype);
+      if (b < nb) nb = b;
+    }
+  }
+  return nb;
+}
+
 typedef struct {
   int64_t vec, up, unroll; /* per axis: vector lanes, upcast factor, unroll factor (1 = none) */
 } axplan;
@@ -163,6 +177,7 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
   }
   if (vaxis >= 0) pl[vaxis].vec = bestv;
   bool qdot = false;
+  int qblocks = 1;
   if (k->nreduce > 0) {
     /* quantized weights along a vectorized reduce axis: unroll over a whole block so every position inside the
      * block is a constant and the format's decode folds to straight-line code */
@@ -184,7 +199,10 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
      * exact decode shared by the tokens; that needs the activations quantized once per launch first */
     for (int a = 0; a < nout && qdot; a++)
       if (k->shape[a] > 1 && reused_along(k, &ls, a, true)) qdot = false;
-    if (qdot && qk == 32 && k->shape[r] % (2 * qk) == 0) pl[r].unroll *= 2; /* two blocks: independent chains */
+    if (qdot && qk == 32 && k->shape[r] % (2 * qk) == 0) { /* two blocks: independent chains, or one pair per QDOT */
+      pl[r].unroll *= 2;
+      qblocks = quant_dot_blocks_along(k, &ls, r, t);
+    }
     /* register blocking: rows that share loads (first those sharing a decoded block), and two vectors along the
      * vector axis when it is an output; at most 16 accumulators and 64 unrolled instances */
     int64_t budget = 16;
@@ -208,6 +226,7 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
   }
   build(k, pl, vaxis, s);
   s->qdot = qdot;
+  s->qdot_blocks = qdot ? qblocks : 0;
   return 0;
 }
 

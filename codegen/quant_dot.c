@@ -25,15 +25,17 @@ typedef struct {
   LLVMValueRef uq, scl, mnl, dA, dB;
   int qk, S;
   int off; /* one-sub-block formats: the multiplier of sum(x) instead of mnl (0: none) */
+  int dA_at, dB_at; /* byte offsets of dA and (one-sub-block formats with a min) dB as float16 in the block */
   bool signed_w;
 } qblock;
 
-static bool feat(kn_emit *e, const char *f) {
+static bool tfeat(const kn_target *t, const char *f) {
   size_t n = strlen(f);
-  for (const char *p = e->t->features; (p = strstr(p, f)); p += n)
-    if (p > e->t->features && p[-1] == '+' && (p[n] == ',' || !p[n])) return true;
+  for (const char *p = t->features; (p = strstr(p, f)); p += n)
+    if (p > t->features && p[-1] == '+' && (p[n] == ',' || !p[n])) return true;
   return false;
 }
+static bool feat(kn_emit *e, const char *f) { return tfeat(e->t, f); }
 
 static LLVMTypeRef vt(LLVMTypeRef t, int n) { return LLVMVectorType(t, (unsigned)n); }
 static LLVMValueRef c64(qd *q, long long v) { return LLVMConstInt(q->e->i64, (unsigned long long)v, 1); }
@@ -50,6 +52,18 @@ static LLVMValueRef f16_at(qd *q, long long off) {
   LLVMValueRef v = LLVMBuildLoad2(q->e->b, q->e->f16, LLVMBuildGEP2(q->e->b, q->e->i8, q->bp, &o, 1, ""), "");
   LLVMSetAlignment(v, 1);
   return LLVMBuildFPExt(q->e->b, v, q->e->f32, "");
+}
+
+/* the float16 at off in every lane of <n x float>: one broadcast load and one conversion (vpbroadcastw, vcvtph2ps) */
+static LLVMValueRef f16_splat(qd *q, long long off, int n) {
+  kn_emit *e = q->e;
+  LLVMValueRef o = c64(q, off);
+  LLVMValueRef v = LLVMBuildLoad2(e->b, e->f16, LLVMBuildGEP2(e->b, e->i8, q->bp, &o, 1, ""), "");
+  LLVMSetAlignment(v, 1);
+  LLVMTypeRef ht = vt(e->f16, n);
+  v = LLVMBuildInsertElement(e->b, LLVMGetPoison(ht), v, LLVMConstInt(e->i32, 0, 0), "");
+  v = LLVMBuildShuffleVector(e->b, v, LLVMGetPoison(ht), LLVMConstNull(vt(e->i32, n)), "");
+  return LLVMBuildFPExt(e->b, v, vt(e->f32, n), "");
 }
 
 static LLVMValueRef shuf(kn_emit *e, LLVMValueRef a, LLVMValueRef b, const int *idx, int n) {
@@ -95,24 +109,30 @@ static LLVMValueRef bitplane(kn_emit *e, LLVMValueRef v, int bit, int to) { retu
  * and, for the five-bit formats, a 32-bit word at qh whose bit j is element j's fifth bit. */
 static LLVMValueRef nib32(qd *q, int qs, int qh) {
   kn_emit *e = q->e;
-  LLVMValueRef v = bytes(q, qs, 16), parts[2] = {band(e, v, 15), lshr(e, v, 4)};
-  LLVMValueRef u = concat(e, parts, 2);
+  /* the 16 bytes twice (a broadcast load), 16-bit lanes of the upper copy shifted by 4, then the low nibbles: the
+   * same three operations decode a pair of blocks in one 64-byte vector */
+  int dup[32];
+  LLVMValueRef sh[16];
+  for (int j = 0; j < 32; j++) dup[j] = j % 16;
+  for (int j = 0; j < 16; j++) sh[j] = LLVMConstInt(e->i16, j < 8 ? 0 : 4, 0);
+  LLVMValueRef v = LLVMBuildBitCast(e->b, shuf(e, bytes(q, qs, 16), NULL, dup, 32), vt(e->i16, 16), "");
+  v = LLVMBuildLShr(e->b, v, LLVMConstVector(sh, 16), "");
+  LLVMValueRef u = band(e, LLVMBuildBitCast(e->b, v, vt(e->i8, 32), ""), 15);
   if (qh < 0) return u;
-  int idx[32], m[32];
-  for (int j = 0; j < 32; j++) idx[j] = j / 8, m[j] = 1 << (j % 8);
-  LLVMValueRef hb = shuf(e, bytes(q, qh, 4), NULL, idx, 32), mv[32];
-  for (int j = 0; j < 32; j++) mv[j] = LLVMConstInt(e->i8, (unsigned)m[j], 0);
-  LLVMValueRef set = LLVMBuildICmp(e->b, LLVMIntNE, LLVMBuildAnd(e->b, hb, LLVMConstVector(mv, 32), ""), LLVMConstNull(vt(e->i8, 32)), "");
-  return bor(e, u, shl(e, LLVMBuildZExt(e->b, set, vt(e->i8, 32), ""), 4));
+  /* the 32-bit word as 32 lane flags: one mask load (kmovd) where the target has mask registers */
+  LLVMValueRef o = c64(q, qh);
+  LLVMValueRef w = LLVMBuildLoad2(e->b, e->i32, LLVMBuildGEP2(e->b, e->i8, q->bp, &o, 1, ""), "");
+  LLVMSetAlignment(w, 1);
+  LLVMValueRef set = LLVMBuildBitCast(e->b, w, vt(e->i1, 32), "");
+  return LLVMBuildSelect(e->b, set, bor(e, u, kn_e_iconst(vt(e->i8, 32), 16)), u, "");
 }
 
 static void q4_5(qd *q, qblock *b, bool five, bool with_min) {
-  kn_emit *e = q->e;
   int qs = with_min ? (five ? 8 : 4) : (five ? 6 : 2), qh = five ? (with_min ? 4 : 2) : -1;
   b->uq = nib32(q, qs, qh);
   b->qk = b->S = 32;
-  b->dA = f16_at(q, 0);
-  if (with_min) b->off = 1, b->dB = f16_at(q, 2);
+  b->dA = f16_at(q, 0), b->dA_at = 0;
+  if (with_min) b->off = 1, b->dB = f16_at(q, 2), b->dB_at = 2;
   else b->off = five ? -16 : -8;
 }
 
@@ -132,7 +152,7 @@ static void q2k(qd *q, qblock *b) {
   LLVMValueRef sc = bytes(q, 0, 16);
   b->scl = i16s(e, band(e, sc, 15), false), b->mnl = i16s(e, lshr(e, sc, 4), false);
   b->qk = 256, b->S = 16;
-  b->dA = f16_at(q, 80), b->dB = LLVMBuildFNeg(e->b, f16_at(q, 82), "");
+  b->dA = f16_at(q, 80), b->dA_at = 80, b->dB = LLVMBuildFNeg(e->b, f16_at(q, 82), "");
 }
 
 /* Q3_K: high bit of element 128h + 32g + p is bit 4h + g of hmask[p] (clear: -4); scales as in quant.c */
@@ -151,7 +171,7 @@ static void q3k(qd *q, qblock *b) {
   LLVMValueRef sc = LLVMBuildSub(e->b, bor(e, lo, shl(e, hi, 4)), splat16(e, 16, 32), "");
   b->scl = sc, b->mnl = LLVMBuildMul(e->b, sc, splat16(e, 16, -4), "");
   b->qk = 256, b->S = 16;
-  b->dA = f16_at(q, 108);
+  b->dA = f16_at(q, 108), b->dA_at = 108;
 }
 
 /* Q4_K / Q5_K: eight 6-bit scales and mins packed in 12 bytes at 4 (sub-block i < 4: low six bits of bytes i and
@@ -177,7 +197,7 @@ static void qk45(qd *q, qblock *b, bool five) {
   }
   b->uq = concat(e, parts, 8);
   b->qk = 256, b->S = 32;
-  b->dA = f16_at(q, 0), b->dB = LLVMBuildFNeg(e->b, f16_at(q, 2), "");
+  b->dA = f16_at(q, 0), b->dA_at = 0, b->dB = LLVMBuildFNeg(e->b, f16_at(q, 2), "");
 }
 
 /* Q6_K: element 128h + 32k + p: low nibble (k >> 1) of ql byte 64h + 32(k & 1) + p, bits 2k of qh byte 32h + p,
@@ -196,7 +216,7 @@ static void q6k(qd *q, qblock *b) {
   b->scl = i16s(e, bytes(q, 192, 16), true);
   b->mnl = LLVMBuildMul(e->b, b->scl, splat16(e, 16, -32), "");
   b->qk = 256, b->S = 16;
-  b->dA = f16_at(q, 208);
+  b->dA = f16_at(q, 208), b->dA_at = 208;
 }
 
 static bool decode(qd *q, kn_dtype fmt, qblock *b) {
@@ -207,7 +227,7 @@ static bool decode(qd *q, kn_dtype fmt, qblock *b) {
   case KN_Q5_0: q4_5(q, b, true, false); return true;
   case KN_Q5_1: q4_5(q, b, true, true); return true;
   case KN_Q8_0:
-    b->uq = bytes(q, 2, 32), b->qk = b->S = 32, b->signed_w = true, b->dA = f16_at(q, 0);
+    b->uq = bytes(q, 2, 32), b->qk = b->S = 32, b->signed_w = true, b->dA = f16_at(q, 0), b->dA_at = 0;
     return true;
   case KN_Q2_K: q2k(q, b); return true;
   case KN_Q3_K: q3k(q, b); return true;
@@ -219,6 +239,13 @@ static bool decode(qd *q, kn_dtype fmt, qblock *b) {
 }
 
 bool kn_qdot_mode(void) { return kn_getenv_int("KILN_EXACT", 0) <= 0; }
+
+/* Blocks per QDOT: two for the 32-element formats where 64-byte integer vectors exist (AVX-512BW: both blocks of
+ * a pair in one register, one multiply-add chain, a full vector of lanes for the accumulator), else one. */
+int kn_quant_dot_blocks(const kn_target *t, kn_dtype fmt) {
+  return kn_dtype_get(fmt)->block_elems == 32 && t->vector_bytes >= 64 && tfeat(t, "avx512bw") &&
+                 !strncmp(t->triple, "x86_64", 6) ? 2 : 1;
+}
 
 bool kn_quant_dot_supported(kn_dtype fmt) {
   switch (fmt) {
@@ -352,29 +379,81 @@ static LLVMValueRef fit(kn_emit *e, LLVMValueRef v, int vec) {
   return shuf(e, v, LLVMConstNull(LLVMTypeOf(v)), idx, vec);
 }
 
+/* the per-block scalars s[0..nblk) (f16 at byte `at` of each block, or NULL: one) times dx[i], as <n x float> with
+ * n / nblk lanes per block */
+static LLVMValueRef block_scales(qd *q, int nblk, int at, const LLVMValueRef *dx, int n) {
+  kn_emit *e = q->e;
+  if (nblk == 1) return kn_e_fmul(e, f16_splat(q, at, n), kn_e_splat(e, dx[0], n));
+  /* several blocks: their scalars side by side, converted and scaled once, then spread over the lanes */
+  LLVMTypeRef ht = vt(e->f16, nblk), ft = vt(e->f32, nblk);
+  LLVMValueRef h = LLVMGetPoison(ht), d = LLVMGetPoison(ft);
+  int idx[64];
+  for (int i = 0; i < nblk; i++) {
+    LLVMValueRef o = c64(&q[i], at);
+    LLVMValueRef v = LLVMBuildLoad2(e->b, e->f16, LLVMBuildGEP2(e->b, e->i8, q[i].bp, &o, 1, ""), "");
+    LLVMSetAlignment(v, 1);
+    h = LLVMBuildInsertElement(e->b, h, v, LLVMConstInt(e->i32, (unsigned)i, 0), "");
+    d = LLVMBuildInsertElement(e->b, d, dx[i], LLVMConstInt(e->i32, (unsigned)i, 0), "");
+  }
+  for (int l = 0; l < n; l++) idx[l] = l / (n / nblk);
+  return shuf(e, kn_e_fmul(e, LLVMBuildFPExt(e->b, h, ft, ""), d), NULL, idx, n);
+}
+
 LLVMValueRef kn_quant_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, const LLVMValueRef *xs, int nx,
                           int vec) {
   const kn_dtype_info *di = kn_dtype_get(fmt);
-  LLVMValueRef off = LLVMBuildMul(e->b, blk, LLVMConstInt(e->i64, (unsigned)di->block_bytes, 0), "");
-  qd q = {.e = e, .bp = LLVMBuildGEP2(e->b, e->i8, base, &off, 1, "")};
-  qblock b;
-  if (!decode(&q, fmt, &b) || nx * vec != b.qk || nx > 256) {
+  /* one block, or (32-element formats on 64-byte vectors) two consecutive blocks of a row in one vector */
+  int nblk = di->block_elems > 0 ? (int)((int64_t)nx * vec / di->block_elems) : 0;
+  qd q[2];
+  qblock bb[2];
+  bool ok = (nblk == 1 || (nblk == 2 && di->block_elems == 32 && nx % 2 == 0)) && nx <= 256;
+  for (int i = 0; ok && i < nblk; i++) {
+    LLVMValueRef off = LLVMBuildMul(e->b, LLVMBuildAdd(e->b, blk, LLVMConstInt(e->i64, (unsigned)i, 0), ""),
+                                    LLVMConstInt(e->i64, (unsigned)di->block_bytes, 0), "");
+    q[i] = (qd){.e = e, .bp = LLVMBuildGEP2(e->b, e->i8, base, &off, 1, "")};
+    ok = decode(&q[i], fmt, &bb[i]) && nx * vec == nblk * bb[i].qk && (nblk == 1 || (!bb[i].scl && !bb[i].mnl));
+  }
+  if (!ok) {
     kn_efail(e, "no integer-dot template for %s over %d x %d elements", di->name, nx, vec);
     return LLVMGetPoison(kn_e_vec(e->f32, vec));
   }
-  LLVMValueRef xq, dx;
-  quantize_x(e, xs, nx, vec, &xq, &dx);
+  qblock b = bb[0];
+  LLVMValueRef xq, dx[2], xqs[2], uqs[2];
+  for (int i = 0; i < nblk; i++) {
+    quantize_x(e, xs + i * (nx / nblk), nx / nblk, vec, &xqs[i], &dx[i]);
+    uqs[i] = bb[i].uq;
+  }
+  xq = concat(e, xqs, nblk);
+  b.uq = concat(e, uqs, nblk);
+  b.qk *= nblk;
   int W = e->t->vector_bytes >= 64 && feat(e, "avx512bw") ? 64 : e->t->vector_bytes >= 32 ? 32 : 16;
   if (W > b.qk) W = b.qk;
+  if (W < b.qk && nblk > 1) { /* the chunks would sum the blocks' products before their scales */
+    kn_efail(e, "integer-dot pair of %s blocks needs %d-byte vectors", di->name, b.qk);
+    return LLVMGetPoison(kn_e_vec(e->f32, vec));
+  }
   LLVMValueRef I = NULL, ones = kn_e_iconst(vt(e->i8, W), 1), xsum[64];
   int nch = b.qk / W;
+  /* with vpdpbusd, Q8_0's signed quants become unsigned by w + 128 (one xor) and -128 sum(x) starts the sum */
+  bool vnni = dpbusd(e, NULL, ones, slice(e, xq, 0, W)) != NULL;
+  bool bias_w = b.signed_w && vnni;
+  for (int c = 0; c < nch; c++)
+    if (b.mnl || b.off || bias_w) { /* the activations' own sums, shared by the rows */
+      LLVMValueRef x = slice(e, xq, c * W, W);
+      if (!(xsum[c] = dpbusd(e, NULL, ones, x))) xsum[c] = maddwd(e, maddubs(e, ones, x), splat16(e, W / 2, 1));
+    }
+  /* a constant offset of every quant (q - 8, q - 16, w + 128) as the sum's start, where the sum is one chain */
+  int off0 = bias_w ? -128 : b.off && !b.dB && !b.scl ? b.off : 0;
+  if (off0 && vnni)
+    for (int c = 0; c < nch; c++) {
+      LLVMValueRef t = LLVMBuildMul(e->b, xsum[c], kn_e_iconst(LLVMTypeOf(xsum[c]), off0), "");
+      I = I ? LLVMBuildAdd(e->b, I, t, "") : t;
+    }
   for (int c = 0; c < nch; c++) {
     int c0 = c * W;
     LLVMValueRef u = slice(e, b.uq, c0, W), x = slice(e, xq, c0, W);
-    if (b.mnl || b.off) { /* the activations' own sums */
-      if (!(xsum[c] = dpbusd(e, NULL, ones, x))) xsum[c] = maddwd(e, maddubs(e, ones, x), splat16(e, W / 2, 1));
-    }
-    if (b.signed_w) { /* |w| * (x with w's sign): vpsignb where there is one */
+    if (bias_w) u = LLVMBuildXor(e->b, u, kn_e_iconst(LLVMTypeOf(u), 0x80), "");
+    else if (b.signed_w) { /* |w| * (x with w's sign): vpsignb where there is one */
       if (x86(e) && W == 32 && feat(e, "avx2")) x = call(e, "llvm.x86.avx2.psign.b", x, u);
       else if (x86(e) && W == 16 && feat(e, "ssse3")) x = call(e, "llvm.x86.ssse3.psign.b.128", x, u);
       else {
@@ -393,19 +472,23 @@ LLVMValueRef kn_quant_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValue
   }
   int n = W / 4;
   LLVMTypeRef vf = vt(e->f32, n);
-  if (b.off && !b.dB) /* q - 8: off times the sums, the same for every row, joins the integer sum */
-    I = LLVMBuildAdd(e->b, I, LLVMBuildMul(e->b, xsum[0], kn_e_iconst(LLVMTypeOf(xsum[0]), b.off), ""), "");
-  LLVMValueRef r = kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vf, ""), kn_e_splat(e, LLVMBuildFMul(e->b, b.dA, dx, ""), n));
+  if (b.off && !b.dB && !(off0 && vnni)) /* q - 8: off times the sums, the same for every row, joins the integer sum */
+    for (int c = 0; c < nch; c++)
+      I = LLVMBuildAdd(e->b, I, LLVMBuildMul(e->b, xsum[c], kn_e_iconst(LLVMTypeOf(xsum[c]), b.off), ""), "");
+  /* the block's scale as a vector: a broadcast f16 load and a conversion, times the activations' shared scale */
+  LLVMValueRef r = kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vf, ""), block_scales(q, nblk, b.dA_at, dx, n));
   if (b.off && b.dB) { /* d * q + m: the sums as a vector, converted once for all rows */
-    LLVMValueRef md = LLVMBuildFMul(e->b, LLVMBuildFMul(e->b, b.dB, dx, ""), LLVMConstReal(e->f32, b.off), "");
-    r = kn_e_fadd(e, r, kn_e_fmul(e, LLVMBuildSIToFP(e->b, xsum[0], vf, ""), kn_e_splat(e, md, n)));
+    LLVMValueRef md = block_scales(q, nblk, b.dB_at, dx, n); /* off is 1: d * q + m */
+    LLVMValueRef S = xsum[0];
+    for (int c = 1; c < nch; c++) S = LLVMBuildAdd(e->b, S, xsum[c], ""); /* every chunk's sums (16-byte vectors: two) */
+    r = kn_e_fadd(e, r, kn_e_fmul(e, LLVMBuildSIToFP(e->b, S, vf, ""), md));
   }
   if (b.mnl) {
     /* sum_s mnl_s * (sum of the activations of sub-block s): the sums are per block of activations, shared by the rows */
     LLVMValueRef xs_all = concat(e, xsum, nch);
     int nsub = b.qk / b.S;
     for (int lanes = b.qk / 4; lanes > nsub; lanes /= 2) xs_all = pairsum(e, xs_all);
-    LLVMValueRef md = LLVMBuildFMul(e->b, b.dB ? b.dB : b.dA, dx, "");
+    LLVMValueRef md = LLVMBuildFMul(e->b, b.dB ? b.dB : b.dA, dx[0], "");
     LLVMValueRef M = maddwd(e, b.mnl, LLVMBuildTrunc(e->b, xs_all, vt(e->i16, nsub), ""));
     int mn = nsub / 2;
     LLVMValueRef mf = kn_e_fmul(e, LLVMBuildSIToFP(e->b, M, vt(e->f32, mn), ""), kn_e_splat(e, md, mn));

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "elf.h"
 #include "env.h"
 #include "pool.h"
 
@@ -257,6 +258,26 @@ static int lookup_entry(cpu_dev *c, LLVMOrcJITDylibRef jd, const char *entry, ui
   return 0;
 }
 
+/* KILN_PERF_MAP=1: each loaded program's entry (address, size from the object's symbol table, name) is appended to
+ * /tmp/perf-PID.map, the file perf reads to name JIT code, so `perf report` shows kernels by entry name. */
+static void perf_map(const kn_program *p, const void *obj, size_t n, uint64_t addr) {
+  if (kn_getenv_int("KILN_PERF_MAP", 0) <= 0) return;
+  kn_elf e;
+  char err[128];
+  uint64_t size = 0;
+  if (!kn_elf_parse(obj, n, &e, err, sizeof err)) {
+    for (int i = 0; i < e.nsym; i++)
+      if (!strcmp(e.sym[i].name, p->entry)) size = e.sym[i].size;
+    kn_elf_free(&e);
+  }
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/perf-%d.map", (int)getpid());
+  FILE *f = fopen(path, "a");
+  if (!f) return;
+  fprintf(f, "%llx %llx %s\n", (unsigned long long)addr, (unsigned long long)(size ? size : 1), p->entry);
+  fclose(f);
+}
+
 static int cpu_program_load(kn_device *d, kn_program *p, const void *obj, size_t n, char *err, size_t errlen) {
   cpu_dev *c = d->priv;
   if (check_object(p, obj, n, err, errlen)) return -1;
@@ -288,6 +309,7 @@ static int cpu_program_load(kn_device *d, kn_program *p, const void *obj, size_t
   }
   cp->fn = (cpu_entry)(uintptr_t)addr;
   p->priv = cp;
+  perf_map(p, obj, n, addr);
   return 0;
 }
 
