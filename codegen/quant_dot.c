@@ -107,6 +107,7 @@ static LLVMValueRef bitplane(kn_emit *e, LLVMValueRef v, int bit, int to) { retu
 
 /* 32-element blocks with 16 bytes of nibbles at qs (element j: low nibble of byte j, j >= 16: high nibble of j - 16)
  * and, for the five-bit formats, a 32-bit word at qh whose bit j is element j's fifth bit. */
+static bool x86(kn_emit *e);
 static LLVMValueRef nib32(qd *q, int qs, int qh) {
   kn_emit *e = q->e;
   /* the 16 bytes twice (a broadcast load), 16-bit lanes of the upper copy shifted by 4, then the low nibbles: the
@@ -119,12 +120,26 @@ static LLVMValueRef nib32(qd *q, int qs, int qh) {
   v = LLVMBuildLShr(e->b, v, LLVMConstVector(sh, 16), "");
   LLVMValueRef u = band(e, LLVMBuildBitCast(e->b, v, vt(e->i8, 32), ""), 15);
   if (qh < 0) return u;
-  /* the 32-bit word as 32 lane flags: one mask load (kmovd) where the target has mask registers */
+  if (x86(e) && feat(e, "avx512bw")) { /* the 32-bit word as 32 lane flags: one mask load (kmovd) and a select */
+    LLVMValueRef o = c64(q, qh);
+    LLVMValueRef w = LLVMBuildLoad2(e->b, e->i32, LLVMBuildGEP2(e->b, e->i8, q->bp, &o, 1, ""), "");
+    LLVMSetAlignment(w, 1);
+    LLVMValueRef set = LLVMBuildBitCast(e->b, w, vt(e->i1, 32), "");
+    return LLVMBuildSelect(e->b, set, bor(e, u, kn_e_iconst(vt(e->i8, 32), 16)), u, "");
+  }
+  /* elsewhere byte j / 8 of the word in lane j (vpbroadcastd, vpshufb), all other bits set, compared with all ones:
+   * 0xff where bit j is set, and 16 of it joins the low nibble (no variable blend) */
+  int idx[32];
+  LLVMValueRef m[32];
+  for (int j = 0; j < 32; j++) idx[j] = 16 * (j / 16) + (j / 8), m[j] = LLVMConstInt(e->i8, (unsigned)(~(1u << (j % 8)) & 0xff), 0);
   LLVMValueRef o = c64(q, qh);
   LLVMValueRef w = LLVMBuildLoad2(e->b, e->i32, LLVMBuildGEP2(e->b, e->i8, q->bp, &o, 1, ""), "");
   LLVMSetAlignment(w, 1);
-  LLVMValueRef set = LLVMBuildBitCast(e->b, w, vt(e->i1, 32), "");
-  return LLVMBuildSelect(e->b, set, bor(e, u, kn_e_iconst(vt(e->i8, 32), 16)), u, "");
+  /* the word in every 32-bit lane (a broadcast load), then bytes picked inside each 16-byte half (vpshufb) */
+  LLVMValueRef wb = LLVMBuildBitCast(e->b, kn_e_splat(e, w, 8), vt(e->i8, 32), "");
+  LLVMValueRef hb = bor(e, shuf(e, wb, NULL, idx, 32), LLVMConstVector(m, 32));
+  LLVMValueRef set = LLVMBuildSExt(e->b, LLVMBuildICmp(e->b, LLVMIntEQ, hb, kn_e_iconst(vt(e->i8, 32), -1), ""), vt(e->i8, 32), "");
+  return bor(e, u, band(e, set, 16));
 }
 
 static void q4_5(qd *q, qblock *b, bool five, bool with_min) {
@@ -358,7 +373,12 @@ static void quantize_x(kn_emit *e, const LLVMValueRef *xs, int nx, int vec, LLVM
   LLVMValueRef vinv = kn_e_splat(e, inv, vec);
   for (int i = 0; i < nx; i++) {
     LLVMValueRef y = LLVMBuildFMul(e->b, xs[i], vinv, ""), yi;
-    if (x86(e) && vec == 8 && feat(e, "avx")) yi = call1(e, "llvm.x86.avx.cvt.ps2dq.256", y); /* nearest even */
+    if (x86(e) && vec == 16 && feat(e, "avx512f")) { /* vcvtps2dq zmm in the current (nearest even) rounding */
+      const char *nm = "llvm.x86.avx512.mask.cvtps2dq.512";
+      unsigned id = LLVMLookupIntrinsicID(nm, strlen(nm));
+      LLVMValueRef args[4] = {y, LLVMGetPoison(vt(e->i32, 16)), LLVMConstInt(e->i16, 0xffff, 0), LLVMConstInt(e->i32, 4, 0)};
+      yi = LLVMBuildCall2(e->b, LLVMIntrinsicGetType(e->ctx, id, NULL, 0), LLVMGetIntrinsicDeclaration(e->mod, id, NULL, 0), args, 4, "");
+    } else if (x86(e) && vec == 8 && feat(e, "avx")) yi = call1(e, "llvm.x86.avx.cvt.ps2dq.256", y); /* nearest even */
     else if (x86(e) && vec == 4) yi = call1(e, "llvm.x86.sse2.cvtps2dq", y);
     else yi = LLVMBuildFPToSI(e->b, kn_e_intrinsic(e, "llvm.roundeven", vf, &y, 1), vt(e->i32, vec), "");
     parts[i] = LLVMBuildTrunc(e->b, yi, vt(e->i8, vec), "");

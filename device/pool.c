@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define CHUNKS_PER_THREAD 4
 #define SPIN_NS 50000 /* how long an idle thread keeps polling before it sleeps */
 
 typedef struct {
@@ -165,7 +166,9 @@ void kn_pool_run(kn_pool *p, kn_pool_fn fn, void *ctx, int64_t n) {
     fn(ctx, 0, n);
     return;
   }
-  int64_t parts = n < p->nthreads ? n : p->nthreads;
+  /* several chunks per thread: a thread the OS runs late, or a core slowed by other work, leaves its unclaimed
+   * chunks to the others instead of holding up the launch (one chunk per thread waited for the slowest) */
+  int64_t parts = n < (int64_t)p->nthreads * CHUNKS_PER_THREAD ? n : (int64_t)p->nthreads * CHUNKS_PER_THREAD;
   int64_t chunk = (n + parts - 1) / parts;
   parts = (n + chunk - 1) / chunk; /* no empty trailing chunk */
   pthread_mutex_lock(&p->lock);
