@@ -3,9 +3,12 @@
  * by a plain reference validator written from the JSON Schema rules; mutated documents the automaton still accepts
  * must validate too. Unsupported keywords are errors that name the keyword and where it is. */
 #include <math.h>
+#include <regex.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/text/json_regex.h"
 #include "models/text/json_schema.h"
 #include "check.h"
 
@@ -23,6 +26,8 @@ static size_t utf8_len(const char *s) {
   return n;
 }
 
+static bool isalnum_c(char c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'); }
+
 static bool has_type(const cJSON *v, const char *t) {
   if (!strcmp(t, "null")) return cJSON_IsNull(v);
   if (!strcmp(t, "boolean")) return cJSON_IsBool(v);
@@ -33,12 +38,128 @@ static bool has_type(const cJSON *v, const char *t) {
   return cJSON_IsObject(v);
 }
 
+/* ---- formats, checked by hand (not with the patterns the compiler uses) ---- */
+
+static bool digits(const char *s, int n) {
+  for (int i = 0; i < n; i++)
+    if (s[i] < '0' || s[i] > '9') return false;
+  return true;
+}
+
+static int num2(const char *s) { return (s[0] - '0') * 10 + s[1] - '0'; }
+
+static bool is_date(const char *s, size_t n) {
+  if (n != 10 || !digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) || s[7] != '-' || !digits(s + 8, 2)) return false;
+  int y = atoi(s), m = num2(s + 5), d = num2(s + 8);
+  static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  return m >= 1 && m <= 12 && d >= 1 && d <= (m == 2 && !leap ? 28 : days[m - 1]);
+}
+
+static bool is_time(const char *s, size_t n) {
+  if (n < 9 || !digits(s, 2) || s[2] != ':' || !digits(s + 3, 2) || s[5] != ':' || !digits(s + 6, 2)) return false;
+  if (num2(s) > 23 || num2(s + 3) > 59 || num2(s + 6) > 59) return false;
+  size_t i = 8;
+  if (s[i] == '.') {
+    size_t k = ++i;
+    while (i < n && s[i] >= '0' && s[i] <= '9') i++;
+    if (i == k) return false;
+  }
+  if (i + 1 == n && (s[i] == 'Z' || s[i] == 'z')) return true;
+  return i + 6 == n && (s[i] == '+' || s[i] == '-') && digits(s + i + 1, 2) && s[i + 3] == ':' && digits(s + i + 4, 2) &&
+         num2(s + i + 1) <= 23 && num2(s + i + 4) <= 59;
+}
+
+static bool is_ipv4(const char *s) {
+  for (int part = 0; part < 4; part++) {
+    int n = 0, v = 0;
+    while (s[n] >= '0' && s[n] <= '9' && n < 4) v = v * 10 + s[n] - '0', n++;
+    if (n == 0 || n > 3 || v > 255 || (n > 1 && s[0] == '0')) return false;
+    s += n;
+    if (part < 3 && *s++ != '.') return false;
+  }
+  return *s == 0;
+}
+
+static bool is_uuid(const char *s) {
+  if (strlen(s) != 36) return false;
+  for (int i = 0; i < 36; i++) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-' : !strchr("0123456789abcdefABCDEF", s[i])) return false;
+  }
+  return true;
+}
+
+static bool is_email(const char *s) {
+  const char *at = strchr(s, '@');
+  if (!at || at == s || strchr(at + 1, '@')) return false;
+  const char *dot = strrchr(at, '.');
+  if (!dot || dot == at + 1 || !dot[1] || strstr(s, "..")) return false;
+  for (const char *p = s; *p; p++)
+    if ((unsigned char)*p <= ' ' || strchr("\"(),:;<>[]\\", *p)) return false;
+  return s[0] != '.' && at[-1] != '.';
+}
+
+static bool is_uri(const char *s) {
+  if (!((*s | 0x20) >= 'a' && (*s | 0x20) <= 'z')) return false;
+  while (*s && (isalnum_c(*s) || strchr("+.-", *s))) s++;
+  if (*s++ != ':' || !*s) return false;
+  for (; *s; s++)
+    if ((unsigned char)*s <= ' ' || strchr("\"<>\\^`{|}", *s)) return false;
+  return true;
+}
+
+static bool format_ok(const char *f, const char *s) {
+  size_t n = strlen(s);
+  if (!strcmp(f, "date")) return is_date(s, n);
+  if (!strcmp(f, "time")) return is_time(s, n);
+  if (!strcmp(f, "date-time")) return n > 11 && (s[10] == 'T' || s[10] == 't') && is_date(s, 10) && is_time(s + 11, n - 11);
+  if (!strcmp(f, "ipv4")) return is_ipv4(s);
+  if (!strcmp(f, "uuid")) return is_uuid(s);
+  if (!strcmp(f, "email")) return is_email(s);
+  if (!strcmp(f, "uri")) return is_uri(s);
+  return false;
+}
+
+/* pattern: POSIX extended regexes (the generated patterns use the syntax both understand), searched like ECMAScript's */
+static bool pattern_ok(const char *pat, const char *s) {
+  char ere[512];
+  size_t n = 0;
+  for (const char *p = pat; *p && n + 8 < sizeof ere; p++) /* \d is not POSIX: [0-9] */
+    if (p[0] == '\\' && p[1] == 'd') memcpy(ere + n, "[0-9]", 5), n += 5, p++;
+    else ere[n++] = *p;
+  ere[n] = 0;
+  regex_t re;
+  if (regcomp(&re, ere, REG_EXTENDED | REG_NOSUB)) return false;
+  bool ok = regexec(&re, s, 0, NULL, 0) == 0;
+  regfree(&re);
+  return ok;
+}
+
+static const cJSON *g_root; /* the schema $ref pointers start from */
+
+static const cJSON *resolve(const char *ref) {
+  const cJSON *at = g_root;
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", ref + 1);
+  for (char *seg = strtok(buf, "/"); seg && at; seg = strtok(NULL, "/")) at = cJSON_GetObjectItemCaseSensitive(at, seg);
+  return at;
+}
+
 static bool ref_valid(const cJSON *s, const cJSON *v) {
   if (cJSON_IsTrue(s)) return true;
   const cJSON *k, *x;
+  if ((k = cJSON_GetObjectItemCaseSensitive(s, "$ref")) && !ref_valid(resolve(k->valuestring), v)) return false;
+  if ((k = cJSON_GetObjectItemCaseSensitive(s, "allOf"))) cJSON_ArrayForEach(x, k) if (!ref_valid(x, v)) return false;
+  if ((k = cJSON_GetObjectItemCaseSensitive(s, "oneOf"))) {
+    int n = 0;
+    cJSON_ArrayForEach(x, k) n += ref_valid(x, v);
+    if (n != 1) return false;
+  }
   if ((k = cJSON_GetObjectItemCaseSensitive(s, "anyOf"))) {
-    cJSON_ArrayForEach(x, k) if (ref_valid(x, v)) return true;
-    return false;
+    bool ok = false;
+    cJSON_ArrayForEach(x, k) ok |= ref_valid(x, v);
+    if (!ok) return false;
   }
   if ((k = cJSON_GetObjectItemCaseSensitive(s, "type"))) {
     bool ok = false;
@@ -52,16 +173,36 @@ static bool ref_valid(const cJSON *s, const cJSON *v) {
     if (!ok) return false;
   }
   if ((k = cJSON_GetObjectItemCaseSensitive(s, "const")) && !cJSON_Compare(k, v, true)) return false;
+  if (cJSON_IsNumber(v)) {
+    double d = v->valuedouble;
+    if ((k = cJSON_GetObjectItemCaseSensitive(s, "minimum")) && !(d >= k->valuedouble)) return false;
+    if ((k = cJSON_GetObjectItemCaseSensitive(s, "maximum")) && !(d <= k->valuedouble)) return false;
+    if ((k = cJSON_GetObjectItemCaseSensitive(s, "exclusiveMinimum")) && !(d > k->valuedouble)) return false;
+    if ((k = cJSON_GetObjectItemCaseSensitive(s, "exclusiveMaximum")) && !(d < k->valuedouble)) return false;
+  }
   if (cJSON_IsString(v)) {
     size_t n = utf8_len(v->valuestring);
     if ((k = cJSON_GetObjectItemCaseSensitive(s, "minLength")) && n < (size_t)k->valuedouble) return false;
     if ((k = cJSON_GetObjectItemCaseSensitive(s, "maxLength")) && n > (size_t)k->valuedouble) return false;
+    if ((k = cJSON_GetObjectItemCaseSensitive(s, "pattern")) && !pattern_ok(k->valuestring, v->valuestring)) return false;
+    if ((k = cJSON_GetObjectItemCaseSensitive(s, "format")) && !format_ok(k->valuestring, v->valuestring)) return false;
   }
   if (cJSON_IsArray(v)) {
     int n = cJSON_GetArraySize(v);
     if ((k = cJSON_GetObjectItemCaseSensitive(s, "minItems")) && n < k->valuedouble) return false;
     if ((k = cJSON_GetObjectItemCaseSensitive(s, "maxItems")) && n > k->valuedouble) return false;
-    if ((k = cJSON_GetObjectItemCaseSensitive(s, "items"))) cJSON_ArrayForEach(x, v) if (!ref_valid(k, x)) return false;
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(s, "prefixItems");
+    int np = cJSON_GetArraySize(pre), i = 0;
+    k = cJSON_GetObjectItemCaseSensitive(s, "items");
+    cJSON_ArrayForEach(x, v) {
+      const cJSON *is = i < np ? cJSON_GetArrayItem(pre, i) : k;
+      i++;
+      if (is && (cJSON_IsFalse(is) || !ref_valid(is, x))) return false;
+    }
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "uniqueItems")))
+      for (const cJSON *a = v->child; a; a = a->next)
+        for (const cJSON *b = a->next; b; b = b->next)
+          if (cJSON_Compare(a, b, true)) return false;
   }
   if (cJSON_IsObject(v)) {
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(s, "properties");
@@ -101,7 +242,127 @@ static cJSON *gen_object(int depth) {
   return s;
 }
 
+static cJSON *g_defs; /* $defs of the schema being generated */
+static int g_ndefs;
+
+static const char *PATTERNS[] = {"^[a-z]+$", "^[0-9]{3}-[0-9]{4}$", "^(ab|cd)*x?$", "[0-9]", "^a", "z$",
+                                 "^[A-Z][a-z]{1,5}( [A-Z][a-z]{1,5})?$", "^(red|green|blue)$", "^[a-f0-9]{2,4}$",
+                                 "^x(y|z){2,3}$", "^[^0-9]*$", "^(a|b)+c?$", "^[.][a-z]*$", "q+"};
+static const char *FORMATS[] = {"date", "time", "date-time", "email", "uuid", "uri", "ipv4"};
+
+static cJSON *gen_object(int depth);
+static cJSON *gen_schema(int depth);
+
+static cJSON *range(bool integer) {
+  cJSON *s = cJSON_CreateObject();
+  cJSON_AddStringToObject(s, "type", integer ? "integer" : "number");
+  double lo = integer ? (double)rnd(200) - 100 : ((double)rnd(2000) - 1000) / (rnd(2) ? 8 : 10);
+  double hi = lo + (integer ? 2 + rnd(50) : 0.01 * (1 + rnd(500)));
+  if (rnd(3)) cJSON_AddNumberToObject(s, rnd(2) ? "minimum" : "exclusiveMinimum", lo);
+  if (rnd(3)) cJSON_AddNumberToObject(s, rnd(2) ? "maximum" : "exclusiveMaximum", hi);
+  return s;
+}
+
+static cJSON *tree_ref(void) {
+  if (!cJSON_GetObjectItemCaseSensitive(g_defs, "tree"))
+    cJSON_AddItemToObject(g_defs, "tree", cJSON_Parse("{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\"},"
+                                                      "\"kids\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/tree\"},"
+                                                      "\"maxItems\":2}},\"required\":[\"v\"],\"additionalProperties\":false}"));
+  return cJSON_Parse("{\"$ref\":\"#/$defs/tree\"}");
+}
+
+/* The keywords beyond the first set: ranges, pattern, format, uniqueItems, prefixItems, $ref, allOf, oneOf. */
+static cJSON *gen_new(int depth) {
+  cJSON *s;
+  switch (rnd(depth > 3 ? 5 : 10)) {
+  case 0: return range(true);
+  case 1: return range(false);
+  case 2:
+    s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "type", "string");
+    cJSON_AddStringToObject(s, "pattern", PATTERNS[rnd(sizeof PATTERNS / sizeof *PATTERNS)]);
+    if (rnd(3) == 0) cJSON_AddNumberToObject(s, "maxLength", 3 + rnd(6));
+    if (rnd(3) == 0) cJSON_AddNumberToObject(s, "minLength", rnd(4));
+    return s;
+  case 3:
+    s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "type", "string");
+    cJSON_AddStringToObject(s, "format", FORMATS[rnd(sizeof FORMATS / sizeof *FORMATS)]);
+    return s;
+  case 4: {
+    s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "type", "array");
+    cJSON *items = cJSON_AddObjectToObject(s, "items");
+    int n = 1 + (int)rnd(4);
+    if (rnd(3) == 0) {
+      cJSON_AddStringToObject(items, "type", "boolean"), n = 2;
+    } else {
+      static const char *vals[] = {"\"a\"", "\"b\"", "1", "12", "null", "true", "[1]", "{\"k\":1}"};
+      cJSON *e = cJSON_AddArrayToObject(items, "enum");
+      for (int i = 0, at = (int)rnd(8); i < n; i++) cJSON_AddItemToArray(e, cJSON_Parse(vals[(at + i) % 8]));
+    }
+    cJSON_AddTrueToObject(s, "uniqueItems");
+    if (rnd(2)) cJSON_AddNumberToObject(s, "minItems", rnd((uint32_t)n));
+    return s;
+  }
+  case 5: {
+    s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "type", "array");
+    cJSON *pre = cJSON_AddArrayToObject(s, "prefixItems");
+    for (int i = 0, n = 1 + (int)rnd(3); i < n; i++) cJSON_AddItemToArray(pre, gen_schema(depth + 1));
+    if (rnd(2)) cJSON_AddFalseToObject(s, "items");
+    else if (rnd(2)) cJSON_AddItemToObject(s, "items", gen_schema(depth + 1));
+    if (rnd(2)) cJSON_AddNumberToObject(s, "minItems", rnd(2));
+    return s;
+  }
+  case 6: {
+    char name[16], ref[32];
+    snprintf(name, sizeof name, "d%d", g_ndefs++);
+    snprintf(ref, sizeof ref, "#/$defs/%s", name);
+    cJSON_AddItemToObject(g_defs, name, gen_schema(depth + 1));
+    s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "$ref", ref);
+    if (rnd(3) == 0) cJSON_AddStringToObject(s, "description", "a reference");
+    return s;
+  }
+  case 7: {
+    cJSON *a = gen_object(depth + 1), *b = cJSON_CreateObject();
+    cJSON_DeleteItemFromObject(a, "additionalProperties");
+    cJSON *bp = cJSON_AddObjectToObject(b, "properties"), *br = cJSON_AddArrayToObject(b, "required");
+    cJSON_AddItemToObject(bp, "b1", gen_schema(depth + 1));
+    if (rnd(2)) cJSON_AddItemToArray(br, cJSON_CreateString("b1"));
+    s = cJSON_CreateObject();
+    cJSON *all = cJSON_AddArrayToObject(s, "allOf");
+    cJSON_AddItemToArray(all, a), cJSON_AddItemToArray(all, b);
+    return s;
+  }
+  case 8: { /* oneOf with disjoint branches: different types */
+    s = cJSON_CreateObject();
+    cJSON *one = cJSON_AddArrayToObject(s, "oneOf");
+    int kinds[5] = {0, 1, 2, 3, 4};
+    for (int i = 4; i > 0; i--) {
+      int j = (int)rnd((uint32_t)i + 1), t = kinds[i];
+      kinds[i] = kinds[j], kinds[j] = t;
+    }
+    for (int i = 0, n = 2 + (int)rnd(2); i < n; i++) {
+      cJSON *b;
+      switch (kinds[i]) {
+      case 0: b = range(true); break;
+      case 1: b = cJSON_Parse("{\"type\":\"string\",\"maxLength\":6}"); break;
+      case 2: b = cJSON_Parse("{\"type\":\"boolean\"}"); break;
+      case 3: b = gen_object(depth + 1); break;
+      default: b = cJSON_Parse("{\"type\":\"array\",\"items\":{\"type\":\"null\"},\"maxItems\":2}");
+      }
+      cJSON_AddItemToArray(one, b);
+    }
+    return s;
+  }
+  default: return tree_ref();
+  }
+}
+
 static cJSON *gen_schema(int depth) {
+  if (g_defs && rnd(3) == 0) return gen_new(depth);
   cJSON *s = cJSON_CreateObject();
   switch (rnd(depth > 3 ? 7 : 11)) {
   case 0: cJSON_AddStringToObject(s, "type", "integer"); break;
@@ -179,14 +440,18 @@ static char *walk(const kn_jschema *sch, size_t *len) {
 
 static void test_random(void) {
   int docs = 0;
-  for (int iter = 0; iter < 600; iter++) {
+  for (int iter = 0; iter < 1200; iter++) {
+    g_defs = iter >= 300 ? cJSON_CreateObject() : NULL, g_ndefs = 0; /* the first 300: only the first keywords */
     cJSON *s = rnd(2) ? gen_object(0) : gen_schema(0);
+    if (g_defs && g_defs->child) cJSON_AddItemToObject(s, "$defs", g_defs);
+    else cJSON_Delete(g_defs);
+    g_defs = NULL, g_root = s;
     char err[512];
     unsigned flags = cJSON_IsObject(s) && cJSON_GetObjectItemCaseSensitive(s, "properties") ? KN_JSCHEMA_ROOT_OBJECT : 0;
     kn_jschema *c = kn_jschema_compile(s, flags, err, sizeof err);
     char *text = cJSON_PrintUnformatted(s);
     if (!c) { /* only a whole-document number (or nothing valid in an enum) may be refused */
-      CHECK(strstr(err, "number") || strstr(err, "no value") || strstr(err, "object"), "%s refused: %s", text, err);
+      CHECK(strstr(err, "number") || strstr(err, "allowed length") || strstr(err, "no value") || strstr(err, "object"), "%s refused: %s", text, err);
       free(text), cJSON_Delete(s);
       continue;
     }
@@ -211,25 +476,41 @@ static void test_random(void) {
     }
     kn_jschema_free(c), free(text), cJSON_Delete(s);
   }
-  CHECK(docs > 2000, "only %d documents", docs);
+  CHECK(docs > 5000, "only %d documents", docs);
 }
 
 /* ---- errors and limits ------------------------------------------------------------------------------------- */
 
 static void test_errors(void) {
   static const struct { const char *schema, *want; } cases[] = {
-      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":3}}}", "\"minimum\" is not supported (at /properties/a)"},
-      {"{\"type\":\"string\",\"pattern\":\"^a\"}", "\"pattern\""},
-      {"{\"type\":\"string\",\"format\":\"date\"}", "\"format\""},
-      {"{\"$ref\":\"#/$defs/x\"}", "\"$ref\""},
-      {"{\"type\":\"array\",\"items\":[{\"type\":\"string\"}]}", "tuples"},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\",\"multipleOf\":3}}}", "\"multipleOf\" is not supported (at /properties/a)"},
+      {"{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}", "back-references"},
+      {"{\"type\":\"string\",\"pattern\":\"a(?=b)\"}", "lookahead"},
+      {"{\"type\":\"string\",\"pattern\":\"(?<!a)b\"}", "lookbehind"},
+      {"{\"type\":\"string\",\"pattern\":\"\\\\bword\"}", "word boundaries"},
+      {"{\"type\":\"string\",\"pattern\":\"\\\\p{L}\"}", "Unicode property"},
+      {"{\"type\":\"string\",\"pattern\":\"a(^b)\"}", "anchor ^ inside a group"},
+      {"{\"type\":\"string\",\"pattern\":\"^[a-z]{3}$\",\"maxLength\":2}", "no string of the allowed length"},
+      {"{\"type\":\"string\",\"format\":\"hostname\"}", "format \"hostname\" is not supported"},
+      {"{\"$ref\":\"#/$defs/x\"}", "$ref \"#/$defs/x\": nothing at that place"},
+      {"{\"$ref\":\"other.json#/a\"}", "only references inside the schema"},
+      {"{\"$defs\":{\"a\":{\"anyOf\":[{\"$ref\":\"#/$defs/a\"},{\"type\":\"string\"}]}},\"type\":\"object\",\"properties\":{\"x\":{\"$ref\":\"#/$defs/a\"}}}", "loop of references"},
+      {"{\"$defs\":{\"n\":{\"type\":\"object\",\"properties\":{\"n\":{\"$ref\":\"#/$defs/n\"}},\"required\":[\"n\"]}},\"$ref\":\"#/$defs/n\"}", "no document within"},
+      {"{\"allOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]}", "allOf: the branches allow no common type"},
+      {"{\"allOf\":[{\"type\":\"object\",\"properties\":{\"a\":{}},\"additionalProperties\":false},{\"required\":[\"b\"]}]}", "\"b\" is required by one branch and forbidden"},
+      {"{\"allOf\":[{\"enum\":[\"a\",\"b\"]},{\"const\":\"c\"}]}", "enum/const values have none in common"},
+      {"{\"allOf\":[{\"type\":\"string\",\"pattern\":\"a\"},{\"pattern\":\"b\"}]}", "two different patterns"},
+      {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}}}", "no integer of at most 15 digits lies in the range"},
+      {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"exclusiveMinimum\":1,\"exclusiveMaximum\":2}}}", "no integer"},
+      {"{\"type\":\"array\",\"items\":{\"enum\":[1,2]},\"uniqueItems\":true,\"minItems\":3}", "only 2 distinct values"},
+      {"{\"type\":\"array\",\"prefixItems\":[{}],\"items\":false,\"minItems\":2}", "minItems 2 is more than the 1 items allowed"},
       {"{\"type\":\"strnig\"}", "unknown type \"strnig\""},
       {"{\"type\":\"integer\"}", "number"},
       {"{\"enum\":[1,2],\"type\":\"string\"}", "enum: no value"},
       {"{\"type\":\"object\",\"required\":[\"x\"],\"additionalProperties\":false}", "\"x\" is not in properties"},
       {"{\"type\":\"string\",\"minLength\":5,\"maxLength\":2}", "minLength 5 is larger"},
-      {"{\"anyOf\":[{\"type\":\"string\"}],\"type\":\"string\"}", "anyOf beside"},
-      {"{\"type\":\"object\",\"properties\":{\"a\":{\"anyOf\":[{\"type\":\"string\",\"oneOf\":[]}]}}}", "\"oneOf\" is not supported (at /properties/a/anyOf/0)"},
+      {"{\"anyOf\":[{\"type\":\"string\"}],\"oneOf\":[{\"type\":\"string\"}]}", "anyOf beside oneOf"},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"anyOf\":[{\"type\":\"string\",\"not\":{}}]}}}", "\"not\" is not supported (at /properties/a/anyOf/0)"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     cJSON *s = cJSON_Parse(cases[i].schema);
@@ -253,7 +534,134 @@ static void test_errors(void) {
   kn_jschema_free(c), cJSON_Delete(s);
 }
 
+/* ---- the pattern automaton against POSIX regexec, and formats against the hand checks -------------------- */
+
+static void test_regex(void) {
+  static const char alpha[] = "abcdxyzq019-. AZRé";
+  for (size_t i = 0; i < sizeof PATTERNS / sizeof *PATTERNS; i++) {
+    char err[256];
+    kn_regex *r = kn_regex_compile(PATTERNS[i], 0, -1, err, sizeof err);
+    if (!CHECK(r != NULL, "%s: %s", PATTERNS[i], err)) continue;
+    for (int k = 0; k < 3000; k++) {
+      char buf[32];
+      int n = 0, len = (int)rnd(9);
+      for (int j = 0; j < len; j++) {
+        int a = (int)rnd(sizeof alpha - 2);
+        buf[n++] = alpha[a];
+        if ((unsigned char)alpha[a] == 0xC3) buf[n++] = alpha[a + 1];
+        else if ((unsigned char)alpha[a] == 0xA9) n--;
+      }
+      buf[n] = 0;
+      CHECK(kn_regex_matches(r, buf, (size_t)n) == pattern_ok(PATTERNS[i], buf), "%s on \"%s\": automaton %d, regexec %d",
+            PATTERNS[i], buf, kn_regex_matches(r, buf, (size_t)n), pattern_ok(PATTERNS[i], buf));
+    }
+    kn_regex_free(r);
+  }
+  /* every string a format's pattern takes passes the hand check; some well-known ones are taken */
+  static const struct { const char *f, *yes, *no; } fm[] = {
+      {"date", "2024-12-31", "2023-02-30"},         {"time", "23:59:59.5+01:00", "24:00:00Z"},
+      {"date-time", "2024-01-02T03:04:05Z", "2024-01-02 03:04:05"}, {"email", "a.b+c@d-e.example.org", "a..b@c.de"},
+      {"uuid", "123e4567-e89b-12d3-a456-426614174000", "123e4567e89b12d3a456426614174000"},
+      {"uri", "https://example.com:8080/a/b?c=d#e", "not a uri"}, {"ipv4", "192.168.0.255", "256.1.1.1"},
+  };
+  for (size_t i = 0; i < sizeof fm / sizeof *fm; i++) {
+    char err[256];
+    kn_regex *r = kn_regex_compile(kn_jschema_format_pattern(fm[i].f), 0, -1, err, sizeof err);
+    if (!CHECK(r != NULL, "format %s: %s", fm[i].f, err)) continue;
+    CHECK(kn_regex_matches(r, fm[i].yes, strlen(fm[i].yes)), "format %s refuses %s", fm[i].f, fm[i].yes);
+    CHECK(!kn_regex_matches(r, fm[i].no, strlen(fm[i].no)), "format %s takes %s", fm[i].f, fm[i].no);
+    kn_regex_free(r);
+  }
+}
+
+/* ---- bounds, recursion and unique items at their edges --------------------------------------------------- */
+
+static void test_edges(void) {
+  static const struct { const char *schema, *doc; int ok; } cases[] = {
+      {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"number\",\"exclusiveMinimum\":0.1,\"maximum\":0.3}}}", "{\"x\":0.1}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"number\",\"exclusiveMinimum\":0.1,\"maximum\":0.3}}}", "{\"x\":0.10000000000001}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"number\",\"exclusiveMinimum\":0.1,\"maximum\":0.3}}}", "{\"x\":0.3}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"number\",\"exclusiveMinimum\":0.1,\"maximum\":0.3}}}", "{\"x\":0.30001}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"integer\",\"minimum\":-5,\"exclusiveMaximum\":100}}}", "{\"x\":-5}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"integer\",\"minimum\":-5,\"exclusiveMaximum\":100}}}", "{\"x\":100}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"integer\",\"minimum\":-5,\"exclusiveMaximum\":100}}}", "{\"x\":99}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"integer\",\"minimum\":-5,\"exclusiveMaximum\":100}}}", "{\"x\":-6}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"integer\",\"minimum\":-5,\"exclusiveMaximum\":100}}}", "{\"x\":5.5}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"boolean\"},\"uniqueItems\":true}}}", "{\"a\":[true,false]}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"boolean\"},\"uniqueItems\":true}}}", "{\"a\":[true,true]}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"enum\":[1,12]},\"uniqueItems\":true}}}", "{\"a\":[12,1]}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"enum\":[1,12]},\"uniqueItems\":true}}}", "{\"a\":[1,1]}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"t\":{\"type\":\"array\",\"prefixItems\":[{\"type\":\"string\"},{\"type\":\"integer\"}],\"items\":false}}}", "{\"t\":[\"a\",1]}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"t\":{\"type\":\"array\",\"prefixItems\":[{\"type\":\"string\"},{\"type\":\"integer\"}],\"items\":false}}}", "{\"t\":[\"a\",1,2]}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"t\":{\"type\":\"array\",\"prefixItems\":[{\"type\":\"string\"},{\"type\":\"integer\"}],\"items\":false}}}", "{\"t\":[1]}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"pattern\":\"^a\\\\d+$\"}}}", "{\"s\":\"a12\"}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"pattern\":\"^a\\\\d+$\"}}}", "{\"s\":\"a\"}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"pattern\":\"^\\\\n$\"}}}", "{\"s\":\"\\n\"}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"pattern\":\"^é+$\"}}}", "{\"s\":\"éé\"}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"pattern\":\"^é+$\"}}}", "{\"s\":\"\\u00e9\"}", 0},
+      {"{\"allOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]},{\"properties\":{\"a\":{\"minimum\":3},\"b\":{\"type\":\"string\"}},\"required\":[\"b\"]}]}", "{\"a\":3,\"b\":\"\"}", 1},
+      {"{\"allOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]},{\"properties\":{\"a\":{\"minimum\":3},\"b\":{\"type\":\"string\"}},\"required\":[\"b\"]}]}", "{\"a\":2,\"b\":\"\"}", 0},
+      {"{\"allOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]},{\"properties\":{\"a\":{\"minimum\":3},\"b\":{\"type\":\"string\"}},\"required\":[\"b\"]}]}", "{\"a\":4}", 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    cJSON *s = cJSON_Parse(cases[i].schema);
+    char err[512] = "";
+    kn_jschema *c = kn_jschema_compile(s, KN_JSCHEMA_ROOT_OBJECT, err, sizeof err);
+    if (CHECK(c != NULL, "%s: %s", cases[i].schema, err))
+      CHECK(kn_jschema_valid(c, cases[i].doc, strlen(cases[i].doc)) == cases[i].ok, "%s: %s want %d", cases[i].schema, cases[i].doc, cases[i].ok);
+    kn_jschema_free(c), cJSON_Delete(s);
+  }
+  /* a recursive list: walks reach the depth bound and still complete */
+  cJSON *s = cJSON_Parse("{\"$defs\":{\"l\":{\"type\":\"object\",\"properties\":{\"next\":{\"$ref\":\"#/$defs/l\"}}}},\"$ref\":\"#/$defs/l\"}");
+  char err[256];
+  kn_jschema *c = kn_jschema_compile(s, KN_JSCHEMA_ROOT_OBJECT, err, sizeof err);
+  if (CHECK(c != NULL, "recursive list: %s", err)) {
+    kn_jsv v;
+    kn_jsv_init(&v, c);
+    int depth = 0;
+    for (; depth < 64; depth++)
+      if (!kn_jsv_accepts(&v, "{\"next\":", 8)) break;
+      else for (int k = 0; k < 8; k++) kn_jsv_push(&v, (unsigned char)"{\"next\":"[k]);
+    CHECK(depth >= 8 && depth < KN_JSV_DEPTH, "recursion stopped at depth %d", depth);
+    size_t n = 0;
+    char *rest = kn_jsv_closure(&v, &n);
+    CHECK(rest && n == (size_t)depth + 2 && !strncmp(rest, "{}}", 3), "closure %s", rest ? rest : "(none)");
+    free(rest);
+  }
+  kn_jschema_free(c), cJSON_Delete(s);
+}
+
+/* The example of docs/api.md compiles, and its documents validate. */
+static void test_doc_example(void) {
+  cJSON *s = cJSON_Parse(
+      "{\"$defs\": {\"person\": {\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\", \"minLength\": 1},"
+      "\"email\": {\"type\": \"string\", \"format\": \"email\"}}, \"required\": [\"name\"]},"
+      "\"room\": {\"type\": \"object\", \"properties\": {\"kind\": {\"enum\": [\"single\", \"double\"]}}}},"
+      "\"type\": \"object\", \"properties\": {\"guest\": {\"$ref\": \"#/$defs/person\"},"
+      "\"party\": {\"type\": \"array\", \"items\": {\"$ref\": \"#/$defs/person\"}, \"maxItems\": 4},"
+      "\"nights\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 30},"
+      "\"date\": {\"type\": \"string\", \"format\": \"date\"},"
+      "\"room\": {\"allOf\": [{\"$ref\": \"#/$defs/room\"}, {\"required\": [\"kind\"]}]},"
+      "\"code\": {\"type\": \"string\", \"pattern\": \"^[A-Z]{3}-\\\\d{4}$\"}}, \"required\": [\"guest\", \"nights\", \"date\"]}");
+  char err[256];
+  kn_jschema *c = s ? kn_jschema_compile(s, KN_JSCHEMA_ROOT_OBJECT, err, sizeof err) : NULL;
+  if (CHECK(c != NULL, "docs example: %s", s ? err : "not JSON")) {
+    g_root = s;
+    for (int k = 0; k < 40; k++) {
+      size_t n = 0;
+      char *doc = walk(c, &n);
+      cJSON *v = doc ? cJSON_Parse(doc) : NULL;
+      CHECK(v && ref_valid(s, v), "docs example: %s", doc ? doc : "(none)");
+      cJSON_Delete(v), free(doc);
+    }
+  }
+  kn_jschema_free(c), cJSON_Delete(s);
+}
+
 int main(void) {
+  test_doc_example();
+  test_regex();
+  test_edges();
   test_errors();
   test_random();
   return check_summary();

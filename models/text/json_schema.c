@@ -1,15 +1,20 @@
 /* models/text/json_schema.c: JSON Schema -> the node table that json_schema_run.c follows. Every keyword is either
  * enforced, an annotation (ignored on purpose), or an error naming it: a schema is never half-enforced silently.
- * Objects that list properties and do not say additionalProperties get no other keys (still valid output). */
+ * Objects that list properties and do not say additionalProperties get no other keys (still valid output). $ref
+ * targets compile once and are shared (recursion is a cycle in the table, bounded by the automaton's depth); allOf is
+ * merged before compiling (json_schema_merge.c); oneOf is compiled as anyOf. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "models/text/json_schema_impl.h"
+#include "models/text/json_schema_merge.h"
 
-#define MAX_NESTING 12 /* schema levels: keeps every required structure within KN_JSV_DEPTH open values */
+#define MAX_NESTING 32 /* schema levels (the automaton's own depth bound is checked through each node's need) */
 #define MAX_ALTS 16
+#define MAX_REFS 256
 
 typedef struct cc {
   kn_jschema *s;
@@ -17,6 +22,9 @@ typedef struct cc {
   size_t errlen;
   char path[256];
   int failed;
+  const cJSON *doc; /* the whole schema: where $ref pointers start */
+  struct { const cJSON *target; int node; } refs[MAX_REFS];
+  int n_refs;
 } cc;
 
 static int fail(cc *c, const char *fmt, ...) {
@@ -43,14 +51,18 @@ static int new_node(cc *c) {
   js_node *n = &s->nodes[s->n];
   memset(n, 0, sizeof *n);
   n->types = T_ANY, n->extra = 0, n->items = 0, n->max_items = -1, n->max_len = -1;
+  n->need = n->obj_need = n->arr_need = 1;
   return s->n++;
 }
 
 static const char *const annotations[] = {"title", "description", "default", "examples", "$schema", "$id",
-                                          "$comment", "deprecated", "readOnly", "writeOnly", "example", NULL};
+                                          "$comment", "deprecated", "readOnly", "writeOnly", "example", "$defs",
+                                          "definitions", "$anchor", "contentMediaType", "contentEncoding", NULL};
 static const char *const constraints[] = {"type", "properties", "required", "additionalProperties", "items",
-                                          "minItems", "maxItems", "enum", "const", "anyOf", "minLength",
-                                          "maxLength", NULL};
+                                          "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "minLength",
+                                          "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                                          "pattern", "format", "prefixItems", "additionalItems", "uniqueItems",
+                                          "allOf", "$ref", NULL};
 
 static int in_list(const char *const *l, const char *k) {
   for (; *l; l++)
@@ -149,10 +161,36 @@ static int object_keywords(cc *c, const cJSON *sch, int idx, int depth) {
   return 0;
 }
 
+static int literal_items(const js_node *nd) {
+  return nd->n_lits > 0 || (!nd->n_alts && nd->types && !(nd->types & ~(unsigned)(T_BOOL | T_NULL)));
+}
+
 static int array_keywords(cc *c, const cJSON *sch, int idx, int depth) {
   const cJSON *items = cJSON_GetObjectItemCaseSensitive(sch, "items");
-  if (items && cJSON_IsArray(items)) return fail(c, "items: an array of schemas (tuples) is not supported");
-  if (items) {
+  const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(sch, "prefixItems");
+  const char *pname = "prefixItems";
+  if (cJSON_IsArray(items)) { /* draft 7 tuples: items [...] and additionalItems for the rest */
+    if (prefix) return fail(c, "items as an array beside prefixItems");
+    prefix = items, pname = "items";
+    items = cJSON_GetObjectItemCaseSensitive(sch, "additionalItems");
+  }
+  if (prefix) {
+    int n = cJSON_IsArray(prefix) ? cJSON_GetArraySize(prefix) : -1;
+    if (n < 0 || n > 64) return fail(c, "%s: expected an array of at most 64 schemas", pname);
+    int *pre = calloc((size_t)(n ? n : 1), sizeof *pre);
+    if (!pre) return fail(c, "out of memory");
+    c->s->nodes[idx].prefix = pre;
+    for (int i = 0; i < n; i++) {
+      char num[16];
+      snprintf(num, sizeof num, "%d", i);
+      int a = child(c, cJSON_GetArrayItem(prefix, i), depth, pname, num);
+      if (a < 0) return -1;
+      c->s->nodes[idx].prefix[c->s->nodes[idx].n_prefix++] = a;
+    }
+  }
+  if (cJSON_IsFalse(items)) {
+    c->s->nodes[idx].items = -1;
+  } else if (items) {
     int node = child(c, items, depth, "items", NULL);
     if (node < 0) return -1;
     c->s->nodes[idx].items = node;
@@ -161,11 +199,147 @@ static int array_keywords(cc *c, const cJSON *sch, int idx, int depth) {
   if (get_count(c, sch, "minItems", &lo) || get_count(c, sch, "maxItems", &hi)) return -1;
   if (hi >= 0 && lo > hi) return fail(c, "minItems %d is larger than maxItems %d", lo, hi);
   if (lo > 64) return fail(c, "minItems: at most 64 is supported");
-  c->s->nodes[idx].min_items = lo, c->s->nodes[idx].max_items = hi;
+  js_node *nd = &c->s->nodes[idx];
+  if (nd->items < 0 && lo > nd->n_prefix) return fail(c, "minItems %d is more than the %d items allowed", lo, nd->n_prefix);
+  if (nd->items < 0 && (hi < 0 || hi > nd->n_prefix)) hi = nd->n_prefix;
+  nd->min_items = lo, nd->max_items = hi;
+  const cJSON *uniq = cJSON_GetObjectItemCaseSensitive(sch, "uniqueItems");
+  if (uniq && !cJSON_IsBool(uniq)) return fail(c, "uniqueItems: expected true or false");
+  /* enforced when every item is one of a set of literals (the array remembers which were written); for other
+   * items it is accepted but not enforced (docs/api.md) */
+  if (cJSON_IsTrue(uniq) && !nd->n_prefix && nd->items > 0 && literal_items(&c->s->nodes[nd->items])) {
+    const js_node *it = &c->s->nodes[nd->items];
+    int distinct = it->n_lits ? it->n_lits : (it->types & T_BOOL ? 2 : 0) + (it->types & T_NULL ? 1 : 0);
+    if (lo > distinct) return fail(c, "uniqueItems: minItems %d but only %d distinct values", lo, distinct);
+    nd->unique = 1;
+  }
   lo = 0, hi = -1;
   if (get_count(c, sch, "minLength", &lo) || get_count(c, sch, "maxLength", &hi)) return -1;
   if (hi >= 0 && lo > hi) return fail(c, "minLength %d is larger than maxLength %d", lo, hi);
   c->s->nodes[idx].min_len = lo, c->s->nodes[idx].max_len = hi;
+  return 0;
+}
+
+/* ---- numbers: bounds on the 1e-15 grid ---------------------------------------------------------------------- */
+
+static js_grid grid_big(void) {
+  js_grid b = 1;
+  for (int i = 0; i < 31; i++) b *= 10;
+  return b;
+}
+
+/* floor (up 0) or ceil (up 1) of d * 1e15, from d's shortest decimal form, clamped to +-1e31. */
+static js_grid to_grid(double d, int up) {
+  js_grid big = grid_big();
+  if (!isfinite(d)) return d > 0 ? big : -big;
+  char buf[48];
+  for (int prec = 1; prec <= 17; prec++) {
+    snprintf(buf, sizeof buf, "%.*e", prec - 1, d);
+    if (strtod(buf, NULL) == d) break;
+  }
+  const char *p = buf;
+  int neg = *p == '-', nd = 0;
+  if (neg) p++;
+  js_grid m = 0;
+  for (; *p && *p != 'e'; p++)
+    if (*p >= '0' && *p <= '9') m = m * 10 + (*p - '0'), nd++;
+  int k = atoi(p + 1) - (nd - 1) + 15, exact = 1;
+  js_grid q;
+  if (k >= 0) {
+    if (nd + k > 32) return neg ? -big : big;
+    q = m;
+    for (int i = 0; i < k; i++) q *= 10;
+  } else if (-k > 36) {
+    q = 0, exact = m == 0;
+  } else {
+    js_grid p10 = 1;
+    for (int i = 0; i < -k; i++) p10 *= 10;
+    q = m / p10, exact = m % p10 == 0;
+  }
+  js_grid g = neg ? -q - (!exact && !up) : q + (!exact && up);
+  return g > big ? big : g < -big ? -big : g;
+}
+
+static int number_keywords(cc *c, const cJSON *sch, int idx) {
+  static const char *const keys[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
+  const cJSON *v[4];
+  int any = 0;
+  for (int i = 0; i < 4; i++) {
+    v[i] = cJSON_GetObjectItemCaseSensitive(sch, keys[i]);
+    if (v[i] && !cJSON_IsNumber(v[i]) && !(i >= 2 && cJSON_IsBool(v[i]))) return fail(c, "%s: expected a number", keys[i]);
+    any |= v[i] != NULL;
+  }
+  if (!any) return 0;
+  js_grid big = grid_big(), lo = -big, hi = big, g;
+  int xlo = cJSON_IsTrue(v[2]), xhi = cJSON_IsTrue(v[3]); /* draft 4: exclusiveMinimum true makes minimum exclusive */
+  if (v[0]) g = xlo ? to_grid(v[0]->valuedouble, 0) + 1 : to_grid(v[0]->valuedouble, 1), lo = g > lo ? g : lo;
+  if (v[1]) g = xhi ? to_grid(v[1]->valuedouble, 1) - 1 : to_grid(v[1]->valuedouble, 0), hi = g < hi ? g : hi;
+  if (cJSON_IsNumber(v[2])) g = to_grid(v[2]->valuedouble, 0) + 1, lo = g > lo ? g : lo;
+  if (cJSON_IsNumber(v[3])) g = to_grid(v[3]->valuedouble, 1) - 1, hi = g < hi ? g : hi;
+  js_node *nd = &c->s->nodes[idx];
+  nd->ranged = 1, nd->lo = lo, nd->hi = hi;
+  if ((nd->types & (T_INT | T_NUM)) && !js_range_possible(nd)) {
+    if (nd->types & ~(unsigned)(T_INT | T_NUM)) nd->types &= ~(unsigned)(T_INT | T_NUM); /* only the other types */
+    else return fail(c, "minimum/maximum: no %s of at most %d digits lies in the range", nd->types & T_NUM ? "number" : "integer", JS_NUM_DIGITS);
+  }
+  return 0;
+}
+
+/* ---- strings: pattern and format ------------------------------------------------------------------------------ */
+
+#define RE_DATE "[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+#define RE_TIME "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,6})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+#define RE_OCTET "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+#define RE_URI_CH "-A-Za-z0-9._~!$&'()*+,;=:@"
+
+/* Each format as a pattern whose strings the format's validators all accept (a subset where the format is looser:
+ * dates never use February 29th, times always carry a zone, URIs are scheme://host[:port][/path][?query][#fragment]). */
+static const struct { const char *name, *re; } formats[] = {
+    {"date", "^" RE_DATE "$"},
+    {"time", "^" RE_TIME "$"},
+    {"date-time", "^" RE_DATE "T" RE_TIME "$"},
+    {"email", "^[A-Za-z0-9_+-]+(?:\\.[A-Za-z0-9_+-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\\.)+[A-Za-z]{2,}$"},
+    {"uuid", "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"},
+    {"uri", "^[a-z][a-z0-9+.-]*://[A-Za-z0-9._~-]+(?::[0-9]{1,5})?(?:/[" RE_URI_CH "]*)*(?:\\?[" RE_URI_CH "/?]*)?(?:#[" RE_URI_CH "/?]*)?$"},
+    {"ipv4", "^(?:" RE_OCTET "\\.){3}" RE_OCTET "$"},
+};
+
+const char *kn_jschema_format_pattern(const char *name) {
+  for (size_t i = 0; i < sizeof formats / sizeof *formats; i++)
+    if (!strcmp(formats[i].name, name)) return formats[i].re;
+  return NULL;
+}
+
+static int string_keywords(cc *c, const cJSON *sch, int idx) {
+  const cJSON *pat = cJSON_GetObjectItemCaseSensitive(sch, "pattern"), *fmt = cJSON_GetObjectItemCaseSensitive(sch, "format");
+  if (!pat && !fmt) return 0;
+  if (pat && fmt) return fail(c, "pattern together with format is not supported");
+  const char *re;
+  if (pat) {
+    if (!cJSON_IsString(pat)) return fail(c, "pattern: expected a string");
+    re = pat->valuestring;
+  } else {
+    if (!cJSON_IsString(fmt)) return fail(c, "format: expected a string");
+    if (!(re = kn_jschema_format_pattern(fmt->valuestring)))
+      return fail(c, "format \"%.40s\" is not supported (date, time, date-time, email, uuid, uri and ipv4 are)", fmt->valuestring);
+  }
+  kn_jschema *s = c->s;
+  if (s->n_res == s->cap_res) {
+    int cap = s->cap_res ? s->cap_res * 2 : 4;
+    kn_regex **g = realloc(s->res, (size_t)cap * sizeof *g);
+    if (!g) return fail(c, "out of memory");
+    s->res = g, s->cap_res = cap;
+  }
+  char rerr[256];
+  js_node *nd = &s->nodes[idx];
+  kn_regex *r = kn_regex_compile(re, nd->min_len, nd->max_len, rerr, sizeof rerr);
+  if (!r) {
+    if (!(nd->types & ~(unsigned)T_STR) || !strstr(rerr, "no string")) return fail(c, "%s%s", pat ? "" : "format: ", rerr);
+    nd->types &= ~(unsigned)T_STR; /* no string fits: only the other types */
+    return 0;
+  }
+  s->res[s->n_res++] = r;
+  nd->re = r;
   return 0;
 }
 
@@ -194,6 +368,48 @@ static int literals(cc *c, const cJSON *sch, int idx) {
   return 0;
 }
 
+static int compile_ref(cc *c, const cJSON *ref, int depth) {
+  if (!cJSON_IsString(ref)) return fail(c, "$ref: expected a string");
+  char e[256];
+  const cJSON *t = kn_jref_resolve(c->doc, ref->valuestring, e, sizeof e);
+  if (!t) return fail(c, "%s", e);
+  for (int i = 0; i < c->n_refs; i++)
+    if (c->refs[i].target == t) return c->refs[i].node;
+  if (c->n_refs == MAX_REFS) return fail(c, "$ref: more than %d different targets", MAX_REFS);
+  int x = new_node(c);
+  if (x < 0) return -1;
+  c->refs[c->n_refs].target = t, c->refs[c->n_refs++].node = x;
+  int r = depth < 0 ? compile(c, t, 0) : child(c, t, depth, "$ref", ref->valuestring);
+  int *alts = r < 0 ? NULL : malloc(sizeof *alts);
+  if (r < 0) return -1;
+  if (!alts) return fail(c, "out of memory");
+  alts[0] = r; /* x is an alias of the target's node (a one-branch anyOf) */
+  c->s->nodes[x].alts = alts, c->s->nodes[x].n_alts = 1;
+  return x;
+}
+
+/* allOf, or $ref / anyOf / oneOf beside other keywords: merged into one schema (anyOf distributed), then compiled. */
+static int compile_merged(cc *c, const cJSON *sch, int depth) {
+  cJSON *wrapped = NULL;
+  const char *alt_key = cJSON_GetObjectItemCaseSensitive(sch, "anyOf") ? "anyOf" : cJSON_GetObjectItemCaseSensitive(sch, "oneOf") ? "oneOf" : NULL;
+  if (alt_key && !cJSON_GetObjectItemCaseSensitive(sch, "allOf")) { /* {A..., anyOf: [...]} == allOf [{A...}, {anyOf: [...]}] */
+    wrapped = cJSON_CreateObject();
+    cJSON *all = cJSON_AddArrayToObject(wrapped, "allOf"), *rest = cJSON_CreateObject(), *alt = cJSON_CreateObject();
+    const cJSON *k;
+    cJSON_ArrayForEach(k, sch) cJSON_AddItemToObject(strcmp(k->string, alt_key) ? rest : alt, k->string, cJSON_Duplicate(k, 1));
+    cJSON_AddItemToArray(all, rest), cJSON_AddItemToArray(all, alt);
+    sch = wrapped;
+  }
+  char e[384];
+  kn_jmerge m = {.root = c->doc, .err = e, .errlen = sizeof e};
+  cJSON *merged = kn_jschema_normalize(&m, sch, 0);
+  cJSON_Delete(wrapped);
+  if (!merged) return fail(c, "%s", e);
+  int r = compile(c, merged, depth + 1);
+  cJSON_Delete(merged);
+  return r;
+}
+
 static int compile(cc *c, const cJSON *sch, int depth) {
   if (cJSON_IsTrue(sch)) return 0;
   if (cJSON_IsFalse(sch)) return fail(c, "the schema false (nothing is valid) is not supported");
@@ -202,23 +418,29 @@ static int compile(cc *c, const cJSON *sch, int depth) {
   const cJSON *k;
   int n_constraints = 0;
   cJSON_ArrayForEach(k, sch) {
-    if (in_list(constraints, k->string)) n_constraints += strcmp(k->string, "anyOf") != 0;
+    if (in_list(constraints, k->string))
+      n_constraints += strcmp(k->string, "anyOf") && strcmp(k->string, "oneOf") && strcmp(k->string, "$ref") && strcmp(k->string, "allOf");
     else if (!in_list(annotations, k->string)) return fail(c, "keyword \"%.60s\" is not supported", k->string);
   }
+  const cJSON *any = cJSON_GetObjectItemCaseSensitive(sch, "anyOf"), *one = cJSON_GetObjectItemCaseSensitive(sch, "oneOf");
+  const cJSON *ref = cJSON_GetObjectItemCaseSensitive(sch, "$ref"), *all = cJSON_GetObjectItemCaseSensitive(sch, "allOf");
+  if (any && one) return fail(c, "anyOf beside oneOf is not supported (put one of them in allOf)");
+  if (all || (ref && (n_constraints || any || one)) || ((any || one) && n_constraints)) return compile_merged(c, sch, depth);
+  if (ref) return compile_ref(c, ref, depth);
   int idx = new_node(c);
   if (idx < 0) return -1;
-  const cJSON *any = cJSON_GetObjectItemCaseSensitive(sch, "anyOf");
-  if (any) {
-    if (n_constraints) return fail(c, "anyOf beside other constraints is not supported (put them in each branch)");
+  if (any || one) {
+    const char *key = any ? "anyOf" : "oneOf"; /* oneOf: as anyOf (exact when the branches are disjoint; docs/api.md) */
+    if (one) any = one;
     int n = cJSON_IsArray(any) ? cJSON_GetArraySize(any) : 0;
-    if (n < 1 || n > MAX_ALTS) return fail(c, "anyOf: expected an array of 1 to %d schemas", MAX_ALTS);
+    if (n < 1 || n > MAX_ALTS) return fail(c, "%s: expected an array of 1 to %d schemas", key, MAX_ALTS);
     int *alts = calloc((size_t)n, sizeof *alts);
     if (!alts) return fail(c, "out of memory");
     c->s->nodes[idx].alts = alts;
     for (int i = 0; i < n; i++) {
       char num[16];
       snprintf(num, sizeof num, "%d", i);
-      int a = child(c, cJSON_GetArrayItem(any, i), depth, "anyOf", num);
+      int a = child(c, cJSON_GetArrayItem(any, i), depth, key, num);
       if (a < 0) return -1;
       c->s->nodes[idx].alts[c->s->nodes[idx].n_alts++] = a;
     }
@@ -241,57 +463,152 @@ static int compile(cc *c, const cJSON *sch, int depth) {
     static const struct { const char *key; unsigned bits; } implied[] = {
         {"properties", T_OBJ}, {"required", T_OBJ}, {"additionalProperties", T_OBJ}, {"items", T_ARR},
         {"minItems", T_ARR},   {"maxItems", T_ARR}, {"minLength", T_STR},            {"maxLength", T_STR},
+        {"prefixItems", T_ARR}, {"uniqueItems", T_ARR}, {"pattern", T_STR}, {"format", T_STR},
+        {"minimum", T_NUM}, {"maximum", T_NUM}, {"exclusiveMinimum", T_NUM}, {"exclusiveMaximum", T_NUM},
     };
     for (size_t i = 0; i < sizeof implied / sizeof *implied; i++)
       if (cJSON_GetObjectItemCaseSensitive(sch, implied[i].key)) types |= implied[i].bits;
     if (!types) types = T_ANY;
   }
   c->s->nodes[idx].types = types;
-  if (object_keywords(c, sch, idx, depth) || array_keywords(c, sch, idx, depth) || literals(c, sch, idx)) return -1;
+  if (object_keywords(c, sch, idx, depth) || array_keywords(c, sch, idx, depth) || number_keywords(c, sch, idx) ||
+      string_keywords(c, sch, idx) || literals(c, sch, idx))
+    return -1;
   return idx;
+}
+
+/* ---- after compiling ------------------------------------------------------------------------------------------ */
+
+/* A copy of node idx owning its own arrays (the root is restricted on a copy: $ref targets are shared). */
+static int clone_node(cc *c, int idx) {
+  int k = new_node(c);
+  if (k < 0) return -1;
+  js_node *d = &c->s->nodes[k];
+  const js_node *s = &c->s->nodes[idx];
+  *d = *s;
+  d->lits = NULL, d->names = NULL, d->pnode = NULL, d->alts = NULL, d->prefix = NULL;
+  d->n_lits = d->n_props = d->n_alts = d->n_prefix = 0;
+  if (s->n_lits && !(d->lits = calloc((size_t)s->n_lits, sizeof *d->lits))) return fail(c, "out of memory");
+  for (; d->n_lits < s->n_lits; d->n_lits++)
+    if (!(d->lits[d->n_lits] = strdup(s->lits[d->n_lits]))) return fail(c, "out of memory");
+  if (s->n_props && (!(d->names = calloc((size_t)s->n_props, sizeof *d->names)) || !(d->pnode = malloc((size_t)s->n_props * sizeof *d->pnode))))
+    return fail(c, "out of memory");
+  for (; d->n_props < s->n_props; d->n_props++)
+    if (!(d->names[d->n_props] = strdup(s->names[d->n_props]))) return fail(c, "out of memory");
+  if (s->n_props) memcpy(d->pnode, s->pnode, (size_t)s->n_props * sizeof *d->pnode);
+  if (s->n_alts) {
+    if (!(d->alts = malloc((size_t)s->n_alts * sizeof *d->alts))) return fail(c, "out of memory");
+    memcpy(d->alts, s->alts, (size_t)s->n_alts * sizeof *d->alts), d->n_alts = s->n_alts;
+  }
+  if (s->n_prefix) {
+    if (!(d->prefix = malloc((size_t)s->n_prefix * sizeof *d->prefix))) return fail(c, "out of memory");
+    memcpy(d->prefix, s->prefix, (size_t)s->n_prefix * sizeof *d->prefix), d->n_prefix = s->n_prefix;
+  }
+  return k;
 }
 
 /* The document itself: an object (tool arguments), or anything but a bare number (it could never be seen to end). */
-static int restrict_root(cc *c, int idx, unsigned mask) {
-  if (idx == 0) { /* the shared "anything" node: a copy */
-    if ((idx = new_node(c)) < 0) return -1;
-    c->s->nodes[idx].types = T_ANY & mask;
-    return idx;
-  }
-  js_node *nd = &c->s->nodes[idx];
+static int restrict_root(cc *c, int idx, unsigned mask, int depth) {
+  const char *what = mask == T_OBJ ? "the value must be an object" : "a number as the whole document is not supported";
+  if (depth > 8) return fail(c, "%s (the root's references go deeper than 8 levels)", what);
+  int k = clone_node(c, idx);
+  if (k < 0) return -1;
+  js_node *nd = &c->s->nodes[k];
   if (nd->n_alts) {
-    int k = 0;
-    for (int i = 0; i < nd->n_alts; i++) {
+    int n = 0;
+    for (int i = 0; i < c->s->nodes[k].n_alts; i++) {
       int saved = c->failed;
-      int a = restrict_root(c, c->s->nodes[idx].alts[i], mask);
+      int a = restrict_root(c, c->s->nodes[k].alts[i], mask, depth + 1);
       c->failed = saved;
-      if (a >= 0) c->s->nodes[idx].alts[k++] = a;
+      if (a >= 0) c->s->nodes[k].alts[n++] = a;
     }
-    c->s->nodes[idx].n_alts = k;
-    return k ? idx : fail(c, mask == T_OBJ ? "no branch of anyOf is an object" : "no branch of anyOf is a non-number");
+    c->s->nodes[k].n_alts = n;
+    return n ? k : fail(c, mask == T_OBJ ? "no branch of anyOf is an object" : "no branch of anyOf is a non-number");
   }
   if (nd->n_lits) {
-    int k = 0;
+    int n = 0;
     for (int i = 0; i < nd->n_lits; i++) {
       char f = nd->lits[i][0];
       int ok = mask == T_OBJ ? f == '{' : !(f == '-' || (f >= '0' && f <= '9'));
-      if (ok) nd->lits[k++] = nd->lits[i];
+      if (ok) nd->lits[n++] = nd->lits[i];
       else free(nd->lits[i]);
     }
-    nd->n_lits = k;
-    return k ? idx : fail(c, mask == T_OBJ ? "the value must be an object" : "a number as the whole document is not supported");
+    nd->n_lits = n;
+    return n ? k : fail(c, "%s", what);
   }
   nd->types &= mask;
-  if (!nd->types) return fail(c, mask == T_OBJ ? "the value must be an object" : "a number as the whole document is not supported");
-  return idx;
+  if (!nd->types) return fail(c, "%s", what);
+  return k;
+}
+
+/* A loop of references that reads nothing ({"$defs": {"a": {"anyOf": [{"$ref": "#/$defs/a"}, ...]}}}). */
+static int alias_loop(const kn_jschema *s, int i, char *color) {
+  if (color[i] == 1) return 1;
+  if (color[i] == 2) return 0;
+  color[i] = 1;
+  for (int k = 0; k < s->nodes[i].n_alts; k++)
+    if (alias_loop(s, s->nodes[i].alts[k], color)) return 1;
+  color[i] = 2;
+  return 0;
+}
+
+static int min_i(int a, int b) { return a < b ? a : b; }
+static int max_i(int a, int b) { return a > b ? a : b; }
+
+/* Each node's need: the frames (open values) its shortest completion takes; JS_NEED_INF when it has none. */
+static void compute_needs(kn_jschema *s) {
+  for (int i = 0; i < s->n; i++) s->nodes[i].need = s->nodes[i].obj_need = s->nodes[i].arr_need = JS_NEED_INF;
+  for (int changed = 1, round = 0; changed && round < s->n + 4; round++) {
+    changed = 0;
+    for (int i = 0; i < s->n; i++) {
+      js_node *nd = &s->nodes[i];
+      int on = nd->required ? 2 : 1, an = 1, nn = JS_NEED_INF;
+      for (int p = 0; p < nd->n_props; p++)
+        if (nd->required >> p & 1) on = max_i(on, 1 + s->nodes[nd->pnode[p]].need);
+      for (int k = 0; k < nd->min_items; k++) {
+        int it = js_item_node(nd, (uint32_t)k);
+        an = max_i(an, it < 0 ? JS_NEED_INF : 1 + s->nodes[it].need);
+      }
+      on = min_i(on, JS_NEED_INF), an = min_i(an, JS_NEED_INF);
+      if (nd->n_alts)
+        for (int a = 0; a < nd->n_alts; a++) nn = min_i(nn, s->nodes[nd->alts[a]].need);
+      else if (nd->n_lits) nn = 1;
+      else {
+        if (nd->types & (T_NULL | T_BOOL | T_INT | T_NUM | T_STR)) nn = 1;
+        if (nd->types & T_OBJ) nn = min_i(nn, on);
+        if (nd->types & T_ARR) nn = min_i(nn, an);
+      }
+      if (nn != nd->need || on != nd->obj_need || an != nd->arr_need) changed = 1;
+      nd->need = nn, nd->obj_need = on, nd->arr_need = an;
+    }
+  }
 }
 
 kn_jschema *kn_jschema_compile(const cJSON *schema, unsigned flags, char *err, size_t errlen) {
-  cc c = {.err = err, .errlen = errlen};
+  cc c = {.err = err, .errlen = errlen, .doc = schema};
   if (!(c.s = calloc(1, sizeof *c.s))) return snprintf(err, errlen, "out of memory"), NULL;
   int any = new_node(&c); /* node 0: anything (the value of `true`, of unlisted keys, of items not described) */
-  int root = any < 0 ? -1 : compile(&c, schema, 0);
-  if (root >= 0) root = restrict_root(&c, root, flags & KN_JSCHEMA_ROOT_OBJECT ? T_OBJ : (unsigned)(T_ANY & ~(T_INT | T_NUM)));
+  int root = any;
+  if (root >= 0 && cJSON_IsObject(schema)) { /* the document is the target of "#" */
+    cJSON ref = {.type = cJSON_String, .valuestring = (char *)"#"};
+    root = compile_ref(&c, &ref, -1);
+    c.path[0] = 0;
+  } else if (root >= 0) {
+    root = compile(&c, schema, 0);
+  }
+  if (root >= 0 && !c.failed) {
+    char *color = calloc((size_t)c.s->n, 1);
+    for (int i = 0; color && i < c.s->n && !c.failed; i++)
+      if (alias_loop(c.s, i, color)) fail(&c, "$ref: a loop of references that reads no value");
+    if (!color) fail(&c, "out of memory");
+    free(color);
+  }
+  if (root >= 0 && !c.failed) root = restrict_root(&c, root, flags & KN_JSCHEMA_ROOT_OBJECT ? T_OBJ : (unsigned)(T_ANY & ~(T_INT | T_NUM)), 0);
+  if (root >= 0 && !c.failed) {
+    compute_needs(c.s);
+    if (c.s->nodes[root].need > KN_JSV_DEPTH)
+      fail(&c, "the schema has no document within %d levels of nesting (a required recursive $ref with no way out?)", KN_JSV_DEPTH);
+  }
   if (root < 0 || c.failed) {
     kn_jschema_free(c.s);
     return NULL;
@@ -302,8 +619,8 @@ kn_jschema *kn_jschema_compile(const cJSON *schema, unsigned flags, char *err, s
 
 const kn_jschema *kn_jschema_any_object(void) {
   static js_node nodes[2] = {
-      {.types = T_ANY, .extra = 0, .items = 0, .max_items = -1, .max_len = -1},
-      {.types = T_OBJ, .extra = 0, .items = 0, .max_items = -1, .max_len = -1},
+      {.types = T_ANY, .extra = 0, .items = 0, .max_items = -1, .max_len = -1, .need = 1, .obj_need = 1, .arr_need = 1},
+      {.types = T_OBJ, .extra = 0, .items = 0, .max_items = -1, .max_len = -1, .need = 1, .obj_need = 1, .arr_need = 1},
   };
   static const kn_jschema s = {.nodes = nodes, .n = 2, .cap = 2, .root = 1, .is_static = 1};
   return &s;
@@ -315,8 +632,10 @@ void kn_jschema_free(kn_jschema *s) {
     js_node *n = &s->nodes[i];
     for (int k = 0; k < n->n_lits; k++) free(n->lits[k]);
     for (int k = 0; k < n->n_props; k++) free(n->names[k]);
-    free(n->lits), free(n->names), free(n->pnode), free(n->alts);
+    free(n->lits), free(n->names), free(n->pnode), free(n->alts), free(n->prefix);
   }
+  for (int i = 0; i < s->n_res; i++) kn_regex_free(s->res[i]);
+  free(s->res);
   free(s->nodes);
   free(s);
 }

@@ -60,6 +60,9 @@ int kn_jsv_done(const kn_jsv *v);
 /* The shortest bytes we know that complete the document, as a malloc'd string (*n bytes); NULL on failure. */
 char *kn_jsv_closure(const kn_jsv *v, size_t *n);
 
+/* The pattern a supported `format` stands for (NULL: not supported). */
+const char *kn_jschema_format_pattern(const char *name);
+
 /* Validate a whole document against a schema (tests). */
 int kn_jschema_valid(const kn_jschema *s, const void *bytes, size_t n);
 

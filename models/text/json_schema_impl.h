@@ -1,14 +1,21 @@
 /* models/text/json_schema_impl.h: private to json_schema.c (compiling) and json_schema_run.c (the byte automaton): the
- * compiled form of a schema, one node per subschema. */
+ * compiled form of a schema, one node per subschema ($ref targets are shared nodes, so the table may have cycles). */
 #ifndef KN_JSON_SCHEMA_IMPL_H
 #define KN_JSON_SCHEMA_IMPL_H
 
+#include "models/text/json_regex.h"
 #include "models/text/json_schema.h"
 
 enum { T_NULL = 1, T_BOOL = 2, T_INT = 4, T_NUM = 8, T_STR = 16, T_ARR = 32, T_OBJ = 64, T_ANY = 127 };
 
 #define JS_MAX_PROPS 64 /* object properties per node (a bit each) */
 #define JS_MAX_LITS 64  /* enum values per node */
+#define JS_NEED_INF 1000 /* no finite document */
+
+/* Numbers with bounds are written with at most 15 significant digits and no exponent, so a value is exact on a grid
+ * of 1e-15 and compares with a bound exactly as a JavaScript (double) validator compares it. */
+#define JS_NUM_DIGITS 15
+typedef __int128 js_grid; /* a value times 1e15 */
 
 typedef struct js_node {
   unsigned types;          /* T_* allowed */
@@ -19,11 +26,18 @@ typedef struct js_node {
   int n_props;
   uint64_t required;       /* bit per property */
   int extra;               /* node of other keys' values; -1: no other keys */
-  int items;               /* node of array items */
+  int items;               /* node of array items after the prefix; -1: no more items */
+  int *prefix;             /* prefixItems: nodes of the first n_prefix items */
+  int n_prefix;
+  int unique;              /* uniqueItems (items that are literals: enforced by literal index) */
   int min_items, max_items;/* max -1: unbounded */
   int min_len, max_len;    /* string length in code points; max -1: unbounded */
-  int *alts;               /* anyOf: the node is one of these */
+  kn_regex *re;            /* pattern / format of strings (NULL: none) */
+  int ranged;              /* numbers bounded by [lo, hi] (grid units, both inclusive) */
+  js_grid lo, hi;
+  int *alts;               /* anyOf / oneOf: the node is one of these */
   int n_alts;
+  int need, obj_need, arr_need; /* frames a shortest completion needs: of any value, of an object, of an array */
 } js_node;
 
 struct kn_jschema {
@@ -31,9 +45,15 @@ struct kn_jschema {
   int n, cap;
   int root;
   int is_static;
+  kn_regex **res; /* the patterns nodes point to (owned here: nodes may share them) */
+  int n_res, cap_res;
 };
 
 /* Run one thread alone over bytes (compile-time checks of enum values): 1 when the bytes form a complete value. */
 int js_thread_complete(const kn_jschema *s, int node, const char *bytes, size_t n);
+/* The node of array item i (-1: none may follow). */
+static inline int js_item_node(const js_node *nd, uint32_t i) { return i < (uint32_t)nd->n_prefix ? nd->prefix[i] : nd->items; }
+/* Some number of the node's range starts with no byte yet written (compile-time check of bounds). */
+int js_range_possible(const js_node *nd);
 
 #endif

@@ -1,6 +1,8 @@
 /* models/text/json_schema_run.c: the byte automaton of a compiled schema. A thread is a stack of open values (object,
  * array, string, number, literal); each byte either advances it or is refused, so every prefix that is accepted can
- * still be completed into a valid document. anyOf splits a thread into one per branch (kept while they agree). */
+ * still be completed into a valid document. anyOf splits a thread into one per branch (kept while they agree). A
+ * value is only opened when its shortest completion fits in the frames left (recursive $refs end there); bounded
+ * numbers follow the set of values their digits can still reach; strings with a pattern carry its automaton state. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +46,17 @@ static kn_jsv_frame *push_frame(kn_jsv_thread *t, int kind, unsigned node) {
 
 static uint64_t all_props(const js_node *nd) { return nd->n_props >= 64 ? ~0ull : (1ull << nd->n_props) - 1; }
 
+/* A value of node may open as frame index vidx: its shortest completion fits in the frames left. */
+static int fits(const kn_jschema *s, int node, int vidx) { return node >= 0 && vidx + s->nodes[node].need <= KN_JSV_DEPTH; }
+
+/* The properties whose values fit at frame index vidx. */
+static uint64_t fit_props(const kn_jschema *s, const js_node *nd, int vidx) {
+  uint64_t m = 0;
+  for (int i = 0; i < nd->n_props; i++)
+    if (fits(s, nd->pnode[i], vidx)) m |= 1ull << i;
+  return m;
+}
+
 static int is_digit(unsigned c) { return c >= '0' && c <= '9'; }
 static int is_hex(unsigned c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
@@ -55,7 +68,7 @@ static int key_byte(const kn_jschema *s, kn_jsv_thread *t, kn_jsv_frame *f, unsi
     if ((f->cand >> i & 1) && (unsigned char)nd->names[i][f->pos] == c) nc |= 1ull << i;
   f->cand = nc, f->pos++;
   uint64_t seen = t->f[t->depth - 2].seen;
-  return (nc & ~seen) || nd->extra >= 0;
+  return (nc & ~seen) || (nd->extra >= 0 && fits(s, nd->extra, t->depth - 1));
 }
 
 /* The closing quote of a key: which property it names (KEY_EXTRA: another key), or -1 when it may not be used. */
@@ -64,7 +77,70 @@ static int key_close(const kn_jschema *s, const kn_jsv_thread *t, const kn_jsv_f
   uint64_t seen = t->f[t->depth - 2].seen;
   for (int i = 0; i < nd->n_props; i++)
     if ((f->cand >> i & 1) && nd->names[i][f->pos] == 0) return (seen >> i & 1) ? -1 : i;
-  return nd->extra >= 0 ? (int)KEY_EXTRA : -1;
+  return nd->extra >= 0 && fits(s, nd->extra, t->depth - 1) ? (int)KEY_EXTRA : -1;
+}
+
+/* A pattern string's automaton state lives in the frame: the position set in seen/cand, a partial code point in pos. */
+static kn_reset re_get(const kn_jsv_frame *f) { return (kn_reset){{f->seen, f->cand}}; }
+static void re_put(kn_jsv_frame *f, kn_reset r) { f->seen = r.w[0], f->cand = r.w[1]; }
+
+static uint32_t escape_cp(unsigned char c) {
+  switch (c) {
+  case 'b': return 8;
+  case 'f': return 12;
+  case 'n': return 10;
+  case 'r': return 13;
+  case 't': return 9;
+  default: return c; /* " \ / */
+  }
+}
+
+/* The code points a UTF-8 lead byte can start (the automaton already refuses invalid sequences). */
+static void lead_range(unsigned char c, uint32_t *lo, uint32_t *hi) {
+  if (c <= 0xDF) *lo = (uint32_t)(c & 0x1F) << 6, *hi = *lo + 0x3F;
+  else if (c == 0xE0) *lo = 0x800, *hi = 0xFFF;
+  else if (c == 0xED) *lo = 0xD000, *hi = 0xD7FF;
+  else if (c <= 0xEF) *lo = (uint32_t)(c & 0x0F) << 12, *hi = *lo + 0xFFF;
+  else if (c == 0xF0) *lo = 0x10000, *hi = 0x3FFFF;
+  else if (c == 0xF4) *lo = 0x100000, *hi = 0x10FFFF;
+  else *lo = (uint32_t)(c & 0x07) << 18, *hi = *lo + 0x3FFFF;
+}
+
+/* A byte of a string with a pattern (f->sub as before the byte): 0 when no match can follow. */
+static int pattern_byte(const js_node *nd, kn_jsv_frame *f, unsigned char c) {
+  const kn_regex *re = nd->re;
+  kn_reset r = re_get(f);
+  int n = (int)f->count;
+  switch (f->sub) {
+  case S_CH:
+    if (c == '\\') {
+      for (const char *e = "\"\\/bfnrt"; *e; e++)
+        if (kn_regex_can(re, r, escape_cp((unsigned char)*e), escape_cp((unsigned char)*e), n + 1)) return 1;
+      return 0;
+    }
+    if (c < 0x80) {
+      if (!kn_regex_can(re, r, c, c, n + 1)) return 0;
+      re_put(f, kn_regex_step(re, r, c));
+      return 1;
+    }
+    uint32_t lo, hi;
+    lead_range(c, &lo, &hi);
+    f->pos = lo >> (6 * (c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1));
+    return kn_regex_can(re, r, lo, hi, n + 1);
+  case S_ESC:
+    if (c == 'u' || !kn_regex_can(re, r, escape_cp(c), escape_cp(c), n)) return 0; /* \u escapes: not with a pattern */
+    re_put(f, kn_regex_step(re, r, escape_cp(c)));
+    return 1;
+  default: { /* S_UTF8: f->need continuation bytes were still due */
+    uint32_t p = f->pos << 6 | (c & 0x3Fu);
+    int rest = 6 * (f->need - 1);
+    uint32_t lo = p << rest, hi = ((p + 1) << rest) - 1;
+    if (!kn_regex_can(re, r, lo, hi, n)) return 0;
+    f->pos = p;
+    if (f->need == 1) re_put(f, kn_regex_step(re, r, p));
+    return 1;
+  }
+  }
 }
 
 static int string_byte(const kn_jschema *s, kn_jsv_thread *t, kn_jsv_frame *f, unsigned char c) {
@@ -73,6 +149,7 @@ static int string_byte(const kn_jschema *s, kn_jsv_thread *t, kn_jsv_frame *f, u
   if (f->sub == S_CH && c == '"') {
     if (!key) {
       if ((int)f->count < nd->min_len) return 0;
+      if (nd->re && !kn_regex_final(nd->re, re_get(f))) return 0;
       t->depth--;
       return 1;
     }
@@ -83,6 +160,12 @@ static int string_byte(const kn_jschema *s, kn_jsv_thread *t, kn_jsv_frame *f, u
     o->sub = O_COLON, o->pos = (uint32_t)p;
     if (p != (int)KEY_EXTRA) o->seen |= 1ull << p;
     return 1;
+  }
+  if (!key && nd->re) {
+    if (f->sub == S_CH && (c < 0x20 || (nd->max_len >= 0 && (int)f->count >= nd->max_len))) return 0;
+    if (f->sub == S_UTF8 && (c < f->lo || c > f->hi)) return 0;
+    if (f->sub == S_CH && c >= 0x80 && !(c >= 0xC2 && c <= 0xF4)) return 0;
+    if (!pattern_byte(nd, f, c)) return 0;
   }
   switch (f->sub) {
   case S_CH:
@@ -122,8 +205,127 @@ static int string_byte(const kn_jschema *s, kn_jsv_thread *t, kn_jsv_frame *f, u
   return key ? key_byte(s, t, f, c) : 1;
 }
 
+/* ---- bounded numbers: the digits so far (sign in need, integer part in seen with count digits, fraction in cand
+ * with pos digits) and the values they can still reach, on the 1e-15 grid -------------------------------------- */
+
+static js_grid p10(int k) {
+  js_grid r = 1;
+  while (k-- > 0) r *= 10;
+  return r;
+}
+
+/* Some value a, a + step, ..., b (or its negation) lies in [lo, hi]. */
+static int prog_hits(js_grid a, js_grid b, js_grid step, int neg, js_grid lo, js_grid hi) {
+  if (neg) {
+    js_grid t = -b;
+    b = -a, a = t;
+  }
+  js_grid from = a > lo ? a : lo, to = b < hi ? b : hi;
+  if (from > to) return 0;
+  js_grid first = a + (from - a + step - 1) / step * step;
+  return first <= to;
+}
+
+static js_grid num_value(const kn_jsv_frame *f) {
+  js_grid x = (js_grid)f->seen * p10(JS_NUM_DIGITS);
+  if (f->sub == N_FRAC) x += (js_grid)f->cand * p10(JS_NUM_DIGITS - (int)f->pos);
+  return f->need ? -x : x;
+}
+
+static int ranged_final(const js_node *nd, const kn_jsv_frame *f) {
+  if (f->sub != N_ZERO && f->sub != N_INT && f->sub != N_FRAC) return 0;
+  js_grid x = num_value(f);
+  return x >= nd->lo && x <= nd->hi;
+}
+
+/* Some value in range can still be written from this state. */
+static int ranged_live(const js_node *nd, const kn_jsv_frame *f) {
+  int int_only = f->aux, k = (int)f->count, neg = f->need;
+  js_grid I = (js_grid)f->seen, D = p10(JS_NUM_DIGITS);
+  switch (f->sub) {
+  case N_START: {
+    kn_jsv_frame g = *f;
+    g.sub = N_MINUS;
+    if (ranged_live(nd, &g)) return 1; /* positive */
+    g.need = 1;
+    return ranged_live(nd, &g);
+  }
+  case N_MINUS: /* the first digit is due (need: a minus was written) */
+    for (int d = 0; d <= 9; d++) {
+      kn_jsv_frame g = *f;
+      g.sub = d ? N_INT : N_ZERO, g.count = 1, g.seen = (uint64_t)d;
+      if (ranged_live(nd, &g)) return 1;
+    }
+    return 0;
+  case N_ZERO: case N_INT:
+    for (int j = 0; j + k <= JS_NUM_DIGITS && (j == 0 || f->sub == N_INT); j++) {
+      js_grid step = int_only ? D : p10(k + j);
+      js_grid a = I * p10(j) * D, b = (I + 1) * p10(j) * D - step;
+      if (prog_hits(a, b, step, neg, nd->lo, nd->hi)) return 1;
+    }
+    return 0;
+  case N_DOT:
+    return prog_hits(I * D, (I + 1) * D - p10(k), p10(k), neg, nd->lo, nd->hi);
+  default: { /* N_FRAC */
+    int nf = (int)f->pos;
+    js_grid base = I * D + (js_grid)f->cand * p10(JS_NUM_DIGITS - nf);
+    if (k + nf >= JS_NUM_DIGITS) return prog_hits(base, base, 1, neg, nd->lo, nd->hi);
+    return prog_hits(base, base + p10(JS_NUM_DIGITS - nf) - p10(k), p10(k), neg, nd->lo, nd->hi);
+  }
+  }
+}
+
+int js_range_possible(const js_node *nd) {
+  kn_jsv_frame f = {.kind = K_NUM, .sub = N_START, .aux = !(nd->types & T_NUM)};
+  return ranged_live(nd, &f);
+}
+
+/* A bounded number: at most JS_NUM_DIGITS digits, no exponent. 1 taken, 0 refused, 2 ended before c. */
+static int ranged_byte(const js_node *nd, kn_jsv_frame *f, unsigned char c) {
+  kn_jsv_frame g = *f;
+  int d = is_digit(c);
+  switch (g.sub) {
+  case N_START:
+    if (c == '-') {
+      g.sub = N_MINUS, g.need = 1;
+      break;
+    }
+    /* fall through */
+  case N_MINUS:
+    if (!d) return 0;
+    g.sub = c == '0' ? N_ZERO : N_INT, g.count = 1, g.seen = (uint64_t)(c - '0');
+    break;
+  case N_INT:
+    if (d && g.count < JS_NUM_DIGITS) {
+      g.seen = g.seen * 10 + (uint64_t)(c - '0'), g.count++;
+      break;
+    }
+    /* fall through */
+  case N_ZERO:
+    if (c == '.' && !g.aux && g.count < JS_NUM_DIGITS) {
+      g.sub = N_DOT, g.cand = 0, g.pos = 0;
+      break;
+    }
+    return ranged_final(nd, f) ? 2 : 0;
+  case N_DOT:
+    if (!d) return 0;
+    g.sub = N_FRAC, g.cand = (uint64_t)(c - '0'), g.pos = 1;
+    break;
+  default: /* N_FRAC */
+    if (d && g.count + g.pos < JS_NUM_DIGITS) {
+      g.cand = g.cand * 10 + (uint64_t)(c - '0'), g.pos++;
+      break;
+    }
+    return ranged_final(nd, f) ? 2 : 0;
+  }
+  if (!ranged_live(nd, &g)) return 0;
+  *f = g;
+  return 1;
+}
+
 /* Number bytes: 1 taken, 0 refused, 2 the number ended before c (c belongs to what follows). */
-static int number_byte(kn_jsv_frame *f, unsigned char c) {
+static int number_byte(const js_node *nd, kn_jsv_frame *f, unsigned char c) {
+  if (nd->ranged) return ranged_byte(nd, f, c);
   int d = is_digit(c), int_only = f->aux;
   switch (f->sub) {
   case N_START:
@@ -158,14 +360,43 @@ static int number_byte(kn_jsv_frame *f, unsigned char c) {
   }
 }
 
-static int number_final(const kn_jsv_frame *f) {
-  return f->kind == K_NUM && (f->sub == N_ZERO || f->sub == N_INT || f->sub == N_FRAC || f->sub == N_EXP);
+static int number_final(const kn_jschema *s, const kn_jsv_frame *f) {
+  if (f->kind != K_NUM) return 0;
+  const js_node *nd = &s->nodes[f->node];
+  if (nd->ranged) return ranged_final(nd, f);
+  return f->sub == N_ZERO || f->sub == N_INT || f->sub == N_FRAC || f->sub == N_EXP;
 }
 
 static const char *lit_of(const kn_jschema *s, const kn_jsv_frame *f, int i) {
   return f->aux ? builtin[i] : s->nodes[f->node].lits[i];
 }
 static int lit_count(const kn_jschema *s, const kn_jsv_frame *f) { return f->aux ? 3 : s->nodes[f->node].n_lits; }
+
+/* The array frame below frame index d when it wants unique items (its seen: the literals already written). */
+static kn_jsv_frame *unique_parent(const kn_jschema *s, kn_jsv_thread *t, int d) {
+  if (d < 1) return NULL;
+  kn_jsv_frame *p = &t->f[d - 1];
+  return p->kind == K_ARR && s->nodes[p->node].unique ? p : NULL;
+}
+
+/* The literals of a node that may still be written at frame index d (unique items leave out those already written). */
+static uint64_t lit_choices(const kn_jschema *s, kn_jsv_thread *t, int d, int node, int builtin_lits) {
+  const js_node *nd = &s->nodes[node];
+  uint64_t m = builtin_lits ? (nd->types & T_BOOL ? 3u : 0u) | (nd->types & T_NULL ? 4u : 0u)
+                            : nd->n_lits >= 64 ? ~0ull : (1ull << nd->n_lits) - 1;
+  kn_jsv_frame *p = unique_parent(s, t, d);
+  return p ? m & ~p->seen : m;
+}
+
+/* The literal frame on top ends: an array of unique items remembers which literal it was. */
+static void lit_end(const kn_jschema *s, kn_jsv_thread *t) {
+  int d = t->depth - 1;
+  kn_jsv_frame *f = &t->f[d], *p = unique_parent(s, t, d);
+  if (p)
+    for (int i = 0; i < lit_count(s, f); i++)
+      if ((f->cand >> i & 1) && !lit_of(s, f, i)[f->pos]) p->seen |= 1ull << i;
+  t->depth--;
+}
 
 /* Literal bytes (enum values, true/false/null): 1 taken, 0 refused, 2 ended before c. */
 static int literal_byte(const kn_jschema *s, kn_jsv_thread *t, kn_jsv_frame *f, unsigned char c) {
@@ -177,7 +408,7 @@ static int literal_byte(const kn_jschema *s, kn_jsv_thread *t, kn_jsv_frame *f, 
   int complete = 0, longer = 0;
   for (int i = 0; i < lit_count(s, f); i++)
     if (nc >> i & 1) lit_of(s, f, i)[f->pos] ? (longer = 1) : (complete = 1);
-  if (complete && !longer) t->depth--;
+  if (complete && !longer) lit_end(s, t);
   else f->sub = (uint8_t)complete;
   return 1;
 }
@@ -186,37 +417,55 @@ static int literal_byte(const kn_jschema *s, kn_jsv_thread *t, kn_jsv_frame *f, 
  * the new frame. */
 static int value_start(const kn_jschema *s, kn_jsv_thread *t, kn_jsv_frame *f, unsigned char c) {
   const js_node *nd = &s->nodes[f->node];
+  int d = t->depth - 1;
   if (nd->n_lits) {
-    f->kind = K_LIT, f->aux = 0, f->cand = nd->n_lits >= 64 ? ~0ull : (1ull << nd->n_lits) - 1;
-    return 3;
+    f->kind = K_LIT, f->aux = 0, f->cand = lit_choices(s, t, d, f->node, 0);
+    return f->cand ? 3 : 0;
   }
   unsigned ty = nd->types;
   switch (c) {
   case '{':
-    if (!(ty & T_OBJ)) return 0;
+    if (!(ty & T_OBJ) || d + nd->obj_need > KN_JSV_DEPTH) return 0;
     f->kind = K_OBJ, f->sub = O_FIRST;
     return 1;
   case '[':
-    if (!(ty & T_ARR)) return 0;
+    if (!(ty & T_ARR) || d + nd->arr_need > KN_JSV_DEPTH) return 0;
     f->kind = K_ARR, f->sub = A_FIRST;
     return 1;
   case '"':
     if (!(ty & T_STR)) return 0;
     f->kind = K_STR, f->sub = S_CH;
+    if (nd->re) re_put(f, kn_regex_start(nd->re));
     return 1;
   case 't': case 'f': case 'n':
     if (!(ty & (c == 'n' ? T_NULL : T_BOOL))) return 0;
-    f->kind = K_LIT, f->aux = 1, f->cand = c == 'n' ? 4 : 3;
-    return 3;
+    f->kind = K_LIT, f->aux = 1, f->cand = lit_choices(s, t, d, f->node, 1) & (c == 'n' ? 4 : 3);
+    return f->cand ? 3 : 0;
   default:
     if (!(ty & (T_INT | T_NUM)) || !(c == '-' || is_digit(c))) return 0;
     f->kind = K_NUM, f->sub = N_START, f->aux = !(ty & T_NUM);
     return 3;
   }
-  (void)t;
 }
 
 static int ws_byte(unsigned char c) { return c == ' ' || c == '\n'; }
+
+/* Another item may follow in the array frame f (index d): within maxItems, a node for it that fits, and for unique
+ * literal items one not yet written. */
+static int item_may_follow(const kn_jschema *s, const kn_jsv_thread *t, const kn_jsv_frame *f, int d) {
+  const js_node *nd = &s->nodes[f->node];
+  if (nd->max_items >= 0 && (int)f->count >= nd->max_items) return 0;
+  int it = js_item_node(nd, f->count);
+  if (!fits(s, it, d + 1)) return 0;
+  if (nd->unique) {
+    const js_node *in = &s->nodes[it];
+    uint64_t all = in->n_lits ? (in->n_lits >= 64 ? ~0ull : (1ull << in->n_lits) - 1)
+                              : (in->types & T_BOOL ? 3u : 0u) | (in->types & T_NULL ? 4u : 0u);
+    if (!(all & ~f->seen)) return 0;
+  }
+  (void)t;
+  return 1;
+}
 
 /* Feed c to thread t: 1 taken (t advanced in place), 0 refused, 2 t split (the results are in o). */
 static int feed(const kn_jschema *s, kn_jsv_thread *t, unsigned char c, outset *o) {
@@ -231,6 +480,7 @@ again:
     if (ws) goto space;
     if (nd->n_alts) {
       for (int i = 0; i < nd->n_alts; i++) {
+        if (!fits(s, nd->alts[i], t->depth - 1)) continue;
         kn_jsv_thread u;
         copy_thread(&u, t);
         u.f[u.depth - 1].node = (uint16_t)nd->alts[i];
@@ -244,11 +494,11 @@ again:
     break;
   case K_LIT:
     r = literal_byte(s, t, f, c);
-    if (r == 2) { t->depth--; goto again; }
+    if (r == 2) { lit_end(s, t); goto again; }
     if (r == 0) return 0;
     break;
   case K_NUM:
-    r = number_byte(f, c);
+    r = number_byte(nd, f, c);
     if (r == 2) { t->depth--; goto again; }
     if (r == 0) return 0;
     break;
@@ -256,15 +506,17 @@ again:
     if (!string_byte(s, t, f, c)) return 0;
     t->ws = 0;
     return 1;
-  case K_OBJ:
+  case K_OBJ: {
     if (ws) goto space;
+    uint64_t room = fit_props(s, nd, t->depth) & ~f->seen;
+    int extra = nd->extra >= 0 && fits(s, nd->extra, t->depth);
     if (f->sub == O_FIRST || f->sub == O_KEY) {
       uint64_t req = nd->required & ~f->seen;
       if (c == '}' && f->sub == O_FIRST && !req) { t->depth--; break; }
       if (c != '"' || t->depth >= KN_JSV_DEPTH) return 0;
-      if (!(all_props(nd) & ~f->seen) && nd->extra < 0) return 0;
+      if (!room && !extra) return 0;
       kn_jsv_frame *k = push_frame(t, K_STR, f->node);
-      k->aux = 1, k->cand = all_props(nd);
+      k->aux = 1, k->cand = room | (all_props(nd) & f->seen); /* seen names stay: a longer key may extend one */
       break;
     }
     if (f->sub == O_COLON) {
@@ -273,21 +525,22 @@ again:
       push_frame(t, K_VALUE, f->pos == KEY_EXTRA ? (unsigned)nd->extra : (unsigned)nd->pnode[f->pos]);
       break;
     }
-    if (c == ',' && ((all_props(nd) & ~f->seen) || nd->extra >= 0) && t->depth < KN_JSV_DEPTH) { f->sub = O_KEY; break; }
+    if (c == ',' && (room || extra) && t->depth < KN_JSV_DEPTH) { f->sub = O_KEY; break; }
     if (c == '}' && !(nd->required & ~f->seen)) { t->depth--; break; }
     return 0;
+  }
   case K_ARR:
     if (ws) goto space;
     if (f->sub == A_FIRST) {
       if (c == ']' && nd->min_items == 0) { t->depth--; break; }
-      if (nd->max_items == 0 || t->depth >= KN_JSV_DEPTH) return 0;
+      if (nd->max_items == 0 || t->depth >= KN_JSV_DEPTH || !item_may_follow(s, t, f, t->depth - 1)) return 0;
       f->sub = A_AFTER, f->count = 1;
-      push_frame(t, K_VALUE, (unsigned)nd->items);
+      push_frame(t, K_VALUE, (unsigned)js_item_node(nd, 0));
       goto again;
     }
-    if (c == ',' && (nd->max_items < 0 || (int)f->count < nd->max_items) && t->depth < KN_JSV_DEPTH) {
+    if (c == ',' && t->depth < KN_JSV_DEPTH && item_may_follow(s, t, f, t->depth - 1)) {
+      push_frame(t, K_VALUE, (unsigned)js_item_node(nd, f->count));
       f->count++;
-      push_frame(t, K_VALUE, (unsigned)nd->items);
       break;
     }
     if (c == ']' && (int)f->count >= nd->min_items) { t->depth--; break; }
@@ -377,56 +630,107 @@ int kn_jsv_done(const kn_jsv *v) {
 
 /* ---- the shortest completion ------------------------------------------------------------------------------ */
 
-static int shortest_lit(const kn_jschema *s, const kn_jsv_frame *f) {
+static int shortest_lit(const kn_jschema *s, const kn_jsv_frame *f, uint64_t cand) {
   int best = -1;
   size_t bl = 0;
   for (int i = 0; i < lit_count(s, f); i++) {
     size_t l = strlen(lit_of(s, f, i));
-    if ((f->cand >> i & 1) && (best < 0 || l < bl)) best = i, bl = l;
+    if ((cand >> i & 1) && (best < 0 || l < bl)) best = i, bl = l;
   }
   return best;
 }
 
-static int start_byte(const kn_jschema *s, int node) {
-  const js_node *nd = &s->nodes[node];
-  if (nd->n_alts) return start_byte(s, nd->alts[0]);
+static int takes(const kn_jschema *s, const kn_jsv_thread *t, int b) {
+  kn_jsv_thread u, out[KN_JSV_THREADS];
+  outset o = {out, 0};
+  copy_thread(&u, t);
+  int r = feed(s, &u, (unsigned char)b, &o);
+  return r == 1 || (r == 2 && o.n);
+}
+
+/* The first byte thread t accepts: of the string cands, else of [lo, hi] (-1: none). */
+static int first_ok(const kn_jschema *s, const kn_jsv_thread *t, const char *cands, int lo, int hi) {
+  if (cands) {
+    for (; *cands; cands++)
+      if (takes(s, t, (unsigned char)*cands)) return (unsigned char)*cands;
+    return -1;
+  }
+  for (int c = lo; c <= hi; c++)
+    if (takes(s, t, c)) return c;
+  return -1;
+}
+
+/* The first byte of the shortest value of node (no anyOf: closure resolves those first) at frame index d. */
+static int start_byte(const kn_jschema *s, kn_jsv_thread *t, int d) {
+  const kn_jsv_frame *f = &t->f[d];
+  const js_node *nd = &s->nodes[f->node];
   if (nd->n_lits) {
-    kn_jsv_frame f = {.node = (uint16_t)node, .cand = nd->n_lits >= 64 ? ~0ull : (1ull << nd->n_lits) - 1};
-    return (unsigned char)nd->lits[shortest_lit(s, &f)][0];
+    kn_jsv_frame g = *f;
+    g.aux = 0;
+    int i = shortest_lit(s, &g, lit_choices(s, t, d, f->node, 0));
+    return i < 0 ? -1 : (unsigned char)nd->lits[i][0];
   }
   unsigned ty = nd->types;
-  return ty & T_NULL ? 'n' : ty & T_BOOL ? 't' : ty & (T_INT | T_NUM) ? '0' : ty & T_STR ? '"' : ty & T_ARR ? '[' : '{';
+  uint64_t b = lit_choices(s, t, d, f->node, 1);
+  if (b & 4) return 'n';
+  if (b & 1) return 't';
+  if (b & 2) return 'f';
+  if (ty & (T_INT | T_NUM)) {
+    if (!nd->ranged) return '0';
+    kn_jsv_frame g = {.kind = K_NUM, .sub = N_START, .aux = !(ty & T_NUM)};
+    for (const char *c = "0123456789-"; *c; c++) {
+      kn_jsv_frame h = g;
+      if (ranged_byte(nd, &h, (unsigned char)*c) == 1) return *c;
+    }
+  }
+  if (ty & T_STR) return '"';
+  if ((ty & T_ARR) && d + nd->arr_need <= KN_JSV_DEPTH) return '[';
+  if ((ty & T_OBJ) && d + nd->obj_need <= KN_JSV_DEPTH) return '{';
+  return -1;
 }
 
 /* One byte toward the end of the document for the frame at index d of t (-1: none). */
-static int close_byte(const kn_jschema *s, const kn_jsv_thread *t, int d) {
+static int close_byte(const kn_jschema *s, kn_jsv_thread *t, int d) {
   if (d < 0) return -1;
   const kn_jsv_frame *f = &t->f[d];
   const js_node *nd = &s->nodes[f->node];
   switch (f->kind) {
-  case K_VALUE: return start_byte(s, f->node);
+  case K_VALUE: return start_byte(s, t, d);
   case K_NUM:
-    if (number_final(f)) return close_byte(s, t, d - 1);
-    return '0';
+    if (number_final(s, f)) return close_byte(s, t, d - 1);
+    if (!nd->ranged) return '0';
+    for (const char *c = "0123456789.-"; *c; c++) {
+      kn_jsv_frame h = *f;
+      if (ranged_byte(nd, &h, (unsigned char)*c) == 1) return *c;
+    }
+    return -1;
   case K_LIT: {
     if (f->sub) return close_byte(s, t, d - 1);
-    return (unsigned char)lit_of(s, f, shortest_lit(s, f))[f->pos];
+    return (unsigned char)lit_of(s, f, shortest_lit(s, f, f->cand))[f->pos];
   }
   case K_OBJ:
     if (f->sub == O_COLON) return ':';
     if (f->sub == O_AFTER) return nd->required & ~f->seen ? ',' : '}';
     return f->sub == O_FIRST && !(nd->required & ~f->seen) ? '}' : '"';
   case K_ARR:
-    if (f->sub == A_FIRST) return nd->min_items > 0 ? start_byte(s, nd->items) : ']';
     return (int)f->count < nd->min_items ? ',' : ']';
   default: /* K_STR */
     if (f->aux) { /* a key: spell the first property still possible, required ones first */
-      uint64_t seen = t->f[d - 1].seen, live = f->cand & ~seen, req = live & nd->required;
+      uint64_t seen = t->f[d - 1].seen, live = f->cand & ~seen & fit_props(s, nd, d), req = live & nd->required;
       uint64_t pick = req ? req : live;
       if (pick) {
         int i = __builtin_ctzll(pick);
         return nd->names[i][f->pos] ? (unsigned char)nd->names[i][f->pos] : '"';
       }
+    }
+    if (!f->aux && nd->re) {
+      if (f->sub == S_ESC) return first_ok(s, t, "n\"\\/bfrt", 0, 0);
+      if (f->sub == S_UTF8) return first_ok(s, t, NULL, f->lo, f->hi);
+      uint32_t cp;
+      if (!kn_regex_next(nd->re, re_get(f), (int)f->count, &cp)) return '"';
+      if (cp == '"' || cp == '\\' || cp < 0x20) return '\\';
+      if (cp < 0x80) return (int)cp;
+      return cp < 0x800 ? 0xC0 | (int)(cp >> 6) : cp < 0x10000 ? 0xE0 | (int)(cp >> 12) : 0xF0 | (int)(cp >> 18);
     }
     if (f->sub == S_ESC) return 'n';
     if (f->sub == S_U) return '0';
@@ -438,6 +742,29 @@ static int close_byte(const kn_jschema *s, const kn_jsv_thread *t, int d) {
   }
 }
 
+/* Steps of the closure that write nothing: an anyOf becomes its shortest branch; an array that needs items opens
+ * its first. 1 when one was taken. */
+static int close_silent(const kn_jschema *s, kn_jsv_thread *t) {
+  kn_jsv_frame *f = &t->f[t->depth - 1];
+  const js_node *nd = &s->nodes[f->node];
+  if (f->kind == K_VALUE && nd->n_alts) {
+    int best = -1;
+    for (int i = 0; i < nd->n_alts; i++)
+      if (fits(s, nd->alts[i], t->depth - 1) && (best < 0 || s->nodes[nd->alts[i]].need < s->nodes[nd->alts[best]].need))
+        best = i;
+    if (best < 0) return -1;
+    f->node = (uint16_t)nd->alts[best];
+    return 1;
+  }
+  if (f->kind == K_ARR && f->sub == A_FIRST && nd->min_items > 0) {
+    if (t->depth >= KN_JSV_DEPTH) return -1;
+    f->sub = A_AFTER, f->count = 1;
+    push_frame(t, K_VALUE, (unsigned)js_item_node(nd, 0));
+    return 1;
+  }
+  return 0;
+}
+
 char *kn_jsv_closure(const kn_jsv *v, size_t *n) {
   kn_jsv_thread t, out[KN_JSV_THREADS];
   size_t len = 0, cap = 64;
@@ -445,9 +772,12 @@ char *kn_jsv_closure(const kn_jsv *v, size_t *n) {
   if (!buf || v->n == 0) return free(buf), NULL;
   copy_thread(&t, &v->t[0]);
   for (int guard = 0; t.depth > 0; guard++) {
+    int q = close_silent(v->s, &t);
+    if (q < 0 || guard > 1 << 20) return free(buf), NULL;
+    if (q) continue;
     int c = close_byte(v->s, &t, t.depth - 1);
     outset o = {out, 0};
-    int r = c < 0 || guard > 1 << 20 ? 0 : feed(v->s, &t, (unsigned char)c, &o);
+    int r = c < 0 ? 0 : feed(v->s, &t, (unsigned char)c, &o);
     if (r == 2 && o.n) copy_thread(&t, &out[0]);
     else if (r != 1) return free(buf), NULL;
     if (len + 2 > cap) {
@@ -472,7 +802,7 @@ int js_thread_complete(const kn_jschema *s, int node, const char *bytes, size_t 
     const kn_jsv_thread *t = &v.t[i];
     if (t->depth == 0) return 1;
     const kn_jsv_frame *f = &t->f[t->depth - 1];
-    if (t->depth == 1 && (number_final(f) || (f->kind == K_LIT && f->sub))) return 1;
+    if (t->depth == 1 && (number_final(s, f) || (f->kind == K_LIT && f->sub))) return 1;
   }
   return 0;
 }

@@ -1,9 +1,12 @@
-// tests/serve/schemas.mjs: schema-constrained output checked by an independent validator (ajv). Random JSON schemas
-// (nesting, enums, const, required sets, arrays with bounds, anyOf, string lengths) go to a running `kiln serve` as
-// response_format json_schema and as a forced tool call's parameters; every reply must validate. The models have
-// random weights, so whatever they "want" to write, only the constraint makes the output valid.
+// tests/serve/schemas.mjs: schema-constrained output checked by an independent validator (ajv, draft 2020-12, with
+// ajv-formats). Random JSON schemas (nesting, enums, const, required sets, arrays with bounds, anyOf, string lengths,
+// $ref to $defs and recursive ones, allOf, oneOf with disjoint branches, numeric ranges, pattern, format,
+// prefixItems, uniqueItems) go to a running `kiln serve` as response_format json_schema and as a forced tool call's
+// parameters; every reply must validate. The models have random weights, so whatever they "want" to write, only the
+// constraint makes the output valid.
 // Env: BASE, MODEL, SCHEMAS (how many, default 40), SEED, MAX_TOKENS (default 48), CONCURRENCY (default 4).
-import Ajv from "ajv";
+import Ajv2020 from "ajv/dist/2020.js";
+import addFormats from "ajv-formats";
 
 const BASE = process.env.BASE, MODEL = process.env.MODEL;
 const N = +(process.env.SCHEMAS ?? 40), MAX_TOKENS = +(process.env.MAX_TOKENS ?? 48);
@@ -33,7 +36,70 @@ function object(depth) {
   return s;
 }
 
+const PATTERNS = ["^[a-z]+$", "^[0-9]{3}-[0-9]{4}$", "^(ab|cd)*x?$", "[0-9]", "^a", "z$", "^[A-Z][a-z]{1,5}( [A-Z][a-z]{1,5})?$",
+  "^(red|green|blue)$", "^[a-f0-9]{2,4}$", "^x(y|z){2,3}$", "^\\w+@\\w+\\.com$", "^\\d{1,3}(\\.\\d+)?$", "^[^0-9]*$"];
+const FORMATS = ["date", "time", "date-time", "email", "uuid", "uri", "ipv4"];
+let defs = null, ndefs = 0; // $defs of the schema being generated
+
+function range(integer) {
+  const s = { type: integer ? "integer" : "number" };
+  const lo = integer ? rnd(200) - 100 : (rnd(2000) - 1000) / (rnd(2) ? 8 : 10);
+  const hi = lo + (integer ? 2 + rnd(50) : 0.01 * (1 + rnd(500)));
+  if (rnd(3)) s[rnd(2) ? "minimum" : "exclusiveMinimum"] = lo;
+  if (rnd(3)) s[rnd(2) ? "maximum" : "exclusiveMaximum"] = +hi.toFixed(2);
+  return s;
+}
+
+// The keywords beyond the first set.
+function extra(depth) {
+  switch (rnd(depth > 3 ? 5 : 10)) {
+    case 0: return range(true);
+    case 1: return range(false);
+    case 2: {
+      const s = { type: "string", pattern: pick(PATTERNS) };
+      if (rnd(3) === 0) s.minLength = rnd(3);
+      return s;
+    }
+    case 3: return { type: "string", format: pick(FORMATS) };
+    case 4: {
+      const vals = ["a", "b", 1, 12, null, true, [1], { k: 1 }], at = rnd(8), n = 1 + rnd(4);
+      const items = rnd(3) === 0 ? { type: "boolean" } : { enum: Array.from({ length: n }, (_, i) => vals[(at + i) % 8]) };
+      const s = { type: "array", items, uniqueItems: true };
+      if (rnd(2)) s.minItems = rnd(items.enum ? n : 2);
+      return s;
+    }
+    case 5: {
+      const s = { type: "array", prefixItems: Array.from({ length: 1 + rnd(3) }, () => schema(depth + 1)) };
+      if (rnd(2)) s.items = false;
+      else if (rnd(2)) s.items = schema(depth + 1);
+      if (rnd(2)) s.minItems = rnd(2);
+      return s;
+    }
+    case 6: {
+      const name = `d${ndefs++}`;
+      defs[name] = schema(depth + 1);
+      return rnd(3) ? { $ref: `#/$defs/${name}` } : { $ref: `#/$defs/${name}`, description: "a reference" };
+    }
+    case 7: {
+      const a = object(depth + 1);
+      delete a.additionalProperties;
+      const b = { properties: { b1: schema(depth + 1) }, required: rnd(2) ? ["b1"] : [] };
+      return { allOf: [a, b] };
+    }
+    case 8: { // disjoint branches: different types
+      const kinds = [0, 1, 2, 3, 4].sort(() => rnd(3) - 1).slice(0, 2 + rnd(2));
+      return { oneOf: kinds.map((k) => [() => range(true), () => ({ type: "string", maxLength: 6 }), () => ({ type: "boolean" }),
+        () => object(depth + 1), () => ({ type: "array", items: { type: "null" }, maxItems: 2 })][k]()) };
+    }
+    default:
+      defs.tree ??= { type: "object", properties: { v: { type: "integer" }, kids: { type: "array", items: { $ref: "#/$defs/tree" }, maxItems: 2 } },
+        required: ["v"], additionalProperties: false };
+      return { $ref: "#/$defs/tree" };
+  }
+}
+
 function schema(depth) {
+  if (rnd(3) === 0) return extra(depth);
   let s;
   switch (rnd(depth > 3 ? 7 : 11)) {
     case 0: s = { type: "integer" }; break;
@@ -69,7 +135,8 @@ async function post(body) {
   return { status: r.status, json: await r.json() };
 }
 
-const ajv = new Ajv({ strict: false, allErrors: true });
+const ajv = new Ajv2020({ strict: false, allErrors: true });
+addFormats(ajv);
 let passed = 0, failed = 0;
 const fail = (what, detail) => {
   failed++;
@@ -77,7 +144,9 @@ const fail = (what, detail) => {
 };
 
 async function one(i) {
+  defs = {}, ndefs = 0;
   const root = object(0); // the document and the tool arguments are objects
+  if (Object.keys(defs).length) root.$defs = defs;
   const validate = ajv.compile(root);
   const messages = [{ role: "user", content: `Fill in record ${i}` }];
   const a = await post({ model: MODEL, messages, max_tokens: MAX_TOKENS, seed: i,
@@ -105,11 +174,12 @@ async function one(i) {
   else passed++;
 }
 
-// An unsupported keyword is a 400 that names it.
-{
+// An unsupported keyword or regex construct is a 400 that names it.
+for (const [bad, word] of [[{ type: "integer", multipleOf: 3 }, /multipleOf/], [{ type: "string", pattern: "a(?=b)" }, /lookahead/],
+                           [{ type: "string", format: "hostname" }, /hostname/]]) {
   const r = await post({ model: MODEL, messages: [{ role: "user", content: "x" }], response_format: { type: "json_schema",
-    json_schema: { name: "r", schema: { type: "object", properties: { n: { type: "integer", minimum: 3 } } } } } });
-  if (r.status === 400 && /minimum/.test(r.json.error?.message) && r.json.error?.param === "response_format") passed++;
+    json_schema: { name: "r", schema: { type: "object", properties: { n: bad } } } } });
+  if (r.status === 400 && word.test(r.json.error?.message) && r.json.error?.param === "response_format") passed++;
   else fail("unsupported keyword", JSON.stringify(r));
 }
 

@@ -10,7 +10,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 TD=${KILN_TESTDATA:-$HERE/../../../shared/testdata}
 [ $# -gt 0 ] || set -- tiny-qwen2:6 tiny-llama3:3
 command -v node >/dev/null || { echo "skip: node is not installed"; exit 77; }
-if [ ! -d "$HERE/node_modules/ajv" ] && ! (cd "$HERE" && npm install --no-audit --no-fund >/dev/null 2>&1); then
+if [ ! -d "$HERE/node_modules/ajv-formats" ] && ! (cd "$HERE" && npm install --no-audit --no-fund >/dev/null 2>&1); then
   echo "skip: npm install failed (tests/serve/node_modules)"
   exit 77
 fi
