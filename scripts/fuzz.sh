@@ -32,7 +32,7 @@ GGUF="models/gguf.c models/gguf_get.c models/gguf_write.c codegen/dtype.c"
 sources() {
   case $1 in
   gguf_header) echo "$GGUF device/env.c" ;;
-  request) echo "$TEXT apps/openai.c models/sample.c models/text/json_schema.c models/text/json_schema_run.c" ;;
+  request) echo "$TEXT apps/openai.c models/sample.c models/text/json_schema.c models/text/json_schema_merge.c models/text/json_schema_run.c models/text/json_regex.c" ;;
   template) echo "$TEXT" ;;
   tokenizer) echo "$GGUF models/text/tokenizer.c models/text/bpe.c models/text/spm.c models/text/detok.c device/env.c" ;;
   toolcall) echo "$TEXT" ;;
