@@ -9,8 +9,6 @@
 #include <sys/time.h>
 #include <time.h>
 
-#include <microhttpd.h>
-
 #include "ollama.h"
 
 void olla_time(char *out, size_t cap) {
@@ -176,73 +174,41 @@ int olla_out_finish(olla_out *o, const srv_job *j, double t_recv, sbuf *out) {
   return b.oom ? -1 : 0;
 }
 
-/* ---- the NDJSON stream ------------------------------------------------------------------------------------ */
+/* ---- the NDJSON stream (on the stream base, stream.c) ------------------------------------------------------ */
 
 struct olla_stream {
-  srv *S;
-  srv_job *j;
+  job_stream base; /* first: the stream base frees the whole struct */
   olla_out out;
   double t_recv;
-  sbuf buf, text;
-  size_t off, have;
-  bool finished;
 };
 
-static int produce(olla_stream *st) {
-  st->buf.len = st->off = 0;
-  st->text.len = 0;
-  int done = job_wait(st->j, &st->have, &st->text, 1.0);
-  if (st->text.oom) return -1;
-  if (st->text.len && olla_out_feed(&st->out, st->text.s, st->text.len, &st->buf)) return -1;
+static int produce(job_stream *b) {
+  olla_stream *st = (olla_stream *)b;
+  b->text.len = 0;
+  int done = job_wait(b->j, &b->have, &b->text, 1.0);
+  if (b->text.oom) return -1;
+  if (b->text.len && olla_out_feed(&st->out, b->text.s, b->text.len, &b->buf)) return -1;
   if (!done) return 0;
-  st->finished = true;
-  if (st->j->finish == FIN_ERROR || st->j->finish == FIN_CANCELLED) { /* Ollama's mid-stream error: one line */
+  b->finished = true;
+  if (b->j->finish == FIN_ERROR || b->j->finish == FIN_CANCELLED) { /* Ollama's mid-stream error: one line */
     cJSON *e = cJSON_CreateObject();
-    cJSON_AddStringToObject(e, "error", st->j->error[0] ? st->j->error : "generation failed");
-    line(&st->buf, e);
+    cJSON_AddStringToObject(e, "error", b->j->error[0] ? b->j->error : "generation failed");
+    line(&b->buf, e);
     return 0;
   }
-  return olla_out_finish(&st->out, st->j, st->t_recv, &st->buf);
+  return olla_out_finish(&st->out, b->j, st->t_recv, &b->buf);
 }
 
-static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max) {
-  olla_stream *st = cls;
-  (void)pos;
-  while (st->off >= st->buf.len) {
-    if (st->finished) return MHD_CONTENT_READER_END_OF_STREAM;
-    if (produce(st) || st->buf.oom) {
-      job_cancel(st->j);
-      return MHD_CONTENT_READER_END_WITH_ERROR;
-    }
-  }
-  size_t n = st->buf.len - st->off < max ? st->buf.len - st->off : max;
-  memcpy(buf, st->buf.s + st->off, n);
-  st->off += n;
-  return (ssize_t)n;
-}
-
-static void reader_free(void *cls) {
-  olla_stream *st = cls;
-  job_cancel(st->j); /* no-op when it finished; frees the slot when the client left */
-  job_unref(st->j);
-  olla_out_free(&st->out);
-  sb_free(&st->buf), sb_free(&st->text);
-  free(st);
-}
+static void drop(job_stream *b) { olla_out_free(&((olla_stream *)b)->out); }
 
 struct MHD_Response *olla_stream_response(srv *S, srv_job *j, olla_out *out, double t_recv) {
   olla_stream *st = calloc(1, sizeof *st);
   if (!st) return NULL;
-  st->S = S, st->j = j, st->out = *out, st->t_recv = t_recv;
-  job_ref(j);
+  (void)S;
+  job_stream_init(&st->base, j, produce, drop);
+  st->out = *out, st->t_recv = t_recv;
   memset(out, 0, sizeof *out); /* the stream owns it now */
-  struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader, st, reader_free);
-  if (!r) {
-    reader_free(st);
-    return NULL;
-  }
-  MHD_add_response_header(r, "Content-Type", "application/x-ndjson");
-  MHD_add_response_header(r, "Cache-Control", "no-cache");
-  MHD_add_response_header(r, "X-Accel-Buffering", "no");
+  struct MHD_Response *r = job_stream_response(&st->base, "application/x-ndjson");
+  if (!r) job_stream_free(&st->base);
   return r;
 }

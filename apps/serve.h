@@ -312,10 +312,31 @@ void sse_data(sbuf *b, const cJSON *v);
 void sse_data_raw(sbuf *b, const char *json);
 void sse_comment(sbuf *b, const char *text);
 
-/* A streamed response: takes a reference on j and takes over *out. sse_response hands the stream to
+/* The body of a streamed response (apps/stream.c): the first member of an owner's struct (allocated with malloc).
+ * produce appends the next bytes to buf (waiting for the job's text, or a keep-alive) and sets finished with the
+ * last ones; -1 ends the response with an error. drop frees what the owner holds. The stream holds a reference on
+ * j; freeing it cancels j (a no-op when it finished). */
+struct MHD_Response;
+typedef struct job_stream job_stream;
+struct job_stream {
+  srv_job *j;
+  sbuf buf;      /* bytes for the client */
+  size_t off;    /* of buf, already handed to libmicrohttpd */
+  size_t have;   /* of the job's output, already consumed */
+  sbuf text;     /* scratch for the job's new text */
+  bool finished; /* the last bytes are in buf */
+  int (*produce)(job_stream *st);
+  void (*drop)(job_stream *st);
+};
+void job_stream_init(job_stream *st, srv_job *j, int (*produce)(job_stream *), void (*drop)(job_stream *));
+/* Hands the stream to libmicrohttpd, which frees it when the response ends (NULL: not handed over). */
+struct MHD_Response *job_stream_response(job_stream *st, const char *content_type);
+/* For a stream never handed over. */
+void job_stream_free(job_stream *st);
+
+/* A streamed chat completion: takes a reference on j and takes over *out. sse_response hands the stream to
  * libmicrohttpd (which frees it when the response ends); sse_stream_free is for a stream never handed over. */
 typedef struct sse_stream sse_stream;
-struct MHD_Response;
 sse_stream *sse_stream_new(srv *S, srv_job *j, oai_out *out);
 void sse_stream_free(sse_stream *st);
 struct MHD_Response *sse_response(sse_stream *st);
