@@ -1,7 +1,10 @@
-/* apps/sched.c: the scheduler. One thread owns the model (kn_model_forward is not thread-safe) and runs the KV
- * slots round-robin: each step evaluates one prompt chunk or generates one token for one slot, so several clients
- * progress together and a long prompt does not stall the others for long. A job goes to the free slot whose cached
- * tokens share the longest prefix with its prompt (an agent's next turn reuses its previous turn's KV). */
+/* apps/sched.c: the scheduler, continuous batching. One thread owns the model (kn_model_forward_rows is not
+ * thread-safe) and runs every active KV slot in one forward pass per step: a row with the next token of each slot
+ * that is decoding, plus chunks of the prompts being prefilled, so the weights are read once per step for all of
+ * them. While streams decode, a prompt's chunk is sized so the step takes at most about twice a decode-only step
+ * (a long new prompt does not stall the running streams); with nothing decoding it takes PREFILL_CHUNK tokens.
+ * Sequences join and leave the batch at any step. A job goes to the free slot whose cached tokens share the longest
+ * prefix with its prompt (an agent's next turn reuses its previous turn's KV). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +14,8 @@
 #include "models/session.h"
 #include "serve.h"
 
-#define PREFILL_CHUNK 256 /* prompt tokens per step: bounds how long one slot holds the model */
+#define PREFILL_CHUNK 256 /* prompt tokens per step when nothing decodes */
+#define GAP_FACTOR 2.0    /* a step with prompt rows may take this many times a decode-only step */
 
 typedef struct slot {
   int index;
@@ -21,6 +25,7 @@ typedef struct slot {
   float *logits;
   bool prefilling;
   int pos;          /* prefill: tokens of the prompt in the cache */
+  int32_t next;     /* decode: the sampled token this step evaluates, -1 none */
   kn_sampler *smp;
   kn_detok *dt;
   sbuf pend;        /* text held back: it may be the start of a stop string */
@@ -47,6 +52,10 @@ struct sched {
   int n_slots;
   bool stop;
   float *scratch;
+  kn_row *rows;          /* one step's rows, the rows whose logits it returns and their slots */
+  int *outs, *out_slot;
+  float *out_logits;
+  double t_dec, t_row;   /* running estimates: a decode-only step's time, a prompt row's time */
   atomic_long kv_tokens; /* for /metrics: the sum of the slots' session lengths, updated every step */
 };
 
@@ -123,8 +132,15 @@ static int slot_start(sched *S, slot *s, srv_job *j) {
   s->dt = kn_detok_new(S->m->tok, j->render_special ? KN_DECODE_SPECIAL : 0);
   if (!s->smp || !s->dt) return -1;
   s->prefilling = true;
-  int k = common_prefix(kn_session_tokens(s->ses), kn_session_len(s->ses), j->prompt, j->n_prompt);
-  s->pos = k < j->n_prompt ? k : j->n_prompt - 1; /* the last prompt token is evaluated again for its logits */
+  s->next = -1;
+  if (j->n_prompt < 1 || j->n_prompt > S->m->n_ctx) {
+    char e[160];
+    snprintf(e, sizeof e, "the prompt has %d tokens, more than the context length of %d tokens", j->n_prompt, S->m->n_ctx);
+    if (j->n_prompt < 1) snprintf(e, sizeof e, "empty prompt");
+    slot_finish(s, FIN_ERROR, e);
+    return 0;
+  }
+  s->pos = kn_session_reuse(s->ses, j->prompt, j->n_prompt); /* the last prompt token is evaluated again */
   s->cmode = j->has_forced ? 1 : 0;
   if (j->has_forced) kc_init(&s->kc, &j->forced);
   s->nwin = 0;
@@ -136,28 +152,6 @@ static int slot_start(sched *S, slot *s, srv_job *j) {
   j->t_start = kn_now();
   pthread_mutex_unlock(&j->mu);
   return 0;
-}
-
-/* ---- prefill --------------------------------------------------------------------------------------------- */
-
-static void prefill_step(sched *S, slot *s) {
-  srv_job *j = s->job;
-  char err[256];
-  int target = s->pos + PREFILL_CHUNK < j->n_prompt ? s->pos + PREFILL_CHUNK : j->n_prompt;
-  int n_eval = 0;
-  if (kn_session_prompt(s->ses, j->prompt, target, s->logits, &n_eval, err, sizeof err)) {
-    fprintf(stderr, "kiln serve: slot %d: prompt evaluation failed: %s\n", s->index, err);
-    kn_session_reset(s->ses);
-    slot_finish(s, FIN_ERROR, err);
-    return;
-  }
-  s->pos = target;
-  if (target == j->n_prompt) {
-    s->prefilling = false;
-    pthread_mutex_lock(&j->mu);
-    j->t_prefill = kn_now();
-    pthread_mutex_unlock(&j->mu);
-  }
 }
 
 /* ---- decoding -------------------------------------------------------------------------------------------- */
@@ -302,7 +296,9 @@ static void watch(sched *S, slot *s, const char *p, size_t n) {
   (void)S;
 }
 
-static void decode_step(sched *S, slot *s) {
+/* Sample this slot's next token from its logits and emit its text; s->next is the token to evaluate next step, or
+ * the slot has finished. */
+static void decode_sample(sched *S, slot *s) {
   srv_job *j = s->job;
   const kn_tokenizer *tk = S->m->tok;
   bool forced = s->i_forced < s->n_forced;
@@ -345,12 +341,7 @@ static void decode_step(sched *S, slot *s) {
   bool constrained = s->cmode || s->i_forced < s->n_forced;
   if (!constrained && j->max_tokens >= 0 && j->n_gen >= j->max_tokens) return slot_finish(s, FIN_LENGTH, NULL);
   if (kn_session_len(s->ses) >= S->m->n_ctx) return slot_finish(s, FIN_LENGTH, NULL);
-  char err[256];
-  if (kn_session_push(s->ses, tok, s->logits, err, sizeof err)) {
-    fprintf(stderr, "kiln serve: slot %d: %s\n", s->index, err);
-    kn_session_reset(s->ses);
-    slot_finish(s, FIN_ERROR, err);
-  }
+  s->next = tok;
 }
 
 /* ---- the thread ------------------------------------------------------------------------------------------ */
@@ -372,15 +363,110 @@ static void assign(sched *S) {
   }
 }
 
-/* Prompts are evaluated one slot at a time, oldest first, between other slots' tokens: the engine keeps one compiled
- * prompt step besides the decode steps, so interleaving two prompts would rebuild it at every chunk. */
-static slot *first_prefill(sched *S) {
-  slot *best = NULL;
+static int cmp_start(const void *a, const void *b) {
+  const slot *x = *(slot *const *)a, *y = *(slot *const *)b;
+  return x->job->t_start < y->job->t_start ? -1 : x->job->t_start > y->job->t_start;
+}
+
+/* Prompt rows for this step: all of PREFILL_CHUNK when nothing decodes; else as many as keep the step within
+ * GAP_FACTOR times a decode-only step (by the running estimates), the pass a power of two, at least 4 rows. */
+static int prompt_budget(const sched *S, int n_dec) {
+  if (n_dec == 0) return PREFILL_CHUNK;
+  int p = 1;
+  while (p < n_dec + 4) p *= 2;
+  while (p * 2 <= KN_MAX_PASS && p * 2 - n_dec <= PREFILL_CHUNK && S->t_row > 0 && S->t_dec > 0 &&
+         (p * 2 - n_dec) * S->t_row <= (GAP_FACTOR - 1) * S->t_dec)
+    p *= 2;
+  return p - n_dec;
+}
+
+/* Fail every slot with a row in a step that did not run. */
+static void step_failed(sched *S, int n, const char *err) {
   for (int i = 0; i < S->n_slots; i++) {
     slot *s = &S->slots[i];
-    if (s->job && s->prefilling && (!best || s->job->t_start < best->job->t_start)) best = s;
+    bool in = false;
+    for (int r = 0; r < n && !in; r++) in = S->rows[r].slot == s->index;
+    if (!in || !s->job) continue;
+    fprintf(stderr, "kiln serve: slot %d: %s\n", s->index, err);
+    kn_session_reset(s->ses); /* the slot's cache contents are unknown now */
+    slot_finish(s, FIN_ERROR, err);
   }
-  return best;
+}
+
+/* One step: sample each decoding slot's next token, then one forward pass over those tokens and prompt chunks. */
+static void step(sched *S) {
+  const size_t V = (size_t)S->m->hp.n_vocab;
+  int n = 0, n_out = 0, n_dec = 0;
+  slot *pf[KN_MAX_PASS];
+  int npf = 0;
+  for (int i = 0; i < S->n_slots; i++) {
+    slot *s = &S->slots[i];
+    if (!s->job) continue;
+    if (atomic_load(&s->job->cancel)) {
+      slot_finish(s, FIN_CANCELLED, "cancelled");
+      continue;
+    }
+    if (s->prefilling) {
+      if (npf < KN_MAX_PASS) pf[npf++] = s;
+      continue;
+    }
+    s->next = -1;
+    decode_sample(S, s);
+    if (!s->job || s->next < 0) continue;
+    S->outs[n_out] = n, S->out_slot[n_out++] = i;
+    S->rows[n++] = (kn_row){s->index, kn_session_len(s->ses), s->next};
+    n_dec++;
+  }
+  /* prompt chunks, oldest prompt first */
+  qsort(pf, (size_t)npf, sizeof *pf, cmp_start);
+  int budget = npf ? prompt_budget(S, n_dec) : 0, n_prompt = 0;
+  for (int k = 0; k < npf && budget > 0; k++) {
+    slot *s = pf[k];
+    srv_job *j = s->job;
+    int c = j->n_prompt - s->pos < budget ? j->n_prompt - s->pos : budget;
+    for (int t = 0; t < c; t++) S->rows[n++] = (kn_row){s->index, s->pos + t, j->prompt[s->pos + t]};
+    budget -= c, n_prompt += c;
+    if (s->pos + c == j->n_prompt) S->outs[n_out] = n - 1, S->out_slot[n_out++] = s->index;
+  }
+  if (n == 0) return;
+  char err[256];
+  double t0 = kn_now();
+  if (kn_model_forward_rows(S->m, S->rows, n, S->outs, n_out, S->out_logits, err, sizeof err)) {
+    step_failed(S, n, err);
+    return;
+  }
+  double dt = kn_now() - t0;
+  if (n_prompt == 0) S->t_dec = S->t_dec > 0 ? 0.8 * S->t_dec + 0.2 * dt : dt;
+  else if (n_prompt >= 4) {
+    double per = (dt - (n_dec ? S->t_dec : 0)) / n_prompt;
+    if (per > 0) S->t_row = S->t_row > 0 ? 0.7 * S->t_row + 0.3 * per : per;
+  }
+  /* the rows are in the caches now: record them in the sessions, hand out the logits */
+  for (int r = 0; r < n;) {
+    slot *s = &S->slots[S->rows[r].slot];
+    int c = 1;
+    while (r + c < n && S->rows[r + c].slot == S->rows[r].slot) c++;
+    int32_t toks[KN_MAX_PASS];
+    int m = c < KN_MAX_PASS ? c : KN_MAX_PASS;
+    for (int t = 0; t < m; t++) toks[t] = S->rows[r + t].token;
+    if (s->job && kn_session_append(s->ses, toks, m, err, sizeof err)) {
+      kn_session_reset(s->ses);
+      slot_finish(s, FIN_ERROR, err);
+    } else if (s->job && s->prefilling) {
+      s->pos += m;
+      if (s->pos == s->job->n_prompt) {
+        s->prefilling = false;
+        pthread_mutex_lock(&s->job->mu);
+        s->job->t_prefill = kn_now();
+        pthread_mutex_unlock(&s->job->mu);
+      }
+    }
+    r += m;
+  }
+  for (int o = 0; o < n_out; o++) {
+    slot *s = &S->slots[S->out_slot[o]];
+    if (s->job) memcpy(s->logits, S->out_logits + (size_t)o * V, V * sizeof *s->logits);
+  }
 }
 
 static void *run(void *arg) {
@@ -395,14 +481,7 @@ static void *run(void *arg) {
       continue;
     }
     pthread_mutex_unlock(&S->mu);
-    slot *pf = first_prefill(S);
-    for (int i = 0; i < S->n_slots; i++) {
-      slot *s = &S->slots[i];
-      if (!s->job) continue;
-      if (atomic_load(&s->job->cancel)) slot_finish(s, FIN_CANCELLED, "cancelled");
-      else if (s == pf) prefill_step(S, s);
-      else if (!s->prefilling) decode_step(S, s);
-    }
+    step(S);
     long kv = 0;
     for (int i = 0; i < S->n_slots; i++) kv += kn_session_len(S->slots[i].ses);
     atomic_store(&S->kv_tokens, kv);
@@ -428,7 +507,10 @@ sched *sched_new(kn_model *m, const kc_vocab *vocab, int max_queue, char *err, s
   S->queue = calloc(S->max_queue, sizeof *S->queue);
   S->slots = calloc(S->n_slots, sizeof *S->slots);
   S->scratch = malloc((size_t)m->hp.n_vocab * sizeof *S->scratch);
-  if (!S->queue || !S->slots || !S->scratch) goto oom;
+  S->rows = malloc(((size_t)S->n_slots + KN_MAX_PASS) * sizeof *S->rows);
+  S->outs = malloc((size_t)S->n_slots * sizeof *S->outs), S->out_slot = malloc((size_t)S->n_slots * sizeof *S->out_slot);
+  S->out_logits = malloc((size_t)S->n_slots * m->hp.n_vocab * sizeof *S->out_logits);
+  if (!S->queue || !S->slots || !S->scratch || !S->rows || !S->outs || !S->out_slot || !S->out_logits) goto oom;
   for (int i = 0; i < S->n_slots; i++) {
     slot *s = &S->slots[i];
     s->index = i;
@@ -491,7 +573,7 @@ void sched_free(sched *S) {
     kn_session_free(S->slots[i].ses);
     free(S->slots[i].logits);
   }
-  free(S->slots), free(S->queue), free(S->scratch);
+  free(S->slots), free(S->queue), free(S->scratch), free(S->rows), free(S->outs), free(S->out_slot), free(S->out_logits);
   pthread_mutex_destroy(&S->mu);
   pthread_cond_destroy(&S->cv);
   free(S);

@@ -174,7 +174,7 @@ void kn_model_free(kn_model *m) {
   if (m->arch && m->arch->free) m->arch->free(m);
   else free(m->arch_data);
   kn_ctx_free(m->wctx);
-  free(m->kcache), free(m->vcache);
+  free(m->kcache), free(m->vcache), free(m->pass_logits);
   if (m->arch && m->arch->free) m->arch->free(m);
   else free(m->arch_data);
   free(m->chat_template);

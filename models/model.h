@@ -34,6 +34,8 @@ typedef struct kn_model {
   kn_t *kcache, *vcache;
   kn_dtype kv_dtype;
   kn_capture *steps;         /* captured forward passes, one per pass size and logits selection (graph/capture.c) */
+  float *pass_logits;        /* a batched pass's logits before they are handed out (kn_model_forward_rows) */
+  size_t pass_logits_cap;
   bool attn_primitive;       /* attention from graph primitives instead of the fused kernel (KILN_ATTENTION=0) */
   int64_t weight_bytes, kv_bytes;
   struct kn_gguf *file;      /* the GGUF file (kept open: weights point into it) */

@@ -25,6 +25,22 @@ void kn_session_free(kn_session *s) {
 }
 
 int kn_session_len(const kn_session *s) { return s->n; }
+int kn_session_slot(const kn_session *s) { return s->slot; }
+
+int kn_session_reuse(kn_session *s, const int32_t *toks, int n) {
+  int keep = 0;
+  while (keep < s->n && keep < n && s->toks[keep] == toks[keep]) keep++;
+  if (keep >= n) keep = n > 0 ? n - 1 : 0;
+  return s->n = keep;
+}
+
+int kn_session_append(kn_session *s, const int32_t *toks, int n, char *err, size_t errlen) {
+  if (n < 0 || s->n + n > s->m->n_ctx)
+    return snprintf(err, errlen, "the context of %d tokens is full", s->m->n_ctx), -1;
+  memcpy(s->toks + s->n, toks, (size_t)n * sizeof *toks);
+  s->n += n;
+  return 0;
+}
 const int32_t *kn_session_tokens(const kn_session *s) { return s->toks; }
 void kn_session_reset(kn_session *s) { s->n = 0; }
 

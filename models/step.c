@@ -175,8 +175,6 @@ int kn_model_forward_rows(kn_model *m, const kn_row *rows, int n, const int *out
   const size_t V = (size_t)m->hp.n_vocab;
   int cap = KN_MAX_PASS;
   int32_t *buf = malloc(4 * (size_t)cap * sizeof *buf);
-  float *tmp = NULL;
-  size_t tmp_cap = 0;
   int rc = buf ? 0 : (snprintf(err, errlen, "out of memory"), -1);
   for (int done = 0; done < n && !rc;) {
     /* the largest power of two that fits, or the next one up when the padding is small */
@@ -205,13 +203,16 @@ int kn_model_forward_rows(kn_model *m, const kn_row *rows, int n, const int *out
         if (out[j] >= done && out[j] < done + take) sel[k++] = pad + out[j] - done;
       for (; k < n_sel; k++) sel[k] = sel[k - 1];
     }
-    if ((size_t)n_sel * V > tmp_cap) {
-      free(tmp);
-      if (!(tmp = malloc((tmp_cap = (size_t)n_sel * V) * sizeof *tmp))) {
+    if ((size_t)n_sel * V > m->pass_logits_cap) { /* kept: a page-faulted buffer per step would cost time */
+      free(m->pass_logits);
+      m->pass_logits_cap = 0;
+      if (!(m->pass_logits = malloc((size_t)n_sel * V * sizeof *m->pass_logits))) {
         rc = (snprintf(err, errlen, "out of memory"), -1);
         break;
       }
+      m->pass_logits_cap = (size_t)n_sel * V;
     }
+    float *tmp = m->pass_logits;
     rc = run_pass(m, size, ids, pos, crow, mode, sel, n_sel, tmp, err, errlen);
     for (int j = 0, k = 0; !rc && j < n_out; j++) {
       if (out[j] < done || out[j] >= done + take) continue;
@@ -220,6 +221,6 @@ int kn_model_forward_rows(kn_model *m, const kn_row *rows, int n, const int *out
     }
     done += take;
   }
-  free(buf), free(tmp);
+  free(buf);
   return rc;
 }
