@@ -131,6 +131,8 @@ bool kn_qdot_mode(void);
 bool kn_quant_dot_supported(kn_dtype fmt);
 /* Blocks of fmt one QDOT covers on target t (1, or 2 for the 32-element formats on 64-byte vectors). */
 int kn_quant_dot_blocks(const kn_target *t, kn_dtype fmt);
+/* Rows of fmt's GEMV register block on target t (8, 16 or 32: the activations' quantization is shared by them). */
+int kn_quant_dot_rows(const kn_target *t, kn_dtype fmt);
 
 /* ---- lowering (lower.c) ---- */
 kn_lprog *kn_lower(const kn_kernel *k, const kn_sched *s, char *err, size_t errlen);

@@ -118,6 +118,20 @@ static int quant_dot_blocks_along(const kn_kernel *k, const loadset *ls, int a, 
   return nb;
 }
 
+/* Rows per register block of the integer-dot GEMV for the block-format loads along a (the fewest any asks for) */
+static int quant_dot_rows_along(const kn_kernel *k, const loadset *ls, int a, const kn_target *t) {
+  int nr = 64;
+  for (int i = 0; i < ls->n; i++) {
+    const kn_kop *x = ls->loads[i];
+    const kn_view *top = &x->st.v[x->st.nviews - 1];
+    if (is_quant_load(k, x) && x->st.nviews == 1 && a < top->ndim && top->strides[a] == 1) {
+      int r = kn_quant_dot_rows(t, k->bufs[x->buf].dtype);
+      if (r < nr) nr = r;
+    }
+  }
+  return nr < 64 ? nr : 8;
+}
+
 typedef struct {
   int64_t vec, up, unroll; /* per axis: vector lanes, upcast factor, unroll factor (1 = none) */
 } axplan;
@@ -204,14 +218,18 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
       qblocks = quant_dot_blocks_along(k, &ls, r, t);
     }
     /* register blocking: rows that share loads (first those sharing a decoded block), and two vectors along the
-     * vector axis when it is an output; at most 16 accumulators and 64 unrolled instances */
-    int64_t budget = 16;
+     * vector axis when it is an output; at most 16 accumulators and 64 unrolled instances (the integer-dot GEMV:
+     * the rows its format and width take best, as the activations' quantization is shared by them) */
+    int64_t qrows = qdot ? quant_dot_rows_along(k, &ls, r, t) : 8;
+    int64_t budget = qrows > 16 ? qrows : 16;
     if (vaxis >= nout && !qdot && 64 / pl[r].unroll < budget) budget = 64 / pl[r].unroll;
     if (vaxis >= 0 && vaxis < nout && (k->shape[vaxis] / pl[vaxis].vec) % 2 == 0) pl[vaxis].up = 2, budget = 8;
     for (int pass = 0; pass < 2; pass++)
       for (int a = nout - 1; a >= 0 && budget > 1; a--) {
         if (a == vaxis || pl[a].up > 1 || !reused_along(k, &ls, a, pass == 0)) continue;
-        int64_t cap = qdot ? (pass == 0 ? 4 : 8) : vaxis >= nout ? 4 : 8;
+        int64_t cap = qdot ? (pass == 0 ? 4 : qrows) : vaxis >= nout ? 4 : 8;
+        /* ... but at least 4 register blocks per thread: a launch splits its work items over the cores */
+        while (qdot && pass == 1 && cap > 8 && k->shape[a] / cap < 4 * (t->ncores > 0 ? t->ncores : 1)) cap /= 2;
         int64_t f = budget < cap ? budget : cap;
         while (f > 1 && k->shape[a] % f) f /= 2;
         if (f > 1) pl[a].up = f, budget /= f;

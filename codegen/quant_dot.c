@@ -262,6 +262,17 @@ int kn_quant_dot_blocks(const kn_target *t, kn_dtype fmt) {
                  !strncmp(t->triple, "x86_64", 6) ? 2 : 1;
 }
 
+/* Rows of a GEMV register block: they share the activations' quantization (per block: amax, scale, rounding,
+ * packing, sums), which costs about as much as a row's decode and dot. llvm-mca -mcpu=znver4, bytes of weights per
+ * cycle per core of the inner loop at 8 / 16 / 32 rows: AVX-512 q8_0 6.8 / 9.6 / 10.0, q5_0 4.1 / 5.0 / 5.8, q5_1
+ * 3.6 / 4.2 / 3.9, q4_k 3.7 / 5.1 / 5.8, q6_k 5.4 / 6.7 / 8.6, q2_k 2.5 / 3.3 / 3.8; AVX2 (16 registers) at 8 / 16:
+ * q4_k 3.7 / 4.4, q6_k 4.6 / 5.3, q2_k 1.9 / 2.6, q4_0 2.7 / 3.3, but q5_0 2.8 / 2.4 (spills). */
+int kn_quant_dot_rows(const kn_target *t, kn_dtype fmt) {
+  if (t->vector_bytes >= 64) return fmt == KN_Q5_1 ? 16 : 32;
+  if (t->vector_bytes >= 32) return fmt == KN_Q5_0 ? 8 : 16;
+  return 8;
+}
+
 bool kn_quant_dot_supported(kn_dtype fmt) {
   switch (fmt) {
   case KN_Q4_0: case KN_Q4_1: case KN_Q5_0: case KN_Q5_1: case KN_Q8_0:
