@@ -194,8 +194,8 @@ static void mask(void) {
 
 int main(void) {
   char err[256];
-  kn_device *d = kn_device_open("CPU", err, sizeof err);
-  if (!d) return printf("no CPU device: %s\n", err), 1;
+  kn_device *d = kn_device_open(NULL, err, sizeof err); /* $DEVICE, else the CPU */
+  if (!d) return printf("cannot open the device: %s\n", err), 1;
   kn_ctx *c = kn_ctx_new(d);
   kn_ctx_set(c);
   srand(17);
