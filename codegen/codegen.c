@@ -14,6 +14,7 @@
 #include "codegen.h"
 #include "emit.h"
 #include "llvm_target.h"
+#include "quant_mm.h"
 
 #define OPT_LEVEL 3
 #define KN_CODEGEN_SYMBOLIC_EXTENTS 1 /* lowering of kernels whose axes run to a variable */
@@ -57,6 +58,7 @@ static uint64_t memo_key(const kn_kernel *k, const kn_target *t) {
   h = (h ^ (uint64_t)t->vector_bytes) * 1099511628211ull;
   h = (h ^ (uint64_t)t->kind) * 1099511628211ull;
   h = (h ^ (uint64_t)kn_qdot_mode()) * 1099511628211ull;
+  h = (h ^ (uint64_t)kn_qmm_enabled()) * 1099511628211ull;
   return (h ^ (uint64_t)(kn_getenv_int("NOOPT", 0) > 0)) * 1099511628211ull;
 }
 
@@ -111,6 +113,17 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const kn_kernel *k, const 
     if (t->kind == KN_TARGET_AMDGPU)
       return kn_amdgpu_attention_module(ctx, k, t, out->entry, out->global, out->local, err, errlen);
     return kn_attention_module(ctx, k, t, out->entry, err, errlen);
+  }
+  kn_qmm m;
+  if (kn_qmm_match(k, t, &m)) { /* prefill over block-format weights: the tiled integer-dot template */
+    kn_qmm_plan_t pl;
+    kn_qmm_plan(&m, t, &pl);
+    snprintf(out->name, sizeof out->name, "qmm_%lld_%lld_%lld", (long long)m.T, (long long)m.N, (long long)m.K);
+    snprintf(out->entry, sizeof out->entry, "kn_%s_%08x", out->name, (unsigned)(key & 0xffffffffu));
+    out->global[0] = pl.ntiles * m.N, out->global[1] = out->global[2] = 1;
+    out->local[0] = out->local[1] = out->local[2] = 1;
+    print_ast(k, out);
+    return kn_qmm_module(ctx, k, &m, t, out->entry, err, errlen);
   }
   for (int i = 0; i < k->ndim; i++)
     if (k->shape_sym[i] && !KN_CODEGEN_SYMBOLIC_EXTENTS)

@@ -71,6 +71,21 @@ LLVMValueRef kn_quant_load(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValu
  * a <vec x float> of partial sums. */
 LLVMValueRef kn_quant_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, const LLVMValueRef *xs, int nx,
                           int vec);
+/* quant_dot.c, for the tiled prefill template (quant_mm.c): the activations' sub-block size S of fmt; one block of
+ * activations (nx vectors of vec floats) quantized as kn_quant_dot does, to *xq <qk x i8>, *dx (f32) and the sums of
+ * its sub-blocks *sums <qk/S x i16>; how many 32-element blocks fill the integer vector (kn_quant_dot_pair: nblk);
+ * the lanes of a token's accumulator; the dots of nblk weight blocks blk, blk + 1 (decoded once) with the record of
+ * ntok tokens' quantized blocks (xq: ntok x nblk * qk int8, token-major; dx: [nblk][ntok] floats; sp: for
+ * one-sub-block formats [nblk][ntok] floats of dx * sum(xq), for the others the sums as [qk/S/2][ntok][2] i16), added to acc[u]
+ * (<lanes x float>) and *accv (<ntok x float>, the offset and mins terms); a token's result from both. */
+int kn_quant_dot_sub(kn_dtype fmt);
+void kn_quant_x_block(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, int vec, LLVMValueRef *xq, LLVMValueRef *dx,
+                      LLVMValueRef *sums);
+int kn_quant_dot_pair(kn_emit *e, kn_dtype fmt);
+int kn_quant_dot_lanes(kn_emit *e, kn_dtype fmt, int nblk);
+void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int ntok, LLVMValueRef xq,
+                       LLVMValueRef dx, LLVMValueRef sp, LLVMValueRef *acc, LLVMValueRef *accv);
+LLVMValueRef kn_quant_dot_hsum(kn_emit *e, LLVMValueRef acc, LLVMValueRef accv, int u);
 /* llvm_emit.c: types and state for emitting p for t into a new module named entry (kn_emit_done releases them). */
 void kn_emit_init(kn_emit *e, LLVMContextRef ctx, const kn_lprog *p, const kn_target *t, const char *entry, char *err,
                   size_t errlen);

@@ -527,3 +527,131 @@ LLVMValueRef kn_quant_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValue
   }
   return fit(e, r, vec);
 }
+
+/* ---- the tiled prefill path (quant_mm.c): activations quantized once per launch ----
+ * The same int8 rounding as above (one scale per weight block). A record of U tokens' block b holds their int8
+ * values (U x qk bytes), their scales as one <U x float>, and what the block's offset or mins need, laid out so that
+ * one vector op serves all U tokens: for one-sub-block formats dx * sum(xq) as <U x float>; for the K formats the
+ * sums of each sub-block of S elements as i16, pairs of sub-blocks interleaved per token ([nsub/2][U][2]), so that
+ * vpmaddwd with the block's pair of integer mins gives all U tokens' mins dot at once. */
+
+int kn_quant_dot_sub(kn_dtype fmt) {
+  switch (fmt) {
+  case KN_Q2_K: case KN_Q3_K: case KN_Q6_K: return 16;
+  default: return 32;
+  }
+}
+
+void kn_quant_x_block(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, int vec, LLVMValueRef *xq, LLVMValueRef *dx,
+                      LLVMValueRef *sums) {
+  quantize_x(e, xs, nx, vec, xq, dx);
+  int qk = nx * vec, nsub = qk / kn_quant_dot_sub(fmt);
+  LLVMValueRef s = i16s(e, *xq, true); /* |sum| <= 32 * 127 fits i16 */
+  for (int lanes = qk; lanes > nsub; lanes /= 2) s = pairsum(e, s);
+  *sums = s;
+}
+
+/* the integer vector width (bytes) of the target, and how many 32-element blocks share one vector (2 with 64 bytes) */
+static int int_width(kn_emit *e) { return e->t->vector_bytes >= 64 && feat(e, "avx512bw") ? 64 : e->t->vector_bytes >= 32 ? 32 : 16; }
+
+int kn_quant_dot_pair(kn_emit *e, kn_dtype fmt) {
+  int qk = (int)kn_dtype_get(fmt)->block_elems;
+  return qk < int_width(e) ? int_width(e) / qk : 1;
+}
+
+int kn_quant_dot_lanes(kn_emit *e, kn_dtype fmt, int nblk) {
+  int W = int_width(e), qk = (int)kn_dtype_get(fmt)->block_elems * nblk;
+  return (W > qk ? qk : W) / 4;
+}
+
+void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int ntok, LLVMValueRef xq,
+                       LLVMValueRef dxp, LLVMValueRef sp, LLVMValueRef *acc, LLVMValueRef *accv) {
+  const kn_dtype_info *di = kn_dtype_get(fmt);
+  qblock bs[2];
+  for (int k = 0; k < nblk && k < 2; k++) {
+    LLVMValueRef bi = k ? LLVMBuildAdd(e->b, blk, LLVMConstInt(e->i64, (unsigned)k, 0), "") : blk;
+    LLVMValueRef off = LLVMBuildMul(e->b, bi, LLVMConstInt(e->i64, (unsigned)di->block_bytes, 0), "");
+    qd q = {.e = e, .bp = LLVMBuildGEP2(e->b, e->i8, base, &off, 1, "")};
+    if (!decode(&q, fmt, &bs[k])) nblk = 0;
+  }
+  if (nblk < 1 || nblk > 2 || bs[0].qk > 256 || ntok > 16 || (nblk == 2 && (bs[0].qk != 32 || bs[0].scl || bs[0].mnl))) {
+    kn_efail(e, "no integer-dot template for %s over %d blocks and %d tokens", di->name, nblk, ntok);
+    return;
+  }
+  qblock b = bs[0];
+  qd q = {.e = e};
+  int qk = b.qk * nblk, W = kn_quant_dot_lanes(e, fmt, nblk) * 4, nch = qk / W, n = W / 4, U = ntok, nsub = b.qk / kn_quant_dot_sub(fmt);
+  if (nblk == 2) {
+    LLVMValueRef parts[2] = {bs[0].uq, bs[1].uq};
+    b.uq = concat(e, parts, 2);
+  }
+  LLVMValueRef us[16], sg[16], ps[16];
+  for (int c = 0; c < nch; c++) { /* the block's operands, decoded once for every token */
+    us[c] = sg[c] = slice(e, b.uq, c * W, W);
+    if (b.signed_w) {
+      LLVMValueRef args[2] = {us[c], LLVMConstInt(e->i1, 0, 0)};
+      us[c] = kn_e_intrinsic(e, "llvm.abs", LLVMTypeOf(us[c]), args, 2);
+    }
+    ps[c] = b.scl ? per_pair(e, b.scl, c * W, W, b.S) : NULL;
+  }
+  /* dA * dx of every token (and block): [nblk][U] */
+  LLVMTypeRef vu = vt(e->f32, U), vb = vt(e->f32, nblk * U);
+  LLVMValueRef dxv = LLVMBuildLoad2(e->b, vb, dxp, ""), dav = kn_e_splat(e, b.dA, U);
+  LLVMSetAlignment(dxv, 4);
+  if (nblk == 2) {
+    LLVMValueRef parts[2] = {dav, kn_e_splat(e, bs[1].dA, U)};
+    dav = concat(e, parts, 2);
+  }
+  LLVMValueRef scv = kn_e_fmul(e, dav, dxv);
+  for (int u = 0; u < U; u++) {
+    LLVMValueRef I = NULL;
+    for (int c = 0; c < nch; c++) {
+      LLVMValueRef o = c64(&q, (long long)u * qk + c * W);
+      LLVMValueRef x = LLVMBuildLoad2(e->b, vt(e->i8, W), LLVMBuildGEP2(e->b, e->i8, xq, &o, 1, ""), "");
+      LLVMSetAlignment(x, 16);
+      if (b.signed_w) { /* |w| * (x with w's sign) */
+        if (x86(e) && W == 32 && feat(e, "avx2")) x = call(e, "llvm.x86.avx2.psign.b", x, sg[c]);
+        else if (x86(e) && W == 16 && feat(e, "ssse3")) x = call(e, "llvm.x86.ssse3.psign.b.128", x, sg[c]);
+        else {
+          LLVMValueRef neg = LLVMBuildICmp(e->b, LLVMIntSLT, sg[c], LLVMConstNull(LLVMTypeOf(sg[c])), "");
+          x = LLVMBuildSelect(e->b, neg, LLVMBuildNeg(e->b, x, ""), x, "");
+        }
+      }
+      LLVMValueRef t = ps[c] ? NULL : dpbusd(e, I, us[c], x);
+      if (t) I = t;
+      else {
+        t = maddwd(e, maddubs(e, us[c], x), ps[c] ? ps[c] : splat16(e, W / 2, 1));
+        I = I ? LLVMBuildAdd(e->b, I, t, "") : t;
+      }
+    }
+    int idx[64]; /* lanes of block k take token u's scale of block k */
+    for (int l = 0; l < n; l++) idx[l] = (l * nblk / n) * U + u;
+    acc[u] = kn_e_fadd(e, acc[u], kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vt(e->f32, n), ""), shuf(e, scv, NULL, idx, n)));
+  }
+  if (b.off) { /* q - 8 or d * q + m: the stored dx * sum(xq) of every token times the block's offset or min */
+    LLVMValueRef cv = LLVMBuildLoad2(e->b, vb, sp, "");
+    LLVMSetAlignment(cv, 4);
+    for (int k = 0; k < nblk; k++) {
+      LLVMValueRef m = bs[k].dB ? bs[k].dB : LLVMBuildFMul(e->b, bs[k].dA, LLVMConstReal(e->f32, b.off), "");
+      *accv = kn_e_fadd(e, *accv, kn_e_fmul(e, nblk > 1 ? slice(e, cv, k * U, U) : cv, kn_e_splat(e, m, U)));
+    }
+  }
+  if (b.mnl) { /* sum_s mnl_s * sums_s of every token: one vpmaddwd per pair of sub-blocks */
+    LLVMValueRef M = NULL;
+    for (int p = 0; p < nsub / 2; p++) {
+      LLVMValueRef o = c64(&q, (long long)p * 2 * U);
+      LLVMValueRef sv = LLVMBuildLoad2(e->b, vt(e->i16, 2 * U), LLVMBuildGEP2(e->b, e->i16, sp, &o, 1, ""), "");
+      LLVMSetAlignment(sv, 2);
+      int idx[32];
+      for (int l = 0; l < 2 * U; l++) idx[l] = 2 * p + l % 2;
+      LLVMValueRef t = maddwd(e, shuf(e, b.mnl, NULL, idx, 2 * U), sv);
+      M = M ? LLVMBuildAdd(e->b, M, t, "") : t;
+    }
+    LLVMValueRef md = kn_e_fmul(e, kn_e_splat(e, b.dB ? b.dB : b.dA, U), dxv);
+    *accv = kn_e_fadd(e, *accv, kn_e_fmul(e, LLVMBuildSIToFP(e->b, M, vu, ""), md));
+  }
+}
+
+LLVMValueRef kn_quant_dot_hsum(kn_emit *e, LLVMValueRef acc, LLVMValueRef accv, int u) {
+  return LLVMBuildFAdd(e->b, fit(e, acc, 1), LLVMBuildExtractElement(e->b, accv, LLVMConstInt(e->i32, (unsigned)u, 0), ""), "");
+}

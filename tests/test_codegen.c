@@ -812,6 +812,114 @@ static void test_qdot(void) {
   setenv("KILN_EXACT", "1", 1);
 }
 
+/* The tiled prefill template (codegen/quant_mm.c, the integer-dot mode with T >= 2 tokens of plain f32 activations):
+ * the activations quantized once per launch with the GEMV template's rounding, so the reference is that of test_qdot's
+ * GEMV case, per token. T runs past one token tile (64) and past whole groups of tokens; each case checks that the
+ * template compiled it (the kernel's name) and an epilogue: none, a bias, a residual, a SiLU gate, or an f16 store at
+ * a variable row (the KV cache). */
+static void test_qmm(void) {
+  kn_dtype fmts[] = {KN_Q4_0, KN_Q4_1, KN_Q5_0, KN_Q5_1, KN_Q8_0, KN_Q2_K, KN_Q3_K, KN_Q4_K, KN_Q5_K, KN_Q6_K};
+  unsetenv("KILN_EXACT");
+  for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
+    kn_dtype q = fmts[f];
+    int64_t QK = kn_dtype_get(q)->block_elems;
+    for (int r = 0; r < 5; r++) {
+      int64_t T = r == 0 ? rint_in(65, 140) : rint_in(2, 20), N = rint_in(1, 24), K = QK * rint_in(1, QK == 32 ? 8 : 3);
+      int epi = r; /* 0 none, 1 bias, 2 residual, 3 silu gate, 4 f16 row store at a variable position */
+      int64_t ctx = T + 5, pos = epi == 4 ? rint_in(0, 5) : 0;
+      char name[96];
+      snprintf(name, sizeof name, "qmm %s T %lld N %lld K %lld epilogue %d", kn_dtype_name(q), (long long)T, (long long)N, (long long)K, epi);
+      kn_kernel *k = kn_kernel_new();
+      k->nbufs = 4;
+      kn_dtype od = epi == 4 ? KN_F16 : KN_F32;
+      int64_t osz = epi == 4 ? ctx * N : T * N;
+      k->bufs[0] = (kn_kbuf){od, osz}, k->bufs[1] = (kn_kbuf){KN_F32, T * K};
+      k->bufs[2] = (kn_kbuf){q, N * K}, k->bufs[3] = (kn_kbuf){KN_F32, T * N};
+      void *out = calloc((size_t)osz, 4);
+      float *x = malloc((size_t)(T * K) * 4), *ad = malloc((size_t)(T * N) * 4);
+      void *w = malloc((size_t)kn_dtype_nbytes(q, N * K));
+      for (int64_t i = 0; i < T * K; i++) x[i] = runif(-1, 1) * (i % 7 == 0 ? 3.0f : 1.0f);
+      for (int64_t i = 0; i < T * N; i++) ad[i] = runif(-2, 2);
+      kn_ref_fill_random(q, w, N * K, &rs);
+      int64_t sh[3] = {T, N, K}, sx[3] = {K, 0, 1}, sw[3] = {0, K, 1}, sa[3] = {N, 1, 0}, sb[3] = {0, 1, 0};
+      set_space(k, 3, sh, 1);
+      kn_st a = st_strided(3, sh, sx, 0), b = st_strided(3, sh, sw, 0);
+      int64_t osh[3] = {T, N, 1};
+      kn_st as = st_strided(3, osh, epi == 1 ? sb : sa, 0);
+      kn_kop *mm = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a), kn_kop_load(k, 2, KN_F32, &b), NULL));
+      kn_kop *extra = kn_kop_load(k, 3, KN_F32, &as);
+      if (epi == 1 || epi == 2) mm = kn_kop_alu(k, KN_KOP_ADD, KN_F32, 2, extra, mm, NULL);
+      if (epi == 3) { /* silu(g) * mm, silu(g) = g / (1 + 2^(-g log2 e)) as the model writes it */
+        kn_kop *e2 = kn_kop_alu(k, KN_KOP_EXP2, KN_F32, 1, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_alu(k, KN_KOP_NEG, KN_F32, 1, extra, NULL, NULL), kn_kop_const_f(k, KN_F32, 1.4426950408889634), NULL), NULL, NULL);
+        kn_kop *sg = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, extra, kn_kop_alu(k, KN_KOP_RECIP, KN_F32, 1, kn_kop_alu(k, KN_KOP_ADD, KN_F32, 2, e2, kn_kop_const_f(k, KN_F32, 1), NULL), NULL, NULL), NULL);
+        mm = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, sg, mm, NULL);
+      }
+      if (epi == 4) {
+        mm = kn_kop_alu(k, KN_KOP_CAST, KN_F16, 1, mm, NULL, NULL);
+        k->nvars = 1;
+        snprintf(k->vars[0].name, sizeof k->vars[0].name, "start_pos");
+        k->vars[0].min = 0, k->vars[0].max = ctx - T;
+        int64_t so[3] = {N, 1, 0};
+        k->out_st = st_strided(3, osh, so, 0);
+        k->out_st.v[0].offset.v = 0, k->out_st.v[0].offset.k = N;
+      }
+      k->root = mm;
+      char err[512] = "";
+      kn_compiled comp;
+      kn_program *p = NULL;
+      bool ok = !kn_compile(k, kn_device_target(dev), &comp, err, sizeof err) &&
+                (p = kn_program_load(dev, comp.entry, comp.obj, comp.obj_size, err, sizeof err));
+      if (ok && strncmp(comp.name, "qmm_", 4)) ok = false, snprintf(err, sizeof err, "compiled as %s, not by the tiled template", comp.name);
+      if (ok) {
+        kn_buf *bufs[4] = {kn_buf_wrap_host(dev, out, (size_t)kn_dtype_nbytes(od, osz)), kn_buf_wrap_host(dev, x, (size_t)(T * K) * 4),
+                           kn_buf_wrap_host(dev, w, (size_t)kn_dtype_nbytes(q, N * K)), kn_buf_wrap_host(dev, ad, (size_t)(T * N) * 4)};
+        int64_t vars[1] = {pos};
+        ok = !kn_program_launch(p, bufs, 4, vars, k->nvars, comp.global, comp.local, err, sizeof err);
+        for (int i = 0; i < 4; i++) kn_buf_free(bufs[i]);
+      }
+      int bad = 0;
+      float *row = malloc((size_t)K * 4);
+      for (int64_t n = 0; ok && n < N; n++) {
+        kn_ref_dequant(q, (const char *)w + kn_dtype_nbytes(q, n * K), K, row);
+        for (int64_t t = 0; t < T; t++) {
+          double want = 0, mag = 0;
+          for (int64_t b0 = 0; b0 < K; b0 += QK) {
+            float amax = 0;
+            for (int64_t i = 0; i < QK; i++) amax = fmaxf(amax, fabsf(x[t * K + b0 + i]));
+            float dx = amax / 127.0f, id = 127.0f / fmaxf(amax, FLT_MIN);
+            double s = 0, sa2 = 0;
+            for (int64_t i = 0; i < QK; i++) {
+              float xq = nearbyintf(x[t * K + b0 + i] * id);
+              s += (double)row[b0 + i] * xq, sa2 += fabs((double)row[b0 + i] * xq);
+            }
+            want += dx * s, mag += dx * sa2;
+          }
+          double e = ad[epi == 1 ? n : t * N + n], tol = 2e-6 * mag + 1e-6;
+          if (epi == 1 || epi == 2) want += e, tol += 1e-6 * fabs(e);
+          if (epi == 3) {
+            double sg = e / (1 + exp(-e));
+            want *= sg, tol = tol * fabs(sg) + 1e-5 * fabs(want);
+          }
+          double got;
+          if (epi == 4) got = kn_ref_f16_to_f32(((uint16_t *)out)[(pos + t) * N + n]), tol += fabs(want) / 1024;
+          else got = ((float *)out)[t * N + n];
+          if (!(fabs(got - want) <= tol) && bad++ < 3)
+            fail_line("%s (%s): out[%lld, %lld] = %.9g, want %.9g (magnitude %.3g)", name, comp.name, (long long)t, (long long)n,
+                      got, want, mag);
+        }
+      }
+      if (!ok) fail_line("%s: %s", name, err);
+      if (ok && !bad) passed++;
+      else failed++;
+      free(row), free(out), free(x), free(ad), free(w);
+      kn_program_free(p);
+      if (ok || comp.obj) kn_compiled_free(&comp);
+      kn_kernel_free(k);
+    }
+  }
+  setenv("KILN_EXACT", "1", 1);
+}
+
 /* an in-place update (the output buffer is also read) and an elementwise op over a reduce result of f16 */
 static void test_misc(void) {
   for (int r = 0; r < 4; r++) {
@@ -886,6 +994,7 @@ int main(int argc, char **argv) {
   if (quant_only) {
     test_quant();
     test_qdot();
+    test_qmm();
     printf("%d passed, %d failed\n", passed, failed);
     kn_device_close(dev);
     return failed ? 1 : 0;
@@ -900,6 +1009,7 @@ int main(int argc, char **argv) {
   test_matmul();
   test_quant();
   test_qdot();
+  test_qmm();
   test_misc();
   kn_cache_stats s = kn_cache_process_stats();
   printf("compiles: %lld cache hits, %lld misses\n", (long long)s.hits, (long long)s.misses);

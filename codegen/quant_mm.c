@@ -1,0 +1,333 @@
+/* The prefill matmul for block-format weights (CPU, integer-dot mode): out[t, n] = f(sum_k x[t, k] * W[n, k]) with x
+ * an f32 buffer of T >= 2 tokens, W [N, K] in a GGUF block format and f the kernel's epilogue (bias, residual, SiLU
+ * gate, an f16 KV-cache store, ...). A work item is (token tile, row), tiles outer, so the contiguous range of items a
+ * thread runs quantizes each of its token tiles once: int8 with one scale per weight block and the sums of each
+ * sub-block (kn_quant_x_block, the rounding of the GEMV template), into a buffer on the stack. Then each row decodes
+ * every weight block once per group of U tokens and dots it with all of them (kn_quant_dot_tile): the decode is paid
+ * once per U tokens, the quantization once per launch instead of once per block and row. Kernels of other shapes,
+ * symbolic extents, or an epilogue this file does not evaluate keep the general lowering (opt.c, lower.c). */
+#include <stdio.h>
+#include <string.h>
+
+#include "../device/env.h"
+#include "emit.h"
+#include "quant_mm.h"
+
+#define STACK_BYTES (384 * 1024) /* the quantized token tile: within any thread's stack */
+#define MAX_TILE 64
+
+bool kn_qmm_enabled(void) { return kn_qdot_mode() && kn_getenv_int("KILN_QMM", 1) > 0; }
+
+static bool is_float(kn_dtype d) { return d == KN_F32 || d == KN_F16 || d == KN_BF16; }
+
+static bool plain_view(const kn_st *st) { return st->nviews == 1 && !st->v[0].masked; }
+
+/* Can the epilogue (everything above the one REDUCE) be evaluated here: float math on loads over the output shape */
+static bool epi_ok(const kn_kernel *k, const kn_kop *x, const kn_kop *red, int depth) {
+  if (!x || depth > 64) return false;
+  if (x == red) return true;
+  if (!is_float(x->dtype)) return false;
+  switch (x->op) {
+  case KN_KOP_LOAD:
+    return x->nsrc == 0 && x->buf >= 0 && x->buf < k->nbufs && is_float(k->bufs[x->buf].dtype) && plain_view(&x->st);
+  case KN_KOP_CONST: return true;
+  case KN_KOP_NEG: case KN_KOP_RECIP: case KN_KOP_SQRT: case KN_KOP_EXP2: case KN_KOP_LOG2: case KN_KOP_SIN:
+    return epi_ok(k, x->src[0], red, depth + 1);
+  case KN_KOP_CAST: return is_float(x->src[0]->dtype) && epi_ok(k, x->src[0], red, depth + 1);
+  case KN_KOP_ADD: case KN_KOP_SUB: case KN_KOP_MUL: case KN_KOP_DIV: case KN_KOP_MAX: case KN_KOP_MIN: case KN_KOP_POW:
+    return epi_ok(k, x->src[0], red, depth + 1) && epi_ok(k, x->src[1], red, depth + 1);
+  default: return false;
+  }
+}
+
+static const kn_kop *find_reduce(const kn_kop *x, int depth, int *n) {
+  if (!x || depth > 64) return NULL;
+  if (x->op == KN_KOP_REDUCE) return (*n)++, x;
+  const kn_kop *r = NULL;
+  for (int i = 0; i < x->nsrc && i < 3; i++) {
+    const kn_kop *s = find_reduce(x->src[i], depth + 1, n);
+    if (s && r && s != r) (*n)++;
+    if (s) r = s;
+  }
+  return r;
+}
+
+bool kn_qmm_match(const kn_kernel *k, const kn_target *t, kn_qmm *m) {
+  memset(m, 0, sizeof *m);
+  if (t->kind != KN_TARGET_CPU || k->kind != KN_KERNEL_EXPR || !kn_qmm_enabled() || kn_getenv_int("NOOPT", 0) > 0) return false;
+  if (k->ndim != 3 || k->nreduce != 1 || k->shape[0] < 2 || k->shape_sym[0] || k->shape_sym[1] || k->shape_sym[2]) return false;
+  if (!is_float(k->bufs[0].dtype) || !plain_view(&k->out_st)) return false;
+  int nred = 0;
+  const kn_kop *red = find_reduce(k->root, 0, &nred);
+  if (!red || nred != 1 || red->rop != KN_KOP_ADD || red->src[0]->op != KN_KOP_MUL) return false;
+  const kn_kop *a = red->src[0]->src[0], *b = red->src[0]->src[1];
+  if (a->op != KN_KOP_LOAD || b->op != KN_KOP_LOAD || a->nsrc || b->nsrc) return false;
+  if (kn_dtype_is_quant(k->bufs[a->buf].dtype)) {
+    const kn_kop *s = a;
+    a = b, b = s;
+  }
+  kn_dtype fmt = k->bufs[b->buf].dtype;
+  if (k->bufs[a->buf].dtype != KN_F32 || !kn_quant_dot_supported(fmt)) return false;
+  if (!plain_view(&a->st) || !plain_view(&b->st)) return false;
+  const kn_view *xv = &a->st.v[0], *wv = &b->st.v[0];
+  int64_t qk = kn_dtype_get(fmt)->block_elems, K = k->shape[2];
+  if (xv->ndim != 3 || wv->ndim != 3 || xv->strides[1] != 0 || xv->strides[2] != 1 || wv->strides[0] != 0 || wv->strides[2] != 1)
+    return false;
+  if (K % qk || wv->strides[1] % qk || wv->offset.v >= 0 || wv->offset.c % qk || K / qk > 4096) return false;
+  if (!epi_ok(k, k->root, red, 0)) return false;
+  m->T = k->shape[0], m->N = k->shape[1], m->K = K;
+  m->fmt = fmt, m->red = red, m->x = a, m->w = b;
+  return true;
+}
+
+/* ---- emission ---- */
+
+typedef struct {
+  LLVMBasicBlockRef body, exit;
+  LLVMValueRef i, to;
+} loop;
+
+static LLVMValueRef ci(kn_emit *e, int64_t v) { return LLVMConstInt(e->i64, (unsigned long long)v, 1); }
+
+/* for (i = from; i < to; i++): the body runs at least once only when from < to */
+static loop loop_begin(kn_emit *e, LLVMValueRef from, LLVMValueRef to, const char *name) {
+  loop l = {.to = to};
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(e->b);
+  l.body = LLVMAppendBasicBlockInContext(e->ctx, e->fn, name);
+  l.exit = LLVMAppendBasicBlockInContext(e->ctx, e->fn, "done");
+  LLVMBuildCondBr(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, from, to, ""), l.body, l.exit);
+  LLVMPositionBuilderAtEnd(e->b, l.body);
+  l.i = LLVMBuildPhi(e->b, e->i64, name);
+  LLVMAddIncoming(l.i, &from, &pre, 1);
+  return l;
+}
+
+static void loop_end(kn_emit *e, loop *l) {
+  LLVMValueRef next = LLVMBuildAdd(e->b, l->i, ci(e, 1), "");
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(e->b);
+  LLVMAddIncoming(l->i, &next, &latch, 1);
+  LLVMBuildCondBr(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, next, l->to, ""), l->body, l->exit);
+  LLVMPositionBuilderAtEnd(e->b, l->exit);
+}
+
+typedef struct {
+  kn_emit *e;
+  const kn_kernel *k;
+  LLVMValueRef *bufs, vars, t, n, red;
+  const kn_kop *rn;
+  const kn_kop *seen[64];
+  LLVMValueRef vals[64];
+  int nseen;
+} epi;
+
+static LLVMValueRef sint(epi *p, kn_sint s) {
+  LLVMValueRef v = ci(p->e, s.c);
+  if (s.v >= 0 && s.k) {
+    LLVMValueRef ix = ci(p->e, s.v);
+    LLVMValueRef var = LLVMBuildLoad2(p->e->b, p->e->i64, LLVMBuildGEP2(p->e->b, p->e->i64, p->vars, &ix, 1, ""), "");
+    v = LLVMBuildAdd(p->e->b, v, LLVMBuildMul(p->e->b, var, ci(p->e, s.k), ""), "");
+  }
+  return v;
+}
+
+/* element index of (t, n) in a one-view, unmasked output-shaped access */
+static LLVMValueRef out_index(epi *p, const kn_st *st) {
+  const kn_view *v = &st->v[0];
+  LLVMBuilderRef b = p->e->b;
+  LLVMValueRef i = sint(p, v->offset);
+  i = LLVMBuildAdd(b, i, LLVMBuildMul(b, p->t, ci(p->e, v->strides[0]), ""), "");
+  return LLVMBuildAdd(b, i, LLVMBuildMul(b, p->n, ci(p->e, v->strides[1]), ""), "");
+}
+
+static LLVMValueRef eval(epi *p, const kn_kop *x) {
+  kn_emit *e = p->e;
+  if (x == p->rn) return p->red;
+  for (int i = 0; i < p->nseen; i++)
+    if (p->seen[i] == x) return p->vals[i];
+  LLVMValueRef v;
+  switch (x->op) {
+  case KN_KOP_LOAD: {
+    kn_dtype sd = p->k->bufs[x->buf].dtype;
+    LLVMTypeRef mt = kn_e_memtype(e, sd);
+    LLVMValueRef ix = out_index(p, &x->st);
+    v = LLVMBuildLoad2(e->b, mt, LLVMBuildGEP2(e->b, mt, p->bufs[x->buf], &ix, 1, ""), "");
+    LLVMSetAlignment(v, (unsigned)kn_dtype_get(sd)->itemsize);
+    if (sd == KN_F16) v = LLVMBuildFPExt(e->b, v, e->f32, "");
+    else if (sd == KN_BF16) v = kn_e_bf16_to_f32(e, v);
+    break;
+  }
+  case KN_KOP_CONST: v = LLVMConstReal(e->f32, x->val.f); break;
+  case KN_KOP_NEG: v = LLVMBuildFNeg(e->b, eval(p, x->src[0]), ""); break;
+  case KN_KOP_RECIP: v = LLVMBuildFDiv(e->b, LLVMConstReal(e->f32, 1.0), eval(p, x->src[0]), ""); break;
+  case KN_KOP_SQRT: {
+    LLVMValueRef a = eval(p, x->src[0]);
+    v = kn_e_intrinsic(e, "llvm.sqrt", e->f32, &a, 1);
+    break;
+  }
+  case KN_KOP_EXP2: v = kn_e_exp2(e, eval(p, x->src[0])); break;
+  case KN_KOP_LOG2: v = kn_e_log2(e, eval(p, x->src[0])); break;
+  case KN_KOP_SIN: v = kn_e_sin(e, eval(p, x->src[0])); break;
+  case KN_KOP_CAST: v = kn_e_round_to(e, eval(p, x->src[0]), x->dtype); break;
+  default: v = kn_e_binary(e, x->op, x->src[0]->dtype, eval(p, x->src[0]), eval(p, x->src[1])); break;
+  }
+  if (p->nseen < 64) p->seen[p->nseen] = x, p->vals[p->nseen++] = v;
+  return v;
+}
+
+void kn_qmm_plan(const kn_qmm *m, const kn_target *t, kn_qmm_plan_t *pl) {
+  int64_t qk = kn_dtype_get(m->fmt)->block_elems, nb = m->K / qk, nsub = qk / kn_quant_dot_sub(m->fmt);
+  int U = t->vector_bytes >= 64 ? 8 : 4;
+  if (m->T < U) U = (int)m->T;
+  int64_t per_tok = nb * (qk + 4 + 2 * nsub), tile = STACK_BYTES / per_tok;
+  if (tile > MAX_TILE) tile = MAX_TILE;
+  if (tile > m->T) tile = m->T;
+  tile = tile / U * U;
+  if (tile < U) tile = U;
+  pl->U = U, pl->tile = tile, pl->nb = nb, pl->nsub = nsub;
+  pl->ntiles = (m->T + tile - 1) / tile;
+}
+
+LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm *m, const kn_target *t, const char *entry,
+                            char *err, size_t errlen) {
+  kn_lprog *lp = kn_lprog_new(k);
+  if (!lp) return snprintf(err, errlen, "out of memory"), NULL;
+  kn_emit E, *e = &E;
+  kn_emit_init(e, ctx, lp, t, entry, err, errlen);
+  kn_qmm_plan_t pl;
+  kn_qmm_plan(m, t, &pl);
+  int64_t qk = kn_dtype_get(m->fmt)->block_elems, nb = pl.nb, nsub = pl.nsub, TT = pl.tile, T = m->T;
+  int U = pl.U;
+  int V = t->vector_bytes / 4 >= 4 ? t->vector_bytes / 4 : 4;
+  if (V > 16) V = 16;
+  while (qk % V) V /= 2;
+  /* a record: U tokens' PB blocks (two 32-element blocks fill a 64-byte vector) */
+  int PB = nsub == 1 && nb % kn_quant_dot_pair(e, m->fmt) == 0 ? kn_quant_dot_pair(e, m->fmt) : 1;
+  int64_t NR = nb / PB;
+  int nx = (int)(qk / V), lanes = kn_quant_dot_lanes(e, m->fmt, PB);
+  LLVMBuilderRef b = e->b;
+  LLVMTypeRef params[4] = {e->ptr, e->ptr, e->i64, e->i64};
+  e->fn = LLVMAddFunction(e->mod, entry, LLVMFunctionType(e->vd, params, 4, 0));
+  e->entry = LLVMAppendBasicBlockInContext(ctx, e->fn, "entry");
+  LLVMPositionBuilderAtEnd(b, e->entry);
+  LLVMValueRef bufs[KN_MAXBUFS];
+  for (int i = 0; i < k->nbufs; i++) {
+    LLVMValueRef ix = ci(e, i);
+    bufs[i] = LLVMBuildLoad2(b, e->ptr, LLVMBuildGEP2(b, e->ptr, LLVMGetParam(e->fn, 0), &ix, 1, ""), "");
+  }
+  epi ep = {.e = e, .k = k, .bufs = bufs, .vars = LLVMGetParam(e->fn, 1), .rn = m->red};
+  LLVMTypeRef vacc = kn_e_vec(e->f32, lanes), vu = LLVMVectorType(e->f32, (unsigned)U), vx = kn_e_vec(e->f32, V);
+  LLVMValueRef XQ = LLVMBuildAlloca(b, LLVMArrayType(e->i8, (unsigned)(TT * nb * qk)), "xq");
+  LLVMSetAlignment(XQ, 64);
+  LLVMValueRef DX = LLVMBuildAlloca(b, LLVMArrayType(e->f32, (unsigned)(TT * nb)), "dx");
+  /* one-sub-block formats: dx * sum(xq) per token (f32); others: the sub-block sums (i16), [nsub/2][U][2] per record */
+  LLVMValueRef XS = LLVMBuildAlloca(b, LLVMArrayType(e->i16, (unsigned)(TT * nb * (nsub > 1 ? nsub : 2))), "xs");
+  LLVMSetAlignment(XS, 16);
+  LLVMValueRef cur = LLVMBuildAlloca(b, e->i64, "tile");
+  LLVMValueRef accp[16], accvp = LLVMBuildAlloca(b, vu, "accv");
+  for (int u = 0; u < U; u++) accp[u] = LLVMBuildAlloca(b, vacc, "acc");
+  LLVMBuildStore(b, ci(e, -1), cur);
+  /* element offset of x's token 0 (may move with a variable) and the weight's first block */
+  LLVMValueRef xoff = sint(&ep, m->x->st.v[0].offset);
+  int64_t sxt = m->x->st.v[0].strides[0], swn = m->w->st.v[0].strides[1] / qk, wb0 = m->w->st.v[0].offset.c / qk;
+  LLVMValueRef X = bufs[m->x->buf], Wp = bufs[m->w->buf];
+
+  loop item = loop_begin(e, LLVMGetParam(e->fn, 2), LLVMGetParam(e->fn, 3), "item");
+  LLVMValueRef tt = LLVMBuildSDiv(b, item.i, ci(e, m->N), "tt"), row = LLVMBuildSRem(b, item.i, ci(e, m->N), "row");
+  LLVMValueRef t0 = LLVMBuildMul(b, tt, ci(e, TT), "t0");
+  { /* a new token tile: quantize it */
+    LLVMBasicBlockRef quant = LLVMAppendBasicBlockInContext(ctx, e->fn, "quant"), go = LLVMAppendBasicBlockInContext(ctx, e->fn, "go");
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntNE, LLVMBuildLoad2(b, e->i64, cur, ""), tt, ""), quant, go);
+    LLVMPositionBuilderAtEnd(b, quant);
+    LLVMBuildStore(b, tt, cur);
+    loop lu = loop_begin(e, ci(e, 0), ci(e, TT), "qtok");
+    LLVMValueRef tk = LLVMBuildAdd(b, t0, lu.i, "");
+    LLVMValueRef valid = LLVMBuildICmp(b, LLVMIntSLT, tk, ci(e, T), "");
+    LLVMValueRef tc = LLVMBuildSelect(b, valid, tk, ci(e, T - 1), "");
+    LLVMValueRef xrow = LLVMBuildAdd(b, xoff, LLVMBuildMul(b, tc, ci(e, sxt), ""), "");
+    LLVMValueRef uu = LLVMBuildURem(b, lu.i, ci(e, U), ""), g0 = LLVMBuildMul(b, LLVMBuildUDiv(b, lu.i, ci(e, U), ""), ci(e, NR), "");
+    loop lb = loop_begin(e, ci(e, 0), ci(e, nb), "qblk");
+    LLVMValueRef xs[256];
+    for (int j = 0; j < nx; j++) {
+      LLVMValueRef ix = LLVMBuildAdd(b, xrow, LLVMBuildAdd(b, LLVMBuildMul(b, lb.i, ci(e, qk), ""), ci(e, j * V), ""), "");
+      xs[j] = LLVMBuildLoad2(b, vx, LLVMBuildGEP2(b, e->f32, X, &ix, 1, ""), "");
+      LLVMSetAlignment(xs[j], 4);
+    }
+    LLVMValueRef xq, dx, sums;
+    kn_quant_x_block(e, m->fmt, xs, nx, V, &xq, &dx, &sums);
+    xq = LLVMBuildSelect(b, valid, xq, LLVMConstNull(LLVMTypeOf(xq)), "");
+    dx = LLVMBuildSelect(b, valid, dx, LLVMConstReal(e->f32, 0), "");
+    sums = LLVMBuildSelect(b, valid, sums, LLVMConstNull(LLVMTypeOf(sums)), "");
+    LLVMValueRef rec = LLVMBuildAdd(b, g0, LLVMBuildUDiv(b, lb.i, ci(e, PB), ""), ""), kb = LLVMBuildURem(b, lb.i, ci(e, PB), "");
+    LLVMValueRef o = LLVMBuildAdd(b, LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, rec, ci(e, U), ""), uu, ""), ci(e, PB * qk), ""),
+                                  LLVMBuildMul(b, kb, ci(e, qk), ""), "");
+    LLVMValueRef slot = LLVMBuildAdd(b, LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, rec, ci(e, PB), ""), kb, ""), ci(e, U), ""), uu, "");
+    LLVMSetAlignment(LLVMBuildStore(b, xq, LLVMBuildGEP2(b, e->i8, XQ, &o, 1, "")), 16);
+    LLVMSetAlignment(LLVMBuildStore(b, dx, LLVMBuildGEP2(b, e->f32, DX, &slot, 1, "")), 4);
+    if (nsub == 1) {
+      LLVMValueRef s0 = LLVMBuildExtractElement(b, sums, LLVMConstInt(e->i32, 0, 0), "");
+      LLVMValueRef cv = LLVMBuildFMul(b, dx, LLVMBuildSIToFP(b, s0, e->f32, ""), "");
+      LLVMSetAlignment(LLVMBuildStore(b, cv, LLVMBuildGEP2(b, e->f32, XS, &slot, 1, "")), 4);
+    } else
+      for (int p = 0; p < nsub / 2; p++) {
+        int idx[2] = {2 * p, 2 * p + 1};
+        LLVMValueRef m2[2] = {LLVMConstInt(e->i32, (unsigned)idx[0], 0), LLVMConstInt(e->i32, (unsigned)idx[1], 0)};
+        LLVMValueRef pair = LLVMBuildShuffleVector(b, sums, LLVMGetPoison(LLVMTypeOf(sums)), LLVMConstVector(m2, 2), "");
+        o = LLVMBuildAdd(b, LLVMBuildMul(b, rec, ci(e, U * nsub), ""), LLVMBuildAdd(b, ci(e, p * 2 * U), LLVMBuildMul(b, uu, ci(e, 2), ""), ""), "");
+        LLVMSetAlignment(LLVMBuildStore(b, pair, LLVMBuildGEP2(b, e->i16, XS, &o, 1, "")), 2);
+      }
+    loop_end(e, &lb);
+    loop_end(e, &lu);
+    LLVMBuildBr(b, go);
+    LLVMPositionBuilderAtEnd(b, go);
+  }
+  /* groups of U tokens of this tile (the last tile may hold fewer tokens) */
+  LLVMValueRef left = LLVMBuildSub(b, ci(e, T), t0, "");
+  left = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, left, ci(e, TT), ""), left, ci(e, TT), "");
+  LLVMValueRef ngroups = LLVMBuildSDiv(b, LLVMBuildAdd(b, left, ci(e, U - 1), ""), ci(e, U), "");
+  LLVMValueRef wrow = LLVMBuildAdd(b, ci(e, wb0), LLVMBuildMul(b, row, ci(e, swn), ""), "");
+  loop lg = loop_begin(e, ci(e, 0), ngroups, "group");
+  for (int u = 0; u < U; u++) LLVMBuildStore(b, LLVMConstNull(vacc), accp[u]);
+  LLVMBuildStore(b, LLVMConstNull(vu), accvp);
+  LLVMValueRef gbase = LLVMBuildMul(b, lg.i, ci(e, NR), "");
+  loop lb = loop_begin(e, ci(e, 0), ci(e, NR), "blk");
+  LLVMValueRef acc[16], accv, rec = LLVMBuildAdd(b, gbase, lb.i, "");
+  LLVMValueRef o = LLVMBuildMul(b, rec, ci(e, U * PB * qk), ""), xqp = LLVMBuildGEP2(b, e->i8, XQ, &o, 1, "");
+  o = LLVMBuildMul(b, rec, ci(e, U * PB), "");
+  LLVMValueRef dxp = LLVMBuildGEP2(b, e->f32, DX, &o, 1, ""), sp = LLVMBuildGEP2(b, e->f32, XS, &o, 1, "");
+  if (nsub > 1) o = LLVMBuildMul(b, rec, ci(e, U * nsub), ""), sp = LLVMBuildGEP2(b, e->i16, XS, &o, 1, "");
+  for (int u = 0; u < U; u++) acc[u] = LLVMBuildLoad2(b, vacc, accp[u], "");
+  accv = LLVMBuildLoad2(b, vu, accvp, "");
+  kn_quant_dot_tile(e, m->fmt, Wp, LLVMBuildAdd(b, wrow, LLVMBuildMul(b, lb.i, ci(e, PB), ""), ""), PB, U, xqp, dxp, sp, acc, &accv);
+  for (int u = 0; u < U && !e->failed; u++) LLVMBuildStore(b, acc[u], accp[u]);
+  if (!e->failed) LLVMBuildStore(b, accv, accvp);
+  loop_end(e, &lb);
+  /* the epilogue and the store of each real token */
+  for (int u = 0; u < U && !e->failed; u++) {
+    LLVMValueRef tk = LLVMBuildAdd(b, t0, LLVMBuildAdd(b, LLVMBuildMul(b, lg.i, ci(e, U), ""), ci(e, u), ""), "");
+    LLVMBasicBlockRef st = LLVMAppendBasicBlockInContext(ctx, e->fn, "st"), next = LLVMAppendBasicBlockInContext(ctx, e->fn, "next");
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, tk, ci(e, T), ""), st, next);
+    LLVMPositionBuilderAtEnd(b, st);
+    ep.t = tk, ep.n = row, ep.nseen = 0;
+    ep.red = kn_quant_dot_hsum(e, LLVMBuildLoad2(b, vacc, accp[u], ""), LLVMBuildLoad2(b, vu, accvp, ""), u);
+    LLVMValueRef v = eval(&ep, k->root);
+    kn_dtype od = k->bufs[0].dtype;
+    if (od == KN_F16) v = LLVMBuildFPTrunc(b, v, e->f16, "");
+    else if (od == KN_BF16) v = kn_e_f32_to_bf16(e, v);
+    LLVMTypeRef mt = kn_e_memtype(e, od);
+    LLVMValueRef ix = out_index(&ep, &k->out_st);
+    LLVMSetAlignment(LLVMBuildStore(b, v, LLVMBuildGEP2(b, mt, bufs[0], &ix, 1, "")), (unsigned)kn_dtype_get(od)->itemsize);
+    LLVMBuildBr(b, next);
+    LLVMPositionBuilderAtEnd(b, next);
+  }
+  loop_end(e, &lg);
+  loop_end(e, &item);
+  LLVMBuildRetVoid(b);
+  bool failed = e->failed;
+  kn_emit_done(e);
+  kn_lprog_free(lp);
+  if (failed) {
+    LLVMDisposeModule(e->mod);
+    return NULL;
+  }
+  return e->mod;
+}

@@ -1,0 +1,34 @@
+/* Private to codegen/: the tiled prefill matmul for block-format weights (quant_mm.c). */
+#ifndef KN_QUANT_MM_H
+#define KN_QUANT_MM_H
+
+#include <llvm-c/Core.h>
+#include <stdbool.h>
+
+#include "kernel.h"
+#include "../device/device.h"
+
+/* A kernel out[t, n] = f(sum_k x[t, k] * W[n, k]) the template takes: T tokens (>= 2), N rows, K reduced */
+typedef struct {
+  int64_t T, N, K;
+  kn_dtype fmt;
+  const kn_kop *red, *x, *w; /* the REDUCE, the f32 activation load, the block-format weight load */
+} kn_qmm;
+
+/* Its tiling: U tokens per decoded block, token tiles of `tile` tokens (a multiple of U), ntiles of them; nb weight
+ * blocks per row, nsub activation sums per block. Work items: ntiles * N. */
+typedef struct {
+  int U;
+  int64_t tile, ntiles, nb, nsub;
+} kn_qmm_plan_t;
+
+/* The template is on: the integer-dot mode (not KILN_EXACT=1) and not KILN_QMM=0 */
+bool kn_qmm_enabled(void);
+/* Does the template take k on t (a CPU target)? Fills m. */
+bool kn_qmm_match(const kn_kernel *k, const kn_target *t, kn_qmm *m);
+void kn_qmm_plan(const kn_qmm *m, const kn_target *t, kn_qmm_plan_t *pl);
+/* A module with one function `entry` in the CPU calling convention over ntiles * N work items; NULL with err. */
+LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm *m, const kn_target *t, const char *entry,
+                            char *err, size_t errlen);
+
+#endif
