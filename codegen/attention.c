@@ -4,6 +4,7 @@
  * reads its cache row from a table and attends the rows of its own segment up to that row. Emitted with the LLVM C
  * API; head_dim is processed in vectors of the target's width. */
 #include <llvm-c/Core.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,26 +34,46 @@ static LLVMValueRef intrinsic(emit *e, const char *name, LLVMTypeRef ty, LLVMVal
   return LLVMBuildCall2(e->b, LLVMIntrinsicGetType(e->c, id, tys, 1), fn, args, n, "");
 }
 
-/* exp(x) for x <= 0 (every argument here is a difference from a running max): 2^n * p(r), r = x - n ln2,
- * p a degree-6 polynomial; below -87 the result flushes to 0. No libm call, so the object has no imports. */
+/* a constant shaped like ty (a float or a vector of floats) */
+static LLVMValueRef cft(LLVMTypeRef ty, double v) {
+  if (LLVMGetTypeKind(ty) != LLVMVectorTypeKind) return LLVMConstReal(ty, v);
+  LLVMValueRef a[64], c = LLVMConstReal(LLVMGetElementType(ty), v);
+  unsigned n = LLVMGetVectorSize(ty);
+  for (unsigned i = 0; i < n; i++) a[i] = c;
+  return LLVMConstVector(a, n);
+}
+
+static LLVMValueRef cit(LLVMTypeRef ty, long long v) {
+  if (LLVMGetTypeKind(ty) != LLVMVectorTypeKind) return LLVMConstInt(ty, (unsigned long long)v, 1);
+  LLVMValueRef a[64], c = LLVMConstInt(LLVMGetElementType(ty), (unsigned long long)v, 1);
+  unsigned n = LLVMGetVectorSize(ty);
+  for (unsigned i = 0; i < n; i++) a[i] = c;
+  return LLVMConstVector(a, n);
+}
+
+/* exp(x) for x <= 0 (every argument here is a difference from a running max), of a float or a vector of floats:
+ * 2^n * p(r), r = x - n ln2, p a degree-6 polynomial; below -87 the result flushes to 0. No libm call, so the object
+ * has no imports. */
 static LLVMValueRef fast_exp(emit *e, LLVMValueRef x) {
   LLVMBuilderRef b = e->b;
-  LLVMValueRef lo = cf(e, -87.0);
+  LLVMTypeRef ty = LLVMTypeOf(x);
+  bool vec = LLVMGetTypeKind(ty) == LLVMVectorTypeKind;
+  LLVMTypeRef ity = vec ? LLVMVectorType(LLVMInt32TypeInContext(e->c), LLVMGetVectorSize(ty)) : LLVMInt32TypeInContext(e->c);
+  LLVMValueRef lo = cft(ty, -87.0);
   LLVMValueRef xc = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, x, lo, ""), lo, x, "");
-  LLVMValueRef t = LLVMBuildFMul(b, xc, cf(e, 1.4426950408889634), "");
+  LLVMValueRef t = LLVMBuildFMul(b, xc, cft(ty, 1.4426950408889634), "");
   /* nearest n keeps |r| <= ln2/2, where the degree-6 Taylor polynomial is accurate to ~1e-7 */
-  LLVMValueRef n = intrinsic(e, "llvm.floor", e->f32, (LLVMValueRef[]){LLVMBuildFAdd(b, t, cf(e, 0.5), "")}, 1);
-  LLVMValueRef r = LLVMBuildFSub(b, xc, LLVMBuildFMul(b, n, cf(e, 0.693145751953125), ""), "");
-  r = LLVMBuildFSub(b, r, LLVMBuildFMul(b, n, cf(e, 1.428606765330187e-06), ""), "");
+  LLVMValueRef n = intrinsic(e, "llvm.floor", ty, (LLVMValueRef[]){LLVMBuildFAdd(b, t, cft(ty, 0.5), "")}, 1);
+  LLVMValueRef r = LLVMBuildFSub(b, xc, LLVMBuildFMul(b, n, cft(ty, 0.693145751953125), ""), "");
+  r = LLVMBuildFSub(b, r, LLVMBuildFMul(b, n, cft(ty, 1.428606765330187e-06), ""), "");
   static const double c[] = {1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1.0, 1.0};
-  LLVMValueRef p = cf(e, c[0]);
-  for (int i = 1; i < 7; i++) p = LLVMBuildFAdd(b, LLVMBuildFMul(b, p, r, ""), cf(e, c[i]), "");
-  LLVMTypeRef i32 = LLVMInt32TypeInContext(e->c);
-  LLVMValueRef ni = LLVMBuildFPToSI(b, n, i32, "");
-  LLVMValueRef bits = LLVMBuildShl(b, LLVMBuildAdd(b, ni, LLVMConstInt(i32, 127, 0), ""), LLVMConstInt(i32, 23, 0), "");
-  LLVMValueRef scale = LLVMBuildBitCast(b, bits, e->f32, "");
+  LLVMValueRef p = cft(ty, c[0]);
+  for (int i = 1; i < 7; i++) p = LLVMBuildFAdd(b, LLVMBuildFMul(b, p, r, ""), cft(ty, c[i]), "");
+  LLVMValueRef ni = LLVMBuildFPToSI(b, n, ity, "");
+  LLVMValueRef bits = LLVMBuildShl(b, LLVMBuildAdd(b, ni, cit(ity, 127), ""), cit(ity, 23), "");
+  LLVMValueRef scale = LLVMBuildBitCast(b, bits, ty, "");
   LLVMValueRef y = LLVMBuildFMul(b, p, scale, "");
-  return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, x, lo, ""), cf(e, 0.0), y, "");
+  return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, x, lo, ""), cft(ty, 0.0), y, "");
 }
 
 /* W floats of a cache row: f16 rows are widened */
@@ -65,11 +86,38 @@ static LLVMValueRef load_vec(emit *e, LLVMValueRef base, LLVMValueRef elem, bool
   return half ? LLVMBuildFPExt(e->b, v, e->vf, "") : v;
 }
 
-static LLVMValueRef hsum(emit *e, LLVMValueRef v) {
-  LLVMValueRef s = LLVMBuildExtractElement(e->b, v, LLVMConstInt(LLVMInt32TypeInContext(e->c), 0, 0), "");
-  for (int i = 1; i < e->W; i++)
-    s = LLVMBuildFAdd(e->b, s, LLVMBuildExtractElement(e->b, v, LLVMConstInt(LLVMInt32TypeInContext(e->c), i, 0), ""), "");
-  return s;
+/* horizontal sum of a vector by halves (a short dependency chain) */
+static LLVMValueRef hsum_tree(emit *e, LLVMValueRef v) {
+  LLVMTypeRef i32 = LLVMInt32TypeInContext(e->c);
+  for (unsigned n = LLVMGetVectorSize(LLVMTypeOf(v)); n > 1; n /= 2) {
+    LLVMValueRef lo[32], hi[32];
+    for (unsigned i = 0; i < n / 2; i++) lo[i] = LLVMConstInt(i32, i, 0), hi[i] = LLVMConstInt(i32, n / 2 + i, 0);
+    LLVMValueRef p = LLVMGetPoison(LLVMTypeOf(v));
+    v = LLVMBuildFAdd(e->b, LLVMBuildShuffleVector(e->b, v, p, LLVMConstVector(lo, n / 2), ""),
+                      LLVMBuildShuffleVector(e->b, v, p, LLVMConstVector(hi, n / 2), ""), "");
+  }
+  return LLVMBuildExtractElement(e->b, v, LLVMConstInt(i32, 0, 0), "");
+}
+
+/* max(m, every lane of v) */
+static LLVMValueRef hmax_tree(emit *e, LLVMValueRef v, LLVMValueRef m) {
+  LLVMTypeRef i32 = LLVMInt32TypeInContext(e->c);
+  for (unsigned n = LLVMGetVectorSize(LLVMTypeOf(v)); n > 1; n /= 2) {
+    LLVMValueRef lo[32], hi[32];
+    for (unsigned i = 0; i < n / 2; i++) lo[i] = LLVMConstInt(i32, i, 0), hi[i] = LLVMConstInt(i32, n / 2 + i, 0);
+    LLVMValueRef p = LLVMGetPoison(LLVMTypeOf(v));
+    LLVMValueRef a = LLVMBuildShuffleVector(e->b, v, p, LLVMConstVector(lo, n / 2), "");
+    LLVMValueRef c = LLVMBuildShuffleVector(e->b, v, p, LLVMConstVector(hi, n / 2), "");
+    v = LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealOGT, a, c, ""), a, c, "");
+  }
+  LLVMValueRef s = LLVMBuildExtractElement(e->b, v, LLVMConstInt(i32, 0, 0), "");
+  return LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealOGT, s, m, ""), s, m, "");
+}
+
+static LLVMValueRef splat_n(emit *e, LLVMValueRef s, int n) {
+  LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(s), (unsigned)n);
+  LLVMValueRef v = LLVMBuildInsertElement(e->b, LLVMGetPoison(vt), s, LLVMConstInt(LLVMInt32TypeInContext(e->c), 0, 0), "");
+  return LLVMBuildShuffleVector(e->b, v, LLVMGetPoison(vt), LLVMConstNull(LLVMVectorType(LLVMInt32TypeInContext(e->c), (unsigned)n)), "");
 }
 
 /* A counted loop: returns the counter phi; the caller emits the body then calls loop_end. */
@@ -91,6 +139,14 @@ static loop loop_begin(emit *e, LLVMValueRef fn, LLVMValueRef from, LLVMValueRef
   LLVMBuildCondBr(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, l.i, to, ""), l.body, l.exit);
   LLVMPositionBuilderAtEnd(e->b, l.body);
   return l;
+}
+
+static void loop_end_step(emit *e, loop *l, int64_t step) {
+  LLVMValueRef next = LLVMBuildAdd(e->b, l->i, ci(e, step), "");
+  LLVMBasicBlockRef cur = LLVMGetInsertBlock(e->b);
+  LLVMAddIncoming(l->i, &next, &cur, 1);
+  LLVMBuildBr(e->b, l->head);
+  LLVMPositionBuilderAtEnd(e->b, l->exit);
 }
 
 static void loop_end(emit *e, loop *l) {
@@ -167,29 +223,44 @@ LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn
     LLVMValueRef lo = LLVMBuildSub(b, last, ci(&e, a->window), "");
     first = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGT, lo, first, ""), lo, first, "first");
   }
+  /* keys in blocks of B: B scores, one vector exp, one rescale of the accumulator per block; keys past the last
+   * read the block's first row and score -inf (weight 0) */
+  enum { B = 8 };
+  LLVMTypeRef vb = LLVMVectorType(e.f32, B);
   loop key = loop_begin(&e, fn, first, last, "key");
-  LLVMValueRef kabs = LLVMBuildAdd(b, seg0, key.i, "");
-  LLVMValueRef row = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, kabs, ci(&e, a->n_kv_head), ""), kvh, ""), ci(&e, D), "");
-  LLVMValueRef dot = LLVMConstNull(e.vf);
-  for (int v = 0; v < nv; v++) {
-    LLVMValueRef kv = load_vec(&e, ptrs[2], LLVMBuildAdd(b, row, ci(&e, v * W), ""), half);
-    dot = LLVMBuildFAdd(b, dot, LLVMBuildFMul(b, q[v], kv, ""), "");
+  LLVMValueRef rows[B], S = LLVMGetUndef(vb);
+  for (int j = 0; j < B; j++) {
+    LLVMValueRef kj = LLVMBuildAdd(b, key.i, ci(&e, j), "");
+    LLVMValueRef valid = LLVMBuildICmp(b, LLVMIntSLT, kj, last, "");
+    LLVMValueRef kc = LLVMBuildSelect(b, valid, kj, key.i, "");
+    LLVMValueRef kabs = LLVMBuildAdd(b, seg0, kc, ""); /* the key's cache row */
+    rows[j] = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, kabs, ci(&e, a->n_kv_head), ""), kvh, ""), ci(&e, D), "");
+    LLVMValueRef dot = LLVMConstNull(e.vf);
+    for (int v = 0; v < nv; v++) {
+      LLVMValueRef kv = load_vec(&e, ptrs[2], LLVMBuildAdd(b, rows[j], ci(&e, v * W), ""), half);
+      dot = LLVMBuildFAdd(b, dot, LLVMBuildFMul(b, q[v], kv, ""), "");
+    }
+    LLVMValueRef sj = LLVMBuildSelect(b, valid, hsum_tree(&e, dot), cf(&e, -INFINITY), "");
+    S = LLVMBuildInsertElement(b, S, sj, LLVMConstInt(LLVMInt32TypeInContext(c), (unsigned)j, 0), "");
   }
-  LLVMValueRef s = hsum(&e, dot);
   LLVMValueRef m_old = LLVMBuildLoad2(b, e.f32, mx, "");
-  LLVMValueRef m_new = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, s, m_old, ""), s, m_old, "");
+  LLVMValueRef m_new = hmax_tree(&e, S, m_old);
   LLVMValueRef corr = fast_exp(&e, LLVMBuildFSub(b, m_old, m_new, ""));
-  LLVMValueRef p = fast_exp(&e, LLVMBuildFSub(b, s, m_new, ""));
+  LLVMValueRef P = fast_exp(&e, LLVMBuildFSub(b, S, splat_n(&e, m_new, B), ""));
+  LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildFMul(b, LLVMBuildLoad2(b, e.f32, den, ""), corr, ""), hsum_tree(&e, P), ""), den);
   LLVMBuildStore(b, m_new, mx);
-  LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildFMul(b, LLVMBuildLoad2(b, e.f32, den, ""), corr, ""), p, ""), den);
-  LLVMValueRef vcorr = splat(&e, corr), vp = splat(&e, p);
+  LLVMValueRef vcorr = splat(&e, corr), vp[B];
+  for (int j = 0; j < B; j++) vp[j] = splat(&e, LLVMBuildExtractElement(b, P, LLVMConstInt(LLVMInt32TypeInContext(c), (unsigned)j, 0), ""));
   for (int v = 0; v < nv; v++) {
     LLVMValueRef slot = LLVMBuildGEP2(b, LLVMArrayType(e.vf, nv), acc, (LLVMValueRef[]){ci(&e, 0), ci(&e, v)}, 2, "");
-    LLVMValueRef vv = load_vec(&e, ptrs[3], LLVMBuildAdd(b, row, ci(&e, v * W), ""), half);
-    LLVMValueRef old = LLVMBuildLoad2(b, e.vf, slot, "");
-    LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildFMul(b, old, vcorr, ""), LLVMBuildFMul(b, vv, vp, ""), ""), slot);
+    LLVMValueRef o = LLVMBuildFMul(b, LLVMBuildLoad2(b, e.vf, slot, ""), vcorr, "");
+    for (int j = 0; j < B; j++) {
+      LLVMValueRef vv = load_vec(&e, ptrs[3], LLVMBuildAdd(b, rows[j], ci(&e, v * W), ""), half);
+      o = LLVMBuildFAdd(b, o, LLVMBuildFMul(b, vv, vp[j], ""), "");
+    }
+    LLVMBuildStore(b, o, slot);
   }
-  loop_end(&e, &key);
+  loop_end_step(&e, &key, B);
 
   LLVMValueRef inv = splat(&e, LLVMBuildFDiv(b, cf(&e, 1.0), LLVMBuildLoad2(b, e.f32, den, ""), ""));
   for (int v = 0; v < nv; v++) {
