@@ -139,6 +139,12 @@ static int setup_model(srv *S, const serve_args *a, kn_device *dev, char *err, s
   fprintf(stderr, "kiln serve: loaded %s in %.1f s: context %d tokens x %d slot%s, chat template %s%s (%s)\n",
           S->m->name, kn_now() - t0, S->m->n_ctx, S->m->n_slots, S->m->n_slots == 1 ? "" : "s",
           kn_chat_family_name(S->tmpl.family), S->tmpl.fallback ? " (fallback)" : "", S->tmpl.why);
+  /* every prompt pass and the decode step compiled (or read from the kernel cache) now, so that no request compiles:
+   * a prompt of any length runs on these power-of-two passes; the other slots reuse the same kernels */
+  double t1 = kn_now();
+  if (kn_model_prepare(S->m, 0, S->m->n_ctx, err, errlen)) return -1;
+  fprintf(stderr, "kiln serve: prompt passes of up to %d tokens and the decode step ready in %.1f s\n",
+          S->m->n_ctx < KN_MAX_PASS ? S->m->n_ctx : KN_MAX_PASS, kn_now() - t1);
   return 0;
 }
 
