@@ -340,6 +340,20 @@ static LLVMValueRef dpbusd(kn_emit *e, LLVMValueRef acc, LLVMValueRef u, LLVMVal
   return LLVMBuildCall2(e->b, ft, LLVMGetIntrinsicDeclaration(e->mod, id, NULL, 0), args, 3, "");
 }
 
+/* dpbusd's sum of groups of four, where u holds bytes below 128: also aarch64's sdot (+dotprod), which takes both
+ * operands signed. NULL where the target has neither. */
+static LLVMValueRef dot4(kn_emit *e, LLVMValueRef acc, LLVMValueRef u, LLVMValueRef s, bool u7) {
+  int W = (int)LLVMGetVectorSize(LLVMTypeOf(u));
+  if (!strncmp(e->t->triple, "aarch64", 7) && u7 && feat(e, "dotprod") && (W == 16 || W == 8)) {
+    LLVMTypeRef tys[2] = {vt(e->i32, W / 4), vt(e->i8, W)};
+    const char *name = "llvm.aarch64.neon.sdot";
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMValueRef args[3] = {acc ? acc : LLVMConstNull(tys[0]), u, s};
+    return LLVMBuildCall2(e->b, LLVMIntrinsicGetType(e->ctx, id, tys, 2), LLVMGetIntrinsicDeclaration(e->mod, id, tys, 2), args, 3, "");
+  }
+  return dpbusd(e, acc, u, s);
+}
+
 /* <W/2 x i16>: lane l holds per-sub-block value v[(c0 + 2l) / S] (v NULL: one; v of one lane: that value) */
 static LLVMValueRef per_pair(kn_emit *e, LLVMValueRef v, int c0, int W, int S) {
   if (!v) return splat16(e, W / 2, 1);
@@ -471,7 +485,7 @@ LLVMValueRef kn_quant_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValue
   for (int c = 0; c < nch; c++)
     if (b.mnl || b.off || bias_w) { /* the activations' own sums, shared by the rows */
       LLVMValueRef x = slice(e, xq, c * W, W);
-      if (!(xsum[c] = dpbusd(e, NULL, ones, x))) xsum[c] = maddwd(e, maddubs(e, ones, x), splat16(e, W / 2, 1));
+      if (!(xsum[c] = dot4(e, NULL, ones, x, true))) xsum[c] = maddwd(e, maddubs(e, ones, x), splat16(e, W / 2, 1));
     }
   /* a constant offset of every quant (q - 8, q - 16, w + 128) as the sum's start, where the sum is one chain */
   int off0 = bias_w ? -128 : b.off && !b.dB && !b.scl ? b.off : 0;
@@ -494,7 +508,7 @@ LLVMValueRef kn_quant_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValue
       LLVMValueRef args[2] = {u, LLVMConstInt(e->i1, 0, 0)};
       u = kn_e_intrinsic(e, "llvm.abs", LLVMTypeOf(u), args, 2);
     }
-    LLVMValueRef t = b.scl ? NULL : dpbusd(e, I, u, x);
+    LLVMValueRef t = b.scl ? NULL : dot4(e, I, u, x, !b.signed_w);
     if (t) I = t;
     else {
       t = maddwd(e, maddubs(e, u, x), per_pair(e, b.scl, c0, W, b.S));
@@ -617,7 +631,7 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
           x = LLVMBuildSelect(e->b, neg, LLVMBuildNeg(e->b, x, ""), x, "");
         }
       }
-      LLVMValueRef t = ps[c] ? NULL : dpbusd(e, I, us[c], x);
+      LLVMValueRef t = ps[c] ? NULL : dot4(e, I, us[c], x, !b.signed_w);
       if (t) I = t;
       else {
         t = maddwd(e, maddubs(e, us[c], x), ps[c] ? ps[c] : splat16(e, W / 2, 1));

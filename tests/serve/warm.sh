@@ -2,10 +2,10 @@
 # tests/serve/warm.sh KILN: `kiln serve` prepares every prompt pass and the decode step at startup, so with a warm
 # kernel cache no request compiles. Starts the server once to fill the cache, then again with DEBUG=1 and sends
 # 20 prompts of 20 lengths (token-id prompts to /v1/completions): every DEBUG=1 count after "listening on" must say
-# 0 compiled and 0 read from the disk cache. The first request after the second start is a 100-token prompt whose
-# whole reply (max_tokens 1: the first token) must arrive within 1.5x the prefill time of 100 tokens, taken from the
-# server's own timings (prompt_ms) of a later 100-token prompt of other tokens in the same run; the ratio is
-# printed. Skips (77) without ../shared/testdata or curl.
+# 0 compiled and 0 read from the disk cache. The first request after each of three starts is a 100-token prompt whose
+# whole reply (max_tokens 1: the first token) must arrive within 1.5x the time of the same request on the warm server
+# (the median of three 100-token prompts of other tokens, in the same run; the server's own prefill time, prompt_ms,
+# is printed beside it); the median ratio of the three starts counts. Skips (77) without ../shared/testdata or curl.
 set -u
 KILN=${1:?usage: warm.sh path/to/kiln}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -53,42 +53,52 @@ start "$TMP/first.log" env
 grep "prompt passes" "$TMP/first.log"
 stop
 
-start "$TMP/warm.log" env DEBUG=1
-grep "prompt passes" "$TMP/warm.log"
-if grep -q "scheduled [0-9]* kernels" "$TMP/warm.log" && ! grep "scheduled [0-9]* kernels" "$TMP/warm.log" | grep -qv "(0 compiled, "; then
-  ok "startup with a warm cache compiles nothing"
-else
-  bad "startup with a warm cache compiled kernels:"; grep "scheduled" "$TMP/warm.log" | grep -v "(0 compiled, "
-fi
-listen=$(grep -n "listening on" "$TMP/warm.log" | head -1 | cut -d: -f1)
-
-first=$(ask 100 1000)
-grep -q '"prompt_n":100' "$TMP/body" || echo "note: the first prompt counted $(sed -n 's/.*"prompt_n":\([0-9]*\).*/\1/p' "$TMP/body") tokens"
-n=0
-for len in 3 5 7 11 13 22 37 50 77 99 127 150 190 255 300 333 383 411 450 490; do
-  ask $len $((2000 + len)) >/dev/null
-  grep -q '"choices"' "$TMP/body" && n=$((n + 1))
+# three starts with a warm cache; each: the first request is a 100-token prompt, then three more of other tokens.
+# The first start also sends the 20 lengths and checks its DEBUG=1 counts.
+med3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+ratios=
+for run in 1 2 3; do
+  start "$TMP/warm$run.log" env DEBUG=1
+  first=$(ask 100 $((1000 + run)))
+  if [ $run = 1 ]; then
+    if grep -q "scheduled [0-9]* kernels" "$TMP/warm1.log" && ! grep "scheduled [0-9]* kernels" "$TMP/warm1.log" | grep -qv "(0 compiled, "; then
+      ok "startup with a warm cache compiles nothing ($(grep "prompt passes" "$TMP/warm1.log" | sed 's/.*ready/ready/'))"
+    else
+      bad "startup with a warm cache compiled kernels:"; grep "scheduled" "$TMP/warm1.log" | grep -v "(0 compiled, "
+    fi
+    n=0
+    for len in 3 5 7 11 13 22 37 50 77 99 127 150 190 255 300 333 383 411 450 490; do
+      ask $len $((2000 + len)) >/dev/null
+      grep -q '"choices"' "$TMP/body" && n=$((n + 1))
+    done
+    [ $n = 20 ] && ok "20 prompts of 20 lengths answered" || bad "only $n of 20 prompts answered"
+  fi
+  a=$(ask 100 $((3000 + run)))
+  pa=$(sed -n 's/.*"prompt_ms":\([0-9.e+-]*\).*/\1/p' "$TMP/body")
+  b=$(ask 100 $((4000 + run)))
+  pb=$(sed -n 's/.*"prompt_ms":\([0-9.e+-]*\).*/\1/p' "$TMP/body")
+  c=$(ask 100 $((5000 + run)))
+  pc=$(sed -n 's/.*"prompt_ms":\([0-9.e+-]*\).*/\1/p' "$TMP/body")
+  later=$(med3 "$a" "$b" "$c")
+  pms=$(med3 "$pa" "$pb" "$pc")
+  r=$(awk -v a="$first" -v b="$later" 'BEGIN { printf "%.2f", a / b }')
+  echo "start $run: first 100-token prompt's reply in $(awk -v a="$first" 'BEGIN { printf "%.1f", a * 1000 }') ms;" \
+    "later 100-token prompts: reply $(awk -v a="$later" 'BEGIN { printf "%.1f", a * 1000 }') ms (median of 3), prefill $pms ms (server timings); ratio $r"
+  ratios="$ratios $r"
+  sed -n "$(($(grep -n "listening on" "$TMP/warm$run.log" | head -1 | cut -d: -f1) + 1)),\$p" "$TMP/warm$run.log" |
+    grep "scheduled [0-9]* kernels" >>"$TMP/after"
+  stop
 done
-ask 100 3000 >/dev/null
-pms=$(sed -n 's/.*"prompt_ms":\([0-9.e+-]*\).*/\1/p' "$TMP/body")
-[ $n = 20 ] && ok "20 prompts of 20 lengths answered" || bad "only $n of 20 prompts answered"
-
-sed -n "$((listen + 1)),\$p" "$TMP/warm.log" | grep "scheduled [0-9]* kernels" >"$TMP/after"
+touch "$TMP/after"
 if ! grep -v "(0 compiled, 0 disk-cache hits" "$TMP/after" >/dev/null; then
-  ok "no request compiled or loaded a kernel ($(wc -l <"$TMP/after") DEBUG=1 counts after startup)"
+  ok "no request compiled or loaded a kernel"
 else
   bad "requests compiled or loaded kernels:"; grep -v "(0 compiled, 0 disk-cache hits" "$TMP/after"
 fi
-
-if [ -n "$pms" ]; then
-  ratio=$(awk -v a="$first" -v b="$pms" 'BEGIN { printf "%.2f", a * 1000 / b }')
-  echo "first 100-token prompt after startup: reply in $(awk -v a="$first" 'BEGIN { printf "%.1f", a * 1000 }') ms;" \
-    "prefill of 100 tokens (server timings): $pms ms; ratio $ratio"
-  if awk -v r="$ratio" 'BEGIN { exit !(r <= 1.5) }'; then ok "first token within 1.5x the prefill time ($ratio)"
-  else bad "first token took $ratio x the prefill time (limit 1.5)"; fi
-else
-  bad "no prompt_ms in the reply: $(head -c 300 "$TMP/body")"
-fi
-stop
+# the first request after startup against the same request on a warm server (both include HTTP, tokenizing and
+# sampling); the median over three starts, as this machine class is shared and noisy
+ratio=$(med3 $ratios)
+if awk -v r="$ratio" 'BEGIN { exit !(r <= 1.5) }'; then ok "first token within 1.5x a warm 100-token prompt (median ratio $ratio of$ratios)"
+else bad "first token took $ratio x a warm 100-token prompt (ratios$ratios; limit 1.5)"; fi
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]
