@@ -56,7 +56,7 @@ bool kn_qmm_match(const kn_kernel *k, const kn_target *t, kn_qmm *m) {
   memset(m, 0, sizeof *m);
   if (t->kind != KN_TARGET_CPU || k->kind != KN_KERNEL_EXPR || !kn_qmm_enabled() || kn_getenv_int("NOOPT", 0) > 0) return false;
   if (k->ndim != 3 || k->nreduce != 1 || k->shape[0] < 2 || k->shape_sym[0] || k->shape_sym[1] || k->shape_sym[2]) return false;
-  if (!is_float(k->bufs[0].dtype) || !plain_view(&k->out_st)) return false;
+  if (!is_float(k->bufs[0].dtype) || !plain_view(&k->out_st) || k->out_row) return false; /* no row scatter */
   int nred = 0;
   const kn_kop *red = find_reduce(k->root, 0, &nred);
   if (!red || nred != 1 || red->rop != KN_KOP_ADD || red->src[0]->op != KN_KOP_MUL) return false;

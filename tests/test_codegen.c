@@ -823,16 +823,24 @@ static void test_qmm(void) {
   for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
     kn_dtype q = fmts[f];
     int64_t QK = kn_dtype_get(q)->block_elems;
-    for (int r = 0; r < 5; r++) {
+    for (int r = 0; r < 6; r++) {
       int64_t T = r == 0 ? rint_in(65, 140) : rint_in(2, 20), N = rint_in(1, 24), K = QK * rint_in(1, QK == 32 ? 8 : 3);
-      int epi = r; /* 0 none, 1 bias, 2 residual, 3 silu gate, 4 f16 row store at a variable position */
+      /* 0 none, 1 bias, 2 residual, 3 silu gate, 4 f16 row store at a variable position, 5 f16 rows scattered to
+       * rows chosen at run time (out_row: batched KV caches), which the template leaves to the general lowering */
+      int epi = r;
       int64_t ctx = T + 5, pos = epi == 4 ? rint_in(0, 5) : 0;
       char name[96];
       snprintf(name, sizeof name, "qmm %s T %lld N %lld K %lld epilogue %d", kn_dtype_name(q), (long long)T, (long long)N, (long long)K, epi);
       kn_kernel *k = kn_kernel_new();
-      k->nbufs = 4;
-      kn_dtype od = epi == 4 ? KN_F16 : KN_F32;
-      int64_t osz = epi == 4 ? ctx * N : T * N;
+      k->nbufs = epi == 5 ? 5 : 4;
+      kn_dtype od = epi >= 4 ? KN_F16 : KN_F32;
+      int64_t osz = epi >= 4 ? ctx * N : T * N;
+      int32_t *rows = malloc((size_t)T * 4);
+      for (int64_t t = 0; t < T; t++) rows[t] = (int32_t)((t * 7 + 3) % ctx);
+      for (int64_t t = 0; t < T && epi == 5; t++) /* distinct rows: a permutation of a few */
+        for (int64_t u = 0; u < t; u++)
+          if (rows[u] == rows[t]) rows[t] = (rows[t] + 1) % (int32_t)ctx, u = -1;
+      if (epi == 5) k->bufs[4] = (kn_kbuf){KN_I32, T};
       k->bufs[0] = (kn_kbuf){od, osz}, k->bufs[1] = (kn_kbuf){KN_F32, T * K};
       k->bufs[2] = (kn_kbuf){q, N * K}, k->bufs[3] = (kn_kbuf){KN_F32, T * N};
       void *out = calloc((size_t)osz, 4);
@@ -854,6 +862,13 @@ static void test_qmm(void) {
         kn_kop *sg = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, extra, kn_kop_alu(k, KN_KOP_RECIP, KN_F32, 1, kn_kop_alu(k, KN_KOP_ADD, KN_F32, 2, e2, kn_kop_const_f(k, KN_F32, 1), NULL), NULL, NULL), NULL);
         mm = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, sg, mm, NULL);
       }
+      if (epi == 5) {
+        mm = kn_kop_alu(k, KN_KOP_CAST, KN_F16, 1, mm, NULL, NULL);
+        int64_t so[3] = {0, 1, 0}, sr[3] = {1, 0, 0};
+        k->out_st = st_strided(3, osh, so, 0);
+        kn_st rs_st = st_strided(3, osh, sr, 0);
+        k->out_row = kn_kop_load(k, 4, KN_I32, &rs_st), k->out_row_stride = N;
+      }
       if (epi == 4) {
         mm = kn_kop_alu(k, KN_KOP_CAST, KN_F16, 1, mm, NULL, NULL);
         k->nvars = 1;
@@ -869,13 +884,15 @@ static void test_qmm(void) {
       kn_program *p = NULL;
       bool ok = !kn_compile(k, kn_device_target(dev), &comp, err, sizeof err) &&
                 (p = kn_program_load(dev, comp.entry, comp.obj, comp.obj_size, err, sizeof err));
-      if (ok && strncmp(comp.name, "qmm_", 4)) ok = false, snprintf(err, sizeof err, "compiled as %s, not by the tiled template", comp.name);
+      if (ok && (strncmp(comp.name, "qmm_", 4) != 0) != (epi == 5))
+        ok = false, snprintf(err, sizeof err, "compiled as %s, %s", comp.name, epi == 5 ? "which does not scatter rows" : "not by the tiled template");
       if (ok) {
-        kn_buf *bufs[4] = {kn_buf_wrap_host(dev, out, (size_t)kn_dtype_nbytes(od, osz)), kn_buf_wrap_host(dev, x, (size_t)(T * K) * 4),
-                           kn_buf_wrap_host(dev, w, (size_t)kn_dtype_nbytes(q, N * K)), kn_buf_wrap_host(dev, ad, (size_t)(T * N) * 4)};
+        kn_buf *bufs[5] = {kn_buf_wrap_host(dev, out, (size_t)kn_dtype_nbytes(od, osz)), kn_buf_wrap_host(dev, x, (size_t)(T * K) * 4),
+                           kn_buf_wrap_host(dev, w, (size_t)kn_dtype_nbytes(q, N * K)), kn_buf_wrap_host(dev, ad, (size_t)(T * N) * 4),
+                           kn_buf_wrap_host(dev, rows, (size_t)T * 4)};
         int64_t vars[1] = {pos};
-        ok = !kn_program_launch(p, bufs, 4, vars, k->nvars, comp.global, comp.local, err, sizeof err);
-        for (int i = 0; i < 4; i++) kn_buf_free(bufs[i]);
+        ok = !kn_program_launch(p, bufs, k->nbufs, vars, k->nvars, comp.global, comp.local, err, sizeof err);
+        for (int i = 0; i < 5; i++) kn_buf_free(bufs[i]);
       }
       int bad = 0;
       float *row = malloc((size_t)K * 4);
@@ -887,9 +904,10 @@ static void test_qmm(void) {
             float amax = 0;
             for (int64_t i = 0; i < QK; i++) amax = fmaxf(amax, fabsf(x[t * K + b0 + i]));
             float dx = amax / 127.0f, id = 127.0f / fmaxf(amax, FLT_MIN);
+            if (epi == 5) dx = 1; /* the general lowering: several tokens keep the exact decode */
             double s = 0, sa2 = 0;
             for (int64_t i = 0; i < QK; i++) {
-              float xq = nearbyintf(x[t * K + b0 + i] * id);
+              float xq = epi == 5 ? x[t * K + b0 + i] : nearbyintf(x[t * K + b0 + i] * id);
               s += (double)row[b0 + i] * xq, sa2 += fabs((double)row[b0 + i] * xq);
             }
             want += dx * s, mag += dx * sa2;
@@ -902,6 +920,7 @@ static void test_qmm(void) {
           }
           double got;
           if (epi == 4) got = kn_ref_f16_to_f32(((uint16_t *)out)[(pos + t) * N + n]), tol += fabs(want) / 1024;
+          else if (epi == 5) got = kn_ref_f16_to_f32(((uint16_t *)out)[rows[t] * N + n]), tol += fabs(want) / 1024;
           else got = ((float *)out)[t * N + n];
           if (!(fabs(got - want) <= tol) && bad++ < 3)
             fail_line("%s (%s): out[%lld, %lld] = %.9g, want %.9g (magnitude %.3g)", name, comp.name, (long long)t, (long long)n,
@@ -911,7 +930,7 @@ static void test_qmm(void) {
       if (!ok) fail_line("%s: %s", name, err);
       if (ok && !bad) passed++;
       else failed++;
-      free(row), free(out), free(x), free(ad), free(w);
+      free(row), free(out), free(x), free(ad), free(w), free(rows);
       kn_program_free(p);
       if (ok || comp.obj) kn_compiled_free(&comp);
       kn_kernel_free(k);
