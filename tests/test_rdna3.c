@@ -14,6 +14,7 @@
 #include "codegen/llvm_target.h"
 #include "device/amd/codeobj.h"
 #include "device/amd/rdna3.h"
+#include "device/amd/rdna3_ops.h"
 #include "device/elf.h"
 #include "device/env.h"
 
@@ -146,6 +147,7 @@ typedef struct {
   uint8_t kernarg[256];
   uint64_t kernarg_va;
   kn_rdna3_stats st;
+  bool generic; /* run every instruction through the per-lane executors */
 } gpu;
 
 static const uint64_t CODE_VA = 0x100000000ull;
@@ -174,7 +176,8 @@ static int gpu_run(gpu *g, const char *kname, const uint64_t *args, int nargs, u
   if (!check(k->nargs == nargs, "%s: metadata lists %d args (want %d)", kname, k->nargs, nargs)) return -1;
   for (int i = 0; i < nargs; i++) memcpy(g->kernarg + k->args[i].offset, &args[i], k->args[i].size);
   kn_rdna3_dispatch d = {.name = kname, .kd_va = CODE_VA + k->kd_offset, .kernarg_va = g->kernarg_va,
-                         .grid = {gx, gy, gz}, .wg = {wx, wy, wz}, .group_segment_bytes = k->group_segment_size};
+                         .grid = {gx, gy, gz}, .wg = {wx, wy, wz}, .group_segment_bytes = k->group_segment_size,
+                         .generic = g->generic};
   kn_rdna3_mem mem = {translate, &g->vs};
   char err[512] = "";
   int rc = kn_rdna3_run(&d, &mem, &g->st, err, sizeof err);
@@ -593,13 +596,22 @@ static void test_matvec(void) {
   for (int i = 0; i < K; i++) x[i] = frand(-1, 1);
   for (int i = 0; i <= R; i++) y[i] = -12345.0f;
   uint64_t args[] = {vmap(&g.vs, w, R * K * 4), vmap(&g.vs, x, sizeof x), vmap(&g.vs, y, sizeof y), R, K};
-  double t0 = kn_now();
-  int rc = gpu_run(&g, "matvec", args, 5, (R + 1) / 2 * 64, 1, 1, 64, 1, 1);
-  double dt = kn_now() - t0;
+  /* speed: the same dispatch through the per-lane executors only, then with the fast paths (best of 5 each) */
+  double best[2] = {1e9, 1e9};
   uint64_t insts = 0;
+  int rc = 0;
+  for (int mode = 0; mode < 2 && !rc; mode++)
+    for (int rep = 0; rep < 5 && !rc; rep++) {
+      g.generic = mode == 0;
+      memset(&g.st, 0, sizeof g.st);
+      double t0 = kn_now();
+      rc = gpu_run(&g, "matvec", args, 5, (R + 1) / 2 * 64, 1, 1, 64, 1, 1);
+      double dt = kn_now() - t0;
+      if (dt < best[mode]) best[mode] = dt;
+    }
   for (int c = 0; c < KN_RDNA3_NCLASS; c++) insts += g.st.insts[c];
-  printf("matvec %dx%d: %llu wave instructions in %.2f ms (%.1f M wave-instructions/s)\n", R, K,
-         (unsigned long long)insts, dt * 1e3, insts / dt / 1e6);
+  printf("matvec %dx%d: %llu wave instructions: %.1f M wave-instructions/s per-lane executors, %.1f M/s with the "
+         "fast paths\n", R, K, (unsigned long long)insts, insts / best[0] / 1e6, insts / best[1] / 1e6);
   if (!rc) {
     int bad = 0;
     for (int r = 0; r < R; r++) {
@@ -615,6 +627,105 @@ static void test_matvec(void) {
   }
   free(w);
   gpu_free(&g);
+}
+
+/* ---- the fast paths against the per-lane executors ---- */
+
+static uint32_t rsrc(bool vgpr_only) {
+  static const uint32_t special[] = {106, 124, 125, 126, 128, 129, 140, 192, 193, 200, 208, 240, 242, 243, 248, 255};
+  uint32_t r = rnd() % 8;
+  if (vgpr_only || r < 3) return 256 + rnd() % 256;
+  if (r < 5) return rnd() % 106;
+  return special[rnd() % (sizeof special / sizeof special[0])];
+}
+
+/* scalar destinations: SGPRs, VCC, null, EXEC, and one the hardware refuses (ttmp) */
+static uint32_t rsdst(void) {
+  static const uint32_t d[] = {0, 5, 63, 105, 106, 124, 126, 110};
+  return d[rnd() % 8];
+}
+
+/* A VOP3 (or VOP3SD) word pair for op with random operands, then the literal. */
+static int enc_vop3(uint32_t *w, unsigned op, bool sd, bool mods) {
+  uint32_t s0 = rsrc(false), s1 = rsrc(false), s2 = rsrc(false);
+  uint32_t mid = sd ? rsdst() : mods ? rnd() % 128 : 0;
+  bool cmp = op < 256;
+  uint32_t vdst = cmp ? rsdst() : rnd() % 256;
+  w[0] = 0x35u << 26 | op << 16 | (mods && rnd() % 4 == 0) << 15 | mid << 8 | vdst;
+  w[1] = s0 | s1 << 9 | s2 << 18 | (mods ? (rnd() % 32) << 27 : 0);
+  w[2] = rnd();
+  return s0 == 255 || s1 == 255 || s2 == 255 ? 3 : 2;
+}
+
+static void test_fast_paths(void) {
+  /* every opcode with a fast path, by its VOP3 number; the short encodings are found through LLVM's tables */
+  static const char *const names[] = {
+    "v_mov_b32", "v_not_b32", "v_cvt_f32_i32", "v_cvt_f32_u32", "v_cvt_f32_ubyte0", "v_cvt_f32_ubyte1",
+    "v_cvt_f32_ubyte2", "v_cvt_f32_ubyte3", "v_cvt_f32_f16", "v_and_b32", "v_or_b32", "v_xor_b32", "v_lshlrev_b32",
+    "v_lshrrev_b32", "v_ashrrev_i32", "v_add_nc_u32", "v_sub_nc_u32", "v_mul_lo_u32", "v_mul_u32_u24", "v_min_u32",
+    "v_max_u32", "v_min_i32", "v_max_i32", "v_lshrrev_b16", "v_ashrrev_i16", "v_add_f32", "v_sub_f32",
+    "v_subrev_f32", "v_mul_f32", "v_add_co_u32", "v_fma_f32", "v_fmac_f32", "v_bfe_u32",
+    "v_bfe_i32", "v_bfi_b32", "v_and_or_b32", "v_or3_b32", "v_xor3_b32", "v_lshl_or_b32", "v_lshl_add_u32",
+    "v_add3_u32", "v_mad_u32_u24", "v_alignbit_b32", "v_cndmask_b32", "v_add_co_ci_u32", "v_mad_u64_u32",
+    "v_cmp_lt_f32", "v_cmp_eq_f32", "v_cmp_nge_f32", "v_cmp_o_f32", "v_cmp_eq_u32", "v_cmp_ne_u32",
+    "v_cmp_gt_u32", "v_cmp_lt_i32", "v_cmp_ge_i32", "v_cmp_le_u32", "v_cmpx_eq_u32", "v_cmpx_gt_i32",
+    "v_cmpx_lt_f32", "v_readfirstlane_b32", "v_fmaak_f32", "v_fmamk_f32",
+  };
+  int taken = 0, cases = 0;
+  char err[512];
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    int op_taken = 0;
+    for (int fam = 0; fam < 4; fam++) { /* vop3, vop1, vop2, vopc */
+      static const char *const fams[] = {"vop3", "vop1", "vop2", "vopc"};
+      int nops = fam == 2 ? 64 : fam == 0 ? 1024 : 256;
+      for (int o = 0; o < nops; o++) {
+        const char *nm = kn_rdna3_opname(fams[fam], (unsigned)o);
+        if (!nm || strcmp(nm, names[i])) continue;
+        for (int t = 0; t < 24; t++) {
+          uint32_t w[4] = {0};
+          int n;
+          uint32_t s0 = rsrc(false), v1 = rnd() % 256, vd = rnd() % 256;
+          if (fam == 0) {
+            bool sd = !strcmp(nm, "v_add_co_u32") || !strcmp(nm, "v_add_co_ci_u32") || !strcmp(nm, "v_mad_u64_u32");
+            n = enc_vop3(w, (unsigned)o, sd, t % 3 == 2);
+          } else {
+            if (fam == 1 && !strcmp(nm, "v_readfirstlane_b32")) vd = rsdst();
+            if (fam == 1) w[0] = 0x3fu << 25 | vd << 17 | (unsigned)o << 9 | s0;
+            else if (fam == 2) w[0] = (unsigned)o << 25 | vd << 17 | v1 << 9 | s0;
+            else w[0] = 0x3eu << 25 | (unsigned)o << 17 | v1 << 9 | s0;
+            bool lit = s0 == 255 || (fam == 2 && strstr(nm, "fmaak")) || (fam == 2 && strstr(nm, "fmamk"));
+            w[1] = rnd();
+            n = lit ? 2 : 1;
+          }
+          int rc = kn_rdna3_check_fast(w, (size_t)n, (uint64_t)(i * 1000 + t), err, sizeof err);
+          cases++;
+          if (rc < 0) check(0, "fast path of %s (%s, words 0x%08x 0x%08x 0x%08x): %s", nm, fams[fam], w[0], w[1], w[2], err);
+          op_taken += rc == 1;
+        }
+      }
+    }
+    check(op_taken > 0, "%s: the fast path was taken and agreed with the per-lane executor", names[i]);
+    taken += op_taken;
+  }
+  /* VOPD pairs: both halves read before either writes */
+  int vopd_taken = 0;
+  for (int t = 0; t < 400; t++) {
+    static const unsigned ox[] = {0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11}, oy[] = {0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 16, 17, 18};
+    unsigned x = ox[rnd() % 11], y = oy[rnd() % 14];
+    uint32_t w[4] = {0};
+    uint32_t sx = rsrc(false), sy = rsrc(false);
+    w[0] = 0x32u << 26 | x << 22 | y << 17 | (rnd() % 256) << 9 | sx;
+    w[1] = (rnd() % 256) << 24 | (rnd() % 128) << 17 | (rnd() % 256) << 9 | sy;
+    w[2] = rnd();
+    bool lit = sx == 255 || sy == 255 || x == 1 || x == 2 || y == 1 || y == 2;
+    int rc = kn_rdna3_check_fast(w, lit ? 3 : 2, (uint64_t)t, err, sizeof err);
+    cases++;
+    if (rc < 0) check(0, "fast path of VOPD (words 0x%08x 0x%08x 0x%08x): %s", w[0], w[1], w[2], err);
+    vopd_taken += rc == 1;
+  }
+  check(vopd_taken > 100, "VOPD: the fast path was taken %d times and agreed with the per-lane executor", vopd_taken);
+  printf("fast paths: %d of %d random instructions took them, all equal to the per-lane executors\n",
+         taken + vopd_taken, cases);
 }
 
 /* packed half math (v_pk_*), mixed f16/f32 FMA and the integer dot product of four bytes */
@@ -1114,6 +1225,7 @@ int main(void) {
   test_grid3d();
   test_quant();
   test_matvec();
+  test_fast_paths();
   test_packed();
   test_div_f32();
   test_div_f16();

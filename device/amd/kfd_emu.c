@@ -45,6 +45,13 @@ void *kn_emu_translate(void *ctx, uint64_t va, size_t n) {
   return b && b->gpu_mapped && b->host ? b->host + (va - b->va) : NULL;
 }
 
+void *kn_emu_region(void *ctx, uint64_t va, uint64_t *lo, uint64_t *n) {
+  emu_bo *b = kn_emu_bo_at(ctx, va, 1);
+  if (!b || !b->gpu_mapped || !b->host) return NULL;
+  *lo = b->va, *n = b->size;
+  return b->host;
+}
+
 static emu_bo *bo_by_handle(kn_kfd_emu *e, uint64_t handle) {
   for (int i = 0; i < e->nbos; i++)
     if (e->bos[i].handle == handle) return &e->bos[i];
@@ -407,6 +414,7 @@ static void emu_destroy(kn_amd_transport *t) {
   free(e->bos);
   free(e->names);
   free(e->counters);
+  kn_rdna3_cache_free(e->programs);
   munmap(e->doorbells, 0x2000);
   pthread_mutex_destroy(&e->lock);
   free(e);
@@ -421,6 +429,7 @@ kn_amd_transport *kn_kfd_emu_create(uint64_t vram_bytes, char *err, size_t errle
     return kn_errf(err, errlen, "emulated KFD: cannot map doorbell pages"), NULL;
   }
   pthread_mutex_init(&e->lock, NULL);
+  e->programs = kn_rdna3_cache_new();
   e->vram_total = vram_bytes;
   e->t = (kn_amd_transport){
       .name = "kfd-emu", .open = emu_open, .close = emu_close, .ioctl = emu_ioctl, .mmap = emu_mmap,

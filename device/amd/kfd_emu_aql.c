@@ -84,7 +84,8 @@ static int dispatch(kn_kfd_emu *e, emu_queue *q, const kn_aql_dispatch *p, uint6
     return queue_fault(e, q, false, 0, msg), -1;
   }
   kn_rdna3_dispatch d = {.name = name, .kd_va = p->kernel_object, .kernarg_va = p->kernarg_address,
-                         .group_segment_bytes = p->group_segment_size, .aql_packet_va = packet_va};
+                         .group_segment_bytes = p->group_segment_size, .aql_packet_va = packet_va,
+                         .cache = e->programs};
   for (unsigned i = 0; i < 3; i++) {
     d.grid[i] = i < dims ? p->grid_size[i] : 1;
     d.wg[i] = i < dims ? p->workgroup_size[i] : 1;
@@ -94,7 +95,7 @@ static int dispatch(kn_kfd_emu *e, emu_queue *q, const kn_aql_dispatch *p, uint6
     }
   }
   kn_rdna3_stats stats = {0};
-  kn_rdna3_mem mem = {.translate = kn_emu_translate, .ctx = e};
+  kn_rdna3_mem mem = {.translate = kn_emu_translate, .ctx = e, .region = kn_emu_region};
   if (kn_rdna3_run(&d, &mem, &stats, msg, sizeof msg)) {
     queue_fault(e, q, strstr(msg, "unmapped") != NULL, 0, msg);
     return -1;

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include "kfd_emu.h"
 #include "kfd_uapi.h"
+#include "rdna3.h"
 
 #define EMU_GPU_ID 0x4a4b      /* what the topology reports and every ioctl must name */
 #define EMU_RENDER_MINOR 128
@@ -58,6 +59,7 @@ typedef struct {
   int nnames, capnames;
   kn_amd_counters *counters;
   int ncounters, capcounters;
+  kn_rdna3_cache *programs; /* the compute unit's decoded kernels */
   bool mem_fault, hw_fault; /* reported through the MEMORY / HW_EXCEPTION events */
   uint64_t fault_va;
   char fault[512];
@@ -66,6 +68,7 @@ typedef struct {
 /* kfd_emu.c */
 emu_bo *kn_emu_bo_at(kn_kfd_emu *e, uint64_t va, uint64_t n);   /* the BO holding [va, va+n), or NULL */
 void *kn_emu_translate(void *ctx, uint64_t va, size_t n);         /* GPU-mapped memory only */
+void *kn_emu_region(void *ctx, uint64_t va, uint64_t *lo, uint64_t *n); /* the GPU-mapped BO holding va */
 void kn_emu_signal_slot(kn_kfd_emu *e, uint64_t mailbox, uint64_t value);
 /* kfd_emu_aql.c: run queue qi's packets from its read to its write index */
 void kn_emu_process_queue(kn_kfd_emu *e, int qi);

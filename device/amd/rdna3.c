@@ -98,53 +98,19 @@ int kn_cu_unimplemented(kn_cu *cu, const kn_wave *w) {
 }
 
 void *kn_cu_mem(kn_cu *cu, const kn_wave *w, uint64_t va, size_t n, bool write) {
+  if (va - cu->map_lo < cu->map_n && n <= cu->map_n - (va - cu->map_lo)) return cu->map_host + (va - cu->map_lo);
+  if (cu->mem->region) {
+    uint64_t lo, len;
+    uint8_t *h = cu->mem->region(cu->mem->ctx, va, &lo, &len);
+    if (h && va - lo < len && n <= len - (va - lo)) {
+      cu->map_lo = lo, cu->map_n = len, cu->map_host = h;
+      return h + (va - lo);
+    }
+  }
   void *p = cu->mem->translate(cu->mem->ctx, va, n);
   if (!p) kn_cu_fail(cu, w, "%s of %zu bytes at unmapped address 0x%llx", write ? "write" : "read", n,
                      (unsigned long long)va);
   return p;
-}
-
-/* ---- one instruction ---- */
-
-typedef int (*executor)(kn_cu *, kn_wave *);
-static const struct {
-  const char *fam;
-  executor fn;
-  int cls;
-} families[] = {
-  {"sop2", kn_exec_sop2, KN_RDNA3_SALU}, {"sopk", kn_exec_sopk, KN_RDNA3_SALU}, {"sop1", kn_exec_sop1, KN_RDNA3_SALU},
-  {"sopc", kn_exec_sopc, KN_RDNA3_SALU}, {"sopp", kn_exec_sopp, KN_RDNA3_BRANCH},
-  {"smem", kn_exec_smem, KN_RDNA3_SMEM}, {"vop1", kn_exec_vop1, KN_RDNA3_VALU}, {"vop2", kn_exec_vop2, KN_RDNA3_VALU},
-  {"vopc", kn_exec_vopc, KN_RDNA3_VALU}, {"vop3", kn_exec_vop3, KN_RDNA3_VALU},
-  {"vop3p", kn_exec_vop3p, KN_RDNA3_VALU}, {"vopd", kn_exec_vopd, KN_RDNA3_VALU}, {"ds", kn_exec_ds, KN_RDNA3_LDS},
-  {"global", kn_exec_flat, KN_RDNA3_VMEM}, {"flat", kn_exec_flat, KN_RDNA3_VMEM},
-  {"scratch", kn_exec_flat, KN_RDNA3_VMEM}, {"mubuf", kn_exec_mubuf, KN_RDNA3_VMEM},
-};
-
-static int step(kn_cu *cu, kn_wave *w) {
-  const uint32_t *p = NULL;
-  size_t n = 4;
-  for (; n > 0 && !p; n--) p = cu->mem->translate(cu->mem->ctx, w->pc, n * 4);
-  if (!p) {
-    cu->fam = "fetch", cu->op = 0;
-    return kn_errf(cu->err, cu->errlen, "rdna3: kernel %s: pc 0x%llx is not mapped (wave ran past its code?)",
-                   cu->d->name ? cu->d->name : "?", (unsigned long long)w->pc);
-  }
-  const char *fam;
-  unsigned op;
-  unsigned len = kn_rdna3_decode(p, n + 1, &fam, &op, NULL);
-  if (!len)
-    return kn_errf(cu->err, cu->errlen, "rdna3: kernel %s: pc entry%+lld: word 0x%08x is not a gfx11 encoding the "
-                   "emulator decodes", cu->d->name ? cu->d->name : "?", (long long)(w->pc - cu->entry), p[0]);
-  cu->w = p, cu->len = len, cu->fam = fam, cu->op = op;
-  for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
-    if (families[i].fam == fam || !strcmp(families[i].fam, fam)) {
-      int cls = families[i].cls;
-      if (cls == KN_RDNA3_BRANCH && !(op >= S_BRANCH && op <= S_CBRANCH_EXECNZ)) cls = KN_RDNA3_OTHER;
-      cu->st->insts[cls]++;
-      return families[i].fn(cu, w);
-    }
-  return kn_cu_unimplemented(cu, w);
 }
 
 /* ---- dispatch ---- */
@@ -214,13 +180,19 @@ static void init_wave(kn_wave *w, const kn_rdna3_dispatch *d, const kdesc *k, co
 
 /* Runs the waves of one workgroup: each runs until it ends or waits at a barrier; a barrier opens when every wave
  * that has not ended waits at it. */
-static int run_workgroup(kn_cu *cu, kn_wave *waves, uint32_t nw) {
+static int run_workgroup(kn_cu *cu, kn_rdna3_prog *p, kn_wave *waves, uint32_t nw) {
+  uint64_t *insts = cu->st->insts;
   for (;;) {
     uint32_t done = 0, waiting = 0;
     for (uint32_t i = 0; i < nw; i++) {
       kn_wave *w = &waves[i];
-      while (w->state == WAVE_RUN)
-        if (step(cu, w)) return -1;
+      while (w->state == WAVE_RUN) {
+        uint64_t off = w->pc - p->entry;
+        const kn_inst *in = off < p->size ? &p->insts[off >> 2] : NULL;
+        if ((!in || !in->fn || (off & 3)) && !(in = kn_prog_decode(cu, p, w))) return -1;
+        insts[in->cls]++;
+        if (in->fn(cu, w, in)) return -1;
+      }
       done += w->state == WAVE_DONE;
       waiting += w->state == WAVE_BARRIER;
     }
@@ -245,6 +217,13 @@ int kn_rdna3_run(const kn_rdna3_dispatch *d, const kn_rdna3_mem *mem, kn_rdna3_s
     return kn_errf(err, errlen, "rdna3: kernel %s: %u bytes of LDS (64 KiB per workgroup)", d->name,
                    d->group_segment_bytes);
   uint32_t nwave = (wgt + KN_LANES - 1) / KN_LANES;
+  kn_rdna3_cache *own = d->cache ? NULL : kn_rdna3_cache_new();
+  kn_rdna3_prog *prog = own || d->cache ? kn_prog_get(d->cache ? d->cache : own, mem, k.entry, d->generic, d->name, err,
+                                                      errlen) : NULL;
+  if (!prog) {
+    kn_rdna3_cache_free(own);
+    return own || d->cache ? -1 : kn_errf(err, errlen, "rdna3: out of memory");
+  }
   kn_rdna3_stats local = {0};
   kn_cu cu = {.d = d, .mem = mem, .st = &local, .err = err, .errlen = errlen, .fam = "", .w = (const uint32_t[1]){0}};
   cu.lds_size = d->group_segment_bytes;
@@ -267,12 +246,13 @@ int kn_rdna3_run(const kn_rdna3_dispatch *d, const kn_rdna3_mem *mem, kn_rdna3_s
         memcpy(cu.wg_id, wg, sizeof wg);
         memset(cu.lds, 0, cu.lds_size);
         for (uint32_t i = 0; i < nw; i++) init_wave(&waves[i], d, &k, wg, sz, i);
-        rc = run_workgroup(&cu, waves, nw);
+        rc = run_workgroup(&cu, prog, waves, nw);
         local.waves += nw;
         local.workgroups++;
       }
   free(waves);
   free(cu.lds);
+  kn_rdna3_cache_free(own);
   if (stats) {
     for (int i = 0; i < KN_RDNA3_NCLASS; i++) stats->insts[i] += local.insts[i];
     stats->global_read += local.global_read;

@@ -4,6 +4,7 @@
 #ifndef KN_AMD_RDNA3_H
 #define KN_AMD_RDNA3_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -12,7 +13,17 @@
 typedef struct {
   void *(*translate)(void *ctx, uint64_t va, size_t n);
   void *ctx;
+  /* optional: the whole mapping holding va ([*lo, *lo + *n) at the returned host address), so that the interpreter
+   * can keep it and translate the next accesses inside it without a call; NULL when va is not mapped */
+  void *(*region)(void *ctx, uint64_t va, uint64_t *lo, uint64_t *n);
 } kn_rdna3_mem;
+
+/* Decoded code objects, kept between dispatches: each kernel's instructions are decoded once into handlers with
+ * their operands (rdna3_prog.c), and checked against the code in memory at every dispatch, so a program loaded
+ * again at the same address is decoded again. */
+typedef struct kn_rdna3_cache kn_rdna3_cache;
+kn_rdna3_cache *kn_rdna3_cache_new(void);
+void kn_rdna3_cache_free(kn_rdna3_cache *c);
 
 /* One kernel dispatch, as an AQL kernel-dispatch packet and the loaded code object describe it. */
 typedef struct {
@@ -24,6 +35,8 @@ typedef struct {
   uint32_t group_segment_bytes; /* LDS per workgroup: the descriptor's plus the packet's dynamic amount */
   uint64_t aql_packet_va;    /* GPU address of the 64-byte AQL packet, for kernels that ask for a dispatch ptr; 0 when
                               * there is none (such a kernel is then refused) */
+  kn_rdna3_cache *cache;     /* decoded programs to reuse; NULL decodes for this dispatch only */
+  bool generic;              /* every instruction through the per-lane executors (no fast paths): for comparing */
 } kn_rdna3_dispatch;
 
 /* What a dispatch did, accumulated over its waves. */
@@ -50,5 +63,10 @@ unsigned kn_rdna3_decode(const uint32_t *words, size_t n, const char **family, u
  * (an instruction the emulator does not implement names its mnemonic). For walking the code objects a suite
  * compiled (tests/test_amd_kcache.c). */
 unsigned kn_rdna3_probe(const uint32_t *words, size_t n, const char *kernel, uint64_t pc, char *err, size_t errlen);
+
+/* Runs the vector ALU instruction at words[0..n) on a random wave state (seeded) through its fast path and through
+ * the per-lane executor, and compares every register: 1 when both agree, 0 when the instruction has no fast path,
+ * -1 with a message naming the first difference. */
+int kn_rdna3_check_fast(const uint32_t *words, size_t n, uint64_t seed, char *err, size_t errlen);
 
 #endif

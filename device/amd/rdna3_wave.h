@@ -33,6 +33,8 @@ typedef struct {
   uint8_t *lds;
   uint32_t lds_size;
   uint32_t wg_id[3];
+  uint64_t map_lo, map_n; /* the mapping the last access hit (kn_rdna3_mem.region), at map_host */
+  uint8_t *map_host;
   uint64_t entry; /* the kernel's first instruction: messages give pcs relative to it */
   char *err;
   size_t errlen;
@@ -71,6 +73,54 @@ int kn_cu_unimplemented(kn_cu *cu, const kn_wave *w);
 
 /* Memory: a host pointer for n bytes at va, or NULL with the dispatch's error set (fault naming the address). */
 void *kn_cu_mem(kn_cu *cu, const kn_wave *w, uint64_t va, size_t n, bool write);
+
+/* Encoding families, in the order of rdna3_prog.c's table. */
+enum { KN_FAM_SOP2, KN_FAM_SOPK, KN_FAM_SOP1, KN_FAM_SOPC, KN_FAM_SOPP, KN_FAM_SMEM, KN_FAM_VOP1, KN_FAM_VOP2,
+       KN_FAM_VOPC, KN_FAM_VOP3, KN_FAM_VOP3P, KN_FAM_VOPD, KN_FAM_DS, KN_FAM_GLOBAL, KN_FAM_FLAT, KN_FAM_SCRATCH,
+       KN_FAM_MUBUF, KN_NFAM };
+/* the family index of a decoder family name, -1 when none */
+int kn_rdna3_family(const char *name);
+
+/* One vector ALU operation in the fast path's form (rdna3_fast.c): operands resolved at decode time. */
+typedef struct {
+  uint16_t op;         /* VOP3 opcode (v_fmaak/v_fmamk become v_fma with the constant in place) */
+  uint8_t vdst, sdst;  /* sdst: the scalar destination of a compare mask or a carry-out */
+  uint8_t kind[3];     /* none, VGPR, SGPR, constant */
+  uint8_t idx[3];      /* register number */
+  uint32_t val[3];     /* constant value */
+  uint8_t cmpx, neg64; /* compare writes EXEC; which 64-bit constant operands are negative (sign-extended) */
+} kn_fop;
+
+/* One instruction of a code object, decoded once (rdna3_prog.c) and then run by its handler: the fast paths
+ * (rdna3_fast.c), a no-op, or kn_inst_generic, which hands the words to the family's executor below. A handler
+ * advances (or branches) the wave's pc and returns 0, or -1 with the dispatch's error set. */
+typedef struct kn_inst kn_inst;
+typedef int (*kn_inst_fn)(kn_cu *cu, kn_wave *w, const kn_inst *in);
+struct kn_inst {
+  kn_inst_fn fn;       /* NULL: not decoded yet */
+  const uint32_t *w;   /* its words, in the program's copy of the code (at least 4 readable) */
+  uint16_t op;
+  uint8_t len, fam, cls; /* bytes, KN_FAM_*, KN_RDNA3_* counter class */
+  kn_fop x, y;         /* the fast path's operation (y: VOPD's second half) */
+};
+int kn_inst_generic(kn_cu *cu, kn_wave *w, const kn_inst *in);
+
+/* A kernel's code as decoded so far: a copy of its bytes from the entry to the end of their mapping (up to 1 MiB),
+ * and one slot per dword, filled when the wave first reaches it. */
+typedef struct {
+  uint64_t entry, size; /* bytes of code copied */
+  uint32_t *words;      /* size/4 dwords and 4 of padding */
+  kn_inst *insts;       /* size/4 slots */
+  bool generic;
+} kn_rdna3_prog;
+/* The program at entry, from the cache when the code in memory is unchanged; NULL with a message. */
+kn_rdna3_prog *kn_prog_get(kn_rdna3_cache *c, const kn_rdna3_mem *mem, uint64_t entry, bool generic,
+                           const char *name, char *err, size_t errlen);
+/* Decodes the instruction at the wave's pc into its slot; NULL with the dispatch's error set (a pc outside the
+ * code, a word that is no gfx11 encoding the interpreter decodes). */
+const kn_inst *kn_prog_decode(kn_cu *cu, kn_rdna3_prog *p, const kn_wave *w);
+/* Gives in a fast handler when its opcode and operand forms have one. */
+bool kn_fast_decode(kn_inst *in);
 
 /* Executors, one per encoding family (rdna3_salu.c, rdna3_valu.c, rdna3_vop3p.c, rdna3_mem.c). */
 int kn_exec_sop2(kn_cu *cu, kn_wave *w);
