@@ -67,21 +67,29 @@ static void print_step_counters(kn_model *m, kn_device *dev, int pos) {
   kn_kernel_counters *c = n ? calloc(n, sizeof *c) : NULL;
   if (c) n = kn_device_counters(dev, c, n);
   if (!c || !n) return free(c);
-  uint64_t rd = 0, wr = 0, insts = 0;
-  printf("kernels of one decode step on %s (%d kernels):\n", kn_device_name(dev), n);
-  printf("  %-40s %5s %8s %12s %12s %12s %12s %12s\n", "kernel", "runs", "waves", "read MiB", "written MiB", "valu",
-         "vmem", "salu+smem");
+  uint64_t rd = 0, wr = 0, insts = 0, dist = 0, topd = 0, topf = 0;
+  printf("kernels of one decode step on %s (%d kernels); read: bytes the lanes read; least: distinct bytes (each "
+         "address once per launch); top input: of the buffer a launch reads most of (a matmul's weight), its bytes "
+         "and how often each was fetched (lanes of one instruction in a workgroup reading the same bytes share a "
+         "fetch):\n",
+         kn_device_name(dev), n);
+  printf("  %-36s %5s %7s %10s %10s %10s %10s %7s %11s %10s %10s\n", "kernel", "runs", "waves", "read MiB", "least MiB",
+         "written", "top MiB", "fetched", "valu", "vmem", "salu+smem");
   for (int i = 0; i < n; i++) {
     uint64_t all = 0;
     for (int j = 0; j < KN_COUNTER_CLASSES; j++) all += c[i].insts[j];
-    printf("  %-40.40s %5llu %8llu %12.3f %12.3f %12llu %12llu %12llu\n", c[i].name, (unsigned long long)c[i].launches,
-           (unsigned long long)c[i].waves, c[i].global_read / 1048576.0, c[i].global_written / 1048576.0,
-           (unsigned long long)c[i].insts[1], (unsigned long long)c[i].insts[3],
-           (unsigned long long)(c[i].insts[0] + c[i].insts[2]));
+    printf("  %-36.36s %5llu %7llu %10.3f %10.3f %10.3f %10.3f %6.2fx %11llu %10llu %10llu\n", c[i].name,
+           (unsigned long long)c[i].launches, (unsigned long long)c[i].waves, c[i].global_read / 1048576.0,
+           c[i].read_distinct / 1048576.0, c[i].global_written / 1048576.0, c[i].top_distinct / 1048576.0,
+           c[i].top_distinct ? (double)c[i].top_fetched / c[i].top_distinct : 0.0, (unsigned long long)c[i].insts[1],
+           (unsigned long long)c[i].insts[3], (unsigned long long)(c[i].insts[0] + c[i].insts[2]));
     rd += c[i].global_read, wr += c[i].global_written, insts += all;
+    dist += c[i].read_distinct, topd += c[i].top_distinct, topf += c[i].top_fetched;
   }
-  printf("  total: %.1f MiB read (weights %.1f MiB), %.1f MiB written, %llu instructions (per wave)\n", rd / 1048576.0,
-         m->weight_bytes / 1048576.0, wr / 1048576.0, (unsigned long long)insts);
+  printf("  total: %.1f MiB read by lanes, %.1f MiB distinct (weights %.1f MiB), %.1f MiB written, %llu instructions "
+         "(per wave); top inputs %.1f MiB fetched %.3fx\n", rd / 1048576.0, dist / 1048576.0,
+         m->weight_bytes / 1048576.0, wr / 1048576.0, (unsigned long long)insts, topd / 1048576.0,
+         topd ? (double)topf / topd : 0.0);
   free(c);
 }
 

@@ -65,6 +65,11 @@ typedef struct {
   uint64_t insts[KN_COUNTER_CLASSES]; /* per wave, by class: kn_counter_class_name(i) */
   uint64_t global_read, global_written;
   uint64_t waves, workgroups;
+  /* counted after the first kn_device_counters_reset: distinct bytes read (each address once per launch: the least
+   * the kernel could read), and of the buffer each launch read most distinct bytes of (a matmul's weight) its
+   * distinct bytes and the bytes fetched (lanes of one instruction in one workgroup reading the same bytes fetch
+   * them once) */
+  uint64_t read_distinct, top_distinct, top_fetched;
 } kn_kernel_counters;
 /* "salu", "valu", "smem", "vmem", "lds", "branch", "other" */
 const char *kn_counter_class_name(int cls);

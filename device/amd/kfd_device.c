@@ -102,6 +102,8 @@ static int amd_counters(kn_device *d, kn_kernel_counters *out, int max) {
     for (int j = 0; j < KN_COUNTER_CLASSES; j++) o->insts[j] = c[i].stats.insts[j];
     o->global_read = c[i].stats.global_read, o->global_written = c[i].stats.global_written;
     o->waves = c[i].stats.waves, o->workgroups = c[i].stats.workgroups;
+    o->read_distinct = c[i].stats.read_distinct, o->top_distinct = c[i].stats.top_distinct;
+    o->top_fetched = c[i].stats.top_fetched;
   }
   free(c);
   return n;

@@ -65,6 +65,7 @@ void kn_emu_counters_reset(kn_amd_transport *t) {
   kn_kfd_emu *e = t->ctx;
   pthread_mutex_lock(&e->lock);
   e->ncounters = 0;
+  e->track_reads = true; /* someone reads the counters: from now on, with distinct and fetched bytes */
   pthread_mutex_unlock(&e->lock);
 }
 
@@ -85,7 +86,7 @@ static int dispatch(kn_kfd_emu *e, emu_queue *q, const kn_aql_dispatch *p, uint6
   }
   kn_rdna3_dispatch d = {.name = name, .kd_va = p->kernel_object, .kernarg_va = p->kernarg_address,
                          .group_segment_bytes = p->group_segment_size, .aql_packet_va = packet_va,
-                         .cache = e->programs};
+                         .cache = e->programs, .track_reads = e->track_reads};
   for (unsigned i = 0; i < 3; i++) {
     d.grid[i] = i < dims ? p->grid_size[i] : 1;
     d.wg[i] = i < dims ? p->workgroup_size[i] : 1;
@@ -105,6 +106,8 @@ static int dispatch(kn_kfd_emu *e, emu_queue *q, const kn_aql_dispatch *p, uint6
     c->launches++;
     for (int i = 0; i < KN_RDNA3_NCLASS; i++) c->stats.insts[i] += stats.insts[i];
     c->stats.global_read += stats.global_read, c->stats.global_written += stats.global_written;
+    c->stats.read_distinct += stats.read_distinct, c->stats.top_distinct += stats.top_distinct;
+    c->stats.top_fetched += stats.top_fetched;
     c->stats.waves += stats.waves, c->stats.workgroups += stats.workgroups;
   }
   return 0;

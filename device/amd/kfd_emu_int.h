@@ -60,6 +60,7 @@ typedef struct {
   kn_amd_counters *counters;
   int ncounters, capcounters;
   kn_rdna3_cache *programs; /* the compute unit's decoded kernels */
+  bool track_reads;         /* distinct/fetched read bytes per kernel: on after the first counters reset */
   bool mem_fault, hw_fault; /* reported through the MEMORY / HW_EXCEPTION events */
   uint64_t fault_va;
   char fault[512];

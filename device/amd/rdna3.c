@@ -97,13 +97,62 @@ int kn_cu_unimplemented(kn_cu *cu, const kn_wave *w) {
   return kn_errf(cu->err, cu->errlen, "rdna3: %s: instruction not implemented by the emulator", where);
 }
 
+/* Read tracking: marks [va, va+n) read in the mapping's bitmap, counting new bytes as distinct, and counts the
+ * bytes as fetched unless a lane of the same instruction in this workgroup read the same bytes (the waves of a
+ * workgroup share a compute unit and its cache, so the second wave's read of the bytes the first wave's same
+ * instruction fetched costs no memory traffic). */
+static void track_read(kn_cu *cu, uint64_t va, size_t n) {
+  if (cu->map_rd < 0) return;
+  struct kn_rdbuf *b = &cu->rd[cu->map_rd];
+  unsigned h = (unsigned)((va >> 2) ^ (va >> 13) ^ (cu->pc >> 2) * 0x9e3779b1u) & (KN_FETCH_SLOTS - 1);
+  for (int probe = 0;; probe++, h = (h + 1) & (KN_FETCH_SLOTS - 1)) {
+    struct kn_fetch *f = &cu->fetch[h];
+    if (f->seq != cu->seq) {
+      f->seq = cu->seq, f->va = va, f->n = (uint32_t)n, f->pc = cu->pc;
+      b->fetched += n;
+      break;
+    }
+    if (f->va == va && f->n == n && f->pc == cu->pc) break; /* the same bytes as another lane's */
+    if (probe == 64) { /* a full neighbourhood: count it */
+      b->fetched += n;
+      break;
+    }
+  }
+  for (uint64_t off = va - b->lo, end = off + n; off < end;) { /* at most 16 bits of the bitmap at a time */
+    unsigned k = end - off > 16 ? 16 : (unsigned)(end - off);
+    uint32_t win, mask = ((1u << k) - 1) << (off & 7);
+    memcpy(&win, b->seen + (off >> 3), 4);
+    b->distinct += (uint64_t)__builtin_popcount(mask & ~win);
+    win |= mask;
+    memcpy(b->seen + (off >> 3), &win, 4);
+    off += k;
+  }
+}
+
+/* the tracker of mapping [lo, lo+n): found, started, or -1 when 16 are in use or memory is short */
+static int tracker(kn_cu *cu, uint64_t lo, uint64_t n) {
+  if (!cu->fetch) return -1;
+  for (int i = 0; i < cu->nrd; i++)
+    if (cu->rd[i].lo == lo) return i;
+  if (cu->nrd == 16) return -1;
+  uint8_t *seen = calloc(n / 8 + 8, 1);
+  if (!seen) return -1;
+  cu->rd[cu->nrd] = (struct kn_rdbuf){.lo = lo, .n = n, .seen = seen};
+  return cu->nrd++;
+}
+
 void *kn_cu_mem(kn_cu *cu, const kn_wave *w, uint64_t va, size_t n, bool write) {
-  if (va - cu->map_lo < cu->map_n && n <= cu->map_n - (va - cu->map_lo)) return cu->map_host + (va - cu->map_lo);
+  if (va - cu->map_lo < cu->map_n && n <= cu->map_n - (va - cu->map_lo)) {
+    if (!write && cu->fetch) cu->pc = w->pc, track_read(cu, va, n);
+    return cu->map_host + (va - cu->map_lo);
+  }
   if (cu->mem->region) {
     uint64_t lo, len;
     uint8_t *h = cu->mem->region(cu->mem->ctx, va, &lo, &len);
     if (h && va - lo < len && n <= len - (va - lo)) {
       cu->map_lo = lo, cu->map_n = len, cu->map_host = h;
+      cu->map_rd = tracker(cu, lo, len);
+      if (!write && cu->fetch) cu->pc = w->pc, track_read(cu, va, n);
       return h + (va - lo);
     }
   }
@@ -225,10 +274,12 @@ int kn_rdna3_run(const kn_rdna3_dispatch *d, const kn_rdna3_mem *mem, kn_rdna3_s
     return own || d->cache ? -1 : kn_errf(err, errlen, "rdna3: out of memory");
   }
   kn_rdna3_stats local = {0};
-  kn_cu cu = {.d = d, .mem = mem, .st = &local, .err = err, .errlen = errlen, .fam = "", .w = (const uint32_t[1]){0}};
+  kn_cu cu = {.d = d, .mem = mem, .st = &local, .err = err, .errlen = errlen, .fam = "", .w = (const uint32_t[1]){0},
+            .map_rd = -1};
   cu.lds_size = d->group_segment_bytes;
   cu.entry = k.entry;
   cu.lds = calloc(cu.lds_size ? cu.lds_size : 1, 1);
+  if (d->track_reads) cu.fetch = calloc(KN_FETCH_SLOTS, sizeof *cu.fetch);
   kn_wave *waves = calloc(nwave, sizeof *waves);
   int rc = 0;
   if (!cu.lds || !waves) rc = kn_errf(err, errlen, "out of memory for %u waves", nwave);
@@ -246,6 +297,7 @@ int kn_rdna3_run(const kn_rdna3_dispatch *d, const kn_rdna3_mem *mem, kn_rdna3_s
         memcpy(cu.wg_id, wg, sizeof wg);
         memset(cu.lds, 0, cu.lds_size);
         for (uint32_t i = 0; i < nw; i++) init_wave(&waves[i], d, &k, wg, sz, i);
+        cu.seq++;
         rc = run_workgroup(&cu, prog, waves, nw);
         local.waves += nw;
         local.workgroups++;
@@ -253,10 +305,19 @@ int kn_rdna3_run(const kn_rdna3_dispatch *d, const kn_rdna3_mem *mem, kn_rdna3_s
   free(waves);
   free(cu.lds);
   kn_rdna3_cache_free(own);
+  free(cu.fetch);
+  for (int i = 0; i < cu.nrd; i++) {
+    local.read_distinct += cu.rd[i].distinct;
+    if (cu.rd[i].distinct > local.top_distinct) local.top_distinct = cu.rd[i].distinct, local.top_fetched = cu.rd[i].fetched;
+    free(cu.rd[i].seen);
+  }
   if (stats) {
     for (int i = 0; i < KN_RDNA3_NCLASS; i++) stats->insts[i] += local.insts[i];
     stats->global_read += local.global_read;
     stats->global_written += local.global_written;
+    stats->read_distinct += local.read_distinct;
+    stats->top_distinct += local.top_distinct;
+    stats->top_fetched += local.top_fetched;
     stats->waves += local.waves;
     stats->workgroups += local.workgroups;
   }

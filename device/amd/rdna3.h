@@ -37,6 +37,7 @@ typedef struct {
                               * there is none (such a kernel is then refused) */
   kn_rdna3_cache *cache;     /* decoded programs to reuse; NULL decodes for this dispatch only */
   bool generic;              /* every instruction through the per-lane executors (no fast paths): for comparing */
+  bool track_reads;          /* count distinct and fetched bytes per buffer (kn_rdna3_stats), at some cost */
 } kn_rdna3_dispatch;
 
 /* What a dispatch did, accumulated over its waves. */
@@ -45,6 +46,12 @@ enum { KN_RDNA3_SALU, KN_RDNA3_VALU, KN_RDNA3_SMEM, KN_RDNA3_VMEM, KN_RDNA3_LDS,
 typedef struct {
   uint64_t insts[KN_RDNA3_NCLASS]; /* instructions issued, by class (per wave, not per lane) */
   uint64_t global_read, global_written; /* bytes moved by global/flat/buffer and SMEM instructions (active lanes) */
+  /* With read tracking on (kn_rdna3_dispatch.track_reads, and a memory with regions): the distinct bytes the
+   * dispatch read, the least it could read; and of the buffer it read most distinct bytes of (for a matrix-vector
+   * product, the weight), the distinct bytes and the bytes fetched, where lanes of one instruction in one
+   * workgroup that read the same bytes share one fetch (coalesced in a wave, then served by the compute unit's
+   * cache to the workgroup's other waves). */
+  uint64_t read_distinct, top_distinct, top_fetched;
   uint64_t waves, workgroups;
 } kn_rdna3_stats;
 

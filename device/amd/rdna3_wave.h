@@ -10,7 +10,7 @@
 
 #include "rdna3.h"
 
-enum { KN_LANES = 32, KN_NVGPR = 256 };
+enum { KN_LANES = 32, KN_NVGPR = 256, KN_FETCH_SLOTS = 1 << 16 };
 /* gfx11 scalar operand numbers */
 enum { OP_VCC_LO = 106, OP_VCC_HI = 107, OP_NULL = 124, OP_M0 = 125, OP_EXEC_LO = 126, OP_EXEC_HI = 127,
        OP_DPP8 = 233, OP_DPP8FI = 234, OP_SHARED_BASE = 235, OP_SHARED_LIMIT = 236, OP_PRIVATE_BASE = 237,
@@ -35,6 +35,12 @@ typedef struct {
   uint32_t wg_id[3];
   uint64_t map_lo, map_n; /* the mapping the last access hit (kn_rdna3_mem.region), at map_host */
   uint8_t *map_host;
+  /* read tracking (d->track_reads): per mapping read, a bitmap of the bytes read and the counts */
+  struct kn_rdbuf { uint64_t lo, n, distinct, fetched; uint8_t *seen; } rd[16];
+  int nrd, map_rd;        /* map_rd: the tracker of the cached mapping, -1 for none */
+  uint64_t seq;           /* workgroups run: which reads belong to one workgroup */
+  uint64_t pc;            /* the instruction reading */
+  struct kn_fetch { uint64_t va, pc, seq; uint32_t n; } *fetch; /* this workgroup's reads, hashed */
   uint64_t entry; /* the kernel's first instruction: messages give pcs relative to it */
   char *err;
   size_t errlen;
