@@ -104,7 +104,7 @@ int kn_cu_unimplemented(kn_cu *cu, const kn_wave *w) {
 static void track_read(kn_cu *cu, uint64_t va, size_t n) {
   if (cu->map_rd < 0) return;
   struct kn_rdbuf *b = &cu->rd[cu->map_rd];
-  unsigned h = (unsigned)((va >> 2) ^ (va >> 13) ^ (cu->pc >> 2) * 0x9e3779b1u) & (KN_FETCH_SLOTS - 1);
+  unsigned h = (unsigned)((va * 0x9e3779b97f4a7c15ull ^ cu->pc * 0xc2b2ae3d27d4eb4full) >> 40) & (KN_FETCH_SLOTS - 1);
   for (int probe = 0;; probe++, h = (h + 1) & (KN_FETCH_SLOTS - 1)) {
     struct kn_fetch *f = &cu->fetch[h];
     if (f->seq != cu->seq) {
@@ -113,7 +113,7 @@ static void track_read(kn_cu *cu, uint64_t va, size_t n) {
       break;
     }
     if (f->va == va && f->n == n && f->pc == cu->pc) break; /* the same bytes as another lane's */
-    if (probe == 64) { /* a full neighbourhood: count it */
+    if (probe == 1024) { /* a full table: count it (a workgroup reads far fewer places than it holds) */
       b->fetched += n;
       break;
     }
@@ -237,7 +237,8 @@ static int run_workgroup(kn_cu *cu, kn_rdna3_prog *p, kn_wave *waves, uint32_t n
       kn_wave *w = &waves[i];
       while (w->state == WAVE_RUN) {
         uint64_t off = w->pc - p->entry;
-        const kn_inst *in = off < p->size ? &p->insts[off >> 2] : NULL;
+        const kn_inst *ch = off < p->size ? p->chunks[(off >> 2) / KN_CHUNK] : NULL;
+        const kn_inst *in = ch ? &ch[(off >> 2) % KN_CHUNK] : NULL;
         if ((!in || !in->fn || (off & 3)) && !(in = kn_prog_decode(cu, p, w))) return -1;
         insts[in->cls]++;
         if (in->fn(cu, w, in)) return -1;

@@ -64,7 +64,11 @@ const kn_inst *kn_prog_decode(kn_cu *cu, kn_rdna3_prog *p, const kn_wave *w) {
     return kn_errf(cu->err, cu->errlen, "rdna3: kernel %s: pc 0x%llx is not mapped (wave ran past its code?)",
                    cu->d->name ? cu->d->name : "?", (unsigned long long)w->pc), NULL;
   }
-  kn_inst *in = &p->insts[off / 4];
+  kn_inst **ch = &p->chunks[off / 4 / KN_CHUNK];
+  if (!*ch && !(*ch = calloc(KN_CHUNK, sizeof **ch)))
+    return kn_errf(cu->err, cu->errlen, "rdna3: out of memory decoding kernel %s", cu->d->name ? cu->d->name : "?"),
+           NULL;
+  kn_inst *in = &(*ch)[off / 4 % KN_CHUNK];
   if (in->fn) return in;
   const uint32_t *words = p->words + off / 4;
   size_t avail = (p->size - off) / 4;
@@ -102,7 +106,8 @@ kn_rdna3_cache *kn_rdna3_cache_new(void) { return calloc(1, sizeof(kn_rdna3_cach
 static void prog_free(kn_rdna3_prog *p) {
   if (!p) return;
   free(p->words);
-  free(p->insts);
+  for (uint64_t i = 0; p->chunks && i < (p->size / 4 + KN_CHUNK - 1) / KN_CHUNK; i++) free(p->chunks[i]);
+  free(p->chunks);
   free(p);
 }
 
@@ -135,18 +140,27 @@ kn_rdna3_prog *kn_prog_get(kn_rdna3_cache *c, const kn_rdna3_mem *mem, uint64_t 
     c->progs[i] = c->progs[--c->n];
     break;
   }
+  if (c->n >= 256) /* programs freed since: drop those whose code is no longer in memory as it was */
+    for (int i = c->n - 1; i >= 0; i--) {
+      const void *code = mem->translate(mem->ctx, c->progs[i]->entry, c->progs[i]->size);
+      if (!code || memcmp(code, c->progs[i]->words, c->progs[i]->size))
+        prog_free(c->progs[i]), c->progs[i] = c->progs[--c->n];
+    }
   uint64_t size = mapped_bytes(mem, entry, PROG_MAX);
   if (!size)
     return kn_errf(err, errlen, "rdna3: kernel %s: pc 0x%llx is not mapped (no code at the entry)", name ? name : "?",
                    (unsigned long long)entry), NULL;
   kn_rdna3_prog *p = calloc(1, sizeof *p);
-  if (p) p->words = calloc(size / 4 + 4, 4), p->insts = calloc(size / 4, sizeof *p->insts);
+  if (p) {
+    p->words = calloc(size / 4 + 4, 4);
+    p->chunks = calloc((size / 4 + KN_CHUNK - 1) / KN_CHUNK, sizeof *p->chunks);
+  }
   if (c->n == c->cap) {
     int cap = c->cap ? c->cap * 2 : 64;
     kn_rdna3_prog **np = realloc(c->progs, (size_t)cap * sizeof *np);
     if (np) c->progs = np, c->cap = cap;
   }
-  if (!p || !p->words || !p->insts || c->n == c->cap)
+  if (!p || !p->words || !p->chunks || c->n == c->cap)
     return prog_free(p), kn_errf(err, errlen, "rdna3: out of memory decoding kernel %s", name ? name : "?"), NULL;
   p->entry = entry, p->size = size, p->generic = generic;
   memcpy(p->words, mem->translate(mem->ctx, entry, size), size);

@@ -10,7 +10,7 @@
 
 #include "rdna3.h"
 
-enum { KN_LANES = 32, KN_NVGPR = 256, KN_FETCH_SLOTS = 1 << 16 };
+enum { KN_LANES = 32, KN_NVGPR = 256, KN_FETCH_SLOTS = 1 << 16, KN_CHUNK = 256 };
 /* gfx11 scalar operand numbers */
 enum { OP_VCC_LO = 106, OP_VCC_HI = 107, OP_NULL = 124, OP_M0 = 125, OP_EXEC_LO = 126, OP_EXEC_HI = 127,
        OP_DPP8 = 233, OP_DPP8FI = 234, OP_SHARED_BASE = 235, OP_SHARED_LIMIT = 236, OP_PRIVATE_BASE = 237,
@@ -112,11 +112,12 @@ struct kn_inst {
 int kn_inst_generic(kn_cu *cu, kn_wave *w, const kn_inst *in);
 
 /* A kernel's code as decoded so far: a copy of its bytes from the entry to the end of their mapping (up to 1 MiB),
- * and one slot per dword, filled when the wave first reaches it. */
+ * and one slot per dword, filled when a wave first reaches it. */
 typedef struct {
   uint64_t entry, size; /* bytes of code copied */
   uint32_t *words;      /* size/4 dwords and 4 of padding */
-  kn_inst *insts;       /* size/4 slots */
+  kn_inst **chunks;     /* slots in chunks of KN_CHUNK dwords, allocated when a wave first runs into one (a code
+                         * object's mapping is mostly not code) */
   bool generic;
 } kn_rdna3_prog;
 /* The program at entry, from the cache when the code in memory is unchanged; NULL with a message. */
