@@ -8,7 +8,8 @@
 
 #include "cmds.h"
 #include "membw.h"
-#include "device/env.h"
+#include "device/base/env.h"
+#include "device/device.h" /* the per-kernel counters of a counting device */
 #include "models/gguf.h"
 #include "models/model.h"
 #include "models/registry.h"
@@ -186,7 +187,7 @@ int kn_cmd_bench(int argc, char **argv) {
       }
       bts[r] = (double)batch * tg / (kn_now() - a);
     }
-    bws[r] = kn_read_bandwidth(kn_device_target(dev)->ncores);
+    bws[r] = kn_read_bandwidth(kn_device_threads(dev));
   }
   if (rc) fprintf(stderr, "kiln bench: %s\n", err);
   else {
@@ -208,7 +209,7 @@ int kn_cmd_bench(int argc, char **argv) {
     double bw = median(bws, reps), bpt = bytes_per_token(m, pp + tg / 2);
     if (bw > 0)
       printf("read bandwidth %.1f GB/s (%d threads, median of %d); %.1f MiB read per token -> limit %.1f tok/s; "
-             "decode at %.0f%% of it\n", bw * 1e-9, kn_device_target(dev)->ncores, reps, bpt / 1048576.0, bw / bpt,
+             "decode at %.0f%% of it\n", bw * 1e-9, kn_device_threads(dev), reps, bpt / 1048576.0, bw / bpt,
              100 * tg_rate / (bw / bpt));
     else
       printf("read bandwidth: could not be measured\n");

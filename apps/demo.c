@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cmds.h"
-#include "device/env.h"
+#include "device/base/env.h"
 #include "ops/ops.h"
 
 static int usage(FILE *f) {

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "device/env.h"
+#include "device/base/env.h"
 #include "metrics.h"
 
 static const double ttft_bounds[KN_TTFT_BUCKETS] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};

@@ -13,7 +13,7 @@
 
 #include <microhttpd.h>
 
-#include "device/env.h"
+#include "device/base/env.h"
 #include "models/text/json_read.h"
 #include "models/model.h"
 #include "ollama.h"

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "cmds.h"
-#include "device/env.h"
+#include "device/base/env.h"
 #include "models/text/chat.h"
 #include "models/model.h"
 #include "models/registry.h"

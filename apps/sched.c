@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "device/env.h"
+#include "device/base/env.h"
 #include "models/model.h"
 #include "models/session.h"
 #include "serve.h"

@@ -14,7 +14,7 @@
 #include <microhttpd.h>
 
 #include "cmds.h"
-#include "device/env.h"
+#include "device/base/env.h"
 #include "models/text/json_read.h"
 #include "models/model.h"
 #include "models/registry.h"

@@ -11,7 +11,7 @@
 
 #include <microhttpd.h>
 
-#include "device/env.h"
+#include "device/base/env.h"
 #include "serve.h"
 
 typedef struct gconn {

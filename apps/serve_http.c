@@ -14,7 +14,7 @@
 
 #include <microhttpd.h>
 
-#include "device/env.h"
+#include "device/base/env.h"
 #include "models/model.h"
 #include "metrics.h"
 #include "ollama.h"

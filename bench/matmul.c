@@ -14,7 +14,7 @@
 
 #include "codegen/codegen.h"
 #include "device/device.h"
-#include "device/env.h"
+#include "device/base/env.h"
 #include "tests/ref_quant.h"
 
 typedef float v16 __attribute__((vector_size(64)));

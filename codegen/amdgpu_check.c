@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../device/env.h"
+#include "../device/base/env.h"
 #include "codegen.h"
 #include "../device/elf.h"
 

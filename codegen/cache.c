@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../device/env.h"
+#include "../device/base/env.h"
 #include "codegen.h"
 #include "llvm_target.h"
 #include "sha256.h"

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <uthash.h>
 
-#include "../device/env.h"
+#include "../device/base/env.h"
 #include "attention.h"
 #include "cache.h"
 #include "codegen.h"

@@ -3,7 +3,7 @@
 #ifndef KN_CODEGEN_H
 #define KN_CODEGEN_H
 
-#include "dtype.h"
+#include "../device/base/dtype.h"
 #include "kernel.h"
 #include "../device/device.h"
 

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../device/env.h"
+#include "../device/base/env.h"
 #include "loopir.h"
 
 #define GROUP_MAX 256 /* work items per workgroup for a split reduction */

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "dtype.h"
+#include "../device/base/dtype.h"
 
 #define KN_MAXDIM 8
 #define KN_MAXVIEWS 6

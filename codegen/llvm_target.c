@@ -1,7 +1,7 @@
 /* LLVM back-end plumbing: target registration, target machines for a kn_target, the new-pass-manager optimization
  * pipeline, object and assembly emission to memory, and disassembly of an emitted ELF object (kiln cache show).
  * Everything that turns an LLVM module into bytes lives here, so the IR builder never touches a TargetMachine. */
-#include "../device/env.h"
+#include "../device/base/env.h"
 #include "llvm_target.h"
 
 #include <llvm-c/Analysis.h>

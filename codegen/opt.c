@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../device/env.h"
+#include "../device/base/env.h"
 #include "loopir.h"
 
 typedef struct {

@@ -8,7 +8,7 @@
  * activations only, so LLVM computes them once for all the rows that share them. */
 #include <string.h>
 
-#include "../device/env.h"
+#include "../device/base/env.h"
 #include "emit.h"
 
 typedef struct {

@@ -20,8 +20,8 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "base/env.h"
 #include "elf.h"
-#include "env.h"
 #include "pool.h"
 
 #define BIG_ALLOC (1u << 20) /* from here on, buffers are their own mapping (zero pages, huge pages allowed) */

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "backend.h"
-#include "env.h"
+#include "base/env.h"
 
 /* x86-64 micro-architecture levels (the psABI's), and CPUs LLVM knows named by their level plus extras. */
 #define X86_V1 "+cmov,+cx8,+fxsr,+mmx,+sse,+sse2"

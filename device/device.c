@@ -8,7 +8,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "env.h"
+#include "base/env.h"
 #include "backend.h"
 
 static const struct {
@@ -56,6 +56,9 @@ void kn_device_close(kn_device *d) {
 
 const char *kn_device_name(const kn_device *d) { return d ? d->name : "(none)"; }
 const kn_target *kn_device_target(const kn_device *d) { return d ? &d->target : NULL; }
+
+bool kn_device_host_memory(const kn_device *d) { return d && d->target.kind == KN_TARGET_CPU; }
+int kn_device_threads(const kn_device *d) { return d && d->target.kind == KN_TARGET_CPU ? d->target.ncores : 0; }
 
 int kn_device_mem(const kn_device *d, uint64_t *total, uint64_t *avail) {
   uint64_t t = 0, a = 0;

@@ -36,6 +36,8 @@ kn_device *kn_device_open(const char *name, char *err, size_t errlen);
 void kn_device_close(kn_device *d);
 const char *kn_device_name(const kn_device *d);
 const kn_target *kn_device_target(const kn_device *d);
+bool kn_device_host_memory(const kn_device *d); /* it computes in host memory (the CPU) */
+int kn_device_threads(const kn_device *d);      /* CPU threads it launches on (0 for a GPU) */
 /* Total and free memory the device reports, for memory planning. */
 int kn_device_mem(const kn_device *d, uint64_t *total, uint64_t *avail);
 

@@ -1,7 +1,7 @@
 /* A checked reader for the ELF64 objects LLVM emits: section table, symbol table and RELA relocations. Objects come
  * from the disk cache too, so every header field is validated against the file size before it is used. */
 #include "elf.h"
-#include "env.h"
+#include "base/env.h"
 
 #include <elf.h>
 #include <stdarg.h>

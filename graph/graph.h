@@ -1,5 +1,6 @@
 /* kiln's graph API: lazy tensors. Every operation builds a node of an immutable, hash-consed graph; nothing runs
- * until kn_realize (or a copy to the host). Model code (models/, ops/) is written against this header only.
+ * until kn_realize (or a copy to the host). Model code (models/, ops/) is written against this header only: it
+ * exposes the dtype table (device/base/) and the few device calls a program needs, never codegen/ or device/.
  *
  * Errors are sticky per context, like ferror(): an op with a bad argument records a message naming the op and
  * the shapes, and returns NULL; ops given NULL return NULL; kn_realize and kn_ctx_error report the first error. */
@@ -10,14 +11,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../codegen/codegen.h"
-#include "../codegen/dtype.h"
-#include "../device/device.h"
+#include "../device/base/dtype.h"
 
 typedef struct kn_uop kn_uop;
 typedef kn_uop *kn_t; /* a lazy tensor is a node of the graph */
 typedef struct kn_ctx kn_ctx;
 typedef struct kn_var kn_var;
+
+/* ---- devices: the part of device/device.h that programs use (the rest stays behind the graph) ---- */
+typedef struct kn_device kn_device;
+typedef struct kn_buf kn_buf; /* device memory; tensors own theirs (kn_from_buf, kn_buffer_of) */
+/* "CPU", "AMD" (the GPU behind /dev/kfd), "AMD:EMU" (the emulated gfx1100); NULL: $DEVICE, else CPU. On failure NULL
+ * and a message. */
+kn_device *kn_device_open(const char *name, char *err, size_t errlen);
+void kn_device_close(kn_device *d);
+const char *kn_device_name(const kn_device *d);
+int kn_device_mem(const kn_device *d, uint64_t *total, uint64_t *avail); /* what it reports, for memory planning */
+bool kn_device_host_memory(const kn_device *d); /* it computes in host memory (the CPU): host data is used in place */
+int kn_device_threads(const kn_device *d);      /* CPU threads it launches on (0 for a GPU) */
 
 /* ---- contexts: own the nodes made while they are current; realized buffers live on ctx's device ---- */
 kn_ctx *kn_ctx_new(kn_device *dev);
@@ -46,6 +57,9 @@ kn_t kn_from_host(kn_dtype dt, int ndim, const int64_t *shape, const void *data)
 /* A tensor over an existing device buffer (e.g. kn_buf_wrap_host of an mmapped file's weights): not copied. The
  * tensor takes the kn_buf handle; a wrapped (borrowed) buffer's memory stays its owner's when the context frees it. */
 kn_t kn_from_buf(kn_buf *buf, kn_dtype dt, int ndim, const int64_t *shape);
+/* A tensor over nbytes of host memory that outlives it (e.g. an mmapped file's weights): used in place where the
+ * device computes in host memory, else copied to a buffer of the device now. */
+kn_t kn_from_host_mem(kn_dtype dt, int ndim, const int64_t *shape, const void *data, size_t nbytes);
 kn_t kn_full(kn_dtype dt, double v, int ndim, const int64_t *shape);
 kn_t kn_scalar(kn_dtype dt, double v); /* 0-d */
 kn_t kn_arange(int64_t n, kn_dtype dt); /* 0, 1, ..., n-1 */

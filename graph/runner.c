@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../device/env.h"
+#include "../device/base/env.h"
 #include "schedule.h"
 
 typedef struct {

@@ -57,6 +57,28 @@ kn_t kn_from_buf(kn_buf *buf, kn_dtype dt, int ndim, const int64_t *shape) {
   return make_buffer(dt, ndim, shape, buf, true);
 }
 
+kn_t kn_from_host_mem(kn_dtype dt, int ndim, const int64_t *shape, const void *data, size_t nbytes) {
+  kn_ctx *c = kn_ctx_current();
+  kn_device *d = c ? kn_ctx_device(c) : NULL;
+  if (!d) return kn_graph_fail("kn_from_host_mem: no current context");
+  int64_t need = kn_dtype_nbytes(dt, kn_shape_numel(ndim, shape));
+  if (need < 0 || (size_t)need > nbytes)
+    return kn_graph_fail("kn_from_host_mem: a %s tensor of %lld elements does not fit %zu bytes", kn_dtype_name(dt),
+                         (long long)kn_shape_numel(ndim, shape), nbytes);
+  kn_buf *b = kn_buf_wrap_host(d, (void *)data, nbytes);
+  if (!b) { /* a device that cannot see host memory: a copy of this tensor only */
+    char err[256];
+    if (!(b = kn_buf_alloc(d, nbytes, err, sizeof err))) return kn_graph_fail("kn_from_host_mem: %s", err);
+    if (kn_buf_copyin(b, 0, data, nbytes)) {
+      kn_buf_free(b);
+      return kn_graph_fail("kn_from_host_mem: copying %zu bytes to the device failed", nbytes);
+    }
+  }
+  kn_t t = make_buffer(dt, ndim, shape, b, true);
+  if (!t) kn_buf_free(b);
+  return t;
+}
+
 static kn_t make_const(kn_dtype dt, double v, int ndim, const int64_t *shape) {
   if (kn_dtype_is_quant(dt)) return kn_graph_fail("a constant cannot have the block format %s", kn_dtype_name(dt));
   union {

@@ -4,6 +4,8 @@
 
 #include <uthash.h>
 
+#include "../codegen/codegen.h"
+#include "../device/device.h"
 #include "graph.h"
 
 typedef enum {

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../codegen/dtype.h"
+#include "../device/base/dtype.h"
 
 #define KN_GGUF_MAX_DIMS 4        /* GGML's limit on tensor rank */
 #define KN_GGUF_MAX_DEPTH 8       /* nesting limit for arrays of arrays */

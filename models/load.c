@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../device/env.h"
+#include "../device/base/env.h"
 #include "gguf.h"
 #include "arch.h"
 
@@ -108,7 +108,7 @@ static int64_t scratch_bytes(const kn_hparams *hp, int n_ctx, int slots, bool pr
 /* Runtime: the libraries, the tokenizer, the loaded kernels and the graphs of the captured passes (these grow with
  * the layers), measured on the CPU device. It is host memory: a GPU's plan leaves it out. */
 static int64_t runtime_bytes(const kn_hparams *hp, kn_device *dev) {
-  if (kn_device_target(dev)->kind != KN_TARGET_CPU) return 0;
+  if (!kn_device_host_memory(dev)) return 0;
   return ((int64_t)120 << 20) + (int64_t)hp->n_layer * (3 << 18);
 }
 
@@ -117,7 +117,7 @@ static int64_t runtime_bytes(const kn_hparams *hp, kn_device *dev) {
  * hold every byte. */
 static int64_t resident_weights(kn_gguf *g, kn_device *dev, int64_t weights, int64_t positions) {
   const kn_gguf_tensor *emb = kn_gguf_tensor_find(g, "token_embd.weight");
-  if (!emb || !kn_gguf_tensor_find(g, "output.weight") || kn_device_target(dev)->kind != KN_TARGET_CPU || emb->ndim < 2)
+  if (!emb || !kn_gguf_tensor_find(g, "output.weight") || !kn_device_host_memory(dev) || emb->ndim < 2)
     return weights;
   int64_t rows = (int64_t)(emb->nelems / emb->ne[0]), row = (int64_t)emb->nbytes / (rows ? rows : 1);
   int64_t touched = (positions < rows ? positions : rows) * (row > 4096 ? row : 4096);

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../codegen/dtype.h"
+#include "../device/base/dtype.h"
 
 float kn_f16_to_f32(uint16_t h);
 uint16_t kn_f32_to_f16(float f);    /* round to nearest even */

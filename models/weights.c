@@ -30,19 +30,11 @@ static kn_t wrap(kn_model *m, const char *name, const kn_gguf_tensor *t) {
   for (int i = 0; i < t->ndim; i++) shape[i] = (int64_t)t->ne[t->ndim - 1 - i];
   int dt = kn_dtype_from_ggml(t->type);
   if (dt < 0) return kn_model_fail(m, "tensor %s has GGML type %d, which kiln cannot read", name, t->type), NULL;
-  kn_buf *b = kn_buf_wrap_host(m->dev, (void *)t->data, t->nbytes);
-  if (!b) { /* devices without host access get a copy of each tensor, never the whole file */
-    char e2[256];
-    if (!(b = kn_buf_alloc(m->dev, t->nbytes, e2, sizeof e2)) || kn_buf_copyin(b, 0, t->data, t->nbytes)) {
-      if (b) kn_buf_free(b);
-      return kn_model_fail(m, "tensor %s: %s", name, b ? "copy to the device failed" : e2), NULL;
-    }
-  }
+  /* in place on the CPU; devices without host access get a copy of each tensor, never the whole file */
   kn_ctx *prev = kn_ctx_set(m->wctx);
-  kn_t w = kn_from_buf(b, (kn_dtype)dt, t->ndim, shape); /* the tensor owns b from here */
+  kn_t w = kn_from_host_mem((kn_dtype)dt, t->ndim, shape, t->data, t->nbytes);
   kn_ctx_set(prev);
   if (!w) {
-    kn_buf_free(b);
     return kn_model_fail(m, "tensor %s: %s", name, kn_ctx_error(m->wctx) ? kn_ctx_error(m->wctx) : "?"), NULL;
   }
   m->weight_bytes += t->nbytes;

@@ -27,14 +27,14 @@ CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno
  -I$ROOT -I$ROOT/build $(pkg-config --cflags libcjson libpcre2-8 libmicrohttpd 2>/dev/null)"
 LIBS="$(pkg-config --libs libcjson libpcre2-8 2>/dev/null || echo -lcjson -lpcre2-8) -lm -lpthread"
 TEXT="models/text/json_read.c models/text/chat_json.c models/text/chat_conv.c models/text/chat_detect.c models/text/chat_template.c
- models/text/toolcall.c models/text/toolcall_out.c models/text/json_constraint.c device/env.c"
-GGUF="models/gguf.c models/gguf_get.c models/gguf_write.c codegen/dtype.c"
+ models/text/toolcall.c models/text/toolcall_out.c models/text/json_constraint.c device/base/env.c"
+GGUF="models/gguf.c models/gguf_get.c models/gguf_write.c device/base/dtype.c"
 sources() {
   case $1 in
-  gguf_header) echo "$GGUF device/env.c" ;;
+  gguf_header) echo "$GGUF device/base/env.c" ;;
   request) echo "$TEXT apps/openai.c models/sample.c models/text/json_schema.c models/text/json_schema_merge.c models/text/json_schema_run.c models/text/json_regex.c" ;;
   template) echo "$TEXT" ;;
-  tokenizer) echo "$GGUF models/text/tokenizer.c models/text/bpe.c models/text/spm.c models/text/detok.c device/env.c" ;;
+  tokenizer) echo "$GGUF models/text/tokenizer.c models/text/bpe.c models/text/spm.c models/text/detok.c device/base/env.c" ;;
   toolcall) echo "$TEXT" ;;
   *) return 1 ;;
   esac

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "codegen/dtype.h"
+#include "device/base/dtype.h"
 
 /* F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. */
 bool kn_ref_supported(kn_dtype t);

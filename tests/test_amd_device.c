@@ -15,7 +15,7 @@
 #include "device/amd/kfd.h"
 #include "device/amd/kfd_emu.h"
 #include "device/device.h"
-#include "device/env.h"
+#include "device/base/env.h"
 #include "check.h"
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;

@@ -13,7 +13,7 @@
 #include "device/elf.h"
 #include "codegen/llvm_target.h"
 #include "device/device.h"
-#include "device/env.h"
+#include "device/base/env.h"
 #include "check.h"
 
 

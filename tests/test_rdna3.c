@@ -16,7 +16,7 @@
 #include "device/amd/rdna3.h"
 #include "device/amd/rdna3_ops.h"
 #include "device/elf.h"
-#include "device/env.h"
+#include "device/base/env.h"
 
 /* ---- an emulated GPU address space: regions of host memory at GPU addresses ---- */
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "../elf.h"
-#include "../env.h"
+#include "../base/env.h"
 #include "msgpack.h"
 
 enum { EM_AMDGPU_ = 224, NT_AMDGPU_METADATA_ = 32, KD_SIZE = 64 };

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../env.h"
+#include "../base/env.h"
 #include "kfd_device.h"
 #include "kfd_emu.h"
 

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../env.h"
+#include "../base/env.h"
 #include "kfd_emu_int.h"
 
 #define UNSIGNALED_SLOT (~0ull)

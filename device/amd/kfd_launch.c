@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../env.h"
+#include "../base/env.h"
 #include "codeobj.h"
 #include "kfd_device.h"
 

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "../env.h"
+#include "../base/env.h"
 #include "kfd.h"
 #include "kfd_uapi.h"
 

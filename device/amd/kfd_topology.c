@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../env.h"
+#include "../base/env.h"
 #include "kfd.h"
 
 #define MAX_NODES 64

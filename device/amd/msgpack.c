@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../env.h"
+#include "../base/env.h"
 
 enum { MAX_DEPTH = 32 };
 

@@ -26,7 +26,7 @@ char *knc_take(knc_buf *b);
 
 char *knc_strdup(const char *s);
 char *knc_strndup(const char *s, size_t n);
-#include "device/env.h"
+#include "device/base/env.h"
 #define knc_err(...) ((void)kn_errf(__VA_ARGS__)) /* message into the caller's buffer */
 
 /* ---- JSON (read by models/text/json_read.c, printed here) ---------------------------------------------------------- */

@@ -7,7 +7,7 @@
 
 #include "models/text/chat.h"
 #include "models/text/tokenizer.h"
-#include "device/env.h"
+#include "device/base/env.h"
 
 int kn_chat_prompt_tokenize(const kn_tokenizer *t, kn_chat_family f, const kn_chat_prompt *p, int32_t **ids,
                             size_t *n, char *err, size_t errlen)

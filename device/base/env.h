@@ -1,5 +1,5 @@
-/* Environment knobs shared by every layer (DEBUG, THREADS, ...). Lives in device/, the lowest layer, so that every
- * folder may include it without breaking the one-way arrows. */
+/* Environment knobs and error formatting shared by every layer (DEBUG, THREADS, kn_errf, ...). In device/base/,
+ * what every layer shares, so that every folder may include it without breaking the one-way arrows. */
 #ifndef KN_ENV_H
 #define KN_ENV_H
 

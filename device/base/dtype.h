@@ -1,6 +1,6 @@
 /* kiln dtypes: the plain scalar types and the GGUF block formats as storage types, described in one table.
- * Lives in codegen/ because codegen is the lowest layer that reasons about types; graph/ and everything above
- * include it through their own headers. */
+ * In device/base/, what every layer shares (below everything, including nothing of kiln's), so codegen reasons
+ * about types with it and graph/graph.h exposes it to model code without exposing codegen. */
 #ifndef KN_DTYPE_H
 #define KN_DTYPE_H
 
