@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "ollama.h"
+#include "models/text/json_read.h"
 
 void olla_time(char *out, size_t cap) {
   struct timespec ts;
@@ -86,7 +87,8 @@ static cJSON *finished_call(olla_out *o) {
   cJSON *call = cJSON_CreateObject(), *fn = cJSON_AddObjectToObject(call, "function");
   cJSON_AddNumberToObject(fn, "index", cJSON_GetArraySize(o->calls));
   cJSON_AddStringToObject(fn, "name", o->name ? o->name : "");
-  cJSON *args = cJSON_ParseWithLength(o->args.s ? o->args.s : "{}", o->args.s ? o->args.len : 2);
+  /* the one JSON reader (models/text/json_read.c): arguments the model wrote read as every other JSON does */
+  cJSON *args = kn_json_parse(o->args.s ? o->args.s : "{}", o->args.s ? o->args.len : 2, 0, NULL, 0, NULL, 0);
   cJSON_AddItemToObject(fn, "arguments", args ? args : cJSON_CreateObject());
   return call;
 }

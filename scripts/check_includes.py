@@ -55,5 +55,16 @@ for top in ('device', 'codegen', 'graph', 'ops', 'models', 'apps'):
                 if why:
                     bad += 1
                     print(f'FAIL: {src} includes "{inc}": {why}')
+# One JSON parser: cJSON builds trees only behind models/text/json_read.c (kn_json_parse), the hardened reader
+PARSE = re.compile(r'\bcJSON_Parse\w*\s*\(')
+for top in ('device', 'codegen', 'graph', 'ops', 'models', 'apps'):
+    for d, _, names in os.walk(os.path.join(root, top)):
+        for n in sorted(names):
+            src = os.path.relpath(os.path.join(d, n), root)
+            if not n.endswith(('.c', '.h')) or src == 'models/text/json_read.c': continue
+            checked += 1
+            if PARSE.search(open(os.path.join(root, src), errors='replace').read()):
+                bad += 1
+                print(f'FAIL: {src} parses JSON with cJSON directly: use kn_json_parse (models/text/json_read.h)')
 print(f'{checked - bad} passed, {bad} failed')
 sys.exit(1 if bad else 0)
