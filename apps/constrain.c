@@ -98,23 +98,23 @@ int kc_accepts(const kc_state *k, const void *bytes, size_t n) {
 }
 
 /* The rest of the output: the chosen (or current) literal, the schema's shortest completion, the tail. */
-void kc_closure(const kc_state *k, sbuf *out) {
+void kc_closure(const kc_state *k, kn_bytes *out) {
   kc_state t;
   kc_copy(&t, k);
   if (t.phase == KC_CHOICE) {
     const char *c = t.spec->choices[t.cand] + t.pos;
-    sb_puts(out, c);
+    kn_bytes_puts(out, c);
     for (; *c; c++) kc_push(&t, (unsigned char)*c);
   }
   if (t.phase == KC_JSON) {
     size_t n = 0;
     char *rest = kn_jsv_closure(&t.v, &n);
     if (!rest) return; /* cannot happen for a compiled schema */
-    sb_put(out, rest, n);
+    kn_bytes_put(out, rest, n);
     free(rest);
     t.phase = t.spec->tail && *t.spec->tail ? KC_TAIL : KC_DONE, t.pos = 0;
   }
-  if (t.phase == KC_TAIL) sb_puts(out, t.spec->tail + t.pos);
+  if (t.phase == KC_TAIL) kn_bytes_puts(out, t.spec->tail + t.pos);
 }
 
 size_t kc_forced(const kc_state *k, const char **lit) {

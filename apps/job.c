@@ -32,7 +32,7 @@ void job_unref(srv_job *j) {
   free(j->tool_schemas);
   kn_jschema_free(j->rf_schema);
   free(j->trigger);
-  sb_free(&j->out);
+  kn_bytes_free(&j->out);
   pthread_mutex_destroy(&j->mu);
   pthread_cond_destroy(&j->cv);
   free(j);
@@ -49,14 +49,14 @@ static void deadline(struct timespec *ts, double seconds) {
   ts->tv_nsec = ns % 1000000000L;
 }
 
-int job_wait(srv_job *j, size_t *have, sbuf *text, double timeout) {
+int job_wait(srv_job *j, size_t *have, kn_bytes *text, double timeout) {
   struct timespec ts;
   deadline(&ts, timeout);
   pthread_mutex_lock(&j->mu);
   while (!j->done && j->out.len <= *have)
     if (pthread_cond_timedwait(&j->cv, &j->mu, &ts)) break;
   if (j->out.len > *have) {
-    sb_put(text, j->out.s + *have, j->out.len - *have);
+    kn_bytes_put(text, j->out.s + *have, j->out.len - *have);
     *have = j->out.len;
   }
   int done = j->done;

@@ -41,11 +41,11 @@ void metrics_request(srv_metrics *m, bool ollama, int status, const srv_job *j) 
   pthread_mutex_unlock(&m->mu);
 }
 
-static void metric(sbuf *b, const char *name, const char *type, const char *help) {
-  sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+static void metric(kn_bytes *b, const char *name, const char *type, const char *help) {
+  kn_bytes_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-void metrics_render(srv_metrics *m, const metrics_live *live, sbuf *b) {
+void metrics_render(srv_metrics *m, const metrics_live *live, kn_bytes *b) {
   srv_metrics c;
   pthread_mutex_lock(&m->mu);
   memcpy(&c, m, sizeof c);
@@ -54,44 +54,44 @@ void metrics_render(srv_metrics *m, const metrics_live *live, sbuf *b) {
   metric(b, "kiln_requests_total", "counter", "Requests answered, by API and status class.");
   for (int a = 0; a < 2; a++)
     for (int s = 0; s < 5; s++)
-      sb_printf(b, "kiln_requests_total{api=\"%s\",status=\"%s\"} %llu\n", a ? "ollama" : "openai", classes[s],
+      kn_bytes_printf(b, "kiln_requests_total{api=\"%s\",status=\"%s\"} %llu\n", a ? "ollama" : "openai", classes[s],
                 (unsigned long long)c.requests[a][s]);
   metric(b, "kiln_prompt_tokens_total", "counter", "Prompt tokens evaluated (not counting those reused from the KV cache).");
-  sb_printf(b, "kiln_prompt_tokens_total %llu\n", (unsigned long long)c.prompt_tokens);
+  kn_bytes_printf(b, "kiln_prompt_tokens_total %llu\n", (unsigned long long)c.prompt_tokens);
   metric(b, "kiln_prompt_tokens_cached_total", "counter", "Prompt tokens reused from the KV cache.");
-  sb_printf(b, "kiln_prompt_tokens_cached_total %llu\n", (unsigned long long)c.cached_tokens);
+  kn_bytes_printf(b, "kiln_prompt_tokens_cached_total %llu\n", (unsigned long long)c.cached_tokens);
   metric(b, "kiln_generated_tokens_total", "counter", "Tokens generated.");
-  sb_printf(b, "kiln_generated_tokens_total %llu\n", (unsigned long long)c.gen_tokens);
+  kn_bytes_printf(b, "kiln_generated_tokens_total %llu\n", (unsigned long long)c.gen_tokens);
   metric(b, "kiln_prompt_seconds_total", "counter", "Time spent evaluating prompts, summed over requests.");
-  sb_printf(b, "kiln_prompt_seconds_total %.6f\n", c.prompt_seconds);
+  kn_bytes_printf(b, "kiln_prompt_seconds_total %.6f\n", c.prompt_seconds);
   metric(b, "kiln_decode_seconds_total", "counter", "Time from the end of the prompt to the last token, summed over requests.");
-  sb_printf(b, "kiln_decode_seconds_total %.6f\n", c.decode_seconds);
+  kn_bytes_printf(b, "kiln_decode_seconds_total %.6f\n", c.decode_seconds);
   metric(b, "kiln_prompt_tokens_per_second", "gauge", "Average prompt evaluation throughput of a request.");
-  sb_printf(b, "kiln_prompt_tokens_per_second %.3f\n", c.prompt_seconds > 0 ? (double)c.prompt_tokens / c.prompt_seconds : 0);
+  kn_bytes_printf(b, "kiln_prompt_tokens_per_second %.3f\n", c.prompt_seconds > 0 ? (double)c.prompt_tokens / c.prompt_seconds : 0);
   metric(b, "kiln_decode_tokens_per_second", "gauge", "Average decode throughput of a request.");
-  sb_printf(b, "kiln_decode_tokens_per_second %.3f\n", c.decode_seconds > 0 ? (double)c.gen_tokens / c.decode_seconds : 0);
+  kn_bytes_printf(b, "kiln_decode_tokens_per_second %.3f\n", c.decode_seconds > 0 ? (double)c.gen_tokens / c.decode_seconds : 0);
   metric(b, "kiln_slots_total", "gauge", "KV cache slots (--parallel).");
-  sb_printf(b, "kiln_slots_total %d\n", live->n_slots);
+  kn_bytes_printf(b, "kiln_slots_total %d\n", live->n_slots);
   metric(b, "kiln_slots_active", "gauge", "Slots running a request.");
-  sb_printf(b, "kiln_slots_active %d\n", live->busy);
+  kn_bytes_printf(b, "kiln_slots_active %d\n", live->busy);
   metric(b, "kiln_requests_queued", "gauge", "Requests waiting for a slot.");
-  sb_printf(b, "kiln_requests_queued %d\n", live->queued);
+  kn_bytes_printf(b, "kiln_requests_queued %d\n", live->queued);
   long kv = live->kv_tokens, cap = (long)live->n_ctx * live->n_slots;
   metric(b, "kiln_kv_cache_tokens", "gauge", "Tokens held in the KV cache, all slots (kept for prefix reuse too).");
-  sb_printf(b, "kiln_kv_cache_tokens %ld\n", kv);
+  kn_bytes_printf(b, "kiln_kv_cache_tokens %ld\n", kv);
   metric(b, "kiln_kv_cache_usage_ratio", "gauge", "Tokens in the KV cache over its capacity (context x slots).");
-  sb_printf(b, "kiln_kv_cache_usage_ratio %.6f\n", cap > 0 ? (double)kv / (double)cap : 0);
+  kn_bytes_printf(b, "kiln_kv_cache_usage_ratio %.6f\n", cap > 0 ? (double)kv / (double)cap : 0);
   metric(b, "kiln_time_to_first_token_seconds", "histogram", "From arrival at the scheduler to the first generated token.");
   uint64_t cum = 0;
   for (int i = 0; i < KN_TTFT_BUCKETS; i++) {
     cum += c.ttft_count[i];
-    sb_printf(b, "kiln_time_to_first_token_seconds_bucket{le=\"%g\"} %llu\n", ttft_bounds[i], (unsigned long long)cum);
+    kn_bytes_printf(b, "kiln_time_to_first_token_seconds_bucket{le=\"%g\"} %llu\n", ttft_bounds[i], (unsigned long long)cum);
   }
-  sb_printf(b, "kiln_time_to_first_token_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)c.ttft_n);
-  sb_printf(b, "kiln_time_to_first_token_seconds_sum %.6f\n", c.ttft_sum);
-  sb_printf(b, "kiln_time_to_first_token_seconds_count %llu\n", (unsigned long long)c.ttft_n);
+  kn_bytes_printf(b, "kiln_time_to_first_token_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)c.ttft_n);
+  kn_bytes_printf(b, "kiln_time_to_first_token_seconds_sum %.6f\n", c.ttft_sum);
+  kn_bytes_printf(b, "kiln_time_to_first_token_seconds_count %llu\n", (unsigned long long)c.ttft_n);
   metric(b, "kiln_uptime_seconds", "gauge", "Seconds since the server started.");
-  sb_printf(b, "kiln_uptime_seconds %.3f\n", kn_now() - c.t_start);
+  kn_bytes_printf(b, "kiln_uptime_seconds %.3f\n", kn_now() - c.t_start);
 }
 
 cJSON *metrics_timings(const srv_job *j) {

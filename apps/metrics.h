@@ -14,7 +14,7 @@ typedef struct metrics_live {
 } metrics_live;
 
 /* The text exposition (version 0.0.4) of the counters and the live values, appended to b. */
-void metrics_render(srv_metrics *m, const metrics_live *live, sbuf *b);
+void metrics_render(srv_metrics *m, const metrics_live *live, kn_bytes *b);
 /* llama-server's `timings`: cache_n, prompt_n/ms/per_token_ms/per_second, predicted_n/ms/per_token_ms/per_second. */
 cJSON *metrics_timings(const srv_job *j);
 

@@ -153,11 +153,11 @@ static void show(srv *S, const cJSON *req, http_reply *out) {
   const kn_hparams *h = &S->m->hp;
   cJSON *root = cJSON_CreateObject();
   char t[64], key[96];
-  sbuf mf = {0};
-  sb_printf(&mf, "# served by kiln\nFROM %s\n", S->o.model_path);
+  kn_bytes mf = {0};
+  kn_bytes_printf(&mf, "# served by kiln\nFROM %s\n", S->o.model_path);
   cJSON_AddStringToObject(root, "license", "");
   cJSON_AddStringToObject(root, "modelfile", mf.s ? mf.s : "");
-  sb_free(&mf);
+  kn_bytes_free(&mf);
   cJSON_AddStringToObject(root, "parameters", "");
   cJSON_AddStringToObject(root, "template", S->m->chat_template ? S->m->chat_template : "");
   cJSON_AddItemToObject(root, "details", details(S));
@@ -355,7 +355,7 @@ static void load_reply(srv *S, const olla_req *r, bool chat, http_reply *out) {
 /* Wait for a job that is not streamed, watching for a client that leaves. */
 static void finish_plain(srv *S, struct MHD_Connection *c, srv_job *j, olla_out *o, double t_recv, http_reply *out) {
   size_t have = 0;
-  sbuf text = {0};
+  kn_bytes text = {0};
   bool gone = false;
   while (!job_wait(j, &have, &text, 0.2))
     if (!gone && http_client_gone(c)) job_cancel(j), gone = true;
@@ -366,7 +366,7 @@ static void finish_plain(srv *S, struct MHD_Connection *c, srv_job *j, olla_out 
     reply_error(out, 500, "out of memory");
   else
     reply_text(out, 200, "application/json; charset=utf-8", o->response);
-  sb_free(&text);
+  kn_bytes_free(&text);
 }
 
 static void run(srv *S, struct MHD_Connection *c, olla_req *r, bool generate_api, double t_recv, http_reply *out) {

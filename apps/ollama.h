@@ -35,10 +35,10 @@ typedef struct olla_out {
   bool stream;
   char model[128];
   kn_toolparser *tp;
-  sbuf content, thinking; /* not streamed: the whole text */
+  kn_bytes content, thinking; /* not streamed: the whole text */
   cJSON *calls;       /* finished tool calls */
   char *name;         /* the call being read */
-  sbuf args;
+  kn_bytes args;
   char *response;     /* not streamed: the reply, after olla_out_finish */
 } olla_out;
 
@@ -46,9 +46,9 @@ int olla_out_init(olla_out *o, srv *S, const char *model, bool chat, bool genera
                   const char *prefill);
 void olla_out_free(olla_out *o);
 /* Feed model text; streamed, NDJSON lines are appended to out (NULL: accumulate). */
-int olla_out_feed(olla_out *o, const char *text, size_t len, sbuf *out);
+int olla_out_feed(olla_out *o, const char *text, size_t len, kn_bytes *out);
 /* The last line (out) or the whole reply (o->response). */
-int olla_out_finish(olla_out *o, const srv_job *j, double t_recv, sbuf *out);
+int olla_out_finish(olla_out *o, const srv_job *j, double t_recv, kn_bytes *out);
 /* A streamed reply: takes a reference on j and takes over *out. */
 typedef struct olla_stream olla_stream;
 struct MHD_Response *olla_stream_response(srv *S, srv_job *j, olla_out *out, double t_recv);

@@ -41,7 +41,7 @@ int olla_out_init(olla_out *o, srv *S, const char *model, bool chat, bool genera
 void olla_out_free(olla_out *o) {
   kn_toolparser_free(o->tp);
   cJSON_Delete(o->calls);
-  sb_free(&o->content), sb_free(&o->thinking), sb_free(&o->args);
+  kn_bytes_free(&o->content), kn_bytes_free(&o->thinking), kn_bytes_free(&o->args);
   free(o->name);
   memset(o, 0, sizeof *o);
 }
@@ -55,17 +55,17 @@ static cJSON *base(const olla_out *o) {
   return c;
 }
 
-static void line(sbuf *b, cJSON *v) {
+static void line(kn_bytes *b, cJSON *v) {
   char *s = cJSON_PrintUnformatted(v);
   cJSON_Delete(v);
   if (!s) return (void)(b->oom = true);
-  sb_puts(b, s);
-  sb_puts(b, "\n");
+  kn_bytes_puts(b, s);
+  kn_bytes_puts(b, "\n");
   free(s);
 }
 
 /* One streamed piece: text under key ("content" / "thinking"), or a finished tool call. */
-static void chunk(olla_out *o, sbuf *out, const char *key, const char *text, size_t n, cJSON *call) {
+static void chunk(olla_out *o, kn_bytes *out, const char *key, const char *text, size_t n, cJSON *call) {
   cJSON *c = base(o);
   char *t = strndup(text ? text : "", text ? n : 0);
   if (o->generate_api) {
@@ -93,14 +93,14 @@ static cJSON *finished_call(olla_out *o) {
   return call;
 }
 
-static void event(olla_out *o, const kn_tc_event *ev, sbuf *out) {
+static void event(olla_out *o, const kn_tc_event *ev, kn_bytes *out) {
   switch (ev->kind) {
   case KN_TC_CONTENT:
   case KN_TC_REASONING: {
     const char *key = ev->kind == KN_TC_CONTENT ? "content" : "thinking";
     if (!ev->len) break;
     if (out) chunk(o, out, key, ev->text, ev->len, NULL);
-    else sb_put(ev->kind == KN_TC_CONTENT ? &o->content : &o->thinking, ev->text, ev->len);
+    else kn_bytes_put(ev->kind == KN_TC_CONTENT ? &o->content : &o->thinking, ev->text, ev->len);
     break;
   }
   case KN_TC_CALL_BEGIN:
@@ -109,7 +109,7 @@ static void event(olla_out *o, const kn_tc_event *ev, sbuf *out) {
     o->args.len = 0;
     break;
   case KN_TC_CALL_ARGS:
-    sb_put(&o->args, ev->text, ev->len);
+    kn_bytes_put(&o->args, ev->text, ev->len);
     break;
   case KN_TC_CALL_END: {
     cJSON *call = finished_call(o);
@@ -122,17 +122,17 @@ static void event(olla_out *o, const kn_tc_event *ev, sbuf *out) {
   }
 }
 
-static int events(olla_out *o, sbuf *out) {
+static int events(olla_out *o, kn_bytes *out) {
   size_t n = 0;
   const kn_tc_event *ev = kn_toolparser_events(o->tp, &n);
   for (size_t i = 0; i < n; i++) event(o, &ev[i], out);
   return o->args.oom || o->content.oom || o->thinking.oom ? -1 : 0;
 }
 
-int olla_out_feed(olla_out *o, const char *text, size_t len, sbuf *out) {
+int olla_out_feed(olla_out *o, const char *text, size_t len, kn_bytes *out) {
   if (!o->chat) {
     if (out && len) chunk(o, out, "content", text, len, NULL);
-    else sb_put(&o->content, text, len);
+    else kn_bytes_put(&o->content, text, len);
     return o->content.oom ? -1 : 0;
   }
   if (kn_toolparser_feed(o->tp, text, len)) return -1;
@@ -153,7 +153,7 @@ static void stats(cJSON *c, const srv_job *j, double t_recv) {
 
 static const char *done_reason(const srv_job *j) { return j->finish == FIN_LENGTH ? "length" : "stop"; }
 
-int olla_out_finish(olla_out *o, const srv_job *j, double t_recv, sbuf *out) {
+int olla_out_finish(olla_out *o, const srv_job *j, double t_recv, kn_bytes *out) {
   if (o->chat && (kn_toolparser_finish(o->tp) || events(o, out))) return -1;
   cJSON *c = base(o);
   if (o->generate_api) {
@@ -170,7 +170,7 @@ int olla_out_finish(olla_out *o, const srv_job *j, double t_recv, sbuf *out) {
   cJSON_AddStringToObject(c, "done_reason", done_reason(j));
   stats(c, j, t_recv);
   if (out) return line(out, c), out->oom ? -1 : 0;
-  sbuf b = {0};
+  kn_bytes b = {0};
   line(&b, c);
   o->response = b.s;
   return b.oom ? -1 : 0;

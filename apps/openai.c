@@ -9,49 +9,6 @@
 #include "models/text/json_read.h"
 #include "serve.h"
 
-/* ---- bytes ----------------------------------------------------------------------------------------------- */
-
-void sb_put(sbuf *b, const void *p, size_t n) {
-  if (b->oom || n == 0) return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1) {
-      if (cap > SIZE_MAX / 2) return (void)(b->oom = true);
-      cap *= 2;
-    }
-    char *s = realloc(b->s, cap);
-    if (!s) return (void)(b->oom = true);
-    b->s = s, b->cap = cap;
-  }
-  memcpy(b->s + b->len, p, n);
-  b->len += n;
-  b->s[b->len] = 0;
-}
-
-void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-void sb_printf(sbuf *b, const char *fmt, ...) {
-  char tmp[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  if (n < 0) return;
-  if ((size_t)n < sizeof tmp) return sb_put(b, tmp, (size_t)n);
-  char *big = malloc((size_t)n + 1);
-  if (!big) return (void)(b->oom = true);
-  va_start(ap, fmt);
-  vsnprintf(big, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  sb_put(b, big, (size_t)n);
-  free(big);
-}
-
-void sb_free(sbuf *b) {
-  free(b->s);
-  memset(b, 0, sizeof *b);
-}
-
 /* ---- errors ---------------------------------------------------------------------------------------------- */
 
 void oai_err(oai_error *e, int status, const char *type, const char *param, const char *code, const char *fmt, ...) {

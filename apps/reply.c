@@ -42,7 +42,7 @@ void oai_out_free(oai_out *o) {
   kn_toolparser_free(o->tp);
   kn_chat_reply_free(&o->reply);
   free(o->prefill);
-  sb_free(&o->held), sb_free(&o->text);
+  kn_bytes_free(&o->held), kn_bytes_free(&o->text);
   cJSON_Delete(o->timings);
   memset(o, 0, sizeof *o);
 }
@@ -60,7 +60,7 @@ static cJSON *chunk_base(const oai_out *o) {
 }
 
 /* A chunk with one choice; delta (chat) or text (completion) is taken over. */
-static void emit_choice(oai_out *o, sbuf *sse, cJSON *delta, const char *text, const char *finish) {
+static void emit_choice(oai_out *o, kn_bytes *sse, cJSON *delta, const char *text, const char *finish) {
   cJSON *c = chunk_base(o), *choices = cJSON_AddArrayToObject(c, "choices"), *ch = cJSON_CreateObject();
   cJSON_AddItemToArray(choices, ch);
   cJSON_AddNumberToObject(ch, "index", 0);
@@ -96,11 +96,11 @@ static cJSON *text_delta(const char *key, const char *s, size_t n) {
 }
 
 /* A delta of a call: out now (live), or held as SSE bytes until the call ends. */
-static void call_event(oai_out *o, sbuf *sse, cJSON *delta) {
+static void call_event(oai_out *o, kn_bytes *sse, cJSON *delta) {
   emit_choice(o, o->live_calls ? sse : &o->held, delta, NULL, NULL);
 }
 
-static void stream_event(oai_out *o, const kn_tc_event *ev, sbuf *sse) {
+static void stream_event(oai_out *o, const kn_tc_event *ev, kn_bytes *sse) {
   switch (ev->kind) {
   case KN_TC_CONTENT:
     if (ev->len) emit_choice(o, sse, text_delta("content", ev->text, ev->len), NULL, NULL);
@@ -116,7 +116,7 @@ static void stream_event(oai_out *o, const kn_tc_event *ev, sbuf *sse) {
     break;
   case KN_TC_CALL_END:
     o->n_calls++;
-    sb_put(sse, o->held.s, o->held.len);
+    kn_bytes_put(sse, o->held.s, o->held.len);
     o->held.len = 0;
     break;
   case KN_TC_CALL_ABORT:
@@ -125,7 +125,7 @@ static void stream_event(oai_out *o, const kn_tc_event *ev, sbuf *sse) {
   }
 }
 
-static int parse_events(oai_out *o, sbuf *sse) {
+static int parse_events(oai_out *o, kn_bytes *sse) {
   size_t n;
   const kn_tc_event *ev = kn_toolparser_events(o->tp, &n);
   for (size_t i = 0; i < n; i++) {
@@ -139,7 +139,7 @@ static int parse_events(oai_out *o, sbuf *sse) {
   return 0;
 }
 
-int oai_out_start(oai_out *o, sbuf *sse) {
+int oai_out_start(oai_out *o, kn_bytes *sse) {
   o->started = true;
   if (o->kind != REQ_CHAT) return 0;
   cJSON *d = cJSON_CreateObject();
@@ -149,9 +149,9 @@ int oai_out_start(oai_out *o, sbuf *sse) {
   return o->prefill ? oai_out_feed(o, o->prefill, strlen(o->prefill), sse) : 0;
 }
 
-int oai_out_feed(oai_out *o, const char *text, size_t len, sbuf *sse) {
+int oai_out_feed(oai_out *o, const char *text, size_t len, kn_bytes *sse) {
   if (o->kind != REQ_CHAT) {
-    if (!o->stream) return sb_put(&o->text, text, len), o->text.oom ? -1 : 0;
+    if (!o->stream) return kn_bytes_put(&o->text, text, len), o->text.oom ? -1 : 0;
     char *t = strndup(text, len);
     if (!t) return -1;
     emit_choice(o, sse, NULL, t, NULL);
@@ -178,7 +178,7 @@ static cJSON *usage(const srv_job *j) {
   return u;
 }
 
-static void error_event(sbuf *sse, const srv_job *j) {
+static void error_event(kn_bytes *sse, const srv_job *j) {
   oai_error e;
   oai_err(&e, 500, "server_error", NULL, NULL, "%s", j->error[0] ? j->error : "generation failed");
   char *s = oai_error_json(&e);
@@ -186,7 +186,7 @@ static void error_event(sbuf *sse, const srv_job *j) {
   free(s);
 }
 
-int oai_out_finish(oai_out *o, const srv_job *j, sbuf *sse) {
+int oai_out_finish(oai_out *o, const srv_job *j, kn_bytes *sse) {
   if (o->tp && (kn_toolparser_finish(o->tp) || parse_events(o, sse))) return -1;
   if (!o->stream) return 0;
   if (j->finish == FIN_ERROR || j->finish == FIN_CANCELLED) {

@@ -28,7 +28,7 @@ typedef struct slot {
   int32_t next;     /* decode: the sampled token this step evaluates, -1 none */
   kn_sampler *smp;
   kn_detok *dt;
-  sbuf pend;        /* text held back: it may be the start of a stop string */
+  kn_bytes pend;        /* text held back: it may be the start of a stop string */
   int cmode;        /* 0 free, 1 the job's forced constraint, 2 the lazy one (a triggered tool call) */
   kc_state kc;
   int32_t *forced;  /* literal tokens to emit next */
@@ -64,7 +64,7 @@ struct sched {
 static void release(srv_job *j, const char *s, size_t n) {
   if (!n) return;
   pthread_mutex_lock(&j->mu);
-  sb_put(&j->out, s, n);
+  kn_bytes_put(&j->out, s, n);
   pthread_cond_broadcast(&j->cv);
   pthread_mutex_unlock(&j->mu);
 }
@@ -89,7 +89,7 @@ static void slot_clear(slot *s, double now) {
   free(s->forced);
   s->forced = NULL;
   s->n_forced = s->i_forced = 0;
-  sb_free(&s->pend);
+  kn_bytes_free(&s->pend);
   if (s->job) job_unref(s->job);
   s->job = NULL;
   s->last_used = now;
@@ -100,7 +100,7 @@ static void slot_finish(slot *s, job_finish f, const char *err) {
   if (f == FIN_STOP || f == FIN_LENGTH || f == FIN_TOOL) {
     const char *p;
     size_t n;
-    if (s->dt) kn_detok_flush(s->dt, &p, &n), sb_put(&s->pend, p, n);
+    if (s->dt) kn_detok_flush(s->dt, &p, &n), kn_bytes_put(&s->pend, p, n);
     if (!s->pend.oom) release(j, s->pend.s, s->pend.len);
   }
   finish_job(j, f, err);
@@ -219,7 +219,7 @@ static int budget(sched *S, slot *s) {
 /* The next token under a constraint: a forced literal, the forced completion when the budget runs out, or a masked
  * sample. Negative on failure: kc_sample's codes, -3 out of memory. */
 static int constrained_token(sched *S, slot *s) {
-  sbuf cl = {0};
+  kn_bytes cl = {0};
   kc_closure(&s->kc, &cl);
   int ctx_left = S->m->n_ctx - kn_session_len(s->ses) + 1;
   const char *lit;
@@ -229,7 +229,7 @@ static int constrained_token(sched *S, slot *s) {
     rc = queue_literal(S, s, cl.s, cl.len); /* the shortest valid ending, even past max_tokens */
   else if (n)
     rc = queue_literal(S, s, lit, n);
-  sb_free(&cl);
+  kn_bytes_free(&cl);
   if (rc) return -3;
   if (s->i_forced < s->n_forced) return s->forced[s->i_forced++];
   return kc_sample(S->vocab, &s->kc, s->smp, s->logits, S->scratch);
@@ -238,7 +238,7 @@ static int constrained_token(sched *S, slot *s) {
 /* Free text: hold back what may start a stop string; 1 when a stop string ended the output. */
 static int free_text(slot *s, const char *p, size_t n) {
   srv_job *j = s->job;
-  sb_put(&s->pend, p, n);
+  kn_bytes_put(&s->pend, p, n);
   if (s->pend.oom) return -1;
   size_t keep = 0;
   for (int i = 0; i < j->n_stops; i++) {

@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
+#include "device/base/bytes.h"
 #include "models/text/chat.h"
 #include "models/text/json_constraint.h"
 #include "models/text/json_schema.h"
@@ -21,19 +22,6 @@
 
 struct kn_model;
 struct kn_tokenizer;
-
-/* ---- growable bytes ---------------------------------------------------------------------------------------- */
-
-typedef struct sbuf {
-  char *s;
-  size_t len, cap;
-  bool oom; /* sticky: checked where the bytes are used */
-} sbuf;
-
-void sb_put(sbuf *b, const void *p, size_t n);
-void sb_puts(sbuf *b, const char *s);
-void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sb_free(sbuf *b);
 
 /* ---- errors in OpenAI's shape ------------------------------------------------------------------------------- */
 
@@ -78,7 +66,7 @@ void kc_copy(kc_state *dst, const kc_state *src);
 int kc_push(kc_state *k, unsigned char c);                     /* 1 accepted (state advanced), 0 rejected */
 int kc_accepts(const kc_state *k, const void *bytes, size_t n); /* all n bytes would be accepted */
 /* The bytes that would complete the output from here (the shortest we know), appended to out. */
-void kc_closure(const kc_state *k, sbuf *out);
+void kc_closure(const kc_state *k, kn_bytes *out);
 /* How many bytes the output must continue with, at *lit: what all live choices share next, or the rest of the
  * tail; 0 when there is a choice to make. */
 size_t kc_forced(const kc_state *k, const char **lit);
@@ -131,7 +119,7 @@ typedef struct srv_job {
   /* output, guarded by mu */
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  sbuf out;                /* text released so far */
+  kn_bytes out;                /* text released so far */
   bool done;
   job_finish finish;
   char error[256];
@@ -148,7 +136,7 @@ void job_unref(srv_job *j);
 void job_cancel(srv_job *j);
 /* Wait until new output past `have` bytes or the end, at most timeout seconds. Copies new text into *text
  * (appended) and returns 1 when the job is done, else 0. */
-int job_wait(srv_job *j, size_t *have, sbuf *text, double timeout);
+int job_wait(srv_job *j, size_t *have, kn_bytes *text, double timeout);
 const char *job_finish_name(job_finish f);
 
 /* ---- the scheduler ------------------------------------------------------------------------------------------ */
@@ -289,28 +277,28 @@ typedef struct oai_out {
   kn_chat_reply reply;
   int n_calls;
   bool started;
-  sbuf held;             /* a call's deltas, held until the call is complete (when not live) */
+  kn_bytes held;             /* a call's deltas, held until the call is complete (when not live) */
   int n_held;
-  sbuf text;             /* completions: the text */
+  kn_bytes text;             /* completions: the text */
   cJSON *timings;        /* llama-server's timings, attached to the next chunk emitted (the last one) */
 } oai_out;
 
 int oai_out_init(oai_out *o, srv *S, const oai_req *q, const srv_job *j, const char *prefill);
 void oai_out_free(oai_out *o);
 /* Streams: the first events (role, the pre-filled opening). */
-int oai_out_start(oai_out *o, sbuf *sse);
+int oai_out_start(oai_out *o, kn_bytes *sse);
 /* Feed model text; for streams, SSE events are appended to sse. */
-int oai_out_feed(oai_out *o, const char *text, size_t len, sbuf *sse);
+int oai_out_feed(oai_out *o, const char *text, size_t len, kn_bytes *sse);
 /* End of output: the last events (streams: finish reason, usage, [DONE], or an error event). */
-int oai_out_finish(oai_out *o, const srv_job *j, sbuf *sse);
+int oai_out_finish(oai_out *o, const srv_job *j, kn_bytes *sse);
 /* The whole (non-streamed) response. */
 char *oai_out_response(oai_out *o, const srv_job *j);
 const char *oai_finish_reason(const oai_out *o, const srv_job *j);
 
 /* SSE framing. */
-void sse_data(sbuf *b, const cJSON *v);
-void sse_data_raw(sbuf *b, const char *json);
-void sse_comment(sbuf *b, const char *text);
+void sse_data(kn_bytes *b, const cJSON *v);
+void sse_data_raw(kn_bytes *b, const char *json);
+void sse_comment(kn_bytes *b, const char *text);
 
 /* The body of a streamed response (apps/stream.c): the first member of an owner's struct (allocated with malloc).
  * produce appends the next bytes to buf (waiting for the job's text, or a keep-alive) and sets finished with the
@@ -320,10 +308,10 @@ struct MHD_Response;
 typedef struct job_stream job_stream;
 struct job_stream {
   srv_job *j;
-  sbuf buf;      /* bytes for the client */
+  kn_bytes buf;      /* bytes for the client */
   size_t off;    /* of buf, already handed to libmicrohttpd */
   size_t have;   /* of the job's output, already consumed */
-  sbuf text;     /* scratch for the job's new text */
+  kn_bytes text;     /* scratch for the job's new text */
   bool finished; /* the last bytes are in buf */
   int (*produce)(job_stream *st);
   void (*drop)(job_stream *st);

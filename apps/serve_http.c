@@ -23,7 +23,7 @@
 typedef struct req_ctx {
   srv *S;
   char method[16], path[256];
-  sbuf body;
+  kn_bytes body;
   bool too_big;
   bool closed_over_limit; /* a chunked body passed --max-body: the connection was closed */
   bool discard;           /* refused from the headers; its small body is read and dropped before the answer */
@@ -171,7 +171,7 @@ bool http_client_gone(struct MHD_Connection *c) {
 static enum MHD_Result finish_plain(struct MHD_Connection *c, req_ctx *r, srv_job *j, oai_out *out) {
   srv *S = r->S;
   size_t have = 0;
-  sbuf text = {0};
+  kn_bytes text = {0};
   while (!job_wait(j, &have, &text, 0.2)) {
     if (http_client_gone(c)) {
       job_cancel(j);
@@ -192,7 +192,7 @@ static enum MHD_Result finish_plain(struct MHD_Connection *c, req_ctx *r, srv_jo
     rc = s ? send_text(c, r, 200, "application/json", s, NULL) : MHD_NO;
     free(s);
   }
-  sb_free(&text);
+  kn_bytes_free(&text);
   return rc;
 }
 
@@ -359,12 +359,12 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, req_ctx *r) {
   case R_MODEL: return models(c, r, arg);
   case R_PROPS: return props(c, r);
   case R_METRICS: {
-    sbuf b = {0};
+    kn_bytes b = {0};
     metrics_live live = {.n_slots = S->m->n_slots, .n_ctx = S->m->n_ctx, .kv_tokens = sched_kv_tokens(S->sch)};
     live.busy = sched_busy(S->sch, &live.queued);
     metrics_render(&S->metrics, &live, &b);
     enum MHD_Result rc = b.oom ? MHD_NO : send_text(c, r, 200, "text/plain; version=0.0.4; charset=utf-8", b.s, NULL);
-    sb_free(&b);
+    kn_bytes_free(&b);
     return rc;
   }
   case R_CHAT: return generate(c, r, REQ_CHAT);
@@ -418,7 +418,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       /* A chunked body has no length to refuse up front, and libmicrohttpd cannot answer in the middle of a body:
        * the rest is read and dropped for a 413 at its end, but a body that goes on for another --max-body bytes is
        * not waited for (the connection is closed). */
-      if (!r->too_big) r->too_big = true, r->dropped = r->body.len, sb_free(&r->body);
+      if (!r->too_big) r->too_big = true, r->dropped = r->body.len, kn_bytes_free(&r->body);
       r->dropped += *upload_size;
       *upload_size = 0;
       if (r->dropped <= 2 * S->o.max_body) return MHD_YES;
@@ -426,7 +426,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       r->closed_over_limit = true;
       return MHD_NO;
     }
-    sb_put(&r->body, upload, *upload_size);
+    kn_bytes_put(&r->body, upload, *upload_size);
     *upload_size = 0;
     return r->body.oom ? MHD_NO : MHD_YES;
   }
@@ -464,7 +464,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
   fprintf(stderr, "kiln serve: %s %s %d%s %.3fs\n", r->method, r->path, r->status ? r->status : 499, extra,
           kn_now() - r->t0);
   pthread_mutex_unlock(&S->log_mu);
-  sb_free(&r->body);
+  kn_bytes_free(&r->body);
   free(r);
   atomic_fetch_sub(&S->active, 1);
 }

@@ -6,23 +6,23 @@
 
 #include "serve.h"
 
-void sse_data_raw(sbuf *b, const char *json) {
-  sb_puts(b, "data: ");
-  sb_puts(b, json);
-  sb_puts(b, "\n\n");
+void sse_data_raw(kn_bytes *b, const char *json) {
+  kn_bytes_puts(b, "data: ");
+  kn_bytes_puts(b, json);
+  kn_bytes_puts(b, "\n\n");
 }
 
-void sse_data(sbuf *b, const cJSON *v) {
+void sse_data(kn_bytes *b, const cJSON *v) {
   char *s = cJSON_PrintUnformatted(v); /* one line: a newline inside would end the event */
   if (!s) return (void)(b->oom = true);
   sse_data_raw(b, s);
   free(s);
 }
 
-void sse_comment(sbuf *b, const char *text) {
-  sb_puts(b, ": ");
-  sb_puts(b, text);
-  sb_puts(b, "\n\n");
+void sse_comment(kn_bytes *b, const char *text) {
+  kn_bytes_puts(b, ": ");
+  kn_bytes_puts(b, text);
+  kn_bytes_puts(b, "\n\n");
 }
 
 struct sse_stream {

@@ -39,7 +39,7 @@ void job_stream_free(job_stream *st) {
   job_cancel(st->j);
   job_unref(st->j);
   if (st->drop) st->drop(st);
-  sb_free(&st->buf), sb_free(&st->text);
+  kn_bytes_free(&st->buf), kn_bytes_free(&st->text);
   free(st); /* the owner's struct: job_stream is its first member */
 }
 

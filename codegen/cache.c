@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../device/base/bytes.h"
 #include "../device/base/env.h"
 #include "codegen.h"
 #include "llvm_target.h"
@@ -112,29 +113,11 @@ static void entry_path(const char *key, const char *suffix, char *out, size_t ca
 
 /* ---- entry encoding ---- */
 
-typedef struct {
-  uint8_t *p;
-  size_t n, cap;
-  int oom;
-} wbuf;
-
-static void put(wbuf *w, const void *src, size_t n) {
-  if (w->oom) return;
-  if (w->n + n > w->cap) {
-    size_t nc = (w->cap ? w->cap * 2 : 4096) + n;
-    uint8_t *np = realloc(w->p, nc);
-    if (!np) {
-      w->oom = 1;
-      return;
-    }
-    w->p = np, w->cap = nc;
-  }
-  memcpy(w->p + w->n, src, n);
-  w->n += n;
-}
-static void put_u32(wbuf *w, uint32_t v) { put(w, &v, 4); }
-static void put_u64(wbuf *w, uint64_t v) { put(w, &v, 8); }
-static void put_str(wbuf *w, const char *s) {
+/* little-endian fields appended to a kn_bytes */
+static void put(kn_bytes *w, const void *src, size_t n) { kn_bytes_put(w, src, n); }
+static void put_u32(kn_bytes *w, uint32_t v) { put(w, &v, 4); }
+static void put_u64(kn_bytes *w, uint64_t v) { put(w, &v, 8); }
+static void put_str(kn_bytes *w, const char *s) {
   size_t n = s ? strlen(s) : 0;
   put_u32(w, (uint32_t)n);
   put(w, s ? s : "", n);
@@ -332,7 +315,7 @@ int kn_cache_store(const char *key, const char *name, const char *entry, const k
     disable_store(dir, err);
     return -1;
   }
-  wbuf w = {0};
+  kn_bytes w = {0};
   put(&w, MAGIC, 8);
   put_u32(&w, FORMAT_VERSION);
   put_u64(&w, (uint64_t)time(NULL));
@@ -348,13 +331,13 @@ int kn_cache_store(const char *key, const char *name, const char *entry, const k
   put_u64(&w, n);
   put(&w, obj ? obj : (const uint8_t *)"", n);
   if (w.oom) {
-    free(w.p);
+    free(w.s);
     return -1;
   }
   kn_sha256 s;
   uint8_t d[32];
   kn_sha256_init(&s);
-  kn_sha256_update(&s, w.p, w.n);
+  kn_sha256_update(&s, w.s, w.len);
   kn_sha256_final(&s, d);
   put(&w, d, 32);
 
@@ -366,19 +349,19 @@ int kn_cache_store(const char *key, const char *name, const char *entry, const k
   if (fd < 0) {
     snprintf(err, sizeof err, "cannot create %s: %s", tmp, strerror(errno));
     if (!w.oom) disable_store(dir, err);
-    free(w.p);
+    free(w.s);
     return -1;
   }
   /* No fsync: a torn file after a power loss fails its checksum and is recompiled, which is cheaper than a sync
    * per kernel on the first run of a model. */
-  int rc = write_all(fd, w.p, w.n);
+  int rc = write_all(fd, w.s, w.len);
   if (close(fd)) rc = -1;
   if (!rc && rename(tmp, path)) rc = -1;
   if (rc) {
     if (kn_debug() >= 1) fprintf(stderr, "kiln cache: writing %s failed: %s\n", path, strerror(errno));
     unlink(tmp);
   }
-  free(w.p);
+  free(w.s);
   return rc;
 }
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../device/base/bytes.h"
 #include "../device/elf.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -206,36 +207,6 @@ char *kn_llvm_emit_asm(LLVMModuleRef mod, const kn_target *t) {
 
 /* ---- disassembly ---- */
 
-typedef struct {
-  char *s;
-  size_t len, cap;
-  int oom;
-} strbuf;
-
-static void sb_printf(strbuf *b, const char *fmt, ...) {
-  if (b->oom) return;
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    size_t room = b->cap - b->len;
-    int k = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? room : 0, fmt, ap);
-    va_end(ap);
-    if (k < 0) return;
-    if ((size_t)k < room) {
-      b->len += (size_t)k;
-      return;
-    }
-    size_t nc = (b->cap ? b->cap * 2 : 4096) + (size_t)k;
-    char *ns = realloc(b->s, nc);
-    if (!ns) {
-      b->oom = 1;
-      return;
-    }
-    b->s = ns;
-    b->cap = nc;
-  }
-}
-
 /* Name of the symbol a relocation at [off, off+len) of section sec refers to, or NULL. */
 static const char *reloc_at(const kn_elf *e, int sec, uint64_t off, uint64_t len) {
   for (int i = 0; i < e->nrel; i++) {
@@ -245,23 +216,23 @@ static const char *reloc_at(const kn_elf *e, int sec, uint64_t off, uint64_t len
   return NULL;
 }
 
-static void disasm_section(strbuf *b, LLVMDisasmContextRef dc, const kn_elf *e, int si) {
+static void disasm_section(kn_bytes *b, LLVMDisasmContextRef dc, const kn_elf *e, int si) {
   const kn_elf_section *s = &e->sec[si];
-  sb_printf(b, "section %s (%llu bytes):\n", s->name, (unsigned long long)s->size);
+  kn_bytes_printf(b, "section %s (%llu bytes):\n", s->name, (unsigned long long)s->size);
   uint64_t off = 0;
   while (off < s->size) {
     for (int k = 0; k < e->nsym; k++)
       if (e->sym[k].section == si && e->sym[k].value == off && e->sym[k].name[0])
-        sb_printf(b, "%s:\n", e->sym[k].name);
+        kn_bytes_printf(b, "%s:\n", e->sym[k].name);
     char text[256];
     size_t len = LLVMDisasmInstruction(dc, (uint8_t *)s->data + off, s->size - off, off, text, sizeof text);
     if (!len) { /* bytes the disassembler does not know (padding, data in code): show them and move on */
-      sb_printf(b, "%8llx:\t.byte 0x%02x\n", (unsigned long long)off, s->data[off]);
+      kn_bytes_printf(b, "%8llx:\t.byte 0x%02x\n", (unsigned long long)off, s->data[off]);
       off++;
       continue;
     }
     const char *rs = reloc_at(e, si, off, len);
-    sb_printf(b, "%8llx:%s%s%s\n", (unsigned long long)off, text, rs ? "\t\t# reloc " : "", rs ? rs : "");
+    kn_bytes_printf(b, "%8llx:%s%s%s\n", (unsigned long long)off, text, rs ? "\t\t# reloc " : "", rs ? rs : "");
     off += len;
   }
 }
@@ -270,14 +241,14 @@ char *kn_llvm_disassemble(const uint8_t *obj, size_t n, const kn_target *t) {
   kn_llvm_init();
   char err[256];
   kn_elf e;
-  strbuf b = {0};
+  kn_bytes b = {0};
   if (kn_elf_parse(obj, n, &e, err, sizeof err)) {
-    sb_printf(&b, "(cannot disassemble: %s)\n", err);
+    kn_bytes_printf(&b, "(cannot disassemble: %s)\n", err);
     return b.s;
   }
   LLVMDisasmContextRef dc = LLVMCreateDisasmCPUFeatures(t->triple, t->cpu, t->features, NULL, 0, NULL, NULL);
   if (!dc) {
-    sb_printf(&b, "(no disassembler for %s %s)\n", t->triple, t->cpu);
+    kn_bytes_printf(&b, "(no disassembler for %s %s)\n", t->triple, t->cpu);
   } else {
     LLVMSetDisasmOptions(dc, LLVMDisassembler_Option_PrintImmHex);
     int any = 0;
@@ -286,7 +257,7 @@ char *kn_llvm_disassemble(const uint8_t *obj, size_t n, const kn_target *t) {
         disasm_section(&b, dc, &e, i);
         any = 1;
       }
-    if (!any) sb_printf(&b, "(object has no code sections)\n");
+    if (!any) kn_bytes_printf(&b, "(object has no code sections)\n");
     LLVMDisasmDispose(dc);
   }
   kn_elf_free(&e);

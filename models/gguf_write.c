@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../device/base/bytes.h"
 #include "gguf.h"
 
 typedef struct {
@@ -277,33 +278,13 @@ void kn_gguf_writer_free(kn_gguf_writer *w) {
 
 /* ---- serialization ---- */
 
-typedef struct {
-  uint8_t *p;
-  size_t n, cap;
-  bool oom;
-} bytes;
+/* the header is built in a kn_bytes */
+static void put(kn_bytes *b, const void *d, size_t n) { kn_bytes_put(b, d, n); }
+static void put_u32(kn_bytes *b, uint32_t v) { put(b, &v, 4); }
+static void put_u64(kn_bytes *b, uint64_t v) { put(b, &v, 8); }
+static void put_str(kn_bytes *b, const char *s, uint64_t n) { put_u64(b, n), put(b, s, n); }
 
-static void put(bytes *b, const void *d, size_t n) {
-  if (b->oom || !n) return;
-  if (n > b->cap - b->n) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap - b->n < n) {
-      if (cap > SIZE_MAX / 2) return (void)(b->oom = true);
-      cap *= 2;
-    }
-    uint8_t *p = realloc(b->p, cap);
-    if (!p) return (void)(b->oom = true);
-    b->p = p, b->cap = cap;
-  }
-  memcpy(b->p + b->n, d, n);
-  b->n += n;
-}
-
-static void put_u32(bytes *b, uint32_t v) { put(b, &v, 4); }
-static void put_u64(bytes *b, uint64_t v) { put(b, &v, 8); }
-static void put_str(bytes *b, const char *s, uint64_t n) { put_u64(b, n), put(b, s, n); }
-
-static void put_scalar(bytes *b, const kn_gguf_value *v) {
+static void put_scalar(kn_bytes *b, const kn_gguf_value *v) {
   union { uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32; int32_t i32; float f32; } x;
   switch (v->type) {
   case KN_GGUF_U8: x.u8 = (uint8_t)v->u; break;
@@ -323,7 +304,7 @@ static void put_scalar(bytes *b, const kn_gguf_value *v) {
 }
 
 /* The value's bytes after its type tag. */
-static void put_value(bytes *b, const kn_gguf_value *v) {
+static void put_value(kn_bytes *b, const kn_gguf_value *v) {
   if (v->type == KN_GGUF_STRING) return put_str(b, v->s, v->n);
   if (v->type != KN_GGUF_ARRAY) return put_scalar(b, v);
   put_u32(b, (uint32_t)v->elem), put_u64(b, v->n);
@@ -349,7 +330,7 @@ static int layout(kn_gguf_writer *w, uint64_t *data_bytes) {
   return 0;
 }
 
-static int header(kn_gguf_writer *w, bytes *b) {
+static int header(kn_gguf_writer *w, kn_bytes *b) {
   put(b, "GGUF", 4), put_u32(b, 3), put_u64(b, w->n_t), put_u64(b, w->n_kv);
   for (size_t i = 0; i < w->n_kv; i++) {
     put_str(b, w->kvs[i].key, strlen(w->kvs[i].key));
@@ -363,7 +344,7 @@ static int header(kn_gguf_writer *w, bytes *b) {
     put_u32(b, (uint32_t)t->type), put_u64(b, t->offset);
   }
   static const uint8_t zeros[64];
-  for (size_t pad = (w->alignment - b->n % w->alignment) % w->alignment; pad;) {
+  for (size_t pad = (w->alignment - b->len % w->alignment) % w->alignment; pad;) {
     size_t k = pad < sizeof zeros ? pad : sizeof zeros;
     put(b, zeros, k), pad -= k;
   }
@@ -416,8 +397,8 @@ static int tensor_data(kn_gguf_writer *w, sink *s, size_t i, kn_gguf_fill_fn fil
   return rc;
 }
 
-static int emit(kn_gguf_writer *w, sink *s, const bytes *h, kn_gguf_fill_fn fill, void *user) {
-  if (sink_write(w, s, h->p, h->n)) return -1;
+static int emit(kn_gguf_writer *w, sink *s, const kn_bytes *h, kn_gguf_fill_fn fill, void *user) {
+  if (sink_write(w, s, h->s, h->len)) return -1;
   for (size_t i = 0; i < w->n_t; i++)
     if (tensor_data(w, s, i, fill, user)) return -1;
   return 0;
@@ -433,13 +414,13 @@ int kn_gguf_write_mem(kn_gguf_writer *w, void **out, size_t *size, kn_gguf_fill_
   if (!w) return -1;
   *out = NULL, *size = 0;
   uint64_t data;
-  bytes h = {0};
-  if (layout(w, &data) || header(w, &h)) return free(h.p), report(w, -1, err, errlen);
-  if (data > SIZE_MAX - h.n) return free(h.p), report(w, werr(w, "file too large for memory"), err, errlen);
-  sink s = {.cap = h.n + data};
-  if (!(s.mem = malloc(s.cap ? s.cap : 1))) return free(h.p), report(w, werr(w, "out of memory"), err, errlen);
+  kn_bytes h = {0};
+  if (layout(w, &data) || header(w, &h)) return free(h.s), report(w, -1, err, errlen);
+  if (data > SIZE_MAX - h.len) return free(h.s), report(w, werr(w, "file too large for memory"), err, errlen);
+  sink s = {.cap = h.len + data};
+  if (!(s.mem = malloc(s.cap ? s.cap : 1))) return free(h.s), report(w, werr(w, "out of memory"), err, errlen);
   int rc = emit(w, &s, &h, fill, user);
-  free(h.p);
+  free(h.s);
   if (rc) return free(s.mem), report(w, -1, err, errlen);
   *out = s.mem, *size = s.pos;
   return 0;
@@ -449,15 +430,15 @@ int kn_gguf_write_file(kn_gguf_writer *w, const char *path, kn_gguf_fill_fn fill
                        size_t errlen) {
   if (!w) return -1;
   uint64_t data;
-  bytes h = {0};
-  if (layout(w, &data) || header(w, &h)) return free(h.p), report(w, -1, err, errlen);
+  kn_bytes h = {0};
+  if (layout(w, &data) || header(w, &h)) return free(h.s), report(w, -1, err, errlen);
   size_t plen = strlen(path);
   char *part = malloc(plen + 6);
-  if (!part) return free(h.p), report(w, werr(w, "out of memory"), err, errlen);
+  if (!part) return free(h.s), report(w, werr(w, "out of memory"), err, errlen);
   memcpy(part, path, plen), memcpy(part + plen, ".part", 6);
   sink s = {.f = fopen(part, "wb")};
   int rc = s.f ? emit(w, &s, &h, fill, user) : werr(w, "%s: cannot create: %m", part);
-  free(h.p);
+  free(h.s);
   if (s.f && fclose(s.f) && !rc) rc = werr(w, "%s: write failed: %m", part);
   if (!rc && rename(part, path)) rc = werr(w, "%s: cannot rename to %s: %m", part, path);
   if (rc && s.f) unlink(part);

@@ -165,19 +165,19 @@ static int take_content(const cJSON *v, char **out, const char *where, char *err
         knc_err(err, errlen, "%s: expected a string, null or an array of text parts", where);
         return -1;
     }
-    knc_buf b = {0};
+    kn_bytes b = {0};
     size_t i = 0;
     for (const cJSON *part = v->child; part; part = part->next, i++) {
         const char *type = knj_str(knj_get(part, "type"));
         const char *text = knj_str(knj_get(part, "text"));
         if (!type || strcmp(type, "text") || !text) {
-            knc_buf_free(&b);
+            kn_bytes_free(&b);
             knc_err(err, errlen, "%s[%zu]: only {\"type\": \"text\", \"text\": ...} parts are supported", where, i);
             return -1;
         }
         if (i > 0)
-            knc_putc(&b, '\n');
-        knc_puts(&b, text);
+            kn_bytes_putc(&b, '\n');
+        kn_bytes_puts(&b, text);
     }
     *out = knc_take(&b);
 done:
@@ -219,7 +219,7 @@ static int take_tool_call(kn_chat_msg *m, const cJSON *tc, const char *where, ch
     } else if (cJSON_IsString(args)) {
         args_text = knc_strdup(args->valuestring);
     } else {
-        knc_buf b = {0};
+        kn_bytes b = {0};
         knj_dump(&b, args, -1);
         args_text = knc_take(&b);
     }
@@ -294,7 +294,7 @@ kn_chat *kn_chat_from_cjson(const cJSON *root, char *err, size_t errlen)
     if (tools && !cJSON_IsNull(tools)) {
         if (check_tools(tools, err, errlen))
             goto fail;
-        knc_buf b = {0};
+        kn_bytes b = {0};
         knj_dump(&b, tools, -1);
         if (!(c->tools_json = knc_take(&b))) {
             knc_err(err, errlen, "out of memory");

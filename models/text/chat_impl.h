@@ -8,21 +8,12 @@
 
 #include "models/text/chat.h"
 #include "models/text/json_read.h"
+#include "device/base/bytes.h"
 
-/* ---- byte buffer ------------------------------------------------------------------------------------------- */
+/* ---- byte buffer: kn_bytes (device/base/bytes.h) ---------------------------------------------------------- */
 
-typedef struct knc_buf {
-    char *s;
-    size_t len, cap;
-    int oom; /* sticky: a failed allocation; checked once at the end */
-} knc_buf;
-
-void knc_put(knc_buf *b, const char *s, size_t n);
-void knc_puts(knc_buf *b, const char *s);
-void knc_putc(knc_buf *b, char c);
-void knc_buf_free(knc_buf *b);
 /* Takes the bytes out as a NUL-terminated malloc'd string (NULL when oom), leaving b empty. */
-char *knc_take(knc_buf *b);
+char *knc_take(kn_bytes *b);
 
 char *knc_strdup(const char *s);
 char *knc_strndup(const char *s, size_t n);
@@ -40,9 +31,9 @@ static inline const cJSON *knj_get(const cJSON *v, const char *key)
 static inline const char *knj_str(const cJSON *v) { return cJSON_IsString(v) ? v->valuestring : NULL; }
 
 /* Python json.dumps(v, ensure_ascii=False) with indent < 0, else json.dumps(v, ensure_ascii=False, indent=indent). */
-void knj_dump(knc_buf *b, const cJSON *v, int indent);
+void knj_dump(kn_bytes *b, const cJSON *v, int indent);
 /* Python json.dumps of a plain string. */
-void knj_dump_str(knc_buf *b, const char *s, size_t len);
+void knj_dump_str(kn_bytes *b, const char *s, size_t len);
 
 /* ---- tool-call parser output (toolcall_out.c) ------------------------------------------------------------- */
 
@@ -52,8 +43,8 @@ typedef struct tc_events {
     kn_tc_event *ev;
     size_t *off;      /* per event: offsets of text, id, name in buf (3 each) */
     size_t n, cap;
-    knc_buf buf;
-    knc_buf carry;    /* an incomplete UTF-8 sequence waiting for its next bytes */
+    kn_bytes buf;
+    kn_bytes carry;    /* an incomplete UTF-8 sequence waiting for its next bytes */
     kn_tc_kind carry_kind;
     int carry_index;
     int oom;

@@ -1,4 +1,4 @@
-/* models/text/chat_json.c: the byte buffer of chat_impl.h, and a printer of JSON trees (read by json_read.c) that matches
+/* models/text/chat_json.c: knc_take over kn_bytes, and a printer of JSON trees (read by json_read.c) that matches
  * Python's json.dumps(ensure_ascii=False): chat templates run `tojson` under transformers, and the prompt bytes
  * (hence the tokens the model was trained on) depend on its separators, key order and float formatting. */
 #include "models/text/chat_impl.h"
@@ -12,44 +12,11 @@
 
 /* ---- buffer ----------------------------------------------------------------------------------------------- */
 
-void knc_put(knc_buf *b, const char *s, size_t n)
-{
-    if (b->oom || n == 0)
-        return;
-    if (n > (size_t)-1 / 2 - b->len) {
-        b->oom = 1;
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *ns = realloc(b->s, cap);
-        if (!ns) {
-            b->oom = 1;
-            return;
-        }
-        b->s = ns;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = 0;
-}
 
-void knc_puts(knc_buf *b, const char *s) { knc_put(b, s, strlen(s)); }
-void knc_putc(knc_buf *b, char c) { knc_put(b, &c, 1); }
-
-void knc_buf_free(knc_buf *b)
-{
-    free(b->s);
-    memset(b, 0, sizeof *b);
-}
-
-char *knc_take(knc_buf *b)
+char *knc_take(kn_bytes *b)
 {
     if (b->oom) {
-        knc_buf_free(b);
+        kn_bytes_free(b);
         return NULL;
     }
     char *s = b->s ? b->s : calloc(1, 1);
@@ -71,9 +38,9 @@ char *knc_strdup(const char *s) { return s ? knc_strndup(s, strlen(s)) : NULL; }
 
 /* ---- printing as Python does -------------------------------------------------------------------------------- */
 
-void knj_dump_str(knc_buf *b, const char *s, size_t len)
+void knj_dump_str(kn_bytes *b, const char *s, size_t len)
 {
-    knc_putc(b, '"');
+    kn_bytes_putc(b, '"');
     size_t run = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -95,20 +62,20 @@ void knj_dump_str(knc_buf *b, const char *s, size_t len)
         }
         if (!esc)
             continue;
-        knc_put(b, s + run, i - run);
-        knc_puts(b, esc);
+        kn_bytes_put(b, s + run, i - run);
+        kn_bytes_puts(b, esc);
         run = i + 1;
     }
-    knc_put(b, s + run, len - run);
-    knc_putc(b, '"');
+    kn_bytes_put(b, s + run, len - run);
+    kn_bytes_putc(b, '"');
 }
 
 /* repr() of a float: the shortest digits that read back to the same double, in fixed notation when the decimal
  * point falls within 16 places, else d.ddde±XX. */
-static void dump_float(knc_buf *b, double d)
+static void dump_float(kn_bytes *b, double d)
 {
     if (isinf(d)) {
-        knc_puts(b, d < 0 ? "-Infinity" : "Infinity");
+        kn_bytes_puts(b, d < 0 ? "-Infinity" : "Infinity");
         return;
     }
     char t[40];
@@ -121,7 +88,7 @@ static void dump_float(knc_buf *b, double d)
     size_t nd = 0;
     const char *q = t;
     if (*q == '-') {
-        knc_putc(b, '-');
+        kn_bytes_putc(b, '-');
         q++;
     }
     for (; *q && *q != 'e'; q++)
@@ -132,34 +99,34 @@ static void dump_float(knc_buf *b, double d)
         nd--;
     if (decpt > -4 && decpt <= 16) {
         if (decpt <= 0) {
-            knc_puts(b, "0.");
+            kn_bytes_puts(b, "0.");
             for (int k = 0; k < -decpt; k++)
-                knc_putc(b, '0');
-            knc_put(b, digits, nd);
+                kn_bytes_putc(b, '0');
+            kn_bytes_put(b, digits, nd);
         } else if ((size_t)decpt >= nd) {
-            knc_put(b, digits, nd);
+            kn_bytes_put(b, digits, nd);
             for (size_t k = nd; k < (size_t)decpt; k++)
-                knc_putc(b, '0');
-            knc_puts(b, ".0");
+                kn_bytes_putc(b, '0');
+            kn_bytes_puts(b, ".0");
         } else {
-            knc_put(b, digits, (size_t)decpt);
-            knc_putc(b, '.');
-            knc_put(b, digits + decpt, nd - (size_t)decpt);
+            kn_bytes_put(b, digits, (size_t)decpt);
+            kn_bytes_putc(b, '.');
+            kn_bytes_put(b, digits + decpt, nd - (size_t)decpt);
         }
         return;
     }
-    knc_putc(b, digits[0]);
+    kn_bytes_putc(b, digits[0]);
     if (nd > 1) {
-        knc_putc(b, '.');
-        knc_put(b, digits + 1, nd - 1);
+        kn_bytes_putc(b, '.');
+        kn_bytes_put(b, digits + 1, nd - 1);
     }
     snprintf(t, sizeof t, "e%c%02d", decpt - 1 < 0 ? '-' : '+', abs(decpt - 1));
-    knc_puts(b, t);
+    kn_bytes_puts(b, t);
 }
 
 /* Python reads a literal with '.', 'e' or 'E' as a float and anything else as an exact int. A number built by code
  * (no literal) prints as an int when it is one. */
-static void dump_number(knc_buf *b, const cJSON *v)
+static void dump_number(kn_bytes *b, const cJSON *v)
 {
     const char *lit = kn_json_literal(v);
     if (!lit) {
@@ -167,7 +134,7 @@ static void dump_number(knc_buf *b, const cJSON *v)
         if (d == floor(d) && fabs(d) < 9007199254740992.0) {
             char t[32];
             snprintf(t, sizeof t, "%.0f", d == 0 ? 0.0 : d);
-            knc_puts(b, t);
+            kn_bytes_puts(b, t);
         } else {
             dump_float(b, d);
         }
@@ -179,51 +146,51 @@ static void dump_number(knc_buf *b, const cJSON *v)
     }
     const char *digits = lit[0] == '-' ? lit + 1 : lit;
     if (strcmp(digits, "0") == 0) /* int("-0") == 0 */
-        knc_putc(b, '0');
+        kn_bytes_putc(b, '0');
     else
-        knc_puts(b, lit);
+        kn_bytes_puts(b, lit);
 }
 
-static void newline_indent(knc_buf *b, int indent, int level)
+static void newline_indent(kn_bytes *b, int indent, int level)
 {
-    knc_putc(b, '\n');
+    kn_bytes_putc(b, '\n');
     for (int k = 0; k < indent * level; k++)
-        knc_putc(b, ' ');
+        kn_bytes_putc(b, ' ');
 }
 
-static void dump_at(knc_buf *b, const cJSON *v, int indent, int level)
+static void dump_at(kn_bytes *b, const cJSON *v, int indent, int level)
 {
-    if (cJSON_IsNull(v)) return knc_puts(b, "null");
-    if (cJSON_IsFalse(v)) return knc_puts(b, "false");
-    if (cJSON_IsTrue(v)) return knc_puts(b, "true");
+    if (cJSON_IsNull(v)) return kn_bytes_puts(b, "null");
+    if (cJSON_IsFalse(v)) return kn_bytes_puts(b, "false");
+    if (cJSON_IsTrue(v)) return kn_bytes_puts(b, "true");
     if (cJSON_IsNumber(v)) return dump_number(b, v);
     if (cJSON_IsString(v)) return knj_dump_str(b, v->valuestring, strlen(v->valuestring));
     int obj = cJSON_IsObject(v);
-    knc_putc(b, obj ? '{' : '[');
+    kn_bytes_putc(b, obj ? '{' : '[');
     for (const cJSON *c = v->child; c; c = c->next) {
         if (c != v->child)
-            knc_puts(b, indent >= 0 ? "," : ", ");
+            kn_bytes_puts(b, indent >= 0 ? "," : ", ");
         if (indent >= 0)
             newline_indent(b, indent, level + 1);
         if (obj) {
             knj_dump_str(b, c->string, strlen(c->string));
-            knc_puts(b, ": ");
+            kn_bytes_puts(b, ": ");
         }
         dump_at(b, c, indent, level + 1);
     }
     if (indent >= 0 && v->child)
         newline_indent(b, indent, level);
-    knc_putc(b, obj ? '}' : ']');
+    kn_bytes_putc(b, obj ? '}' : ']');
 }
 
-void knj_dump(knc_buf *b, const cJSON *v, int indent) { dump_at(b, v, indent, 0); }
+void knj_dump(kn_bytes *b, const cJSON *v, int indent) { dump_at(b, v, indent, 0); }
 
 char *kn_chat_tojson(const char *json, size_t len, int indent, char *err, size_t errlen)
 {
     cJSON *v = kn_json_parse(json, len, 0, NULL, 0, err, errlen);
     if (!v)
         return NULL;
-    knc_buf b = {0};
+    kn_bytes b = {0};
     knj_dump(&b, v, indent);
     cJSON_Delete(v);
     char *s = knc_take(&b);

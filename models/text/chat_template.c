@@ -27,7 +27,7 @@ typedef struct view_msg {
 } view_msg;
 
 typedef struct rnd {
-    knc_buf b;
+    kn_bytes b;
     kn_chat_span *spans;
     size_t n_spans, cap_spans;
     int oom;
@@ -41,7 +41,7 @@ typedef struct rnd {
 } rnd;
 
 /* Template text. */
-static void T(rnd *r, const char *s) { knc_puts(&r->b, s); }
+static void T(rnd *r, const char *s) { kn_bytes_puts(&r->b, s); }
 
 /* Conversation data: recorded as a span so the tokenizer can keep special-token text in it literal. */
 static void Dn(rnd *r, const char *s, size_t n)
@@ -49,7 +49,7 @@ static void Dn(rnd *r, const char *s, size_t n)
     if (n == 0)
         return;
     size_t off = r->b.len;
-    knc_put(&r->b, s, n);
+    kn_bytes_put(&r->b, s, n);
     kn_chat_span *last = r->n_spans ? &r->spans[r->n_spans - 1] : NULL;
     if (last && last->off + last->len == off) {
         last->len += n;
@@ -73,22 +73,22 @@ static void D(rnd *r, const char *s) { Dn(r, s, strlen(s)); }
 /* `x | tojson` as conversation data. */
 static void Djson(rnd *r, const cJSON *v, int indent)
 {
-    knc_buf tmp = {0};
+    kn_bytes tmp = {0};
     knj_dump(&tmp, v, indent);
     if (tmp.oom)
         r->oom = 1;
     Dn(r, tmp.s ? tmp.s : "", tmp.len);
-    knc_buf_free(&tmp);
+    kn_bytes_free(&tmp);
 }
 
 static void Djson_str(rnd *r, const char *s)
 {
-    knc_buf tmp = {0};
+    kn_bytes tmp = {0};
     knj_dump_str(&tmp, s, strlen(s));
     if (tmp.oom)
         r->oom = 1;
     Dn(r, tmp.s ? tmp.s : "", tmp.len);
-    knc_buf_free(&tmp);
+    kn_bytes_free(&tmp);
 }
 
 /* A tool call's arguments through `| tojson`: the object, or the text as a JSON string when it was no object. */
@@ -678,7 +678,7 @@ int kn_chat_render_prompt(const kn_chat_template *t, const kn_chat *c, const kn_
     if (rc == 0 && (r.oom || r.b.oom))
         rc = fail(&r, "out of memory rendering the chat template");
     if (rc) {
-        knc_buf_free(&r.b);
+        kn_bytes_free(&r.b);
         free(r.spans);
         return -1;
     }

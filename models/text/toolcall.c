@@ -27,14 +27,14 @@ typedef struct call_st {
     int py_code;     /* PYTAG: the text is not JSON (builtin call or code) */
     size_t py_start; /* where that text starts in raw */
     kn_jsonc j;
-    knc_buf raw;     /* all the call consumed: the content it becomes if it fails */
+    kn_bytes raw;     /* all the call consumed: the content it becomes if it fails */
     char key[24];
     size_t keylen;
     int n_keys, cur; /* keys seen at depth 1; the kind of the current one */
     int val_active;
     char args_first; /* '{' (streamed) or '"' (a string holding JSON, decoded at its end) */
-    knc_buf nbuf;    /* the name's JSON string */
-    knc_buf abuf;    /* arguments not yet sent */
+    kn_bytes nbuf;    /* the name's JSON string */
+    kn_bytes abuf;    /* arguments not yet sent */
     char *name;
     int begun;       /* CALL_BEGIN sent */
     int args_seen, args_done;
@@ -46,7 +46,7 @@ struct kn_toolparser {
     char **names;
     int mode;
     int think_lead;  /* inside <think>, nothing sent yet: leading newlines are dropped */
-    knc_buf pend;    /* input not yet decided */
+    kn_bytes pend;    /* input not yet decided */
     call_st c;
     int n_calls;
     uint64_t rng;
@@ -66,9 +66,9 @@ static int is_llama(const kn_toolparser *p) { return p->family == KN_CHAT_LLAMA3
 
 static void call_reset(call_st *c)
 {
-    knc_buf_free(&c->raw);
-    knc_buf_free(&c->nbuf);
-    knc_buf_free(&c->abuf);
+    kn_bytes_free(&c->raw);
+    kn_bytes_free(&c->nbuf);
+    kn_bytes_free(&c->abuf);
     free(c->name);
     memset(c, 0, sizeof *c);
 }
@@ -106,7 +106,7 @@ kn_toolparser *kn_toolparser_new(kn_chat_family family, const kn_tc_opts *o)
     p->rng = p->o.id_seed;
     if (!p->rng && getrandom(&p->rng, sizeof p->rng, 0) != (ssize_t)sizeof p->rng)
         p->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)p;
-    knc_put(&p->pend, "", 1); /* pend.s is never NULL */
+    kn_bytes_put(&p->pend, "", 1); /* pend.s is never NULL */
     p->pend.len = 0;
     if (p->pend.oom) {
         kn_toolparser_free(p);
@@ -126,7 +126,7 @@ void kn_toolparser_free(kn_toolparser *p)
     for (size_t k = 0; p->names && k < p->o.n_tool_names; k++)
         free(p->names[k]);
     free(p->names);
-    knc_buf_free(&p->pend);
+    kn_bytes_free(&p->pend);
     call_reset(&p->c);
     tc_events_free(&p->ev);
     free(p);
@@ -192,8 +192,8 @@ static void call_open(kn_toolparser *p, const char *pre, size_t npre, const char
     p->c.tagged = tagged;
     p->c.close_tag = close_tag;
     kn_jsonc_init(&p->c.j, KN_JSONC_OBJECT_ONLY);
-    knc_put(&p->c.raw, pre, npre);
-    knc_puts(&p->c.raw, tag);
+    kn_bytes_put(&p->c.raw, pre, npre);
+    kn_bytes_puts(&p->c.raw, tag);
 }
 
 /* Not a call after all: withdraw it and hand its text on as content. */
@@ -246,7 +246,7 @@ static void call_begin(kn_toolparser *p)
 }
 
 /* Decode a JSON string value (quotes included); NULL when it holds U+0000 or is no string. */
-static char *decode_string(const knc_buf *b)
+static char *decode_string(const kn_bytes *b)
 {
     cJSON *v = kn_json_parse(b->s ? b->s : "", b->len, 0, NULL, 0, NULL, 0);
     char *s = cJSON_IsString(v) ? knc_strdup(v->valuestring) : NULL;
@@ -273,7 +273,7 @@ static int value_end(kn_toolparser *p)
         int ok = s && kn_json_valid(s, strlen(s), KN_JSONC_OBJECT_ONLY);
         c->abuf.len = 0;
         if (ok)
-            knc_puts(&c->abuf, s);
+            kn_bytes_puts(&c->abuf, s);
         free(s);
         if (!ok)
             return -1;
@@ -287,11 +287,11 @@ static void value_byte(kn_toolparser *p, char ch)
 {
     call_st *c = &p->c;
     if (c->cur == K_NAME)
-        knc_putc(&c->nbuf, ch);
+        kn_bytes_putc(&c->nbuf, ch);
     else if (c->cur == K_ARGS && c->begun && c->args_first == '{')
         tc_emit_text(&p->ev, KN_TC_CALL_ARGS, p->n_calls, &ch, 1);
     else if (c->cur == K_ARGS)
-        knc_putc(&c->abuf, ch);
+        kn_bytes_putc(&c->abuf, ch);
 }
 
 /* A value starts at depth 1. -1: a repeated name or arguments, or arguments that are neither object nor string. */
@@ -367,7 +367,7 @@ static int call_byte(kn_toolparser *p, char ch)
     call_st *c = &p->c;
     if (!c->in_obj) {
         if (is_ws(ch)) {
-            knc_putc(&c->raw, ch);
+            kn_bytes_putc(&c->raw, ch);
             return 1;
         }
         if (ch != '{')
@@ -378,7 +378,7 @@ static int call_byte(kn_toolparser *p, char ch)
     int dbefore = kn_jsonc_depth(&c->j);
     if (!kn_jsonc_push(&c->j, (unsigned char)ch))
         return 0;
-    knc_putc(&c->raw, ch);
+    kn_bytes_putc(&c->raw, ch);
     if (track(p, ch, before, dbefore))
         return -1;
     if (kn_jsonc_depth(&c->j) == 0) { /* the object is closed */
@@ -409,10 +409,10 @@ static void python_call(kn_toolparser *p)
             call_abort(p);
             return;
         }
-        knc_buf j = {0};
-        knc_puts(&j, "{\"code\": ");
+        kn_bytes j = {0};
+        kn_bytes_puts(&j, "{\"code\": ");
         knj_dump_str(&j, code + b, e - b);
-        knc_putc(&j, '}');
+        kn_bytes_putc(&j, '}');
         args = knc_take(&j);
         c->name = knc_strdup("python");
     }
@@ -567,7 +567,7 @@ static size_t step_pytag(kn_toolparser *p, const char *s, size_t n, int final)
     size_t k = 0;
     if (!c->py_code) {
         while (k < n && is_ws(s[k]))
-            knc_putc(&c->raw, s[k++]);
+            kn_bytes_putc(&c->raw, s[k++]);
         if (k < n && s[k] == '{') {
             p->mode = M_CALL;
             return k;
@@ -576,7 +576,7 @@ static size_t step_pytag(kn_toolparser *p, const char *s, size_t n, int final)
             return k;
         c->py_code = 1;
     }
-    knc_put(&c->raw, s + k, n - k);
+    kn_bytes_put(&c->raw, s + k, n - k);
     if (final)
         python_call(p);
     return n;
@@ -616,7 +616,7 @@ static int run(kn_toolparser *p, int final)
 int kn_toolparser_feed(kn_toolparser *p, const char *text, size_t len)
 {
     tc_events_clear(&p->ev);
-    knc_put(&p->pend, text, len);
+    kn_bytes_put(&p->pend, text, len);
     return p->pend.oom ? -1 : run(p, 0);
 }
 

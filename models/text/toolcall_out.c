@@ -18,8 +18,8 @@ void tc_events_free(tc_events *e)
 {
     free(e->ev);
     free(e->off);
-    knc_buf_free(&e->buf);
-    knc_buf_free(&e->carry);
+    kn_bytes_free(&e->buf);
+    kn_bytes_free(&e->carry);
     memset(e, 0, sizeof *e);
 }
 
@@ -91,14 +91,14 @@ static size_t put_valid(tc_events *e, const char *s, size_t n, int final)
             i += (size_t)k;
             continue;
         }
-        knc_put(&e->buf, s + run, i - run);
+        kn_bytes_put(&e->buf, s + run, i - run);
         if (k == 0 && !final)
             return n - i;
-        knc_put(&e->buf, "\xEF\xBF\xBD", 3); /* U+FFFD for bytes that make no valid character */
+        kn_bytes_put(&e->buf, "\xEF\xBF\xBD", 3); /* U+FFFD for bytes that make no valid character */
         i += k ? (size_t)-k : n - i; /* an incomplete sequence at the very end: all of it */
         run = i;
     }
-    knc_put(&e->buf, s + run, n - run);
+    kn_bytes_put(&e->buf, s + run, n - run);
     return 0;
 }
 
@@ -111,7 +111,7 @@ static void emit_valid(tc_events *e, kn_tc_kind kind, int index, const char *s, 
     size_t held = put_valid(e, s, n, final);
     size_t added = e->buf.len - before;
     if (held) {
-        knc_put(&e->carry, s + n - held, held);
+        kn_bytes_put(&e->carry, s + n - held, held);
         e->carry_kind = kind;
         e->carry_index = index;
     }
@@ -132,10 +132,10 @@ static void flush_carry(tc_events *e, int final)
 {
     if (e->carry.len == 0)
         return;
-    knc_buf c = e->carry;
+    kn_bytes c = e->carry;
     memset(&e->carry, 0, sizeof e->carry);
     emit_valid(e, e->carry_kind, e->carry_index, c.s, c.len, final);
-    knc_buf_free(&c);
+    kn_bytes_free(&c);
 }
 
 void tc_emit_text(tc_events *e, kn_tc_kind kind, int index, const char *s, size_t n)
@@ -145,7 +145,7 @@ void tc_emit_text(tc_events *e, kn_tc_kind kind, int index, const char *s, size_
     if (n == 0)
         return;
     if (e->carry.len) {
-        knc_put(&e->carry, s, n);
+        kn_bytes_put(&e->carry, s, n);
         flush_carry(e, 0);
         return;
     }
@@ -161,11 +161,11 @@ void tc_emit_mark(tc_events *e, kn_tc_kind kind, int index, const char *id, cons
     size_t *off = &e->off[3 * (e->n - 1)];
     if (id) {
         off[1] = e->buf.len;
-        knc_put(&e->buf, id, strlen(id) + 1);
+        kn_bytes_put(&e->buf, id, strlen(id) + 1);
     }
     if (name) {
         off[2] = e->buf.len;
-        knc_put(&e->buf, name, strlen(name) + 1);
+        kn_bytes_put(&e->buf, name, strlen(name) + 1);
     }
 }
 
@@ -297,33 +297,33 @@ static size_t skip_ws(const char *s, size_t i, size_t n)
 }
 
 /* A Python literal: a quoted string (with backslash escapes), a number, True/False/None. Written as JSON. */
-static size_t py_value(const char *s, size_t i, size_t n, knc_buf *out)
+static size_t py_value(const char *s, size_t i, size_t n, kn_bytes *out)
 {
     if (i < n && (s[i] == '"' || s[i] == '\'')) {
         char q = s[i++];
-        knc_buf str = {0};
+        kn_bytes str = {0};
         while (i < n && s[i] != q) {
             if (s[i] == '\\' && i + 1 < n) {
                 char e = s[++i];
-                knc_putc(&str, e == 'n' ? '\n' : e == 't' ? '\t' : e);
+                kn_bytes_putc(&str, e == 'n' ? '\n' : e == 't' ? '\t' : e);
             } else {
-                knc_putc(&str, s[i]);
+                kn_bytes_putc(&str, s[i]);
             }
             i++;
         }
         if (i == n) {
-            knc_buf_free(&str);
+            kn_bytes_free(&str);
             return 0;
         }
         knj_dump_str(out, str.s ? str.s : "", str.len);
-        knc_buf_free(&str);
+        kn_bytes_free(&str);
         return i + 1;
     }
     static const char *const words[][2] = {{"True", "true"}, {"False", "false"}, {"None", "null"}};
     for (size_t w = 0; w < 3; w++) {
         size_t k = strlen(words[w][0]);
         if (n - i >= k && memcmp(s + i, words[w][0], k) == 0) {
-            knc_puts(out, words[w][1]);
+            kn_bytes_puts(out, words[w][1]);
             return i + k;
         }
     }
@@ -332,7 +332,7 @@ static size_t py_value(const char *s, size_t i, size_t n, knc_buf *out)
         i++;
     if (i == start || !kn_json_valid(s + start, i - start, 0))
         return 0;
-    knc_put(out, s + start, i - start);
+    kn_bytes_put(out, s + start, i - start);
     return i;
 }
 
@@ -346,8 +346,8 @@ char *tc_python_call(const char *s, size_t n, char **name)
         return NULL;
     size_t name_end = i;
     i += 6;
-    knc_buf args = {0};
-    knc_putc(&args, '{');
+    kn_bytes args = {0};
+    kn_bytes_putc(&args, '{');
     for (int first = 1;; first = 0) {
         i = skip_ws(s, i, n);
         if (i < n && s[i] == ')')
@@ -356,7 +356,7 @@ char *tc_python_call(const char *s, size_t n, char **name)
             if (i >= n || s[i] != ',')
                 goto fail;
             i = skip_ws(s, i + 1, n);
-            knc_puts(&args, ", ");
+            kn_bytes_puts(&args, ", ");
         }
         size_t k0 = i;
         while (i < n && ident_char(s[i], i == k0))
@@ -364,7 +364,7 @@ char *tc_python_call(const char *s, size_t n, char **name)
         if (i == k0)
             goto fail;
         knj_dump_str(&args, s + k0, i - k0);
-        knc_puts(&args, ": ");
+        kn_bytes_puts(&args, ": ");
         i = skip_ws(s, i, n);
         if (i >= n || s[i] != '=')
             goto fail;
@@ -373,7 +373,7 @@ char *tc_python_call(const char *s, size_t n, char **name)
     }
     if (skip_ws(s, i + 1, n) != n)
         goto fail;
-    knc_putc(&args, '}');
+    kn_bytes_putc(&args, '}');
     *name = knc_strndup(s + start, name_end - start);
     char *json = knc_take(&args);
     if (!*name || !json) {
@@ -384,6 +384,6 @@ char *tc_python_call(const char *s, size_t n, char **name)
     }
     return json;
 fail:
-    knc_buf_free(&args);
+    kn_bytes_free(&args);
     return NULL;
 }

@@ -20,9 +20,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       abort(); /* a refusal always says why */
     }
     if (q.root) {
-      knc_buf b = {0};
+      kn_bytes b = {0};
       knj_dump(&b, q.root, kind ? 2 : -1);
-      knc_buf_free(&b);
+      kn_bytes_free(&b);
     }
     oai_req_free(&q);
   }

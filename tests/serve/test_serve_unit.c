@@ -28,47 +28,47 @@ static uint32_t rnd(uint32_t n) {
 
 /* ---- a reference JSON printer for random values ------------------------------------------------------------ */
 
-static void gen_string(sbuf *b, bool plain) {
+static void gen_string(kn_bytes *b, bool plain) {
   static const char *parts[] = {"a", "Paris", " ", "x_y", "\\\"", "\\\\", "\\n", "\\u00e9", "\xc3\xa9", "\xe2\x82\xac", "7"};
   int n = (int)rnd(6), np = plain ? 4 : (int)(sizeof parts / sizeof *parts);
-  sb_puts(b, "\"");
-  for (int i = 0; i < n; i++) sb_puts(b, parts[rnd((uint32_t)np)]);
-  sb_puts(b, "\"");
+  kn_bytes_puts(b, "\"");
+  for (int i = 0; i < n; i++) kn_bytes_puts(b, parts[rnd((uint32_t)np)]);
+  kn_bytes_puts(b, "\"");
 }
 
-static void gen_value(sbuf *b, int depth, bool plain);
+static void gen_value(kn_bytes *b, int depth, bool plain);
 
-static void gen_object(sbuf *b, int depth, bool plain) {
+static void gen_object(kn_bytes *b, int depth, bool plain) {
   int n = (int)rnd(depth > 2 ? 2 : 4);
-  sb_puts(b, rnd(2) ? "{" : "{ ");
+  kn_bytes_puts(b, rnd(2) ? "{" : "{ ");
   for (int i = 0; i < n; i++) {
-    if (i) sb_puts(b, rnd(2) ? ", " : ",");
+    if (i) kn_bytes_puts(b, rnd(2) ? ", " : ",");
     gen_string(b, plain);
-    sb_puts(b, rnd(2) ? ": " : ":");
+    kn_bytes_puts(b, rnd(2) ? ": " : ":");
     gen_value(b, depth + 1, plain);
   }
-  sb_puts(b, "}");
+  kn_bytes_puts(b, "}");
 }
 
-static void gen_value(sbuf *b, int depth, bool plain) {
+static void gen_value(kn_bytes *b, int depth, bool plain) {
   switch (rnd(depth > 3 ? 4 : 7)) {
   case 0: gen_string(b, plain); break;
   case 1: /* digits 1-9: cJSON takes leading zeros, JSON does not */
-    sb_puts(b, rnd(2) ? "-" : "");
-    for (int k = 0, n = 1 + (int)rnd(5); k < n; k++) sb_printf(b, "%u", 1 + rnd(9));
+    kn_bytes_puts(b, rnd(2) ? "-" : "");
+    for (int k = 0, n = 1 + (int)rnd(5); k < n; k++) kn_bytes_printf(b, "%u", 1 + rnd(9));
     break;
-  case 2: sb_puts(b, rnd(2) ? "true" : "null"); break;
-  case 3: sb_puts(b, "false"); break;
+  case 2: kn_bytes_puts(b, rnd(2) ? "true" : "null"); break;
+  case 3: kn_bytes_puts(b, "false"); break;
   case 4:
   case 5: gen_object(b, depth, plain); break;
   default: {
     int n = (int)rnd(4);
-    sb_puts(b, "[");
+    kn_bytes_puts(b, "[");
     for (int i = 0; i < n; i++) {
-      if (i) sb_puts(b, ",");
+      if (i) kn_bytes_puts(b, ",");
       gen_value(b, depth + 1, plain);
     }
-    sb_puts(b, "]");
+    kn_bytes_puts(b, "]");
   }
   }
 }
@@ -83,8 +83,8 @@ static void make_spec(kc_spec *k, int n_names, bool tail) {
   k->tail = tail ? strdup("}\n</tool_call>") : NULL;
   k->choices = calloc((size_t)n_names, sizeof *k->choices);
   for (int i = 0; i < n_names; i++) {
-    sbuf b = {0};
-    sb_printf(&b, "%s\", \"arguments\": ", NAMES[i]);
+    kn_bytes b = {0};
+    kn_bytes_printf(&b, "%s\", \"arguments\": ", NAMES[i]);
     k->choices[k->n_choices++] = b.s;
   }
 }
@@ -123,10 +123,10 @@ static void test_acceptor(void) {
     kc_spec sp;
     make_spec(&sp, n_names, tail);
     int choice = n_names ? (int)rnd((uint32_t)n_names) : 0;
-    sbuf out = {0};
-    if (n_names) sb_puts(&out, sp.choices[choice]);
+    kn_bytes out = {0};
+    if (n_names) kn_bytes_puts(&out, sp.choices[choice]);
     gen_object(&out, 0, false);
-    if (tail) sb_puts(&out, sp.tail);
+    if (tail) kn_bytes_puts(&out, sp.tail);
 
     kc_state k;
     kc_init(&k, &sp);
@@ -136,11 +136,11 @@ static void test_acceptor(void) {
     size_t cut = rnd((uint32_t)out.len + 1);
     kc_init(&k, &sp);
     feed_all(&k, out.s, cut);
-    sbuf cl = {0};
+    kn_bytes cl = {0};
     kc_closure(&k, &cl);
-    sbuf whole = {0};
-    sb_put(&whole, out.s, cut);
-    sb_put(&whole, cl.s ? cl.s : "", cl.len);
+    kn_bytes whole = {0};
+    kn_bytes_put(&whole, out.s, cut);
+    kn_bytes_put(&whole, cl.s ? cl.s : "", cl.len);
     kc_state k2;
     kc_init(&k2, &sp);
     bool fin = feed_all(&k2, whole.s ? whole.s : "", whole.len) && k2.phase == KC_DONE;
@@ -173,7 +173,7 @@ static void test_acceptor(void) {
       out.s[n - 2] ^= 0x20; /* '_' of </tool_call> changes */
       CHECK(!kc_accepts(&k, out.s, n), "a wrong tail was accepted");
     }
-    sb_free(&out), sb_free(&cl), sb_free(&whole);
+    kn_bytes_free(&out), kn_bytes_free(&cl), kn_bytes_free(&whole);
     kc_spec_free(&sp);
   }
 }
@@ -184,7 +184,7 @@ static void test_acceptor_vs_cjson(void) {
   static const char ins[] = "{}[]\":, 1a";
   kc_spec sp = {.json = true};
   for (int iter = 0; iter < 1500; iter++) {
-    sbuf b = {0};
+    kn_bytes b = {0};
     gen_object(&b, 0, true);
     size_t at = rnd((uint32_t)b.len);
     char *m = malloc(b.len + 2);
@@ -200,7 +200,7 @@ static void test_acceptor_vs_cjson(void) {
     bool ref = v && cJSON_IsObject(v);
     cJSON_Delete(v);
     CHECK(ours == ref, "acceptor says %d, cJSON says %d for %s", ours, ref, m);
-    free(m), sb_free(&b);
+    free(m), kn_bytes_free(&b);
   }
 }
 
@@ -286,7 +286,7 @@ static void test_requests(void) {
 /* ---- output: SSE chunks and responses ------------------------------------------------------------------------ */
 
 /* Feed text to o in random pieces. */
-static void feed_random(oai_out *o, const char *text, sbuf *sse) {
+static void feed_random(oai_out *o, const char *text, kn_bytes *sse) {
   size_t n = strlen(text), at = 0;
   while (at < n) {
     size_t k = 1 + rnd(6);
@@ -297,7 +297,7 @@ static void feed_random(oai_out *o, const char *text, sbuf *sse) {
 }
 
 typedef struct {
-  sbuf content, args, name, id;
+  kn_bytes content, args, name, id;
   int n_role, n_names, n_ids, n_chunks, bad_index;
   const char *finish;
   bool usage, done, framing_ok;
@@ -331,15 +331,15 @@ static void parse_sse(const char *s, parsed_stream *p) {
       if (cJSON_IsString(f)) snprintf(p->finish_buf, sizeof p->finish_buf, "%s", f->valuestring), p->finish = p->finish_buf;
       if (cJSON_GetObjectItem(d, "role")) p->n_role++;
       const char *txt = cJSON_GetStringValue(cJSON_GetObjectItem(d, "content"));
-      if (txt) sb_puts(&p->content, txt);
+      if (txt) kn_bytes_puts(&p->content, txt);
       cJSON *tc = cJSON_GetArrayItem(cJSON_GetObjectItem(d, "tool_calls"), 0);
       if (tc) {
         if (!cJSON_IsNumber(cJSON_GetObjectItem(tc, "index"))) p->bad_index++;
         cJSON *fn = cJSON_GetObjectItem(tc, "function");
-        if (cJSON_GetObjectItem(tc, "id")) p->n_ids++, sb_puts(&p->id, cJSON_GetObjectItem(tc, "id")->valuestring);
-        if (cJSON_GetObjectItem(fn, "name")) p->n_names++, sb_puts(&p->name, cJSON_GetObjectItem(fn, "name")->valuestring);
+        if (cJSON_GetObjectItem(tc, "id")) p->n_ids++, kn_bytes_puts(&p->id, cJSON_GetObjectItem(tc, "id")->valuestring);
+        if (cJSON_GetObjectItem(fn, "name")) p->n_names++, kn_bytes_puts(&p->name, cJSON_GetObjectItem(fn, "name")->valuestring);
         const char *a = cJSON_GetStringValue(cJSON_GetObjectItem(fn, "arguments"));
-        if (a) sb_puts(&p->args, a);
+        if (a) kn_bytes_puts(&p->args, a);
       }
       cJSON_Delete(c);
     }
@@ -365,13 +365,13 @@ static void test_output(void) {
     srv_job *j = job_new();
     j->forced_is_call = true;
     j->n_prompt = 40 + iter, j->n_cached = 30, j->n_gen = 12, j->done = true, j->finish = FIN_TOOL;
-    sbuf args = {0}, text = {0};
+    kn_bytes args = {0}, text = {0};
     gen_object(&args, 0, false);
     const char *prefill = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": ";
-    sb_printf(&text, "%s}\n</tool_call>", args.s);
+    kn_bytes_printf(&text, "%s}\n</tool_call>", args.s);
     oai_out o;
     CHECK(oai_out_init(&o, &S, &q, j, prefill) == 0, "init");
-    sbuf sse = {0};
+    kn_bytes sse = {0};
     if (q.stream) oai_out_start(&o, &sse);
     feed_random(&o, text.s, &sse);
     oai_out_finish(&o, j, &sse);
@@ -383,7 +383,7 @@ static void test_output(void) {
             p.n_names, p.n_ids);
       CHECK(p.name.s && !strcmp(p.name.s, "get_weather") && p.finish && !strcmp(p.finish, "tool_calls"), "call name/finish");
       CHECK(same_json(p.args.s, args.s), "streamed arguments '%s' != '%s'", p.args.s ? p.args.s : "", args.s);
-      sb_free(&p.content), sb_free(&p.args), sb_free(&p.name), sb_free(&p.id);
+      kn_bytes_free(&p.content), kn_bytes_free(&p.args), kn_bytes_free(&p.name), kn_bytes_free(&p.id);
     } else {
       char *resp = oai_out_response(&o, j);
       cJSON *r = cJSON_Parse(resp), *msg = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "choices"), 0), "message");
@@ -397,7 +397,7 @@ static void test_output(void) {
       free(resp);
     }
     oai_out_free(&o);
-    sb_free(&sse), sb_free(&args), sb_free(&text);
+    kn_bytes_free(&sse), kn_bytes_free(&args), kn_bytes_free(&text);
     job_unref(j);
     oai_req_free(&q);
   }
@@ -410,12 +410,12 @@ static void test_output(void) {
     oai_parse(body, strlen(body), REQ_CHAT, &d, 0, &q, &e);
     srv_job *j = job_new();
     j->done = true, j->finish = FIN_STOP;
-    sbuf text = {0};
-    sb_puts(&text, "Hi");
-    for (int k = 0, n = (int)rnd(12); k < n; k++) sb_puts(&text, words[rnd(sizeof words / sizeof *words)]);
+    kn_bytes text = {0};
+    kn_bytes_puts(&text, "Hi");
+    for (int k = 0, n = (int)rnd(12); k < n; k++) kn_bytes_puts(&text, words[rnd(sizeof words / sizeof *words)]);
     oai_out o;
     oai_out_init(&o, &S, &q, j, NULL);
-    sbuf sse = {0};
+    kn_bytes sse = {0};
     oai_out_start(&o, &sse);
     feed_random(&o, text.s, &sse);
     oai_out_finish(&o, j, &sse);
@@ -423,9 +423,9 @@ static void test_output(void) {
     parse_sse(sse.s, &p);
     CHECK(p.framing_ok && p.done && !p.usage && p.finish && !strcmp(p.finish, "stop"), "text stream %s", sse.s);
     CHECK(p.content.s && !strcmp(p.content.s, text.s), "content '%s' != '%s'", p.content.s ? p.content.s : "", text.s);
-    sb_free(&p.content), sb_free(&p.args), sb_free(&p.name), sb_free(&p.id);
+    kn_bytes_free(&p.content), kn_bytes_free(&p.args), kn_bytes_free(&p.name), kn_bytes_free(&p.id);
     oai_out_free(&o);
-    sb_free(&sse), sb_free(&text);
+    kn_bytes_free(&sse), kn_bytes_free(&text);
     job_unref(j);
     oai_req_free(&q);
   }
@@ -449,11 +449,11 @@ static void test_malformed_call(void) {
     q.stream = (iter / 4) % 2;
     srv_job *j = job_new();
     j->done = true, j->finish = FIN_STOP;
-    sbuf text = {0};
-    sb_printf(&text, "Sure.%s<tool_call>\n%s", iter % 4 < 2 ? " " : "\n", tails[iter % 4]);
+    kn_bytes text = {0};
+    kn_bytes_printf(&text, "Sure.%s<tool_call>\n%s", iter % 4 < 2 ? " " : "\n", tails[iter % 4]);
     oai_out o;
     oai_out_init(&o, &S, &q, j, NULL);
-    sbuf sse = {0};
+    kn_bytes sse = {0};
     if (q.stream) oai_out_start(&o, &sse);
     feed_random(&o, text.s, &sse);
     oai_out_finish(&o, j, &sse);
@@ -462,7 +462,7 @@ static void test_malformed_call(void) {
       parse_sse(sse.s, &p);
       CHECK(p.framing_ok && p.n_ids == 0 && p.finish && !strcmp(p.finish, "stop"), "malformed call streamed: %s", sse.s);
       CHECK(p.content.s && !strcmp(p.content.s, text.s), "content '%s' != '%s'", p.content.s ? p.content.s : "", text.s);
-      sb_free(&p.content), sb_free(&p.args), sb_free(&p.name), sb_free(&p.id);
+      kn_bytes_free(&p.content), kn_bytes_free(&p.args), kn_bytes_free(&p.name), kn_bytes_free(&p.id);
     } else {
       char *resp = oai_out_response(&o, j);
       cJSON *r = cJSON_Parse(resp), *ch = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "choices"), 0);
@@ -475,7 +475,7 @@ static void test_malformed_call(void) {
       free(resp);
     }
     oai_out_free(&o);
-    sb_free(&sse), sb_free(&text);
+    kn_bytes_free(&sse), kn_bytes_free(&text);
     job_unref(j);
     oai_req_free(&q);
   }

@@ -1,0 +1,49 @@
+/* The growable byte buffer: doubling capacity, a NUL kept after the bytes, sticky out-of-memory. */
+#include "bytes.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void kn_bytes_put(kn_bytes *b, const void *p, size_t n) {
+  if (b->oom || n == 0) return;
+  if (n > SIZE_MAX / 2 - b->len) return (void)(b->oom = true);
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1) cap *= 2;
+    char *s = realloc(b->s, cap);
+    if (!s) return (void)(b->oom = true);
+    b->s = s, b->cap = cap;
+  }
+  memcpy(b->s + b->len, p, n);
+  b->len += n;
+  b->s[b->len] = 0;
+}
+
+void kn_bytes_puts(kn_bytes *b, const char *s) { kn_bytes_put(b, s, strlen(s)); }
+
+void kn_bytes_putc(kn_bytes *b, char c) { kn_bytes_put(b, &c, 1); }
+
+void kn_bytes_printf(kn_bytes *b, const char *fmt, ...) {
+  char tmp[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n < sizeof tmp) return kn_bytes_put(b, tmp, (size_t)n);
+  char *big = malloc((size_t)n + 1);
+  if (!big) return (void)(b->oom = true);
+  va_start(ap, fmt);
+  vsnprintf(big, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  kn_bytes_put(b, big, (size_t)n);
+  free(big);
+}
+
+void kn_bytes_free(kn_bytes *b) {
+  free(b->s);
+  memset(b, 0, sizeof *b);
+}
