@@ -11,7 +11,6 @@
 
 #include "../device/base/dtype.h"
 
-#define KN_MAXDIM 8
 #define KN_MAXVIEWS 6
 #define KN_MAXBUFS 24
 #define KN_MAXVARS 4

@@ -16,7 +16,7 @@ static int norm_axis(kn_t x, int axis, const char *op) {
 /* n, n-1, ..., 1 along axis (int32), shaped to broadcast against x: the first position of a tie has the largest */
 static kn_t countdown(kn_t x, int axis) {
   int nd = kn_ndim(x);
-  int64_t n = kn_dim(x, axis), shape[8];
+  int64_t n = kn_dim(x, axis), shape[KN_MAXDIM];
   for (int d = 0; d < nd; d++) shape[d] = d == axis ? n : 1;
   return kn_reshape(kn_sub(kn_scalar(KN_I32, (double)n), kn_arange(n, KN_I32)), nd, shape);
 }
@@ -33,7 +33,7 @@ static kn_t first_of_max(kn_t x, kn_t m, kn_t taken, int axis, bool keepdim) {
 
 kn_t kn_argmax(kn_t x, int axis, bool keepdim) {
   if (!x) return NULL;
-  if (kn_ndim(x) > 8) return kn_fail("argmax: %d axes (at most 8)", kn_ndim(x));
+  if (kn_ndim(x) > KN_MAXDIM) return kn_fail("argmax: %d axes (at most %d)", kn_ndim(x), KN_MAXDIM);
   if ((axis = norm_axis(x, axis, "argmax")) < 0) return NULL;
   return first_of_max(x, kn_max(x, 1, &axis, true), NULL, axis, keepdim);
 }
@@ -41,7 +41,7 @@ kn_t kn_argmax(kn_t x, int axis, bool keepdim) {
 int kn_topk(kn_t x, int k, kn_t *values, kn_t *indices) {
   *values = *indices = NULL;
   if (!x) return -1;
-  if (kn_ndim(x) > 8) return kn_fail("topk: %d axes (at most 8)", kn_ndim(x)), -1;
+  if (kn_ndim(x) > KN_MAXDIM) return kn_fail("topk: %d axes (at most %d)", kn_ndim(x), KN_MAXDIM), -1;
   int axis = norm_axis(x, -1, "topk");
   if (axis < 0) return -1;
   int64_t n = kn_dim(x, axis);
@@ -50,7 +50,7 @@ int kn_topk(kn_t x, int k, kn_t *values, kn_t *indices) {
   if (kn_dtype_of(x) != KN_F32) x = kn_cast(x, KN_F32); /* values are compared as float32 */
   /* taken marks the positions picked so far, so a value equal to an earlier pick (or -inf) is still found once */
   kn_t vals[256], idxs[256], taken = NULL;
-  int64_t shape[8];
+  int64_t shape[KN_MAXDIM];
   for (int d = 0; d < kn_ndim(x); d++) shape[d] = d == axis ? n : 1;
   kn_t pos = kn_reshape(kn_arange(n, KN_I32), kn_ndim(x), shape), lowest = kn_scalar(KN_F32, -INFINITY);
   for (int i = 0; i < k; i++) {

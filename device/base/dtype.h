@@ -7,6 +7,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* The most axes a tensor has (and a kernel's iteration space). */
+#define KN_MAXDIM 8
+
 typedef enum {
   KN_BOOL,
   KN_I8, KN_U8, KN_I16, KN_U16, KN_I32, KN_U32, KN_I64, KN_U64,
