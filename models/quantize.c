@@ -135,7 +135,47 @@ static void dequant_32(kn_dtype t, const uint8_t *b, float *y) {
   }
 }
 
-/* ---- dispatch ---- */
+/* q8_1: q8_0's quants after d and s = d * sum(quants) */
+static void quant_q8_1(const float *x, uint8_t *y) {
+  float amax = 0;
+  for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
+  float d = amax / 127, id = d ? 1 / d : 0;
+  int sum = 0;
+  for (int i = 0; i < 32; i++) {
+    int q = (int)roundf(x[i] * id);
+    y[4 + i] = (uint8_t)(int8_t)q, sum += q;
+  }
+  put_f16(y, d), put_f16(y + 2, d * (float)sum);
+}
+
+/* q8_k: a float32 scale, 256 quants, then the sum of each 16 quants (int16) */
+static void quant_q8_k(const float *x, uint8_t *y) {
+  float amax = 0;
+  for (int i = 0; i < 256; i++) amax = fmaxf(amax, fabsf(x[i]));
+  float d = amax / 127, id = d ? 1 / d : 0;
+  memcpy(y, &d, 4);
+  for (int g = 0; g < 16; g++) {
+    int16_t sum = 0;
+    for (int i = g * 16; i < g * 16 + 16; i++) {
+      int q = (int)roundf(x[i] * id);
+      y[4 + i] = (uint8_t)(int8_t)q, sum = (int16_t)(sum + q);
+    }
+    memcpy(y + 260 + 2 * g, &sum, 2);
+  }
+}
+
+static void dequant_q8_1(const uint8_t *b, float *y) {
+  float d = get_f16(b);
+  for (int i = 0; i < 32; i++) y[i] = (float)(int8_t)b[4 + i] * d;
+}
+
+static void dequant_q8_k(const uint8_t *b, float *y) {
+  float d;
+  memcpy(&d, b, 4);
+  for (int i = 0; i < 256; i++) y[i] = d * (float)(int8_t)b[4 + i];
+}
+
+/* ---- one row per block format ---- */
 
 typedef void (*qblock_fn)(const float *x, uint8_t *y);
 typedef void (*dblock_fn)(const uint8_t *b, float *y);
@@ -144,39 +184,45 @@ static void q4_0(const float *x, uint8_t *y) { quant_sym(x, y, 4); }
 static void q5_0(const float *x, uint8_t *y) { quant_sym(x, y, 5); }
 static void q4_1(const float *x, uint8_t *y) { quant_affine(x, y, 4); }
 static void q5_1(const float *x, uint8_t *y) { quant_affine(x, y, 5); }
+static void dq4_0(const uint8_t *b, float *y) { dequant_32(KN_Q4_0, b, y); }
+static void dq4_1(const uint8_t *b, float *y) { dequant_32(KN_Q4_1, b, y); }
+static void dq5_0(const uint8_t *b, float *y) { dequant_32(KN_Q5_0, b, y); }
+static void dq5_1(const uint8_t *b, float *y) { dequant_32(KN_Q5_1, b, y); }
+static void dq8_0(const uint8_t *b, float *y) { dequant_32(KN_Q8_0, b, y); }
+
+/* Every GGUF block format kiln reads: how a block of floats is quantized and how a block is read back on the host.
+ * Block size and bytes are the dtype table's (device/base/dtype.c); the kernels decode blocks with codegen/quant.c;
+ * tests/ref_quant.c is the tests' independent oracle. tests/test_formats.c fails when a format kiln reads from GGUF
+ * lacks any of these. */
+static const struct {
+  kn_dtype t;
+  qblock_fn quant;
+  dblock_fn dequant;
+} formats[] = {
+    {KN_Q4_0, q4_0, dq4_0},           {KN_Q4_1, q4_1, dq4_1},
+    {KN_Q5_0, q5_0, dq5_0},           {KN_Q5_1, q5_1, dq5_1},
+    {KN_Q8_0, quant_q8_0, dq8_0},     {KN_Q8_1, quant_q8_1, dequant_q8_1},
+    {KN_Q2_K, kn_quant_q2_k, kn_dequant_q2_k}, {KN_Q3_K, kn_quant_q3_k, kn_dequant_q3_k},
+    {KN_Q4_K, kn_quant_q4_k, kn_dequant_q4_k}, {KN_Q5_K, kn_quant_q5_k, kn_dequant_q5_k},
+    {KN_Q6_K, kn_quant_q6_k, kn_dequant_q6_k}, {KN_Q8_K, quant_q8_k, dequant_q8_k},
+};
 
 static qblock_fn quant_fn(kn_dtype t) {
-  switch (t) {
-  case KN_Q8_0: return quant_q8_0;
-  case KN_Q4_0: return q4_0;
-  case KN_Q4_1: return q4_1;
-  case KN_Q5_0: return q5_0;
-  case KN_Q5_1: return q5_1;
-  case KN_Q2_K: return kn_quant_q2_k;
-  case KN_Q3_K: return kn_quant_q3_k;
-  case KN_Q4_K: return kn_quant_q4_k;
-  case KN_Q5_K: return kn_quant_q5_k;
-  case KN_Q6_K: return kn_quant_q6_k;
-  default: return NULL;
-  }
+  for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
+    if (formats[i].t == t) return formats[i].quant;
+  return NULL;
 }
 
 static dblock_fn dequant_fn(kn_dtype t) {
-  switch (t) {
-  case KN_Q2_K: return kn_dequant_q2_k;
-  case KN_Q3_K: return kn_dequant_q3_k;
-  case KN_Q4_K: return kn_dequant_q4_k;
-  case KN_Q5_K: return kn_dequant_q5_k;
-  case KN_Q6_K: return kn_dequant_q6_k;
-  default: return NULL;
-  }
+  for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
+    if (formats[i].t == t) return formats[i].dequant;
+  return NULL;
 }
 
 static bool scalar_float(kn_dtype t) { return t == KN_F32 || t == KN_F16 || t == KN_BF16; }
-static bool block32(kn_dtype t) { return t == KN_Q8_0 || t == KN_Q4_0 || t == KN_Q4_1 || t == KN_Q5_0 || t == KN_Q5_1; }
 
 bool kn_quantize_supported(kn_dtype t) { return scalar_float(t) || quant_fn(t); }
-bool kn_dequantize_supported(kn_dtype t) { return scalar_float(t) || block32(t) || dequant_fn(t); }
+bool kn_dequantize_supported(kn_dtype t) { return scalar_float(t) || dequant_fn(t); }
 
 int kn_quantize(kn_dtype t, const float *src, int64_t n, void *dst, char *err, size_t errlen) {
   if (!kn_quantize_supported(t)) return snprintf(err, errlen, "cannot quantize to %s", kn_dtype_name(t)), -1;
@@ -218,9 +264,6 @@ int kn_dequantize(kn_dtype t, const void *src, int64_t n, float *dst) {
     return 0;
   }
   dblock_fn fn = dequant_fn(t);
-  for (int64_t b = 0; b < n / d->block_elems; b++) {
-    if (fn) fn(p + b * d->block_bytes, dst + b * d->block_elems);
-    else dequant_32(t, p + b * d->block_bytes, dst + b * d->block_elems);
-  }
+  for (int64_t b = 0; b < n / d->block_elems; b++) fn(p + b * d->block_bytes, dst + b * d->block_elems);
   return 0;
 }

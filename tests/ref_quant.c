@@ -67,6 +67,14 @@ static float q4_1(const uint8_t *b, int e) { return (float)nibble32(b + 4, e) * 
 static float q5_0(const uint8_t *b, int e) { return (float)(five32(b + 2, b + 6, e) - 16) * f16_at(b); }
 static float q5_1(const uint8_t *b, int e) { return (float)five32(b + 4, b + 8, e) * f16_at(b) + f16_at(b + 2); }
 static float q8_0(const uint8_t *b, int e) { return (float)(int8_t)b[2 + e] * f16_at(b); }
+/* q8_1: d, then s = d * sum(quants) (for dot products; not needed for the value), then 32 quants */
+static float q8_1(const uint8_t *b, int e) { return (float)(int8_t)b[4 + e] * f16_at(b); }
+/* q8_k: a float32 d, 256 quants, then 16 int16 sums of 16 quants each (for dot products) */
+static float q8_k(const uint8_t *b, int e) {
+  float d;
+  memcpy(&d, b, 4);
+  return d * (float)(int8_t)b[4 + e];
+}
 
 /* ---- 256-element super-blocks ---- */
 
@@ -142,11 +150,13 @@ static elem_fn elem_of(kn_dtype t) {
   case KN_Q5_0: return q5_0;
   case KN_Q5_1: return q5_1;
   case KN_Q8_0: return q8_0;
+  case KN_Q8_1: return q8_1;
   case KN_Q2_K: return q2_k;
   case KN_Q3_K: return q3_k;
   case KN_Q4_K: return q4_k;
   case KN_Q5_K: return q5_k;
   case KN_Q6_K: return q6_k;
+  case KN_Q8_K: return q8_k;
   default: return NULL;
   }
 }
@@ -212,6 +222,12 @@ static void block_scales(kn_dtype t, uint8_t *b, uint64_t *s) {
     put_scale(b, s, 0.0003f, 0.004f, false), put_scale(b + 2, s, 0.0003f, 0.004f, false);
     break;
   case KN_Q6_K: put_scale(b + 208, s, 0.0001f, 0.001f, true); break;
+  case KN_Q8_1: put_scale(b, s, 0.005f, 0.03f, true), put_scale(b + 2, s, 0.01f, 1.0f, true); break;
+  case KN_Q8_K: {
+    float d = 0.005f + 0.025f * kn_ref_uniform(s);
+    memcpy(b, &d, 4);
+    break;
+  }
   default: break;
   }
 }

@@ -10,7 +10,7 @@
 
 #include "device/base/dtype.h"
 
-/* F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. */
+/* F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K. */
 bool kn_ref_supported(kn_dtype t);
 
 /* Dequantize n elements (a whole number of blocks) stored in format t into out. 0, or -1 when t is not supported
