@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "device/device.h" /* buffers and counters below the graph API, for the checks */
 #include "models/quantize.h"
 #include "ops/ops.h"
 

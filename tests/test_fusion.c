@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "device/device.h" /* buffers and counters below the graph API, for the checks */
 #include "ops/ops.h"
 
 static int passed, failed;

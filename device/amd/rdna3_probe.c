@@ -6,7 +6,7 @@
 
 #include "rdna3.h"
 #include "rdna3_wave.h"
-#include "../env.h"
+#include "../base/env.h"
 
 typedef int (*executor)(kn_cu *, kn_wave *);
 static const struct {
