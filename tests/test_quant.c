@@ -155,8 +155,8 @@ static void test_geometry(void) {
 
 static void test_ref_vs_production(void) {
   uint64_t s = 1234;
-  const kn_dtype all[] = {KN_F32, KN_F16, KN_BF16, KN_Q4_0, KN_Q4_1, KN_Q5_0, KN_Q5_1, KN_Q8_0,
-                          KN_Q2_K, KN_Q3_K, KN_Q4_K, KN_Q5_K, KN_Q6_K};
+  const kn_dtype all[] = {KN_F32, KN_F16, KN_BF16, KN_Q4_0, KN_Q4_1, KN_Q5_0, KN_Q5_1, KN_Q8_0, KN_Q8_1,
+                          KN_Q2_K, KN_Q3_K, KN_Q4_K, KN_Q5_K, KN_Q6_K, KN_Q8_K};
   const int64_t n = 256 * 64;
   uint8_t *blocks = malloc((size_t)n * 4);
   float *a = malloc((size_t)n * 4), *b = malloc((size_t)n * 4);
@@ -178,7 +178,8 @@ static void test_ref_vs_production(void) {
           "%lld zeros, max |x| %g)", kn_dtype_name(t), (long long)nonfinite, (long long)zeros, (double)amax);
   }
   check(kn_ref_dequant(KN_Q4_0, blocks, 33, a) == -1 && kn_dequantize(KN_Q4_K, blocks, 255, a) == -1 &&
-        kn_ref_dequant(KN_Q8_1, blocks, 32, a) == -1, "partial blocks or unsupported formats were accepted");
+        kn_ref_dequant(KN_I32, blocks, 32, a) == -1 && kn_dequantize(KN_I32, blocks, 32, a) == -1,
+        "partial blocks or unsupported formats were accepted");
   free(blocks), free(a), free(b);
 }
 
