@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../device/env.h"
+#include "../device/base/env.h"
 #include "emit.h"
 #include "quant_mm.h"
 
