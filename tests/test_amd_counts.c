@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "codegen/dtype.h"
+#include "device/base/dtype.h"
 #include "device/device.h"
 #include "models/gguf.h"
 #include "models/model.h"

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../env.h"
+#include "../base/env.h"
 #include "rdna3_ops.h"
 #include "rdna3_wave.h"
 
