@@ -138,14 +138,15 @@ static bool has_quant_or_reduce(const kn_kernel *k, const kn_kop *x, int depth) 
   return false;
 }
 
-/* The integer-dot form of the fused dequant-matmul: one ADD reduce of x * W over the last axis, W a block-format
- * load walking that axis contiguously, vectorized along it with the unroll covering exactly one block. Returns the
- * weight load (and the activation expression in *xn), or NULL. */
-static const kn_kop *qdot_weight(lower *L, const kn_kop **xn) {
+/* The integer-dot form of the fused dequant-matmul: reduce `ri` is an ADD of x * W over the last axis, W a
+ * block-format load walking that axis contiguously, vectorized along it with the unroll covering exactly one block
+ * (several such reduces share the loop: SiLU(x W_gate) * (x W_up)). Returns the weight load (and the activation
+ * expression in *xn), or NULL. */
+static const kn_kop *qdot_weight(lower *L, int ri, const kn_kop **xn) {
   const kn_lctx *c = &L->c;
   const kn_kernel *k = c->k;
-  if (!c->s->qdot || L->nreds != 1 || k->nreduce != 1 || c->s->vec < 0) return NULL;
-  const kn_kop *red = L->reds[0], *m = red->src[0];
+  if (!c->s->qdot || k->nreduce != 1 || c->s->vec < 0) return NULL;
+  const kn_kop *red = L->reds[ri], *m = red->src[0];
   if (red->rop != KN_KOP_ADD || red->dtype != KN_F32 || !m || m->op != KN_KOP_MUL || m->nsrc != 2 || m->dtype != KN_F32) return NULL;
   int r = k->ndim - 1;
   const kn_piece *vp = &c->s->p[c->s->vec];
@@ -217,14 +218,17 @@ static int lower_reduce(lower *L, int ninst) {
           sym ? kn_l_range_to(c->p, c->s->p[i].size, c->vars[sym - 1]) : kn_l_range(c->p, c->s->p[i].size);
     }
   int nunroll = kn_inst_count(c, true);
-  const kn_kop *xn = NULL, *qw = qdot_weight(L, &xn);
-  for (int u = 0; qw && u < ninst; u++) {
-    int v = lower_qdot(L, u, qw, xn, lanes), a = acc[u];
-    int nv = kn_l_alu(c->p, KN_KOP_ADD, KN_F32, a, v);
-    if (v < 0 || nv < 0) return free(acc), -1;
-    kn_l_add(c->p, KN_L_ACCSET, KN_F32, lanes, 2, (int[]){a, nv}, 0, 0);
-  }
-  for (int w = 0; !qw && w < nunroll; w++)
+  const kn_kop *xn[KN_MAXREDS] = {0}, *qw[KN_MAXREDS] = {0};
+  bool q = nr > 0; /* every reduce in the integer-dot form, or none */
+  for (int r = 0; r < nr && q; r++) q = (qw[r] = qdot_weight(L, r, &xn[r])) != NULL;
+  for (int u = 0; q && u < ninst; u++)
+    for (int r = 0; r < nr; r++) {
+      int v = lower_qdot(L, u, qw[r], xn[r], lanes), a = acc[u * nr + r];
+      int nv = kn_l_alu(c->p, KN_KOP_ADD, KN_F32, a, v);
+      if (v < 0 || nv < 0) return free(acc), -1;
+      kn_l_add(c->p, KN_L_ACCSET, KN_F32, lanes, 2, (int[]){a, nv}, 0, 0);
+    }
+  for (int w = 0; !q && w < nunroll; w++)
     for (int u = 0; u < ninst; u++) {
       kn_set_inst(c, u, w);
       reset_memo(L);

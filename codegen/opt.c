@@ -12,6 +12,8 @@ typedef struct {
   bool in_red[64];
   int n;
   int nquant;
+  const kn_kop *reds[16];
+  int nreds;
 } loadset;
 
 static void collect_loads(const kn_kernel *k, const kn_kop *x, bool in_red, loadset *ls, int depth) {
@@ -22,6 +24,11 @@ static void collect_loads(const kn_kernel *k, const kn_kop *x, bool in_red, load
     ls->in_red[ls->n] = in_red;
     ls->loads[ls->n++] = x;
     if (x->buf >= 0 && x->buf < k->nbufs && kn_dtype_is_quant(k->bufs[x->buf].dtype)) ls->nquant++;
+  }
+  if (x->op == KN_KOP_REDUCE) {
+    bool seen = false;
+    for (int i = 0; i < ls->nreds; i++) seen |= ls->reds[i] == x;
+    if (!seen && ls->nreds < 16) ls->reds[ls->nreds++] = x;
   }
   for (int i = 0; i < x->nsrc && i < 3; i++) collect_loads(k, x->src[i], in_red || x->op == KN_KOP_REDUCE, ls, depth + 1);
 }
@@ -223,6 +230,8 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
     int64_t qrows = qdot ? quant_dot_rows_along(k, &ls, r, t) : 8;
     int64_t budget = qrows > 16 ? qrows : 16;
     if (vaxis >= nout && !qdot && 64 / pl[r].unroll < budget) budget = 64 / pl[r].unroll;
+    if (ls.nreds > 1) budget /= ls.nreds; /* every reduce keeps an accumulator per instance */
+    if (budget < 1) budget = 1;
     if (vaxis >= 0 && vaxis < nout && (k->shape[vaxis] / pl[vaxis].vec) % 2 == 0) pl[vaxis].up = 2, budget = 8;
     for (int pass = 0; pass < 2; pass++)
       for (int a = nout - 1; a >= 0 && budget > 1; a--) {

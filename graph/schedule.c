@@ -15,8 +15,14 @@
 
 typedef struct {
   kn_uop *u;
-  int nparents;
+  int nparents, nonalu_parents;
   bool realize, carry, visited;
+  bool forced;        /* realized whatever the rules say: a kernel could not hold it, or a shared result split */
+  char forced_why[160];
+  bool shared;        /* carries a reduce and feeds several ALU consumers: one kernel may hold them all */
+  bool multi;         /* inlined into more than one kernel */
+  kn_uop *owner;      /* the kernel (realized node) it is inlined into, when only one */
+  bool swizzled;      /* a reduce read through a permuting/flipping/shrinking view: computed where it is read */
   char why[160];
   UT_hash_handle hh;
 } info;
@@ -47,7 +53,9 @@ static int collect(sctx *s, kn_uop *u) {
   if (!kn_uop_is_leaf(u))
     for (int k = 0; k < u->nsrc; k++) {
       if (collect(s, u->src[k])) return -1;
-      get(s, u->src[k])->nparents++;
+      info *si = get(s, u->src[k]);
+      si->nparents++;
+      si->nonalu_parents += u->op != KN_OP_ALU && u->op != KN_OP_VIEW;
     }
   if (s->ntopo == s->cap && !(s->topo = realloc(s->topo, (s->cap = s->cap ? 2 * s->cap : 256) * sizeof *s->topo))) return -1;
   s->topo[s->ntopo++] = u;
@@ -98,7 +106,48 @@ static bool computes(sctx *s, kn_uop *u, int depth) {
   return computes(s, u->src[0], depth + 1);
 }
 
+/* Ops left in the budget after the inlined expression u (-1: not cheap): a few adds and multiplies of loaded
+ * values, such as RMSNorm's x * rsqrt(mean) * w. Recomputing it for every element it is broadcast to (each row of
+ * the matmul that consumes it, which shares it across its register block) costs less than a kernel of its own and
+ * a round trip through memory, as tinygrad inlines every elementwise op. */
+static int cheap(sctx *s, kn_uop *u, int budget) {
+  info *i = get(s, u);
+  if (budget < 0 || kn_uop_is_leaf(u) || (i && i->realize) || u->op == KN_OP_CONST || u->op == KN_OP_VARVAL) return budget;
+  if (i && i->carry) return -1;
+  if (u->op == KN_OP_VIEW) return cheap(s, u->src[0], budget);
+  if (u->op != KN_OP_ALU) return -1;
+  switch (u->arg.alu) {
+  case KN_KOP_CAST: case KN_KOP_BITCAST: break;
+  case KN_KOP_ADD: case KN_KOP_SUB: case KN_KOP_MUL: case KN_KOP_NEG: case KN_KOP_MAX: case KN_KOP_MIN: budget--; break;
+  default: return -1;
+  }
+  for (int k = 0; k < u->nsrc && budget >= 0; k++) budget = cheap(s, u->src[k], budget);
+  return budget;
+}
+
+#define KN_CHEAP_OPS 3
+
+/* A view a reduce can be computed through: it reads every element once (a permute or flip: a broadcast would
+ * repeat the reduction per copy, a shrink would change the kernel's space) and has no padding (a padded element
+ * would still run the reduce loop). */
+static bool pushable_view(const kn_uop *v) {
+  return kn_shape_numel(v->ndim, v->shape) == kn_shape_numel(v->src[0]->ndim, v->src[0]->shape) && !kn_st_has_mask(v->arg.st);
+}
+
+/* The reduces inside an inlined expression read through a pushable view (e.g. RoPE's pair swap of q = x Wq + b). */
+static void mark_swizzled(sctx *s, kn_uop *u, int depth) {
+  info *i = get(s, u);
+  if (depth > 256 || kn_uop_is_leaf(u) || !i || i->realize) return;
+  if (u->op == KN_OP_REDUCE) {
+    i->swizzled = true;
+    return;
+  }
+  if (u->op == KN_OP_ALU || u->op == KN_OP_VIEW)
+    for (int k = 0; k < u->nsrc; k++) mark_swizzled(s, u->src[k], depth + 1);
+}
+
 static void decide(sctx *s) {
+  for (int n = 0; n < s->ntopo; n++) get(s, s->topo[n])->shared = get(s, s->topo[n])->swizzled = false;
   for (int t = 0; t < s->ntargets; t++) mark(get(s, s->targets[t]), "a realize target");
   for (int n = 0; n < s->ntopo; n++) {
     kn_uop *p = s->topo[n];
@@ -122,7 +171,8 @@ static void decide(sctx *s) {
       break;
     default: break;
     }
-    if (p->op == KN_OP_VIEW && broadcast_factor(p) >= 4 && computes(s, p->src[0], 0))
+    if (p->op == KN_OP_VIEW && broadcast_factor(p) >= 4 && computes(s, p->src[0], 0) &&
+        cheap(s, p->src[0], KN_CHEAP_OPS) < 0)
       mark(get(s, p->src[0]), "expression broadcast to many elements (computed once instead of per use)");
     if (p->op == KN_OP_VIEW && kn_st_has_mask(p->arg.st) && !zero_preserving(s, p->src[0]))
       mark(get(s, p->src[0]), "padded view of an expression that is not zero at the padding");
@@ -131,7 +181,14 @@ static void decide(sctx *s) {
       info *si = get(s, p->src[k]);
       if (!si->carry || si->realize) continue;
       if (p->op == KN_OP_REDUCE) mark(si, "reduce feeding another reduce");
-      else if (p->op == KN_OP_VIEW && !pure_reshape(p)) mark(si, "reduce result broadcast or permuted by a view");
+      else if (p->op == KN_OP_VIEW && !pure_reshape(p) && !pushable_view(p))
+        mark(si, "reduce result broadcast or permuted by a view");
+      else if (p->op == KN_OP_VIEW && !pure_reshape(p)) {
+        mark_swizzled(s, si->u, 0); /* the view is pushed into the reduce, which is computed where it is read */
+        if (si->nparents > 1) si->shared = true;
+      }
+      else if (si->nparents > 1 && si->nonalu_parents == 0)
+        si->shared = true; /* kept if every consumer lands in one kernel (settle), e.g. SiLU(gate) * up */
       else if (si->nparents > 1) {
         char why[96];
         snprintf(why, sizeof why, "reduce result used by %d consumers", si->nparents);
@@ -142,6 +199,55 @@ static void decide(sctx *s) {
     }
     pi->carry = carry;
   }
+}
+
+/* Which kernel each inlined node lands in: a node belongs to the kernels of its consumers (itself when realized).
+ * A shared reduce result whose consumers land in different kernels would be recomputed by each: realize it.
+ * True when something was marked. */
+static bool split_shared(sctx *s) {
+  for (int n = 0; n < s->ntopo; n++) {
+    info *i = get(s, s->topo[n]);
+    i->owner = NULL, i->multi = false;
+  }
+  for (int n = s->ntopo - 1; n >= 0; n--) {
+    kn_uop *u = s->topo[n];
+    info *i = get(s, u);
+    if (kn_uop_is_leaf(u)) continue;
+    kn_uop *owner = i->realize ? u : i->owner;
+    bool multi = !i->realize && i->multi;
+    for (int k = 0; k < u->nsrc; k++) {
+      info *si = get(s, u->src[k]);
+      if (multi) si->multi = true;
+      else if (!si->owner) si->owner = owner;
+      else if (si->owner != owner) si->multi = true;
+    }
+  }
+  bool changed = false;
+  for (int n = 0; n < s->ntopo; n++) {
+    info *i = get(s, s->topo[n]);
+    if (i->shared && !i->realize && i->multi) {
+      i->forced = true;
+      snprintf(i->forced_why, sizeof i->forced_why, "reduce result used by %d consumers in different kernels", i->nparents);
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+/* The boundary rules from scratch given the forced boundaries, until no shared reduce result would be recomputed
+ * (each split can only lift marks that a tentatively inlined result had caused downstream). */
+static void settle(sctx *s) {
+  do {
+    for (int n = 0; n < s->ntopo; n++) {
+      info *i = get(s, s->topo[n]);
+      i->realize = false, i->why[0] = 0;
+    }
+    for (int n = 0; n < s->ntopo; n++) {
+      info *i = get(s, s->topo[n]);
+      if (i->forced) mark(i, i->forced_why);
+    }
+    decide(s);
+  } while (split_shared(s));
 }
 
 /* ---------------- kernel building ---------------- */
@@ -164,6 +270,7 @@ typedef struct {
   kn_uop *red;         /* the kernel's reduce signature */
   int perm[KN_MAXDIM]; /* reduce src axis order: output axes, then reduce axes */
   memo *memo;
+  bool swz_space;      /* the space is the expression's, every reduce is swizzled into it */
   kn_uop *need;        /* a node to realize before this kernel can be built */
   const char *need_why;
   int varmap[64];
@@ -244,6 +351,47 @@ static void space_chain(kn_st *out, const kn_uop *u, int ndim, const int64_t *sh
 
 static kn_kop *build(kb *b, kn_uop *u, const kn_st *A, int inred);
 
+/* A reduce reached through a view that permutes, flips or shrinks its result (decide() lets such views through,
+ * e.g. RoPE's pair swap of a matmul's output): the reduce is computed where the view reads it, tinygrad's swizzle.
+ * A addresses the reduce's result (its shape with the reduced axes 1) from the kernel's output space; each of its
+ * views gets the reduce axes appended (strides scaled by their element count), and the chain ends on the source
+ * permuted to [kept axes..., reduced axes...]. *full: the chain from the kernel's full space to the source. */
+static int swizzle(kb *b, kn_uop *u, const kn_st *A, kn_st *full) {
+  kn_uop *src = u->src[0];
+  const kn_kernel *k = b->k;
+  int nred = 0, perm[KN_MAXDIM], n = 0;
+  int64_t rshape[KN_MAXDIM], pshape[KN_MAXDIM], prs = 1;
+  for (int i = 0; i < src->ndim; i++)
+    if (!(u->arg.red.axes >> i & 1)) perm[n] = i, pshape[n++] = src->shape[i];
+  for (int i = 0; i < src->ndim; i++)
+    if (u->arg.red.axes >> i & 1) perm[n] = i, pshape[n++] = rshape[nred++] = src->shape[i];
+  if (nred != k->nreduce) return -1;
+  for (int i = 0; i < nred; i++) prs *= rshape[i];
+  kn_st ext;
+  memset(&ext, 0, sizeof ext);
+  ext.nviews = A->nviews;
+  for (int vi = 0; vi < A->nviews; vi++) {
+    const kn_view *v = &A->v[vi];
+    kn_view *e = &ext.v[vi];
+    bool top = vi == A->nviews - 1;
+    int keep = top ? k->ndim - k->nreduce : v->ndim; /* the top view's trailing size-1 reduce axes are replaced */
+    if (top && v->ndim != k->ndim) return -1;
+    if (keep + nred > KN_MAXDIM) return -1;
+    *e = *v;
+    e->ndim = keep + nred;
+    for (int i = 0; i < keep; i++) e->strides[i] = v->strides[i] * prs;
+    e->offset.c = v->offset.c * prs, e->offset.k = v->offset.k * prs;
+    int64_t st = 1;
+    for (int i = nred - 1; i >= 0; i--) {
+      e->shape[keep + i] = rshape[i], e->strides[keep + i] = rshape[i] == 1 ? 0 : st, st *= rshape[i];
+      e->mask_lo[keep + i] = 0, e->mask_hi[keep + i] = rshape[i];
+    }
+  }
+  kn_st P;
+  space_chain(&P, src, src->ndim, pshape, perm); /* [kept..., reduced...] -> the source's layout */
+  return kn_st_compose(full, &P, &ext);
+}
+
 static kn_kop *load(kb *b, kn_uop *u, const kn_st *A) {
   int bi = buf_index(b, u);
   if (bi < 0) return fail(b, b->root, "kernel would read more than KN_MAXBUFS buffers");
@@ -295,6 +443,7 @@ static kn_kop *build_uncached(kb *b, kn_uop *u, const kn_st *A, int inred) {
       return fail(b, u, "a second reduce of another shape in one kernel");
     kn_st full;
     space_chain(&full, u->src[0], b->k->ndim, b->k->shape, b->perm);
+    if ((b->swz_space || get(b->s, u)->swizzled) && swizzle(b, u, A, &full)) return fail(b, u, "a view of a reduce result that cannot be pushed into the reduce");
     kn_kop *s = build(b, u->src[0], &full, 1);
     return s ? kn_kop_reduce(b->k, u->arg.red.rop, s) : NULL;
   }
@@ -305,7 +454,11 @@ static kn_kop *build_uncached(kb *b, kn_uop *u, const kn_st *A, int inred) {
 static kn_kop *build(kb *b, kn_uop *u, const kn_st *A, int inred) {
   memo key, *m;
   memset(&key, 0, sizeof key);
-  key.key.u = u, key.key.sth = st_hash(A), key.key.inred = inred;
+  /* a reduce's value does not depend on A (it is computed at the kernel's output index) unless it is swizzled */
+  info *i = get(b->s, u);
+  key.key.u = u, key.key.sth = u->op == KN_OP_REDUCE && u != b->root && i && !i->realize && !i->swizzled && !b->swz_space
+                                   ? 0 : st_hash(A);
+  key.key.inred = inred;
   HASH_FIND(hh, b->memo, &key.key, sizeof key.key, m);
   if (m) return m->k;
   kn_kop *k = build_uncached(b, u, A, inred);
@@ -329,6 +482,33 @@ static kn_uop *find_reduce(sctx *s, kn_uop *u, kn_uop *root) {
   return NULL;
 }
 
+static bool any_swizzled(sctx *s, kn_uop *u, kn_uop *root, int depth) {
+  info *i = get(s, u);
+  if (depth > 256 || (u != root && (kn_uop_is_leaf(u) || (i && i->realize)))) return false;
+  if (u->op == KN_OP_REDUCE) return i && i->swizzled;
+  for (int k = 0; k < u->nsrc; k++)
+    if (any_swizzled(s, u->src[k], root, depth + 1)) return true;
+  return false;
+}
+
+/* The space of a kernel whose reduce is read through a swizzled view: e past its casts and pure reshapes (the
+ * same linear index), NULL when no reduce is swizzled or a symbolic extent is involved. */
+static kn_uop *swizzle_space(sctx *s, kn_uop *e, kn_uop *root) {
+  if (!any_swizzled(s, e, root, 0)) return NULL;
+  kn_uop *sp = e;
+  for (;;) {
+    info *i = get(s, sp);
+    if (sp != e && i && i->realize) break;
+    if (sp->op == KN_OP_VIEW && pure_reshape(sp)) sp = sp->src[0];
+    else if (sp->op == KN_OP_ALU && sp->arg.alu == KN_KOP_CAST) sp = sp->src[0];
+    else break;
+  }
+  if (sp->op == KN_OP_REDUCE || sp->ndim < 1) return NULL;
+  for (int i = 0; i < sp->ndim; i++)
+    if (sp->symvar[i] >= 0) return NULL;
+  return sp;
+}
+
 static int build_expr_kernel(kb *b, kn_uop *x) {
   kn_kernel *k = b->k;
   kn_uop *e = x->op == KN_OP_CONTIGUOUS ? x->src[0] : x->op == KN_OP_ASSIGN ? x->src[1] : x;
@@ -337,7 +517,22 @@ static int build_expr_kernel(kb *b, kn_uop *x) {
   buf_index(b, out);
   if (e->op == KN_OP_ALU || e->op == KN_OP_VIEW || e->op == KN_OP_REDUCE) b->red = find_reduce(b->s, e, x);
   kn_st A;
-  if (b->red) {
+  kn_uop *sp = b->red ? swizzle_space(b->s, e, x) : NULL;
+  if (sp) {
+    /* a swizzled reduce: the kernel runs over the expression's own (finest) shape plus the reduce axes, and every
+     * reduce is addressed from it (RoPE: [T, H, D/2, 2] x reduce, the pair swap then a single flipped view) */
+    kn_uop *r = b->red, *src = r->src[0];
+    int n = 0;
+    int64_t o[KN_MAXDIM];
+    for (int i = 0; i < sp->ndim; i++) k->shape[n] = o[n] = sp->shape[i], n++;
+    for (int i = 0; i < src->ndim; i++)
+      if (r->arg.red.axes >> i & 1) k->shape[n] = src->shape[i], o[n++] = 1;
+    k->ndim = n, k->nreduce = n - sp->ndim, b->swz_space = true;
+    kn_st top;
+    kn_st_contiguous(&A, e->ndim ? e->ndim : 1, e->ndim ? e->shape : (int64_t[]){1});
+    kn_st_contiguous(&top, n, o);
+    kn_st_compose(&A, &A, &top); /* pure reshapes and casts lie between: e's linear index is the space's */
+  } else if (b->red) {
     kn_uop *r = b->red, *src = r->src[0];
     int n = 0;
     for (int i = 0; i < src->ndim; i++)
@@ -493,7 +688,7 @@ int kn_schedule_build(kn_uop **targets, int ntargets, kn_schedule *out) {
   int rc = -1;
   for (int t = 0; t < ntargets; t++)
     if (!targets[t] || collect(&s, targets[t])) goto done;
-  decide(&s);
+  settle(&s);
   for (int attempt = 0; attempt < 64; attempt++) {
     kn_schedule_free(out);
     int n = 0;
@@ -522,7 +717,9 @@ int kn_schedule_build(kn_uop **targets, int ntargets, kn_schedule *out) {
       kn_graph_fail("scheduler: cannot split kernel at node %lld (%s)", (long long)need->id, why);
       goto done;
     }
-    mark(ni, why);
+    ni->forced = true;
+    snprintf(ni->forced_why, sizeof ni->forced_why, "%s", why);
+    settle(&s);
   }
   kn_graph_fail("scheduler did not converge");
 done:

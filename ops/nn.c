@@ -29,29 +29,24 @@ kn_t kn_linear(kn_t x, kn_t w, kn_t bias) {
   return bias ? kn_add(y, bias) : y;
 }
 
+/* out = x * C + swap(x) * S, where swap exchanges the two members of each rotated pair (a flip: a view) and C, S
+ * are the tables spread over the pairs (S negated on the first member): out_a = a cos - b sin, out_b = b cos + a sin
+ * in the same float operations as the textbook form. No padding touches x, so when x is a matmul's result the
+ * scheduler computes the rotation inside the matmul's kernel (the flip is pushed into the reduce). */
 kn_t kn_rope(kn_t x, kn_t cos, kn_t sin, bool neox) {
   if (!x || !cos || !sin) return NULL;
   int64_t T = kn_dim(x, 0), H = kn_dim(x, 1), D = kn_dim(x, 2), half = D / 2;
-  /* split x into the two rotated components a, b of shape [T, H, D/2] */
-  kn_t a, b;
-  if (neox) {
-    a = kn_shrink(x, (int64_t[]){0, 0, 0}, (int64_t[]){T, H, half});
-    b = kn_shrink(x, (int64_t[]){0, 0, half}, (int64_t[]){T, H, D});
-  } else {
-    kn_t p = kn_reshape(x, 4, (int64_t[]){T, H, half, 2});
-    a = kn_reshape(kn_shrink(p, (int64_t[]){0, 0, 0, 0}, (int64_t[]){T, H, half, 1}), 3, (int64_t[]){T, H, half});
-    b = kn_reshape(kn_shrink(p, (int64_t[]){0, 0, 0, 1}, (int64_t[]){T, H, half, 2}), 3, (int64_t[]){T, H, half});
-  }
-  kn_t c = kn_unsqueeze(cos, 1), s = kn_unsqueeze(sin, 1); /* [T, 1, D/2] */
-  kn_t ra = kn_sub(kn_mul(a, c), kn_mul(b, s));
-  kn_t rb = kn_add(kn_mul(a, s), kn_mul(b, c));
-  /* put the halves back: pad each into place and add (the padding fuses away as masked loads) */
-  if (neox)
-    return kn_add(kn_pad(ra, (int64_t[]){0, 0, 0}, (int64_t[]){0, 0, half}),
-                  kn_pad(rb, (int64_t[]){0, 0, half}, (int64_t[]){0, 0, 0}));
-  kn_t ia = kn_pad(kn_unsqueeze(ra, 3), (int64_t[]){0, 0, 0, 0}, (int64_t[]){0, 0, 0, 1});
-  kn_t ib = kn_pad(kn_unsqueeze(rb, 3), (int64_t[]){0, 0, 0, 1}, (int64_t[]){0, 0, 0, 0});
-  return kn_reshape(kn_add(ia, ib), 3, (int64_t[]){T, H, D});
+  /* pairs on axis `pa` of [T, H, half, 2] (normal: interleaved) or [T, H, 2, half] (NEOX: halves) */
+  int64_t shp[4] = {T, H, neox ? 2 : half, neox ? half : 2};
+  int pa = neox ? 2 : 3;
+  kn_t x4 = kn_reshape(x, 4, shp), sw = kn_flip(x4, pa);
+  kn_t c = kn_unsqueeze(kn_unsqueeze(cos, 1), pa), s = kn_unsqueeze(kn_unsqueeze(sin, 1), pa); /* [T, 1, ., .] */
+  int64_t tsh[4] = {T, 1, shp[2], shp[3]}, lo[4] = {0}, hi[4] = {0};
+  hi[pa] = 1;
+  kn_t sn = kn_pad(kn_neg(s), lo, hi); /* -sin on the first member */
+  hi[pa] = 0, lo[pa] = 1;
+  kn_t S = kn_add(sn, kn_pad(s, lo, hi)), C = kn_expand(c, 4, tsh);
+  return kn_reshape(kn_add(kn_mul(x4, C), kn_mul(sw, S)), 3, (int64_t[]){T, H, D});
 }
 
 /* population variance over the last axis, keeping it as size 1 */

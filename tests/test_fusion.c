@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "device/device.h" /* buffers and counters below the graph API, for the checks */
 #include "ops/ops.h"
@@ -46,6 +47,105 @@ static kn_t randt(int nd, const int64_t *sh, float **host) {
   kn_t t = kn_from_host(KN_F32, nd, sh, h);
   *host = h;
   return t;
+}
+
+static float silu(float v) { return v / (1 + expf(-v)); }
+
+/* out[t][o] = sum_i x[t][i] * w[o][i] */
+static void ref_linear(const float *x, const float *w, float *out, int64_t T, int64_t O, int64_t I) {
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t o = 0; o < O; o++) {
+      double s = 0;
+      for (int64_t i = 0; i < I; i++) s += (double)x[t * I + i] * w[o * I + i];
+      out[t * O + o] = (float)s;
+    }
+}
+
+/* The patterns a transformer layer is made of, with their kernel counts (docs/graph-api.md, "What fuses"). */
+static void test_layer_patterns(void) {
+  int64_t T = 3, E = 64, F = 96, H = 4, D = 16;
+  float *x, *w1, *w2, *wu, *nw;
+  kn_t X = randt(2, (int64_t[]){T, E}, &x), W1 = randt(2, (int64_t[]){F, E}, &w1), W2 = randt(2, (int64_t[]){E, F}, &w2);
+  kn_t WU = randt(2, (int64_t[]){F, E}, &wu), NW = randt(1, &E, &nw);
+  float *h = malloc(T * F * sizeof *h), *u = malloc(T * F * sizeof *u), *want = malloc(T * F * sizeof *want);
+  /* the two-layer MLP of docs/graph-api.md: SiLU in the first matmul's kernel, the second matmul */
+  ref_linear(x, w1, h, T, F, E);
+  for (int64_t i = 0; i < T * F; i++) h[i] = silu(h[i]);
+  ref_linear(h, w2, want, T, E, F);
+  expect("silu(x W1) W2", kn_linear(kn_silu(kn_linear(X, W1, NULL)), W2, NULL), 2, 2, want, T * E, 1e-4);
+  /* gate * up: both sums in one kernel */
+  ref_linear(x, w1, h, T, F, E);
+  ref_linear(x, wu, u, T, F, E);
+  for (int64_t i = 0; i < T * F; i++) want[i] = silu(h[i]) * u[i];
+  expect("silu(x Wg) * (x Wu)", kn_mul(kn_silu(kn_linear(X, W1, NULL)), kn_linear(X, WU, NULL)), 1, 1, want, T * F, 1e-4);
+  /* RMSNorm then a matmul: the mean square, then the matmul with the normalize inlined */
+  float *xn = malloc(T * E * sizeof *xn);
+  for (int64_t t = 0; t < T; t++) {
+    double ss = 0;
+    for (int64_t i = 0; i < E; i++) ss += (double)x[t * E + i] * x[t * E + i];
+    float r = (float)(1 / sqrt(ss / E + 1e-5));
+    for (int64_t i = 0; i < E; i++) xn[t * E + i] = x[t * E + i] * r * nw[i];
+  }
+  ref_linear(xn, w1, want, T, F, E);
+  expect("rmsnorm(x) W", kn_linear(kn_rmsnorm(X, NW, 1e-5f), W1, NULL), 2, 2, want, T * F, 1e-4);
+  /* RoPE of a projection (both layouts): one kernel, the pair swap pushed into the matmul */
+  float *cs, *sn, *q = malloc(T * H * D * sizeof *q);
+  kn_t COS = randt(2, (int64_t[]){T, D / 2}, &cs), SIN = randt(2, (int64_t[]){T, D / 2}, &sn);
+  ref_linear(x, w1, q, T, H * D, E); /* the first H*D rows of W1 */
+  kn_t WQ = kn_shrink(W1, (int64_t[]){0, 0}, (int64_t[]){H * D, E});
+  for (int neox = 0; neox < 2; neox++) {
+    for (int64_t t = 0; t < T; t++)
+      for (int64_t hh = 0; hh < H; hh++)
+        for (int64_t j = 0; j < D / 2; j++) {
+          int64_t ia = neox ? j : 2 * j, ib = neox ? j + D / 2 : 2 * j + 1, base = (t * H + hh) * D;
+          float qa = q[base + ia], qb = q[base + ib], c = cs[t * D / 2 + j], s = sn[t * D / 2 + j];
+          want[base + ia] = qa * c - qb * s, want[base + ib] = qa * s + qb * c;
+        }
+    kn_t Q = kn_reshape(kn_linear(X, WQ, NULL), 3, (int64_t[]){T, H, D});
+    expect(neox ? "rope(x Wq) neox" : "rope(x Wq)", kn_rope(Q, COS, SIN, neox), 1, 1, want, T * H * D, 1e-4);
+  }
+  free(x), free(w1), free(w2), free(wu), free(nw), free(h), free(u), free(want), free(xn), free(cs), free(sn), free(q);
+}
+
+/* GRAPH=1: one cluster per kernel, and a node recomputed by two kernels drawn in both */
+static void test_graph_dot(void) {
+  char dir[] = "/tmp/kiln-graph-XXXXXX";
+  if (!mkdtemp(dir)) return (void)(failed++, printf("FAIL GRAPH=1: no temporary directory\n"));
+  setenv("GRAPH", "1", 1), setenv("GRAPH_DIR", dir, 1);
+  int64_t T = 2, E = 32, F = 48;
+  float *x, *nw, *wa, *wb;
+  kn_t X = randt(2, (int64_t[]){T, E}, &x), NW = randt(1, &E, &nw);
+  kn_t WA = randt(2, (int64_t[]){F, E}, &wa), WB = randt(2, (int64_t[]){F, E}, &wb);
+  kn_t n = kn_sub(kn_mul(X, NW), X); /* cheap: inlined into (recomputed by) both matmuls */
+  kn_t outs[2] = {kn_linear(n, WA, NULL), kn_linear(n, WB, NULL)};
+  int rc = kn_realize(outs, 2);
+  unsetenv("GRAPH"), unsetenv("GRAPH_DIR");
+  char path[256], line[512];
+  snprintf(path, sizeof path, "%s/kiln-graph-0.dot", dir);
+  FILE *f = fopen(path, "r");
+  int clusters = 0, in_cluster = -1, mul_clusters = 0, last_mul_cluster = -1;
+  char first_id[64] = "";
+  while (f && fgets(line, sizeof line, f)) {
+    if (strstr(line, "subgraph cluster_")) in_cluster = clusters++;
+    else if (!strncmp(line, " }", 2)) in_cluster = -1;
+    /* the SUB node of n inside a kernel */
+    else if (in_cluster >= 0 && strstr(line, "label=\"SUB\\nf32") && last_mul_cluster != in_cluster) {
+      /* a node of its own in each cluster (Graphviz draws one node per id, whatever cluster names it again) */
+      char id[64] = "";
+      sscanf(line, " %63s", id);
+      if (strcmp(id, first_id)) mul_clusters++, last_mul_cluster = in_cluster;
+      if (!first_id[0]) snprintf(first_id, sizeof first_id, "%s", id);
+    }
+  }
+  if (f) fclose(f);
+  if (!rc && f && clusters == 2 && mul_clusters == 2) passed++;
+  else failed++, printf("FAIL GRAPH=1: %s: %d kernel clusters (want 2), x * w - x drawn in %d of them (want 2)\n",
+                        f ? path : "no DOT file", clusters, mul_clusters);
+  remove(path);
+  snprintf(path, sizeof path, "%s/kiln-graph-0.svg", dir);
+  remove(path);
+  rmdir(dir);
+  free(x), free(nw), free(wa), free(wb);
 }
 
 int main(void) {
@@ -125,6 +225,9 @@ int main(void) {
   kn_t e2 = kn_relu(kn_add(kn_mul(A, B), C));
   if (e1 == e2 && kn_ctx_nodes(c) == mid && mid >= before) passed++;
   else failed++, printf("FAIL hash-consing: equal subgraphs are different nodes\n");
+
+  test_layer_patterns();
+  test_graph_dot();
 
   printf("%d passed, %d failed\n", passed, failed);
   free(a), free(b), free(cc), free(w), free(want);
