@@ -134,7 +134,10 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const kn_kernel *k, const 
   kn_lprog *lp = kn_lower(k, &s, err, errlen);
   if (!lp) return NULL;
   snprintf(out->name, sizeof out->name, "%s", lp->name);
-  snprintf(out->entry, sizeof out->entry, "kn_%.70s_%08x", lp->name, (unsigned)(key & 0xffffffffu));
+  if (k->label[0]) /* tensor name, then the tinygrad-style schedule name */
+    snprintf(out->entry, sizeof out->entry, "kn_%.23s_%.60s_%08x", k->label, lp->name, (unsigned)(key & 0xffffffffu));
+  else
+    snprintf(out->entry, sizeof out->entry, "kn_%.70s_%08x", lp->name, (unsigned)(key & 0xffffffffu));
   print_ast(k, out);
   if (kn_debug_kernel(6, out->entry)) fprintf(stderr, "; loop IR of %s\n", out->entry), kn_lprog_print(lp, stderr);
   memcpy(out->global, lp->global, sizeof out->global);

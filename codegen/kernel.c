@@ -288,6 +288,7 @@ static uint64_t hash_node(hmemos *ms, const kn_kop *x, int depth) {
 uint64_t kn_kernel_hash(const kn_kernel *k) {
   hasher h = {1469598103934665603ull};
   hint(&h, k->kind), hint(&h, k->nbufs);
+  hbytes(&h, k->label, strlen(k->label));
   for (int i = 0; i < k->nbufs; i++) hint(&h, k->bufs[i].dtype);
   hint(&h, k->nvars);
   for (int i = 0; i < k->nvars; i++) hint(&h, k->vars[i].min), hint(&h, k->vars[i].max);

@@ -117,6 +117,7 @@ typedef struct {
 
 typedef struct kn_kernel {
   kn_kernel_kind kind;
+  char label[24]; /* from the name of the tensor it realizes ([a-z_], digits dropped; "" none): the start of its name */
   int nbufs;
   kn_kbuf bufs[KN_MAXBUFS]; /* bufs[0] is the output */
   int nvars;

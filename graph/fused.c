@@ -61,7 +61,7 @@ kn_t kn_gather_rows(kn_t table, kn_t ids) {
   kn_t s[2] = {table, kn_cast(ids, KN_I32)};
   kn_dtype dt = kn_dtype_scalar(table->dtype);
   if (dt == KN_F16 || dt == KN_BF16) dt = KN_F32;
-  return kn_uop_make(KN_OP_GATHER, dt, 2, sh, 2, s, NULL, 0);
+  return kn_name(kn_uop_make(KN_OP_GATHER, dt, 2, sh, 2, s, NULL, 0), "%s_rows", kn_uop_label(table));
 }
 
 kn_t kn_custom_attention(kn_t q, kn_t kcache, kn_t vcache, kn_var *pos, int n_q, float scale) {
@@ -83,7 +83,7 @@ kn_t kn_custom_attention_window(kn_t q, kn_t kcache, kn_t vcache, kn_var *pos, i
                .head_dim = (int)q->shape[2], .max_ctx = kcache->shape[0], .scale = scale, .pos_var = pos->id,
                .window = window};
   kn_t s[3] = {kn_cast(q, KN_F32), kcache, vcache};
-  return kn_uop_make(KN_OP_ATTENTION, KN_F32, 3, q->shape, 3, s, &a, sizeof a);
+  return kn_name(kn_uop_make(KN_OP_ATTENTION, KN_F32, 3, q->shape, 3, s, &a, sizeof a), "attention");
 }
 
 kn_t kn_custom_attention_rows(kn_t q, kn_t kcache, kn_t vcache, kn_t rows, int64_t seg, float scale, int window) {

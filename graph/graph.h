@@ -49,6 +49,12 @@ const int64_t *kn_shape(kn_t t);
 int64_t kn_numel(kn_t t);
 kn_dtype kn_dtype_of(kn_t t); /* storage dtype for buffers of block formats; values read as float32 */
 void kn_print_shape(kn_t t, char *buf, size_t n);
+/* Names a tensor (printf-style; at most 47 characters kept) and returns it: DEBUG=3, GRAPH=1 and VIZ=1 show it,
+ * and the kernel that realizes it is named after it (digits dropped, so every layer's kernel is the same one).
+ * Weights carry their GGUF names and ops name their results ("rmsnorm", "linear", "rope", ...); a later name
+ * replaces an earlier one. Equal subgraphs are one node, so they share a name. */
+kn_t kn_name(kn_t t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *kn_get_name(kn_t t); /* the name, or the op that made it when unnamed */
 int64_t kn_shape_numel(int ndim, const int64_t *shape); /* product of the dims */
 
 /* ---- creation ---- */

@@ -22,6 +22,7 @@ typedef struct {
   bool shared;        /* carries a reduce and feeds several ALU consumers: one kernel may hold them all */
   bool multi;         /* inlined into more than one kernel */
   kn_uop *owner;      /* the kernel (realized node) it is inlined into, when only one */
+  bool feeds_red;     /* read by a reduce through elementwise ops and views (a matmul's operand) */
   bool swizzled;      /* a reduce read through a permuting/flipping/shrinking view: computed where it is read */
   char why[160];
   UT_hash_handle hh;
@@ -66,6 +67,13 @@ static void mark(info *i, const char *why) {
   if (i->realize || kn_uop_is_leaf(i->u)) return;
   i->realize = true;
   snprintf(i->why, sizeof i->why, "%s", why);
+}
+
+/* mark with a reason that names a tensor: "input of attention 'attention'" */
+static void mark_named(info *i, const char *what, const kn_uop *named) {
+  char why[160];
+  snprintf(why, sizeof why, "%s '%s'", what, kn_uop_label(named));
+  mark(i, why);
 }
 
 /* A view that only renames axes of a contiguous layout: the linear index does not change. */
@@ -127,6 +135,16 @@ static int cheap(sctx *s, kn_uop *u, int budget) {
 
 #define KN_CHEAP_OPS 3
 
+/* At most one axis longer than 1: a decode step's activations. Recomputing inside a matrix-vector product is free
+ * (it is bound by the weights' bytes, and the integer-dot template quantizes the activations per block anyway);
+ * a prefill's matrix-matrix product reuses each decoded weight block across tokens, so there the extra operations
+ * per multiply-add would cost more than the kernel they save. */
+static bool one_row(const kn_uop *u) {
+  int n = 0;
+  for (int i = 0; i < u->ndim; i++) n += u->shape[i] > 1;
+  return n <= 1;
+}
+
 /* A view a reduce can be computed through: it reads every element once (a permute or flip: a broadcast would
  * repeat the reduction per copy, a shrink would change the kernel's space) and has no padding (a padded element
  * would still run the reduce loop). */
@@ -156,23 +174,23 @@ static void decide(sctx *s) {
     switch (p->op) {
     case KN_OP_CONTIGUOUS: mark(pi, "explicit contiguous"); break;
     case KN_OP_ASSIGN:
-      mark(pi, "assign into an existing buffer");
-      if (p->nsrc == 3) mark(get(s, p->src[2]), "rows of a row scatter");
+      mark_named(pi, "assign into the existing buffer", p->src[0]);
+      if (p->nsrc == 3) mark_named(get(s, p->src[2]), "rows of the row scatter into", p->src[0]);
       break;
     case KN_OP_ARANGE: case KN_OP_RAND: mark(pi, "arange/rand are generated in their own kernel"); break;
     case KN_OP_GATHER:
-      mark(pi, "gather kernel");
-      mark(get(s, p->src[0]), "table of a gather");
-      mark(get(s, p->src[1]), "indices of a gather");
+      mark_named(pi, "gather kernel: rows of", p->src[0]);
+      mark_named(get(s, p->src[0]), "table of the gather", p);
+      mark_named(get(s, p->src[1]), "indices of the gather", p);
       break;
     case KN_OP_ATTENTION:
       mark(pi, "attention template kernel");
-      for (int k = 0; k < p->nsrc; k++) mark(get(s, p->src[k]), "input of the attention kernel");
+      for (int k = 0; k < p->nsrc; k++) mark_named(get(s, p->src[k]), "input of the attention kernel", p);
       break;
     default: break;
     }
     if (p->op == KN_OP_VIEW && broadcast_factor(p) >= 4 && computes(s, p->src[0], 0) &&
-        cheap(s, p->src[0], KN_CHEAP_OPS) < 0)
+        (cheap(s, p->src[0], KN_CHEAP_OPS) < 0 || (pi->feeds_red && !one_row(p->src[0]))))
       mark(get(s, p->src[0]), "expression broadcast to many elements (computed once instead of per use)");
     if (p->op == KN_OP_VIEW && kn_st_has_mask(p->arg.st) && !zero_preserving(s, p->src[0]))
       mark(get(s, p->src[0]), "padded view of an expression that is not zero at the padding");
@@ -180,8 +198,8 @@ static void decide(sctx *s) {
     for (int k = 0; k < p->nsrc; k++) {
       info *si = get(s, p->src[k]);
       if (!si->carry || si->realize) continue;
-      if (p->op == KN_OP_REDUCE) mark(si, "reduce feeding another reduce");
-      else if (p->op == KN_OP_VIEW && !pure_reshape(p) && !pushable_view(p))
+      if (p->op == KN_OP_REDUCE) mark_named(si, "reduce result feeding another reduce, of", p);
+      else if (p->op == KN_OP_VIEW && !pure_reshape(p) && (!pushable_view(p) || !one_row(si->u)))
         mark(si, "reduce result broadcast or permuted by a view");
       else if (p->op == KN_OP_VIEW && !pure_reshape(p)) {
         mark_swizzled(s, si->u, 0); /* the view is pushed into the reduce, which is computed where it is read */
@@ -194,7 +212,7 @@ static void decide(sctx *s) {
         snprintf(why, sizeof why, "reduce result used by %d consumers", si->nparents);
         mark(si, why);
       } else if (p->op != KN_OP_ALU && p->op != KN_OP_VIEW && p->op != KN_OP_CONTIGUOUS && p->op != KN_OP_ASSIGN)
-        mark(si, "reduce result consumed by a kernel boundary"); /* contiguous/assign kernels take the reduce in */
+        mark_named(si, "reduce result consumed by the kernel boundary", p); /* contiguous/assign take the reduce in */
       if (!si->realize) carry = true;
     }
     pi->carry = carry;
@@ -237,6 +255,14 @@ static bool split_shared(sctx *s) {
 /* The boundary rules from scratch given the forced boundaries, until no shared reduce result would be recomputed
  * (each split can only lift marks that a tentatively inlined result had caused downstream). */
 static void settle(sctx *s) {
+  for (int n = s->ntopo - 1; n >= 0; n--) { /* consumers first */
+    kn_uop *u = s->topo[n];
+    info *i = get(s, u);
+    if (kn_uop_is_leaf(u)) continue;
+    for (int k = 0; k < u->nsrc; k++)
+      if (u->op == KN_OP_REDUCE || ((u->op == KN_OP_ALU || u->op == KN_OP_VIEW) && i->feeds_red))
+        get(s, u->src[k])->feeds_red = true;
+  }
   do {
     for (int n = 0; n < s->ntopo; n++) {
       info *i = get(s, s->topo[n]);
@@ -643,6 +669,18 @@ static int build_item(sctx *s, kn_sched_item *it, kn_uop **need, const char **ne
   if (!(b.k = it->k = kn_kernel_new())) return -1;
   kn_uop *x = it->node;
   note_fused(it, x);
+  /* the kernel is named after the tensor it realizes, without digits (blk.3.q -> blk_q: every layer shares it) */
+  const char *nm = kn_uop_label(x);
+  size_t o = 0;
+  for (const char *p = nm; *p && o + 1 < sizeof b.k->label; p++) {
+    char ch = *p >= 'A' && *p <= 'Z' ? (char)(*p - 'A' + 'a') : *p;
+    if (ch >= '0' && ch <= '9') continue;
+    if (!((ch >= 'a' && ch <= 'z') || ch == '_')) ch = '_';
+    if (ch == '_' && (o == 0 || b.k->label[o - 1] == '_')) continue;
+    b.k->label[o++] = ch;
+  }
+  while (o > 0 && b.k->label[o - 1] == '_') o--;
+  b.k->label[o] = 0;
   int rc = x->op == KN_OP_ARANGE || x->op == KN_OP_RAND || x->op == KN_OP_GATHER || x->op == KN_OP_ATTENTION
              ? build_special(&b, x)
              : build_expr_kernel(&b, x);
@@ -663,9 +701,11 @@ void kn_schedule_free(kn_schedule *s) {
 
 void kn_sched_item_print(const kn_sched_item *it, int idx, const char *entry, const char *key) {
   const kn_kernel *k = it->k;
-  fprintf(stderr, "kernel #%d %s (cache key %s): realizes node %lld (%s) because: %s\n", idx, entry && *entry ? entry : "?",
-          key && *key ? key : "-", (long long)it->node->id,
-          it->node->op == KN_OP_ASSIGN ? "assign" : it->node->op == KN_OP_REDUCE ? "reduce" : "expr", it->why);
+  char sh[96];
+  kn_print_shape(it->node, sh, sizeof sh);
+  fprintf(stderr, "kernel #%d %s (cache key %s): realizes '%s' %s %s (node %lld) because: %s\n", idx,
+          entry && *entry ? entry : "?", key && *key ? key : "-", kn_uop_label(it->node),
+          kn_dtype_get(it->node->dtype)->short_name, sh, (long long)it->node->id, it->why);
   fprintf(stderr, "  space [");
   for (int i = 0; i < k->ndim; i++) fprintf(stderr, "%s%lld%s", i ? ", " : "", (long long)k->shape[i], i >= k->ndim - k->nreduce ? "r" : "");
   fprintf(stderr, "], fused %d nodes:", it->nfused);
@@ -676,7 +716,7 @@ void kn_sched_item_print(const kn_sched_item *it, int idx, const char *entry, co
   }
   fprintf(stderr, "%s; reads:", it->nfused > 16 ? " ..." : "");
   for (int i = 1; i < it->nbufs; i++)
-    fprintf(stderr, " buf%d<-node %lld (%s)", i, (long long)it->bufs[i]->id, kn_dtype_name(it->bufs[i]->dtype));
+    fprintf(stderr, " buf%d<-'%s' (%s)", i, kn_uop_label(it->bufs[i]), kn_dtype_name(it->bufs[i]->dtype));
   fprintf(stderr, "\n");
 }
 

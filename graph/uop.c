@@ -217,3 +217,36 @@ void kn_print_shape(kn_t t, char *buf, size_t n) {
   for (int i = 0; i < t->ndim && o < n; i++) o += snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
   if (o < n) snprintf(buf + o, n - o, ")");
 }
+
+kn_t kn_name(kn_t t, const char *fmt, ...) {
+  if (!t || !fmt) return t;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(t->name, sizeof t->name, fmt, ap);
+  va_end(ap);
+  return t;
+}
+
+const char *kn_get_name(kn_t t) { return t ? kn_uop_label(t) : "(null)"; }
+
+const char *kn_uop_label(const kn_uop *u) {
+  static const char *ops[] = {"buffer", "const", "var", "arange", "rand", "alu", "reduce", "view", "contiguous",
+                              "assign", "gather", "attention"};
+  for (int d = 0; d < 64 && u; d++) {
+    if (u->name[0]) return u->name;
+    if (u->op == KN_OP_VIEW || (u->op == KN_OP_ALU && u->arg.alu == KN_KOP_CAST) || u->op == KN_OP_CONTIGUOUS)
+      u = u->src[0];
+    else if (u->op == KN_OP_ASSIGN)
+      u = u->src[0]; /* a write is named after the buffer it writes */
+    else if (u->op == KN_OP_ALU) {
+      static _Thread_local char b[24];
+      snprintf(b, sizeof b, "%s", kn_kop_name(u->arg.alu));
+      for (char *p = b; *p; p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+      return b;
+    } else if (u->op == KN_OP_REDUCE)
+      return u->arg.red.rop == KN_KOP_ADD ? "sum" : u->arg.red.rop == KN_KOP_MAX ? "max" : "prod";
+    else
+      return ops[u->op];
+  }
+  return "?";
+}

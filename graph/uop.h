@@ -57,6 +57,7 @@ struct kn_uop {
   kn_ctx *ctx;
   /* mutable side state, not part of identity */
   kn_buf *buf;       /* the realized buffer (BUFFER nodes always; others once realized) */
+  char name[48];     /* kn_name: weights by their GGUF name, op results by the op ("" = derived, see kn_uop_label) */
   bool owns_buf;
   UT_hash_handle hh; /* interning table, keyed by the node's identity bytes */
 };
@@ -72,6 +73,9 @@ struct kn_ctx {
   kn_var *vars[KN_CTX_MAXVARS];
   int nvars;
 };
+
+/* A node's name for people: its own, else a view's or cast's source's, else its op ("add", "sum", ...). */
+const char *kn_uop_label(const kn_uop *u);
 
 /* Create (or find) the node with these fields; shape given. Returns NULL and sets the context error on failure.
  * Symbolic extents are derived from the sources (elementwise ops keep them, axes of size 1 drop them). */

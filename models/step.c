@@ -45,8 +45,8 @@ int kn_model_init_cache(kn_model *m, int n_ctx, int n_slots, kn_dtype kv_dtype, 
   kn_t *all = calloc(2 * (size_t)hp->n_layer, sizeof *all);
   int na = 0;
   for (int l = 0; m->kcache && m->vcache && all && l < hp->n_layer; l++) {
-    all[na++] = m->kcache[l] = kn_empty(kv_dtype, 3, shape);
-    all[na++] = m->vcache[l] = kn_empty(kv_dtype, 3, shape);
+    all[na++] = m->kcache[l] = kn_name(kn_empty(kv_dtype, 3, shape), "blk.%d.cache_k", l);
+    all[na++] = m->vcache[l] = kn_name(kn_empty(kv_dtype, 3, shape), "blk.%d.cache_v", l);
   }
   m->kv_bytes = 2 * (int64_t)hp->n_layer * kn_dtype_nbytes(kv_dtype, shape[0] * shape[1] * shape[2]);
   /* allocate the caches now, so a model that does not fit fails at load, not mid-generation */

@@ -38,7 +38,7 @@ static kn_t wrap(kn_model *m, const char *name, const kn_gguf_tensor *t) {
     return kn_model_fail(m, "tensor %s: %s", name, kn_ctx_error(m->wctx) ? kn_ctx_error(m->wctx) : "?"), NULL;
   }
   m->weight_bytes += t->nbytes;
-  return w;
+  return kn_name(w, "%s", name);
 }
 
 kn_t kn_model_tensor(kn_model *m, const char *name) {

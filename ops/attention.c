@@ -29,10 +29,10 @@ kn_t kn_attention(kn_t q, kn_t k, kn_t v, kn_t mask, float scale) {
   kn_t qg = kn_permute(kn_reshape(q, 4, (int64_t[]){T, KV, G, D}), (int[]){1, 2, 0, 3});
   kn_t kk = kn_reshape(kn_permute(k, (int[]){1, 0, 2}), 4, (int64_t[]){KV, 1, C, kn_dim(k, 2)});
   kn_t vv = kn_reshape(kn_permute(v, (int[]){1, 0, 2}), 4, (int64_t[]){KV, 1, C, kn_dim(v, 2)});
-  kn_t scores = kn_muls(kn_matmul(qg, kn_transpose(kk, -1, -2)), scale); /* [KV, G, T, C] */
+  kn_t scores = kn_name(kn_muls(kn_matmul(qg, kn_transpose(kk, -1, -2)), scale), "attention_scores"); /* [KV, G, T, C] */
   if (mask) scores = kn_where(mask, scores, kn_scalar(KN_F32, -INFINITY));
   kn_t out = kn_matmul(kn_softmax(scores, -1), vv); /* [KV, G, T, Dv] */
-  return kn_reshape(kn_permute(out, (int[]){2, 0, 1, 3}), 3, (int64_t[]){T, H, kn_dim(v, 2)});
+  return kn_name(kn_reshape(kn_permute(out, (int[]){2, 0, 1, 3}), 3, (int64_t[]){T, H, kn_dim(v, 2)}), "attention");
 }
 
 int kn_rope_tables(int64_t n_pos, int dim, float base, float freq_scale, const float *factors, kn_t *cos_t,

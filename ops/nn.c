@@ -7,26 +7,26 @@
 kn_t kn_softmax(kn_t x, int axis) {
   kn_t m = kn_max(x, 1, &axis, true);
   kn_t e = kn_exp(kn_sub(x, m));
-  return kn_div(e, kn_sum(e, 1, &axis, true));
+  return kn_name(kn_div(e, kn_name(kn_sum(e, 1, &axis, true), "softmax_sum")), "softmax");
 }
 
 kn_t kn_rmsnorm(kn_t x, kn_t w, float eps) {
   int ax = -1;
   kn_t ms = kn_mean(kn_square(x), 1, &ax, true);
-  kn_t y = kn_mul(x, kn_rsqrt(kn_adds(ms, eps)));
-  return w ? kn_mul(y, w) : y;
+  kn_t y = kn_mul(x, kn_name(kn_rsqrt(kn_adds(ms, eps)), "rmsnorm_scale"));
+  return kn_name(w ? kn_mul(y, w) : y, "rmsnorm");
 }
 
-kn_t kn_silu(kn_t x) { return kn_mul(x, kn_sigmoid(x)); }
+kn_t kn_silu(kn_t x) { return kn_name(kn_mul(x, kn_sigmoid(x)), "silu"); }
 
 kn_t kn_gelu(kn_t x) {
   kn_t inner = kn_muls(kn_add(x, kn_muls(kn_mul(kn_square(x), x), 0.044715)), sqrt(2.0 / M_PI));
-  return kn_mul(kn_muls(x, 0.5), kn_adds(kn_tanh(inner), 1.0));
+  return kn_name(kn_mul(kn_muls(x, 0.5), kn_adds(kn_tanh(inner), 1.0)), "gelu");
 }
 
 kn_t kn_linear(kn_t x, kn_t w, kn_t bias) {
   kn_t y = kn_matmul(x, kn_transpose(w, 0, 1));
-  return bias ? kn_add(y, bias) : y;
+  return kn_name(bias ? kn_add(y, bias) : y, "linear");
 }
 
 /* out = x * C + swap(x) * S, where swap exchanges the two members of each rotated pair (a flip: a view) and C, S
@@ -46,7 +46,7 @@ kn_t kn_rope(kn_t x, kn_t cos, kn_t sin, bool neox) {
   kn_t sn = kn_pad(kn_neg(s), lo, hi); /* -sin on the first member */
   hi[pa] = 0, lo[pa] = 1;
   kn_t S = kn_add(sn, kn_pad(s, lo, hi)), C = kn_expand(c, 4, tsh);
-  return kn_reshape(kn_add(kn_mul(x4, C), kn_mul(sw, S)), 3, (int64_t[]){T, H, D});
+  return kn_name(kn_reshape(kn_add(kn_mul(x4, C), kn_mul(sw, S)), 3, (int64_t[]){T, H, D}), "rope");
 }
 
 /* population variance over the last axis, keeping it as size 1 */
@@ -63,7 +63,7 @@ kn_t kn_layernorm(kn_t x, kn_t w, kn_t b, float eps) {
   kn_t d = kn_sub(x, kn_mean(x, 1, &ax, true));
   kn_t y = kn_mul(d, kn_rsqrt(kn_adds(kn_mean(kn_square(d), 1, &ax, true), eps)));
   if (w) y = kn_mul(y, w);
-  return b ? kn_add(y, b) : y;
+  return kn_name(b ? kn_add(y, b) : y, "layernorm");
 }
 
 kn_t kn_log_softmax(kn_t x, int axis) {

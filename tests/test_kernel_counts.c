@@ -17,9 +17,9 @@ static const struct {
   int n_tokens, per_layer;
 } pinned[] = {
     {"tiny-llama-Q4_K_M", 1, 9},
-    {"tiny-llama-Q4_K_M", 8, 9},
+    {"tiny-llama-Q4_K_M", 8, 13},
     {"tiny-qwen2-Q4_K_M", 1, 9},
-    {"tiny-qwen2-Q4_K_M", 8, 9},
+    {"tiny-qwen2-Q4_K_M", 8, 13},
 };
 
 enum { OUTSIDE = 3, MAX_DECODE_PER_LAYER = 10 };

@@ -78,18 +78,18 @@ static kn_t forward(kn_model *m, const kn_fwd *f) {
     kn_t k = kn_reshape(kn_linear(h, L->wk, L->bk), 3, (int64_t[]){T, KV, D});
     kn_t v = kn_reshape(kn_linear(h, L->wv, L->bv), 3, (int64_t[]){T, KV, D});
     if (a->qk_norm) q = kn_rmsnorm(q, L->q_norm, hp->eps), k = kn_rmsnorm(k, L->k_norm, hp->eps);
-    q = kn_rope(q, cos, sin, a->neox);
-    k = kn_rope(k, cos, sin, a->neox);
+    q = kn_name(kn_rope(q, cos, sin, a->neox), "blk.%d.q", l);
+    k = kn_name(kn_rope(k, cos, sin, a->neox), "blk.%d.k", l);
     kn_t att = kn_model_attention(m, f, l, q, k, v, 1.0f / sqrtf((float)D), 0);
-    x = kn_add(x, kn_linear(att, L->wo, NULL));
+    x = kn_name(kn_add(x, kn_linear(att, L->wo, NULL)), "blk.%d.attn_out", l);
     /* feed-forward */
     h = kn_rmsnorm(x, L->ffn_norm, hp->eps);
-    kn_t g = kn_mul(kn_silu(kn_linear(h, L->w_gate, NULL)), kn_linear(h, L->w_up, NULL));
-    x = kn_add(x, kn_linear(g, L->w_down, NULL));
+    kn_t g = kn_name(kn_mul(kn_silu(kn_linear(h, L->w_gate, NULL)), kn_linear(h, L->w_up, NULL)), "blk.%d.ffn_gate_up", l);
+    x = kn_name(kn_add(x, kn_linear(g, L->w_down, NULL)), "blk.%d.ffn_out", l);
   }
   x = kn_model_out_rows(f, x);
   x = kn_rmsnorm(x, a->output_norm, hp->eps);
-  return kn_linear(x, a->output ? a->output : a->tok_embd, NULL);
+  return kn_name(kn_linear(x, a->output ? a->output : a->tok_embd, NULL), "logits");
 }
 
 static void release(kn_model *m) {
