@@ -87,22 +87,32 @@ static void test_layer_patterns(void) {
     for (int64_t i = 0; i < E; i++) xn[t * E + i] = x[t * E + i] * r * nw[i];
   }
   ref_linear(xn, w1, want, T, F, E);
-  expect("rmsnorm(x) W", kn_linear(kn_rmsnorm(X, NW, 1e-5f), W1, NULL), 2, 2, want, T * F, 1e-4);
-  /* RoPE of a projection (both layouts): one kernel, the pair swap pushed into the matmul */
+  /* several tokens: mean square, normalize, matmul; one token: the normalize inside the matmul */
+  expect("rmsnorm(x) W, 3 tokens", kn_linear(kn_rmsnorm(X, NW, 1e-5f), W1, NULL), 3, 3, want, T * F, 1e-4);
+  kn_t X1 = kn_shrink(X, (int64_t[]){0, 0}, (int64_t[]){1, E});
+  expect("rmsnorm(x) W, 1 token", kn_linear(kn_rmsnorm(X1, NW, 1e-5f), W1, NULL), 2, 2, want, F, 1e-4);
+  /* RoPE of a projection (both layouts): for one token (decode) one kernel, the pair swap pushed into the matmul;
+   * for several (prefill) the projection and the rotation are two */
   float *cs, *sn, *q = malloc(T * H * D * sizeof *q);
   kn_t COS = randt(2, (int64_t[]){T, D / 2}, &cs), SIN = randt(2, (int64_t[]){T, D / 2}, &sn);
   ref_linear(x, w1, q, T, H * D, E); /* the first H*D rows of W1 */
   kn_t WQ = kn_shrink(W1, (int64_t[]){0, 0}, (int64_t[]){H * D, E});
-  for (int neox = 0; neox < 2; neox++) {
-    for (int64_t t = 0; t < T; t++)
+  for (int variant = 0; variant < 4; variant++) {
+    int neox = variant & 1;
+    int64_t TT = variant < 2 ? 1 : T; /* the first TT tokens */
+    for (int64_t t = 0; t < TT; t++)
       for (int64_t hh = 0; hh < H; hh++)
         for (int64_t j = 0; j < D / 2; j++) {
           int64_t ia = neox ? j : 2 * j, ib = neox ? j + D / 2 : 2 * j + 1, base = (t * H + hh) * D;
           float qa = q[base + ia], qb = q[base + ib], c = cs[t * D / 2 + j], s = sn[t * D / 2 + j];
           want[base + ia] = qa * c - qb * s, want[base + ib] = qa * s + qb * c;
         }
-    kn_t Q = kn_reshape(kn_linear(X, WQ, NULL), 3, (int64_t[]){T, H, D});
-    expect(neox ? "rope(x Wq) neox" : "rope(x Wq)", kn_rope(Q, COS, SIN, neox), 1, 1, want, T * H * D, 1e-4);
+    kn_t XT = kn_shrink(X, (int64_t[]){0, 0}, (int64_t[]){TT, E});
+    kn_t Q = kn_reshape(kn_linear(XT, WQ, NULL), 3, (int64_t[]){TT, H, D});
+    kn_t CT = kn_shrink(COS, (int64_t[]){0, 0}, (int64_t[]){TT, D / 2}), ST = kn_shrink(SIN, (int64_t[]){0, 0}, (int64_t[]){TT, D / 2});
+    const char *names[] = {"rope(x Wq), 1 token", "rope(x Wq) neox, 1 token", "rope(x Wq), 3 tokens", "rope(x Wq) neox, 3 tokens"};
+    int nk = TT == 1 ? 1 : 2;
+    expect(names[variant], kn_rope(Q, CT, ST, neox), nk, nk, want, TT * H * D, 1e-4);
   }
   free(x), free(w1), free(w2), free(wu), free(nw), free(h), free(u), free(want), free(xn), free(cs), free(sn), free(q);
 }
@@ -112,7 +122,7 @@ static void test_graph_dot(void) {
   char dir[] = "/tmp/kiln-graph-XXXXXX";
   if (!mkdtemp(dir)) return (void)(failed++, printf("FAIL GRAPH=1: no temporary directory\n"));
   setenv("GRAPH", "1", 1), setenv("GRAPH_DIR", dir, 1);
-  int64_t T = 2, E = 32, F = 48;
+  int64_t T = 1, E = 32, F = 48; /* one token: the cheap x * w - x is recomputed, not realized */
   float *x, *nw, *wa, *wb;
   kn_t X = randt(2, (int64_t[]){T, E}, &x), NW = randt(1, &E, &nw);
   kn_t WA = randt(2, (int64_t[]){F, E}, &wa), WB = randt(2, (int64_t[]){F, E}, &wb);
