@@ -135,7 +135,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const kn_kernel *k, const 
   if (!lp) return NULL;
   snprintf(out->name, sizeof out->name, "%s", lp->name);
   if (k->label[0]) /* tensor name, then the tinygrad-style schedule name */
-    snprintf(out->entry, sizeof out->entry, "kn_%.23s_%.60s_%08x", k->label, lp->name, (unsigned)(key & 0xffffffffu));
+    snprintf(out->entry, sizeof out->entry, "kn_%.23s_%.59s_%08x", k->label, lp->name, (unsigned)(key & 0xffffffffu));
   else
     snprintf(out->entry, sizeof out->entry, "kn_%.70s_%08x", lp->name, (unsigned)(key & 0xffffffffu));
   print_ast(k, out);
@@ -247,4 +247,54 @@ int kn_compile(const kn_kernel *k, const kn_target *t, kn_compiled *out, char *e
   out->compile_s = kn_now() - t0;
   memo_put(key, out);
   return 0;
+}
+
+static char *stream_text(void (*fn)(const void *, FILE *), const void *arg) {
+  char *buf = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&buf, &n);
+  if (!f) return NULL;
+  fn(arg, f);
+  fclose(f);
+  return buf;
+}
+
+static void print_kernel(const void *k, FILE *f) { kn_kernel_print(k, f); }
+static void print_lprog(const void *p, FILE *f) { kn_lprog_print(p, f); }
+
+static char *dup_llvm(char *s) {
+  char *r = s ? strdup(s) : NULL;
+  if (s) LLVMDisposeMessage(s);
+  return r;
+}
+
+int kn_kernel_texts_get(const kn_kernel *k, const kn_target *t, kn_kernel_texts *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  if (!k || !t) return snprintf(err, errlen, "no kernel or target"), -1;
+  out->ast = stream_text(print_kernel, k);
+  if (k->kind == KN_KERNEL_EXPR) {
+    kn_sched s;
+    bool gpu = t->kind == KN_TARGET_AMDGPU;
+    if (!(gpu ? kn_gpu_schedule : kn_opt_schedule)(k, t, &s, err, errlen)) {
+      kn_lprog *lp = kn_lower(k, &s, err, errlen);
+      if (lp) out->loopir = stream_text(print_lprog, lp), kn_lprog_free(lp);
+    }
+  }
+  kn_llvm_init();
+  LLVMContextRef ctx = LLVMContextCreate();
+  kn_compiled c;
+  memset(&c, 0, sizeof c);
+  LLVMModuleRef mod = build_module(ctx, k, t, memo_key(k, t), &c, err, errlen);
+  if (mod) {
+    out->llvm_ir = dup_llvm(LLVMPrintModuleToString(mod));
+    if (!kn_llvm_optimize(mod, t, OPT_LEVEL, err, errlen)) out->asm_text = kn_llvm_emit_asm(mod, t);
+    LLVMDisposeModule(mod);
+  }
+  LLVMContextDispose(ctx);
+  return mod ? 0 : -1;
+}
+
+void kn_kernel_texts_free(kn_kernel_texts *x) {
+  free(x->ast), free(x->loopir), free(x->llvm_ir), free(x->asm_text);
+  memset(x, 0, sizeof *x);
 }

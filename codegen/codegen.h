@@ -25,6 +25,14 @@ typedef struct {
 int kn_compile(const kn_kernel *k, const kn_target *t, kn_compiled *out, char *err, size_t errlen);
 void kn_compiled_free(kn_compiled *c);
 
+/* VIZ=1: the text of every stage of one kernel for a target (malloc'd; NULL where a stage does not exist, e.g. the
+ * loop IR of a template kernel): AST, loop IR, LLVM IR as built, and the target assembly after optimization. */
+typedef struct {
+  char *ast, *loopir, *llvm_ir, *asm_text;
+} kn_kernel_texts;
+int kn_kernel_texts_get(const kn_kernel *k, const kn_target *t, kn_kernel_texts *out, char *err, size_t errlen);
+void kn_kernel_texts_free(kn_kernel_texts *x);
+
 /* Cache statistics of this process (hits, misses, compiles), for DEBUG=1 summaries and tests. */
 typedef struct {
   int64_t hits, misses, corrupt;

@@ -17,6 +17,7 @@ typedef struct {
   kn_var *vars[KN_MAXVARS];
   double flops_est, bytes_est;
   bool fresh_out; /* the kernel writes every element of bufs[0] (not an assign into part of an existing buffer) */
+  int viz;        /* VIZ=1: the kernel's id in the page, -1 none */
 } exec_item;
 
 struct kn_plan {
@@ -268,6 +269,8 @@ kn_plan *kn_plan_new_shared(kn_t *outputs, int n, kn_scratch *scratch) {
     return NULL;
   }
   p->ctx = ctx, p->n = s.n, p->scratch = scratch;
+  bool viz = kn_viz_on();
+  int *viz_ids = viz ? calloc(s.n ? s.n : 1, sizeof *viz_ids) : NULL;
   last_stats.kernels = s.n;
   int64_t c0 = last_stats.compiled, h0 = last_stats.cache_hits, m0 = last_stats.memory_hits;
   for (int i = 0; i < s.n; i++) {
@@ -280,6 +283,8 @@ kn_plan *kn_plan_new_shared(kn_t *outputs, int n, kn_scratch *scratch) {
     }
     x->prog = e->prog;
     snprintf(x->name, sizeof x->name, "%s", e->c.entry);
+    x->viz = viz ? kn_viz_kernel(&s.items[i], e->c.entry, e->c.key, kn_device_target(ctx->dev)) : -1;
+    if (viz && viz_ids) viz_ids[i] = x->viz;
     memcpy(x->global, e->c.global, sizeof x->global);
     memcpy(x->local, e->c.local, sizeof x->local);
     x->nbufs = s.items[i].nbufs, x->nvars = s.items[i].nvars;
@@ -298,9 +303,12 @@ kn_plan *kn_plan_new_shared(kn_t *outputs, int n, kn_scratch *scratch) {
             s.n, (long long)(last_stats.compiled - c0), (long long)(last_stats.cache_hits - h0),
             (long long)(last_stats.memory_hits - m0), (kn_now() - t0) * 1e3, p->inter_bytes / 1048576.0,
             scratch ? " (shared)" : "");
+  if (viz && viz_ids) kn_viz_plan(viz_ids, s.n);
+  free(viz_ids);
   kn_schedule_free(&s);
   return p;
 fail:
+  free(viz_ids);
   kn_schedule_free(&s);
   kn_plan_free(p);
   return NULL;
@@ -351,14 +359,16 @@ static int plan_run(kn_plan *p, const kn_bind *binds, int n) {
     int64_t vals[KN_MAXVARS];
     if (bind_values(x, binds, n, vals)) return -1;
     if (poison && x->fresh_out && x->nbufs > 0 && poison_output(x)) return -1;
-    double t0 = dbg >= 2 ? kn_now() : 0;
+    double t0 = dbg >= 2 || x->viz >= 0 ? kn_now() : 0;
     if (kn_program_launch(x->prog, x->bufs, x->nbufs, vals, x->nvars, x->global, x->local, err, sizeof err)) {
       kn_graph_fail("launching %s: %s", x->name, err);
       return -1;
     }
+    if (x->viz >= 0 && dbg < 2) kn_device_sync(p->ctx->dev), kn_viz_time(x->viz, kn_now() - t0);
     if (dbg >= 2) {
       kn_device_sync(p->ctx->dev);
       double dt = kn_now() - t0;
+      if (x->viz >= 0) kn_viz_time(x->viz, dt);
       fprintf(stderr, "#%-3d %-4s %-44s global [%lld,%lld,%lld] local [%lld,%lld,%lld] %9.3f ms %8.2f GFLOP/s %8.2f GB/s\n",
               i, kn_device_name(p->ctx->dev), x->name, (long long)x->global[0], (long long)x->global[1],
               (long long)x->global[2], (long long)x->local[0], (long long)x->local[1], (long long)x->local[2], dt * 1e3,

@@ -29,6 +29,12 @@ void kn_schedule_free(kn_schedule *s);
 void kn_sched_item_print(const kn_sched_item *it, int idx, const char *entry, const char *key);
 /* GRAPH=1: write the scheduled graph, nodes grouped by kernel, as Graphviz DOT (and SVG when dot exists). */
 void kn_graph_write_dot(const kn_schedule *s);
+/* VIZ=1 (viz.c): the run's HTML page. kn_viz_kernel records a kernel once per entry name (with its texts for
+ * target t) and returns its id; kn_viz_plan records a schedule as kernel ids and rewrites the page. */
+bool kn_viz_on(void);
+int kn_viz_kernel(const kn_sched_item *it, const char *entry, const char *key, const kn_target *t);
+void kn_viz_plan(const int *ids, int n);
+void kn_viz_time(int id, double s);
 /* A node whose buffer already exists (or is an input buffer to be allocated): no kernel computes it. */
 bool kn_uop_is_leaf(const kn_uop *u);
 kn_var *kn_var_by_id(int id);
