@@ -58,6 +58,7 @@ static int load(kn_model *m) {
   float *factors = kn_model_tensor_f32(m, "rope_freqs.weight", D / 2);
   kn_ctx *prev = kn_ctx_set(m->wctx);
   int rc = kn_rope_tables(m->n_ctx, (int)D, hp->rope_theta, 1.0f, factors, &a->rope_cos, &a->rope_sin);
+  if (!rc) kn_name(a->rope_cos, "rope_cos"), kn_name(a->rope_sin, "rope_sin");
   kn_ctx_set(prev);
   free(factors);
   return rc ? kn_model_fail(m, "rope tables: %s", kn_ctx_error(m->wctx) ? kn_ctx_error(m->wctx) : "out of memory") : 0;
