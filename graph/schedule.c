@@ -164,7 +164,15 @@ static void mark_swizzled(sctx *s, kn_uop *u, int depth) {
     for (int k = 0; k < u->nsrc; k++) mark_swizzled(s, u->src[k], depth + 1);
 }
 
+/* KILN_FUSE_ROPE=1: a view of a reduce result in a one-row (decode) pass, e.g. RoPE's pair swap of q = x Wq, is pushed
+ * into the reduce (tinygrad's swizzle): q's and k's RoPE fuse into their projections, 9 kernels per llama layer
+ * instead of 11. Off by default: the swizzled projection sums in another order than a many-row pass, so a sequence's
+ * logits would depend on whether it decodes alone or inside a continuous batch (up to 8e-5 relative on F16 weights;
+ * the batching contract is 1e-5). */
+static bool swizzle_decode(void) { return kn_getenv_int("KILN_FUSE_ROPE", 0) != 0; }
+
 static void decide(sctx *s) {
+  bool swizzle_one_row = swizzle_decode();
   for (int n = 0; n < s->ntopo; n++) get(s, s->topo[n])->shared = get(s, s->topo[n])->swizzled = false;
   for (int t = 0; t < s->ntargets; t++) mark(get(s, s->targets[t]), "a realize target");
   for (int n = 0; n < s->ntopo; n++) {
@@ -199,8 +207,10 @@ static void decide(sctx *s) {
       info *si = get(s, p->src[k]);
       if (!si->carry || si->realize) continue;
       if (p->op == KN_OP_REDUCE) mark_named(si, "reduce result feeding another reduce, of", p);
-      else if (p->op == KN_OP_VIEW && !pure_reshape(p) && (!pushable_view(p) || !one_row(si->u)))
+      else if (p->op == KN_OP_VIEW && !pure_reshape(p) && (!pushable_view(p) || !swizzle_one_row))
         mark(si, "reduce result broadcast or permuted by a view");
+      else if (p->op == KN_OP_VIEW && !pure_reshape(p) && !one_row(si->u))
+        mark(si, "reduce result permuted by a view (swizzled only in one-row passes)");
       else if (p->op == KN_OP_VIEW && !pure_reshape(p)) {
         mark_swizzled(s, si->u, 0); /* the view is pushed into the reduce, which is computed where it is read */
         if (si->nparents > 1) si->shared = true;

@@ -91,15 +91,16 @@ static void test_layer_patterns(void) {
   expect("rmsnorm(x) W, 3 tokens", kn_linear(kn_rmsnorm(X, NW, 1e-5f), W1, NULL), 3, 3, want, T * F, 1e-4);
   kn_t X1 = kn_shrink(X, (int64_t[]){0, 0}, (int64_t[]){1, E});
   expect("rmsnorm(x) W, 1 token", kn_linear(kn_rmsnorm(X1, NW, 1e-5f), W1, NULL), 2, 2, want, F, 1e-4);
-  /* RoPE of a projection (both layouts): for one token (decode) one kernel, the pair swap pushed into the matmul;
-   * for several (prefill) the projection and the rotation are two */
+  /* RoPE of a projection (both layouts): the projection and the rotation are two kernels; with KILN_FUSE_ROPE=1 one
+   * token (decode) is one kernel, the pair swap pushed into the matmul */
   float *cs, *sn, *q = malloc(T * H * D * sizeof *q);
   kn_t COS = randt(2, (int64_t[]){T, D / 2}, &cs), SIN = randt(2, (int64_t[]){T, D / 2}, &sn);
   ref_linear(x, w1, q, T, H * D, E); /* the first H*D rows of W1 */
   kn_t WQ = kn_shrink(W1, (int64_t[]){0, 0}, (int64_t[]){H * D, E});
-  for (int variant = 0; variant < 4; variant++) {
-    int neox = variant & 1;
-    int64_t TT = variant < 2 ? 1 : T; /* the first TT tokens */
+  for (int variant = 0; variant < 8; variant++) {
+    int neox = variant & 1, fuse = variant >= 4; /* KILN_FUSE_ROPE=1 fuses a one-token RoPE into its projection */
+    setenv("KILN_FUSE_ROPE", fuse ? "1" : "0", 1);
+    int64_t TT = (variant & 3) < 2 ? 1 : T; /* the first TT tokens */
     for (int64_t t = 0; t < TT; t++)
       for (int64_t hh = 0; hh < H; hh++)
         for (int64_t j = 0; j < D / 2; j++) {
@@ -107,13 +108,17 @@ static void test_layer_patterns(void) {
           float qa = q[base + ia], qb = q[base + ib], c = cs[t * D / 2 + j], s = sn[t * D / 2 + j];
           want[base + ia] = qa * c - qb * s, want[base + ib] = qa * s + qb * c;
         }
-    kn_t XT = kn_shrink(X, (int64_t[]){0, 0}, (int64_t[]){TT, E});
+    /* a fresh leaf per variant: the same graph would already be realized by an earlier variant */
+    kn_t XT = kn_shrink(kn_from_host(KN_F32, 2, (int64_t[]){T, E}, x), (int64_t[]){0, 0}, (int64_t[]){TT, E});
     kn_t Q = kn_reshape(kn_linear(XT, WQ, NULL), 3, (int64_t[]){TT, H, D});
     kn_t CT = kn_shrink(COS, (int64_t[]){0, 0}, (int64_t[]){TT, D / 2}), ST = kn_shrink(SIN, (int64_t[]){0, 0}, (int64_t[]){TT, D / 2});
-    const char *names[] = {"rope(x Wq), 1 token", "rope(x Wq) neox, 1 token", "rope(x Wq), 3 tokens", "rope(x Wq) neox, 3 tokens"};
-    int nk = TT == 1 ? 1 : 2;
+    const char *names[] = {"rope(x Wq), 1 token", "rope(x Wq) neox, 1 token", "rope(x Wq), 3 tokens", "rope(x Wq) neox, 3 tokens",
+                           "KILN_FUSE_ROPE=1 rope(x Wq), 1 token", "KILN_FUSE_ROPE=1 rope(x Wq) neox, 1 token",
+                           "KILN_FUSE_ROPE=1 rope(x Wq), 3 tokens", "KILN_FUSE_ROPE=1 rope(x Wq) neox, 3 tokens"};
+    int nk = TT == 1 && fuse ? 1 : 2;
     expect(names[variant], kn_rope(Q, CT, ST, neox), nk, nk, want, TT * H * D, 1e-4);
   }
+  unsetenv("KILN_FUSE_ROPE");
   free(x), free(w1), free(w2), free(wu), free(nw), free(h), free(u), free(want), free(xn), free(cs), free(sn), free(q);
 }
 
