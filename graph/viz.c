@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "../codegen/codegen.h"
-#include "../device/env.h"
+#include "../device/base/env.h"
 #include "schedule.h"
 
 typedef struct {
