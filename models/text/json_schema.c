@@ -207,8 +207,9 @@ static int array_keywords(cc *c, const cJSON *sch, int idx, int depth) {
   if (uniq && !cJSON_IsBool(uniq)) return fail(c, "uniqueItems: expected true or false");
   /* enforced when every item is one of a set of literals (the array remembers which were written); for other
    * items it is accepted but not enforced (docs/api.md) */
-  if (cJSON_IsTrue(uniq) && !nd->n_prefix && nd->items > 0 && literal_items(&c->s->nodes[nd->items])) {
-    const js_node *it = &c->s->nodes[nd->items];
+  int itn = nd->items > 0 ? js_deref(c->s, nd->items) : nd->items; /* items: {"$ref": ...} to an enum */
+  if (cJSON_IsTrue(uniq) && !nd->n_prefix && itn > 0 && literal_items(&c->s->nodes[itn])) {
+    const js_node *it = &c->s->nodes[itn];
     int distinct = it->n_lits ? it->n_lits : (it->types & T_BOOL ? 2 : 0) + (it->types & T_NULL ? 1 : 0);
     if (lo > distinct) return fail(c, "uniqueItems: minItems %d but only %d distinct values", lo, distinct);
     nd->unique = 1;

@@ -53,6 +53,11 @@ struct kn_jschema {
 int js_thread_complete(const kn_jschema *s, int node, const char *bytes, size_t n);
 /* The node of array item i (-1: none may follow). */
 static inline int js_item_node(const js_node *nd, uint32_t i) { return i < (uint32_t)nd->n_prefix ? nd->prefix[i] : nd->items; }
+/* The node an alias ($ref: a one-branch anyOf) stands for. */
+static inline int js_deref(const kn_jschema *s, int n) {
+  for (int k = 0; n > 0 && k < 64 && s->nodes[n].n_alts == 1 && s->nodes[n].alts; k++) n = s->nodes[n].alts[0];
+  return n;
+}
 /* Some number of the node's range starts with no byte yet written (compile-time check of bounds). */
 int js_range_possible(const js_node *nd);
 

@@ -458,7 +458,7 @@ static int item_may_follow(const kn_jschema *s, const kn_jsv_thread *t, const kn
   int it = js_item_node(nd, f->count);
   if (!fits(s, it, d + 1)) return 0;
   if (nd->unique) {
-    const js_node *in = &s->nodes[it];
+    const js_node *in = &s->nodes[js_deref(s, it)];
     uint64_t all = in->n_lits ? (in->n_lits >= 64 ? ~0ull : (1ull << in->n_lits) - 1)
                               : (in->types & T_BOOL ? 3u : 0u) | (in->types & T_NULL ? 4u : 0u);
     if (!(all & ~f->seen)) return 0;
