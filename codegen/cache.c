@@ -354,7 +354,7 @@ int kn_cache_store(const char *key, const char *name, const char *entry, const k
   }
   /* No fsync: a torn file after a power loss fails its checksum and is recompiled, which is cheaper than a sync
    * per kernel on the first run of a model. */
-  int rc = write_all(fd, w.s, w.len);
+  int rc = write_all(fd, (const uint8_t *)w.s, w.len);
   if (close(fd)) rc = -1;
   if (!rc && rename(tmp, path)) rc = -1;
   if (rc) {

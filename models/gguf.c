@@ -325,7 +325,7 @@ static int rd_header(rd *r, uint64_t *n_tensors, uint64_t *n_kv) {
 
 static int parse(rd *r) {
   kn_gguf *g = r->g;
-  uint64_t nt, nkv;
+  uint64_t nt = 0, nkv = 0;
   if (rd_header(r, &nt, &nkv)) return -1;
   g->kvs = calloc(nkv ? nkv : 1, sizeof *g->kvs);
   g->tensors = calloc(nt ? nt : 1, sizeof *g->tensors);

@@ -52,7 +52,9 @@ static char *slurp(const char *path, size_t *len) {
   return buf;
 }
 
-static void td_path(char *out, size_t cap, const char *rel) { snprintf(out, cap, "%s/%s", testdata, rel); }
+static void td_path(char *out, size_t cap, const char *rel) {
+  if (snprintf(out, cap, "%s/%s", testdata, rel) >= (int)cap) out[0] = 0; /* too long: opening "" fails, named */
+}
 
 /* ---- loading (models/gguf.h) ---- */
 

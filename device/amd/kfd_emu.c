@@ -205,7 +205,6 @@ static int wait_events(kn_kfd_emu *e, struct kfd_ioctl_wait_events_args *a) {
 
 /* ---- queues ---- */
 
-static bool mapped(kn_kfd_emu *e, uint64_t va, uint64_t n) { return kn_emu_translate(e, va, n) != NULL; }
 
 /* The emulated node's queue sizes, as KFD computes them (kfd_queue.c) for a gfx1100 with 84 CUs: 32 wave slots per
  * CU, per-CU save data of 0x60000 VGPR + 0x4000 SGPR + 0x10000 LDS + 0x1000 registers bytes, a control stack of 12
