@@ -70,8 +70,9 @@ typedef struct {
   /* counted after the first kn_device_counters_reset: distinct bytes read (each address once per launch: the least
    * the kernel could read), and of the buffer each launch read most distinct bytes of (a matmul's weight) its
    * distinct bytes and the bytes fetched (lanes of one instruction in one workgroup reading the same bytes fetch
-   * them once) */
-  uint64_t read_distinct, top_distinct, top_fetched;
+   * them once); the same of the buffer each launch read second most of (the second weight of a kernel that fuses two
+   * matmuls, e.g. gate and up) */
+  uint64_t read_distinct, top_distinct, top_fetched, second_distinct, second_fetched;
 } kn_kernel_counters;
 /* "salu", "valu", "smem", "vmem", "lds", "branch", "other" */
 const char *kn_counter_class_name(int cls);

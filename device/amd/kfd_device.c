@@ -104,6 +104,7 @@ static int amd_counters(kn_device *d, kn_kernel_counters *out, int max) {
     o->waves = c[i].stats.waves, o->workgroups = c[i].stats.workgroups;
     o->read_distinct = c[i].stats.read_distinct, o->top_distinct = c[i].stats.top_distinct;
     o->top_fetched = c[i].stats.top_fetched;
+    o->second_distinct = c[i].stats.second_distinct, o->second_fetched = c[i].stats.second_fetched;
   }
   free(c);
   return n;

@@ -108,6 +108,7 @@ static int dispatch(kn_kfd_emu *e, emu_queue *q, const kn_aql_dispatch *p, uint6
     c->stats.global_read += stats.global_read, c->stats.global_written += stats.global_written;
     c->stats.read_distinct += stats.read_distinct, c->stats.top_distinct += stats.top_distinct;
     c->stats.top_fetched += stats.top_fetched;
+    c->stats.second_distinct += stats.second_distinct, c->stats.second_fetched += stats.second_fetched;
     c->stats.waves += stats.waves, c->stats.workgroups += stats.workgroups;
   }
   return 0;

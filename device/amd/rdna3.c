@@ -309,7 +309,11 @@ int kn_rdna3_run(const kn_rdna3_dispatch *d, const kn_rdna3_mem *mem, kn_rdna3_s
   free(cu.fetch);
   for (int i = 0; i < cu.nrd; i++) {
     local.read_distinct += cu.rd[i].distinct;
-    if (cu.rd[i].distinct > local.top_distinct) local.top_distinct = cu.rd[i].distinct, local.top_fetched = cu.rd[i].fetched;
+    if (cu.rd[i].distinct > local.top_distinct) {
+      local.second_distinct = local.top_distinct, local.second_fetched = local.top_fetched;
+      local.top_distinct = cu.rd[i].distinct, local.top_fetched = cu.rd[i].fetched;
+    } else if (cu.rd[i].distinct > local.second_distinct)
+      local.second_distinct = cu.rd[i].distinct, local.second_fetched = cu.rd[i].fetched;
     free(cu.rd[i].seen);
   }
   if (stats) {
@@ -319,6 +323,7 @@ int kn_rdna3_run(const kn_rdna3_dispatch *d, const kn_rdna3_mem *mem, kn_rdna3_s
     stats->read_distinct += local.read_distinct;
     stats->top_distinct += local.top_distinct;
     stats->top_fetched += local.top_fetched;
+    stats->second_distinct += local.second_distinct, stats->second_fetched += local.second_fetched;
     stats->waves += local.waves;
     stats->workgroups += local.workgroups;
   }
