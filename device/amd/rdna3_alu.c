@@ -33,14 +33,6 @@ static uint32_t med3u(uint32_t a, uint32_t b, uint32_t c) {
   uint32_t lo = a < b ? a : b, hi = a < b ? b : a;
   return c < lo ? lo : c > hi ? hi : c;
 }
-static uint32_t bfe32(uint32_t x, uint32_t off, uint32_t w, bool sign) {
-  off &= 31, w &= 31;
-  if (!w) return 0;
-  uint32_t v = (x >> off) & ((1u << w) - 1);
-  if (off + w > 32) v = x >> off;
-  if (sign && (v >> (w - 1) & 1)) v |= ~0u << w;
-  return v;
-}
 static bool carry_in(const kn_lane *x) { return kn_raw32(x, 2, T_B32) >> x->l & 1; }
 /* v_perm_b32 byte select: 0-7 bytes of {src0,src1}, 8-11 sign replication, 12 = 0x00, >= 13 = 0xff */
 static uint8_t perm_byte(uint64_t v, uint32_t sel) {
@@ -114,8 +106,8 @@ static int alu_int(kn_lane *x, unsigned op) {
     kn_put64(x, (uint64_t)s), x->cc = s < INT64_MIN || s > INT64_MAX;
     return 0;
   }
-  case V_BFE_U32: kn_put32(x, bfe32(U32(x, 0), U32(x, 1), U32(x, 2), false)); return 0;
-  case V_BFE_I32: kn_put32(x, bfe32(U32(x, 0), U32(x, 1), U32(x, 2), true)); return 0;
+  case V_BFE_U32: kn_put32(x, kn_bfe32(U32(x, 0), U32(x, 1), U32(x, 2), false)); return 0;
+  case V_BFE_I32: kn_put32(x, kn_bfe32(U32(x, 0), U32(x, 1), U32(x, 2), true)); return 0;
   case V_BFI_B32: a = U32(x, 0); kn_put32(x, (a & U32(x, 1)) | (~a & U32(x, 2))); return 0;
   case V_BFM_B32: kn_put32(x, ((1u << (U32(x, 0) & 31)) - 1) << (U32(x, 1) & 31)); return 0;
   case V_ALIGNBIT_B32: kn_put32(x, (uint32_t)((((uint64_t)U32(x, 0) << 32) | U32(x, 1)) >> (U32(x, 2) & 31))); return 0;

@@ -5,28 +5,6 @@
 #include "rdna3_ops.h"
 #include "rdna3_valu.h"
 
-/* f, lt, eq, le, gt, lg, ge, o, u, nge, nlg, ngt, nle, neq, nlt, t */
-static int fcmp(int c, double a, double b) {
-  bool un = a != a || b != b;
-  switch (c) {
-  case 0: return 0;
-  case 1: return a < b;
-  case 2: return a == b;
-  case 3: return a <= b;
-  case 4: return a > b;
-  case 5: return !un && a != b;
-  case 6: return a >= b;
-  case 7: return !un;
-  case 8: return un;
-  case 9: return !(a >= b);
-  case 10: return un || a == b;
-  case 11: return !(a > b);
-  case 12: return !(a <= b);
-  case 13: return !(a == b);
-  case 14: return !(a < b);
-  default: return 1;
-  }
-}
 
 /* f, lt, eq, le, gt, ne, ge, t on a signed or unsigned 64-bit view */
 static int icmp(int c, int64_t a, int64_t b, bool sign) {
@@ -56,9 +34,9 @@ static int fclass(double v, bool denorm, uint32_t mask) {
 int kn_cmp_lane(const kn_lane *x, int *bit) {
   unsigned op = x->in->op;
   if (op >= V_CMPX_F_F16) op -= V_CMPX_F_F16 - V_CMP_F_F16; /* cmpx: same compare, EXEC destination */
-  if (op <= V_CMP_T_F16) *bit = fcmp((int)(op - V_CMP_F_F16), F16(x, 0), F16(x, 1));
-  else if (op <= V_CMP_T_F32) *bit = fcmp((int)(op - V_CMP_F_F32), F32(x, 0), F32(x, 1));
-  else if (op <= V_CMP_T_F64) *bit = fcmp((int)(op - V_CMP_F_F64), F64(x, 0), F64(x, 1));
+  if (op <= V_CMP_T_F16) *bit = kn_fcmp((int)(op - V_CMP_F_F16), F16(x, 0), F16(x, 1));
+  else if (op <= V_CMP_T_F32) *bit = kn_fcmp((int)(op - V_CMP_F_F32), F32(x, 0), F32(x, 1));
+  else if (op <= V_CMP_T_F64) *bit = kn_fcmp((int)(op - V_CMP_F_F64), F64(x, 0), F64(x, 1));
   else if (op >= V_CMP_LT_I16 && op <= V_CMP_GE_I16)
     *bit = icmp((int)(op - V_CMP_LT_I16) + 1, (int16_t)H16(x, 0, T_B32), (int16_t)H16(x, 1, T_B32), true);
   else if (op >= V_CMP_LT_U16 && op <= V_CMP_GE_U16)

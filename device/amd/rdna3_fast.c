@@ -188,36 +188,7 @@ static inline uint32_t h2f(uint32_t h) {
 static inline float F(uint32_t u) { return u2f(u); }
 static inline uint32_t U(float f) { return f2u(f); }
 
-static uint32_t bfe(uint32_t x, uint32_t off, uint32_t w, bool sign) {
-  off &= 31, w &= 31;
-  if (!w) return 0;
-  uint32_t v = (x >> off) & ((1u << w) - 1);
-  if (off + w > 32) v = x >> off;
-  if (sign && (v >> (w - 1) & 1)) v |= ~0u << w;
-  return v;
-}
 
-static int fcmp(int c, float a, float b) {
-  bool un = a != a || b != b;
-  switch (c) {
-  case 0: return 0;
-  case 1: return a < b;
-  case 2: return a == b;
-  case 3: return a <= b;
-  case 4: return a > b;
-  case 5: return !un && a != b;
-  case 6: return a >= b;
-  case 7: return !un;
-  case 8: return un;
-  case 9: return !(a >= b);
-  case 10: return un || a == b;
-  case 11: return !(a > b);
-  case 12: return !(a <= b);
-  case 13: return !(a == b);
-  case 14: return !(a < b);
-  default: return 1;
-  }
-}
 
 #define MASK(cond) LANES m |= (uint32_t)(cond) << l
 
@@ -241,7 +212,7 @@ static inline __attribute__((always_inline)) uint32_t compare(unsigned op, const
     case 12: MASK(!(x[l] <= y[l])); break;
     case 13: MASK(!(x[l] == y[l])); break;
     case 14: MASK(!(x[l] < y[l])); break;
-    default: LANES m |= (uint32_t)fcmp(c, x[l], y[l]) << l; break;
+    default: LANES m |= (uint32_t)kn_fcmp(c, x[l], y[l]) << l; break;
     }
     return m;
   }
@@ -319,7 +290,7 @@ static inline __attribute__((always_inline)) int eval(const kn_wave *w, const kn
   case V_BFE_U32: case V_BFE_I32: {
     bool sign = f->op == V_BFE_I32;
     if (f->kind[1] == FS_V || f->kind[2] == FS_V) {
-      LANES o[l] = bfe(a[l], b[l], c[l], sign);
+      LANES o[l] = kn_bfe32(a[l], b[l], c[l], sign);
       break;
     }
     uint32_t off = b[0] & 31, wd = c[0] & 31; /* the same field in every lane: shifts by one amount */

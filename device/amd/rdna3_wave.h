@@ -146,4 +146,40 @@ int kn_exec_ds(kn_cu *cu, kn_wave *w);
 int kn_exec_flat(kn_cu *cu, kn_wave *w);
 int kn_exec_mubuf(kn_cu *cu, kn_wave *w);
 
+/* The semantics the per-lane executors and the whole-wave fast paths share. */
+
+/* A VOPC float compare by its position in a family: f, lt, eq, le, gt, lg, ge, o, u, nge, nlg, ngt, nle, neq, nlt, t
+ * (f16 and f32 operands are exact as doubles, so one function serves every width). */
+static inline int kn_fcmp(int c, double a, double b) {
+  bool un = a != a || b != b;
+  switch (c) {
+  case 0: return 0;
+  case 1: return a < b;
+  case 2: return a == b;
+  case 3: return a <= b;
+  case 4: return a > b;
+  case 5: return !un && a != b;
+  case 6: return a >= b;
+  case 7: return !un;
+  case 8: return un;
+  case 9: return !(a >= b);
+  case 10: return un || a == b;
+  case 11: return !(a > b);
+  case 12: return !(a <= b);
+  case 13: return !(a == b);
+  case 14: return !(a < b);
+  default: return 1;
+  }
+}
+
+/* v_bfe_u32 / v_bfe_i32: w bits of x from bit off (both mod 32), sign-extended when sign */
+static inline uint32_t kn_bfe32(uint32_t x, uint32_t off, uint32_t w, bool sign) {
+  off &= 31, w &= 31;
+  if (!w) return 0;
+  uint32_t v = (x >> off) & ((1u << w) - 1);
+  if (off + w > 32) v = x >> off;
+  if (sign && (v >> (w - 1) & 1)) v |= ~0u << w;
+  return v;
+}
+
 #endif
