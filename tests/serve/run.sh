@@ -129,7 +129,9 @@ fi
 curl -sN -H "$AUTH" -H "Content-Type: application/json" -o "$TMP/cut" \
   -d '{"max_tokens":100000,"stream":true,"messages":[{"role":"user","content":"go on forever"}]}' "$CHAT" &
 CURL=$!
-sleep 1
+# SIGTERM once the stream is running: a fixed sleep let an idle host decode to the end of the 512-token context first
+i=0
+while ! grep -q "^data:" "$TMP/cut" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.02; i=$((i + 1)); done
 kill -TERM "$SERVER"
 i=0
 while kill -0 "$SERVER" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
