@@ -141,6 +141,8 @@ def render_cases(cases_path, template_dir, testdata_dir, out_path):
                     kwargs = dict(opt["kwargs"])
                     kwargs.setdefault("add_generation_prompt", True)
                     kwargs.setdefault("bos_token", src.get("bos_token", "<|begin_of_text|>"))
+                    if "eos_token" in src:
+                        kwargs.setdefault("eos_token", src["eos_token"])
                     case["text"] = tmpl.render(messages=messages, tools=tools, documents=None, **kwargs)
                     case["ok"] = True
                 except Exception as e:  # the C renderer must fail on the same inputs

@@ -333,7 +333,7 @@ static void check_detection(void)
 {
     kn_chat_template t;
     char err[256];
-    CHECK(kn_chat_template_detect("{{ '[INST]' + messages[0].content }}", 0, &t, err, sizeof err) == -1 &&
+    CHECK(kn_chat_template_detect("{{ '### User:' + messages[0].content }}", 0, &t, err, sizeof err) == -1 &&
               strstr(err, "<|im_start|>") && strstr(err, "--chat-template"),
           "unknown template without fallback: %s", err);
     CHECK(kn_chat_template_detect(NULL, 0, &t, err, sizeof err) == -1 && strstr(err, "no tokenizer.chat_template"),
@@ -348,9 +348,22 @@ static void check_detection(void)
               t.family == KN_CHAT_LLAMA31 && t.date_now && !t.builtin_tools_ok,
           "llama 3.2-like template");
     CHECK(kn_chat_template_named("qwen3", &t, err, sizeof err) == 0 && t.family == KN_CHAT_QWEN3, "named qwen3");
-    CHECK(kn_chat_template_named("mistral", &t, err, sizeof err) == -1 && strstr(err, "mistral"), "named unknown");
+    CHECK(kn_chat_template_named("vicuna", &t, err, sizeof err) == -1 && strstr(err, "mistral-nemo"), "named unknown");
+    CHECK(kn_chat_template_named("mistral-nemo", &t, err, sizeof err) == 0 && t.family == KN_CHAT_MISTRAL && t.tight,
+          "named mistral-nemo");
+    CHECK(kn_chat_template_named("mistral", &t, err, sizeof err) == 0 && t.family == KN_CHAT_MISTRAL && !t.tight,
+          "named mistral");
+    /* Mistral v0.2 (no tools): the v3 layout stands in, not exact; v7's [SYSTEM_PROMPT] is not v3 either */
+    CHECK(kn_chat_template_detect("{{ bos_token }}{% for m in messages %}{{ '[INST] ' + m['content'] + ' [/INST]' }}"
+                                  "{% endfor %}", 0, &t, err, sizeof err) == 0 && t.family == KN_CHAT_MISTRAL &&
+              !t.exact && !t.tight,
+          "mistral v0.2-like template");
+    CHECK(kn_chat_template_detect("[SYSTEM_PROMPT]{{ s }}[/SYSTEM_PROMPT][INST]{{ u }}[/INST]", 0, &t, err, sizeof err) ==
+                  0 && t.family == KN_CHAT_MISTRAL && !t.exact && t.tight,
+          "mistral v7-like template");
     CHECK(!strcmp(kn_chat_family_stops(KN_CHAT_LLAMA31)[0], "<|eot_id|>") && kn_chat_family_has_bos(KN_CHAT_LLAMA3) &&
-              !kn_chat_family_has_bos(KN_CHAT_QWEN3),
+              !kn_chat_family_has_bos(KN_CHAT_QWEN3) && kn_chat_family_has_bos(KN_CHAT_MISTRAL) &&
+              !strcmp(kn_chat_family_stops(KN_CHAT_MISTRAL)[0], "</s>"),
           "stops and bos");
 }
 

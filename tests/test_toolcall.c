@@ -23,6 +23,7 @@ typedef struct tcase {
 #define Q25 KN_CHAT_QWEN25
 #define Q3 KN_CHAT_QWEN3
 #define L31 KN_CHAT_LLAMA31
+#define MIS KN_CHAT_MISTRAL
 #define CALL(n, a) {n, a}
 #define WEATHER "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"
 
@@ -125,6 +126,29 @@ static const tcase cases[] = {
     {Q25, F_BARE | F_NAMES, "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}", "", "",
      {CALL("get_weather", "{\"city\": \"Rome\"}")}},
     {KN_CHAT_CHATML, 0, "x " WEATHER, "x", "", {CALL("get_weather", "{\"city\": \"Paris\"}")}},
+    /* Mistral: [TOOL_CALLS] [{…}, …] (v3; v3-tekken without the space), v11's [TOOL_CALLS]name[ARGS]{…} */
+    {MIS, 0, "[TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}]", "", "",
+     {CALL("get_weather", "{\"city\": \"Paris\"}")}},
+    {MIS, 0, "[TOOL_CALLS][{\"name\": \"a\", \"arguments\": {}, \"id\": \"abcDEF123\"}, {\"arguments\": {\"x\": [1, "
+             "\"]\"]}, \"name\": \"b\"},{\"name\": \"c\"}]", "", "",
+     {CALL("a", "{}"), CALL("b", "{\"x\": [1, \"]\"]}"), CALL("c", "{}")}},
+    {MIS, 0, "Let me look. [TOOL_CALLS] [{\"name\": \"f\", \"arguments\": {\"a\": 1}}] Done.", "Let me look.Done.", "",
+     {CALL("f", "{\"a\": 1}")}},
+    {MIS, 0, "[TOOL_CALLS] [{\"name\": \"f\", \"arguments\": {\"a\": 1}}", "", "", {CALL("f", "{\"a\": 1}")}},
+    {MIS, 0, "[TOOL_CALLS] [{\"name\": \"f\", \"arguments\": {\"a\": }}]",
+     "[TOOL_CALLS] [{\"name\": \"f\", \"arguments\": {\"a\": }}]", "", {{0}}},
+    {MIS, 0, "[TOOL_CALLS] [{\"name\": \"f\", \"arguments\": {}}, {\"name\": \"g\", \"arg", ", {\"name\": \"g\", \"arg",
+     "", {CALL("f", "{}")}},
+    {MIS, 0, "[TOOL_CALLS] [{\"name\": \"f\", \"arguments\": {}} oops", "oops", "", {CALL("f", "{}")}},
+    {MIS, 0, "[TOOL_CALLS]", "[TOOL_CALLS]", "", {{0}}},
+    {MIS, 0, "I said [TOOL_CALL] once", "I said [TOOL_CALL] once", "", {{0}}},
+    {MIS, 0, "[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Paris\"}", "", "",
+     {CALL("get_weather", "{\"city\": \"Paris\"}")}},
+    {MIS, 0, "[TOOL_CALLS]a[ARGS]{}[TOOL_CALLS]b_2[ARGS] {\"k\": \"}\"}", "", "",
+     {CALL("a", "{}"), CALL("b_2", "{\"k\": \"}\"}")}},
+    {MIS, 0, "[TOOL_CALLS]not a name[ARGS]{}", "[TOOL_CALLS]not a name[ARGS]{}", "", {{0}}},
+    {MIS, 0, "[TOOL_CALLS]f[ARGS]{\"a\": ", "[TOOL_CALLS]f[ARGS]{\"a\": ", "", {{0}}},
+    {MIS, 0, "{\"name\": \"f\", \"arguments\": {}}", "{\"name\": \"f\", \"arguments\": {}}", "", {{0}}},
 };
 
 static void make_opts(const tcase *c, kn_tc_opts *o, uint64_t seed)
@@ -195,7 +219,8 @@ static int take_events(kn_toolparser *p, kn_chat_reply *r, int *open, const char
         if (text && (e->len == 0 || !valid_utf8(e->text, e->len)))
             return *why = "text event empty or not valid UTF-8", -1;
         if (e->kind == KN_TC_CALL_BEGIN) {
-            if (*open || (size_t)e->index != r->n_calls || !e->id || !e->name || strncmp(e->id, "call_", 5))
+            if (*open || (size_t)e->index != r->n_calls || !e->id || !e->name ||
+                (strncmp(e->id, "call_", 5) && strlen(e->id) != 9)) /* Mistral: 9 letters and digits */
                 return *why = "CALL_BEGIN out of order or without id/name", -1;
             *open = 1;
         }
@@ -331,6 +356,17 @@ static void check_ids(void)
     kn_chat_reply_free(&b);
     kn_chat_reply_free(&c);
     kn_chat_reply_free(&d);
+    /* Mistral's template takes back only 9-character ids */
+    const char *m = "[TOOL_CALLS] [{\"name\": \"f\", \"arguments\": {}}, {\"name\": \"g\", \"arguments\": {}}]";
+    kn_tc_opts_init(&o, MIS);
+    kn_toolcall_parse(MIS, &o, m, strlen(m), &a, NULL, 0);
+    int alnum = a.n_calls == 2;
+    for (size_t k = 0; k < a.n_calls; k++)
+        for (const char *q = a.calls[k].id; *q; q++)
+            alnum &= (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9');
+    CHECK(alnum && strlen(a.calls[0].id) == 9 && strlen(a.calls[1].id) == 9 && strcmp(a.calls[0].id, a.calls[1].id),
+          "Mistral ids: 9 letters and digits (%s)", a.n_calls ? a.calls[0].id : "no calls");
+    kn_chat_reply_free(&a);
 }
 
 /* Random outputs: text, calls (some broken), think blocks, mixed; streaming must agree with whole parsing. */
@@ -340,15 +376,15 @@ static void check_random(void)
         "Hello", " ", "\n", "<", "<tool", "<tool_call>", "</tool_call>", "{", "}", "\"name\": \"f\"", ", ",
         "\"arguments\": ", "{\"a\": 1}", "\"x\"", "<think>", "</think>", "é", "\xe6\x97\xa5", "\xff", "[", "]",
         WEATHER, "<|python_tag|>", "g.call(a=\"b\")", ";", "{\"name\": \"get_weather\", \"parameters\": {}}", "tru",
-        "\\", "\\\"",
+        "\\", "\\\"", "[TOOL_CALLS]", " [", "[ARGS]", "f", "[TOOL_CALLS] [{\"name\": \"f\", \"arguments\": {}}",
     };
-    static const kn_chat_family fams[] = {Q25, Q3, L31, KN_CHAT_CHATML};
+    static const kn_chat_family fams[] = {Q25, Q3, L31, KN_CHAT_CHATML, MIS};
     int bad = 0;
     for (int t = 0; t < 400; t++) {
         char in[600] = "";
         for (int k = rnd(14); k > 0; k--)
             strcat(in, bits[rnd(sizeof bits / sizeof bits[0])]);
-        tcase c = {fams[t % 4], 0, in, NULL, NULL, {{0}}};
+        tcase c = {fams[t % 5], 0, in, NULL, NULL, {{0}}};
         kn_tc_opts o;
         make_opts(&c, &o, 5 + t);
         kn_chat_reply whole;

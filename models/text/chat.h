@@ -18,6 +18,8 @@ typedef enum kn_chat_family {
     KN_CHAT_LLAMA3,  /* Llama 3.0 headers, no native tools */
     KN_CHAT_LLAMA31, /* Llama 3.1/3.2/3.3: "Environment: ipython", JSON calls {"name", "parameters"}, <|python_tag|> */
     KN_CHAT_GEMMA3,  /* Gemma 3: <start_of_turn>user/model, the system text prefixed to the first user turn, no tools */
+    KN_CHAT_MISTRAL, /* Mistral v3 (7B v0.3, Mixtral 8x22B; `tight`: v3-tekken, Nemo): [INST]…[/INST], the tool list in
+                        [AVAILABLE_TOOLS] before the last user turn, calls as [TOOL_CALLS] [{"name", "arguments"}] */
 } kn_chat_family;
 
 typedef struct kn_chat_template {
@@ -26,6 +28,8 @@ typedef struct kn_chat_template {
     int fallback;   /* no family matched (or no template): plain ChatML stands in */
     int builtin_tools_ok; /* Llama 3.1: the template renders builtin_tools as <|python_tag|>name.call(...) */
     int date_now;   /* Llama 3.2: the template dates the system block with strftime_now (today) */
+    int tight;      /* Mistral v3-tekken (Nemo): no space after [INST], [AVAILABLE_TOOLS], [TOOL_CALLS], [TOOL_RESULTS] and
+                       before an assistant reply (v3, 7B v0.3: spaces, the reply trimmed) */
     char default_system[512]; /* ChatML families: system text used when the conversation has none ("" = none) */
     char why[200];  /* one line on how the family was chosen, for logs */
 } kn_chat_template;
@@ -34,7 +38,8 @@ typedef struct kn_chat_template {
  * text gives plain ChatML (fallback = 1); without it, -1 and an error that names what was not recognized. */
 int kn_chat_template_detect(const char *text, int allow_fallback, kn_chat_template *out, char *err, size_t errlen);
 
-/* A family chosen by name ("chatml", "qwen2.5", "qwen3", "llama3", "llama3.1"): for --chat-template. */
+/* A family chosen by name ("chatml", "qwen2.5", "qwen3", "llama3", "llama3.1", "gemma3", "mistral", or
+ * "mistral-nemo" for Mistral's tight v3-tekken layout): for --chat-template. */
 int kn_chat_template_named(const char *name, kn_chat_template *out, char *err, size_t errlen);
 
 const char *kn_chat_family_name(kn_chat_family f);
@@ -100,7 +105,8 @@ typedef struct kn_chat_opts {
                                          message; 0 puts it in the system message (what llama.cpp passes) */
     const char *date_string;          /* Llama 3.1 "Today Date:"; NULL: "26 Jul 2024", or today for strftime_now */
     const char *const *builtin_tools; /* Llama 3.1: NULL-terminated builtin tool names; NULL = none */
-    const char *bos_token;            /* NULL: "<|begin_of_text|>" (Llama families) */
+    const char *bos_token;            /* NULL: "<|begin_of_text|>" (Llama families), "<bos>" (Gemma), "<s>" (Mistral) */
+    const char *eos_token;            /* NULL: "</s>" (Mistral ends each assistant turn with it) */
 } kn_chat_opts;
 
 void kn_chat_opts_init(kn_chat_opts *o);

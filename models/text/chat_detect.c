@@ -5,7 +5,8 @@
 
 #include "models/text/chat_impl.h"
 
-static const char *const family_names[] = {"none", "chatml", "qwen2.5", "qwen3", "llama3", "llama3.1", "gemma3"};
+static const char *const family_names[] = {"none",     "chatml",   "qwen2.5", "qwen3",
+                                           "llama3",   "llama3.1", "gemma3",  "mistral"};
 
 const char *kn_chat_family_name(kn_chat_family f)
 {
@@ -14,7 +15,7 @@ const char *kn_chat_family_name(kn_chat_family f)
 
 int kn_chat_family_has_bos(kn_chat_family f)
 {
-    return f == KN_CHAT_LLAMA3 || f == KN_CHAT_LLAMA31 || f == KN_CHAT_GEMMA3;
+    return f == KN_CHAT_LLAMA3 || f == KN_CHAT_LLAMA31 || f == KN_CHAT_GEMMA3 || f == KN_CHAT_MISTRAL;
 }
 
 const char *const *kn_chat_family_stops(kn_chat_family f)
@@ -22,7 +23,8 @@ const char *const *kn_chat_family_stops(kn_chat_family f)
     static const char *const chatml[] = {"<|im_end|>", "<|endoftext|>", NULL};
     static const char *const llama[] = {"<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", NULL};
     static const char *const gemma[] = {"<end_of_turn>", "<eos>", NULL};
-    return f == KN_CHAT_GEMMA3 ? gemma : kn_chat_family_has_bos(f) ? llama : chatml;
+    static const char *const mistral[] = {"</s>", NULL};
+    return f == KN_CHAT_GEMMA3 ? gemma : f == KN_CHAT_MISTRAL ? mistral : kn_chat_family_has_bos(f) ? llama : chatml;
 }
 
 static int has(const char *text, const char *s) { return strstr(text, s) != NULL; }
@@ -105,6 +107,25 @@ static void detect_llama(const char *text, kn_chat_template *t)
     }
 }
 
+/* Mistral v3 (7B Instruct v0.3, Mixtral 8x22B) writes "[INST] " with a space; v3-tekken (Nemo) writes none. Older
+ * [INST] templates (v0.1/v0.2, no tools) and newer ones ([SYSTEM_PROMPT], v7+) are rendered in the v3 layout. */
+static void detect_mistral(const char *text, kn_chat_template *t)
+{
+    static const char *const common[] = {"bos_token", "eos_token", "user_messages[-1]", "tool.items()",
+                                         "if key != \"return\"", "tool_call.function|tojson", "out[:-1]",
+                                         "tool_call.id|length != 9", "loop.last and system_message is defined",
+                                         "Only user and assistant roles are supported", NULL};
+    static const char *const v3[] = {"\"[AVAILABLE_TOOLS] [\"", "\"[TOOL_CALLS] [\"", "'[TOOL_RESULTS] {\"content\": '",
+                                     "\" \" + message[\"content\"]|trim + eos_token", NULL};
+    static const char *const tekken[] = {"\"[AVAILABLE_TOOLS][\"", "\"[TOOL_CALLS][\"", "'[TOOL_RESULTS]{\"content\": '",
+                                         "message[\"content\"] + eos_token", NULL};
+    t->family = KN_CHAT_MISTRAL;
+    t->tight = !has(text, "[INST] ");
+    t->exact = has_all(text, common) && has_all(text, t->tight ? tekken : v3) && !has(text, "[SYSTEM_PROMPT]") &&
+               !has(text, "[ARGS]");
+    set_why(t, t->tight ? "[INST] and no space after it: v3-tekken" : "[INST]");
+}
+
 int kn_chat_template_detect(const char *text, int allow_fallback, kn_chat_template *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
@@ -124,12 +145,17 @@ int kn_chat_template_detect(const char *text, int allow_fallback, kn_chat_templa
         set_why(out, "<start_of_turn>");
         return 0;
     }
+    if (text && has(text, "[INST]") && has(text, "[/INST]")) {
+        detect_mistral(text, out);
+        return 0;
+    }
     const char *why = !text || !*text ? "the model has no tokenizer.chat_template"
                                       : "tokenizer.chat_template has none of the <|im_start|> (ChatML, Qwen), "
-                                        "<|start_header_id|> (Llama 3) or <start_of_turn> (Gemma) markers";
+                                        "<|start_header_id|> (Llama 3), <start_of_turn> (Gemma) or [INST] (Mistral) "
+                                        "markers";
     if (!allow_fallback) {
-        knc_err(err, errlen, "%s; choose a family with --chat-template (chatml, qwen2.5, qwen3, llama3, llama3.1, gemma3)",
-                why);
+        knc_err(err, errlen, "%s; choose a family with --chat-template (chatml, qwen2.5, qwen3, llama3, llama3.1, gemma3, "
+                "mistral, mistral-nemo)", why);
         return -1;
     }
     out->family = KN_CHAT_CHATML;
@@ -141,6 +167,12 @@ int kn_chat_template_detect(const char *text, int allow_fallback, kn_chat_templa
 int kn_chat_template_named(const char *name, kn_chat_template *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
+    if (!strcmp(name, "mistral-nemo")) {
+        out->family = KN_CHAT_MISTRAL;
+        out->exact = out->tight = 1;
+        set_why(out, "named mistral-nemo: v3-tekken");
+        return 0;
+    }
     for (size_t f = 1; f < sizeof family_names / sizeof family_names[0]; f++) {
         if (strcmp(name, family_names[f]))
             continue;
@@ -152,6 +184,7 @@ int kn_chat_template_named(const char *name, kn_chat_template *out, char *err, s
         set_why(out, "named");
         return 0;
     }
-    knc_err(err, errlen, "unknown chat template family \"%.40s\" (chatml, qwen2.5, qwen3, llama3, llama3.1, gemma3)", name);
+    knc_err(err, errlen, "unknown chat template family \"%.40s\" (chatml, qwen2.5, qwen3, llama3, llama3.1, gemma3, mistral, "
+            "mistral-nemo)", name);
     return -1;
 }

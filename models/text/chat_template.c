@@ -595,6 +595,154 @@ static int render_gemma3(rnd *r)
     return 0;
 }
 
+/* ---- Mistral v3 and v3-tekken ------------------------------------------------------------------------------ */
+
+static int same_str(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
+
+/* Jinja's `message == user_messages[-1]`: the two normalized message dicts are equal. */
+static int same_msg(const view_msg *a, const view_msg *b)
+{
+    return !strcmp(a->role, b->role) && !strcmp(a->content, b->content) && same_str(a->m->name, b->m->name) &&
+           same_str(a->m->tool_call_id, b->m->tool_call_id) &&
+           same_str(a->m->reasoning_content, b->m->reasoning_content) &&
+           a->m->n_tool_calls == 0 && b->m->n_tool_calls == 0;
+}
+
+/* `id|length != 9`: Python counts characters, not bytes. */
+static int mistral_id_ok(const char *id)
+{
+    size_t n = 0;
+    for (const unsigned char *u = (const unsigned char *)id; id && *u; u++)
+        n += (*u & 0xC0) != 0x80;
+    return id && n == 9;
+}
+
+static const char mistral_id_err[] = "Tool call IDs should be alphanumeric strings with length 9! (Mistral template: "
+                                     "every tool call id and tool_call_id has 9 characters)";
+
+/* [AVAILABLE_TOOLS] [{"type": "function", "function": {…}}, …][/AVAILABLE_TOOLS]: each function's keys in order
+ * (but "return"), string values written as they are (not JSON-escaped: the template concatenates), others tojson. */
+static int mistral_tool_list(rnd *r)
+{
+    T(r, r->t->tight ? "[AVAILABLE_TOOLS][" : "[AVAILABLE_TOOLS] [");
+    for (const cJSON *t = r->tools->child; t; t = t->next) {
+        const cJSON *fn = knj_get(t, "function");
+        if (!cJSON_IsObject(fn))
+            return fail(r, "tools: an entry has no \"function\" object (the Mistral template reads tool.function)");
+        T(r, "{\"type\": \"function\", \"function\": {");
+        int first = 1;
+        for (const cJSON *kv = fn->child; kv; kv = kv->next) {
+            if (!strcmp(kv->string, "return"))
+                continue;
+            if (!first)
+                T(r, ", ");
+            first = 0;
+            T(r, "\"");
+            D(r, kv->string);
+            if (cJSON_IsString(kv)) {
+                T(r, "\": \"");
+                D(r, kv->valuestring);
+                T(r, "\"");
+            } else {
+                T(r, "\": ");
+                Djson(r, kv, -1);
+            }
+        }
+        T(r, "}}");
+        T(r, t->next ? ", " : "]");
+    }
+    T(r, "[/AVAILABLE_TOOLS]");
+    return 0;
+}
+
+/* [TOOL_CALLS] [{"name": …, "arguments": …, "id": "…"}, …]</s>: `tool_call.function|tojson` without its last brace. */
+static int mistral_calls(rnd *r, const view_msg *m, const char *eos)
+{
+    T(r, r->t->tight ? "[TOOL_CALLS][" : "[TOOL_CALLS] [");
+    for (size_t k = 0; k < m->m->n_tool_calls; k++) {
+        const kn_chat_call *c = &m->m->tool_calls[k];
+        T(r, "{\"name\": ");
+        Djson_str(r, c->name ? c->name : "");
+        T(r, ", \"arguments\": ");
+        Dargs(r, m, k);
+        if (!mistral_id_ok(c->id))
+            return fail(r, mistral_id_err);
+        T(r, ", \"id\": \"");
+        D(r, c->id);
+        T(r, "\"}");
+        if (k + 1 < m->m->n_tool_calls) {
+            T(r, ", ");
+        } else {
+            T(r, "]");
+            T(r, eos);
+        }
+    }
+    return 0;
+}
+
+/* Mistral's v3 template: a system message is not a turn but prefixes the last user message, and only when that
+ * message ends the conversation; tools are listed before the last user message (and before any earlier user message
+ * equal to it); user/assistant must alternate, tool calls and results aside; ids have 9 characters. No generation
+ * prompt: the model replies after [/INST]. */
+static int render_mistral(rnd *r)
+{
+    const char *eos = r->o->eos_token ? r->o->eos_token : "</s>", *system = NULL;
+    size_t first = 0;
+    if (is_role(&r->msgs[0], "system"))
+        system = r->msgs[first++].content;
+    const view_msg *last_user = NULL;
+    size_t turn = 0;
+    for (size_t i = first; i < r->n; i++) {
+        const view_msg *m = &r->msgs[i];
+        if (is_role(m, "user"))
+            last_user = m;
+        if (is_role(m, "tool") || m->m->n_tool_calls > 0)
+            continue;
+        if (is_role(m, "user") != (turn++ % 2 == 0))
+            return fail(r, "After the optional system message, conversation roles must alternate "
+                           "user/assistant/user/assistant/...");
+    }
+    T(r, r->o->bos_token ? r->o->bos_token : "<s>");
+    for (size_t i = first; i < r->n; i++) {
+        const view_msg *m = &r->msgs[i];
+        if (is_role(m, "user")) {
+            if (r->tools && same_msg(m, last_user) && mistral_tool_list(r))
+                return -1;
+            T(r, r->t->tight ? "[INST]" : "[INST] ");
+            if (i + 1 == r->n && system) {
+                D(r, system);
+                T(r, "\n\n");
+            }
+            D(r, m->content);
+            T(r, "[/INST]");
+        } else if (m->m->n_tool_calls > 0) {
+            if (mistral_calls(r, m, eos))
+                return -1;
+        } else if (is_role(m, "assistant")) {
+            if (r->t->tight) {
+                D(r, m->content);
+            } else {
+                T(r, " ");
+                Dtrim(r, m->content);
+            }
+            T(r, eos);
+        } else if (is_role(m, "tool")) {
+            T(r, r->t->tight ? "[TOOL_RESULTS]{\"content\": " : "[TOOL_RESULTS] {\"content\": ");
+            D(r, m->content); /* `content|string`: the text as it is, not a JSON string */
+            T(r, ", ");
+            if (!mistral_id_ok(m->m->tool_call_id))
+                return fail(r, mistral_id_err);
+            T(r, "\"call_id\": \"");
+            D(r, m->m->tool_call_id);
+            T(r, "\"}[/TOOL_RESULTS]");
+        } else {
+            return fail(r, "Only user and assistant roles are supported, with the exception of an initial optional "
+                           "system message! (Mistral template)");
+        }
+    }
+    return 0;
+}
+
 /* ---- entry points ------------------------------------------------------------------------------------------- */
 
 static const char *const role_names[] = {"system", "user", "assistant", "tool"};
@@ -671,6 +819,7 @@ int kn_chat_render_prompt(const kn_chat_template *t, const kn_chat *c, const kn_
         case KN_CHAT_QWEN3: rc = render_qwen3(&r); break;
         case KN_CHAT_LLAMA3: case KN_CHAT_LLAMA31: rc = render_llama(&r); break;
         case KN_CHAT_GEMMA3: rc = render_gemma3(&r); break;
+        case KN_CHAT_MISTRAL: rc = render_mistral(&r); break;
         default: rc = fail(&r, "no chat template family chosen");
         }
     }

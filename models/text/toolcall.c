@@ -13,12 +13,16 @@
 
 /* Modes. START: the reply (or the text after </think>) has shown only whitespace; TEXT: content; THINK: inside
  * <think>; AFTER_THINK: dropping the newlines after </think>; CALL: inside a call's JSON object; CLOSING: the object
- * is complete, </tool_call> may follow; AFTER_CALL: dropping whitespace after a call; PYTAG: after <|python_tag|>. */
-enum { M_START, M_TEXT, M_THINK, M_AFTER_THINK, M_CALL, M_CLOSING, M_AFTER_CALL, M_PYTAG };
+ * is complete, </tool_call> may follow; AFTER_CALL: dropping whitespace after a call; PYTAG: after <|python_tag|>;
+ * Mistral: MTAG after [TOOL_CALLS] (a '[' list of call objects follows, or v11's name[ARGS]{…}); MLIST between the
+ * objects of that list (',' or ']'); MNAME: a v11 name before [ARGS]; MARGS: v11's arguments object. */
+enum { M_START, M_TEXT, M_THINK, M_AFTER_THINK, M_CALL, M_CLOSING, M_AFTER_CALL, M_PYTAG, M_MTAG, M_MLIST, M_MNAME,
+       M_MARGS };
 enum { K_OTHER, K_NAME, K_ARGS, K_TYPE };
 
 static const char TAG_CALL[] = "<tool_call>", TAG_CALL_END[] = "</tool_call>", TAG_PY[] = "<|python_tag|>";
 static const char TAG_THINK[] = "<think>", TAG_THINK_END[] = "</think>";
+static const char TAG_MISTRAL[] = "[TOOL_CALLS]", TAG_ARGS[] = "[ARGS]";
 
 typedef struct call_st {
     int tagged;      /* opened by a tag: any key order; bare JSON must start with "name" (or "type") */
@@ -46,6 +50,7 @@ struct kn_toolparser {
     char **names;
     int mode;
     int think_lead;  /* inside <think>, nothing sent yet: leading newlines are dropped */
+    int in_list;     /* Mistral: the call being read is an element of a [TOOL_CALLS] [...] list */
     kn_bytes pend;    /* input not yet decided */
     call_st c;
     int n_calls;
@@ -63,6 +68,12 @@ void kn_tc_opts_init(kn_tc_opts *o, kn_chat_family family)
 }
 
 static int is_llama(const kn_toolparser *p) { return p->family == KN_CHAT_LLAMA3 || p->family == KN_CHAT_LLAMA31; }
+
+/* The tag that opens a call in free text. */
+static const char *call_tag(const kn_toolparser *p)
+{
+    return is_llama(p) ? TAG_PY : p->family == KN_CHAT_MISTRAL ? TAG_MISTRAL : TAG_CALL;
+}
 
 static void call_reset(call_st *c)
 {
@@ -140,18 +151,20 @@ const kn_tc_event *kn_toolparser_events(const kn_toolparser *p, size_t *n)
     return p->ev.ev;
 }
 
-/* call_<24 letters and digits>, from a splitmix64 sequence. */
+/* call_<24 letters and digits>, from a splitmix64 sequence; Mistral: 9 letters and digits (its template refuses
+ * any other id when the call comes back in the conversation). */
 static void make_id(kn_toolparser *p, char out[32])
 {
     static const char an[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    memcpy(out, "call_", 5);
-    for (int k = 0; k < 24; k++) {
+    int mistral = p->family == KN_CHAT_MISTRAL, pre = mistral ? 0 : 5, n = mistral ? 9 : 24;
+    memcpy(out, "call_", (size_t)pre);
+    for (int k = 0; k < n; k++) {
         uint64_t z = (p->rng += 0x9E3779B97F4A7C15ull);
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        out[5 + k] = an[(z ^ (z >> 31)) % 62];
+        out[pre + k] = an[(z ^ (z >> 31)) % 62];
     }
-    out[29] = 0;
+    out[pre + n] = 0;
 }
 
 /* ---- text helpers ------------------------------------------------------------------------------------------- */
@@ -204,6 +217,7 @@ static void call_abort(kn_toolparser *p)
     tc_emit_text(&p->ev, KN_TC_CONTENT, 0, p->c.raw.s, p->c.raw.len);
     call_reset(&p->c);
     p->mode = M_TEXT;
+    p->in_list = 0;
 }
 
 static void send_args(kn_toolparser *p)
@@ -219,7 +233,7 @@ static void call_done(kn_toolparser *p)
     tc_emit_mark(&p->ev, KN_TC_CALL_END, p->n_calls, NULL, NULL);
     p->n_calls++;
     call_reset(&p->c);
-    p->mode = M_AFTER_CALL;
+    p->mode = p->in_list ? M_MLIST : M_AFTER_CALL;
 }
 
 static int name_allowed(const kn_toolparser *p, const char *name)
@@ -435,15 +449,15 @@ static void python_call(kn_toolparser *p)
 
 static size_t step_text(kn_toolparser *p, const char *s, size_t n, int final)
 {
-    const char *tag = is_llama(p) ? TAG_PY : TAG_CALL, *t = find(s, n, tag);
+    const char *tag = call_tag(p), *t = find(s, n, tag);
     if (t) {
         size_t body = (size_t)(t - s), ws = 0;
         while (ws < body && is_ws(s[body - ws - 1])) /* whitespace before a call is dropped */
             ws++;
         tc_emit_text(&p->ev, KN_TC_CONTENT, 0, s, body - ws);
         int py = tag == TAG_PY;
-        call_open(p, s + body - ws, ws, tag, 1, !py);
-        p->mode = py ? M_PYTAG : M_CALL;
+        call_open(p, s + body - ws, ws, tag, 1, tag == TAG_CALL);
+        p->mode = py ? M_PYTAG : tag == TAG_MISTRAL ? M_MTAG : M_CALL;
         if (py)
             p->c.py_start = p->c.raw.len;
         return body + strlen(tag);
@@ -582,6 +596,101 @@ static size_t step_pytag(kn_toolparser *p, const char *s, size_t n, int final)
     return n;
 }
 
+/* ---- Mistral: [TOOL_CALLS] [{"name": …, "arguments": {…}}, …] and v11's [TOOL_CALLS]name[ARGS]{…} ------------ */
+
+static size_t step_mtag(kn_toolparser *p, const char *s, size_t n, int final)
+{
+    size_t k = 0;
+    while (k < n && is_ws(s[k]))
+        kn_bytes_putc(&p->c.raw, s[k++]);
+    if (k == n) {
+        if (final)
+            call_abort(p);
+        return k;
+    }
+    if (s[k] == '[') {
+        kn_bytes_putc(&p->c.raw, '[');
+        p->in_list = 1;
+        p->mode = M_CALL;
+        return k + 1;
+    }
+    p->mode = M_MNAME;
+    return k;
+}
+
+/* Between the objects of the list: ',' opens the next call, ']' ends the list. Anything else ends it too (the calls
+ * read so far stand) and is content. */
+static size_t step_mlist(kn_toolparser *p, const char *s, size_t n, int final)
+{
+    size_t k = 0;
+    while (k < n && is_ws(s[k]))
+        k++;
+    if (k == n) {
+        if (final)
+            p->in_list = 0, p->mode = M_AFTER_CALL;
+        return final ? k : 0;
+    }
+    if (s[k] == ',') {
+        call_open(p, s, k + 1, "", 1, 0);
+        p->mode = M_CALL;
+        return k + 1;
+    }
+    p->in_list = 0;
+    p->mode = s[k] == ']' ? M_AFTER_CALL : M_TEXT;
+    return s[k] == ']' ? k + 1 : k;
+}
+
+/* v11: the name runs up to [ARGS] and looks like a function name; anything else makes the tag content. */
+static size_t step_mname(kn_toolparser *p, const char *s, size_t n, int final)
+{
+    const char *t = find(s, n, TAG_ARGS);
+    size_t len = t ? (size_t)(t - s) : n - partial_suffix(s, n, TAG_ARGS);
+    int ok = len <= 128;
+    for (size_t i = 0; i < len && ok; i++)
+        ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+             s[i] == '_' || s[i] == '-' || s[i] == '.';
+    if (!t && ok && !final)
+        return 0; /* wait for [ARGS] */
+    if (!t || !ok || len == 0 || !(p->c.name = knc_strndup(s, len))) {
+        call_abort(p);
+        return 0;
+    }
+    size_t used = len + strlen(TAG_ARGS);
+    kn_bytes_put(&p->c.raw, s, used);
+    p->c.args_seen = 1;
+    p->c.args_first = '{';
+    call_begin(p);
+    p->mode = M_MARGS;
+    return used;
+}
+
+/* v11's arguments: one JSON object, streamed as it comes. */
+static size_t step_margs(kn_toolparser *p, const char *s, size_t n, int final)
+{
+    call_st *c = &p->c;
+    size_t k = 0;
+    for (; k < n; k++) {
+        if (!c->in_obj && is_ws(s[k])) {
+            kn_bytes_putc(&c->raw, s[k]);
+            continue;
+        }
+        if ((!c->in_obj && s[k] != '{') || !kn_jsonc_push(&c->j, (unsigned char)s[k])) {
+            call_abort(p);
+            return k;
+        }
+        c->in_obj = 1;
+        kn_bytes_putc(&c->raw, s[k]);
+        tc_emit_text(&p->ev, KN_TC_CALL_ARGS, p->n_calls, s + k, 1);
+        if (kn_jsonc_depth(&c->j) == 0) {
+            call_done(p);
+            return k + 1;
+        }
+    }
+    if (final)
+        call_abort(p);
+    return k;
+}
+
 static size_t step(kn_toolparser *p, const char *s, size_t n, int final)
 {
     switch (p->mode) {
@@ -592,6 +701,10 @@ static size_t step(kn_toolparser *p, const char *s, size_t n, int final)
     case M_CALL: return step_call(p, s, n, final);
     case M_CLOSING: return step_closing(p, s, n, final);
     case M_AFTER_CALL: return step_after_call(p, s, n, final);
+    case M_MTAG: return step_mtag(p, s, n, final);
+    case M_MLIST: return step_mlist(p, s, n, final);
+    case M_MNAME: return step_mname(p, s, n, final);
+    case M_MARGS: return step_margs(p, s, n, final);
     default: return step_pytag(p, s, n, final);
     }
 }
