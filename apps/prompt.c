@@ -19,10 +19,16 @@ typedef struct call_format {
 } call_format;
 
 /* Llama 3.x writes a call as the whole reply: a JSON object {"name": …, "parameters": {…}}; Qwen/Hermes put it in
- * <tool_call> tags anywhere in the reply. */
-static call_format format_of(kn_chat_family f) {
+ * <tool_call> tags anywhere in the reply; Mistral opens a list of calls with the [TOOL_CALLS] control token (a
+ * constrained call is a list of one; another [TOOL_CALLS] may follow it). */
+static call_format format_of(const kn_chat_template *t) {
+  kn_chat_family f = t->family;
   if (f == KN_CHAT_LLAMA3 || f == KN_CHAT_LLAMA31)
     return (call_format){"{\"name\": \"", "\", \"parameters\": ", "}", "{", "\"name\": \"", true};
+  if (f == KN_CHAT_MISTRAL && t->tight)
+    return (call_format){"[TOOL_CALLS][{\"name\": \"", "\", \"arguments\": ", "}]", "[TOOL_CALLS]", "[{\"name\": \"", false};
+  if (f == KN_CHAT_MISTRAL)
+    return (call_format){"[TOOL_CALLS] [{\"name\": \"", "\", \"arguments\": ", "}]", "[TOOL_CALLS]", " [{\"name\": \"", false};
   return (call_format){"<tool_call>\n{\"name\": \"", "\", \"arguments\": ", "}\n</tool_call>", "<tool_call>",
                        "\n{\"name\": \"", false};
 }
@@ -136,7 +142,7 @@ static int tokenize_prompt(srv *S, const kn_chat_prompt *p, int32_t **ids, int *
 
 /* The job's constraints from tool_choice and response_format; *prefill: the reply's pre-filled opening. */
 static int set_constraints(srv *S, const oai_req *q, srv_job *j, char **prefill) {
-  call_format cf = format_of(S->tmpl.family);
+  call_format cf = format_of(&S->tmpl);
   bool tools = q->n_tools > 0 && q->tc != TC_NONE;
   j->render_special = tools;
   if (tools && (q->tc == TC_REQUIRED || q->tc == TC_NAMED)) {

@@ -10,7 +10,8 @@
 #include "models/text/chat.h"
 #include "models/text/json_constraint.h"
 
-static const kn_chat_family families[] = {KN_CHAT_CHATML, KN_CHAT_QWEN25, KN_CHAT_QWEN3, KN_CHAT_LLAMA3, KN_CHAT_LLAMA31};
+static const kn_chat_family families[] = {KN_CHAT_CHATML, KN_CHAT_QWEN25, KN_CHAT_QWEN3, KN_CHAT_LLAMA3, KN_CHAT_LLAMA31,
+                                             KN_CHAT_MISTRAL};
 
 static void by_chunks(kn_chat_family f, const char *s, size_t n, size_t chunk, kn_chat_reply *r) {
   kn_tc_opts o;
@@ -35,8 +36,8 @@ static bool same(const char *a, const char *b) { return (!a && !b) || (a && b &&
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
-  kn_chat_family f = families[data[0] % 5];
-  size_t chunk = 1 + data[0] / 5 % 16;
+  kn_chat_family f = families[data[0] % 6];
+  size_t chunk = 1 + data[0] / 6 % 16;
   const char *s = (const char *)data + 1;
   size_t n = size - 1;
   kn_chat_reply whole, parts;

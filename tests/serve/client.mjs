@@ -242,6 +242,34 @@ if (/llama3/.test(MODEL)) await t("llama 3: a call opened by the model is constr
   p.choices[0].message.tool_calls.forEach((tc) => checkArgs(tc));
 });
 
+// Mistral opens a list of calls with its [TOOL_CALLS] control token (id 5, as in Mistral 7B v0.3's vocabulary):
+// pushed up, it opens a call that the constraint makes [{"name": <a tool>, "arguments": <valid arguments>}].
+const MISTRAL_TOOL_CALLS = 5;
+if (/mistral/.test(MODEL)) await t("mistral: a [TOOL_CALLS] list opened by the model is constrained; 9-character ids round-trip", async () => {
+  const r = await c.chat.completions.create({ model: MODEL, tools, max_tokens: 60, parallel_tool_calls: false,
+    logit_bias: { [MISTRAL_TOOL_CALLS]: 100 }, messages: user("Weather?") });
+  assert.equal(r.choices[0].finish_reason, "tool_calls", JSON.stringify(r.choices[0]));
+  assert.equal(r.choices[0].message.tool_calls.length, 1);
+  const call = r.choices[0].message.tool_calls[0];
+  checkArgs(call);
+  assert.match(call.id, /^[A-Za-z0-9]{9}$/);
+  // the call and its result go back into the conversation (Mistral's template takes 9-character ids only)
+  const history = [{ role: "system", content: "Use tools." }, ...user("Weather?"),
+    { role: "assistant", content: null, tool_calls: r.choices[0].message.tool_calls },
+    { role: "tool", tool_call_id: call.id, content: "21 C" }];
+  const r2 = await c.chat.completions.create({ model: MODEL, tools, messages: history, max_tokens: 4 });
+  assert.equal(r2.choices[0].message.role, "assistant");
+  assert.ok(r2.usage.prompt_tokens > 20);
+  const bad = await raw("POST", "/v1/chat/completions", { model: MODEL, max_tokens: 2, tools, messages: [...user("x"),
+    { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function", function: { name: "get_time",
+      arguments: "{}" } }] }] });
+  errorShape(bad, 400, /length 9/);
+  const p = await c.chat.completions.create({ model: MODEL, tools, max_tokens: 90, temperature: 0.7, seed: 3,
+    logit_bias: { [MISTRAL_TOOL_CALLS]: 100 }, messages: user("Weather and time?") });
+  assert.ok(p.choices[0].message.tool_calls.length >= 2, JSON.stringify(p.choices[0]));
+  p.choices[0].message.tool_calls.forEach((tc) => checkArgs(tc));
+});
+
 await t("auto tool calls, parallel, streamed: several calls, each valid, own index and id", async () => {
   let most = 0;
   for (let seed = 1; seed <= 4 && most < 2; seed++) {

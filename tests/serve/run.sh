@@ -177,6 +177,22 @@ if [ $node_rc != 77 ] && [ -f "$MODELL3" ]; then
   SERVER=
 fi
 
+# ---- Mistral's template ([TOOL_CALLS] lists): tiny-llama's weights with Mistral's control tokens and v3 template ----
+
+MODELM=$TD/models/tiny-llama-Q4_K_M.gguf
+if [ $node_rc != 77 ] && [ -f "$MODELM" ] && python3 "$HERE/../mistral_gguf.py" "$MODELM" \
+  "$HERE/../chat_templates/mistral-v0.3.jinja" "$TMP/tiny-mistral.gguf"; then
+  MODEL=$TMP/tiny-mistral.gguf ALIAS=tiny-mistral
+  start "$TMP/serverm.log"
+  check "tiny-mistral: its template is detected as mistral" 'grep -q "chat template mistral" $TMP/serverm.log'
+  BASE=$BASE KEY=$KEY MODEL=tiny-mistral N_CTX=$N_CTX MAX_BODY=$MAX_BODY \
+    ONLY="models|chat, not streamed|chat, streamed|tool_choice (required|named)|mistral" node "$HERE/client.mjs" &&
+    ok "openai SDK tool calls with tiny-mistral" || bad "openai SDK tool calls with tiny-mistral"
+  kill -TERM "$SERVER"
+  wait "$SERVER"
+  SERVER=
+fi
+
 echo "$pass passed, $fail failed"
 [ $fail = 0 ] || { echo "---- server log (last 30 lines) ----"; tail -30 "$TMP/server.log"; exit 1; }
 [ $node_rc = 77 ] && exit 77

@@ -1,14 +1,15 @@
 #!/bin/sh
 # tests/serve/schemas.sh KILN [MODEL:N ...]: schema-constrained output against ajv (schemas.mjs) for each test model,
 # N random schemas each (a json_schema reply and a forced tool call per schema). CI runs a few per model; the full
-# run is e.g. `tests/serve/schemas.sh build/apps/kiln tiny-qwen2:300 tiny-qwen3:300 tiny-llama3:300 tiny-llama:300`.
+# run is e.g. `tests/serve/schemas.sh build/apps/kiln tiny-qwen2:300 tiny-qwen3:300 tiny-llama3:300 tiny-mistral:300`
+# (tiny-mistral is made from tiny-llama by tests/mistral_gguf.py).
 # Skips (77) when ../shared/testdata or node is missing.
 set -u
 KILN=${1:?usage: schemas.sh path/to/kiln [model:count ...]}
 shift
 HERE=$(cd "$(dirname "$0")" && pwd)
 TD=${KILN_TESTDATA:-$HERE/../../../shared/testdata}
-[ $# -gt 0 ] || set -- tiny-qwen2:6 tiny-llama3:3
+[ $# -gt 0 ] || set -- tiny-qwen2:6 tiny-llama3:3 tiny-mistral:3
 command -v node >/dev/null || { echo "skip: node is not installed"; exit 77; }
 if [ ! -d "$HERE/node_modules/ajv-formats" ] && ! (cd "$HERE" && npm install --no-audit --no-fund >/dev/null 2>&1); then
   echo "skip: npm install failed (tests/serve/node_modules)"
@@ -23,6 +24,11 @@ ran=0
 for spec in "$@"; do
   name=${spec%%:*} count=${spec#*:}
   model=$TD/models/$name-Q4_K_M.gguf
+  if [ "$name" = tiny-mistral ]; then # made here: tiny-llama's weights, Mistral's tokens and template
+    model=$TMP/tiny-mistral.gguf
+    [ -f "$model" ] || python3 "$HERE/../mistral_gguf.py" "$TD/models/tiny-llama-Q4_K_M.gguf" \
+      "$HERE/../chat_templates/mistral-v0.3.jinja" "$model" || { echo "skip: no tiny-mistral"; continue; }
+  fi
   [ -f "$model" ] || { echo "skip: $model is missing"; continue; }
   ran=$((ran + 1))
   # a fresh log per model: the previous server's "listening on" line must not be read as this one's
