@@ -2,6 +2,7 @@
  * byte by byte ([one of some literals] -> [a JSON object] -> [a literal tail]); sampling masks the tokens whose
  * bytes it would reject, and when the token budget runs low the shortest completion is forced instead. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,6 +116,18 @@ void kc_closure(const kc_state *k, kn_bytes *out) {
     t.phase = t.spec->tail && *t.spec->tail ? KC_TAIL : KC_DONE, t.pos = 0;
   }
   if (t.phase == KC_TAIL) kn_bytes_puts(out, t.spec->tail + t.pos);
+}
+
+size_t kc_closure_after(const kc_state *k, const void *bytes, size_t n) {
+  kc_state t;
+  kc_copy(&t, k);
+  for (size_t i = 0; i < n; i++)
+    if (!kc_push(&t, ((const unsigned char *)bytes)[i])) return SIZE_MAX;
+  kn_bytes cl = {0};
+  kc_closure(&t, &cl);
+  size_t len = cl.oom ? SIZE_MAX : cl.len;
+  kn_bytes_free(&cl);
+  return len;
 }
 
 size_t kc_forced(const kc_state *k, const char **lit) {

@@ -229,10 +229,20 @@ static int constrained_token(sched *S, slot *s) {
     rc = queue_literal(S, s, cl.s, cl.len); /* the shortest valid ending, even past max_tokens */
   else if (n)
     rc = queue_literal(S, s, lit, n);
+  if (rc) return kn_bytes_free(&cl), -3;
+  if (s->i_forced < s->n_forced) return kn_bytes_free(&cl), s->forced[s->i_forced++];
+  int tok = kc_sample(S->vocab, &s->kc, s->smp, s->logits, S->scratch);
+  /* The ending must still fit in the context after this token: one token can lengthen it by more than the one
+   * position it takes ('{' of an object with required keys), so the budget alone could step past the point where
+   * the ending fits and run out of context inside the value. Then the ending (which fits) is forced now instead. */
+  size_t rl = 0;
+  const char *raw = tok >= 0 ? kn_token_piece(S->m->tok, tok, true, &rl) : NULL;
+  if (raw && !cl.oom && cl.len > 0 && (size_t)ctx_left >= cl.len && kc_closure_after(&s->kc, raw, rl) > (size_t)ctx_left - 1) {
+    rc = queue_literal(S, s, cl.s, cl.len);
+    tok = rc ? -3 : s->forced[s->i_forced++];
+  }
   kn_bytes_free(&cl);
-  if (rc) return -3;
-  if (s->i_forced < s->n_forced) return s->forced[s->i_forced++];
-  return kc_sample(S->vocab, &s->kc, s->smp, s->logits, S->scratch);
+  return tok;
 }
 
 /* Free text: hold back what may start a stop string; 1 when a stop string ended the output. */

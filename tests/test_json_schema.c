@@ -355,6 +355,23 @@ static cJSON *gen_new(int depth) {
       }
       cJSON_AddItemToArray(one, b);
     }
+    if (rnd(2)) { /* or objects told apart by a required "kind" */
+      cJSON_DeleteItemFromObject(s, "oneOf");
+      one = cJSON_AddArrayToObject(s, "oneOf");
+      for (int i = 0, n = 2 + (int)rnd(2); i < n; i++) {
+        cJSON *b = gen_object(depth + 1), *props = cJSON_GetObjectItemCaseSensitive(b, "properties");
+        char tag[8];
+        snprintf(tag, sizeof tag, "k%d", i);
+        cJSON *kind = cJSON_CreateObject();
+        cJSON_AddStringToObject(kind, "const", tag);
+        if (!props) props = cJSON_AddObjectToObject(b, "properties");
+        cJSON_AddItemToObject(props, "kind", kind);
+        cJSON *req = cJSON_GetObjectItemCaseSensitive(b, "required");
+        if (!req) req = cJSON_AddArrayToObject(b, "required");
+        cJSON_AddItemToArray(req, cJSON_CreateString("kind"));
+        cJSON_AddItemToArray(one, b);
+      }
+    }
     return s;
   }
   default: return tree_ref();
@@ -503,6 +520,7 @@ static void test_errors(void) {
       {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}}}", "no integer of at most 15 digits lies in the range"},
       {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"exclusiveMinimum\":1,\"exclusiveMaximum\":2}}}", "no integer"},
       {"{\"type\":\"array\",\"items\":{\"enum\":[1,2]},\"uniqueItems\":true,\"minItems\":3}", "only 2 distinct values"},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"object\"},\"uniqueItems\":true,\"minItems\":2}", "uniqueItems: minItems 2 of items that are not enum"},
       {"{\"type\":\"array\",\"prefixItems\":[{}],\"items\":false,\"minItems\":2}", "minItems 2 is more than the 1 items allowed"},
       {"{\"type\":\"strnig\"}", "unknown type \"strnig\""},
       {"{\"type\":\"integer\"}", "number"},
@@ -510,6 +528,14 @@ static void test_errors(void) {
       {"{\"type\":\"object\",\"required\":[\"x\"],\"additionalProperties\":false}", "\"x\" is not in properties"},
       {"{\"type\":\"string\",\"minLength\":5,\"maxLength\":2}", "minLength 5 is larger"},
       {"{\"anyOf\":[{\"type\":\"string\"}],\"oneOf\":[{\"type\":\"string\"}]}", "anyOf beside oneOf"},
+      /* oneOf whose branches may both match: exactly-one cannot be enforced, so it is refused by name */
+      {"{\"type\":\"object\",\"properties\":{\"v\":{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"string\",\"maxLength\":3}]}}}", "oneOf: branches 0 and 1 may both match one value"},
+      {"{\"oneOf\":[{\"type\":\"integer\"},{\"type\":\"number\",\"minimum\":2}]}", "oneOf: branches 0 and 1"},
+      {"{\"oneOf\":[{\"type\":\"boolean\"},{\"type\":\"string\"},{\"properties\":{\"a\":{\"const\":1}},\"required\":[\"a\"]}]}", "oneOf: branches 0 and 2"},
+      {"{\"oneOf\":[{\"type\":\"object\",\"properties\":{\"k\":{\"const\":\"a\"}}},{\"type\":\"object\",\"properties\":{\"k\":{\"const\":\"b\"}}}]}", "oneOf: branches 0 and 1"},
+      {"{\"oneOf\":[{\"const\":{\"a\":1,\"b\":2}},{\"enum\":[3,{\"b\":2,\"a\":1}]}]}", "oneOf: branches 0 and 1"},
+      {"{\"oneOf\":[{\"enum\":[1,2]},{\"type\":\"integer\",\"minimum\":2}]}", "oneOf: branches 0 and 1"},
+      {"{\"type\":\"object\",\"oneOf\":[{\"properties\":{\"x\":{\"type\":\"string\"}}},{\"properties\":{\"y\":{\"type\":\"string\"}}}]}", "oneOf: branches 0 and 1"},
       {"{\"type\":\"object\",\"properties\":{\"a\":{\"anyOf\":[{\"type\":\"string\",\"not\":{}}]}}}", "\"not\" is not supported (at /properties/a/anyOf/0)"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -576,6 +602,11 @@ static void test_regex(void) {
 
 /* ---- bounds, recursion and unique items at their edges --------------------------------------------------- */
 
+#define ONE_KIND                                                                                                      \
+  "{\"type\":\"object\",\"properties\":{\"p\":{\"oneOf\":[{\"type\":\"object\",\"properties\":{\"kind\":{\"const\":\"circle\"},"    \
+  "\"r\":{\"type\":\"number\"}},\"required\":[\"kind\"]},{\"type\":\"object\",\"properties\":{\"kind\":{\"const\":\"square\"},"      \
+  "\"side\":{\"type\":\"number\"}},\"required\":[\"kind\"]}]}}}"
+
 static void test_edges(void) {
   static const struct { const char *schema, *doc; int ok; } cases[] = {
       {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"number\",\"exclusiveMinimum\":0.1,\"maximum\":0.3}}}", "{\"x\":0.1}", 0},
@@ -605,6 +636,20 @@ static void test_edges(void) {
       {"{\"allOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]},{\"properties\":{\"a\":{\"minimum\":3},\"b\":{\"type\":\"string\"}},\"required\":[\"b\"]}]}", "{\"a\":3,\"b\":\"\"}", 1},
       {"{\"allOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]},{\"properties\":{\"a\":{\"minimum\":3},\"b\":{\"type\":\"string\"}},\"required\":[\"b\"]}]}", "{\"a\":2,\"b\":\"\"}", 0},
       {"{\"allOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]},{\"properties\":{\"a\":{\"minimum\":3},\"b\":{\"type\":\"string\"}},\"required\":[\"b\"]}]}", "{\"a\":4}", 0},
+      /* uniqueItems over items kiln does not remember (objects, strings): one item at most */
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"object\"},\"uniqueItems\":true}}}", "{\"a\":[{\"k\":1}]}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"object\"},\"uniqueItems\":true}}}", "{\"a\":[{\"k\":1},{\"k\":1}]}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true,\"maxItems\":0}}}", "{\"a\":[\"x\"]}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true}}}", "{\"a\":[]}", 1},
+      /* oneOf that can be enforced: a discriminating required property, enum values apart, ranges and lengths apart */
+      {ONE_KIND, "{\"p\":{\"kind\":\"circle\",\"r\":1}}", 1},
+      {ONE_KIND, "{\"p\":{\"kind\":\"square\",\"side\":2}}", 1},
+      {ONE_KIND, "{\"p\":{\"kind\":\"circle\",\"side\":2}}", 0},
+      {ONE_KIND, "{\"p\":{\"r\":1}}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"v\":{\"oneOf\":[{\"enum\":[\"a\",1]},{\"type\":\"string\",\"minLength\":2},{\"type\":\"integer\",\"minimum\":2}]}}}", "{\"v\":\"a\"}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"v\":{\"oneOf\":[{\"enum\":[\"a\",1]},{\"type\":\"string\",\"minLength\":2},{\"type\":\"integer\",\"minimum\":2}]}}}", "{\"v\":\"\"}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"v\":{\"oneOf\":[{\"type\":\"array\",\"maxItems\":1},{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"minItems\":2}]}}}", "{\"v\":[\"a\",\"b\"]}", 1},
+      {"{\"type\":\"object\",\"oneOf\":[{\"properties\":{\"t\":{\"const\":1}},\"required\":[\"t\"]},{\"properties\":{\"t\":{\"const\":2}},\"required\":[\"t\"]}]}", "{\"t\":2}", 1},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     cJSON *s = cJSON_Parse(cases[i].schema);

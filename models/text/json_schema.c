@@ -2,13 +2,15 @@
  * enforced, an annotation (ignored on purpose), or an error naming it: a schema is never half-enforced silently.
  * Objects that list properties and do not say additionalProperties get no other keys (still valid output). $ref
  * targets compile once and are shared (recursion is a cycle in the table, bounded by the automaton's depth); allOf is
- * merged before compiling (json_schema_merge.c); oneOf is compiled as anyOf. */
+ * merged before compiling (json_schema_merge.c); oneOf is compiled as anyOf once its branches are shown to exclude each
+ * other (no value kiln may write for one branch is valid under another), else refused by name. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/text/json_read.h"
 #include "models/text/json_schema_impl.h"
 #include "models/text/json_schema_merge.h"
 
@@ -50,7 +52,7 @@ static int new_node(cc *c) {
   }
   js_node *n = &s->nodes[s->n];
   memset(n, 0, sizeof *n);
-  n->types = T_ANY, n->extra = 0, n->items = 0, n->max_items = -1, n->max_len = -1;
+  n->types = n->vtypes = T_ANY, n->extra = 0, n->items = 0, n->max_items = -1, n->max_len = -1;
   n->need = n->obj_need = n->arr_need = 1;
   return s->n++;
 }
@@ -205,14 +207,20 @@ static int array_keywords(cc *c, const cJSON *sch, int idx, int depth) {
   nd->min_items = lo, nd->max_items = hi;
   const cJSON *uniq = cJSON_GetObjectItemCaseSensitive(sch, "uniqueItems");
   if (uniq && !cJSON_IsBool(uniq)) return fail(c, "uniqueItems: expected true or false");
-  /* enforced when every item is one of a set of literals (the array remembers which were written); for other
-   * items it is accepted but not enforced (docs/api.md) */
+  /* enforced when every item is one of a set of literals (the array remembers which were written); other items
+   * (objects, strings, numbers, arrays) are not remembered, so such an array gets at most one item: unique by
+   * construction, and never a reply a validator refuses. Two or more required items cannot be promised: a 400. */
   int itn = nd->items > 0 ? js_deref(c->s, nd->items) : nd->items; /* items: {"$ref": ...} to an enum */
   if (cJSON_IsTrue(uniq) && !nd->n_prefix && itn > 0 && literal_items(&c->s->nodes[itn])) {
     const js_node *it = &c->s->nodes[itn];
     int distinct = it->n_lits ? it->n_lits : (it->types & T_BOOL ? 2 : 0) + (it->types & T_NULL ? 1 : 0);
     if (lo > distinct) return fail(c, "uniqueItems: minItems %d but only %d distinct values", lo, distinct);
     nd->unique = 1;
+  } else if (cJSON_IsTrue(uniq) && (nd->items != -1 || nd->n_prefix > 1)) {
+    if (lo > 1)
+      return fail(c, "uniqueItems: minItems %d of items that are not enum/const/boolean/null values cannot be "
+                  "guaranteed distinct (kiln allows one such item)", lo);
+    if (nd->max_items < 0 || nd->max_items > 1) nd->max_items = 1;
   }
   lo = 0, hi = -1;
   if (get_count(c, sch, "minLength", &lo) || get_count(c, sch, "maxLength", &hi)) return -1;
@@ -369,6 +377,108 @@ static int literals(cc *c, const cJSON *sch, int idx) {
   return 0;
 }
 
+/* ---- oneOf: branches that exclude each other ------------------------------------------------------------------ */
+
+/* Kinds of JSON values: integer-valued and other numbers apart ("number" has both, "integer" the first). */
+enum { C_NULL = 1, C_BOOL = 2, C_INTV = 4, C_FRAC = 8, C_STR = 16, C_ARR = 32, C_OBJ = 64 };
+
+static unsigned kinds_of(unsigned t) {
+  return (t & T_NULL ? C_NULL : 0) | (t & T_BOOL ? C_BOOL : 0) | (t & T_INT ? C_INTV : 0) |
+         (t & T_NUM ? C_INTV | C_FRAC : 0) | (t & T_STR ? C_STR : 0) | (t & T_ARR ? C_ARR : 0) | (t & T_OBJ ? C_OBJ : 0);
+}
+
+static unsigned lit_kind(const char *t) {
+  switch (t[0]) {
+  case 'n': return C_NULL;
+  case 't': case 'f': return C_BOOL;
+  case '"': return C_STR;
+  case '[': return C_ARR;
+  case '{': return C_OBJ;
+  default: {
+    double d = strtod(t, NULL);
+    return d == floor(d) ? C_INTV : C_FRAC;
+  }
+  }
+}
+
+/* The kinds of value kiln may write for a node (gen) and that a validator accepts (val). enum/const are exact. */
+static unsigned gen_kinds(const js_node *n) {
+  unsigned k = 0;
+  for (int i = 0; i < n->n_lits; i++) k |= lit_kind(n->lits[i]);
+  return n->n_lits ? k : kinds_of(n->types);
+}
+static unsigned val_kinds(const js_node *n) { return n->n_lits ? gen_kinds(n) : kinds_of(n->vtypes); }
+
+static int disjoint(const kn_jschema *s, int a, int b, int depth);
+
+/* Every literal of node l is invalid under node b (a scalar that b's keywords refuse, or of a kind b does not take). */
+static int lits_outside(const kn_jschema *s, const js_node *l, int b) {
+  const js_node *nb = &s->nodes[b];
+  for (int i = 0; i < l->n_lits; i++) {
+    const char *t = l->lits[i];
+    unsigned k = lit_kind(t);
+    if (!(k & val_kinds(nb))) continue;
+    if ((k & (C_INTV | C_FRAC)) && nb->ranged && nb->n_alts == 0) {
+      double d = strtod(t, NULL);
+      if (to_grid(d, 0) > nb->hi || to_grid(d, 1) < nb->lo) continue;
+    }
+    if (k == C_STR && !strchr(t, '\\') && !js_thread_complete(s, b, t, strlen(t))) continue;
+    return 0;
+  }
+  return 1;
+}
+
+static int below(int hi, int lo) { return hi >= 0 && hi < lo; } /* a max (-1: none) under a min */
+
+/* Objects: a property required on one side, described on both, whose schemas exclude each other. */
+static int objects_disjoint(const kn_jschema *s, const js_node *a, const js_node *b, int depth) {
+  for (int i = 0; i < a->n_props; i++)
+    for (int j = 0; j < b->n_props; j++)
+      if (!strcmp(a->names[i], b->names[j]) && ((a->required >> i & 1) || (b->required >> j & 1)) &&
+          disjoint(s, a->pnode[i], b->pnode[j], depth + 1))
+        return 1;
+  return 0;
+}
+
+/* No value kiln writes for one node is valid under the other, in both directions, as far as can be shown: by kind,
+ * enum/const, numeric ranges, string and array lengths, the first item, a required property (0: maybe not). */
+static int disjoint(const kn_jschema *s, int a, int b, int depth) {
+  a = js_deref(s, a), b = js_deref(s, b);
+  if (depth > 8 || a <= 0 || b <= 0) return 0;
+  const js_node *na = &s->nodes[a], *nb = &s->nodes[b];
+  if (na->n_alts > 1 || nb->n_alts > 1) { /* a nested anyOf/oneOf: each of its branches */
+    const js_node *m = na->n_alts > 1 ? na : nb;
+    int other = na->n_alts > 1 ? b : a;
+    for (int i = 0; i < m->n_alts; i++)
+      if (!disjoint(s, m->alts[i], other, depth + 1)) return 0;
+    return 1;
+  }
+  if (na->n_alts || nb->n_alts) return 0; /* an alias still being compiled (a recursive $ref) */
+  if (na->n_lits && nb->n_lits) { /* equal as JSON values: {"a":1,"b":2} is {"b":2,"a":1}, 1 is 1.0 */
+    for (int i = 0; i < na->n_lits; i++)
+      for (int j = 0; j < nb->n_lits; j++) {
+        cJSON *x = kn_json_parse(na->lits[i], strlen(na->lits[i]), 0, NULL, 0, NULL, 0);
+        cJSON *y = kn_json_parse(nb->lits[j], strlen(nb->lits[j]), 0, NULL, 0, NULL, 0);
+        int same = !x || !y || cJSON_Compare(x, y, 1);
+        cJSON_Delete(x), cJSON_Delete(y);
+        if (same) return 0;
+      }
+    return 1;
+  }
+  if (na->n_lits || nb->n_lits) return na->n_lits ? lits_outside(s, na, b) : lits_outside(s, nb, a);
+  unsigned common = (gen_kinds(na) & val_kinds(nb)) | (gen_kinds(nb) & val_kinds(na));
+  if (common & (C_NULL | C_BOOL)) return 0;
+  if ((common & (C_INTV | C_FRAC)) && !(na->ranged && nb->ranged && (na->hi < nb->lo || nb->hi < na->lo))) return 0;
+  if ((common & C_STR) && !below(na->max_len, nb->min_len) && !below(nb->max_len, na->min_len)) return 0;
+  if (common & C_ARR) {
+    int ia = js_item_node(na, 0), ib = js_item_node(nb, 0);
+    int first = (na->min_items > 0 || nb->min_items > 0) && ia > 0 && ib > 0 && disjoint(s, ia, ib, depth + 1);
+    if (!first && !below(na->max_items, nb->min_items) && !below(nb->max_items, na->min_items)) return 0;
+  }
+  if ((common & C_OBJ) && !objects_disjoint(s, na, nb, depth)) return 0;
+  return 1;
+}
+
 static int compile_ref(cc *c, const cJSON *ref, int depth) {
   if (!cJSON_IsString(ref)) return fail(c, "$ref: expected a string");
   char e[256];
@@ -445,6 +555,12 @@ static int compile(cc *c, const cJSON *sch, int depth) {
       if (a < 0) return -1;
       c->s->nodes[idx].alts[c->s->nodes[idx].n_alts++] = a;
     }
+    for (int i = 0; one && i < n; i++) /* oneOf: exactly one branch, i.e. anyOf when no two can both match */
+      for (int j = i + 1; j < n; j++)
+        if (!disjoint(c->s, c->s->nodes[idx].alts[i], c->s->nodes[idx].alts[j], 0))
+          return fail(c, "oneOf: branches %d and %d may both match one value, so \"exactly one\" cannot be enforced "
+                      "(tell them apart by type, const/enum, a required property whose schemas differ so, ranges or "
+                      "lengths; or use anyOf)", i, j);
     return idx;
   }
   const cJSON *type = cJSON_GetObjectItemCaseSensitive(sch, "type");
@@ -472,6 +588,7 @@ static int compile(cc *c, const cJSON *sch, int depth) {
     if (!types) types = T_ANY;
   }
   c->s->nodes[idx].types = types;
+  c->s->nodes[idx].vtypes = type ? types : T_ANY;
   if (object_keywords(c, sch, idx, depth) || array_keywords(c, sch, idx, depth) || number_keywords(c, sch, idx) ||
       string_keywords(c, sch, idx) || literals(c, sch, idx))
     return -1;

@@ -19,6 +19,8 @@ typedef __int128 js_grid; /* a value times 1e15 */
 
 typedef struct js_node {
   unsigned types;          /* T_* allowed */
+  unsigned vtypes;         /* T_* a validator allows: the `type` keyword's, T_ANY without one (types may be narrower:
+                            * kiln writes an object for {"properties": …}, a validator takes any value) */
   char **lits;             /* enum / const: each value's compact JSON text; the node is then only these */
   int n_lits;
   char **names;            /* properties: the key as it appears between quotes (JSON-escaped) */

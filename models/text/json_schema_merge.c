@@ -306,8 +306,8 @@ static cJSON *distribute(kn_jmerge *m, const cJSON *a, const cJSON *b, const cha
     cJSON_Delete(out);
     return mfail(m, "allOf: no branch of %s fits the other branches (%s)", key, first);
   }
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddItemToObject(o, "anyOf", out);
+  cJSON *o = cJSON_CreateObject(); /* A and oneOf [B, C] is oneOf [A and B, A and C]: still exactly one */
+  cJSON_AddItemToObject(o, key, out);
   return o;
 }
 

@@ -284,6 +284,24 @@ await t("auto tool calls, parallel, streamed: several calls, each valid, own ind
   assert.ok(most >= 2, `never more than ${most} call`);
 });
 
+// A forced call near the end of the context: one token can lengthen the call's shortest ending by much more than the
+// one position it takes ('{' of an item with required keys), so the ending must be forced before it no longer fits.
+await t("tool_choice required at the end of the context still closes the call", async () => {
+  const deep = [{ type: "function", function: { name: "plan", parameters: { type: "object", required: ["steps"],
+    properties: { steps: { type: "array", items: { type: "object", required: ["first_field", "second_field", "third_field"],
+      properties: { first_field: { type: "string" }, second_field: { type: "string" }, third_field: { type: "integer" } } } } } } } }];
+  const probe = await c.chat.completions.create({ model: MODEL, tools: deep, tool_choice: "required", max_tokens: 1,
+    messages: user("x") });
+  const text = "x" + " go".repeat(Math.max(0, N_CTX - probe.usage.prompt_tokens - 40));
+  for (let seed = 1; seed <= 6; seed++) {
+    const r = await c.chat.completions.create({ model: MODEL, tools: deep, tool_choice: "required", temperature: 1.5, seed,
+      messages: user(text) });
+    assert.equal(r.choices[0].finish_reason, "tool_calls", `seed ${seed}: ${JSON.stringify(r.choices[0]).slice(0, 300)}`);
+    checkArgs(r.choices[0].message.tool_calls[0], ["plan"]);
+    assert.ok(r.usage.total_tokens <= N_CTX, JSON.stringify(r.usage));
+  }
+});
+
 await t("tool result round trip", async () => {
   const history = [
     { role: "system", content: "You answer with tools." },

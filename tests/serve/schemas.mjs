@@ -1,6 +1,6 @@
 // tests/serve/schemas.mjs: schema-constrained output checked by an independent validator (ajv, draft 2020-12, with
 // ajv-formats). Random JSON schemas (nesting, enums, const, required sets, arrays with bounds, anyOf, string lengths,
-// $ref to $defs and recursive ones, allOf, oneOf with disjoint branches, numeric ranges, pattern, format,
+// $ref to $defs and recursive ones, allOf, oneOf with disjoint branches (types, or a required "kind" const), numeric ranges, pattern, format,
 // prefixItems, uniqueItems) go to a running `kiln serve` as response_format json_schema and as a forced tool call's
 // parameters; every reply must validate. The models have random weights, so whatever they "want" to write, only the
 // constraint makes the output valid.
@@ -66,6 +66,8 @@ function extra(depth) {
       const items = rnd(3) === 0 ? { type: "boolean" } : { enum: Array.from({ length: n }, (_, i) => vals[(at + i) % 8]) };
       const s = { type: "array", items, uniqueItems: true };
       if (rnd(2)) s.minItems = rnd(items.enum ? n : 2);
+      if (rnd(4) === 0) s.items = rnd(2) ? object(depth + 1) : { type: "string", maxLength: 3 }; // one such item at most
+      if (!s.items.enum && s.minItems > 1) s.minItems = 1;
       return s;
     }
     case 5: {
@@ -86,7 +88,13 @@ function extra(depth) {
       const b = { properties: { b1: schema(depth + 1) }, required: rnd(2) ? ["b1"] : [] };
       return { allOf: [a, b] };
     }
-    case 8: { // disjoint branches: different types
+    case 8: { // disjoint branches: different types, or objects told apart by a required "kind"
+      if (rnd(2)) return { oneOf: Array.from({ length: 2 + rnd(2) }, (_, i) => {
+        const o = object(depth + 1);
+        o.properties.kind = { const: `k${i}` };
+        o.required.push("kind");
+        return o;
+      }) };
       const kinds = [0, 1, 2, 3, 4].sort(() => rnd(3) - 1).slice(0, 2 + rnd(2));
       return { oneOf: kinds.map((k) => [() => range(true), () => ({ type: "string", maxLength: 6 }), () => ({ type: "boolean" }),
         () => object(depth + 1), () => ({ type: "array", items: { type: "null" }, maxItems: 2 })][k]()) };
