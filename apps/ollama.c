@@ -227,7 +227,8 @@ static int format(const cJSON *f, cJSON *o, char *err, size_t errlen) {
   return 0;
 }
 
-/* A message: tool_calls' arguments stay objects (the chat reader takes both), each call gets an id. */
+/* A message: tool_calls' arguments stay objects (the chat reader takes both), each call gets an id of 9 letters and
+ * digits (Mistral's template takes no other length). */
 static int message(const cJSON *m, int i, cJSON *msgs, char *err, size_t errlen) {
   if (!cJSON_IsObject(m)) return BAD("messages[%d]: expected an object", i);
   const cJSON *images = cJSON_GetObjectItemCaseSensitive(m, "images");
@@ -252,7 +253,7 @@ static int message(const cJSON *m, int i, cJSON *msgs, char *err, size_t errlen)
     if (!cJSON_IsObject(fn)) return BAD("messages[%d].tool_calls[%d]: expected {\"function\": {...}}", i, k);
     cJSON *x = cJSON_CreateObject();
     char id[32];
-    snprintf(id, sizeof id, "call_%d_%d", i, k++);
+    snprintf(id, sizeof id, "c%04dk%03d", i % 10000, k++ % 1000);
     cJSON_AddStringToObject(x, "id", id);
     cJSON_AddStringToObject(x, "type", "function");
     cJSON_AddItemToObject(x, "function", cJSON_Duplicate(fn, 1));
@@ -292,6 +293,16 @@ static int chat_req(const cJSON *in, olla_req *r, char *err, size_t errlen) {
   cJSON *out = cJSON_AddArrayToObject(r->oai, "messages");
   int i = 0;
   cJSON_ArrayForEach(m, msgs) if (message(m, i++, out, err, errlen)) return -1;
+  /* Ollama's tool results name no call: each answers the next call of the assistant message before it, in order */
+  const cJSON *calls = NULL;
+  int next = 0;
+  cJSON *o;
+  cJSON_ArrayForEach(o, out) {
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(o, "role"), *tc = cJSON_GetObjectItemCaseSensitive(o, "tool_calls");
+    if (tc) calls = tc, next = 0;
+    else if (cJSON_IsString(role) && !strcmp(role->valuestring, "tool") && calls && next < cJSON_GetArraySize(calls))
+      cJSON_AddStringToObject(o, "tool_call_id", cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(calls, next++), "id")->valuestring);
+  }
   const cJSON *tools = cJSON_GetObjectItemCaseSensitive(in, "tools");
   if (tools && !cJSON_IsNull(tools)) cJSON_AddItemToObject(r->oai, "tools", cJSON_Duplicate(tools, 1));
   const cJSON *tc = cJSON_GetObjectItemCaseSensitive(in, "tool_choice"); /* kiln's extension: OpenAI's field */

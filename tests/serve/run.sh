@@ -185,6 +185,8 @@ if [ $node_rc != 77 ] && [ -f "$MODELM" ] && python3 "$HERE/../mistral_gguf.py" 
   MODEL=$TMP/tiny-mistral.gguf ALIAS=tiny-mistral
   start "$TMP/serverm.log"
   check "tiny-mistral: its template is detected as mistral" 'grep -q "chat template mistral" $TMP/serverm.log'
+  BASE=$BASE KEY=$KEY MODEL=tiny-mistral node "$HERE/ollama.mjs" && ok "ollama client checks with tiny-mistral" ||
+    bad "ollama client checks with tiny-mistral"
   BASE=$BASE KEY=$KEY MODEL=tiny-mistral N_CTX=$N_CTX MAX_BODY=$MAX_BODY \
     ONLY="models|chat, not streamed|chat, streamed|tool_choice (required|named)|mistral" node "$HERE/client.mjs" &&
     ok "openai SDK tool calls with tiny-mistral" || bad "openai SDK tool calls with tiny-mistral"
