@@ -71,6 +71,11 @@ LLVMValueRef kn_quant_load(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValu
  * a <vec x float> of partial sums. */
 LLVMValueRef kn_quant_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, const LLVMValueRef *xs, int nx,
                           int vec);
+/* quant_dot.c, the activations quantized once per call (loop IR QX / QDOTR, kn_quant_x_record_bytes): the activations xs (nx vectors of vec floats) of
+ * fmt's QDOT quantized into the record at rec (64-byte aligned); the dot of blocks blk.. with the record's
+ * activations, a <vec x float> of partial sums as kn_quant_dot's. */
+void kn_quant_x_store(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, int vec, LLVMValueRef rec);
+LLVMValueRef kn_quant_dot_rec(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, LLVMValueRef rec, int qk, int vec);
 /* quant_dot.c, for the tiled prefill template (quant_mm.c): the activations' sub-block size S of fmt; one block of
  * activations (nx vectors of vec floats) quantized as kn_quant_dot does, to *xq <qk x i8>, *dx (f32) and the sums of
  * its sub-blocks *sums <qk/S x i16>; how many 32-element blocks fill the integer vector (kn_quant_dot_pair: nblk);

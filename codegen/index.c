@@ -304,7 +304,7 @@ int kn_lower_store(kn_lctx *c, int v, int row) {
   return 0;
 }
 
-int kn_lower_prologue(kn_lctx *c) {
+int kn_lower_params(kn_lctx *c) {
   kn_lprog *p = c->p;
   for (int i = 0; i < c->k->nbufs; i++)
     c->params[i] = kn_l_add(p, KN_L_PARAM, c->k->bufs[i].dtype, 1, 0, NULL, 0, i);
@@ -313,6 +313,13 @@ int kn_lower_prologue(kn_lctx *c) {
     if (c->vars[i] >= 0 && c->k->vars[i].min <= c->k->vars[i].max)
       p->ops[c->vars[i]].lo = c->k->vars[i].min, p->ops[c->vars[i]].hi = c->k->vars[i].max;
   }
+  return p->failed ? kn_lfail(c, "out of memory") : 0;
+}
+
+int kn_lower_prologue(kn_lctx *c) { return kn_lower_params(c) || kn_lower_work_items(c) ? -1 : 0; }
+
+int kn_lower_work_items(kn_lctx *c) {
+  kn_lprog *p = c->p;
   int64_t G = 1;
   for (int i = 0; i < c->s->n; i++)
     if (c->s->p[i].kind == KN_AX_GLOBAL) G *= c->s->p[i].size;

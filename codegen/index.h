@@ -41,6 +41,9 @@ void kn_axis_aff(kn_lctx *c, int axis, int lane, kn_aff *a);
 int kn_aff_op(kn_lctx *c, const kn_aff *a);
 /* Parameters, variables and the work-item id unravelled into the GLOBAL pieces. */
 int kn_lower_prologue(kn_lctx *c);
+/* ... in two steps: the parameters and variables; the work-item id (ops between them run once per call on a CPU) */
+int kn_lower_params(kn_lctx *c);
+int kn_lower_work_items(kn_lctx *c);
 /* Instances of the UPCAST (reduce false) or UNROLL (reduce true) pieces, and selecting one of each. */
 int kn_inst_count(const kn_lctx *c, bool reduce);
 void kn_set_inst(kn_lctx *c, int out_inst, int red_inst);

@@ -179,6 +179,43 @@ static LLVMValueRef emit_qdot(kn_emit *e, const kn_lop *o) {
   return kn_quant_dot(e, (kn_dtype)o->arg, get(e, o->src[0], 1), get(e, o->src[1], 1), xs, nx, o->vec);
 }
 
+/* SCRATCH: a stack array in the entry block (allocas there are static: one per call, not per loop iteration) */
+static LLVMValueRef emit_scratch(kn_emit *e, const kn_lop *o) {
+  LLVMBuilderRef ab = LLVMCreateBuilderInContext(e->ctx);
+  LLVMValueRef first = LLVMGetFirstInstruction(e->entry);
+  if (first) LLVMPositionBuilderBefore(ab, first);
+  else LLVMPositionBuilderAtEnd(ab, e->entry);
+  LLVMValueRef a = LLVMBuildAlloca(ab, LLVMArrayType2(e->i8, (uint64_t)o->size), "scratch");
+  LLVMSetAlignment(a, 64);
+  LLVMDisposeBuilder(ab);
+  return a;
+}
+
+/* the record `src[1]` of SCRATCH src[0] holding qk elements of the dtype's QDOT */
+static LLVMValueRef qx_record(kn_emit *e, const kn_lop *o, int si, int qk) {
+  kn_dtype fmt = (kn_dtype)o->arg;
+  int nblk = qk / (int)kn_dtype_get(fmt)->block_elems;
+  LLVMValueRef off = LLVMBuildMul(e->b, get(e, o->src[si + 1], 1),
+                                  LLVMConstInt(e->i64, (unsigned long long)kn_quant_x_record_bytes(qk, nblk), 0), "");
+  return LLVMBuildGEP2(e->b, e->i8, get(e, o->src[si], 1), &off, 1, "");
+}
+
+static void emit_qx(kn_emit *e, const kn_lop *o) {
+  LLVMValueRef xs[256];
+  int nx = o->nsrc - 2;
+  if (nx < 1 || nx > 256) {
+    kn_efail(e, "QX with %d activation vectors", nx);
+    return;
+  }
+  for (int i = 0; i < nx; i++) xs[i] = get(e, o->src[2 + i], o->vec);
+  kn_quant_x_store(e, (kn_dtype)o->arg, xs, nx, o->vec, qx_record(e, o, 0, nx * o->vec));
+}
+
+static LLVMValueRef emit_qdotr(kn_emit *e, const kn_lop *o) {
+  int qk = (int)e->p->ops[o->src[4]].val.i;
+  return kn_quant_dot_rec(e, (kn_dtype)o->arg, get(e, o->src[0], 1), get(e, o->src[1], 1), qx_record(e, o, 2, qk), qk, o->vec);
+}
+
 static void emit_store(kn_emit *e, const kn_lop *o) {
   kn_dtype dt = e->p->k->bufs[e->p->ops[o->src[0]].arg].dtype;
   LLVMBasicBlockRef done = NULL;
@@ -402,6 +439,9 @@ int kn_emit_ops(kn_emit *e, LLVMValueRef *params, LLVMValueRef vars, LLVMValueRe
     case KN_L_ACCSET: LLVMBuildStore(e->b, get(e, o->src[1], p->ops[o->src[0]].vec), e->vals[o->src[0]]); break;
     case KN_L_LOAD: case KN_L_QLOAD: v = emit_load(e, o); break;
     case KN_L_QDOT: v = emit_qdot(e, o); break;
+    case KN_L_SCRATCH: v = emit_scratch(e, o); break;
+    case KN_L_QX: emit_qx(e, o); break;
+    case KN_L_QDOTR: v = emit_qdotr(e, o); break;
     case KN_L_STORE: emit_store(e, o); break;
     case KN_L_ALU: v = emit_alu(e, o); break;
     case KN_L_CAST: v = emit_cast(e, get(e, o->src[0], o->vec), p->ops[o->src[0]].dtype, o->dtype, o->vec); break;

@@ -9,7 +9,8 @@
 static const char *lop_names[KN_L_COUNT] = {
   [KN_L_PARAM] = "PARAM", [KN_L_VAR] = "VAR", [KN_L_CONST] = "CONST", [KN_L_SPECIAL] = "SPECIAL",
   [KN_L_RANGE] = "RANGE", [KN_L_ENDRANGE] = "ENDRANGE", [KN_L_ACC] = "ACC", [KN_L_ACCSET] = "ACCSET",
-  [KN_L_LOAD] = "LOAD", [KN_L_QLOAD] = "QLOAD", [KN_L_QDOT] = "QDOT", [KN_L_STORE] = "STORE", [KN_L_ALU] = "ALU", [KN_L_CAST] = "CAST",
+  [KN_L_LOAD] = "LOAD", [KN_L_QLOAD] = "QLOAD", [KN_L_QDOT] = "QDOT", [KN_L_SCRATCH] = "SCRATCH",
+  [KN_L_QX] = "QX", [KN_L_QDOTR] = "QDOTR", [KN_L_STORE] = "STORE", [KN_L_ALU] = "ALU", [KN_L_CAST] = "CAST",
   [KN_L_BITCAST] = "BITCAST", [KN_L_VECTORIZE] = "VECTORIZE", [KN_L_GEP] = "GEP", [KN_L_HREDUCE] = "HREDUCE",
   [KN_L_IF] = "IF", [KN_L_ENDIF] = "ENDIF", [KN_L_BARRIER] = "BARRIER", [KN_L_LOCAL] = "LOCAL",
   [KN_L_GROUPREDUCE] = "GROUPREDUCE",
@@ -48,7 +49,7 @@ void kn_lprog_free(kn_lprog *p) {
 static bool pure(kn_lop_type op) {
   switch (op) {
   case KN_L_PARAM: case KN_L_VAR: case KN_L_CONST: case KN_L_SPECIAL: case KN_L_LOAD: case KN_L_QLOAD: case KN_L_QDOT:
-  case KN_L_ALU: case KN_L_CAST: case KN_L_BITCAST: case KN_L_VECTORIZE: case KN_L_GEP: case KN_L_HREDUCE:
+  case KN_L_QDOTR: case KN_L_ALU: case KN_L_CAST: case KN_L_BITCAST: case KN_L_VECTORIZE: case KN_L_GEP: case KN_L_HREDUCE:
     return true;
   default: return false;
   }
@@ -285,8 +286,9 @@ void kn_lprog_print(const kn_lprog *p, FILE *f) {
       fprintf(f, " %s%d [0,%" PRId64 ")", o->arg < KN_SP_LOCAL0 ? "gidx" : "lidx", (int)(o->arg % 3), o->size);
       break;
     case KN_L_RANGE: fprintf(f, " [0,%" PRId64 ")", o->size); break;
+    case KN_L_SCRATCH: fprintf(f, " %" PRId64 " bytes", o->size); break;
     case KN_L_GEP: fprintf(f, " %%%d lane %" PRId64, o->src[0], o->arg); break;
-    case KN_L_QLOAD: case KN_L_QDOT: fprintf(f, " %s", kn_dtype_name((kn_dtype)o->arg)); /* fallthrough */
+    case KN_L_QLOAD: case KN_L_QDOT: case KN_L_QX: case KN_L_QDOTR: fprintf(f, " %s", kn_dtype_name((kn_dtype)o->arg)); /* fallthrough */
     default:
       for (int s = 0; s < o->nsrc; s++) fprintf(f, " %%%d", o->src[s]);
     }

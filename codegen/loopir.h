@@ -26,6 +26,10 @@ typedef enum {
                      vec contiguous elements decoded to f32; arg = storage dtype */
   KN_L_QDOT,      /* integer-dot of one block: src PARAM, block index, then the block's activations as vec-lane f32
                      values in element order; vec f32 partial sums; arg = storage dtype (quant_dot.c) */
+  KN_L_SCRATCH,   /* CPU: a 64-byte aligned stack array of `size` bytes, one per call of the kernel (its pointer) */
+  KN_L_QX,        /* the activations of one QDOT quantized into a record: src SCRATCH, record index, then the
+                     activations as QDOT takes them; arg = storage dtype of the weights */
+  KN_L_QDOTR,     /* QDOT with activations a QX stored: src PARAM, block index, SCRATCH, record index, CONST elements */
   KN_L_STORE,     /* src: PARAM, element index, value, [gate] */
   KN_L_ALU,       /* alu = kernel op (ADD, MUL, WHERE, CMPLT, ...) */
   KN_L_CAST,      /* to dtype */
@@ -112,6 +116,7 @@ typedef struct {
   kn_piece p[KN_MAXPIECES];
   int vec;    /* index of the VEC/RVEC piece, -1 none */
   bool qdot;  /* the block-format reduce lowers to integer-dot QDOT ops (opt.c decides, lower.c follows) */
+  bool qdot_hoist; /* ... whose activations are the same for every output: quantized once per call (QX) */
   int qdot_blocks; /* consecutive blocks per QDOT (0 or 1: one) */
 } kn_sched;
 
@@ -131,8 +136,11 @@ bool kn_qdot_mode(void);
 bool kn_quant_dot_supported(kn_dtype fmt);
 /* Blocks of fmt one QDOT covers on target t (1, or 2 for the 32-element formats on 64-byte vectors). */
 int kn_quant_dot_blocks(const kn_target *t, kn_dtype fmt);
-/* Rows of fmt's GEMV register block on target t (8, 16 or 32: the activations' quantization is shared by them). */
-int kn_quant_dot_rows(const kn_target *t, kn_dtype fmt);
+/* Rows of fmt's GEMV register block on target t (8, 16 or 32: the activations' quantization is shared by them;
+ * hoisted: the activations are quantized once per call instead, QX). */
+int kn_quant_dot_rows(const kn_target *t, kn_dtype fmt, bool hoisted);
+/* Bytes of the record of one QDOT's activations quantized once per call (qk elements over nblk blocks; QX). */
+int kn_quant_x_record_bytes(int qk, int nblk);
 
 /* ---- lowering (lower.c) ---- */
 kn_lprog *kn_lower(const kn_kernel *k, const kn_sched *s, char *err, size_t errlen);

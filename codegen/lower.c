@@ -20,6 +20,8 @@ typedef struct {
   int nreds;
   int *redval;    /* [out instance][reduce] -> op of the reduced value */
   int cur_inst;
+  int qx_scratch[KN_MAXREDS]; /* per reduce: the SCRATCH of its activations quantized once per call, -1 none */
+  int qx_groups;              /* records (QDOT groups) per iteration of the reduce loop */
 } lower;
 
 static int cmp_nodeix(const void *a, const void *b) {
@@ -171,29 +173,135 @@ static const kn_kop *qdot_weight(lower *L, int ri, const kn_kop **xn) {
   return NULL;
 }
 
-/* x * W over the unrolled instances, which cover whole blocks of W: the activations of each block's instances, one
- * QDOT per block (several blocks per iteration give the out-of-order core independent chains). */
-static int lower_qdot(lower *L, int u, const kn_kop *w, const kn_kop *xn, int lanes) {
+/* Vectors per QDOT of weight w (*per: per block) at `lanes` lanes: nb consecutive blocks of the row in one QDOT
+ * (the template reads them from the first block's index on) where the schedule asks for it. */
+static int qdot_group(const kn_lctx *c, const kn_kop *w, int lanes, int *per) {
+  int nunroll = kn_inst_count(c, true);
+  *per = (int)(kn_dtype_get(c->k->bufs[w->buf].dtype)->block_elems / lanes);
+  int nb = c->s->qdot_blocks > 1 && nunroll % (*per * c->s->qdot_blocks) == 0 ? c->s->qdot_blocks : 1;
+  return *per * nb;
+}
+
+/* The reduce loop's counter (-1 while it is not open or there is none: the unroll covers the whole axis). */
+static int reduce_counter(const kn_lctx *c) {
+  for (int i = 0; i < c->s->n; i++)
+    if (c->s->p[i].kind == KN_AX_REDUCE) return c->piece_op[i];
+  return -1;
+}
+
+/* index of record g of the current reduce iteration: counter * groups + g */
+static int record_index(lower *L, int g) {
   kn_lctx *c = &L->c;
-  int nunroll = kn_inst_count(c, true), per = (int)(kn_dtype_get(c->k->bufs[w->buf].dtype)->block_elems / lanes);
-  int nb = c->s->qdot_blocks > 1 && nunroll % (per * c->s->qdot_blocks) == 0 ? c->s->qdot_blocks : 1;
+  int it = reduce_counter(c), gi = kn_l_const_i(c->p, KN_I64, g);
+  if (it < 0) return gi;
+  return kn_l_alu(c->p, KN_KOP_ADD, KN_I64, kn_l_alu(c->p, KN_KOP_MUL, KN_I64, it, kn_l_const_i(c->p, KN_I64, L->qx_groups)), gi);
+}
+
+/* x * W over the unrolled instances, which cover whole blocks of W: the activations of each block's instances, one
+ * QDOT per block (several blocks per iteration give the out-of-order core independent chains); with the
+ * activations quantized once per call (ri's SCRATCH), a QDOTR of the group's record instead. */
+static int lower_qdot(lower *L, int u, int ri, const kn_kop *w, const kn_kop *xn, int lanes) {
+  kn_lctx *c = &L->c;
+  int nunroll = kn_inst_count(c, true), per, g = qdot_group(c, w, lanes, &per);
   int src[2 + 256], sum = -1;
-  if (per * nb > 256) return kn_lfail(c, "integer-dot block of %d vectors", per * nb);
-  /* nb > 1: the unrolled instances of nb consecutive blocks of the row in one QDOT (the template reads them from
-   * the first block's index on) */
-  for (int b0 = 0; b0 < nunroll; b0 += per * nb) {
-    for (int i = 0; i < per * nb; i++) {
-      kn_set_inst(c, u, b0 + i);
-      reset_memo(L);
-      if ((src[2 + i] = lower_node(L, xn)) < 0) return -1;
-    }
+  if (g > 256) return kn_lfail(c, "integer-dot block of %d vectors", g);
+  for (int b0 = 0; b0 < nunroll; b0 += g) {
+    int n = 2 + g;
+    if (L->qx_scratch[ri] >= 0) {
+      src[2] = L->qx_scratch[ri], src[3] = record_index(L, b0 / g), src[4] = kn_l_const_i(c->p, KN_I64, (int64_t)g * lanes);
+      n = 5;
+    } else
+      for (int i = 0; i < g; i++) {
+        kn_set_inst(c, u, b0 + i);
+        reset_memo(L);
+        if ((src[2 + i] = lower_node(L, xn)) < 0) return -1;
+      }
     kn_set_inst(c, u, b0);
     src[0] = c->params[w->buf];
     if ((src[1] = kn_lower_qblock(c, w)) < 0) return kn_lfail(c, "integer-dot load of buf%d does not start a block", w->buf);
-    int v = kn_l_add(c->p, KN_L_QDOT, KN_F32, lanes, 2 + per * nb, src, 0, c->k->bufs[w->buf].dtype);
+    int v = kn_l_add(c->p, n == 5 ? KN_L_QDOTR : KN_L_QDOT, KN_F32, lanes, n, src, 0, c->k->bufs[w->buf].dtype);
     sum = sum < 0 ? v : kn_l_alu(c->p, KN_KOP_ADD, KN_F32, sum, v);
   }
   return sum;
+}
+
+/* Does x take the same value for every output (no load walks an output axis, no output index)? */
+static bool same_for_outputs(const kn_kernel *k, const kn_kop *x, int depth) {
+  if (!x || depth > 2048) return false;
+  int nout = k->ndim - k->nreduce;
+  if (x->op == KN_KOP_IDX) return x->axis >= nout;
+  if (x->op == KN_KOP_LOAD) {
+    if (x->nsrc) return false; /* a gather: the row index is an expression */
+    const kn_view *top = &x->st.v[x->st.nviews - 1];
+    for (int a = 0; a < nout && a < top->ndim; a++)
+      if (k->shape[a] > 1 && (top->strides[a] || (top->masked && (top->mask_lo[a] > 0 || top->mask_hi[a] < top->shape[a]))))
+        return false;
+  }
+  for (int i = 0; i < x->nsrc && i < 3; i++)
+    if (!same_for_outputs(k, x->src[i], depth + 1)) return false;
+  return true;
+}
+
+#define QX_MAX_BYTES (256 * 1024) /* the records of one call's activations: within any thread's stack */
+
+/* Activations that are the same for every output (a GEMV's x, e.g. rmsnorm(x) * w) are quantized once per call of
+ * the kernel, before its work-item loop, into one SCRATCH of records per distinct activation expression and weight
+ * format (QX): every register block of rows then loads them (QDOTR) instead of quantizing them again. */
+static int lower_qx(lower *L) {
+  kn_lctx *c = &L->c;
+  const kn_kernel *k = c->k;
+  for (int r = 0; r < KN_MAXREDS; r++) L->qx_scratch[r] = -1;
+  if (!c->s->qdot_hoist || !L->nreds || c->s->vec < 0) return 0;
+  const kn_kop *xn[KN_MAXREDS], *qw[KN_MAXREDS];
+  for (int r = 0; r < L->nreds; r++)
+    if (!(qw[r] = qdot_weight(L, r, &xn[r])) || !same_for_outputs(k, xn[r], 0)) return 0;
+  int lanes = (int)c->s->p[c->s->vec].size, nunroll = kn_inst_count(c, true), R = 1, ri = -1;
+  for (int i = 0; i < c->s->n; i++)
+    if (c->s->p[i].kind == KN_AX_REDUCE) R = (int)c->s->p[i].size, ri = i;
+  int per, g = qdot_group(c, qw[0], lanes, &per);
+  for (int r = 1; r < L->nreds; r++)
+    if (qdot_group(c, qw[r], lanes, &per) != g) return 0; /* one record index for all */
+  L->qx_groups = nunroll / g;
+  int saved[KN_MAXPIECES], zero = kn_l_const_i(c->p, KN_I64, 0);
+  memcpy(saved, c->piece_op, sizeof saved);
+  for (int i = 0; i < c->s->n; i++) c->piece_op[i] = zero; /* no output index is read (same_for_outputs) */
+  c->in_reduce = true;
+  int range = R > 1 ? kn_l_range(c->p, R) : -1;
+  if (ri >= 0) c->piece_op[ri] = range;
+  for (int r = 0; r < L->nreds; r++) {
+    kn_dtype fmt = k->bufs[qw[r]->buf].dtype;
+    int same = -1;
+    for (int o = 0; o < r && same < 0; o++)
+      if (xn[o] == xn[r] && k->bufs[qw[o]->buf].dtype == fmt) same = o;
+    if (same >= 0) {
+      L->qx_scratch[r] = L->qx_scratch[same];
+      continue;
+    }
+    int qk = g * lanes, bytes = kn_quant_x_record_bytes(qk, qk / (int)kn_dtype_get(fmt)->block_elems) * R * L->qx_groups;
+    if (bytes > QX_MAX_BYTES) { /* too long to keep on the stack: this reduce quantizes per register block */
+      L->qx_scratch[r] = -1;
+      continue;
+    }
+    /* the SCRATCH op is created before the loop (its alloca is the entry block's anyway) */
+    int sc = L->qx_scratch[r] = kn_l_add(c->p, KN_L_SCRATCH, KN_U8, 1, 0, NULL, 0, 0);
+    if (sc < 0) return kn_lfail(c, "out of memory");
+    c->p->ops[sc].size = bytes;
+    int src[2 + 256];
+    for (int b0 = 0; b0 < nunroll; b0 += g) {
+      for (int i = 0; i < g; i++) {
+        kn_set_inst(c, 0, b0 + i);
+        reset_memo(L);
+        if ((src[2 + i] = lower_node(L, xn[r])) < 0) return -1;
+      }
+      src[0] = sc, src[1] = record_index(L, b0 / g);
+      kn_l_add(c->p, KN_L_QX, KN_F32, lanes, 2 + g, src, 0, fmt);
+    }
+  }
+  if (range >= 0) kn_l_add(c->p, KN_L_ENDRANGE, KN_I64, 1, 1, &range, 0, 0);
+  c->in_reduce = false;
+  memcpy(c->piece_op, saved, sizeof saved);
+  reset_memo(L);
+  return c->p->failed ? kn_lfail(c, "loop IR construction failed (out of memory or bad operand)") : 0;
 }
 
 /* The reduce loop nest: accumulators per output instance and reduce node, unrolled reduce instances inside. */
@@ -223,7 +331,7 @@ static int lower_reduce(lower *L, int ninst) {
   for (int r = 0; r < nr && q; r++) q = (qw[r] = qdot_weight(L, r, &xn[r])) != NULL;
   for (int u = 0; q && u < ninst; u++)
     for (int r = 0; r < nr; r++) {
-      int v = lower_qdot(L, u, qw[r], xn[r], lanes), a = acc[u * nr + r];
+      int v = lower_qdot(L, u, r, qw[r], xn[r], lanes), a = acc[u * nr + r];
       int nv = kn_l_alu(c->p, KN_KOP_ADD, KN_F32, a, v);
       if (v < 0 || nv < 0) return free(acc), -1;
       kn_l_add(c->p, KN_L_ACCSET, KN_F32, lanes, 2, (int[]){a, nv}, 0, 0);
@@ -262,12 +370,11 @@ static int lower_expr(lower *L) {
   if (k->root->dtype != k->bufs[0].dtype)
     return kn_lfail(c, "root dtype %s differs from output buffer dtype %s", kn_dtype_name(k->root->dtype),
                     kn_dtype_name(k->bufs[0].dtype));
-  if (kn_lower_prologue(c)) return -1;
+  if (kn_lower_params(c) || collect_reds(L, k->root, 0) || lower_qx(L) || kn_lower_work_items(c)) return -1;
   int loops[KN_MAXPIECES], nloops = 0;
   for (int i = 0; i < c->s->n; i++)
     if (c->s->p[i].kind == KN_AX_LOOP) c->piece_op[i] = loops[nloops++] = kn_l_range(c->p, c->s->p[i].size);
   int ninst = kn_inst_count(c, false);
-  if (collect_reds(L, k->root, 0)) return -1;
   if (L->nreds && k->nreduce == 0) return kn_lfail(c, "REDUCE node in a kernel without reduce axes");
   if (L->nreds && lower_reduce(L, ninst)) return -1;
   for (int u = 0; u < ninst; u++) {

@@ -126,17 +126,32 @@ static int quant_dot_blocks_along(const kn_kernel *k, const loadset *ls, int a, 
 }
 
 /* Rows per register block of the integer-dot GEMV for the block-format loads along a (the fewest any asks for) */
-static int quant_dot_rows_along(const kn_kernel *k, const loadset *ls, int a, const kn_target *t) {
+static int quant_dot_rows_along(const kn_kernel *k, const loadset *ls, int a, const kn_target *t, bool hoisted) {
   int nr = 64;
   for (int i = 0; i < ls->n; i++) {
     const kn_kop *x = ls->loads[i];
     const kn_view *top = &x->st.v[x->st.nviews - 1];
     if (is_quant_load(k, x) && x->st.nviews == 1 && a < top->ndim && top->strides[a] == 1) {
-      int r = kn_quant_dot_rows(t, k->bufs[x->buf].dtype);
+      int r = kn_quant_dot_rows(t, k->bufs[x->buf].dtype, hoisted);
       if (r < nr) nr = r;
     }
   }
   return nr < 64 ? nr : 8;
+}
+
+/* Are the reduce's float operands the same for every output (no load inside the reduce walks an output axis, no
+ * gather)? Then the integer-dot template quantizes them once per call (lower.c checks the expression itself). */
+static bool shared_activations(const kn_kernel *k, const loadset *ls) {
+  int nout = k->ndim - k->nreduce;
+  for (int i = 0; i < ls->n; i++) {
+    const kn_kop *x = ls->loads[i];
+    if (!ls->in_red[i] || is_quant_load(k, x)) continue;
+    if (x->nsrc) return false;
+    const kn_view *top = &x->st.v[x->st.nviews - 1];
+    for (int a = 0; a < nout && a < top->ndim; a++)
+      if (k->shape[a] > 1 && (top->strides[a] || top->masked)) return false;
+  }
+  return true;
 }
 
 typedef struct {
@@ -197,7 +212,7 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
     if (axis_score(k, &ls, a, v) > 0 && sc > best) best = sc, vaxis = a, bestv = v;
   }
   if (vaxis >= 0) pl[vaxis].vec = bestv;
-  bool qdot = false;
+  bool qdot = false, hoist = false;
   int qblocks = 1;
   if (k->nreduce > 0) {
     /* quantized weights along a vectorized reduce axis: unroll over a whole block so every position inside the
@@ -227,8 +242,10 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
     /* register blocking: rows that share loads (first those sharing a decoded block), and two vectors along the
      * vector axis when it is an output; at most 16 accumulators and 64 unrolled instances (the integer-dot GEMV:
      * the rows its format and width take best, as the activations' quantization is shared by them) */
-    int64_t qrows = qdot ? quant_dot_rows_along(k, &ls, r, t) : 8;
-    int64_t budget = qrows > 16 ? qrows : 16;
+    hoist = qdot && shared_activations(k, &ls) && kn_getenv_int("KILN_QX", 1) > 0;
+    int64_t qrows = qdot ? quant_dot_rows_along(k, &ls, r, t, hoist) : 8;
+    if (qdot && kn_getenv_int("KILN_QROWS", 0) > 0) qrows = kn_getenv_int("KILN_QROWS", 0); /* TEMP */
+    int64_t budget = qrows > 16 || hoist ? qrows : 16;
     if (vaxis >= nout && !qdot && 64 / pl[r].unroll < budget) budget = 64 / pl[r].unroll;
     if (ls.nreds > 1) budget /= ls.nreds; /* every reduce keeps an accumulator per instance */
     if (budget < 1) budget = 1;
@@ -254,6 +271,7 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
   build(k, pl, vaxis, s);
   s->qdot = qdot;
   s->qdot_blocks = qdot ? qblocks : 0;
+  s->qdot_hoist = hoist;
   return 0;
 }
 

@@ -262,12 +262,17 @@ int kn_quant_dot_blocks(const kn_target *t, kn_dtype fmt) {
                  !strncmp(t->triple, "x86_64", 6) ? 2 : 1;
 }
 
-/* Rows of a GEMV register block: they share the activations' quantization (per block: amax, scale, rounding,
- * packing, sums), which costs about as much as a row's decode and dot. llvm-mca -mcpu=znver4, bytes of weights per
- * cycle per core of the inner loop at 8 / 16 / 32 rows: AVX-512 q8_0 6.8 / 9.6 / 10.0, q5_0 4.1 / 5.0 / 5.8, q5_1
- * 3.6 / 4.2 / 3.9, q4_k 3.7 / 5.1 / 5.8, q6_k 5.4 / 6.7 / 8.6, q2_k 2.5 / 3.3 / 3.8; AVX2 (16 registers) at 8 / 16:
- * q4_k 3.7 / 4.4, q6_k 4.6 / 5.3, q2_k 1.9 / 2.6, q4_0 2.7 / 3.3, but q5_0 2.8 / 2.4 (spills). */
-int kn_quant_dot_rows(const kn_target *t, kn_dtype fmt) {
+/* Rows of a GEMV register block. With the activations quantized per register block (hoisted false) they share that
+ * work (per block: amax, scale, rounding, packing, sums), which costs about as much as a row's decode and dot.
+ * llvm-mca -mcpu=znver4, bytes of weights per cycle per core of the inner loop at 8 / 16 / 32 rows: AVX-512 q8_0
+ * 6.8 / 9.6 / 10.0, q5_0 4.1 / 5.0 / 5.8, q5_1 3.6 / 4.2 / 3.9, q4_k 3.7 / 5.1 / 5.8, q6_k 5.4 / 6.7 / 8.6, q2_k
+ * 2.5 / 3.3 / 3.8; AVX2 (16 registers) at 8 / 16: q4_k 3.7 / 4.4, q6_k 4.6 / 5.3, q2_k 1.9 / 2.6, q4_0 2.7 / 3.3,
+ * but q5_0 2.8 / 2.4 (spills). Quantized once per call (hoisted), the rows share only the loads of the records,
+ * and a block of rows whose accumulators fill the registers spills: AVX-512 at 8 / 16 / 32 rows q8_0 14.6 / 14.8 /
+ * 13.4, q5_0 6.7 / 6.8 / 6.8, q4_k 6.8 / 6.6 / 7.0, q6_k 9.6 / 9.9 / 10.0; AVX2 at 8 / 16 q8_0 12.6 / 5.2, q4_k
+ * 5.3 / 5.9, q6_k 6.2 / 6.0, q2_k 2.9 / 3.1. */
+int kn_quant_dot_rows(const kn_target *t, kn_dtype fmt, bool hoisted) {
+  if (hoisted) return t->vector_bytes >= 64 ? 16 : 8;
   if (t->vector_bytes >= 64) return fmt == KN_Q5_1 ? 16 : 32;
   if (t->vector_bytes >= 32) return fmt == KN_Q5_0 ? 8 : 16;
   return 8;
@@ -444,49 +449,104 @@ static LLVMValueRef block_scales(qd *q, int nblk, int at, const LLVMValueRef *dx
   return shuf(e, kn_e_fmul(e, LLVMBuildFPExt(e->b, h, ft, ""), d), NULL, idx, n);
 }
 
-LLVMValueRef kn_quant_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, const LLVMValueRef *xs, int nx,
-                          int vec) {
+/* the integer vector width (bytes) of the target */
+static int int_width(kn_emit *e) { return e->t->vector_bytes >= 64 && feat(e, "avx512bw") ? 64 : e->t->vector_bytes >= 32 ? 32 : 16; }
+
+/* The activations of one QDOT (nblk blocks of a row, qk elements in all): int8 values in element order, one scale
+ * per block, and per chunk of W bytes (the multiply-adds' width) the sums of groups of four values as <W/4 x i32>
+ * (what the offsets and mins need). Computed in place, or (kn_quant_x_store) once per launch into a record that
+ * every row block then loads (kn_quant_dot_rec). */
+typedef struct {
+  LLVMValueRef xq, dx[2], xsum[64];
+  int qk, nblk, W;
+} qact;
+
+static int act_width(kn_emit *e, int qk) { return int_width(e) < qk ? int_width(e) : qk; }
+
+static void act_compute(kn_emit *e, const LLVMValueRef *xs, int nx, int vec, int nblk, qact *a) {
+  LLVMValueRef xqs[2];
+  for (int i = 0; i < nblk; i++) quantize_x(e, xs + i * (nx / nblk), nx / nblk, vec, &xqs[i], &a->dx[i]);
+  a->xq = concat(e, xqs, nblk);
+  a->qk = nx * vec, a->nblk = nblk, a->W = act_width(e, a->qk);
+  LLVMValueRef ones = kn_e_iconst(vt(e->i8, a->W), 1);
+  for (int c = 0; c < a->qk / a->W; c++) { /* unused sums are dead code */
+    LLVMValueRef x = slice(e, a->xq, c * a->W, a->W);
+    if (!(a->xsum[c] = dot4(e, NULL, ones, x, true))) a->xsum[c] = maddwd(e, maddubs(e, ones, x), splat16(e, a->W / 2, 1));
+  }
+}
+
+/* record layout: xq [qk bytes], the chunks' sums [qk bytes: qk / W chunks of <W/4 x i32>], dx [nblk floats], padded
+ * to 64 bytes */
+int kn_quant_x_record_bytes(int qk, int nblk) { return (2 * qk + 4 * nblk + 63) / 64 * 64; }
+
+static LLVMValueRef at(kn_emit *e, LLVMValueRef p, long long off) {
+  LLVMValueRef o = LLVMConstInt(e->i64, (unsigned long long)off, 1);
+  return LLVMBuildGEP2(e->b, e->i8, p, &o, 1, "");
+}
+
+static void st(kn_emit *e, LLVMValueRef v, LLVMValueRef p, unsigned align) { LLVMSetAlignment(LLVMBuildStore(e->b, v, p), align); }
+
+static LLVMValueRef ld(kn_emit *e, LLVMTypeRef t, LLVMValueRef p, unsigned align) {
+  LLVMValueRef v = LLVMBuildLoad2(e->b, t, p, "");
+  LLVMSetAlignment(v, align);
+  return v;
+}
+
+static unsigned al(int bytes) { return bytes >= 64 ? 64 : (unsigned)bytes; }
+
+/* rec: the record of this group of activations (64-byte aligned) */
+void kn_quant_x_store(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, int vec, LLVMValueRef rec) {
+  int qk = nx * vec, nblk = qk / (int)kn_dtype_get(fmt)->block_elems;
+  if (nblk < 1 || nblk > 2) {
+    kn_efail(e, "no integer-dot record for %d %s blocks", nblk, kn_dtype_name(fmt));
+    return;
+  }
+  qact a;
+  act_compute(e, xs, nx, vec, nblk, &a);
+  st(e, a.xq, rec, al(qk));
+  for (int c = 0; c < qk / a.W; c++) st(e, a.xsum[c], at(e, rec, qk + c * a.W), al(a.W));
+  for (int i = 0; i < nblk; i++) st(e, a.dx[i], at(e, rec, 2 * qk + 4 * i), 4);
+}
+
+static void act_load(kn_emit *e, LLVMValueRef rec, int qk, int nblk, qact *a) {
+  a->qk = qk, a->nblk = nblk, a->W = act_width(e, qk);
+  a->xq = ld(e, vt(e->i8, qk), rec, al(qk));
+  for (int c = 0; c < qk / a->W; c++) a->xsum[c] = ld(e, vt(e->i32, a->W / 4), at(e, rec, qk + c * a->W), al(a->W));
+  for (int i = 0; i < nblk; i++) a->dx[i] = ld(e, e->f32, at(e, rec, 2 * qk + 4 * i), 4);
+}
+
+/* the blocks blk .. blk + nblk - 1 of the row at base, decoded; false (and an error) if fmt has no template for them */
+static bool decode_blocks(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int qk, qd *q, qblock *bb) {
   const kn_dtype_info *di = kn_dtype_get(fmt);
-  /* one block, or (32-element formats on 64-byte vectors) two consecutive blocks of a row in one vector */
-  int nblk = di->block_elems > 0 ? (int)((int64_t)nx * vec / di->block_elems) : 0;
-  qd q[2];
-  qblock bb[2];
-  bool ok = (nblk == 1 || (nblk == 2 && di->block_elems == 32 && nx % 2 == 0)) && nx <= 256;
+  bool ok = (nblk == 1 || (nblk == 2 && di->block_elems == 32)) && qk <= 256;
   for (int i = 0; ok && i < nblk; i++) {
     LLVMValueRef off = LLVMBuildMul(e->b, LLVMBuildAdd(e->b, blk, LLVMConstInt(e->i64, (unsigned)i, 0), ""),
                                     LLVMConstInt(e->i64, (unsigned)di->block_bytes, 0), "");
     q[i] = (qd){.e = e, .bp = LLVMBuildGEP2(e->b, e->i8, base, &off, 1, "")};
-    ok = decode(&q[i], fmt, &bb[i]) && nx * vec == nblk * bb[i].qk && (nblk == 1 || (!bb[i].scl && !bb[i].mnl));
+    ok = decode(&q[i], fmt, &bb[i]) && qk == nblk * bb[i].qk && (nblk == 1 || (!bb[i].scl && !bb[i].mnl));
   }
-  if (!ok) {
-    kn_efail(e, "no integer-dot template for %s over %d x %d elements", di->name, nx, vec);
-    return LLVMGetPoison(kn_e_vec(e->f32, vec));
-  }
+  if (!ok) kn_efail(e, "no integer-dot template for %d %s block(s) over %d elements", nblk, di->name, qk);
+  return ok;
+}
+
+/* The dot of the decoded blocks with the activations: one <vec x float> of partial sums. */
+static LLVMValueRef qdot_core(kn_emit *e, qd *q, qblock *bb, int nblk, const qact *a, int vec) {
   qblock b = bb[0];
-  LLVMValueRef xq, dx[2], xqs[2], uqs[2];
-  for (int i = 0; i < nblk; i++) {
-    quantize_x(e, xs + i * (nx / nblk), nx / nblk, vec, &xqs[i], &dx[i]);
-    uqs[i] = bb[i].uq;
-  }
-  xq = concat(e, xqs, nblk);
+  LLVMValueRef uqs[2] = {bb[0].uq, nblk > 1 ? bb[1].uq : NULL};
+  LLVMValueRef xq = a->xq;
+  const LLVMValueRef *dx = a->dx, *xsum = a->xsum;
   b.uq = concat(e, uqs, nblk);
   b.qk *= nblk;
-  int W = e->t->vector_bytes >= 64 && feat(e, "avx512bw") ? 64 : e->t->vector_bytes >= 32 ? 32 : 16;
-  if (W > b.qk) W = b.qk;
+  int W = a->W;
   if (W < b.qk && nblk > 1) { /* the chunks would sum the blocks' products before their scales */
-    kn_efail(e, "integer-dot pair of %s blocks needs %d-byte vectors", di->name, b.qk);
+    kn_efail(e, "integer-dot pair of blocks needs %d-byte vectors", b.qk);
     return LLVMGetPoison(kn_e_vec(e->f32, vec));
   }
-  LLVMValueRef I = NULL, ones = kn_e_iconst(vt(e->i8, W), 1), xsum[64];
+  LLVMValueRef I = NULL, ones = kn_e_iconst(vt(e->i8, W), 1);
   int nch = b.qk / W;
   /* with vpdpbusd, Q8_0's signed quants become unsigned by w + 128 (one xor) and -128 sum(x) starts the sum */
   bool vnni = dpbusd(e, NULL, ones, slice(e, xq, 0, W)) != NULL;
   bool bias_w = b.signed_w && vnni;
-  for (int c = 0; c < nch; c++)
-    if (b.mnl || b.off || bias_w) { /* the activations' own sums, shared by the rows */
-      LLVMValueRef x = slice(e, xq, c * W, W);
-      if (!(xsum[c] = dot4(e, NULL, ones, x, true))) xsum[c] = maddwd(e, maddubs(e, ones, x), splat16(e, W / 2, 1));
-    }
   /* a constant offset of every quant (q - 8, q - 16, w + 128) as the sum's start, where the sum is one chain */
   int off0 = bias_w ? -128 : b.off && !b.dB && !b.scl ? b.off : 0;
   if (off0 && vnni)
@@ -530,7 +590,9 @@ LLVMValueRef kn_quant_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValue
   }
   if (b.mnl) {
     /* sum_s mnl_s * (sum of the activations of sub-block s): the sums are per block of activations, shared by the rows */
-    LLVMValueRef xs_all = concat(e, xsum, nch);
+    LLVMValueRef parts[64];
+    memcpy(parts, xsum, (size_t)nch * sizeof *parts);
+    LLVMValueRef xs_all = concat(e, parts, nch);
     int nsub = b.qk / b.S;
     for (int lanes = b.qk / 4; lanes > nsub; lanes /= 2) xs_all = pairsum(e, xs_all);
     LLVMValueRef md = LLVMBuildFMul(e->b, b.dB ? b.dB : b.dA, dx[0], "");
@@ -540,6 +602,30 @@ LLVMValueRef kn_quant_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValue
     r = kn_e_fadd(e, r, fit(e, mf, n));
   }
   return fit(e, r, vec);
+}
+
+LLVMValueRef kn_quant_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, const LLVMValueRef *xs, int nx,
+                          int vec) {
+  const kn_dtype_info *di = kn_dtype_get(fmt);
+  /* one block, or (32-element formats on 64-byte vectors) two consecutive blocks of a row in one vector */
+  int qk = nx * vec, nblk = di->block_elems > 0 ? (int)(qk / di->block_elems) : 0;
+  qd q[2];
+  qblock bb[2];
+  if (nx > 256 || (nblk == 2 && nx % 2) || !decode_blocks(e, fmt, base, blk, nblk, qk, q, bb)) return LLVMGetPoison(kn_e_vec(e->f32, vec));
+  qact a;
+  act_compute(e, xs, nx, vec, nblk, &a);
+  return qdot_core(e, q, bb, nblk, &a, vec);
+}
+
+LLVMValueRef kn_quant_dot_rec(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, LLVMValueRef rec, int qk, int vec) {
+  const kn_dtype_info *di = kn_dtype_get(fmt);
+  int nblk = di->block_elems > 0 ? (int)(qk / di->block_elems) : 0;
+  qd q[2];
+  qblock bb[2];
+  if (!decode_blocks(e, fmt, base, blk, nblk, qk, q, bb)) return LLVMGetPoison(kn_e_vec(e->f32, vec));
+  qact a;
+  act_load(e, rec, qk, nblk, &a);
+  return qdot_core(e, q, bb, nblk, &a, vec);
 }
 
 /* ---- the tiled prefill path (quant_mm.c): activations quantized once per launch ----
@@ -565,8 +651,7 @@ void kn_quant_x_block(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, 
   *sums = s;
 }
 
-/* the integer vector width (bytes) of the target, and how many 32-element blocks share one vector (2 with 64 bytes) */
-static int int_width(kn_emit *e) { return e->t->vector_bytes >= 64 && feat(e, "avx512bw") ? 64 : e->t->vector_bytes >= 32 ? 32 : 16; }
+/* how many 32-element blocks share one vector (2 with 64 bytes) */
 
 int kn_quant_dot_pair(kn_emit *e, kn_dtype fmt) {
   int qk = (int)kn_dtype_get(fmt)->block_elems;
