@@ -244,7 +244,6 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
      * the rows its format and width take best, as the activations' quantization is shared by them) */
     hoist = qdot && shared_activations(k, &ls) && kn_getenv_int("KILN_QX", 1) > 0;
     int64_t qrows = qdot ? quant_dot_rows_along(k, &ls, r, t, hoist) : 8;
-    if (qdot && kn_getenv_int("KILN_QROWS", 0) > 0) qrows = kn_getenv_int("KILN_QROWS", 0); /* TEMP */
     int64_t budget = qrows > 16 || hoist ? qrows : 16;
     if (vaxis >= nout && !qdot && 64 / pl[r].unroll < budget) budget = 64 / pl[r].unroll;
     if (ls.nreds > 1) budget /= ls.nreds; /* every reduce keeps an accumulator per instance */

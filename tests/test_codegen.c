@@ -812,6 +812,91 @@ static void test_qdot(void) {
   setenv("KILN_EXACT", "1", 1);
 }
 
+/* Integer-dot reference of row n of W (format q, K long) with activations x * g: per block, int8 with scale amax / 127
+ * (round to nearest even); *mag the sum of magnitudes (the tolerance's scale). */
+static double qdot_row_ref(kn_dtype q, const void *w, int64_t n, int64_t K, const float *x, const float *g, double *mag) {
+  int64_t QK = kn_dtype_get(q)->block_elems;
+  float *row = malloc((size_t)K * 4), *xb = malloc((size_t)QK * 4);
+  kn_ref_dequant(q, (const char *)w + kn_dtype_nbytes(q, n * K), K, row);
+  double want = 0;
+  *mag = 0;
+  for (int64_t b0 = 0; b0 < K; b0 += QK) {
+    float amax = 0;
+    for (int64_t i = 0; i < QK; i++) {
+      xb[i] = x[b0 + i] * g[b0 + i];
+      if (fabsf(xb[i]) > amax) amax = fabsf(xb[i]);
+    }
+    float dx = amax / 127.0f, id = 127.0f / fmaxf(amax, FLT_MIN);
+    double s = 0, sa = 0;
+    for (int64_t i = 0; i < QK; i++) {
+      float xq = nearbyintf(xb[i] * id);
+      s += (double)row[b0 + i] * xq, sa += fabs((double)row[b0 + i] * xq);
+    }
+    want += dx * s, *mag += dx * sa;
+  }
+  free(row), free(xb);
+  return want;
+}
+
+/* Two integer-dot reductions over the same activations in one kernel (the fused SiLU(x Wg) * (x Wu) of a decode
+ * step): out[n] = (x g . W1[n]) * (x g . W2[n]). The activations are quantized once per call and shared by both
+ * (one record set) when the formats agree, one set each when they differ (q4_k with q6_k, q5_0 with q8_0). */
+static void test_qdot_pair(void) {
+  kn_dtype fa[] = {KN_Q5_0, KN_Q4_K, KN_Q5_0, KN_Q4_K, KN_Q8_0}, fb[] = {KN_Q5_0, KN_Q4_K, KN_Q8_0, KN_Q6_K, KN_Q8_0};
+  unsetenv("KILN_EXACT");
+  for (size_t f = 0; f < sizeof fa / sizeof *fa; f++) {
+    kn_dtype q1 = fa[f], q2 = fb[f];
+    int64_t QK = kn_dtype_get(q1)->block_elems, N = 8 * rint_in(1, 6) + (f % 2 ? rint_in(1, 7) : 0);
+    int64_t K = QK * (QK == 32 ? 2 * rint_in(1, 8) + (int64_t)(f % 2) : rint_in(1, 4));
+    char name[96];
+    snprintf(name, sizeof name, "qdot pair %s %s N %lld K %lld", kn_dtype_name(q1), kn_dtype_name(q2), (long long)N, (long long)K);
+    kn_kernel *k = kn_kernel_new();
+    k->nbufs = 5;
+    k->bufs[0] = (kn_kbuf){KN_F32, N}, k->bufs[1] = (kn_kbuf){KN_F32, K}, k->bufs[2] = (kn_kbuf){q1, N * K};
+    k->bufs[3] = (kn_kbuf){KN_F32, K}, k->bufs[4] = (kn_kbuf){q2, N * K};
+    float *out = calloc((size_t)N, 4), *x = malloc((size_t)K * 4), *g = malloc((size_t)K * 4);
+    void *w1 = malloc((size_t)kn_dtype_nbytes(q1, N * K)), *w2 = malloc((size_t)kn_dtype_nbytes(q2, N * K));
+    for (int64_t i = 0; i < K; i++) x[i] = runif(-1, 1) * (i % 7 == 0 ? 3.0f : 1.0f), g[i] = runif(0.5f, 1.5f);
+    kn_ref_fill_random(q1, w1, N * K, &rs);
+    kn_ref_fill_random(q2, w2, N * K, &rs);
+    int64_t sh[3] = {1, N, K}, sx[3] = {K, 0, 1}, sw[3] = {0, K, 1}, sg[3] = {0, 0, 1};
+    set_space(k, 3, sh, 1);
+    kn_st a = st_strided(3, sh, sx, 0), b = st_strided(3, sh, sw, 0), gs = st_strided(3, sh, sg, 0);
+    kn_kop *xe = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a), kn_kop_load(k, 3, KN_F32, &gs), NULL);
+    kn_kop *r1 = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, xe, kn_kop_load(k, 2, KN_F32, &b), NULL));
+    kn_kop *r2 = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, xe, kn_kop_load(k, 4, KN_F32, &b), NULL));
+    k->root = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, r1, r2, NULL);
+    char err[512] = "";
+    kn_compiled comp;
+    kn_program *p = NULL;
+    bool ok = !kn_compile(k, kn_device_target(dev), &comp, err, sizeof err) &&
+              (p = kn_program_load(dev, comp.entry, comp.obj, comp.obj_size, err, sizeof err));
+    memset(out, 0xff, (size_t)N * 4);
+    void *host[5] = {out, x, w1, g, w2};
+    size_t bytes[5] = {(size_t)N * 4, (size_t)K * 4, (size_t)kn_dtype_nbytes(q1, N * K), (size_t)K * 4, (size_t)kn_dtype_nbytes(q2, N * K)};
+    kn_buf *bufs[5] = {0};
+    for (int i = 0; ok && i < 5; i++)
+      if (!(bufs[i] = kn_buf_wrap_host(dev, host[i], bytes[i]))) ok = false, snprintf(err, sizeof err, "cannot wrap host memory");
+    ok = ok && !kn_program_launch(p, bufs, 5, NULL, 0, comp.global, comp.local, err, sizeof err) && !kn_device_sync(dev);
+    for (int i = 0; i < 5; i++) kn_buf_free(bufs[i]);
+    int bad = 0;
+    for (int64_t n = 0; ok && n < N; n++) {
+      double m1, m2, d1 = qdot_row_ref(q1, w1, n, K, x, g, &m1), d2 = qdot_row_ref(q2, w2, n, K, x, g, &m2);
+      double want = d1 * d2, tol = 2e-6 * (m1 * fabs(d2) + m2 * fabs(d1) + m1 * m2) + 1e-6;
+      if (!(fabs(out[n] - want) <= tol) && bad++ < 3)
+        fail_line("%s (%s): out[%lld] = %.9g, want %.9g (tolerance %.3g)", name, comp.name, (long long)n, out[n], want, tol);
+    }
+    if (!ok) fail_line("%s: %s", name, err);
+    if (ok && !bad) passed++;
+    else failed++;
+    free(out), free(x), free(g), free(w1), free(w2);
+    kn_program_free(p);
+    if (ok) kn_compiled_free(&comp);
+    kn_kernel_free(k);
+  }
+  setenv("KILN_EXACT", "1", 1);
+}
+
 /* The tiled prefill template (codegen/quant_mm.c, the integer-dot mode with T >= 2 tokens of plain f32 activations):
  * the activations quantized once per launch with the GEMV template's rounding, so the reference is that of test_qdot's
  * GEMV case, per token. T runs past one token tile (64) and past whole groups of tokens; each case checks that the
@@ -1016,6 +1101,7 @@ int main(int argc, char **argv) {
   if (quant_only) {
     test_quant();
     test_qdot();
+    if (kn_device_target(dev)->kind == KN_TARGET_CPU) test_qdot_pair();
     test_qmm();
     printf("%d passed, %d failed\n", passed, failed);
     kn_device_close(dev);
@@ -1031,6 +1117,7 @@ int main(int argc, char **argv) {
   test_matmul();
   test_quant();
   test_qdot();
+  if (kn_device_target(dev)->kind == KN_TARGET_CPU) test_qdot_pair();
   test_qmm();
   test_misc();
   kn_cache_stats s = kn_cache_process_stats();
