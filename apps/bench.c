@@ -71,7 +71,7 @@ static void print_step_counters(kn_model *m, kn_device *dev, int pos) {
   uint64_t rd = 0, wr = 0, insts = 0, dist = 0, topd = 0, topf = 0;
   printf("kernels of one decode step on %s (%d kernels); read: bytes the lanes read; least: distinct bytes (each "
          "address once per launch); top input: of the buffer a launch reads most of (a matmul's weight), its bytes "
-         "and how often each was fetched (lanes of one instruction in a workgroup reading the same bytes share a "
+         "and how often each was fetched (lanes of one instruction in a wave reading the same bytes share a "
          "fetch):\n",
          kn_device_name(dev), n);
   printf("  %-36s %5s %7s %10s %10s %10s %10s %7s %11s %10s %10s\n", "kernel", "runs", "waves", "read MiB", "least MiB",

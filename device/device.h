@@ -69,8 +69,8 @@ typedef struct {
   uint64_t waves, workgroups;
   /* counted after the first kn_device_counters_reset: distinct bytes read (each address once per launch: the least
    * the kernel could read), and of the buffer each launch read most distinct bytes of (a matmul's weight) its
-   * distinct bytes and the bytes fetched (lanes of one instruction in one workgroup reading the same bytes fetch
-   * them once); the same of the buffer each launch read second most of (the second weight of a kernel that fuses two
+   * distinct bytes and the bytes fetched (lanes of one instruction in one wave reading the same bytes fetch them
+   * once; another wave reading them again fetches them again); the same of the buffer each launch read second most of (the second weight of a kernel that fuses two
    * matmuls, e.g. gate and up) */
   uint64_t read_distinct, top_distinct, top_fetched, second_distinct, second_fetched;
 } kn_kernel_counters;

@@ -1,7 +1,8 @@
 /* The quantized matmuls of a decode step on the emulated gfx1100 (DEVICE=AMD:EMU), from the emulator's per-kernel
  * counters: each quantized weight is read by exactly one launch (one kernel per matmul, no dequantized copy and no
- * second pass), that launch reads every byte of it, and fetches each byte once (the emulator's model: lanes of one
- * instruction in one workgroup that read the same bytes share a fetch, as a compute unit's cache serves them). */
+ * second pass), that launch reads every byte of it, and fetches each byte once per launch with the emulator's
+ * per-wave model (lanes of one instruction in one wave that read the same bytes share a fetch; two waves reading the
+ * same block header both fetch it, so every block must belong to one wave). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

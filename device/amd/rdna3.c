@@ -98,21 +98,23 @@ int kn_cu_unimplemented(kn_cu *cu, const kn_wave *w) {
 }
 
 /* Read tracking: marks [va, va+n) read in the mapping's bitmap, counting new bytes as distinct, and counts the
- * bytes as fetched unless a lane of the same instruction in this workgroup read the same bytes (the waves of a
- * workgroup share a compute unit and its cache, so the second wave's read of the bytes the first wave's same
- * instruction fetched costs no memory traffic). */
-static void track_read(kn_cu *cu, uint64_t va, size_t n) {
+ * bytes as fetched unless a lane of the same instruction in the same wave read the same bytes (a wave's lanes are
+ * coalesced into one request; a second wave of the workgroup reading them again is a second fetch: on a GPU it
+ * may hit the cache, but a kernel that leans on that re-reads a block's header in every wave, which the counts
+ * should show). */
+static void track_read(kn_cu *cu, const kn_wave *w, uint64_t va, size_t n) {
   if (cu->map_rd < 0) return;
   struct kn_rdbuf *b = &cu->rd[cu->map_rd];
-  unsigned h = (unsigned)((va * 0x9e3779b97f4a7c15ull ^ cu->pc * 0xc2b2ae3d27d4eb4full) >> 40) & (KN_FETCH_SLOTS - 1);
+  unsigned h = (unsigned)((va * 0x9e3779b97f4a7c15ull ^ cu->pc * 0xc2b2ae3d27d4eb4full ^ w->id * 0x165667b19e3779f9ull) >> 40) &
+             (KN_FETCH_SLOTS - 1);
   for (int probe = 0;; probe++, h = (h + 1) & (KN_FETCH_SLOTS - 1)) {
     struct kn_fetch *f = &cu->fetch[h];
     if (f->seq != cu->seq) {
-      f->seq = cu->seq, f->va = va, f->n = (uint32_t)n, f->pc = cu->pc;
+      f->seq = cu->seq, f->va = va, f->n = (uint32_t)n, f->pc = cu->pc, f->wave = w->id;
       b->fetched += n;
       break;
     }
-    if (f->va == va && f->n == n && f->pc == cu->pc) break; /* the same bytes as another lane's */
+    if (f->va == va && f->n == n && f->pc == cu->pc && f->wave == w->id) break; /* the same bytes as another lane's */
     if (probe == 1024) { /* a full table: count it (a workgroup reads far fewer places than it holds) */
       b->fetched += n;
       break;
@@ -143,7 +145,7 @@ static int tracker(kn_cu *cu, uint64_t lo, uint64_t n) {
 
 void *kn_cu_mem(kn_cu *cu, const kn_wave *w, uint64_t va, size_t n, bool write) {
   if (va - cu->map_lo < cu->map_n && n <= cu->map_n - (va - cu->map_lo)) {
-    if (!write && cu->fetch) cu->pc = w->pc, track_read(cu, va, n);
+    if (!write && cu->fetch) cu->pc = w->pc, track_read(cu, w, va, n);
     return cu->map_host + (va - cu->map_lo);
   }
   if (cu->mem->region) {
@@ -152,7 +154,7 @@ void *kn_cu_mem(kn_cu *cu, const kn_wave *w, uint64_t va, size_t n, bool write) 
     if (h && va - lo < len && n <= len - (va - lo)) {
       cu->map_lo = lo, cu->map_n = len, cu->map_host = h;
       cu->map_rd = tracker(cu, lo, len);
-      if (!write && cu->fetch) cu->pc = w->pc, track_read(cu, va, n);
+      if (!write && cu->fetch) cu->pc = w->pc, track_read(cu, w, va, n);
       return h + (va - lo);
     }
   }

@@ -48,9 +48,8 @@ typedef struct {
   uint64_t global_read, global_written; /* bytes moved by global/flat/buffer and SMEM instructions (active lanes) */
   /* With read tracking on (kn_rdna3_dispatch.track_reads, and a memory with regions): the distinct bytes the
    * dispatch read, the least it could read; and of the buffer it read most distinct bytes of (for a matrix-vector
-   * product, the weight), the distinct bytes and the bytes fetched, where lanes of one instruction in one
-   * workgroup that read the same bytes share one fetch (coalesced in a wave, then served by the compute unit's
-   * cache to the workgroup's other waves); the same of the buffer it read second most of (the second weight of a
+   * product, the weight), the distinct bytes and the bytes fetched, where lanes of one instruction in one wave
+   * that read the same bytes share one fetch (coalesced; a second wave reading them fetches them again); the same of the buffer it read second most of (the second weight of a
    * kernel that fuses two matmuls, e.g. gate and up). */
   uint64_t read_distinct, top_distinct, top_fetched, second_distinct, second_fetched;
   uint64_t waves, workgroups;

@@ -40,7 +40,7 @@ typedef struct {
   int nrd, map_rd;        /* map_rd: the tracker of the cached mapping, -1 for none */
   uint64_t seq;           /* workgroups run: which reads belong to one workgroup */
   uint64_t pc;            /* the instruction reading */
-  struct kn_fetch { uint64_t va, pc, seq; uint32_t n; } *fetch; /* this workgroup's reads, hashed */
+  struct kn_fetch { uint64_t va, pc, seq; uint32_t n, wave; } *fetch; /* this workgroup's reads by wave, hashed */
   uint64_t entry; /* the kernel's first instruction: messages give pcs relative to it */
   char *err;
   size_t errlen;
