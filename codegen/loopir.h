@@ -122,6 +122,8 @@ typedef struct {
 
 /* Choose the schedule for a kernel on a target (NOOPT=1: everything global or serial, no vectors). */
 int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *err, size_t errlen);
+/* The largest block of the block-format loads inside the reduce that walk `axis` contiguously (0: none). */
+int64_t kn_opt_quant_block(const kn_kernel *k, int axis);
 /* GPU schedule (gpu_opt.c): the CPU's choices, then a large reduce split over a workgroup (GROUP piece). */
 int kn_gpu_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *err, size_t errlen);
 /* Size of the schedule's GROUP piece, 0 without one. */

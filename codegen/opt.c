@@ -154,6 +154,20 @@ static bool shared_activations(const kn_kernel *k, const loadset *ls) {
   return true;
 }
 
+int64_t kn_opt_quant_block(const kn_kernel *k, int axis) {
+  loadset ls = {0};
+  collect_loads(k, k->root, false, &ls, 0);
+  int64_t qk = 0;
+  for (int i = 0; i < ls.n; i++)
+    if (ls.in_red[i] && is_quant_load(k, ls.loads[i])) {
+      const kn_kop *x = ls.loads[i];
+      const kn_view *top = &x->st.v[x->st.nviews - 1];
+      if (x->st.nviews == 1 && axis < top->ndim && top->strides[axis] == 1 && kn_dtype_get(k->bufs[x->buf].dtype)->block_elems > qk)
+        qk = kn_dtype_get(k->bufs[x->buf].dtype)->block_elems;
+    }
+  return qk;
+}
+
 typedef struct {
   int64_t vec, up, unroll; /* per axis: vector lanes, upcast factor, unroll factor (1 = none) */
 } axplan;

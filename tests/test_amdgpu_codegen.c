@@ -95,9 +95,29 @@ typedef struct {
 
 static bool has(const char *s, const char *sub) { return s && strstr(s, sub) != NULL; }
 
-static void check_case(const kcase *c, const char *arch) {
+/* The split reduction's group on this arch (the wave size decides how wide each work item's share is), and for a
+ * block-format weight: the work items of one wave cover whole blocks, so no block is read by two waves. */
+static int64_t matvec_group(const kcase *c, const kn_target *t) {
+  kn_sched s;
+  char err[256];
+  if (!check(kn_gpu_schedule(c->k, t, &s, err, sizeof err) == 0, "%s %s: schedule: %s", c->name, t->cpu, err)) return 0;
+  int64_t g = kn_sched_group(&s), span = 1, wave = strncmp(t->cpu, "gfx9", 4) ? 32 : 64;
+  check(g >= 16, "%s %s: the GPU schedule does not split the reduction over a workgroup", c->name, t->cpu);
+  for (int i = 0; i < s.n; i++)
+    if (s.p[i].axis == c->k->ndim - 1 && (s.p[i].kind == KN_AX_RVEC || s.p[i].kind == KN_AX_UNROLL)) span *= s.p[i].size;
+  int64_t B = kn_dtype_get(c->k->bufs[2].dtype)->block_elems;
+  if (kn_dtype_is_quant(c->k->bufs[2].dtype))
+    check(span % B == 0 || (g < wave ? g : wave) * span % B == 0,
+          "%s %s: a wave's %lld work items of %lld elements each do not cover whole %lld-element blocks", c->name,
+          t->cpu, (long long)(g < wave ? g : wave), (long long)span, (long long)B);
+  return g;
+}
+
+static void check_case(const kcase *c0, const char *arch) {
   kn_target t;
   kn_target_amdgpu(&t, arch);
+  kcase cc = *c0, *c = &cc;
+  if (c->group < 0) c->group = matvec_group(c, &t); /* matvecs: a split reduction whose group the schedule picks */
   kn_compiled out;
   char err[512];
   if (!check(kn_compile(c->k, &t, &out, err, sizeof err) == 0, "%s %s: compile: %s", c->name, arch, err)) return;
@@ -154,14 +174,6 @@ int main(void) {
   cases[n++] = (kcase){"attention prefill 16 queries f32 cache", k_attention(16, 8, 2, 64, KN_F32), 0};
   cases[n++] = (kcase){"attention head_dim 256", k_attention(1, 8, 8, 256, KN_F16), 0};
   for (int i = 0; i < n; i++) {
-    if (cases[i].group < 0) { /* matvecs: a split reduction whose group size the schedule picks; check it is one */
-      kn_sched s;
-      kn_target t;
-      kn_target_amdgpu(&t, "gfx1100");
-      char err[256];
-      cases[i].group = kn_gpu_schedule(cases[i].k, &t, &s, err, sizeof err) ? 0 : kn_sched_group(&s);
-      check(cases[i].group >= 16, "%s: the GPU schedule does not split the reduction over a workgroup", cases[i].name);
-    }
     for (size_t a = 0; a < sizeof archs / sizeof *archs; a++) check_case(&cases[i], archs[a]);
     kn_kernel_free(cases[i].k);
   }
