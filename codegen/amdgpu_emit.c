@@ -2,7 +2,10 @@
  * (llvm_emit.c); this file supplies what differs on a GPU: the amdgpu_kernel signature (buffers as global pointers,
  * then symbolic variables as i64 by value: the kernarg layout the device packs), the work-item index from the
  * workgroup and work-item ids with a guard for the partial last workgroup, and GROUPREDUCE: a butterfly across the
- * lanes of a wave (ds_bpermute) and, when a group spans several waves, one LDS slot per wave behind a barrier. */
+ * lanes of a wave in registers (DPP inside a row of 16 lanes, permlanex16 or ds_swizzle across the two rows, and
+ * ds_bpermute only across the halves of a wave64) and, when a group spans several waves, one LDS slot per wave
+ * behind a barrier. A group smaller than a wave shares the wave with the next row blocks (several outputs per
+ * wave, each reduced inside its own aligned lanes). */
 #include <llvm-c/IRReader.h>
 #include <llvm-c/Linker.h>
 #include <stdio.h>
@@ -17,7 +20,8 @@
 typedef struct {
   LLVMValueRef wg, tid; /* i32 workgroup id x, work-item id x */
   int64_t wgsize, items; /* work items per workgroup; flat work items of the GLOBAL pieces */
-  int64_t group;         /* GROUP piece size: one workgroup per flat index, 0 without one */
+  int64_t group;         /* GROUP piece size: `rows` flat indices per workgroup, `group` work items each; 0: none */
+  int64_t rows;          /* row blocks per workgroup (a group smaller than a wave: wave / group of them) */
   int wave;              /* 32 (gfx10/11) or 64 (gfx9) */
   LLVMValueRef barrier;  /* kn.wgbarrier helper */
   int nlds;
@@ -29,8 +33,11 @@ LLVMValueRef kn_amdgpu_intr(kn_emit *e, const char *name, LLVMValueRef *args, in
     kn_efail(e, "LLVM has no intrinsic %s", name);
     return LLVMGetPoison(e->i32);
   }
-  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->mod, id, NULL, 0);
-  return LLVMBuildCall2(e->b, LLVMIntrinsicGetType(e->ctx, id, NULL, 0), fn, args, (unsigned)nargs, "");
+  /* an overloaded intrinsic (update.dpp, permlanex16) is taken at i32, the word cross-lane moves carry */
+  LLVMTypeRef ov = e->i32;
+  size_t n = LLVMIntrinsicIsOverloaded(id) ? 1 : 0;
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->mod, id, &ov, n);
+  return LLVMBuildCall2(e->b, LLVMIntrinsicGetType(e->ctx, id, &ov, n), fn, args, (unsigned)nargs, "");
 }
 
 static int wave_size(const kn_target *t) { return strncmp(t->cpu, "gfx9", 4) ? 32 : 64; }
@@ -64,28 +71,59 @@ LLVMValueRef kn_amdgpu_barrier_fn(kn_emit *e) {
 
 /* ---- cross-lane reduction ---- */
 
-/* x from lane (lane ^ m) of the same wave. Values travel as i32 words: floats bitcast, narrow ints widened, i64 in
- * two halves. */
-static LLVMValueRef shfl_xor(kn_emit *e, gpu_state *g, LLVMValueRef x, int m) {
-  LLVMValueRef lane = LLVMBuildAnd(e->b, g->tid, LLVMConstInt(e->i32, (unsigned)g->wave - 1, 0), "");
-  LLVMValueRef addr = LLVMBuildShl(e->b, LLVMBuildXor(e->b, lane, LLVMConstInt(e->i32, (unsigned)m, 0), ""),
-                                   LLVMConstInt(e->i32, 2, 0), "");
-  LLVMTypeRef t = LLVMTypeOf(x);
-  if (t == e->f32) {
-    LLVMValueRef w = kn_amdgpu_intr(e, "llvm.amdgcn.ds.bpermute", (LLVMValueRef[]){addr, LLVMBuildBitCast(e->b, x, e->i32, "")}, 2);
-    return LLVMBuildBitCast(e->b, w, e->f32, "");
+static LLVMValueRef ci32(kn_emit *e, uint32_t v) { return LLVMConstInt(e->i32, v, 0); }
+
+/* One i32 word from the partner lane of step m of a butterfly (m a power of two below the group). The steps run
+ * in order 1, 2, 4, ..., so before step m the 2m-lane block around each lane holds two uniform halves of m lanes,
+ * and any pairing across those halves reduces as lane ^ m would: DPP quad_perm [1,0,3,2] and [2,3,0,1] for 1 and 2,
+ * row_half_mirror (lane 7 - i of its 8) and row_mirror (15 - i of its 16) for 4 and 8 (every arch: no row_xmask on
+ * gfx9), then lane i of the other row of 16 (v_permlanex16 on gfx10+, ds_swizzle xor 16 on gfx9), and only for 32
+ * (wave64) a ds_bpermute. DPP operands fold into the VALU op that consumes them (v_add_f32_dpp). */
+static LLVMValueRef xchg_word(kn_emit *e, gpu_state *g, LLVMValueRef w, int m) {
+  if (m <= 8) {
+    static const uint32_t ctl[9] = {[1] = 0xB1, [2] = 0x4E, [4] = 0x141, [8] = 0x140};
+    LLVMValueRef a[6] = {LLVMGetPoison(e->i32), w, ci32(e, ctl[m]), ci32(e, 0xF), ci32(e, 0xF), LLVMConstInt(e->i1, 1, 0)};
+    return kn_amdgpu_intr(e, "llvm.amdgcn.update.dpp", a, 6);
   }
+  if (m == 16 && g->wave == 32) {
+    LLVMValueRef a[6] = {LLVMGetPoison(e->i32), w, ci32(e, 0x76543210), ci32(e, 0xFEDCBA98), LLVMConstInt(e->i1, 0, 0),
+                         LLVMConstInt(e->i1, 0, 0)};
+    return kn_amdgpu_intr(e, "llvm.amdgcn.permlanex16", a, 6);
+  }
+  if (m == 16) /* bit mode: and 0x1f, or 0, xor 0x10 inside each 32 lanes */
+    return kn_amdgpu_intr(e, "llvm.amdgcn.ds.swizzle", (LLVMValueRef[]){w, ci32(e, 0x10u << 10 | 0x1F)}, 2);
+  LLVMValueRef lane = LLVMBuildAnd(e->b, g->tid, ci32(e, (unsigned)g->wave - 1), "");
+  LLVMValueRef addr = LLVMBuildShl(e->b, LLVMBuildXor(e->b, lane, ci32(e, (unsigned)m), ""), ci32(e, 2), "");
+  return kn_amdgpu_intr(e, "llvm.amdgcn.ds.bpermute", (LLVMValueRef[]){addr, w}, 2);
+}
+
+/* x from the partner lane of butterfly step m. Values travel as i32 words: floats bitcast, narrow ints widened, i64
+ * in two halves. */
+static LLVMValueRef shfl_xor(kn_emit *e, gpu_state *g, LLVMValueRef x, int m) {
+  LLVMTypeRef t = LLVMTypeOf(x);
+  if (t == e->f32) return LLVMBuildBitCast(e->b, xchg_word(e, g, LLVMBuildBitCast(e->b, x, e->i32, ""), m), e->f32, "");
   if (t == e->i64) {
     LLVMValueRef lo = LLVMBuildTrunc(e->b, x, e->i32, "");
     LLVMValueRef hi = LLVMBuildTrunc(e->b, LLVMBuildLShr(e->b, x, LLVMConstInt(e->i64, 32, 0), ""), e->i32, "");
-    lo = kn_amdgpu_intr(e, "llvm.amdgcn.ds.bpermute", (LLVMValueRef[]){addr, lo}, 2);
-    hi = kn_amdgpu_intr(e, "llvm.amdgcn.ds.bpermute", (LLVMValueRef[]){addr, hi}, 2);
+    lo = xchg_word(e, g, lo, m), hi = xchg_word(e, g, hi, m);
     LLVMValueRef r = LLVMBuildShl(e->b, LLVMBuildZExt(e->b, hi, e->i64, ""), LLVMConstInt(e->i64, 32, 0), "");
     return LLVMBuildOr(e->b, r, LLVMBuildZExt(e->b, lo, e->i64, ""), "");
   }
-  if (t == e->i32) return kn_amdgpu_intr(e, "llvm.amdgcn.ds.bpermute", (LLVMValueRef[]){addr, x}, 2);
-  LLVMValueRef w = kn_amdgpu_intr(e, "llvm.amdgcn.ds.bpermute", (LLVMValueRef[]){addr, LLVMBuildZExt(e->b, x, e->i32, "")}, 2);
-  return LLVMBuildTrunc(e->b, w, t, "");
+  if (t == e->i32) return xchg_word(e, g, x, m);
+  return LLVMBuildTrunc(e->b, xchg_word(e, g, LLVMBuildZExt(e->b, x, e->i32, ""), m), t, "");
+}
+
+/* x, held in a VGPR at this point of the entry path: an empty asm with side effects that uses and redefines it.
+ * The butterfly's cross-lane moves read other lanes' registers, so they must run with every lane of the group
+ * active; LLVM 19 sinks v_permlanex16 (and the adds feeding it) into the leader's store branch, where its
+ * partner lanes are inactive and it reads stale registers. Nothing that x depends on can move below the asm. */
+static LLVMValueRef pin(kn_emit *e, LLVMValueRef x) {
+  LLVMTypeRef t = LLVMTypeOf(x), w = t == e->f32 || t == e->i64 || t == e->i32 ? t : e->i32;
+  LLVMValueRef v = w == t ? x : LLVMBuildZExt(e->b, x, e->i32, "");
+  LLVMTypeRef ft = LLVMFunctionType(w, &w, 1, 0);
+  LLVMValueRef asmv = LLVMGetInlineAsm(ft, "; kn.groupreduce", 16, "=v,0", 4, 1, 0, LLVMInlineAsmDialectATT, 0);
+  v = LLVMBuildCall2(e->b, ft, asmv, &v, 1, "");
+  return w == t ? v : LLVMBuildTrunc(e->b, v, t, "");
 }
 
 static LLVMValueRef lds_array(kn_emit *e, gpu_state *g, LLVMTypeRef t, int n) {
@@ -103,6 +141,7 @@ static LLVMValueRef lds_array(kn_emit *e, gpu_state *g, LLVMTypeRef t, int n) {
 static LLVMValueRef group_reduce_scalar(kn_emit *e, gpu_state *g, LLVMValueRef x, kn_kop_type rop, kn_dtype dt) {
   int64_t inwave = g->group < g->wave ? g->group : g->wave;
   for (int m = 1; m < inwave; m *= 2) x = kn_e_binary(e, rop, dt, x, shfl_xor(e, g, x, m));
+  if (inwave > 1) x = pin(e, x);
   if (g->group <= g->wave) return x;
   int nw = (int)(g->group / g->wave);
   LLVMTypeRef t = LLVMTypeOf(x), mt = t == e->i1 ? e->i8 : t;
@@ -148,6 +187,12 @@ static LLVMValueRef group_reduce(kn_emit *e, gpu_state *g, const kn_lop *o) {
 
 static LLVMValueRef global_index(kn_emit *e, gpu_state *g) {
   LLVMValueRef wg = LLVMBuildZExt(e->b, g->wg, e->i64, ""), tid = LLVMBuildZExt(e->b, g->tid, e->i64, "");
+  if (g->group && g->rows > 1) { /* the workgroup's row block tid / group */
+    LLVMValueRef r = LLVMBuildLShr(e->b, tid, LLVMConstInt(e->i64, (unsigned)__builtin_ctzll((unsigned long long)g->group), 0), "");
+    LLVMValueRef gid = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, wg, LLVMConstInt(e->i64, (unsigned long long)g->rows, 0), ""), r, "gid");
+    LLVMSetNUW(gid, 1), LLVMSetNSW(gid, 1);
+    return gid;
+  }
   if (g->group) return wg;
   LLVMValueRef gid = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, wg, LLVMConstInt(e->i64, (unsigned long long)g->wgsize, 0), ""), tid, "gid");
   LLVMSetNUW(gid, 1), LLVMSetNSW(gid, 1);
@@ -156,6 +201,11 @@ static LLVMValueRef global_index(kn_emit *e, gpu_state *g) {
   LLVMBuildCondBr(e->b, LLVMBuildICmp(e->b, LLVMIntULT, gid, LLVMConstInt(e->i64, (unsigned long long)g->items, 0), ""), body, e->exit_bb);
   LLVMPositionBuilderAtEnd(e->b, body);
   return gid;
+}
+
+/* The work item's index in its group (its lanes within the wave when a wave holds several groups). */
+static LLVMValueRef local_id(kn_emit *e, gpu_state *g) {
+  return g->rows > 1 ? LLVMBuildAnd(e->b, g->tid, ci32(e, (unsigned)g->group - 1), "") : g->tid;
 }
 
 LLVMValueRef kn_amdgpu_op(kn_emit *e, int i) {
@@ -167,7 +217,7 @@ LLVMValueRef kn_amdgpu_op(kn_emit *e, int i) {
     return e->varvals[o->arg];
   case KN_L_SPECIAL:
     if (o->arg == KN_SP_GLOBAL0) return global_index(e, g);
-    if (o->arg == KN_SP_LOCAL0) return LLVMBuildZExt(e->b, g->tid, e->i64, "lid");
+    if (o->arg == KN_SP_LOCAL0) return LLVMBuildZExt(e->b, local_id(e, g), e->i64, "lid");
     return kn_efail(e, "special index %lld is not lowered for AMDGPU", (long long)o->arg), NULL;
   case KN_L_GROUPREDUCE: return group_reduce(e, g, o);
   default: return kn_efail(e, "loop IR op %s has no AMDGPU lowering", kn_lop_name(o->op)), NULL;
@@ -208,15 +258,20 @@ LLVMValueRef kn_amdgpu_kernel_fn(kn_emit *e, const char *entry, int64_t wgsize) 
   return fn;
 }
 
-/* Launch geometry: one workgroup per flat index for group reductions, else WG_ELEMENTWISE work items each. */
+/* Launch geometry: for group reductions one workgroup per flat index, or, when the group is smaller than a wave,
+ * wave / group of them (the most that divide the flat indices: no partial workgroup); else WG_ELEMENTWISE work
+ * items each. */
 static void geometry(const kn_lprog *p, gpu_state *g, int64_t global[3], int64_t local[3]) {
   g->items = p->global[0];
   g->group = 0;
+  g->rows = 1;
   for (int i = 0; i < p->n; i++)
     if (p->ops[i].op == KN_L_SPECIAL && p->ops[i].arg == KN_SP_LOCAL0) g->group = p->ops[i].size;
-  if (g->group) g->wgsize = g->group;
+  if (g->group && (g->group & (g->group - 1)) == 0)
+    while (g->group * g->rows * 2 <= g->wave && g->items % (g->rows * 2) == 0) g->rows *= 2;
+  if (g->group) g->wgsize = g->group * g->rows;
   else g->wgsize = g->items < WG_ELEMENTWISE ? g->items : WG_ELEMENTWISE;
-  global[0] = g->group ? g->items : (g->items + g->wgsize - 1) / g->wgsize;
+  global[0] = g->group ? g->items / g->rows : (g->items + g->wgsize - 1) / g->wgsize;
   local[0] = g->wgsize;
   global[1] = global[2] = local[1] = local[2] = 1;
 }
@@ -239,7 +294,7 @@ LLVMModuleRef kn_amdgpu_module(LLVMContextRef ctx, const kn_lprog *p, const kn_t
     g.wg = kn_amdgpu_intr(&e, "llvm.amdgcn.workgroup.id.x", NULL, 0);
     g.tid = kn_amdgpu_intr(&e, "llvm.amdgcn.workitem.id.x", NULL, 0);
     if (g.group > g.wave) g.barrier = kn_amdgpu_barrier_fn(&e);
-    if (g.group) e.store_gate = LLVMBuildICmp(e.b, LLVMIntEQ, g.tid, LLVMConstInt(e.i32, 0, 0), "leader");
+    if (g.group) e.store_gate = LLVMBuildICmp(e.b, LLVMIntEQ, local_id(&e, &g), LLVMConstInt(e.i32, 0, 0), "leader");
     LLVMValueRef params[KN_MAXBUFS];
     for (int i = 0; i < p->k->nbufs; i++) params[i] = LLVMGetParam(e.fn, (unsigned)i);
     for (int i = 0; i < p->k->nvars; i++) varvals[i] = LLVMGetParam(e.fn, (unsigned)(p->k->nbufs + i));

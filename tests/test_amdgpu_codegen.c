@@ -95,13 +95,18 @@ typedef struct {
 
 static bool has(const char *s, const char *sub) { return s && strstr(s, sub) != NULL; }
 
-/* The split reduction's group on this arch (the wave size decides how wide each work item's share is), and for a
- * block-format weight: the work items of one wave cover whole blocks, so no block is read by two waves. */
-static int64_t matvec_group(const kcase *c, const kn_target *t) {
+/* The split reduction's group on this arch (the wave size decides how wide each work item's share is) and its flat
+ * row blocks (*items), and for a block-format weight: the work items of one wave cover whole blocks, so no block is
+ * read by two waves. */
+static int64_t matvec_group(const kcase *c, const kn_target *t, int64_t *items) {
   kn_sched s;
   char err[256];
   if (!check(kn_gpu_schedule(c->k, t, &s, err, sizeof err) == 0, "%s %s: schedule: %s", c->name, t->cpu, err)) return 0;
   int64_t g = kn_sched_group(&s), span = 1, wave = strncmp(t->cpu, "gfx9", 4) ? 32 : 64;
+  *items = 1;
+  for (int i = 0; i < s.n; i++)
+    if (s.p[i].kind == KN_AX_GLOBAL) *items *= s.p[i].size;
+  if (c->group > 0) return g;
   check(g >= 16, "%s %s: the GPU schedule does not split the reduction over a workgroup", c->name, t->cpu);
   for (int i = 0; i < s.n; i++)
     if (s.p[i].axis == c->k->ndim - 1 && (s.p[i].kind == KN_AX_RVEC || s.p[i].kind == KN_AX_UNROLL)) span *= s.p[i].size;
@@ -117,7 +122,15 @@ static void check_case(const kcase *c0, const char *arch) {
   kn_target t;
   kn_target_amdgpu(&t, arch);
   kcase cc = *c0, *c = &cc;
-  if (c->group < 0) c->group = matvec_group(c, &t); /* matvecs: a split reduction whose group the schedule picks */
+  int64_t items = 0, wave = strncmp(arch, "gfx9", 4) ? 32 : 64, rows = 1;
+  if (c->group) { /* matvecs (-1): a split reduction whose group the schedule picks; else the group expected */
+    int64_t g = matvec_group(c, &t, &items);
+    check(c->group < 0 || g == c->group, "%s %s: a group of %lld work items, expected %lld", c->name, arch, (long long)g,
+          (long long)c->group);
+    c->group = g;
+    /* a group smaller than a wave shares it with the next row blocks: as many as fit and divide the row blocks */
+    while (c->group * rows * 2 <= wave && items % (rows * 2) == 0) rows *= 2;
+  }
   kn_compiled out;
   char err[512];
   if (!check(kn_compile(c->k, &t, &out, err, sizeof err) == 0, "%s %s: compile: %s", c->name, arch, err)) return;
@@ -125,11 +138,13 @@ static void check_case(const kcase *c0, const char *arch) {
         "%s %s: ABI: %s", c->name, arch, err);
   kn_amdgpu_kd kd;
   if (kn_amdgpu_kd_read(out.obj, out.obj_size, out.entry, &kd, err, sizeof err) == 0) {
-    int wave = strncmp(arch, "gfx9", 4) ? 32 : 64;
-    check(kd.wave == wave, "%s %s: wave%d, expected wave%d", c->name, arch, kd.wave, wave);
+    check(kd.wave == wave, "%s %s: wave%d, expected wave%lld", c->name, arch, kd.wave, (long long)wave);
     int64_t wg = out.local[0];
     if (c->group) {
-      check(wg == c->group, "%s %s: %lld work items per workgroup, expected %lld", c->name, arch, (long long)wg, (long long)c->group);
+      check(wg == c->group * rows && out.global[0] * rows == items,
+            "%s %s: %lld workgroups of %lld work items, expected %lld of %lld (%lld row blocks of a %lld-item group each)",
+            c->name, arch, (long long)out.global[0], (long long)wg, (long long)(items / rows), (long long)(c->group * rows),
+            (long long)rows, (long long)c->group);
       /* a group within one wave needs no LDS; a larger one one slot per wave and reduce */
       bool lds = c->group > wave;
       check(lds ? kd.lds_bytes > 0 : kd.lds_bytes == 0, "%s %s: %u bytes of LDS for a group of %lld", c->name, arch,
@@ -144,8 +159,22 @@ static void check_case(const kcase *c0, const char *arch) {
   }
   char *dis = kn_llvm_disassemble(out.obj, out.obj_size, &t);
   check(has(dis, "s_endpgm"), "%s %s: disassembly has no s_endpgm", c->name, arch);
-  if (c->group || c->k->kind == KN_KERNEL_ATTENTION)
+  if (c->k->kind == KN_KERNEL_ATTENTION)
     check(has(dis, "ds_bpermute_b32"), "%s %s: cross-lane reduction without ds_bpermute", c->name, arch);
+  if (c->group) { /* the butterfly in registers: DPP inside rows of 16, permlanex16 / ds_swizzle across them */
+    static const struct { int64_t above; const char *inst; } steps[] = {
+        {1, "quad_perm:[1,0,3,2]"}, {2, "quad_perm:[2,3,0,1]"}, {4, "row_half_mirror"}, {8, "row_mirror"}};
+    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++)
+      if (c->group > steps[i].above)
+        check(has(dis, steps[i].inst), "%s %s: a group of %lld without the DPP step %s", c->name, arch, (long long)c->group,
+              steps[i].inst);
+    if (c->group > 16)
+      check(has(dis, wave == 32 ? "v_permlanex16_b32" : "ds_swizzle_b32"), "%s %s: a group of %lld without %s", c->name,
+            arch, (long long)c->group, wave == 32 ? "v_permlanex16_b32" : "ds_swizzle_b32");
+    bool bperm = c->group > 32 && wave == 64;
+    check(has(dis, "ds_bpermute_b32") == bperm, "%s %s: ds_bpermute %s (a group of %lld on wave%lld)", c->name, arch,
+          bperm ? "missing" : "used", (long long)c->group, (long long)wave);
+  }
   if (c->k->kind == KN_KERNEL_EXPR && c->k->bufs[2].dtype == KN_Q4_K)
     check(has(dis, "global_load_b128") || has(dis, "global_load_dwordx4") || has(dis, "dwordx4"),
           "%s %s: Q4_K blocks are not read with 16-byte loads", c->name, arch);
@@ -160,6 +189,7 @@ int main(void) {
   cases[n++] = (kcase){"elementwise 7", k_elementwise(7), 0};
   cases[n++] = (kcase){"rmsnorm sum of squares 4x3584", k_rowreduce(4, 3584, KN_KOP_ADD, KN_F32), 128};
   cases[n++] = (kcase){"max 2x128 (within one wave)", k_rowreduce(2, 128, KN_KOP_MAX, KN_F32), 32};
+  cases[n++] = (kcase){"sum 8x192 (two or four rows per wave)", k_rowreduce(8, 192, KN_KOP_ADD, KN_F32), 16};
   cases[n++] = (kcase){"i32 sum 3x4096", k_rowreduce(3, 4096, KN_KOP_ADD, KN_I32), 256};
   cases[n++] = (kcase){"short reduce 5x12 (serial)", k_rowreduce(5, 12, KN_KOP_ADD, KN_F32), 0};
   kn_dtype fmts[] = {KN_Q4_0, KN_Q8_0, KN_Q4_K, KN_Q6_K, KN_F16};
