@@ -573,6 +573,30 @@ static void test_reduce(void) {
   }
 }
 
+/* Row reductions whose split over a GPU workgroup is narrower than a wave (several rows per wave, each reduced in
+ * its own lanes) or wider (LDS between the waves): sum, max and an i32 sum, rows of 192 (a group of 16) and 8192
+ * (a group of 256). */
+static void test_reduce_split(void) {
+  static const struct { kn_kop_type rop; kn_dtype dt; int64_t rows, len; } cases[] = {
+      {KN_KOP_ADD, KN_F32, 8, 192}, {KN_KOP_MAX, KN_F32, 6, 192}, {KN_KOP_ADD, KN_I32, 4, 192},
+      {KN_KOP_ADD, KN_F32, 3, 8192}, {KN_KOP_MAX, KN_F32, 1, 192}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    kn_dtype dt = cases[i].dt;
+    int64_t R = cases[i].rows, L = cases[i].len, sh[2] = {R, L};
+    tcase *c = tc_new("split reduce %s %s %lldx%lld", kn_kop_name(cases[i].rop), kn_dtype_name(dt), (long long)R, (long long)L);
+    kn_kernel *k = c->k;
+    tc_buf(c, 0, dt, R, 0, 0);
+    tc_buf(c, 1, dt, R * L, -2, 2);
+    if (dt == KN_I32)
+      for (int64_t j = 0; j < R * L; j++) ((int32_t *)c->host[1])[j] = (int32_t)rint_in(-50, 50);
+    set_space(k, 2, sh, 1);
+    kn_st st = st_contig(2, sh);
+    k->root = kn_kop_reduce(k, cases[i].rop, kn_kop_load(k, 1, dt, &st));
+    c->rtol = c->atol = 1e-5 * (1 + sqrt((double)L));
+    run(c);
+  }
+}
+
 /* arange and variables: out[i, j] = (i * C + j) * v0 + v1, in i32 and i64; and a float use of IDX */
 static void test_idx_var(void) {
   for (int r = 0; r < 8; r++) {
@@ -698,6 +722,26 @@ static void test_quant(void) {
       k->root = kn_kop_load(k, 1, KN_F32, &st);
       run(c);
     }
+  }
+  /* shapes that split the reduction over a workgroup on a GPU (random ones above stay short): a group of 16 work
+   * items (two row blocks per wave32), 16 with an odd number of row blocks (one per wave), 32 (one wave each), and
+   * 256 (eight waves, the partials merged through LDS) */
+  static const struct { kn_dtype q; int64_t N, blocks; } split[] = {
+      {KN_Q4_0, 8, 48}, {KN_Q8_0, 12, 80}, {KN_Q4_K, 8, 5}, {KN_Q6_K, 4, 16}, {KN_Q5_K, 16, 2}};
+  for (size_t i = 0; i < sizeof split / sizeof *split; i++) {
+    int64_t N = split[i].N, K = kn_dtype_get(split[i].q)->block_elems * split[i].blocks;
+    tcase *c = tc_new("split gemv %s N %lld K %lld", kn_dtype_name(split[i].q), (long long)N, (long long)K);
+    kn_kernel *k = c->k;
+    tc_buf(c, 0, KN_F32, N, 0, 0);
+    tc_buf(c, 1, KN_F32, K, -1, 1);
+    tc_buf(c, 2, split[i].q, N * K, 0, 0);
+    int64_t sh[3] = {1, N, K}, sx[3] = {K, 0, 1}, sw[3] = {0, K, 1};
+    set_space(k, 3, sh, 1);
+    kn_st a = st_strided(3, sh, sx, 0), b = st_strided(3, sh, sw, 0);
+    k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a),
+                                                      kn_kop_load(k, 2, KN_F32, &b), NULL));
+    c->rtol = 1e-5, c->atol = 1e-4 * (1 + sqrt((double)K));
+    run(c);
   }
   /* f16 / bf16 weights through the same matmul AST */
   kn_dtype hw[] = {KN_F16, KN_BF16};
@@ -1112,6 +1156,7 @@ int main(int argc, char **argv) {
   test_casts();
   test_views();
   test_reduce();
+  test_reduce_split();
   test_idx_var();
   test_gather();
   test_matmul();
