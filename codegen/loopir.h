@@ -136,8 +136,9 @@ void kn_sched_name(const kn_kernel *k, const kn_sched *s, char *name, size_t n);
  * keeps the exact f32 decode. */
 bool kn_qdot_mode(void);
 bool kn_quant_dot_supported(kn_dtype fmt);
-/* Blocks of fmt one QDOT covers on target t (1, or 2 for the 32-element formats on 64-byte vectors). */
-int kn_quant_dot_blocks(const kn_target *t, kn_dtype fmt);
+/* Blocks of fmt one QDOT covers on target t (1, or 2 for the 32-element formats on 64-byte vectors; with the
+ * activations quantized once per call, 16-byte lanes' worth of the nibble formats: up to 4). */
+int kn_quant_dot_blocks(const kn_target *t, kn_dtype fmt, bool hoisted);
 /* Rows of fmt's GEMV register block on target t (8, 16 or 32: the activations' quantization is shared by them;
  * hoisted: the activations are quantized once per call instead, QX). */
 int kn_quant_dot_rows(const kn_target *t, kn_dtype fmt, bool hoisted);

@@ -204,6 +204,8 @@ static int lower_qdot(lower *L, int u, int ri, const kn_kop *w, const kn_kop *xn
   kn_lctx *c = &L->c;
   int nunroll = kn_inst_count(c, true), per, g = qdot_group(c, w, lanes, &per);
   int src[2 + 256], sum = -1;
+  /* the schedule's block groups were sized for records; quantized in place (records too large), one block each */
+  if (L->qx_scratch[ri] < 0 && c->s->qdot_hoist) g = per;
   if (g > 256) return kn_lfail(c, "integer-dot block of %d vectors", g);
   for (int b0 = 0; b0 < nunroll; b0 += g) {
     int n = 2 + g;

@@ -112,13 +112,13 @@ static bool quant_dot_along(const kn_kernel *k, const loadset *ls, int a) {
 }
 
 /* Blocks per QDOT for the block-format loads along a (the fewest any of them takes). */
-static int quant_dot_blocks_along(const kn_kernel *k, const loadset *ls, int a, const kn_target *t) {
-  int nb = 2;
+static int quant_dot_blocks_along(const kn_kernel *k, const loadset *ls, int a, const kn_target *t, bool hoisted) {
+  int nb = 4;
   for (int i = 0; i < ls->n; i++) {
     const kn_kop *x = ls->loads[i];
     const kn_view *top = &x->st.v[x->st.nviews - 1];
     if (is_quant_load(k, x) && x->st.nviews == 1 && a < top->ndim && top->strides[a] == 1) {
-      int b = kn_quant_dot_blocks(t, k->bufs[x->buf].dtype);
+      int b = kn_quant_dot_blocks(t, k->bufs[x->buf].dtype, hoisted);
       if (b < nb) nb = b;
     }
   }
@@ -249,14 +249,15 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
      * exact decode shared by the tokens; that needs the activations quantized once per launch first */
     for (int a = 0; a < nout && qdot; a++)
       if (k->shape[a] > 1 && reused_along(k, &ls, a, true)) qdot = false;
+    hoist = qdot && shared_activations(k, &ls) && kn_getenv_int("KILN_QX", 1) > 0;
     if (qdot && qk == 32 && k->shape[r] % (2 * qk) == 0) { /* two blocks: independent chains, or one pair per QDOT */
-      pl[r].unroll *= 2;
-      qblocks = quant_dot_blocks_along(k, &ls, r, t);
+      qblocks = quant_dot_blocks_along(k, &ls, r, t, hoist); /* ... or up to four (hoisted nibble formats) */
+      while (qblocks > 2 && k->shape[r] % (qblocks * qk)) qblocks /= 2;
+      pl[r].unroll *= qblocks > 2 ? qblocks : 2;
     }
     /* register blocking: rows that share loads (first those sharing a decoded block), and two vectors along the
      * vector axis when it is an output; at most 16 accumulators and 64 unrolled instances (the integer-dot GEMV:
      * the rows its format and width take best, as the activations' quantization is shared by them) */
-    hoist = qdot && shared_activations(k, &ls) && kn_getenv_int("KILN_QX", 1) > 0;
     int64_t qrows = qdot ? quant_dot_rows_along(k, &ls, r, t, hoist) : 8;
     int64_t budget = qrows > 16 || hoist ? qrows : 16;
     if (vaxis >= nout && !qdot && 64 / pl[r].unroll < budget) budget = 64 / pl[r].unroll;

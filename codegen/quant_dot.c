@@ -255,11 +255,22 @@ static bool decode(qd *q, kn_dtype fmt, qblock *b) {
 
 bool kn_qdot_mode(void) { return kn_getenv_int("KILN_EXACT", 0) <= 0; }
 
+/* the target's integer vector width in bytes (64 only with AVX-512BW) */
+static int t_int_width(const kn_target *t) {
+  return t->vector_bytes >= 64 && tfeat(t, "avx512bw") && !strncmp(t->triple, "x86_64", 6) ? 64 : t->vector_bytes >= 32 ? 32 : 16;
+}
+
+/* The four-/five-bit 32-element formats whose activations, quantized once per call, are stored in the weights'
+ * nibble order (split_layout below). */
+static bool split_fmt(kn_dtype fmt) { return fmt == KN_Q4_0 || fmt == KN_Q4_1 || fmt == KN_Q5_0 || fmt == KN_Q5_1; }
+
 /* Blocks per QDOT: two for the 32-element formats where 64-byte integer vectors exist (AVX-512BW: both blocks of
- * a pair in one register, one multiply-add chain, a full vector of lanes for the accumulator), else one. */
-int kn_quant_dot_blocks(const kn_target *t, kn_dtype fmt) {
-  return kn_dtype_get(fmt)->block_elems == 32 && t->vector_bytes >= 64 && tfeat(t, "avx512bw") &&
-                 !strncmp(t->triple, "x86_64", 6) ? 2 : 1;
+ * a pair in one register, one multiply-add chain, a full vector of lanes for the accumulator), else one. With the
+ * activations quantized once per call (hoisted), the nibble formats take a vector's 16-byte lanes' worth: 4 blocks
+ * on AVX-512, 2 on AVX2, 1 on 16-byte vectors. */
+int kn_quant_dot_blocks(const kn_target *t, kn_dtype fmt, bool hoisted) {
+  if (hoisted && split_fmt(fmt)) return t_int_width(t) / 16;
+  return kn_dtype_get(fmt)->block_elems == 32 && t_int_width(t) == 64 ? 2 : 1;
 }
 
 /* Rows of a GEMV register block. With the activations quantized per register block (hoisted false) they share that
@@ -272,7 +283,8 @@ int kn_quant_dot_blocks(const kn_target *t, kn_dtype fmt) {
  * 13.4, q5_0 6.7 / 6.8 / 6.8, q4_k 6.8 / 6.6 / 7.0, q6_k 9.6 / 9.9 / 10.0; AVX2 at 8 / 16 q8_0 12.6 / 5.2, q4_k
  * 5.3 / 5.9, q6_k 6.2 / 6.0, q2_k 2.9 / 3.1. */
 int kn_quant_dot_rows(const kn_target *t, kn_dtype fmt, bool hoisted) {
-  if (hoisted) return t->vector_bytes >= 64 ? 16 : 8;
+  if (hoisted && t->vector_bytes >= 64) return fmt == KN_Q5_1 ? 8 : 16;
+  if (hoisted) return fmt == KN_Q4_1 || fmt == KN_Q5_1 ? 4 : 8;
   if (t->vector_bytes >= 64) return fmt == KN_Q5_1 ? 16 : 32;
   if (t->vector_bytes >= 32) return fmt == KN_Q5_0 ? 8 : 16;
   return 8;
@@ -457,14 +469,14 @@ static int int_width(kn_emit *e) { return e->t->vector_bytes >= 64 && feat(e, "a
  * (what the offsets and mins need). Computed in place, or (kn_quant_x_store) once per launch into a record that
  * every row block then loads (kn_quant_dot_rec). */
 typedef struct {
-  LLVMValueRef xq, dx[2], xsum[64];
+  LLVMValueRef xq, dx[4], xsum[64];
   int qk, nblk, W;
 } qact;
 
 static int act_width(kn_emit *e, int qk) { return int_width(e) < qk ? int_width(e) : qk; }
 
 static void act_compute(kn_emit *e, const LLVMValueRef *xs, int nx, int vec, int nblk, qact *a) {
-  LLVMValueRef xqs[2];
+  LLVMValueRef xqs[4];
   for (int i = 0; i < nblk; i++) quantize_x(e, xs + i * (nx / nblk), nx / nblk, vec, &xqs[i], &a->dx[i]);
   a->xq = concat(e, xqs, nblk);
   a->qk = nx * vec, a->nblk = nblk, a->W = act_width(e, a->qk);
@@ -494,15 +506,212 @@ static LLVMValueRef ld(kn_emit *e, LLVMTypeRef t, LLVMValueRef p, unsigned align
 
 static unsigned al(int bytes) { return bytes >= 64 ? 64 : (unsigned)bytes; }
 
+/* ---- the split layout: nblk blocks of a nibble format in one W = 16 * nblk byte vector pair ----
+ * A block's 16 bytes of nibbles hold elements j (low nibble) and 16 + j (high nibble). The nblk blocks' bytes side
+ * by side (16-byte loads) give L = v & 15 (elements 0-15 of each block) and H = v >> 4 (16-31) with no shuffle, and
+ * the record holds the activations in that order: xL (elements 0-15 of each block), xH, the sums of groups of
+ * four of xL + xH as <W/4 x i32> (lanes 4k..4k+3: block k), and each block's scale spread over its lanes. The
+ * multiply-adds of L and H then land in the same lanes, block k's in lanes 4k..4k+3, which take its scale. */
+static bool split_layout(kn_emit *e, kn_dtype fmt, int nblk) {
+  return split_fmt(fmt) && (nblk == 1 || nblk == 2 || nblk == 4) && 16 * nblk <= int_width(e);
+}
+
+/* lane l of a split vector of nblk blocks <- element (hi ? 16 : 0) + 32 (l / 16) + l % 16 */
+static void split_idx(int nblk, bool hi, int *idx) {
+  for (int l = 0; l < 16 * nblk; l++) idx[l] = 32 * (l / 16) + (hi ? 16 : 0) + l % 16;
+}
+
+/* <n x float> with lane l = s[l / (n / nblk)] */
+static LLVMValueRef spread(kn_emit *e, const LLVMValueRef *s, int nblk, int n) {
+  LLVMValueRef v = LLVMGetPoison(vt(e->f32, nblk));
+  for (int k = 0; k < nblk; k++) v = LLVMBuildInsertElement(e->b, v, s[k], LLVMConstInt(e->i32, (unsigned)k, 0), "");
+  int idx[64];
+  for (int l = 0; l < n; l++) idx[l] = l / (n / nblk);
+  return nblk == 1 ? kn_e_splat(e, s[0], n) : shuf(e, v, NULL, idx, n);
+}
+
+/* the sums of groups of four of xL + xH: <W/4 x i32> */
+static LLVMValueRef split_sums(kn_emit *e, LLVMValueRef xL, LLVMValueRef xH, int W) {
+  LLVMValueRef ones = kn_e_iconst(vt(e->i8, W), 1), s = dot4(e, NULL, ones, xL, true);
+  if (s) return dot4(e, s, ones, xH, true);
+  LLVMValueRef p = LLVMBuildAdd(e->b, maddubs(e, ones, xL), maddubs(e, ones, xH), "");
+  return maddwd(e, p, splat16(e, W / 2, 1));
+}
+
+/* the multiplier of the activations' sums a format's dot needs: q - 8, q - 16 (the offsets), or a min (1) */
+static int split_off(kn_dtype fmt) { return fmt == KN_Q4_0 ? -8 : fmt == KN_Q5_0 ? -16 : 1; }
+
+static void split_store(kn_emit *e, kn_dtype fmt, const qact *a, LLVMValueRef rec) {
+  int nblk = a->nblk, W = 16 * nblk, idx[64];
+  split_idx(nblk, false, idx);
+  LLVMValueRef xL = shuf(e, a->xq, NULL, idx, W);
+  split_idx(nblk, true, idx);
+  LLVMValueRef xH = shuf(e, a->xq, NULL, idx, W);
+  st(e, xL, rec, al(W));
+  st(e, xH, at(e, rec, W), al(W));
+  /* the sums times the offset (i32), or for a min their float value times the blocks' scales */
+  LLVMValueRef sums = split_sums(e, xL, xH, W), dxv = spread(e, a->dx, nblk, W / 4);
+  if (split_off(fmt) != 1) sums = LLVMBuildMul(e->b, sums, kn_e_iconst(vt(e->i32, W / 4), split_off(fmt)), "");
+  else sums = kn_e_fmul(e, LLVMBuildSIToFP(e->b, sums, vt(e->f32, W / 4), ""), dxv);
+  st(e, sums, at(e, rec, 2 * W), al(W));
+  st(e, dxv, at(e, rec, 3 * W), al(W));
+}
+
+/* the f16 at byte `off` of each block, as floats spread over the blocks' lanes */
+static LLVMValueRef split_f16(kn_emit *e, qd *q, int nblk, int off, int n) {
+  LLVMValueRef h = LLVMGetPoison(vt(e->f16, nblk));
+  for (int k = 0; k < nblk; k++) {
+    LLVMValueRef o = c64(&q[k], off);
+    LLVMValueRef v = ld(e, e->f16, LLVMBuildGEP2(e->b, e->i8, q[k].bp, &o, 1, ""), 1);
+    h = LLVMBuildInsertElement(e->b, h, v, LLVMConstInt(e->i32, (unsigned)k, 0), "");
+  }
+  /* spread as f16 (broadcasts and an unpack), converted once */
+  int idx[64];
+  for (int l = 0; l < n; l++) idx[l] = l / (n / nblk);
+  return LLVMBuildFPExt(e->b, shuf(e, h, NULL, idx, n), vt(e->f32, n), "");
+}
+
+/* L (hi false) or H |= 16 where the block's fifth bit of the element is set: qh is a 32-bit word at byte `qh` of
+ * each block, bit j for element j. */
+static LLVMValueRef split_high(kn_emit *e, qd *q, int nblk, int qh, LLVMValueRef u, bool hi) {
+  int W = 16 * nblk, idx[64];
+  LLVMValueRef w = LLVMGetPoison(vt(e->i32, nblk));
+  for (int k = 0; k < nblk; k++) {
+    LLVMValueRef o = c64(&q[k], qh);
+    w = LLVMBuildInsertElement(e->b, w, ld(e, e->i32, LLVMBuildGEP2(e->b, e->i8, q[k].bp, &o, 1, ""), 1),
+                               LLVMConstInt(e->i32, (unsigned)k, 0), "");
+  }
+  LLVMValueRef wb = LLVMBuildBitCast(e->b, w, vt(e->i8, 4 * nblk), ""), sixteen = kn_e_iconst(vt(e->i8, W), 16);
+  if (x86(e) && feat(e, "avx512bw") && (W == 64 || feat(e, "avx512vl"))) {
+    /* the 16-bit halves of the words side by side as one W-bit lane mask (kmov) and a masked or */
+    int bi[16];
+    for (int k = 0; k < nblk; k++) bi[2 * k] = 4 * k + (hi ? 2 : 0), bi[2 * k + 1] = 4 * k + (hi ? 3 : 1);
+    LLVMValueRef half = shuf(e, wb, NULL, bi, 2 * nblk); /* <2 nblk x i8>: the chosen halves */
+    LLVMValueRef m = LLVMBuildBitCast(e->b, LLVMBuildBitCast(e->b, half, LLVMIntTypeInContext(e->ctx, (unsigned)W), ""), vt(e->i1, W), "");
+    return LLVMBuildSelect(e->b, m, bor(e, u, sixteen), u, "");
+  }
+  /* elsewhere byte (16k + j) takes byte 2 hi + j / 8 of block k's word, all other bits set, compared with all ones */
+  LLVMValueRef mk[64];
+  for (int l = 0; l < W; l++) {
+    int k = l / 16, j = l % 16;
+    idx[l] = 4 * k + (hi ? 2 : 0) + j / 8;
+    mk[l] = LLVMConstInt(e->i8, (unsigned)(~(1u << (j % 8)) & 0xff), 0);
+  }
+  LLVMValueRef hb = bor(e, shuf(e, wb, NULL, idx, W), LLVMConstVector(mk, (unsigned)W));
+  LLVMValueRef set = LLVMBuildSExt(e->b, LLVMBuildICmp(e->b, LLVMIntEQ, hb, kn_e_iconst(vt(e->i8, W), -1), ""), vt(e->i8, W), "");
+  return bor(e, u, band(e, set, 16));
+}
+
+/* AVX-512BW, four blocks: the group's bytes in two registers (the second a masked load, so nothing past the group
+ * is read), and every field gathered from them with one two-source word permute (vpermt2w; all offsets are even):
+ * the 4 x 16 bytes of nibbles, the scales (and mins) spread over their blocks' lanes, and the fifth bits' 16-bit
+ * halves as two 64-bit lane masks (vpshufbitqmb where BITALG exists). */
+static void split_fields_bw4(kn_emit *e, kn_dtype fmt, LLVMValueRef p0, int qs, int qh, bool with_min, LLVMValueRef *v,
+                             LLVMValueRef *d, LLVMValueRef *m, LLVMValueRef *mL, LLVMValueRef *mH) {
+  int bb = (int)kn_dtype_get(fmt)->block_bytes, span = 4 * bb, idx[64];
+  LLVMTypeRef b64 = vt(e->i8, 64), w32 = vt(e->i16, 32);
+  LLVMValueRef z0 = ld(e, b64, p0, 1);
+  LLVMValueRef msk[64];
+  for (int l = 0; l < 64; l++) msk[l] = LLVMConstInt(e->i1, l < span - 64, 0);
+  LLVMTypeRef mt[2] = {b64, e->ptr};
+  unsigned id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
+  LLVMValueRef margs[4] = {at(e, p0, 64), LLVMConstInt(e->i32, 1, 0), LLVMConstVector(msk, 64), LLVMConstNull(b64)};
+  LLVMValueRef z1 = LLVMBuildCall2(e->b, LLVMIntrinsicGetType(e->ctx, id, mt, 2), LLVMGetIntrinsicDeclaration(e->mod, id, mt, 2), margs, 4, "");
+  LLVMValueRef a = LLVMBuildBitCast(e->b, z0, w32, ""), b = LLVMBuildBitCast(e->b, z1, w32, "");
+  for (int l = 0; l < 32; l++) idx[l] = (bb * (l / 8) + qs) / 2 + l % 8;
+  *v = LLVMBuildBitCast(e->b, shuf(e, a, b, idx, 32), b64, "");
+  for (int l = 0; l < 16; l++) idx[l] = bb * (l / 4) / 2;
+  *d = LLVMBuildFPExt(e->b, LLVMBuildBitCast(e->b, shuf(e, a, b, idx, 16), vt(e->f16, 16), ""), vt(e->f32, 16), "");
+  if (with_min) {
+    for (int l = 0; l < 16; l++) idx[l] = (bb * (l / 4) + 2) / 2;
+    *m = LLVMBuildFPExt(e->b, LLVMBuildBitCast(e->b, shuf(e, a, b, idx, 16), vt(e->f16, 16), ""), vt(e->f32, 16), "");
+  }
+  if (qh < 0) return;
+  if (feat(e, "avx512vbmi")) {
+    /* each half's 64 bits in every quadword (one permute), then vpmultishiftqb puts bit l at bit 4 of lane l; the
+     * caller keeps bit 4 (*mL, *mH are then bytes, not masks) */
+    LLVMValueRef ctl[64];
+    for (int l = 0; l < 64; l++) ctl[l] = LLVMConstInt(e->i8, (unsigned)((l - 4) & 63), 0);
+    for (int h = 0; h < 2; h++) {
+      for (int l = 0; l < 32; l++) idx[l] = (bb * (l % 4) + qh) / 2 + h;
+      LLVMValueRef src = LLVMBuildBitCast(e->b, shuf(e, a, b, idx, 32), b64, "");
+      *(h ? mH : mL) = call(e, "llvm.x86.avx512.pmultishift.qb.512", LLVMConstVector(ctl, 64), src);
+    }
+    return;
+  }
+  for (int l = 0; l < 8; l++) idx[l] = (bb * (l % 4) + qh) / 2 + l / 4; /* lo halves of the 4 words, then hi halves */
+  LLVMValueRef halves = LLVMBuildBitCast(e->b, shuf(e, a, b, idx, 8), vt(e->i64, 2), "");
+  for (int h = 0; h < 2; h++) {
+    LLVMValueRef *out = h ? mH : mL;
+    if (feat(e, "avx512bitalg")) { /* the 64 bits in every quadword, bit l picked into lane l */
+      int bi[8];
+      LLVMValueRef sel[64];
+      for (int l = 0; l < 8; l++) bi[l] = h;
+      for (int l = 0; l < 64; l++) sel[l] = LLVMConstInt(e->i8, (unsigned)l, 0);
+      LLVMValueRef bc = LLVMBuildBitCast(e->b, shuf(e, halves, NULL, bi, 8), b64, "");
+      *out = call(e, "llvm.x86.avx512.vpshufbitqmb.512", bc, LLVMConstVector(sel, 64));
+    } else
+      *out = LLVMBuildBitCast(e->b, LLVMBuildExtractElement(e->b, halves, LLVMConstInt(e->i32, (unsigned)h, 0), ""), vt(e->i1, 64), "");
+  }
+}
+
+/* The dot of nblk blocks blk.. of a nibble format with a split record. */
+static LLVMValueRef split_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, LLVMValueRef rec, int nblk, int vec) {
+  const kn_dtype_info *di = kn_dtype_get(fmt);
+  bool five = fmt == KN_Q5_0 || fmt == KN_Q5_1, with_min = fmt == KN_Q4_1 || fmt == KN_Q5_1;
+  int qs = with_min ? (five ? 8 : 4) : (five ? 6 : 2), qh = five ? (with_min ? 4 : 2) : -1, W = 16 * nblk, n = W / 4;
+  qd q[4];
+  LLVMValueRef parts[4], v, d = NULL, m = NULL, L, H;
+  for (int k = 0; k < nblk; k++) {
+    LLVMValueRef off = LLVMBuildMul(e->b, LLVMBuildAdd(e->b, blk, LLVMConstInt(e->i64, (unsigned)k, 0), ""),
+                                    LLVMConstInt(e->i64, (unsigned)di->block_bytes, 0), "");
+    q[k] = (qd){.e = e, .bp = LLVMBuildGEP2(e->b, e->i8, base, &off, 1, "")};
+  }
+  if (nblk == 4 && x86(e) && feat(e, "avx512bw")) {
+    LLVMValueRef mL = NULL, mH = NULL, sixteen = kn_e_iconst(vt(e->i8, W), 16);
+    split_fields_bw4(e, fmt, q[0].bp, qs, qh, with_min, &v, &d, &m, &mL, &mH);
+    L = band(e, v, 15), H = band(e, lshr(e, v, 4), 15);
+    if (five && feat(e, "avx512vbmi")) /* bit 4 of the shifted bytes: one vpternlog per half */
+      L = bor(e, L, band(e, mL, 16)), H = bor(e, H, band(e, mH, 16));
+    else if (five) /* | 16 where the bit is set */
+      L = LLVMBuildSelect(e->b, mL, bor(e, L, sixteen), L, ""), H = LLVMBuildSelect(e->b, mH, bor(e, H, sixteen), H, "");
+  } else {
+    for (int k = 0; k < nblk; k++) parts[k] = bytes(&q[k], qs, 16);
+    v = concat(e, parts, nblk);
+    L = band(e, v, 15), H = band(e, lshr(e, v, 4), 15);
+    if (five) L = split_high(e, q, nblk, qh, L, false), H = split_high(e, q, nblk, qh, H, true);
+    d = split_f16(e, q, nblk, 0, n);
+    if (with_min) m = split_f16(e, q, nblk, 2, n);
+  }
+  LLVMValueRef xL = ld(e, vt(e->i8, W), rec, al(W)), xH = ld(e, vt(e->i8, W), at(e, rec, W), al(W));
+  LLVMValueRef xsum = ld(e, vt(with_min ? e->f32 : e->i32, n), at(e, rec, 2 * W), al(W)), dxv = ld(e, vt(e->f32, n), at(e, rec, 3 * W), al(W));
+  /* q - 8 / q - 16: the offset times the sums (stored so) starts the integer sum */
+  LLVMValueRef I0 = with_min ? NULL : xsum;
+  LLVMValueRef I = dot4(e, I0, L, xL, true);
+  if (I) I = dot4(e, I, H, xH, true);
+  else { /* u * x pair sums of L and H added as i16: 2 * 2 * 31 * 127 fits */
+    I = maddwd(e, LLVMBuildAdd(e->b, maddubs(e, L, xL), maddubs(e, H, xH), ""), splat16(e, W / 2, 1));
+    if (I0) I = LLVMBuildAdd(e->b, I, I0, "");
+  }
+  LLVMValueRef r = kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vt(e->f32, n), ""), kn_e_fmul(e, d, dxv));
+  if (with_min) /* d * q + m: m times the activations' sums */
+    r = kn_e_fadd(e, r, kn_e_fmul(e, m, xsum));
+  return fit(e, r, vec);
+}
+
 /* rec: the record of this group of activations (64-byte aligned) */
 void kn_quant_x_store(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, int vec, LLVMValueRef rec) {
   int qk = nx * vec, nblk = qk / (int)kn_dtype_get(fmt)->block_elems;
-  if (nblk < 1 || nblk > 2) {
+  if (nblk < 1 || nblk > 4 || (nblk > 2 && !split_layout(e, fmt, nblk))) {
     kn_efail(e, "no integer-dot record for %d %s blocks", nblk, kn_dtype_name(fmt));
     return;
   }
   qact a;
   act_compute(e, xs, nx, vec, nblk, &a);
+  if (split_layout(e, fmt, nblk)) {
+    split_store(e, fmt, &a, rec);
+    return;
+  }
   st(e, a.xq, rec, al(qk));
   for (int c = 0; c < qk / a.W; c++) st(e, a.xsum[c], at(e, rec, qk + c * a.W), al(a.W));
   for (int i = 0; i < nblk; i++) st(e, a.dx[i], at(e, rec, 2 * qk + 4 * i), 4);
@@ -620,6 +829,7 @@ LLVMValueRef kn_quant_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValue
 LLVMValueRef kn_quant_dot_rec(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, LLVMValueRef rec, int qk, int vec) {
   const kn_dtype_info *di = kn_dtype_get(fmt);
   int nblk = di->block_elems > 0 ? (int)(qk / di->block_elems) : 0;
+  if (split_layout(e, fmt, nblk)) return split_dot(e, fmt, base, blk, rec, nblk, vec);
   qd q[2];
   qblock bb[2];
   if (!decode_blocks(e, fmt, base, blk, nblk, qk, q, bb)) return LLVMGetPoison(kn_e_vec(e->f32, vec));
