@@ -775,8 +775,9 @@ static void test_qdot(void) {
     int64_t QK = kn_dtype_get(q)->block_elems;
     for (int r = 0; r < 4; r++) {
       int64_t M = r < 2 ? 1 : rint_in(2, 5), N = r == 0 ? 16 * rint_in(1, 3) : rint_in(1, 24);
-      /* 32-element formats: an even block count (pairs of blocks per template on 64-byte vectors) and an odd one */
-      int64_t K = QK * (QK == 32 ? (r % 2 ? 2 * rint_in(0, 3) + 1 : 2 * rint_in(1, 4)) : rint_in(1, 3));
+      /* 32-element formats: a multiple of four blocks (the nibble formats' 4-block groups on AVX-512), an even
+       * block count (pairs of blocks per template on 64-byte vectors) and odd ones */
+      int64_t K = QK * (QK == 32 ? (r % 2 ? 2 * rint_in(0, 3) + 1 : r == 0 ? 4 * rint_in(1, 3) : 4 * rint_in(0, 2) + 2) : rint_in(1, 3));
       char name[96];
       snprintf(name, sizeof name, "qdot %s M %lld N %lld K %lld", kn_dtype_name(q), (long long)M, (long long)N, (long long)K);
       kn_kernel *k = kn_kernel_new();
