@@ -22,44 +22,57 @@ static bool is_float(kn_dtype d) { return d == KN_F32 || d == KN_F16 || d == KN_
 
 static bool plain_view(const kn_st *st) { return st->nviews == 1 && !st->v[0].masked; }
 
-/* Can the epilogue (everything above the one REDUCE) be evaluated here: float math on loads over the output shape */
-static bool epi_ok(const kn_kernel *k, const kn_kop *x, const kn_kop *red, int depth) {
+static bool is_red(const kn_qmm *m, const kn_kop *x) {
+  for (int i = 0; i < m->nred; i++)
+    if (m->reds[i] == x) return true;
+  return false;
+}
+
+/* Can the epilogue (everything above the reduces) be evaluated here: float math on loads over the output shape */
+static bool epi_ok(const kn_kernel *k, const kn_qmm *m, const kn_kop *x, int depth) {
   if (!x || depth > 64) return false;
-  if (x == red) return true;
+  if (is_red(m, x)) return true;
   if (!is_float(x->dtype)) return false;
   switch (x->op) {
   case KN_KOP_LOAD:
     return x->nsrc == 0 && x->buf >= 0 && x->buf < k->nbufs && is_float(k->bufs[x->buf].dtype) && plain_view(&x->st);
   case KN_KOP_CONST: return true;
   case KN_KOP_NEG: case KN_KOP_RECIP: case KN_KOP_SQRT: case KN_KOP_EXP2: case KN_KOP_LOG2: case KN_KOP_SIN:
-    return epi_ok(k, x->src[0], red, depth + 1);
-  case KN_KOP_CAST: return is_float(x->src[0]->dtype) && epi_ok(k, x->src[0], red, depth + 1);
+    return epi_ok(k, m, x->src[0], depth + 1);
+  case KN_KOP_CAST: return is_float(x->src[0]->dtype) && epi_ok(k, m, x->src[0], depth + 1);
   case KN_KOP_ADD: case KN_KOP_SUB: case KN_KOP_MUL: case KN_KOP_DIV: case KN_KOP_MAX: case KN_KOP_MIN: case KN_KOP_POW:
-    return epi_ok(k, x->src[0], red, depth + 1) && epi_ok(k, x->src[1], red, depth + 1);
+    return epi_ok(k, m, x->src[0], depth + 1) && epi_ok(k, m, x->src[1], depth + 1);
   default: return false;
   }
 }
 
-static const kn_kop *find_reduce(const kn_kop *x, int depth, int *n) {
-  if (!x || depth > 64) return NULL;
-  if (x->op == KN_KOP_REDUCE) return (*n)++, x;
-  const kn_kop *r = NULL;
-  for (int i = 0; i < x->nsrc && i < 3; i++) {
-    const kn_kop *s = find_reduce(x->src[i], depth + 1, n);
-    if (s && r && s != r) (*n)++;
-    if (s) r = s;
+/* The distinct REDUCE nodes under x (not looking inside them), in the order first met; false past `cap` of them */
+static bool find_reduces(const kn_kop *x, int depth, const kn_kop **out, int *n, int cap) {
+  if (!x || depth > 64) return false;
+  if (x->op == KN_KOP_REDUCE) {
+    for (int i = 0; i < *n; i++)
+      if (out[i] == x) return true;
+    if (*n == cap) return false;
+    out[(*n)++] = x;
+    return true;
   }
-  return r;
+  for (int i = 0; i < x->nsrc && i < 3; i++)
+    if (!find_reduces(x->src[i], depth + 1, out, n, cap)) return false;
+  return true;
 }
 
-bool kn_qmm_match(const kn_kernel *k, const kn_target *t, kn_qmm *m) {
-  memset(m, 0, sizeof *m);
-  if (t->kind != KN_TARGET_CPU || k->kind != KN_KERNEL_EXPR || !kn_qmm_enabled() || kn_getenv_int("NOOPT", 0) > 0) return false;
-  if (k->ndim != 3 || k->nreduce != 1 || k->shape[0] < 2 || k->shape_sym[0] || k->shape_sym[1] || k->shape_sym[2]) return false;
-  if (!is_float(k->bufs[0].dtype) || !plain_view(&k->out_st) || k->out_row) return false; /* no row scatter */
-  int nred = 0;
-  const kn_kop *red = find_reduce(k->root, 0, &nred);
-  if (!red || nred != 1 || red->rop != KN_KOP_ADD || red->src[0]->op != KN_KOP_MUL) return false;
+static bool same_view(const kn_view *a, const kn_view *b) {
+  if (a->ndim != b->ndim || a->masked != b->masked || a->offset.c != b->offset.c || a->offset.v != b->offset.v ||
+      (a->offset.v >= 0 && a->offset.k != b->offset.k))
+    return false;
+  for (int i = 0; i < a->ndim; i++)
+    if (a->shape[i] != b->shape[i] || a->strides[i] != b->strides[i]) return false;
+  return true;
+}
+
+/* One reduce sum_k x[t, k] * W[n, k]: x an f32 load, W a block-format load the integer-dot template decodes */
+static bool match_reduce(const kn_kernel *k, const kn_kop *red, const kn_kop **xo, const kn_kop **wo) {
+  if (red->rop != KN_KOP_ADD || red->src[0]->op != KN_KOP_MUL) return false;
   const kn_kop *a = red->src[0]->src[0], *b = red->src[0]->src[1];
   if (a->op != KN_KOP_LOAD || b->op != KN_KOP_LOAD || a->nsrc || b->nsrc) return false;
   if (kn_dtype_is_quant(k->bufs[a->buf].dtype)) {
@@ -74,9 +87,28 @@ bool kn_qmm_match(const kn_kernel *k, const kn_target *t, kn_qmm *m) {
   if (xv->ndim != 3 || wv->ndim != 3 || xv->strides[1] != 0 || xv->strides[2] != 1 || wv->strides[0] != 0 || wv->strides[2] != 1)
     return false;
   if (K % qk || wv->strides[1] % qk || wv->offset.v >= 0 || wv->offset.c % qk || K / qk > 4096) return false;
-  if (!epi_ok(k, k->root, red, 0)) return false;
-  m->T = k->shape[0], m->N = k->shape[1], m->K = K;
-  m->fmt = fmt, m->red = red, m->x = a, m->w = b;
+  *xo = a, *wo = b;
+  return true;
+}
+
+bool kn_qmm_match(const kn_kernel *k, const kn_target *t, kn_qmm *m) {
+  memset(m, 0, sizeof *m);
+  if (t->kind != KN_TARGET_CPU || k->kind != KN_KERNEL_EXPR || !kn_qmm_enabled() || kn_getenv_int("NOOPT", 0) > 0) return false;
+  if (k->ndim != 3 || k->nreduce != 1 || k->shape[0] < 2 || k->shape_sym[0] || k->shape_sym[1] || k->shape_sym[2]) return false;
+  if (!is_float(k->bufs[0].dtype) || !plain_view(&k->out_st) || k->out_row) return false; /* no row scatter */
+  if (!find_reduces(k->root, 0, m->reds, &m->nred, KN_QMM_MAX_RED) || m->nred < 1) return false;
+  /* every reduce dots the same activations with a weight of one format (gate and up of a fused SiLU-gated MLP) */
+  for (int i = 0; i < m->nred; i++) {
+    const kn_kop *x, *w;
+    if (!match_reduce(k, m->reds[i], &x, &w)) return false;
+    if (i > 0 && (x->buf != m->x->buf || !same_view(&x->st.v[0], &m->x->st.v[0]) || k->bufs[w->buf].dtype != m->fmt))
+      return false;
+    if (i == 0) m->x = x, m->fmt = k->bufs[w->buf].dtype;
+    m->ws[i] = w;
+  }
+  if (!epi_ok(k, m, k->root, 0)) return false;
+  m->T = k->shape[0], m->N = k->shape[1], m->K = k->shape[2];
+  m->red = m->reds[0], m->w = m->ws[0];
   return true;
 }
 
@@ -113,8 +145,8 @@ static void loop_end(kn_emit *e, loop *l) {
 typedef struct {
   kn_emit *e;
   const kn_kernel *k;
-  LLVMValueRef *bufs, vars, t, n, red;
-  const kn_kop *rn;
+  LLVMValueRef *bufs, vars, t, n, red[KN_QMM_MAX_RED];
+  const kn_qmm *m;
   const kn_kop *seen[64];
   LLVMValueRef vals[64];
   int nseen;
@@ -141,7 +173,8 @@ static LLVMValueRef out_index(epi *p, const kn_st *st) {
 
 static LLVMValueRef eval(epi *p, const kn_kop *x) {
   kn_emit *e = p->e;
-  if (x == p->rn) return p->red;
+  for (int i = 0; i < p->m->nred; i++)
+    if (x == p->m->reds[i]) return p->red[i];
   for (int i = 0; i < p->nseen; i++)
     if (p->seen[i] == x) return p->vals[i];
   LLVMValueRef v;
@@ -176,7 +209,8 @@ static LLVMValueRef eval(epi *p, const kn_kop *x) {
 
 void kn_qmm_plan(const kn_qmm *m, const kn_target *t, kn_qmm_plan_t *pl) {
   int64_t qk = kn_dtype_get(m->fmt)->block_elems, nb = m->K / qk, nsub = qk / kn_quant_dot_sub(m->fmt);
-  int U = t->vector_bytes >= 64 ? 8 : 4;
+  int U = kn_getenv_int("KILN_QMM_U", t->vector_bytes >= 64 ? 16 : t->vector_bytes >= 32 ? 8 : 4);
+  if (U < 1 || U > 16) U = t->vector_bytes >= 64 ? 16 : t->vector_bytes >= 32 ? 8 : 4;
   if (m->T < U) U = (int)m->T;
   int64_t per_tok = nb * (qk + 4 + 2 * nsub), tile = STACK_BYTES / per_tok;
   if (tile > MAX_TILE) tile = MAX_TILE;
@@ -214,7 +248,7 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
     LLVMValueRef ix = ci(e, i);
     bufs[i] = LLVMBuildLoad2(b, e->ptr, LLVMBuildGEP2(b, e->ptr, LLVMGetParam(e->fn, 0), &ix, 1, ""), "");
   }
-  epi ep = {.e = e, .k = k, .bufs = bufs, .vars = LLVMGetParam(e->fn, 1), .rn = m->red};
+  epi ep = {.e = e, .k = k, .bufs = bufs, .vars = LLVMGetParam(e->fn, 1), .m = m};
   LLVMTypeRef vacc = kn_e_vec(e->f32, lanes), vu = LLVMVectorType(e->f32, (unsigned)U), vx = kn_e_vec(e->f32, V);
   LLVMValueRef XQ = LLVMBuildAlloca(b, LLVMArrayType(e->i8, (unsigned)(TT * nb * qk)), "xq");
   LLVMSetAlignment(XQ, 64);
@@ -223,13 +257,16 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
   LLVMValueRef XS = LLVMBuildAlloca(b, LLVMArrayType(e->i16, (unsigned)(TT * nb * (nsub > 1 ? nsub : 2))), "xs");
   LLVMSetAlignment(XS, 16);
   LLVMValueRef cur = LLVMBuildAlloca(b, e->i64, "tile");
-  LLVMValueRef accp[16], accvp = LLVMBuildAlloca(b, vu, "accv");
-  for (int u = 0; u < U; u++) accp[u] = LLVMBuildAlloca(b, vacc, "acc");
+  LLVMValueRef accp[KN_QMM_MAX_RED][16], accvp[KN_QMM_MAX_RED];
+  for (int r = 0; r < m->nred; r++) {
+    accvp[r] = LLVMBuildAlloca(b, vu, "accv");
+    for (int u = 0; u < U; u++) accp[r][u] = LLVMBuildAlloca(b, vacc, "acc");
+  }
   LLVMBuildStore(b, ci(e, -1), cur);
   /* element offset of x's token 0 (may move with a variable) and the weight's first block */
   LLVMValueRef xoff = sint(&ep, m->x->st.v[0].offset);
-  int64_t sxt = m->x->st.v[0].strides[0], swn = m->w->st.v[0].strides[1] / qk, wb0 = m->w->st.v[0].offset.c / qk;
-  LLVMValueRef X = bufs[m->x->buf], Wp = bufs[m->w->buf];
+  int64_t sxt = m->x->st.v[0].strides[0];
+  LLVMValueRef X = bufs[m->x->buf];
 
   loop item = loop_begin(e, LLVMGetParam(e->fn, 2), LLVMGetParam(e->fn, 3), "item");
   LLVMValueRef tt = LLVMBuildSDiv(b, item.i, ci(e, m->N), "tt"), row = LLVMBuildSRem(b, item.i, ci(e, m->N), "row");
@@ -284,23 +321,28 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
   LLVMValueRef left = LLVMBuildSub(b, ci(e, T), t0, "");
   left = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, left, ci(e, TT), ""), left, ci(e, TT), "");
   LLVMValueRef ngroups = LLVMBuildSDiv(b, LLVMBuildAdd(b, left, ci(e, U - 1), ""), ci(e, U), "");
-  LLVMValueRef wrow = LLVMBuildAdd(b, ci(e, wb0), LLVMBuildMul(b, row, ci(e, swn), ""), "");
   loop lg = loop_begin(e, ci(e, 0), ngroups, "group");
-  for (int u = 0; u < U; u++) LLVMBuildStore(b, LLVMConstNull(vacc), accp[u]);
-  LLVMBuildStore(b, LLVMConstNull(vu), accvp);
   LLVMValueRef gbase = LLVMBuildMul(b, lg.i, ci(e, NR), "");
-  loop lb = loop_begin(e, ci(e, 0), ci(e, NR), "blk");
-  LLVMValueRef acc[16], accv, rec = LLVMBuildAdd(b, gbase, lb.i, "");
-  LLVMValueRef o = LLVMBuildMul(b, rec, ci(e, U * PB * qk), ""), xqp = LLVMBuildGEP2(b, e->i8, XQ, &o, 1, "");
-  o = LLVMBuildMul(b, rec, ci(e, U * PB), "");
-  LLVMValueRef dxp = LLVMBuildGEP2(b, e->f32, DX, &o, 1, ""), sp = LLVMBuildGEP2(b, e->f32, XS, &o, 1, "");
-  if (nsub > 1) o = LLVMBuildMul(b, rec, ci(e, U * nsub), ""), sp = LLVMBuildGEP2(b, e->i16, XS, &o, 1, "");
-  for (int u = 0; u < U; u++) acc[u] = LLVMBuildLoad2(b, vacc, accp[u], "");
-  accv = LLVMBuildLoad2(b, vu, accvp, "");
-  kn_quant_dot_tile(e, m->fmt, Wp, LLVMBuildAdd(b, wrow, LLVMBuildMul(b, lb.i, ci(e, PB), ""), ""), PB, U, xqp, dxp, sp, acc, &accv);
-  for (int u = 0; u < U && !e->failed; u++) LLVMBuildStore(b, acc[u], accp[u]);
-  if (!e->failed) LLVMBuildStore(b, accv, accvp);
-  loop_end(e, &lb);
+  for (int r = 0; r < m->nred; r++) { /* each reduce's sums over the row's blocks, one weight after the other */
+    const kn_view *wv = &m->ws[r]->st.v[0];
+    int64_t swn = wv->strides[1] / qk, wb0 = wv->offset.c / qk;
+    LLVMValueRef wrow = LLVMBuildAdd(b, ci(e, wb0), LLVMBuildMul(b, row, ci(e, swn), ""), "");
+    for (int u = 0; u < U; u++) LLVMBuildStore(b, LLVMConstNull(vacc), accp[r][u]);
+    LLVMBuildStore(b, LLVMConstNull(vu), accvp[r]);
+    loop lb = loop_begin(e, ci(e, 0), ci(e, NR), "blk");
+    LLVMValueRef acc[16], accv, rec = LLVMBuildAdd(b, gbase, lb.i, "");
+    LLVMValueRef o = LLVMBuildMul(b, rec, ci(e, U * PB * qk), ""), xqp = LLVMBuildGEP2(b, e->i8, XQ, &o, 1, "");
+    o = LLVMBuildMul(b, rec, ci(e, U * PB), "");
+    LLVMValueRef dxp = LLVMBuildGEP2(b, e->f32, DX, &o, 1, ""), sp = LLVMBuildGEP2(b, e->f32, XS, &o, 1, "");
+    if (nsub > 1) o = LLVMBuildMul(b, rec, ci(e, U * nsub), ""), sp = LLVMBuildGEP2(b, e->i16, XS, &o, 1, "");
+    for (int u = 0; u < U; u++) acc[u] = LLVMBuildLoad2(b, vacc, accp[r][u], "");
+    accv = LLVMBuildLoad2(b, vu, accvp[r], "");
+    kn_quant_dot_tile(e, m->fmt, bufs[m->ws[r]->buf], LLVMBuildAdd(b, wrow, LLVMBuildMul(b, lb.i, ci(e, PB), ""), ""), PB, U, xqp,
+                      dxp, sp, acc, &accv);
+    for (int u = 0; u < U && !e->failed; u++) LLVMBuildStore(b, acc[u], accp[r][u]);
+    if (!e->failed) LLVMBuildStore(b, accv, accvp[r]);
+    loop_end(e, &lb);
+  }
   /* the epilogue and the store of each real token */
   for (int u = 0; u < U && !e->failed; u++) {
     LLVMValueRef tk = LLVMBuildAdd(b, t0, LLVMBuildAdd(b, LLVMBuildMul(b, lg.i, ci(e, U), ""), ci(e, u), ""), "");
@@ -308,7 +350,8 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
     LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, tk, ci(e, T), ""), st, next);
     LLVMPositionBuilderAtEnd(b, st);
     ep.t = tk, ep.n = row, ep.nseen = 0;
-    ep.red = kn_quant_dot_hsum(e, LLVMBuildLoad2(b, vacc, accp[u], ""), LLVMBuildLoad2(b, vu, accvp, ""), u);
+    for (int r = 0; r < m->nred; r++)
+      ep.red[r] = kn_quant_dot_hsum(e, LLVMBuildLoad2(b, vacc, accp[r][u], ""), LLVMBuildLoad2(b, vu, accvp[r], ""), u);
     LLVMValueRef v = eval(&ep, k->root);
     kn_dtype od = k->bufs[0].dtype;
     if (od == KN_F16) v = LLVMBuildFPTrunc(b, v, e->f16, "");

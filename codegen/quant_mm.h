@@ -8,11 +8,17 @@
 #include "kernel.h"
 #include "../device/device.h"
 
-/* A kernel out[t, n] = f(sum_k x[t, k] * W[n, k]) the template takes: T tokens (>= 2), N rows, K reduced */
+#define KN_QMM_MAX_RED 2
+
+/* A kernel out[t, n] = f(sum_k x[t, k] * W0[n, k], sum_k x[t, k] * W1[n, k], ...) the template takes: T tokens (>= 2),
+ * N rows, K reduced, one to KN_QMM_MAX_RED reduces over the same activations and weights of one format (a fused
+ * SiLU-gated MLP's gate and up: silu(x W0) * (x W1)) */
 typedef struct {
   int64_t T, N, K;
   kn_dtype fmt;
-  const kn_kop *red, *x, *w; /* the REDUCE, the f32 activation load, the block-format weight load */
+  int nred;
+  const kn_kop *reds[KN_QMM_MAX_RED], *ws[KN_QMM_MAX_RED]; /* the REDUCEs and their block-format weight loads */
+  const kn_kop *red, *x, *w; /* the first REDUCE, the f32 activation load, the first weight load */
 } kn_qmm;
 
 /* Its tiling: U tokens per decoded block, token tiles of `tile` tokens (a multiple of U), ntiles of them; nb weight

@@ -955,33 +955,36 @@ static void test_qmm(void) {
   for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
     kn_dtype q = fmts[f];
     int64_t QK = kn_dtype_get(q)->block_elems;
-    for (int r = 0; r < 6; r++) {
+    for (int r = 0; r < 7; r++) {
       int64_t T = r == 0 ? rint_in(65, 140) : rint_in(2, 20), N = rint_in(1, 24), K = QK * rint_in(1, QK == 32 ? 8 : 3);
       /* 0 none, 1 bias, 2 residual, 3 silu gate, 4 f16 row store at a variable position, 5 f16 rows scattered to
-       * rows chosen at run time (out_row: batched KV caches), which the template leaves to the general lowering */
+       * rows chosen at run time (out_row: batched KV caches), which the template leaves to the general lowering,
+       * 6 a fused SiLU-gated MLP: two reduces over the same activations, silu(x W) * (x W2), W2 in buffer 4 */
       int epi = r;
       bool tiled = kn_device_target(dev)->kind == KN_TARGET_CPU && epi != 5; /* GPUs: the exact decode */
       int64_t ctx = T + 5, pos = epi == 4 ? rint_in(0, 5) : 0;
       char name[96];
       snprintf(name, sizeof name, "qmm %s T %lld N %lld K %lld epilogue %d", kn_dtype_name(q), (long long)T, (long long)N, (long long)K, epi);
       kn_kernel *k = kn_kernel_new();
-      k->nbufs = epi == 5 ? 5 : 4;
-      kn_dtype od = epi >= 4 ? KN_F16 : KN_F32;
-      int64_t osz = epi >= 4 ? ctx * N : T * N;
+      k->nbufs = epi >= 5 ? 5 : 4;
+      kn_dtype od = epi == 4 || epi == 5 ? KN_F16 : KN_F32;
+      int64_t osz = epi == 4 || epi == 5 ? ctx * N : T * N;
       int32_t *rows = malloc((size_t)T * 4);
       for (int64_t t = 0; t < T; t++) rows[t] = (int32_t)((t * 7 + 3) % ctx);
       for (int64_t t = 0; t < T && epi == 5; t++) /* distinct rows: a permutation of a few */
         for (int64_t u = 0; u < t; u++)
           if (rows[u] == rows[t]) rows[t] = (rows[t] + 1) % (int32_t)ctx, u = -1;
       if (epi == 5) k->bufs[4] = (kn_kbuf){KN_I32, T};
+      if (epi == 6) k->bufs[4] = (kn_kbuf){q, N * K};
       k->bufs[0] = (kn_kbuf){od, osz}, k->bufs[1] = (kn_kbuf){KN_F32, T * K};
       k->bufs[2] = (kn_kbuf){q, N * K}, k->bufs[3] = (kn_kbuf){KN_F32, T * N};
       void *out = calloc((size_t)osz, 4);
       float *x = malloc((size_t)(T * K) * 4), *ad = malloc((size_t)(T * N) * 4);
-      void *w = malloc((size_t)kn_dtype_nbytes(q, N * K));
+      void *w = malloc((size_t)kn_dtype_nbytes(q, N * K)), *w2 = malloc((size_t)kn_dtype_nbytes(q, N * K));
       for (int64_t i = 0; i < T * K; i++) x[i] = runif(-1, 1) * (i % 7 == 0 ? 3.0f : 1.0f);
       for (int64_t i = 0; i < T * N; i++) ad[i] = runif(-2, 2);
       kn_ref_fill_random(q, w, N * K, &rs);
+      kn_ref_fill_random(q, w2, N * K, &rs);
       int64_t sh[3] = {T, N, K}, sx[3] = {K, 0, 1}, sw[3] = {0, K, 1}, sa[3] = {N, 1, 0}, sb[3] = {0, 1, 0};
       set_space(k, 3, sh, 1);
       kn_st a = st_strided(3, sh, sx, 0), b = st_strided(3, sh, sw, 0);
@@ -994,6 +997,12 @@ static void test_qmm(void) {
         kn_kop *e2 = kn_kop_alu(k, KN_KOP_EXP2, KN_F32, 1, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_alu(k, KN_KOP_NEG, KN_F32, 1, extra, NULL, NULL), kn_kop_const_f(k, KN_F32, 1.4426950408889634), NULL), NULL, NULL);
         kn_kop *sg = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, extra, kn_kop_alu(k, KN_KOP_RECIP, KN_F32, 1, kn_kop_alu(k, KN_KOP_ADD, KN_F32, 2, e2, kn_kop_const_f(k, KN_F32, 1), NULL), NULL, NULL), NULL);
         mm = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, sg, mm, NULL);
+      }
+      if (epi == 6) { /* silu(mm) * (x W2), sharing mm's activation load */
+        kn_kop *up = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, mm->src[0]->src[0], kn_kop_load(k, 4, KN_F32, &b), NULL));
+        kn_kop *e2 = kn_kop_alu(k, KN_KOP_EXP2, KN_F32, 1, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_alu(k, KN_KOP_NEG, KN_F32, 1, mm, NULL, NULL), kn_kop_const_f(k, KN_F32, 1.4426950408889634), NULL), NULL, NULL);
+        kn_kop *sg = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, mm, kn_kop_alu(k, KN_KOP_RECIP, KN_F32, 1, kn_kop_alu(k, KN_KOP_ADD, KN_F32, 2, e2, kn_kop_const_f(k, KN_F32, 1), NULL), NULL, NULL), NULL);
+        mm = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, sg, up, NULL);
       }
       if (epi == 5) {
         mm = kn_kop_alu(k, KN_KOP_CAST, KN_F16, 1, mm, NULL, NULL);
@@ -1022,34 +1031,40 @@ static void test_qmm(void) {
       if (ok) {
         kn_buf *bufs[5] = {kn_buf_wrap_host(dev, out, (size_t)kn_dtype_nbytes(od, osz)), kn_buf_wrap_host(dev, x, (size_t)(T * K) * 4),
                            kn_buf_wrap_host(dev, w, (size_t)kn_dtype_nbytes(q, N * K)), kn_buf_wrap_host(dev, ad, (size_t)(T * N) * 4),
-                           kn_buf_wrap_host(dev, rows, (size_t)T * 4)};
+                           epi == 6 ? kn_buf_wrap_host(dev, w2, (size_t)kn_dtype_nbytes(q, N * K)) : kn_buf_wrap_host(dev, rows, (size_t)T * 4)};
         int64_t vars[1] = {pos};
         ok = !kn_program_launch(p, bufs, k->nbufs, vars, k->nvars, comp.global, comp.local, err, sizeof err);
         for (int i = 0; i < 5; i++) kn_buf_free(bufs[i]);
       }
       int bad = 0;
-      float *row = malloc((size_t)K * 4);
+      float *row = malloc((size_t)K * 4), *row2 = malloc((size_t)K * 4);
       for (int64_t n = 0; ok && n < N; n++) {
         kn_ref_dequant(q, (const char *)w + kn_dtype_nbytes(q, n * K), K, row);
+        kn_ref_dequant(q, (const char *)w2 + kn_dtype_nbytes(q, n * K), K, row2);
         for (int64_t t = 0; t < T; t++) {
-          double want = 0, mag = 0;
+          double want = 0, mag = 0, want2 = 0, mag2 = 0;
           for (int64_t b0 = 0; b0 < K; b0 += QK) {
             float amax = 0;
             for (int64_t i = 0; i < QK; i++) amax = fmaxf(amax, fabsf(x[t * K + b0 + i]));
             float dx = amax / 127.0f, id = 127.0f / fmaxf(amax, FLT_MIN);
             if (!tiled) dx = 1; /* the general lowering: several tokens keep the exact decode */
-            double s = 0, sa2 = 0;
+            double s = 0, sa2 = 0, s2 = 0, sb2 = 0;
             for (int64_t i = 0; i < QK; i++) {
               float xq = !tiled ? x[t * K + b0 + i] : nearbyintf(x[t * K + b0 + i] * id);
               s += (double)row[b0 + i] * xq, sa2 += fabs((double)row[b0 + i] * xq);
+              s2 += (double)row2[b0 + i] * xq, sb2 += fabs((double)row2[b0 + i] * xq);
             }
-            want += dx * s, mag += dx * sa2;
+            want += dx * s, mag += dx * sa2, want2 += dx * s2, mag2 += dx * sb2;
           }
           double e = ad[epi == 1 ? n : t * N + n], tol = 2e-6 * mag + 1e-6;
           if (epi == 1 || epi == 2) want += e, tol += 1e-6 * fabs(e);
           if (epi == 3) {
             double sg = e / (1 + exp(-e));
             want *= sg, tol = tol * fabs(sg) + 1e-5 * fabs(want);
+          }
+          if (epi == 6) { /* d silu(g) / dg is within [-0.1, 1.1] */
+            double sg = want / (1 + exp(-want)), tol2 = 2e-6 * mag2 + 1e-6;
+            want = sg * want2, tol = 1.1 * tol * fabs(want2) + fabs(sg) * tol2 + 1e-5 * fabs(want);
           }
           double got;
           if (epi == 4) got = kn_ref_f16_to_f32(((uint16_t *)out)[(pos + t) * N + n]), tol += fabs(want) / 1024;
@@ -1063,7 +1078,7 @@ static void test_qmm(void) {
       if (!ok) fail_line("%s: %s", name, err);
       if (ok && !bad) passed++;
       else failed++;
-      free(row), free(out), free(x), free(ad), free(w), free(rows);
+      free(row), free(row2), free(out), free(x), free(ad), free(w), free(w2), free(rows);
       kn_program_free(p);
       if (ok || comp.obj) kn_compiled_free(&comp);
       kn_kernel_free(k);
