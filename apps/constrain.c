@@ -118,16 +118,13 @@ void kc_closure(const kc_state *k, kn_bytes *out) {
   if (t.phase == KC_TAIL) kn_bytes_puts(out, t.spec->tail + t.pos);
 }
 
-size_t kc_closure_after(const kc_state *k, const void *bytes, size_t n) {
+int kc_closure_after(const kc_state *k, const void *bytes, size_t n, kn_bytes *out) {
   kc_state t;
   kc_copy(&t, k);
   for (size_t i = 0; i < n; i++)
-    if (!kc_push(&t, ((const unsigned char *)bytes)[i])) return SIZE_MAX;
-  kn_bytes cl = {0};
-  kc_closure(&t, &cl);
-  size_t len = cl.oom ? SIZE_MAX : cl.len;
-  kn_bytes_free(&cl);
-  return len;
+    if (!kc_push(&t, ((const unsigned char *)bytes)[i])) return -1;
+  kc_closure(&t, out);
+  return out->oom ? -1 : 0;
 }
 
 size_t kc_forced(const kc_state *k, const char **lit) {

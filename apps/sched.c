@@ -216,6 +216,17 @@ static int budget(sched *S, slot *s) {
   return mt < ctx ? mt : ctx;
 }
 
+/* The ending s[0..n) fits in room tokens: by its bytes (a token spells at least one), else by its tokens. */
+static bool ending_fits(sched *S, const char *s, size_t n, int room) {
+  if (room <= 0) return n == 0;
+  if (n <= (size_t)room) return true;
+  int32_t *ids = NULL;
+  int nids = 0;
+  if (tokenize_literal(S->vocab, s, n, &ids, &nids)) return false;
+  free(ids);
+  return nids <= room;
+}
+
 /* The next token under a constraint: a forced literal, the forced completion when the budget runs out, or a masked
  * sample. Negative on failure: kc_sample's codes, -3 out of memory. */
 static int constrained_token(sched *S, slot *s) {
@@ -225,7 +236,8 @@ static int constrained_token(sched *S, slot *s) {
   const char *lit;
   size_t n = kc_forced(&s->kc, &lit);
   int rc = 0;
-  if (!cl.oom && cl.len > 0 && (size_t)budget(S, s) <= cl.len && (size_t)ctx_left >= cl.len)
+  bool fits = !cl.oom && cl.len > 0 && ending_fits(S, cl.s, cl.len, ctx_left);
+  if (fits && (size_t)budget(S, s) <= cl.len)
     rc = queue_literal(S, s, cl.s, cl.len); /* the shortest valid ending, even past max_tokens */
   else if (n)
     rc = queue_literal(S, s, lit, n);
@@ -236,11 +248,13 @@ static int constrained_token(sched *S, slot *s) {
    * position it takes ('{' of an object with required keys), so the budget alone could step past the point where
    * the ending fits and run out of context inside the value. Then the ending (which fits) is forced now instead. */
   size_t rl = 0;
-  const char *raw = tok >= 0 ? kn_token_piece(S->m->tok, tok, true, &rl) : NULL;
-  if (raw && !cl.oom && cl.len > 0 && (size_t)ctx_left >= cl.len && kc_closure_after(&s->kc, raw, rl) > (size_t)ctx_left - 1) {
+  const char *raw = tok >= 0 && fits ? kn_token_piece(S->m->tok, tok, true, &rl) : NULL;
+  kn_bytes after = {0};
+  if (raw && (kc_closure_after(&s->kc, raw, rl, &after) || !ending_fits(S, after.s, after.len, ctx_left - 1))) {
     rc = queue_literal(S, s, cl.s, cl.len);
     tok = rc ? -3 : s->forced[s->i_forced++];
   }
+  kn_bytes_free(&after);
   kn_bytes_free(&cl);
   return tok;
 }

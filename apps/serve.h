@@ -67,8 +67,8 @@ int kc_push(kc_state *k, unsigned char c);                     /* 1 accepted (st
 int kc_accepts(const kc_state *k, const void *bytes, size_t n); /* all n bytes would be accepted */
 /* The bytes that would complete the output from here (the shortest we know), appended to out. */
 void kc_closure(const kc_state *k, kn_bytes *out);
-/* The length of the closure once these bytes are pushed (SIZE_MAX when they are not accepted). */
-size_t kc_closure_after(const kc_state *k, const void *bytes, size_t n);
+/* The closure once these bytes are pushed, appended to out; -1 when they are not accepted (or out of memory). */
+int kc_closure_after(const kc_state *k, const void *bytes, size_t n, kn_bytes *out);
 /* How many bytes the output must continue with, at *lit: what all live choices share next, or the rest of the
  * tail; 0 when there is a choice to make. */
 size_t kc_forced(const kc_state *k, const char **lit);

@@ -300,6 +300,19 @@ await t("tool_choice required at the end of the context still closes the call", 
     checkArgs(r.choices[0].message.tool_calls[0], ["plan"]);
     assert.ok(r.usage.total_tokens <= N_CTX, JSON.stringify(r.usage));
   }
+  // an ending longer in bytes than the positions left, shorter in tokens: still forced
+  const keys = ["alpha_one", "beta_two", "gamma_three", "delta_four", "epsilon_five"];
+  const wide = [{ type: "function", function: { name: "rec", parameters: { type: "object", required: keys,
+    properties: Object.fromEntries(keys.map((k) => [k, { type: "string" }])) } } }];
+  const probe2 = await c.chat.completions.create({ model: MODEL, tools: wide, tool_choice: "required", max_tokens: 1,
+    messages: user("x") });
+  const text2 = "x" + " go".repeat(Math.max(0, N_CTX - probe2.usage.prompt_tokens - 45));
+  for (let seed = 1; seed <= 2; seed++) {
+    const r = await c.chat.completions.create({ model: MODEL, tools: wide, tool_choice: "required", temperature: 1, seed,
+      messages: user(text2) });
+    assert.equal(r.choices[0].finish_reason, "tool_calls", `wide, seed ${seed}: ${JSON.stringify(r.choices[0]).slice(0, 300)}`);
+    assert.deepEqual(Object.keys(JSON.parse(r.choices[0].message.tool_calls[0].function.arguments)).sort(), [...keys].sort());
+  }
 });
 
 await t("tool result round trip", async () => {

@@ -2,7 +2,8 @@
 # tests/serve/schemas.sh KILN [MODEL:N ...]: schema-constrained output against ajv (schemas.mjs) for each test model,
 # N random schemas each (a json_schema reply and a forced tool call per schema). CI runs a few per model; the full
 # run is e.g. `tests/serve/schemas.sh build/apps/kiln tiny-qwen2:300 tiny-qwen3:300 tiny-llama3:300 tiny-mistral:300`
-# (tiny-mistral is made from tiny-llama by tests/mistral_gguf.py).
+# (tiny-mistral and tiny-mistral-nemo are made from tiny-llama by tests/mistral_gguf.py). The context is 2048: Llama 3.1
+# writes the tools into the prompt with indent=4, and a large random schema made a 1024-token context overflow.
 # Skips (77) when ../shared/testdata or node is missing.
 set -u
 KILN=${1:?usage: schemas.sh path/to/kiln [model:count ...]}
@@ -24,16 +25,20 @@ ran=0
 for spec in "$@"; do
   name=${spec%%:*} count=${spec#*:}
   model=$TD/models/$name-Q4_K_M.gguf
-  if [ "$name" = tiny-mistral ]; then # made here: tiny-llama's weights, Mistral's tokens and template
-    model=$TMP/tiny-mistral.gguf
+  case $name in # made here: tiny-llama's weights, Mistral's tokens and template (v3, or Nemo's v3-tekken)
+  tiny-mistral | tiny-mistral-nemo)
+    model=$TMP/$name.gguf
+    tmpl=mistral-v0.3.jinja
+    [ $name = tiny-mistral-nemo ] && tmpl=mistral-nemo.jinja
     [ -f "$model" ] || python3 "$HERE/../mistral_gguf.py" "$TD/models/tiny-llama-Q4_K_M.gguf" \
-      "$HERE/../chat_templates/mistral-v0.3.jinja" "$model" || { echo "skip: no tiny-mistral"; continue; }
-  fi
+      "$HERE/../chat_templates/$tmpl" "$model" || { echo "skip: no $name"; continue; }
+    ;;
+  esac
   [ -f "$model" ] || { echo "skip: $model is missing"; continue; }
   ran=$((ran + 1))
   # a fresh log per model: the previous server's "listening on" line must not be read as this one's
   rm -f "$TMP/log"
-  "$KILN" serve -m "$model" --port 0 -c 1024 --parallel 4 --alias "$name" 2>"$TMP/log" &
+  "$KILN" serve -m "$model" --port 0 -c 2048 --parallel 4 --alias "$name" 2>"$TMP/log" &
   SERVER=$!
   i=0
   while ! grep -q "listening on" "$TMP/log" 2>/dev/null; do
