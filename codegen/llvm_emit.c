@@ -314,7 +314,30 @@ LLVMValueRef kn_e_binary(kn_emit *e, kn_kop_type op, kn_dtype sdt, LLVMValueRef 
   }
 }
 
+/* A float add or subtract with a product operand is one explicit multiply-add (llvm.fmuladd, a fused multiply-add
+ * where the target has one), the first operand's product when both are: the same expression gives the same bits in
+ * every kernel it lands in. Left to contraction, the backend fuses a product only while it has one use and picks
+ * between two products by their uses, so the rounding depended on what else a kernel computed: a product shared by
+ * two accumulators (a swizzled reduce, where RoPE's pair partner sums the same row twice) was rounded before its add,
+ * and the rotation x C + swap(x) S fused the other product where its inputs were a reduce's results (AMDGPU). A row's
+ * result must not depend on how its kernel was fused (a sequence decoded alone or in a batch). NULL: not that shape. */
+static LLVMValueRef emit_muladd(kn_emit *e, const kn_lop *o) {
+  if ((o->alu != KN_KOP_ADD && o->alu != KN_KOP_SUB) || o->nsrc != 2 || !kn_dtype_is_float(o->dtype)) return NULL;
+  for (int side = 0; side < 2; side++) {
+    const kn_lop *m = &e->p->ops[o->src[side]];
+    if (m->op != KN_L_ALU || m->alu != KN_KOP_MUL || m->nsrc != 2 || m->dtype != o->dtype) continue;
+    LLVMValueRef x = get(e, m->src[0], o->vec), y = get(e, m->src[1], o->vec), c = get(e, o->src[1 - side], o->vec);
+    if (o->alu == KN_KOP_SUB && side == 0) c = LLVMBuildFNeg(e->b, c, ""); /* x y - c */
+    if (o->alu == KN_KOP_SUB && side == 1) x = LLVMBuildFNeg(e->b, x, ""); /* c - x y = (-x) y + c */
+    LLVMValueRef args[3] = {x, y, c};
+    return kn_e_intrinsic(e, "llvm.fmuladd", LLVMTypeOf(c), args, 3);
+  }
+  return NULL;
+}
+
 static LLVMValueRef emit_alu(kn_emit *e, const kn_lop *o) {
+  LLVMValueRef fma = emit_muladd(e, o);
+  if (fma) return fma;
   LLVMValueRef a = get(e, o->src[0], o->vec);
   kn_dtype sdt = e->p->ops[o->src[0]].dtype;
   LLVMValueRef r;

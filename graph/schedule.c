@@ -164,12 +164,13 @@ static void mark_swizzled(sctx *s, kn_uop *u, int depth) {
     for (int k = 0; k < u->nsrc; k++) mark_swizzled(s, u->src[k], depth + 1);
 }
 
-/* KILN_FUSE_ROPE=1: a view of a reduce result in a one-row (decode) pass, e.g. RoPE's pair swap of q = x Wq, is pushed
- * into the reduce (tinygrad's swizzle): q's and k's RoPE fuse into their projections, 9 kernels per llama layer
- * instead of 11. Off by default: the swizzled projection sums in another order than a many-row pass, so a sequence's
- * logits would depend on whether it decodes alone or inside a continuous batch (up to 8e-5 relative on F16 weights;
- * the batching contract is 1e-5). */
-static bool swizzle_decode(void) { return kn_getenv_int("KILN_FUSE_ROPE", 0) != 0; }
+/* A view of a reduce result in a one-row (decode) pass, e.g. RoPE's pair swap of q = x Wq, is pushed into the reduce
+ * (tinygrad's swizzle): q's and k's RoPE fuse into their projections, 9 kernels per llama layer instead of 11. The
+ * swizzled projection sums every row in the order of the unswizzled one (the flipped view merges into one view, so
+ * the reduce is vectorized alike, and codegen fuses each accumulation into one multiply-add whatever shares the
+ * product), so a row decoded alone equals the same row inside a many-row pass bit for bit. KILN_FUSE_ROPE=0 keeps
+ * RoPE in kernels of its own. */
+static bool swizzle_decode(void) { return kn_getenv_int("KILN_FUSE_ROPE", 1) != 0; }
 
 static void decide(sctx *s) {
   bool swizzle_one_row = swizzle_decode();

@@ -91,13 +91,15 @@ static bool merge(kn_view *out, const kn_view *b, const kn_view *t) {
     return true;
   }
   if (t->offset.v >= 0 && t->offset.k) return false; /* a symbolic offset cannot be unravelled */
-  int64_t cs[KN_MAXDIM], o[KN_MAXDIM], used[KN_MAXDIM];
+  /* each top axis walks one bottom axis (a multiple of its contiguous stride), forward or backward (a flip): the
+   * bottom index is the offset's unravelled index plus those walks, valid when every axis stays inside its extent */
+  int64_t cs[KN_MAXDIM], o[KN_MAXDIM], used[KN_MAXDIM], back[KN_MAXDIM];
   int nb = b->ndim;
   s = 1;
   for (int i = nb - 1; i >= 0; i--) cs[i] = s, s *= b->shape[i];
   if (t->offset.c < 0 || t->offset.c >= (s ? s : 1)) return false;
   int64_t rem = t->offset.c;
-  for (int i = 0; i < nb; i++) o[i] = rem / cs[i], rem %= cs[i], used[i] = 0;
+  for (int i = 0; i < nb; i++) o[i] = rem / cs[i], rem %= cs[i], used[i] = back[i] = 0;
   kn_view r;
   memset(&r, 0, sizeof r);
   r.ndim = t->ndim;
@@ -108,17 +110,18 @@ static bool merge(kn_view *out, const kn_view *b, const kn_view *t) {
     r.shape[j] = t->shape[j];
     map[j] = -1, ratio[j] = 0;
     if (t->shape[j] == 1 || t->strides[j] == 0) continue;
-    int64_t sj = t->strides[j];
-    if (sj < 0) return false;
+    int64_t sj = t->strides[j] < 0 ? -t->strides[j] : t->strides[j];
     int i = -1;
     for (int a = 0; a < nb; a++)
       if (b->shape[a] > 1 && cs[a] <= sj) { i = a; break; }
     if (i < 0 || sj % cs[i]) return false;
-    map[j] = i, ratio[j] = sj / cs[i];
-    used[i] += ratio[j] * (t->shape[j] - 1);
+    map[j] = i, ratio[j] = t->strides[j] / cs[i];
+    if (ratio[j] > 0) used[i] += ratio[j] * (t->shape[j] - 1);
+    else back[i] -= ratio[j] * (t->shape[j] - 1);
     r.strides[j] = ratio[j] * b->strides[i];
   }
   for (int i = 0; i < nb; i++) {
+    if (o[i] < back[i]) return false;
     if (o[i] + used[i] >= b->shape[i] && b->shape[i] > 0 && (used[i] || o[i] >= b->shape[i])) return false;
     r.offset.c += o[i] * b->strides[i];
   }

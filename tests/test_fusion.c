@@ -91,15 +91,16 @@ static void test_layer_patterns(void) {
   expect("rmsnorm(x) W, 3 tokens", kn_linear(kn_rmsnorm(X, NW, 1e-5f), W1, NULL), 3, 3, want, T * F, 1e-4);
   kn_t X1 = kn_shrink(X, (int64_t[]){0, 0}, (int64_t[]){1, E});
   expect("rmsnorm(x) W, 1 token", kn_linear(kn_rmsnorm(X1, NW, 1e-5f), W1, NULL), 2, 2, want, F, 1e-4);
-  /* RoPE of a projection (both layouts): the projection and the rotation are two kernels; with KILN_FUSE_ROPE=1 one
-   * token (decode) is one kernel, the pair swap pushed into the matmul */
+  /* RoPE of a projection (both layouts): one token (decode) is one kernel, the pair swap pushed into the matmul;
+   * several tokens, or KILN_FUSE_ROPE=0, two kernels (the projection and the rotation) */
   float *cs, *sn, *q = malloc(T * H * D * sizeof *q);
   kn_t COS = randt(2, (int64_t[]){T, D / 2}, &cs), SIN = randt(2, (int64_t[]){T, D / 2}, &sn);
   ref_linear(x, w1, q, T, H * D, E); /* the first H*D rows of W1 */
   kn_t WQ = kn_shrink(W1, (int64_t[]){0, 0}, (int64_t[]){H * D, E});
   for (int variant = 0; variant < 8; variant++) {
-    int neox = variant & 1, fuse = variant >= 4; /* KILN_FUSE_ROPE=1 fuses a one-token RoPE into its projection */
-    setenv("KILN_FUSE_ROPE", fuse ? "1" : "0", 1);
+    int neox = variant & 1, fuse = variant >= 4; /* the default fuses a one-token RoPE into its projection */
+    if (fuse) unsetenv("KILN_FUSE_ROPE");
+    else setenv("KILN_FUSE_ROPE", "0", 1);
     int64_t TT = (variant & 3) < 2 ? 1 : T; /* the first TT tokens */
     for (int64_t t = 0; t < TT; t++)
       for (int64_t hh = 0; hh < H; hh++)
@@ -112,14 +113,59 @@ static void test_layer_patterns(void) {
     kn_t XT = kn_shrink(kn_from_host(KN_F32, 2, (int64_t[]){T, E}, x), (int64_t[]){0, 0}, (int64_t[]){TT, E});
     kn_t Q = kn_reshape(kn_linear(XT, WQ, NULL), 3, (int64_t[]){TT, H, D});
     kn_t CT = kn_shrink(COS, (int64_t[]){0, 0}, (int64_t[]){TT, D / 2}), ST = kn_shrink(SIN, (int64_t[]){0, 0}, (int64_t[]){TT, D / 2});
-    const char *names[] = {"rope(x Wq), 1 token", "rope(x Wq) neox, 1 token", "rope(x Wq), 3 tokens", "rope(x Wq) neox, 3 tokens",
-                           "KILN_FUSE_ROPE=1 rope(x Wq), 1 token", "KILN_FUSE_ROPE=1 rope(x Wq) neox, 1 token",
-                           "KILN_FUSE_ROPE=1 rope(x Wq), 3 tokens", "KILN_FUSE_ROPE=1 rope(x Wq) neox, 3 tokens"};
+    const char *names[] = {"KILN_FUSE_ROPE=0 rope(x Wq), 1 token", "KILN_FUSE_ROPE=0 rope(x Wq) neox, 1 token",
+                           "KILN_FUSE_ROPE=0 rope(x Wq), 3 tokens", "KILN_FUSE_ROPE=0 rope(x Wq) neox, 3 tokens",
+                           "rope(x Wq), 1 token", "rope(x Wq) neox, 1 token", "rope(x Wq), 3 tokens",
+                           "rope(x Wq) neox, 3 tokens"};
     int nk = TT == 1 && fuse ? 1 : 2;
     expect(names[variant], kn_rope(Q, CT, ST, neox), nk, nk, want, TT * H * D, 1e-4);
   }
   unsetenv("KILN_FUSE_ROPE");
   free(x), free(w1), free(w2), free(wu), free(nw), free(h), free(u), free(want), free(xn), free(cs), free(sn), free(q);
+}
+
+/* A row's RoPE(rmsnorm(x) W) is the same bits whether the row is one token (RoPE swizzled into the projection) or
+ * the first of three (projection and rotation apart), for f32 and f16 weights and both layouts: a sequence decoded
+ * alone equals the same sequence decoded inside a continuous batch (test_batch's exact mode). */
+static void test_rope_rows_exact(void) {
+  int64_t T = 3, E = 256, H = 8, D = 32;
+  float *x, *w, *nw, *cs, *sn;
+  kn_t W32 = randt(2, (int64_t[]){H * D, E}, &w), NW = randt(1, &E, &nw);
+  kn_t W16 = kn_contiguous(kn_cast(W32, KN_F16));
+  x = malloc(T * E * sizeof *x), cs = malloc(T * D / 2 * sizeof *cs), sn = malloc(T * D / 2 * sizeof *sn);
+  for (int64_t i = 0; i < T * E; i++) x[i] = frand();
+  for (int64_t i = 0; i < T * D / 2; i++) cs[i] = frand(), sn[i] = frand();
+  if (kn_realize(&W16, 1)) return (void)(failed++, printf("FAIL f16 weights: %s\n", kn_ctx_error(kn_ctx_current())));
+  float *many = malloc(T * H * D * sizeof *many), *one = malloc(H * D * sizeof *one);
+  unsetenv("KILN_FUSE_ROPE");
+  for (int variant = 0; variant < 4; variant++) {
+    bool neox = variant & 1;
+    kn_t W = variant & 2 ? W16 : W32;
+    char name[96];
+    snprintf(name, sizeof name, "rope(rmsnorm(x) W%s)%s: one row == first of three, bit for bit", variant & 2 ? " f16" : "",
+             neox ? " neox" : "");
+    int nk[2] = {0, 0}, rc = 0;
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+      int64_t TT = pass ? 1 : T;
+      /* fresh leaves: a realized graph would not be scheduled again */
+      kn_t XT = kn_shrink(kn_from_host(KN_F32, 2, (int64_t[]){T, E}, x), (int64_t[]){0, 0}, (int64_t[]){TT, E});
+      kn_t CT = kn_shrink(kn_from_host(KN_F32, 2, (int64_t[]){T, D / 2}, cs), (int64_t[]){0, 0}, (int64_t[]){TT, D / 2});
+      kn_t ST = kn_shrink(kn_from_host(KN_F32, 2, (int64_t[]){T, D / 2}, sn), (int64_t[]){0, 0}, (int64_t[]){TT, D / 2});
+      kn_t q = kn_reshape(kn_linear(kn_rmsnorm(XT, NW, 1e-5f), W, NULL), 3, (int64_t[]){TT, H, D});
+      q = kn_rope(q, CT, ST, neox);
+      nk[pass] = kn_schedule_count(&q, 1);
+      rc = kn_to_host(q, pass ? one : many, TT * H * D * sizeof *one);
+    }
+    int64_t bad = -1;
+    for (int64_t i = 0; !rc && i < H * D && bad < 0; i++)
+      if (memcmp(&one[i], &many[i], sizeof *one)) bad = i;
+    /* one row: the rmsnorm's mean square, then projection and rotation in one kernel */
+    if (!rc && bad < 0 && nk[1] == 2) passed++;
+    else if (rc) failed++, printf("FAIL %s: %s\n", name, kn_ctx_error(kn_ctx_current())), kn_ctx_clear_error(kn_ctx_current());
+    else if (bad >= 0) failed++, printf("FAIL %s: element %lld is %.9g alone, %.9g in three rows\n", name, (long long)bad, one[bad], many[bad]);
+    else failed++, printf("FAIL %s: one row took %d kernels, want 2 (RoPE inside the projection)\n", name, nk[1]);
+  }
+  free(x), free(w), free(nw), free(cs), free(sn), free(many), free(one);
 }
 
 /* GRAPH=1: one cluster per kernel, and a node recomputed by two kernels drawn in both */
@@ -242,6 +288,7 @@ int main(void) {
   else failed++, printf("FAIL hash-consing: equal subgraphs are different nodes\n");
 
   test_layer_patterns();
+  test_rope_rows_exact();
   test_graph_dot();
 
   printf("%d passed, %d failed\n", passed, failed);

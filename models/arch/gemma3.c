@@ -67,6 +67,9 @@ static int load(kn_model *m) {
   kn_ctx *prev = kn_ctx_set(m->wctx);
   int rc = kn_rope_tables(m->n_ctx, (int)D, base_local, 1.0f, NULL, &a->cos_local, &a->sin_local);
   if (!rc) rc = kn_rope_tables(m->n_ctx, (int)D, hp->rope_theta, scale, NULL, &a->cos_global, &a->sin_global);
+  if (!rc) /* named, so their rows at a step's positions read as rope_cos_local_rows in DEBUG=3, not buffer_rows */
+    kn_name(a->cos_local, "rope_cos_local"), kn_name(a->sin_local, "rope_sin_local"),
+        kn_name(a->cos_global, "rope_cos_global"), kn_name(a->sin_global, "rope_sin_global");
   kn_ctx_set(prev);
   return rc ? kn_model_fail(m, "rope tables: %s", kn_ctx_error(m->wctx) ? kn_ctx_error(m->wctx) : "out of memory") : 0;
 }
