@@ -46,6 +46,13 @@ n_any=$(DEBUG=4 KILN_KERNEL="$first" "$kiln" demo -n 16 2>&1 | grep -c "^; LLVM 
   bad "KILN_KERNEL=$first: $n_any IR listings ($n_one of it), $n_all without the filter"
 (cd "$tmp" && GRAPH=1 GRAPH_DIR="$tmp" "$kiln" demo -n 16 >/dev/null 2>&1)
 grep -q "digraph kiln" "$tmp"/kiln-graph-0.dot 2>/dev/null && grep -q "cluster_" "$tmp"/kiln-graph-0.dot && ok || bad "GRAPH=1 wrote no DOT graph"
+# with graphviz installed (scripts/setup.sh installs it) GRAPH=1 also renders each graph to SVG, one cluster per kernel
+if command -v dot >/dev/null 2>&1; then
+  grep -q "<svg" "$tmp"/kiln-graph-0.svg 2>/dev/null && grep -q 'class="cluster"' "$tmp"/kiln-graph-0.svg && ok ||
+    bad "GRAPH=1 with graphviz installed wrote no SVG next to the DOT file"
+else
+  echo "note: graphviz is not installed, GRAPH=1's SVG is not checked"
+fi
 
 # errors name the problem and exit non-zero
 "$kiln" run -m /nonexistent.gguf -p hi >/dev/null 2>"$tmp/e" && bad "missing file accepted" || grep -q "nonexistent" "$tmp/e" && ok || bad "missing file: $(cat "$tmp/e")"

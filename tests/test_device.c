@@ -13,6 +13,7 @@
 #include "device/elf.h"
 #include "codegen/llvm_target.h"
 #include "device/device.h"
+#include "device/base/bytes.h"
 #include "device/base/env.h"
 #include "check.h"
 
@@ -137,6 +138,27 @@ static kn_device *open_with_threads(const char *threads, char *err, size_t errle
   kn_device *d = kn_device_open("CPU", err, errlen);
   unsetenv("THREADS");
   return d;
+}
+
+/* kn_grow (device/base/bytes.h): an array grown element by element keeps what it holds, doubles from its first
+ * capacity, and a request it cannot meet fails with the array as it was. */
+static void test_grow(void) {
+  int64_t *a = NULL;
+  int cap = 0, ok = 1, doublings = 0;
+  for (int n = 0; n < 1000 && ok; n++) {
+    int before = cap;
+    ok = !kn_grow(&a, &cap, n + 1, sizeof *a, 4) && cap >= n + 1;
+    if (ok && cap != before) doublings++, ok = before == 0 ? cap == 4 : cap == 2 * before;
+    if (ok) a[n] = (int64_t)n * 7919 + 13;
+  }
+  for (int n = 0; n < 1000 && ok; n++) ok = a[n] == (int64_t)n * 7919 + 13;
+  check(ok && doublings == 9, "kn_grow: 1000 elements kept in capacities 4..1024 (%d doublings, want 9)", doublings);
+  int64_t *keep = a;
+  int cap_before = cap;
+  check(kn_grow(&a, &cap, cap + 1, (size_t)1 << 62, 4) == -1 && a == keep && cap == cap_before && a[999] == 999 * 7919 + 13,
+        "kn_grow: a size that overflows fails and leaves the array as it was");
+  check(kn_grow(&a, &cap, 10, sizeof *a, 4) == 0 && a == keep && cap == cap_before, "kn_grow: room already there");
+  free(a);
 }
 
 static void test_names(void) {
@@ -524,6 +546,7 @@ static void cross_target(const char *triple, const char *cpu, int machine, const
 
 int main(void) {
   char err[512];
+  test_grow();
   test_names();
   test_threads();
   test_kiln_cpu();

@@ -1,4 +1,5 @@
-/* The growable byte buffer: doubling capacity, a NUL kept after the bytes, sticky out-of-memory. */
+/* The growable byte buffer: doubling capacity, a NUL kept after the bytes, sticky out-of-memory; and the growth of
+ * any other array (kn_grow). */
 #include "bytes.h"
 
 #include <stdarg.h>
@@ -46,4 +47,19 @@ void kn_bytes_printf(kn_bytes *b, const char *fmt, ...) {
 void kn_bytes_free(kn_bytes *b) {
   free(b->s);
   memset(b, 0, sizeof *b);
+}
+
+int kn_grow(void *arr, int *cap, int need, size_t size, int first) {
+  if (need <= *cap) return 0;
+  if (need < 0 || size == 0) return -1;
+  int64_t c = *cap > 0 ? *cap : first > 0 ? first : 1;
+  while (c < need) c *= 2;
+  if (c > INT32_MAX) c = need;
+  if ((uint64_t)c > SIZE_MAX / size) return -1;
+  void *old, *n;
+  memcpy(&old, arr, sizeof old); /* arr points at the caller's T *: object pointers share one representation */
+  if (!(n = realloc(old, (size_t)c * size))) return -1;
+  memcpy(arr, &n, sizeof n);
+  *cap = (int)c;
+  return 0;
 }

@@ -20,4 +20,9 @@ void kn_bytes_putc(kn_bytes *b, char c);
 void kn_bytes_printf(kn_bytes *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kn_bytes_free(kn_bytes *b); /* and empty again */
 
+/* Growable arrays of any element: room for `need` elements of `size` bytes in the array *arr (arr is a T **) whose
+ * capacity is *cap, doubling from `first`. 0, or -1 when the allocation failed or the count would overflow an int
+ * (then *arr and *cap are unchanged and still valid). */
+int kn_grow(void *arr, int *cap, int need, size_t size, int first);
+
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "device/base/bytes.h"
 #include "models/text/json_regex.h"
 
 enum { R_CHAR, R_SPLIT, R_EPS, R_MATCH };
@@ -69,12 +70,7 @@ static int pfail(parser *P, const char *fmt, ...) {
 /* ---- sets of code points ----------------------------------------------------------------------------------- */
 
 static void set_add(parser *P, rset *s, uint32_t lo, uint32_t hi) {
-  if (s->n == s->cap) {
-    int cap = s->cap ? s->cap * 2 : 8;
-    rng *g = realloc(s->r, (size_t)cap * sizeof *g);
-    if (!g) { pfail(P, "out of memory"); return; }
-    s->r = g, s->cap = cap;
-  }
+  if (kn_grow(&s->r, &s->cap, s->n + 1, sizeof *s->r, 8)) return (void)pfail(P, "out of memory");
   s->r[s->n++] = (rng){lo, hi};
 }
 
@@ -225,13 +221,8 @@ static int escape_char(parser *P, int in_class, uint32_t *cp) {
 /* ---- building the automaton ------------------------------------------------------------------------------ */
 
 static int new_state(parser *P, int kind, int out, int out2) {
-  if (P->nst == P->cap) {
-    if (P->cap >= MAX_RAW) return pfail(P, "too large (repetitions expand to more than %d states)", MAX_RAW);
-    int cap = P->cap ? P->cap * 2 : 64;
-    rstate *g = realloc(P->st, (size_t)cap * sizeof *g);
-    if (!g) return pfail(P, "out of memory");
-    P->st = g, P->cap = cap;
-  }
+  if (P->nst >= MAX_RAW) return pfail(P, "too large (repetitions expand to more than %d states)", MAX_RAW);
+  if (kn_grow(&P->st, &P->cap, P->nst + 1, sizeof *P->st, 64)) return pfail(P, "out of memory");
   P->st[P->nst] = (rstate){kind, out, out2, 0, 0};
   return P->nst++;
 }
@@ -245,11 +236,9 @@ static frag f_set(parser *P, rset *s) {
   set_emittable(P, s);
   int e = new_state(P, R_EPS, -1, -1), c = new_state(P, R_CHAR, e, -1);
   if (P->failed) return (frag){-1, -1};
-  if (P->nrg + s->n > P->rcap) {
-    int cap = (P->nrg + s->n) * 2 + 16;
-    rng *g = realloc(P->rg, (size_t)cap * sizeof *g);
-    if (!g) { pfail(P, "out of memory"); return (frag){-1, -1}; }
-    P->rg = g, P->rcap = cap;
+  if (kn_grow(&P->rg, &P->rcap, P->nrg + s->n, sizeof *P->rg, 16)) {
+    pfail(P, "out of memory");
+    return (frag){-1, -1};
   }
   memcpy(P->rg + P->nrg, s->r, (size_t)s->n * sizeof *s->r);
   P->st[c].r0 = P->nrg, P->st[c].nr = s->n;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "device/base/bytes.h"
 #include "models/text/json_read.h"
 #include "models/text/json_schema_impl.h"
 #include "models/text/json_schema_merge.h"
@@ -43,13 +44,8 @@ static int fail(cc *c, const char *fmt, ...) {
 
 static int new_node(cc *c) {
   kn_jschema *s = c->s;
-  if (s->n == s->cap) {
-    int cap = s->cap ? s->cap * 2 : 16;
-    if (cap > 65000) return fail(c, "the schema has too many subschemas");
-    js_node *g = realloc(s->nodes, (size_t)cap * sizeof *g);
-    if (!g) return fail(c, "out of memory");
-    s->nodes = g, s->cap = cap;
-  }
+  if (s->n >= 65000) return fail(c, "the schema has too many subschemas");
+  if (kn_grow(&s->nodes, &s->cap, s->n + 1, sizeof *s->nodes, 16)) return fail(c, "out of memory");
   js_node *n = &s->nodes[s->n];
   memset(n, 0, sizeof *n);
   n->types = n->vtypes = T_ANY, n->extra = 0, n->items = 0, n->max_items = -1, n->max_len = -1;
@@ -333,12 +329,7 @@ static int string_keywords(cc *c, const cJSON *sch, int idx) {
       return fail(c, "format \"%.40s\" is not supported (date, time, date-time, email, uuid, uri and ipv4 are)", fmt->valuestring);
   }
   kn_jschema *s = c->s;
-  if (s->n_res == s->cap_res) {
-    int cap = s->cap_res ? s->cap_res * 2 : 4;
-    kn_regex **g = realloc(s->res, (size_t)cap * sizeof *g);
-    if (!g) return fail(c, "out of memory");
-    s->res = g, s->cap_res = cap;
-  }
+  if (kn_grow(&s->res, &s->cap_res, s->n_res + 1, sizeof *s->res, 4)) return fail(c, "out of memory");
   char rerr[256];
   js_node *nd = &s->nodes[idx];
   kn_regex *r = kn_regex_compile(re, nd->min_len, nd->max_len, rerr, sizeof rerr);

@@ -10,19 +10,12 @@ MODEL=$TD/models/tiny-qwen2-Q4_K_M.gguf
 KEY=sk-test-$$
 N_CTX=512
 MAX_BODY=262144
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
 
 [ -f "$MODEL" ] || { echo "skip: $MODEL is missing (../shared/testdata)"; exit 77; }
 command -v curl >/dev/null || { echo "skip: curl is not installed"; exit 77; }
 
-TMP=$(mktemp -d)
-SERVER=
-cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; rm -rf "$TMP"; }
-trap cleanup EXIT INT TERM
+. "$HERE/lib.sh"
 
 # Start a server; sets SERVER (pid) and BASE. $1: log file, rest: extra options.
 start() {
@@ -31,15 +24,7 @@ start() {
   "$KILN" serve -m "$MODEL" --port 0 -c $N_CTX --parallel 4 --api-key "$KEY" --alias "$ALIAS" \
     --max-body $MAX_BODY --ping-interval 0.1 "$@" 2>"$log" &
   SERVER=$!
-  i=0
-  while ! grep -q "listening on" "$log" 2>/dev/null; do
-    if ! kill -0 "$SERVER" 2>/dev/null; then echo "the server did not start:"; cat "$log"; exit 1; fi
-    i=$((i + 1))
-    [ $i -gt 3000 ] && { echo "the server did not start within 300 s"; cat "$log"; exit 1; }
-    sleep 0.1
-  done
-  PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -1)
-  BASE=http://127.0.0.1:$PORT
+  serve_wait "$log"
 }
 
 ALIAS=tiny-qwen2

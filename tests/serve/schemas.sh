@@ -16,10 +16,7 @@ if [ ! -d "$HERE/node_modules/ajv-formats" ] && ! (cd "$HERE" && npm install --n
   echo "skip: npm install failed (tests/serve/node_modules)"
   exit 77
 fi
-TMP=$(mktemp -d)
-SERVER=
-cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; rm -rf "$TMP"; }
-trap cleanup EXIT INT TERM
+. "$HERE/lib.sh"
 rc=0
 ran=0
 for spec in "$@"; do
@@ -40,15 +37,8 @@ for spec in "$@"; do
   rm -f "$TMP/log"
   "$KILN" serve -m "$model" --port 0 -c 2048 --parallel 4 --alias "$name" 2>"$TMP/log" &
   SERVER=$!
-  i=0
-  while ! grep -q "listening on" "$TMP/log" 2>/dev/null; do
-    kill -0 "$SERVER" 2>/dev/null || { echo "the server did not start:"; cat "$TMP/log"; exit 1; }
-    i=$((i + 1))
-    [ $i -gt 1200 ] && { echo "the server did not start within 120 s"; exit 1; }
-    sleep 0.1
-  done
-  PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/log" | head -1)
-  if ! BASE=http://127.0.0.1:$PORT MODEL=$name SCHEMAS=$count node "$HERE/schemas.mjs"; then
+  serve_wait "$TMP/log" 120
+  if ! BASE=$BASE MODEL=$name SCHEMAS=$count node "$HERE/schemas.mjs"; then
     rc=1
     echo "---- server log (last 20 lines) ----"
     tail -20 "$TMP/log"
