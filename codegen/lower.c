@@ -331,22 +331,28 @@ static int lower_reduce(lower *L, int ninst) {
   const kn_kop *xn[KN_MAXREDS] = {0}, *qw[KN_MAXREDS] = {0};
   bool q = nr > 0; /* every reduce in the integer-dot form, or none */
   for (int r = 0; r < nr && q; r++) q = (qw[r] = qdot_weight(L, r, &xn[r])) != NULL;
-  for (int u = 0; q && u < ninst; u++)
-    for (int r = 0; r < nr; r++) {
-      int v = lower_qdot(L, u, r, qw[r], xn[r], lanes), a = acc[u * nr + r];
-      int nv = kn_l_alu(c->p, KN_KOP_ADD, KN_F32, a, v);
-      if (v < 0 || nv < 0) return free(acc), -1;
-      kn_l_add(c->p, KN_L_ACCSET, KN_F32, lanes, 2, (int[]){a, nv}, 0, 0);
-    }
-  for (int w = 0; !q && w < nunroll; w++)
+  /* An accumulator that would add the very values another one adds (the same op, shared by CSE, at every step) is
+   * that one: a swizzled reduce sums each RoPE pair partner's row twice, once as either member's sum, and the copy
+   * would double the accumulators a work item holds (32 AVX-512 registers for 16 rows). Known when one value per
+   * accumulator covers the loop: the integer-dot form (one sum of QDOTs), or a reduce without unrolled steps. */
+  int *same = malloc((size_t)(ninst * nr) * sizeof *same), *val = malloc((size_t)(ninst * nr) * sizeof *val);
+  if (!same || !val) return free(acc), free(same), free(val), kn_lfail(c, "out of memory");
+  for (int i = 0; i < ninst * nr; i++) same[i] = -1;
+  bool share = q || nunroll == 1;
+  for (int w = 0; w < (q ? 1 : nunroll); w++)
     for (int u = 0; u < ninst; u++) {
-      kn_set_inst(c, u, w);
-      reset_memo(L);
+      if (!q) kn_set_inst(c, u, w), reset_memo(L);
       for (int r = 0; r < nr; r++) {
-        int v = lower_node(L, L->reds[r]->src[0]);
-        int a = acc[u * nr + r];
-        int nv = kn_l_alu(c->p, L->reds[r]->rop, L->reds[r]->dtype, a, v);
-        if (v < 0 || nv < 0) return free(acc), -1;
+        int i = u * nr + r, v = q ? lower_qdot(L, u, r, qw[r], xn[r], lanes) : lower_node(L, L->reds[r]->src[0]);
+        if (v < 0) return free(acc), free(same), free(val), -1;
+        val[i] = v;
+        for (int j = 0; share && j < i && same[i] < 0; j++)
+          if (same[j] < 0 && val[j] == v && L->reds[j % nr]->rop == L->reds[r]->rop &&
+              L->reds[j % nr]->dtype == L->reds[r]->dtype)
+            same[i] = j;
+        if (same[i] >= 0) continue;
+        int a = acc[i], nv = kn_l_alu(c->p, L->reds[r]->rop, L->reds[r]->dtype, a, v);
+        if (nv < 0) return free(acc), free(same), free(val), -1;
         kn_l_add(c->p, KN_L_ACCSET, L->reds[r]->dtype, lanes, 2, (int[]){a, nv}, 0, 0);
       }
     }
@@ -354,13 +360,17 @@ static int lower_reduce(lower *L, int ninst) {
   c->in_reduce = false;
   for (int u = 0; u < ninst; u++)
     for (int r = 0; r < nr; r++) {
-      int a = acc[u * nr + r];
+      int i = u * nr + r, a = acc[i];
+      if (same[i] >= 0) {
+        L->redval[i] = L->redval[same[i]];
+        continue;
+      }
       if (lanes > 1 && c->s->p[c->s->vec].kind == KN_AX_RVEC)
         a = kn_l_add(c->p, KN_L_HREDUCE, L->reds[r]->dtype, 1, 1, &a, L->reds[r]->rop, 0);
       if (kn_sched_group(c->s) > 1) a = kn_l_group_reduce(c->p, a, L->reds[r]->rop, kn_sched_group(c->s));
-      L->redval[u * nr + r] = a;
+      L->redval[i] = a;
     }
-  free(acc);
+  free(acc), free(same), free(val);
   return c->p->failed ? -1 : 0;
 }
 
