@@ -25,7 +25,6 @@
 #include "pool.h"
 
 #define BIG_ALLOC (1u << 20) /* from here on, buffers are their own mapping (zero pages, huge pages allowed) */
-#define MAX_THREADS 1024
 
 typedef struct {
   kn_pool *pool;
@@ -50,28 +49,6 @@ static int fail_llvm(char *err, size_t errlen, const char *what, LLVMErrorRef e)
 
 /* ---- target and threads ---- */
 
-static int default_threads(void) {
-  cpu_set_t set;
-  if (!sched_getaffinity(0, sizeof set, &set) && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? (int)n : 1;
-}
-
-/* THREADS from the environment: unset -> the cores this process may run on; anything else must be 1..1024. */
-static int threads_from_env(int *out, char *err, size_t errlen) {
-  const char *s = getenv("THREADS");
-  if (!s || !*s) {
-    *out = default_threads();
-    return 0;
-  }
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || *end || v < 1 || v > MAX_THREADS)
-    return kn_errf(err, errlen, "THREADS=%s: expected a thread count between 1 and %d", s, MAX_THREADS);
-  *out = (int)v;
-  return 0;
-}
 
 /* ---- memory ---- */
 
@@ -385,7 +362,7 @@ static const kn_device_ops cpu_ops = {
 
 int kn_cpu_open(kn_device *d, char *err, size_t errlen) {
   int threads = 1;
-  if (threads_from_env(&threads, err, errlen) || kn_cpu_target(&d->target, threads, err, errlen)) return -1;
+  if (kn_threads_from_env(&threads, err, errlen) || kn_cpu_target(&d->target, threads, err, errlen)) return -1;
   cpu_dev *c = calloc(1, sizeof *c);
   if (!c) return kn_errf(err, errlen, "out of memory");
   pthread_mutex_init(&c->jit_lock, NULL);

@@ -177,7 +177,7 @@ out:
 
 static void kfd_checks(void) {
   char err[256] = "";
-  kn_amd_transport *t = kn_kfd_emu_create(KN_KFD_EMU_DEFAULT_VRAM, err, sizeof err);
+  kn_amd_transport *t = kn_kfd_emu_create(KN_KFD_EMU_DEFAULT_VRAM, 1, err, sizeof err);
   if (!check(t != NULL, "emulator: %s", err)) return;
   queue_and_signals(t, true);
   /* what the emulated KFD refuses, as the kernel does */

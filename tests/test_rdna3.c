@@ -657,6 +657,15 @@ static int enc_vop3(uint32_t *w, unsigned op, bool sd, bool mods) {
   return s0 == 255 || s1 == 255 || s2 == 255 ? 3 : 2;
 }
 
+/* the encodings that took a fast path, for checking the compiled runs (rdna3_jit.c) on them */
+static struct { uint32_t w[3]; int n; } fast_seen[4096];
+static int nfast_seen;
+static void keep_fast(const uint32_t *w, int n) {
+  if (nfast_seen == 4096) return;
+  memcpy(fast_seen[nfast_seen].w, w, 3 * sizeof *w);
+  fast_seen[nfast_seen++].n = n;
+}
+
 static void test_fast_paths(void) {
   /* every opcode with a fast path, by its VOP3 number; the short encodings are found through LLVM's tables */
   static const char *const names[] = {
@@ -701,6 +710,7 @@ static void test_fast_paths(void) {
           cases++;
           if (rc < 0) check(0, "fast path of %s (%s, words 0x%08x 0x%08x 0x%08x): %s", nm, fams[fam], w[0], w[1], w[2], err);
           op_taken += rc == 1;
+          if (rc == 1) keep_fast(w, n);
         }
       }
     }
@@ -722,10 +732,85 @@ static void test_fast_paths(void) {
     cases++;
     if (rc < 0) check(0, "fast path of VOPD (words 0x%08x 0x%08x 0x%08x): %s", w[0], w[1], w[2], err);
     vopd_taken += rc == 1;
+    if (rc == 1) keep_fast(w, lit ? 3 : 2);
   }
   check(vopd_taken > 100, "VOPD: the fast path was taken %d times and agreed with the per-lane executor", vopd_taken);
   printf("fast paths: %d of %d random instructions took them, all equal to the per-lane executors\n",
          taken + vopd_taken, cases);
+}
+
+/* Host code for runs of vector instructions (rdna3_jit.c) against the per-lane executors: every fast-path encoding
+ * above alone (random wave states with NaNs, EXEC masks of every kind), then random runs of 2 to 24 of them, so that
+ * registers kept in host registers across a run, EXEC changed by v_cmpx and masks written and read within a run
+ * are checked too (NaN-free states there: which NaN a two-NaN add returns is the host compiler's choice). */
+/* the same instruction on registers v0..v7 (so that destinations and sources of a run often coincide); VOPD kept */
+static int narrow_vgprs(uint32_t *w, int n) {
+  uint32_t enc = w[0] >> 25;
+  if ((w[0] >> 26) == 0x32) return n; /* VOPD */
+  if ((w[0] >> 26) == 0x35) {         /* VOP3: vdst [7:0], sources [8:0] [17:9] [26:18] of the second word */
+    bool sdst = (w[0] >> 16 & 0x3ff) < 256; /* a compare: its destination is scalar */
+    if (!sdst) w[0] = (w[0] & ~0xffu) | (w[0] & 7);
+    for (int k = 0; k < 3; k++) {
+      uint32_t src = w[1] >> (9 * k) & 0x1ff;
+      if (src >= 256) w[1] = (w[1] & ~(0x1ffu << (9 * k))) | (256 + (src & 7)) << (9 * k);
+    }
+    return n;
+  }
+  uint32_t s0 = w[0] & 0x1ff;
+  if (s0 >= 256) w[0] = (w[0] & ~0x1ffu) | (256 + (s0 & 7));
+  if (enc != 0x3f) w[0] = (w[0] & ~(0xffu << 9)) | (w[0] >> 9 & 7) << 9; /* vsrc1 (VOP2, VOPC) */
+  bool rfl = enc == 0x3f && (w[0] >> 9 & 0xff) == 2;                   /* v_readfirstlane: scalar destination */
+  if (enc != 0x3e && !rfl) w[0] = (w[0] & ~(0xffu << 17)) | (w[0] >> 17 & 7) << 17; /* vdst (VOP1, VOP2) */
+  return n;
+}
+
+static void test_jit_runs(void) {
+  char err[512];
+  int single = 0, runs = 0, nrun_ok = 0;
+  for (int i = 0; i < nfast_seen; i += 3) {
+    int rc = kn_rdna3_check_jit(fast_seen[i].w, (size_t)fast_seen[i].n, (uint64_t)i, 6, false, err, sizeof err);
+    if (rc < 0) check(0, "compiled run of one instruction (words 0x%08x 0x%08x 0x%08x): %s", fast_seen[i].w[0],
+                      fast_seen[i].w[1], fast_seen[i].w[2], err);
+    single += rc == 1;
+  }
+  for (int i = 0; i < nfast_seen; i++) {
+    if (i % 3 == 0) continue;
+    int rc = kn_rdna3_check_jit(fast_seen[i].w, (size_t)narrow_vgprs(fast_seen[i].w, fast_seen[i].n), (uint64_t)i,
+                                6, false, err, sizeof err);
+    if (rc < 0) check(0, "compiled run of one instruction on v0..v7 (words 0x%08x 0x%08x 0x%08x): %s",
+                      fast_seen[i].w[0], fast_seen[i].w[1], fast_seen[i].w[2], err);
+    single += rc == 1;
+    if (rc == 1) fast_seen[nrun_ok++] = fast_seen[i]; /* the runs below are made of these */
+  }
+  nfast_seen = nrun_ok;
+  /* v_bfi_b32 vD, -16, vA, vD and its kin from a Q6_K matvec: a bit-select merged under EXEC, which LLVM 19.1 compiles
+   * to a wrong vpternlogd for AVX-512 (so rdna3_jit.c compiles for AVX2) */
+  for (unsigned k = 0; k < 4; k++) {
+    uint32_t d = 26, a = 27, src2 = k & 1 ? d : 28, src0 = k & 2 ? 0xd0 /* -16 */ : 0xff /* literal */;
+    uint32_t w[3] = {0xd6120000u | d, src0 | (256 + a) << 9 | (256 + src2) << 18, 0x00ff00f0u};
+    int rc = kn_rdna3_check_jit(w, src0 == 0xff ? 3 : 2, k, 8, false, err, sizeof err);
+    check(rc == 1, "v_bfi_b32 v%u, %s, v%u, v%u compiled to host code: %s", d, src0 == 0xff ? "0xff00f0" : "-16", a,
+          src2, rc < 0 ? err : rc ? "agrees" : "not translated");
+  }
+  check(single > 200, "%d single instructions compiled to host code agree with the per-lane executors", single);
+  for (int t = 0; t < 150 && nfast_seen; t++) {
+    uint32_t code[24 * 3];
+    size_t n = 0;
+    int len = 2 + (int)(rnd() % 23);
+    for (int k = 0; k < len; k++) {
+      int j = (int)(rnd() % (unsigned)nfast_seen);
+      memcpy(code + n, fast_seen[j].w, (size_t)fast_seen[j].n * 4);
+      n += (size_t)fast_seen[j].n;
+    }
+    int rc = kn_rdna3_check_jit(code, n, (uint64_t)t, 4, true, err, sizeof err);
+    if (rc < 0) {
+      check(0, "compiled run of %d instructions (seed %d): %s", len, t, err);
+      break;
+    }
+    runs += rc == 1;
+  }
+  check(runs > 100, "%d random runs of 2-24 instructions compiled to host code agree with the per-lane executors", runs);
+  printf("compiled runs: %d single instructions and %d runs of up to 24 equal to the per-lane executors\n", single, runs);
 }
 
 /* packed half math (v_pk_*), mixed f16/f32 FMA and the integer dot product of four bytes */
@@ -1226,6 +1311,7 @@ int main(void) {
   test_quant();
   test_matvec();
   test_fast_paths();
+  test_jit_runs();
   test_packed();
   test_div_f32();
   test_div_f16();

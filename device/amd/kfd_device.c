@@ -195,8 +195,9 @@ static int emu_vram(uint64_t *bytes, char *err, size_t errlen) {
 
 int kn_amd_emu_open(kn_device *d, char *err, size_t errlen) {
   uint64_t vram;
-  if (emu_vram(&vram, err, errlen)) return -1;
-  kn_amd_transport *t = kn_kfd_emu_create(vram, err, errlen);
+  int threads;
+  if (emu_vram(&vram, err, errlen) || kn_threads_from_env(&threads, err, errlen)) return -1;
+  kn_amd_transport *t = kn_kfd_emu_create(vram, threads, err, errlen);
   if (!t) return -1;
   return open_on(d, t, true, err, errlen);
 }

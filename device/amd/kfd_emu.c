@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../base/env.h"
+#include "../pool.h"
 #include "kfd_emu_int.h"
 
 #define UNSIGNALED_SLOT (~0ull)
@@ -22,8 +23,9 @@ static int fail(int e) { return errno = e, -1; }
 
 emu_bo *kn_emu_bo_at(kn_kfd_emu *e, uint64_t va, uint64_t n) {
   /* the compute unit's accesses mostly hit the buffer it touched last */
-  if (e->last_bo < e->nbos) {
-    emu_bo *b = &e->bos[e->last_bo];
+  int last = __atomic_load_n(&e->last_bo, __ATOMIC_RELAXED); /* the compute unit's threads share it */
+  if (last < e->nbos) {
+    emu_bo *b = &e->bos[last];
     if (va >= b->va && va - b->va < b->size) return n <= b->va + b->size - va ? b : NULL;
   }
   int lo = 0, hi = e->nbos - 1;
@@ -33,7 +35,7 @@ emu_bo *kn_emu_bo_at(kn_kfd_emu *e, uint64_t va, uint64_t n) {
     if (va < b->va) hi = mid - 1;
     else if (va >= b->va + b->size) lo = mid + 1;
     else {
-      e->last_bo = mid;
+      __atomic_store_n(&e->last_bo, mid, __ATOMIC_RELAXED);
       return n <= b->va + b->size - va ? b : NULL;
     }
   }
@@ -414,16 +416,19 @@ static void emu_destroy(kn_amd_transport *t) {
   free(e->names);
   free(e->counters);
   kn_rdna3_cache_free(e->programs);
+  kn_pool_free(e->pool);
   munmap(e->doorbells, 0x2000);
   pthread_mutex_destroy(&e->lock);
   free(e);
 }
 
-kn_amd_transport *kn_kfd_emu_create(uint64_t vram_bytes, char *err, size_t errlen) {
+kn_amd_transport *kn_kfd_emu_create(uint64_t vram_bytes, int threads, char *err, size_t errlen) {
   kn_kfd_emu *e = calloc(1, sizeof *e);
   if (!e) return kn_errf(err, errlen, "out of memory"), NULL;
+  if (threads > 1 && !(e->pool = kn_pool_new(threads, err, errlen))) return free(e), NULL;
   e->doorbells = mmap(NULL, 0x2000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (e->doorbells == MAP_FAILED) {
+    kn_pool_free(e->pool);
     free(e);
     return kn_errf(err, errlen, "emulated KFD: cannot map doorbell pages"), NULL;
   }

@@ -12,7 +12,8 @@
 
 #define KN_KFD_EMU_DEFAULT_VRAM (20ull << 30) /* the RX 7900 XT */
 
-/* A fresh emulator (each has its own memory, queues and counters); destroy it with t->destroy(t). */
-kn_amd_transport *kn_kfd_emu_create(uint64_t vram_bytes, char *err, size_t errlen);
+/* A fresh emulator (each has its own memory, queues and counters); destroy it with t->destroy(t). Its compute unit
+ * runs a dispatch's workgroups on `threads` host threads (the doorbell's thread included; 1: that thread alone). */
+kn_amd_transport *kn_kfd_emu_create(uint64_t vram_bytes, int threads, char *err, size_t errlen);
 
 #endif

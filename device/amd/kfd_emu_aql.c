@@ -86,7 +86,7 @@ static int dispatch(kn_kfd_emu *e, emu_queue *q, const kn_aql_dispatch *p, uint6
   }
   kn_rdna3_dispatch d = {.name = name, .kd_va = p->kernel_object, .kernarg_va = p->kernarg_address,
                          .group_segment_bytes = p->group_segment_size, .aql_packet_va = packet_va,
-                         .cache = e->programs, .track_reads = e->track_reads};
+                         .cache = e->programs, .track_reads = e->track_reads, .pool = e->pool};
   for (unsigned i = 0; i < 3; i++) {
     d.grid[i] = i < dims ? p->grid_size[i] : 1;
     d.wg[i] = i < dims ? p->workgroup_size[i] : 1;

@@ -60,6 +60,7 @@ typedef struct {
   kn_amd_counters *counters;
   int ncounters, capcounters;
   kn_rdna3_cache *programs; /* the compute unit's decoded kernels */
+  struct kn_pool *pool;     /* threads that run a dispatch's workgroups (NULL: the doorbell's thread alone) */
   bool track_reads;         /* distinct/fetched read bytes per kernel: on after the first counters reset */
   bool mem_fault, hw_fault; /* reported through the MEMORY / HW_EXCEPTION events */
   uint64_t fault_va;

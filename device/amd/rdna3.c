@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "../base/env.h"
+#include "../pool.h"
 #include "rdna3.h"
 #include "rdna3_ops.h"
 #include "rdna3_wave.h"
@@ -230,28 +231,110 @@ static void init_wave(kn_wave *w, const kn_rdna3_dispatch *d, const kdesc *k, co
 }
 
 /* Runs the waves of one workgroup: each runs until it ends or waits at a barrier; a barrier opens when every wave
- * that has not ended waits at it. */
+ * that has not ended waits at it. Decoded slots are read with acquire loads: another thread may be filling them
+ * (kn_prog_decode publishes a slot's handler last). */
 static int run_workgroup(kn_cu *cu, kn_rdna3_prog *p, kn_wave *waves, uint32_t nw) {
   uint64_t *insts = cu->st->insts;
   for (;;) {
-    uint32_t done = 0, waiting = 0;
+    uint32_t done = 0;
     for (uint32_t i = 0; i < nw; i++) {
       kn_wave *w = &waves[i];
       while (w->state == WAVE_RUN) {
         uint64_t off = w->pc - p->entry;
-        const kn_inst *ch = off < p->size ? p->chunks[(off >> 2) / KN_CHUNK] : NULL;
+        const kn_inst *ch = off < p->size ? __atomic_load_n(&p->chunks[(off >> 2) / KN_CHUNK], __ATOMIC_ACQUIRE) : NULL;
         const kn_inst *in = ch ? &ch[(off >> 2) % KN_CHUNK] : NULL;
-        if ((!in || !in->fn || (off & 3)) && !(in = kn_prog_decode(cu, p, w))) return -1;
+        kn_inst_fn fn = in ? __atomic_load_n(&in->fn, __ATOMIC_ACQUIRE) : NULL;
+        if (!fn || (off & 3)) {
+          if (!(in = kn_prog_decode(cu, p, w))) return -1;
+          fn = in->fn;
+        }
         insts[in->cls]++;
-        if (in->fn(cu, w, in)) return -1;
+        if (fn(cu, w, in)) return -1;
       }
       done += w->state == WAVE_DONE;
-      waiting += w->state == WAVE_BARRIER;
     }
     if (done == nw) return 0;
     for (uint32_t i = 0; i < nw; i++)
       if (waves[i].state == WAVE_BARRIER) waves[i].state = WAVE_RUN;
-    (void)waiting;
+  }
+}
+
+/* One dispatch as the threads share it: workgroups are claimed in launch order from `next`; `failed` is the lowest
+ * workgroup index that failed (UINT64_MAX while none), past which no thread claims more. */
+typedef struct {
+  const kn_rdna3_dispatch *d;
+  const kn_rdna3_mem *mem;
+  const kdesc *k;
+  kn_rdna3_prog *prog;
+  uint32_t nwg[3];
+  uint64_t total, chunk;
+  uint64_t next, failed; /* atomics */
+  size_t errlen;
+  struct runner {
+    kn_rdna3_stats st;
+    uint64_t failed_at; /* UINT64_MAX: none */
+    char *err;
+    int rc;
+  } *r;
+} job;
+
+/* Thread t's share of the dispatch: its own compute-unit state (LDS, waves, the mapping it hit last) and counters. */
+static void run_part(void *ctx, int64_t t, int64_t end) {
+  job *j = ctx;
+  (void)end;
+  struct runner *r = &j->r[t];
+  const kn_rdna3_dispatch *d = j->d;
+  kn_cu cu = {.d = d, .mem = j->mem, .st = &r->st, .err = r->err, .errlen = j->errlen, .fam = "",
+            .w = (const uint32_t[1]){0}, .map_rd = -1};
+  cu.lds_size = d->group_segment_bytes;
+  cu.entry = j->k->entry;
+  uint32_t wgt = d->wg[0] * d->wg[1] * d->wg[2], nwave = (wgt + KN_LANES - 1) / KN_LANES;
+  cu.lds = calloc(cu.lds_size ? cu.lds_size : 1, 1);
+  if (d->track_reads) cu.fetch = calloc(KN_FETCH_SLOTS, sizeof *cu.fetch);
+  kn_wave *waves = calloc(nwave, sizeof *waves);
+  if (!cu.lds || !waves) {
+    r->rc = kn_errf(r->err, j->errlen, "out of memory for %u waves", nwave);
+    r->failed_at = 0;
+    __atomic_store_n(&j->failed, 0, __ATOMIC_RELAXED);
+  }
+  while (!r->rc) {
+    uint64_t first = __atomic_fetch_add(&j->next, j->chunk, __ATOMIC_RELAXED);
+    if (first >= j->total) break;
+    uint64_t last = first + j->chunk < j->total ? first + j->chunk : j->total;
+    for (uint64_t idx = first; idx < last && !r->rc; idx++) {
+      if (idx > __atomic_load_n(&j->failed, __ATOMIC_RELAXED)) break; /* an earlier workgroup failed */
+      uint32_t wg[3] = {(uint32_t)(idx % j->nwg[0]), (uint32_t)(idx / j->nwg[0] % j->nwg[1]),
+                        (uint32_t)(idx / ((uint64_t)j->nwg[0] * j->nwg[1]))}, sz[3];
+      for (int i = 0; i < 3; i++) {
+        uint32_t left = d->grid[i] - wg[i] * d->wg[i];
+        sz[i] = left < d->wg[i] ? left : d->wg[i];
+      }
+      uint32_t threads = sz[0] * sz[1] * sz[2], nw = (threads + KN_LANES - 1) / KN_LANES;
+      memcpy(cu.wg_id, wg, sizeof wg);
+      memset(cu.lds, 0, cu.lds_size);
+      for (uint32_t i = 0; i < nw; i++) init_wave(&waves[i], d, j->k, wg, sz, i);
+      cu.seq++;
+      if (run_workgroup(&cu, j->prog, waves, nw)) {
+        r->rc = -1, r->failed_at = idx;
+        uint64_t cur = __atomic_load_n(&j->failed, __ATOMIC_RELAXED);
+        while (idx < cur && !__atomic_compare_exchange_n(&j->failed, &cur, idx, false, __ATOMIC_RELAXED,
+                                                         __ATOMIC_RELAXED)) {}
+      }
+      r->st.waves += nw;
+      r->st.workgroups++;
+    }
+  }
+  free(waves);
+  free(cu.lds);
+  free(cu.fetch);
+  for (int i = 0; i < cu.nrd; i++) {
+    r->st.read_distinct += cu.rd[i].distinct;
+    if (cu.rd[i].distinct > r->st.top_distinct) {
+      r->st.second_distinct = r->st.top_distinct, r->st.second_fetched = r->st.top_fetched;
+      r->st.top_distinct = cu.rd[i].distinct, r->st.top_fetched = cu.rd[i].fetched;
+    } else if (cu.rd[i].distinct > r->st.second_distinct)
+      r->st.second_distinct = cu.rd[i].distinct, r->st.second_fetched = cu.rd[i].fetched;
+    free(cu.rd[i].seen);
   }
 }
 
@@ -268,7 +351,6 @@ int kn_rdna3_run(const kn_rdna3_dispatch *d, const kn_rdna3_mem *mem, kn_rdna3_s
   if (d->group_segment_bytes > 65536)
     return kn_errf(err, errlen, "rdna3: kernel %s: %u bytes of LDS (64 KiB per workgroup)", d->name,
                    d->group_segment_bytes);
-  uint32_t nwave = (wgt + KN_LANES - 1) / KN_LANES;
   kn_rdna3_cache *own = d->cache ? NULL : kn_rdna3_cache_new();
   kn_rdna3_prog *prog = own || d->cache ? kn_prog_get(d->cache ? d->cache : own, mem, k.entry, d->generic, d->name, err,
                                                       errlen) : NULL;
@@ -276,58 +358,49 @@ int kn_rdna3_run(const kn_rdna3_dispatch *d, const kn_rdna3_mem *mem, kn_rdna3_s
     kn_rdna3_cache_free(own);
     return own || d->cache ? -1 : kn_errf(err, errlen, "rdna3: out of memory");
   }
-  kn_rdna3_stats local = {0};
-  kn_cu cu = {.d = d, .mem = mem, .st = &local, .err = err, .errlen = errlen, .fam = "", .w = (const uint32_t[1]){0},
-            .map_rd = -1};
-  cu.lds_size = d->group_segment_bytes;
-  cu.entry = k.entry;
-  cu.lds = calloc(cu.lds_size ? cu.lds_size : 1, 1);
-  if (d->track_reads) cu.fetch = calloc(KN_FETCH_SLOTS, sizeof *cu.fetch);
-  kn_wave *waves = calloc(nwave, sizeof *waves);
+  /* a program that has run many waves is compiled to host code before this dispatch's threads start */
+  if (!prog->jitted && !d->generic && prog->waves_run >= KN_JIT_WAVES && kn_jit_enabled() &&
+      kn_jit_program(prog, err, errlen)) {
+    kn_rdna3_cache_free(own);
+    return -1;
+  }
+  job j = {.d = d, .mem = mem, .k = &k, .prog = prog, .failed = UINT64_MAX, .errlen = errlen ? errlen : 1};
+  j.total = 1;
+  for (int i = 0; i < 3; i++) j.nwg[i] = (d->grid[i] + d->wg[i] - 1) / d->wg[i], j.total *= j.nwg[i];
+  /* threads: one per few workgroups at least; read tracking counts fetches per workgroup in launch order, alone */
+  int nt = d->pool && !d->track_reads ? kn_pool_threads(d->pool) : 1;
+  if ((uint64_t)nt > j.total / 2) nt = j.total / 2 > 1 ? (int)(j.total / 2) : 1;
+  j.chunk = j.total / ((uint64_t)nt * 16);
+  if (!j.chunk) j.chunk = 1;
+  j.r = calloc((size_t)nt, sizeof *j.r);
+  char *errs = calloc((size_t)nt, j.errlen);
   int rc = 0;
-  if (!cu.lds || !waves) rc = kn_errf(err, errlen, "out of memory for %u waves", nwave);
-  uint32_t nwg[3];
-  for (int i = 0; i < 3; i++) nwg[i] = (d->grid[i] + d->wg[i] - 1) / d->wg[i];
-  for (uint32_t z = 0; !rc && z < nwg[2]; z++)
-    for (uint32_t y = 0; !rc && y < nwg[1]; y++)
-      for (uint32_t x = 0; !rc && x < nwg[0]; x++) {
-        uint32_t wg[3] = {x, y, z}, sz[3];
-        for (int i = 0; i < 3; i++) {
-          uint32_t left = d->grid[i] - wg[i] * d->wg[i];
-          sz[i] = left < d->wg[i] ? left : d->wg[i];
-        }
-        uint32_t threads = sz[0] * sz[1] * sz[2], nw = (threads + KN_LANES - 1) / KN_LANES;
-        memcpy(cu.wg_id, wg, sizeof wg);
-        memset(cu.lds, 0, cu.lds_size);
-        for (uint32_t i = 0; i < nw; i++) init_wave(&waves[i], d, &k, wg, sz, i);
-        cu.seq++;
-        rc = run_workgroup(&cu, prog, waves, nw);
-        local.waves += nw;
-        local.workgroups++;
-      }
-  free(waves);
-  free(cu.lds);
+  if (!j.r || !errs) rc = kn_errf(err, errlen, "rdna3: out of memory");
+  else {
+    for (int t = 0; t < nt; t++) j.r[t].err = errs + (size_t)t * j.errlen, j.r[t].failed_at = UINT64_MAX;
+    if (nt > 1) kn_pool_run(d->pool, run_part, &j, nt);
+    else run_part(&j, 0, 1);
+    int first = -1;
+    for (int t = 0; t < nt; t++)
+      if (j.r[t].rc && (first < 0 || j.r[t].failed_at < j.r[first].failed_at)) first = t;
+    if (first >= 0) rc = kn_errf(err, errlen, "%s", j.r[first].err);
+  }
+  if (stats && j.r)
+    for (int t = 0; t < nt; t++) {
+      const kn_rdna3_stats *l = &j.r[t].st;
+      for (int i = 0; i < KN_RDNA3_NCLASS; i++) stats->insts[i] += l->insts[i];
+      stats->global_read += l->global_read;
+      stats->global_written += l->global_written;
+      stats->read_distinct += l->read_distinct;
+      stats->top_distinct += l->top_distinct;
+      stats->top_fetched += l->top_fetched;
+      stats->second_distinct += l->second_distinct, stats->second_fetched += l->second_fetched;
+      stats->waves += l->waves;
+      stats->workgroups += l->workgroups;
+    }
+  for (int t = 0; j.r && t < nt; t++) prog->waves_run += j.r[t].st.waves;
+  free(j.r);
+  free(errs);
   kn_rdna3_cache_free(own);
-  free(cu.fetch);
-  for (int i = 0; i < cu.nrd; i++) {
-    local.read_distinct += cu.rd[i].distinct;
-    if (cu.rd[i].distinct > local.top_distinct) {
-      local.second_distinct = local.top_distinct, local.second_fetched = local.top_fetched;
-      local.top_distinct = cu.rd[i].distinct, local.top_fetched = cu.rd[i].fetched;
-    } else if (cu.rd[i].distinct > local.second_distinct)
-      local.second_distinct = cu.rd[i].distinct, local.second_fetched = cu.rd[i].fetched;
-    free(cu.rd[i].seen);
-  }
-  if (stats) {
-    for (int i = 0; i < KN_RDNA3_NCLASS; i++) stats->insts[i] += local.insts[i];
-    stats->global_read += local.global_read;
-    stats->global_written += local.global_written;
-    stats->read_distinct += local.read_distinct;
-    stats->top_distinct += local.top_distinct;
-    stats->top_fetched += local.top_fetched;
-    stats->second_distinct += local.second_distinct, stats->second_fetched += local.second_fetched;
-    stats->waves += local.waves;
-    stats->workgroups += local.workgroups;
-  }
   return rc;
 }

@@ -38,6 +38,10 @@ typedef struct {
   kn_rdna3_cache *cache;     /* decoded programs to reuse; NULL decodes for this dispatch only */
   bool generic;              /* every instruction through the per-lane executors (no fast paths): for comparing */
   bool track_reads;          /* count distinct and fetched bytes per buffer (kn_rdna3_stats), at some cost */
+  /* threads to run the workgroups on (device/pool.h; NULL: the calling thread alone). Workgroups are independent, so
+   * each thread takes the next one not yet run; counters are summed, and a failing dispatch reports the first
+   * workgroup (in launch order) that failed, as one thread would. Read tracking runs on the calling thread alone. */
+  struct kn_pool *pool;
 } kn_rdna3_dispatch;
 
 /* What a dispatch did, accumulated over its waves. */
@@ -75,5 +79,12 @@ unsigned kn_rdna3_probe(const uint32_t *words, size_t n, const char *kernel, uin
  * the per-lane executor, and compares every register: 1 when both agree, 0 when the instruction has no fast path,
  * -1 with a message naming the first difference. */
 int kn_rdna3_check_fast(const uint32_t *words, size_t n, uint64_t seed, char *err, size_t errlen);
+
+/* Compiles the instructions at code[0..nwords) as one run of host code (rdna3_jit.c) and runs it on nstates random
+ * wave states (seeded; with nan_free, no register holds a NaN) against the per-lane executors run one instruction
+ * after another, comparing every register (a NaN equals any NaN): 1 when all agree, 0 when an instruction is not
+ * one the translation takes, -1 with a message naming the first difference. */
+int kn_rdna3_check_jit(const uint32_t *code, size_t nwords, uint64_t seed, int nstates, bool nan_free, char *err,
+                       size_t errlen);
 
 #endif

@@ -395,6 +395,11 @@ static int fast_vopd(kn_cu *cu, kn_wave *w, const kn_inst *in) {
   return 0;
 }
 
+int kn_fast_kind(const kn_inst *in) {
+  kn_inst_fn fn = in->fn;
+  return fn == fast_valu ? 1 : fn == fast_vopd ? 2 : fn == kn_inst_nop ? 3 : 0;
+}
+
 bool kn_fast_decode(kn_inst *in) {
   const uint32_t *w = in->w;
   bool ok = false;

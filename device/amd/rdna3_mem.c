@@ -107,6 +107,8 @@ static bool atomic32(unsigned op, uint32_t old, uint32_t d, uint32_t cmp, uint32
   }
 }
 
+static pthread_mutex_t atomic_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int kn_exec_flat(kn_cu *cu, kn_wave *w) {
   uint32_t i0 = cu->w[0], i1 = cu->w[1];
   unsigned seg = bits(i0, 17, 16), glc = bits(i0, 14, 14);
@@ -127,14 +129,16 @@ int kn_exec_flat(kn_cu *cu, kn_wave *w) {
     if (!(exec >> l & 1)) continue;
     uint64_t a = use_saddr ? sbase + w->v[vaddr][l] : (w->v[vaddr][l] | (uint64_t)w->v[(vaddr + 1) & 255][l] << 32);
     a += (uint64_t)off;
-    if (is_atomic) {
+    if (is_atomic) { /* one at a time across the threads running a dispatch's workgroups */
       uint32_t *p = kn_cu_mem(cu, w, a, 4, true);
       if (!p) return -1;
+      pthread_mutex_lock(&atomic_lock);
       uint32_t old = *p, nv;
       bool cmpswap = cu->op == GLOBAL_ATOMIC_CMPSWAP_B32;
       atomic32(cu->op, old, w->v[vdata][l], cmpswap ? w->v[(vdata + 1) & 255][l] : 0, &nv);
       if (cmpswap) nv = old == w->v[(vdata + 1) & 255][l] ? w->v[vdata][l] : old;
       *p = nv;
+      pthread_mutex_unlock(&atomic_lock);
       if (glc) w->v[vdst][l] = old;
       cu->st->global_read += 4, cu->st->global_written += 4;
       continue;

@@ -3,6 +3,7 @@
  * wave's step is an index by pc and one indirect call. Programs are kept in a cache between dispatches with a copy
  * of their code; a dispatch whose code in memory differs from the copy (a program freed and another loaded at the
  * same address) decodes it again. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -40,7 +41,7 @@ int kn_inst_generic(kn_cu *cu, kn_wave *w, const kn_inst *in) {
 }
 
 /* s_waitcnt, s_delay_alu, s_clause, s_nop and the like: timing only, the interpreter runs in order */
-static int nop(kn_cu *cu, kn_wave *w, const kn_inst *in) {
+int kn_inst_nop(kn_cu *cu, kn_wave *w, const kn_inst *in) {
   w->pc += in->len;
   return 0;
 }
@@ -57,7 +58,9 @@ static bool timing_only(int fam, unsigned op) {
   }
 }
 
-const kn_inst *kn_prog_decode(kn_cu *cu, kn_rdna3_prog *p, const kn_wave *w) {
+/* Decodes under the program's lock: the threads of a dispatch (rdna3.c) read slots without it, so a slot's fields
+ * are written first and its handler last, with a release store (and a chunk's pointer likewise). */
+static const kn_inst *decode_locked(kn_cu *cu, kn_rdna3_prog *p, const kn_wave *w) {
   uint64_t off = w->pc - p->entry;
   if (w->pc < p->entry || off >= p->size || (off & 3)) {
     cu->fam = "fetch", cu->op = 0;
@@ -65,9 +68,13 @@ const kn_inst *kn_prog_decode(kn_cu *cu, kn_rdna3_prog *p, const kn_wave *w) {
                    cu->d->name ? cu->d->name : "?", (unsigned long long)w->pc), NULL;
   }
   kn_inst **ch = &p->chunks[off / 4 / KN_CHUNK];
-  if (!*ch && !(*ch = calloc(KN_CHUNK, sizeof **ch)))
-    return kn_errf(cu->err, cu->errlen, "rdna3: out of memory decoding kernel %s", cu->d->name ? cu->d->name : "?"),
-           NULL;
+  if (!*ch) {
+    kn_inst *c = calloc(KN_CHUNK, sizeof *c);
+    if (!c)
+      return kn_errf(cu->err, cu->errlen, "rdna3: out of memory decoding kernel %s", cu->d->name ? cu->d->name : "?"),
+             NULL;
+    __atomic_store_n(ch, c, __ATOMIC_RELEASE);
+  }
   kn_inst *in = &(*ch)[off / 4 % KN_CHUNK];
   if (in->fn) return in;
   const uint32_t *words = p->words + off / 4;
@@ -86,11 +93,20 @@ const kn_inst *kn_prog_decode(kn_cu *cu, kn_rdna3_prog *p, const kn_wave *w) {
     cu->w = words, cu->len = len, cu->fam = fam, cu->op = op;
     return kn_cu_unimplemented(cu, w), NULL;
   }
-  in->w = words, in->len = (uint8_t)len, in->op = (uint16_t)op, in->fam = (uint8_t)f;
+  kn_inst t = {.w = words, .len = (uint8_t)len, .op = (uint16_t)op, .fam = (uint8_t)f};
   int cls = families[f].cls;
   if (cls == KN_RDNA3_BRANCH && !(op >= S_BRANCH && op <= S_CBRANCH_EXECNZ)) cls = KN_RDNA3_OTHER;
-  in->cls = (uint8_t)cls;
-  if (p->generic || !kn_fast_decode(in)) in->fn = timing_only(f, op) && !p->generic ? nop : kn_inst_generic;
+  t.cls = (uint8_t)cls;
+  if (p->generic || !kn_fast_decode(&t)) t.fn = timing_only(f, op) && !p->generic ? kn_inst_nop : kn_inst_generic;
+  in->w = t.w, in->len = t.len, in->op = t.op, in->fam = t.fam, in->cls = t.cls, in->x = t.x, in->y = t.y;
+  __atomic_store_n(&in->fn, t.fn, __ATOMIC_RELEASE);
+  return in;
+}
+
+const kn_inst *kn_prog_decode(kn_cu *cu, kn_rdna3_prog *p, const kn_wave *w) {
+  pthread_mutex_lock(&p->lock);
+  const kn_inst *in = decode_locked(cu, p, w);
+  pthread_mutex_unlock(&p->lock);
   return in;
 }
 
@@ -105,6 +121,8 @@ kn_rdna3_cache *kn_rdna3_cache_new(void) { return calloc(1, sizeof(kn_rdna3_cach
 
 static void prog_free(kn_rdna3_prog *p) {
   if (!p) return;
+  kn_jit_release(p);
+  pthread_mutex_destroy(&p->lock);
   free(p->words);
   for (uint64_t i = 0; p->chunks && i < (p->size / 4 + KN_CHUNK - 1) / KN_CHUNK; i++) free(p->chunks[i]);
   free(p->chunks);
@@ -152,6 +170,7 @@ kn_rdna3_prog *kn_prog_get(kn_rdna3_cache *c, const kn_rdna3_mem *mem, uint64_t 
                    (unsigned long long)entry), NULL;
   kn_rdna3_prog *p = calloc(1, sizeof *p);
   if (p) {
+    pthread_mutex_init(&p->lock, NULL);
     p->words = calloc(size / 4 + 4, 4);
     p->chunks = calloc((size / 4 + KN_CHUNK - 1) / KN_CHUNK, sizeof *p->chunks);
   }

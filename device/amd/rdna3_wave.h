@@ -4,6 +4,7 @@
 #ifndef KN_AMD_RDNA3_WAVE_H
 #define KN_AMD_RDNA3_WAVE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -108,6 +109,7 @@ struct kn_inst {
   uint16_t op;
   uint8_t len, fam, cls; /* bytes, KN_FAM_*, KN_RDNA3_* counter class */
   kn_fop x, y;         /* the fast path's operation (y: VOPD's second half) */
+  const struct kn_jit_run *jit; /* the compiled run this slot starts (rdna3_jit.c), when its handler is jit_run */
 };
 int kn_inst_generic(kn_cu *cu, kn_wave *w, const kn_inst *in);
 
@@ -119,6 +121,11 @@ typedef struct {
   kn_inst **chunks;     /* slots in chunks of KN_CHUNK dwords, allocated when a wave first runs into one (a code
                          * object's mapping is mostly not code) */
   bool generic;
+  pthread_mutex_t lock; /* held while a slot is decoded (a dispatch's threads share the program) */
+  uint64_t waves_run;   /* waves run so far: a program that has run many is compiled (rdna3_jit.c) */
+  bool jitted;          /* its runs were compiled (or tried) */
+  struct kn_jit_run *jit_runs;
+  struct LLVMOrcOpaqueResourceTracker *jit_rt; /* the compiled code, freed with the program */
 } kn_rdna3_prog;
 /* The program at entry, from the cache when the code in memory is unchanged; NULL with a message. */
 kn_rdna3_prog *kn_prog_get(kn_rdna3_cache *c, const kn_rdna3_mem *mem, uint64_t entry, bool generic,
@@ -128,6 +135,18 @@ kn_rdna3_prog *kn_prog_get(kn_rdna3_cache *c, const kn_rdna3_mem *mem, uint64_t 
 const kn_inst *kn_prog_decode(kn_cu *cu, kn_rdna3_prog *p, const kn_wave *w);
 /* Gives in a fast handler when its opcode and operand forms have one. */
 bool kn_fast_decode(kn_inst *in);
+/* What handles a decoded slot: 1 a whole-wave vector operation (in->x), 2 a VOPD pair (in->x, in->y), 3 a
+ * timing-only no-op, 0 anything else. */
+int kn_fast_kind(const kn_inst *in);
+int kn_inst_nop(kn_cu *cu, kn_wave *w, const kn_inst *in);
+
+/* rdna3_jit.c: compile the runs of vector instructions a program's waves have reached into host code and point the
+ * runs' first slots at it (call before the dispatch's threads start); 0, or -1 with a message. KILN_EMU_JIT=0 turns
+ * it off (kn_jit_enabled). kn_jit_release frees a program's compiled code. */
+enum { KN_JIT_WAVES = 2048 }; /* waves a program runs before it is compiled */
+bool kn_jit_enabled(void);
+int kn_jit_program(kn_rdna3_prog *p, char *err, size_t errlen);
+void kn_jit_release(kn_rdna3_prog *p);
 
 /* Executors, one per encoding family (rdna3_salu.c, rdna3_valu.c, rdna3_vop3p.c, rdna3_mem.c). */
 int kn_exec_sop2(kn_cu *cu, kn_wave *w);

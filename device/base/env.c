@@ -2,6 +2,8 @@
 #include "env.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <unistd.h>
 #include <fnmatch.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -50,4 +52,26 @@ double kn_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int default_threads(void) {
+  cpu_set_t set;
+  if (!sched_getaffinity(0, sizeof set, &set) && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}
+
+int kn_threads_from_env(int *out, char *err, size_t errlen) {
+  const char *s = getenv("THREADS");
+  if (!s || !*s) {
+    *out = default_threads();
+    return 0;
+  }
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || *end || v < 1 || v > KN_MAX_THREADS)
+    return kn_errf(err, errlen, "THREADS=%s: expected a thread count between 1 and %d", s, KN_MAX_THREADS);
+  *out = (int)v;
+  return 0;
 }

@@ -18,6 +18,11 @@ bool kn_debug_kernel(int level, const char *name);
 /* Format an error message into a caller's buffer (err may be NULL) and return -1, so error paths read
  * `return kn_errf(err, errlen, "tensor %s: ...", name);`. */
 int kn_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* THREADS: the threads a device's launch runs on, the caller included (the CPU device's kernels, the emulated GPU's
+ * workgroups). Unset: the cores this process may run on (its CPU affinity); anything but 1..KN_MAX_THREADS is an
+ * error naming the value. */
+enum { KN_MAX_THREADS = 1024 };
+int kn_threads_from_env(int *out, char *err, size_t errlen);
 /* Monotonic time in seconds. */
 double kn_now(void);
 
