@@ -6,7 +6,7 @@
 #   KILN_SERVE_PING_WORDS  words of the prompt evaluated while pings are checked (default 450)
 #   ONLY                   a regular expression: the client.mjs checks to run on the main server (default all)
 #   KILN_SOAK_SECONDS      how long client.mjs's 16 concurrent clients stream (default 60)
-#   KILN_SERVE_MODELS      0: leave out the tiny-qwen3 and tiny-llama3 servers (default 1)
+#   KILN_SERVE_MODELS      0: leave out the tiny-qwen3, tiny-llama3 and tiny-mistral servers (default 1)
 #   KILN_SERVE_OLLAMA      0: leave out the ollama client's checks on the main server (default 1)
 set -u
 KILN=${1:?usage: run.sh path/to/kiln}
@@ -145,7 +145,7 @@ check "SIGTERM: the cut stream got an error event" 'grep -q "^data: {\"error\"" 
 
 MODEL3=$TD/models/tiny-qwen3-Q4_K_M.gguf
 if [ "${KILN_SERVE_MODELS:-1}" = 0 ]; then
-  echo "skip: KILN_SERVE_MODELS=0: the tiny-qwen3 and tiny-llama3 servers did not run"
+  echo "skip: KILN_SERVE_MODELS=0: the tiny-qwen3, tiny-llama3 and tiny-mistral servers did not run"
 elif [ $node_rc != 77 ] && [ -f "$MODEL3" ]; then
   MODEL=$MODEL3 ALIAS=tiny-qwen3
   start "$TMP/server3.log"
@@ -177,7 +177,7 @@ fi
 # ---- Mistral's template ([TOOL_CALLS] lists): tiny-llama's weights with Mistral's control tokens and v3 template ----
 
 MODELM=$TD/models/tiny-llama-Q4_K_M.gguf
-if [ $node_rc != 77 ] && [ -f "$MODELM" ] && python3 "$HERE/../mistral_gguf.py" "$MODELM" \
+if [ "${KILN_SERVE_MODELS:-1}" != 0 ] && [ $node_rc != 77 ] && [ -f "$MODELM" ] && python3 "$HERE/../mistral_gguf.py" "$MODELM" \
   "$HERE/../chat_templates/mistral-v0.3.jinja" "$TMP/tiny-mistral.gguf"; then
   MODEL=$TMP/tiny-mistral.gguf ALIAS=tiny-mistral
   start "$TMP/serverm.log"
