@@ -10,7 +10,7 @@
 
 #include "cmds.h"
 #include "models/gguf.h"
-#include "models/quantize.h"
+#include "device/base/formats.h"
 
 typedef struct {
   const char *name;

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "models/gguf.h"
-#include "models/quantize.h"
+#include "device/base/formats.h"
 
 typedef struct {
   int layers, embd, heads, kv, ffn, vocab, tied;

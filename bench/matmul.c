@@ -16,6 +16,7 @@
 #include "device/device.h"
 #include "device/base/env.h"
 #include "tests/ref_quant.h"
+#include "tests/wmm.h"
 
 typedef float v16 __attribute__((vector_size(64)));
 typedef float v8 __attribute__((vector_size(32)));
@@ -76,24 +77,12 @@ static double median(double *v, int n) {
   return v[n / 2];
 }
 
-static kn_st strided(const int64_t *shape, const int64_t *strides);
-
 /* Matmul over a (block-format) weight, out[t, n] = sum_k x[t, k] * W[n, k] for T rows of activations: T = 1 is
  * the decode step's GEMV, bound by memory bandwidth (reported in GB/s of weight bytes read); T > 1 is prefill.
  * A few outputs are checked against the plain C reference dequantizer so a fast wrong kernel cannot pass. */
 static void bench_wmm(kn_device *dev, kn_dtype q, int64_t T, int64_t N, int64_t K, int reps) {
   char err[512];
-  kn_kernel *k = kn_kernel_new();
-  k->nbufs = 3;
-  k->bufs[0] = (kn_kbuf){KN_F32, T * N}, k->bufs[1] = (kn_kbuf){KN_F32, T * K}, k->bufs[2] = (kn_kbuf){q, N * K};
-  k->ndim = 3, k->nreduce = 1;
-  int64_t sh[3] = {T, N, K}, sx[3] = {K, 0, 1}, sw[3] = {0, K, 1}, so[3] = {N, 1, 0}, osh[3] = {T, N, 1};
-  memcpy(k->shape, sh, sizeof sh);
-  k->out_st = strided(osh, so);
-  kn_st a = strided(sh, sx), b = strided(sh, sw);
-  kn_kop *w = kn_kop_load(k, 2, KN_F32, &b);
-  if (q == KN_F16 || q == KN_BF16) w = kn_kop_alu(k, KN_KOP_CAST, KN_F32, 1, kn_kop_load(k, 2, q, &b), NULL, NULL);
-  k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a), w, NULL));
+  kn_kernel *k = kn_test_wmm_kernel(q, T, N, K);
   kn_compiled c;
   kn_program *p = NULL;
   kn_buf *bufs[3] = {0};
@@ -168,16 +157,6 @@ done:
   kn_kernel_free(k);
 }
 
-static kn_st strided(const int64_t *shape, const int64_t *strides) {
-  kn_st s;
-  memset(&s, 0, sizeof s);
-  s.nviews = 1;
-  s.v[0].ndim = 3;
-  s.v[0].offset.v = -1;
-  for (int i = 0; i < 3; i++) s.v[0].shape[i] = shape[i], s.v[0].strides[i] = shape[i] == 1 ? 0 : strides[i];
-  return s;
-}
-
 int main(int argc, char **argv) {
   int64_t N = argc > 1 ? atoll(argv[1]) : 1024;
   int reps = argc > 2 ? atoi(argv[2]) : 9;
@@ -207,8 +186,8 @@ int main(int argc, char **argv) {
   k->ndim = 3, k->nreduce = 1;
   int64_t sh[3] = {N, N, N}, sa[3] = {N, 0, 1}, sb[3] = {0, 1, N}, so[3] = {N, 1, 0}, osh[3] = {N, N, 1};
   memcpy(k->shape, sh, sizeof sh);
-  k->out_st = strided(osh, so);
-  kn_st a = strided(sh, sa), b = strided(sh, sb);
+  k->out_st = kn_test_view3(osh, so);
+  kn_st a = kn_test_view3(sh, sa), b = kn_test_view3(sh, sb);
   k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a),
                                                      kn_kop_load(k, 2, KN_F32, &b), NULL));
   kn_compiled c;

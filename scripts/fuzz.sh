@@ -28,7 +28,8 @@ CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno
 LIBS="$(pkg-config --libs libcjson libpcre2-8 2>/dev/null || echo -lcjson -lpcre2-8) -lm -lpthread"
 TEXT="models/text/json_read.c models/text/chat_json.c models/text/chat_conv.c models/text/chat_detect.c models/text/chat_template.c
  models/text/toolcall.c models/text/toolcall_out.c models/text/json_constraint.c device/base/env.c device/base/bytes.c"
-GGUF="models/gguf.c models/gguf_get.c models/gguf_write.c device/base/dtype.c device/base/bytes.c"
+GGUF="models/gguf.c models/gguf_get.c models/gguf_write.c device/base/dtype.c device/base/bytes.c device/base/formats.c
+ device/base/formats_k.c"
 sources() {
   case $1 in
   gguf_header) echo "$GGUF device/base/env.c" ;;

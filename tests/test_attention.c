@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "device/device.h" /* buffers and counters below the graph API, for the checks */
-#include "models/quantize.h"
+#include "device/base/formats.h"
 #include "ops/ops.h"
 
 static int passed, failed;

@@ -1,6 +1,7 @@
-/* Every format kiln reads from GGUF (each dtype whose GGML id kn_dtype_from_ggml accepts) has its whole row: block
- * geometry in the dtype table, a quantizer and a host dequantizer (models/quantize.c), a reference dequantizer
- * (tests/ref_quant.c) and a decoder in the kernels (codegen/quant.c). A format added to the dtype table and missing
+/* Every format kiln reads from GGUF (each dtype whose GGML id kn_dtype_from_ggml accepts) has its whole row: the
+ * dtype table's row (device/base/dtype.c: block geometry, the host quantizer and dequantizer of
+ * device/base/formats.c), a reference dequantizer (tests/ref_quant.c) and a decoder in the kernels
+ * (codegen/quant.c). A format added to the dtype table and missing
  * any of these fails here. Each part is also checked against the reference on random data: the kernels' decode in
  * a matmul, the host dequantizer bit for bit, and the quantizer's round trip. */
 #include <math.h>
@@ -9,7 +10,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "models/quantize.h"
+#include "device/base/formats.h"
 #include "ops/ops.h"
 #include "ref_quant.h"
 
@@ -34,8 +35,8 @@ static void format(kn_dtype t) {
   const char *nm = d->name;
   check(d->block_elems >= 1 && d->block_bytes >= 1 && kn_dtype_nbytes(t, d->block_elems) == d->block_bytes,
         "%s: block geometry (%d elements in %d bytes)", nm, d->block_elems, d->block_bytes);
-  bool q = check(kn_quantize_supported(t), "%s: a quantizer (models/quantize.c)", nm);
-  bool dq = check(kn_dequantize_supported(t), "%s: a host dequantizer (models/quantize.c)", nm);
+  bool q = check(kn_quantize_supported(t), "%s: a quantizer (the dtype table row's quantize, device/base/formats.c)", nm);
+  bool dq = check(kn_dequantize_supported(t), "%s: a host dequantizer (the dtype table row's dequantize)", nm);
   bool ref = check(kn_ref_supported(t), "%s: a reference dequantizer (tests/ref_quant.c)", nm);
   if (!ref) return;
   uint64_t rng = 0x5eed0000u + (uint64_t)t;

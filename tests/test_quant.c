@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "models/gguf.h"
-#include "models/quantize.h"
+#include "device/base/formats.h"
 #include "ref_quant.h"
 #include "check.h"
 

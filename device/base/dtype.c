@@ -1,8 +1,11 @@
-/* The one dtype table: every scalar type and GGUF block format with its geometry and GGML id. */
+/* The one dtype table: every scalar type and GGUF block format with its geometry, GGML id and, for the block
+ * formats, its host quantizer and dequantizer (formats.c, formats_k.c). */
 #include "dtype.h"
 
+#include "formats_impl.h"
+
 static const kn_dtype_info table[KN_DTYPE_COUNT] = {
-  /*               name        short    isz blk  bytes ggml   flt    int    sgn    quant */
+  /*               name        short    isz blk  bytes ggml   flt    int    sgn    quant  quantize, dequantize */
   [KN_BOOL] = {"bool", "bool", 1, 1, 1, -1, false, false, false, false},
   [KN_I8] = {"int8", "i8", 1, 1, 1, 24, false, true, true, false},
   [KN_U8] = {"uint8", "u8", 1, 1, 1, -1, false, true, false, false},
@@ -15,18 +18,18 @@ static const kn_dtype_info table[KN_DTYPE_COUNT] = {
   [KN_F16] = {"float16", "f16", 2, 1, 2, 1, true, false, true, false},
   [KN_BF16] = {"bfloat16", "bf16", 2, 1, 2, 30, true, false, true, false},
   [KN_F32] = {"float32", "f32", 4, 1, 4, 0, true, false, true, false},
-  [KN_Q4_0] = {"q4_0", "q4_0", 0, 32, 18, 2, false, false, false, true},
-  [KN_Q4_1] = {"q4_1", "q4_1", 0, 32, 20, 3, false, false, false, true},
-  [KN_Q5_0] = {"q5_0", "q5_0", 0, 32, 22, 6, false, false, false, true},
-  [KN_Q5_1] = {"q5_1", "q5_1", 0, 32, 24, 7, false, false, false, true},
-  [KN_Q8_0] = {"q8_0", "q8_0", 0, 32, 34, 8, false, false, false, true},
-  [KN_Q8_1] = {"q8_1", "q8_1", 0, 32, 36, 9, false, false, false, true},
-  [KN_Q2_K] = {"q2_k", "q2_k", 0, 256, 84, 10, false, false, false, true},
-  [KN_Q3_K] = {"q3_k", "q3_k", 0, 256, 110, 11, false, false, false, true},
-  [KN_Q4_K] = {"q4_k", "q4_k", 0, 256, 144, 12, false, false, false, true},
-  [KN_Q5_K] = {"q5_k", "q5_k", 0, 256, 176, 13, false, false, false, true},
-  [KN_Q6_K] = {"q6_k", "q6_k", 0, 256, 210, 14, false, false, false, true},
-  [KN_Q8_K] = {"q8_k", "q8_k", 0, 256, 292, 15, false, false, false, true},
+  [KN_Q4_0] = {"q4_0", "q4_0", 0, 32, 18, 2, false, false, false, true, kn_quant_q4_0, kn_dequant_q4_0},
+  [KN_Q4_1] = {"q4_1", "q4_1", 0, 32, 20, 3, false, false, false, true, kn_quant_q4_1, kn_dequant_q4_1},
+  [KN_Q5_0] = {"q5_0", "q5_0", 0, 32, 22, 6, false, false, false, true, kn_quant_q5_0, kn_dequant_q5_0},
+  [KN_Q5_1] = {"q5_1", "q5_1", 0, 32, 24, 7, false, false, false, true, kn_quant_q5_1, kn_dequant_q5_1},
+  [KN_Q8_0] = {"q8_0", "q8_0", 0, 32, 34, 8, false, false, false, true, kn_quant_q8_0, kn_dequant_q8_0},
+  [KN_Q8_1] = {"q8_1", "q8_1", 0, 32, 36, 9, false, false, false, true, kn_quant_q8_1, kn_dequant_q8_1},
+  [KN_Q2_K] = {"q2_k", "q2_k", 0, 256, 84, 10, false, false, false, true, kn_quant_q2_k, kn_dequant_q2_k},
+  [KN_Q3_K] = {"q3_k", "q3_k", 0, 256, 110, 11, false, false, false, true, kn_quant_q3_k, kn_dequant_q3_k},
+  [KN_Q4_K] = {"q4_k", "q4_k", 0, 256, 144, 12, false, false, false, true, kn_quant_q4_k, kn_dequant_q4_k},
+  [KN_Q5_K] = {"q5_k", "q5_k", 0, 256, 176, 13, false, false, false, true, kn_quant_q5_k, kn_dequant_q5_k},
+  [KN_Q6_K] = {"q6_k", "q6_k", 0, 256, 210, 14, false, false, false, true, kn_quant_q6_k, kn_dequant_q6_k},
+  [KN_Q8_K] = {"q8_k", "q8_k", 0, 256, 292, 15, false, false, false, true, kn_quant_q8_k, kn_dequant_q8_k},
 };
 
 const kn_dtype_info *kn_dtype_get(kn_dtype t) {

@@ -28,6 +28,11 @@ typedef struct {
   int block_bytes;     /* itemsize for scalar types, bytes per block for block formats */
   int ggml_type;       /* GGML type id (F32=0, F16=1, Q4_0=2, ...), -1 if GGUF has none (bool, unsigned) */
   bool is_float, is_int, is_signed, is_quant;
+  /* block formats: one block of block_elems floats into block_bytes on the host and back (formats.c, formats_k.c;
+   * NULL for scalar types, which formats.h converts directly). The kernels decode a block with codegen/quant.c and
+   * the tests with tests/ref_quant.c; tests/test_formats.c fails on a format kiln reads from GGUF that lacks any. */
+  void (*quantize)(const float *x, uint8_t *y);
+  void (*dequantize)(const uint8_t *b, float *y);
 } kn_dtype_info;
 
 const kn_dtype_info *kn_dtype_get(kn_dtype t);

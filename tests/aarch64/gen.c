@@ -12,16 +12,9 @@
 
 #include "codegen/codegen.h"
 #include "tests/ref_quant.h"
+#include "tests/wmm.h"
 
 static uint64_t rs = 0x9e3779b97f4a7c15ull;
-
-static kn_st strided(const int64_t *shape, const int64_t *strides) {
-  kn_st s;
-  memset(&s, 0, sizeof s);
-  s.nviews = 1, s.v[0].ndim = 3, s.v[0].offset.v = -1;
-  for (int i = 0; i < 3; i++) s.v[0].shape[i] = shape[i], s.v[0].strides[i] = shape[i] == 1 ? 0 : strides[i];
-  return s;
-}
 
 static void arr_bytes(FILE *f, const char *name, const void *p, size_t n) {
   fprintf(f, "static const unsigned char %s[%zu] __attribute__((aligned(64))) = {", name, n ? n : 1);
@@ -57,15 +50,7 @@ int main(int argc, char **argv) {
     for (int mode = 0; mode < 2; mode++) {
       kn_dtype q = fmts[fi];
       int64_t QK = kn_dtype_get(q)->block_elems, T = mode ? 5 : 1, N = mode ? 6 : 16, K = QK * (QK == 32 ? 4 : 2);
-      kn_kernel *k = kn_kernel_new();
-      k->nbufs = 3;
-      k->bufs[0] = (kn_kbuf){KN_F32, T * N}, k->bufs[1] = (kn_kbuf){KN_F32, T * K}, k->bufs[2] = (kn_kbuf){q, N * K};
-      k->ndim = 3, k->nreduce = 1;
-      int64_t sh[3] = {T, N, K}, sx[3] = {K, 0, 1}, sw[3] = {0, K, 1}, so[3] = {N, 1, 0}, osh[3] = {T, N, 1};
-      memcpy(k->shape, sh, sizeof sh);
-      k->out_st = strided(osh, so);
-      kn_st a = strided(sh, sx), b = strided(sh, sw);
-      k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a), kn_kop_load(k, 2, KN_F32, &b), NULL));
+      kn_kernel *k = kn_test_wmm_kernel(q, T, N, K);
       kn_compiled c;
       char err[512];
       if (kn_compile(k, &t, &c, err, sizeof err)) return fprintf(stderr, "gen: %s: %s\n", kn_dtype_name(q), err), 1;

@@ -4,7 +4,7 @@
  * with the scales as stored, so rounding in the stored scales never leaves an element on a worse level. */
 #include <string.h>
 
-#include "quantize_impl.h"
+#include "formats_impl.h"
 
 #define ALL_ZERO 1e-15f
 

@@ -1,11 +1,11 @@
 /* Host-side conversion between float32 and the GGUF formats: half-precision conversions, the 32-element block
- * formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) in both directions, and the dispatch for all formats (the 256-element
- * K-quants are in quantize_k.c). The rounding follows the reference quantizer so files agree with llama.cpp's. */
+ * formats (Q8_0, Q8_1, Q4_0, Q4_1, Q5_0, Q5_1) and Q8_K in both directions, and the conversion of whole arrays
+ * through the dtype table's rows (the 256-element K-quants are in formats_k.c). The rounding follows the reference quantizer so files agree with llama.cpp's. */
 #include <float.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "quantize_impl.h"
+#include "formats_impl.h"
 
 /* ---- half precision ---- */
 
@@ -74,7 +74,7 @@ static void min_max(const float *x, int n, float *mn, float *mx) {
   }
 }
 
-static void quant_q8_0(const float *x, uint8_t *y) {
+void kn_quant_q8_0(const float *x, uint8_t *y) {
   float amax = 0;
   for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
   float d = amax / 127, id = d ? 1 / d : 0;
@@ -136,7 +136,7 @@ static void dequant_32(kn_dtype t, const uint8_t *b, float *y) {
 }
 
 /* q8_1: q8_0's quants after d and s = d * sum(quants) */
-static void quant_q8_1(const float *x, uint8_t *y) {
+void kn_quant_q8_1(const float *x, uint8_t *y) {
   float amax = 0;
   for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
   float d = amax / 127, id = d ? 1 / d : 0;
@@ -149,7 +149,7 @@ static void quant_q8_1(const float *x, uint8_t *y) {
 }
 
 /* q8_k: a float32 scale, 256 quants, then the sum of each 16 quants (int16) */
-static void quant_q8_k(const float *x, uint8_t *y) {
+void kn_quant_q8_k(const float *x, uint8_t *y) {
   float amax = 0;
   for (int i = 0; i < 256; i++) amax = fmaxf(amax, fabsf(x[i]));
   float d = amax / 127, id = d ? 1 / d : 0;
@@ -164,65 +164,35 @@ static void quant_q8_k(const float *x, uint8_t *y) {
   }
 }
 
-static void dequant_q8_1(const uint8_t *b, float *y) {
+void kn_dequant_q8_1(const uint8_t *b, float *y) {
   float d = get_f16(b);
   for (int i = 0; i < 32; i++) y[i] = (float)(int8_t)b[4 + i] * d;
 }
 
-static void dequant_q8_k(const uint8_t *b, float *y) {
+void kn_dequant_q8_k(const uint8_t *b, float *y) {
   float d;
   memcpy(&d, b, 4);
   for (int i = 0; i < 256; i++) y[i] = d * (float)(int8_t)b[4 + i];
 }
 
-/* ---- one row per block format ---- */
+/* ---- the rows of the dtype table (dtype.c) ---- */
 
-typedef void (*qblock_fn)(const float *x, uint8_t *y);
-typedef void (*dblock_fn)(const uint8_t *b, float *y);
+void kn_quant_q4_0(const float *x, uint8_t *y) { quant_sym(x, y, 4); }
+void kn_quant_q5_0(const float *x, uint8_t *y) { quant_sym(x, y, 5); }
+void kn_quant_q4_1(const float *x, uint8_t *y) { quant_affine(x, y, 4); }
+void kn_quant_q5_1(const float *x, uint8_t *y) { quant_affine(x, y, 5); }
+void kn_dequant_q4_0(const uint8_t *b, float *y) { dequant_32(KN_Q4_0, b, y); }
+void kn_dequant_q4_1(const uint8_t *b, float *y) { dequant_32(KN_Q4_1, b, y); }
+void kn_dequant_q5_0(const uint8_t *b, float *y) { dequant_32(KN_Q5_0, b, y); }
+void kn_dequant_q5_1(const uint8_t *b, float *y) { dequant_32(KN_Q5_1, b, y); }
+void kn_dequant_q8_0(const uint8_t *b, float *y) { dequant_32(KN_Q8_0, b, y); }
 
-static void q4_0(const float *x, uint8_t *y) { quant_sym(x, y, 4); }
-static void q5_0(const float *x, uint8_t *y) { quant_sym(x, y, 5); }
-static void q4_1(const float *x, uint8_t *y) { quant_affine(x, y, 4); }
-static void q5_1(const float *x, uint8_t *y) { quant_affine(x, y, 5); }
-static void dq4_0(const uint8_t *b, float *y) { dequant_32(KN_Q4_0, b, y); }
-static void dq4_1(const uint8_t *b, float *y) { dequant_32(KN_Q4_1, b, y); }
-static void dq5_0(const uint8_t *b, float *y) { dequant_32(KN_Q5_0, b, y); }
-static void dq5_1(const uint8_t *b, float *y) { dequant_32(KN_Q5_1, b, y); }
-static void dq8_0(const uint8_t *b, float *y) { dequant_32(KN_Q8_0, b, y); }
-
-/* Every GGUF block format kiln reads: how a block of floats is quantized and how a block is read back on the host.
- * Block size and bytes are the dtype table's (device/base/dtype.c); the kernels decode blocks with codegen/quant.c;
- * tests/ref_quant.c is the tests' independent oracle. tests/test_formats.c fails when a format kiln reads from GGUF
- * lacks any of these. */
-static const struct {
-  kn_dtype t;
-  qblock_fn quant;
-  dblock_fn dequant;
-} formats[] = {
-    {KN_Q4_0, q4_0, dq4_0},           {KN_Q4_1, q4_1, dq4_1},
-    {KN_Q5_0, q5_0, dq5_0},           {KN_Q5_1, q5_1, dq5_1},
-    {KN_Q8_0, quant_q8_0, dq8_0},     {KN_Q8_1, quant_q8_1, dequant_q8_1},
-    {KN_Q2_K, kn_quant_q2_k, kn_dequant_q2_k}, {KN_Q3_K, kn_quant_q3_k, kn_dequant_q3_k},
-    {KN_Q4_K, kn_quant_q4_k, kn_dequant_q4_k}, {KN_Q5_K, kn_quant_q5_k, kn_dequant_q5_k},
-    {KN_Q6_K, kn_quant_q6_k, kn_dequant_q6_k}, {KN_Q8_K, quant_q8_k, dequant_q8_k},
-};
-
-static qblock_fn quant_fn(kn_dtype t) {
-  for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
-    if (formats[i].t == t) return formats[i].quant;
-  return NULL;
-}
-
-static dblock_fn dequant_fn(kn_dtype t) {
-  for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
-    if (formats[i].t == t) return formats[i].dequant;
-  return NULL;
-}
+/* ---- whole arrays ---- */
 
 static bool scalar_float(kn_dtype t) { return t == KN_F32 || t == KN_F16 || t == KN_BF16; }
 
-bool kn_quantize_supported(kn_dtype t) { return scalar_float(t) || quant_fn(t); }
-bool kn_dequantize_supported(kn_dtype t) { return scalar_float(t) || dequant_fn(t); }
+bool kn_quantize_supported(kn_dtype t) { return scalar_float(t) || kn_dtype_get(t)->quantize; }
+bool kn_dequantize_supported(kn_dtype t) { return scalar_float(t) || kn_dtype_get(t)->dequantize; }
 
 int kn_quantize(kn_dtype t, const float *src, int64_t n, void *dst, char *err, size_t errlen) {
   if (!kn_quantize_supported(t)) return snprintf(err, errlen, "cannot quantize to %s", kn_dtype_name(t)), -1;
@@ -243,8 +213,7 @@ int kn_quantize(kn_dtype t, const float *src, int64_t n, void *dst, char *err, s
     }
     return 0;
   }
-  qblock_fn fn = quant_fn(t);
-  for (int64_t b = 0; b < n / d->block_elems; b++) fn(src + b * d->block_elems, y + b * d->block_bytes);
+  for (int64_t b = 0; b < n / d->block_elems; b++) d->quantize(src + b * d->block_elems, y + b * d->block_bytes);
   return 0;
 }
 
@@ -263,7 +232,6 @@ int kn_dequantize(kn_dtype t, const void *src, int64_t n, float *dst) {
     }
     return 0;
   }
-  dblock_fn fn = dequant_fn(t);
-  for (int64_t b = 0; b < n / d->block_elems; b++) fn(p + b * d->block_bytes, dst + b * d->block_elems);
+  for (int64_t b = 0; b < n / d->block_elems; b++) d->dequantize(p + b * d->block_bytes, dst + b * d->block_elems);
   return 0;
 }

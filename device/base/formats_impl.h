@@ -1,11 +1,12 @@
-/* Private to the quantizers: the 256-element K-quant block functions (quantize_k.c) and shared helpers. */
-#ifndef KN_QUANTIZE_IMPL_H
-#define KN_QUANTIZE_IMPL_H
+/* Private to the host format code: the block functions the dtype table's rows point at (formats.c: the 32-element
+ * formats and Q8_K, formats_k.c: the K-quants) and the helpers they share. */
+#ifndef KN_FORMATS_IMPL_H
+#define KN_FORMATS_IMPL_H
 
 #include <math.h>
 #include <string.h>
 
-#include "quantize.h"
+#include "formats.h"
 
 #define QK 256
 
@@ -25,14 +26,28 @@ static inline void put_f16(uint8_t *p, float f) {
 }
 static inline float get_f16(const uint8_t *p) { return kn_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
 
-/* One super-block of 256 floats into one block. */
+/* One block of floats into one block (32 or 256 elements). */
+void kn_quant_q4_0(const float *x, uint8_t *y);
+void kn_quant_q4_1(const float *x, uint8_t *y);
+void kn_quant_q5_0(const float *x, uint8_t *y);
+void kn_quant_q5_1(const float *x, uint8_t *y);
+void kn_quant_q8_0(const float *x, uint8_t *y);
+void kn_quant_q8_1(const float *x, uint8_t *y);
+void kn_quant_q8_k(const float *x, uint8_t *y);
 void kn_quant_q2_k(const float *x, uint8_t *y);
 void kn_quant_q3_k(const float *x, uint8_t *y);
 void kn_quant_q4_k(const float *x, uint8_t *y);
 void kn_quant_q5_k(const float *x, uint8_t *y);
 void kn_quant_q6_k(const float *x, uint8_t *y);
 
-/* One block into 256 floats. */
+/* One block into its floats. */
+void kn_dequant_q4_0(const uint8_t *b, float *y);
+void kn_dequant_q4_1(const uint8_t *b, float *y);
+void kn_dequant_q5_0(const uint8_t *b, float *y);
+void kn_dequant_q5_1(const uint8_t *b, float *y);
+void kn_dequant_q8_0(const uint8_t *b, float *y);
+void kn_dequant_q8_1(const uint8_t *b, float *y);
+void kn_dequant_q8_k(const uint8_t *b, float *y);
 void kn_dequant_q2_k(const uint8_t *b, float *y);
 void kn_dequant_q3_k(const uint8_t *b, float *y);
 void kn_dequant_q4_k(const uint8_t *b, float *y);

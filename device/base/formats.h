@@ -1,24 +1,24 @@
 /* Converting float32 data to and from the GGUF storage formats on the host: quantizers that follow the reference
  * implementation's rounding rules (so files we write load anywhere and requantizing is stable) and block
- * dequantizers. Used by `kiln quantize`, by tools that write GGUF files, and by tests. Pure functions: callers may
- * split work by rows (whole blocks) across threads. */
-#ifndef KN_QUANTIZE_H
-#define KN_QUANTIZE_H
+ * dequantizers, each format's pair a row of the dtype table (dtype.h: quantize, dequantize). Used by `kiln quantize`,
+ * by tools that write GGUF files, and by tests. Pure functions: callers may split work by rows (whole blocks)
+ * across threads. */
+#ifndef KN_FORMATS_H
+#define KN_FORMATS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../device/base/dtype.h"
+#include "dtype.h"
 
 float kn_f16_to_f32(uint16_t h);
 uint16_t kn_f32_to_f16(float f);    /* round to nearest even */
 float kn_bf16_to_f32(uint16_t h);
 uint16_t kn_f32_to_bf16(float f);   /* round to nearest even */
 
-/* Targets: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. */
+/* F32, F16, BF16 and every block format whose dtype table row has a quantizer (a dequantizer). */
 bool kn_quantize_supported(kn_dtype t);
-/* Sources: the same list. */
 bool kn_dequantize_supported(kn_dtype t);
 
 /* Quantize n floats (a whole number of blocks of t) into dst, which holds kn_dtype_nbytes(t, n) bytes. Returns 0,
