@@ -293,16 +293,29 @@ static cJSON *gen_new(int depth) {
     s = cJSON_CreateObject();
     cJSON_AddStringToObject(s, "type", "array");
     cJSON *items = cJSON_AddObjectToObject(s, "items");
-    int n = 1 + (int)rnd(4);
-    if (rnd(3) == 0) {
-      cJSON_AddStringToObject(items, "type", "boolean"), n = 2;
-    } else {
+    int n = 1 + (int)rnd(4); /* distinct items there are (at most 4 counted) */
+    switch (rnd(6)) {
+    case 0: cJSON_AddStringToObject(items, "type", "boolean"), n = 2; break;
+    case 1: /* strings and numbers: kept apart by value */
+      cJSON_AddStringToObject(items, "type", "string"), n = 4;
+      if (rnd(2)) cJSON_AddNumberToObject(items, "maxLength", 1 + rnd(3));
+      break;
+    case 2:
+      cJSON_AddStringToObject(items, "type", "integer"), n = 3 + (int)rnd(2);
+      cJSON_AddNumberToObject(items, "minimum", -1), cJSON_AddNumberToObject(items, "maximum", n - 2);
+      break;
+    case 3: cJSON_AddStringToObject(items, "type", rnd(2) ? "number" : "integer"), n = 4; break;
+    case 4: /* patterned strings: one item at most */
+      cJSON_AddStringToObject(items, "type", "string"), cJSON_AddStringToObject(items, "pattern", "^[ab]+$"), n = 1;
+      break;
+    default: {
       static const char *vals[] = {"\"a\"", "\"b\"", "1", "12", "null", "true", "[1]", "{\"k\":1}"};
       cJSON *e = cJSON_AddArrayToObject(items, "enum");
       for (int i = 0, at = (int)rnd(8); i < n; i++) cJSON_AddItemToArray(e, cJSON_Parse(vals[(at + i) % 8]));
     }
+    }
     cJSON_AddTrueToObject(s, "uniqueItems");
-    if (rnd(2)) cJSON_AddNumberToObject(s, "minItems", rnd((uint32_t)n));
+    if (rnd(2)) cJSON_AddNumberToObject(s, "minItems", rnd((uint32_t)n + 1));
     return s;
   }
   case 5: {
@@ -426,6 +439,8 @@ static cJSON *gen_schema(int depth) {
 
 /* ---- random walks ------------------------------------------------------------------------------------------ */
 
+static const char *g_favour; /* bytes walks pick most of the time when accepted (NULL: every accepted byte alike) */
+
 /* A document: random accepted bytes for a while, then the automaton's completion. */
 static char *walk(const kn_jschema *sch, size_t *len) {
   kn_jsv v;
@@ -442,6 +457,13 @@ static char *walk(const kn_jschema *sch, size_t *len) {
     }
     if (!nok) return NULL;
     unsigned char b = ok[rnd((uint32_t)nok)];
+    if (g_favour && rnd(5)) { /* mostly few distinct bytes: items repeat unless the automaton keeps them apart */
+      unsigned char fav[256];
+      int nf = 0;
+      for (int k = 0; k < nok; k++)
+        if (strchr(g_favour, ok[k])) fav[nf++] = ok[k];
+      if (nf) b = fav[rnd((uint32_t)nf)];
+    }
     kn_jsv_push(&v, b);
     buf[n++] = (char)b;
   }
@@ -520,7 +542,11 @@ static void test_errors(void) {
       {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}}}", "no integer of at most 15 digits lies in the range"},
       {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"exclusiveMinimum\":1,\"exclusiveMaximum\":2}}}", "no integer"},
       {"{\"type\":\"array\",\"items\":{\"enum\":[1,2]},\"uniqueItems\":true,\"minItems\":3}", "only 2 distinct values"},
-      {"{\"type\":\"array\",\"items\":{\"type\":\"object\"},\"uniqueItems\":true,\"minItems\":2}", "uniqueItems: minItems 2 of items that are not enum"},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"object\"},\"uniqueItems\":true,\"minItems\":2}", "uniqueItems: minItems 2 of items that are not strings"},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"string\",\"pattern\":\"^a\"},\"uniqueItems\":true,\"minItems\":2}", "uniqueItems: minItems 2 of items that are not strings (without pattern"},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":3},\"uniqueItems\":true,\"minItems\":4}", "uniqueItems: minItems 4 but only 3 distinct values"},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"number\",\"minimum\":999999999999999,\"maximum\":1e20},\"uniqueItems\":true,\"minItems\":2}", "uniqueItems: minItems 2 but only 1 distinct values"},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true,\"minItems\":33}", "more than the 32 distinct strings or numbers"},
       {"{\"type\":\"array\",\"prefixItems\":[{}],\"items\":false,\"minItems\":2}", "minItems 2 is more than the 1 items allowed"},
       {"{\"type\":\"strnig\"}", "unknown type \"strnig\""},
       {"{\"type\":\"integer\"}", "number"},
@@ -636,9 +662,25 @@ static void test_edges(void) {
       {"{\"allOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]},{\"properties\":{\"a\":{\"minimum\":3},\"b\":{\"type\":\"string\"}},\"required\":[\"b\"]}]}", "{\"a\":3,\"b\":\"\"}", 1},
       {"{\"allOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]},{\"properties\":{\"a\":{\"minimum\":3},\"b\":{\"type\":\"string\"}},\"required\":[\"b\"]}]}", "{\"a\":2,\"b\":\"\"}", 0},
       {"{\"allOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]},{\"properties\":{\"a\":{\"minimum\":3},\"b\":{\"type\":\"string\"}},\"required\":[\"b\"]}]}", "{\"a\":4}", 0},
-      /* uniqueItems over items kiln does not remember (objects, strings): one item at most */
+      /* uniqueItems over strings and numbers: values compared as a validator compares them */
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true}}}", "{\"a\":[\"x\",\"y\",\"xy\",\"\"]}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true}}}", "{\"a\":[\"x\",\"y\",\"x\"]}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true}}}", "{\"a\":[\"a/b\",\"a\\/b\"]}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true}}}", "{\"a\":[\"\\u0061\"]}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true}}}", "{\"a\":[\"é\",\"e\",\"ê\"]}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true}}}", "{\"a\":[\"é\",\"e\",\"é\"]}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true},\"b\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true}}}", "{\"a\":[\"x\"],\"b\":[\"x\"]}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"number\"},\"uniqueItems\":true}}}", "{\"a\":[1,-1,0.5,10,0]}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"number\"},\"uniqueItems\":true}}}", "{\"a\":[1,2,1.0]}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"number\"},\"uniqueItems\":true}}}", "{\"a\":[0,-0]}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"number\"},\"uniqueItems\":true}}}", "{\"a\":[0.25,0.250]}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":3},\"uniqueItems\":true,\"minItems\":3}}}", "{\"a\":[3,1,2]}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":3},\"uniqueItems\":true,\"minItems\":3}}}", "{\"a\":[3,1,3]}", 0},
+      {"{\"$defs\":{\"t\":{\"type\":\"string\",\"maxLength\":2}},\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/t\"},\"uniqueItems\":true}}}", "{\"a\":[\"ab\",\"a\",\"ab\"]}", 0},
+      /* uniqueItems over items kiln does not remember (objects, patterned strings): one item at most */
       {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"object\"},\"uniqueItems\":true}}}", "{\"a\":[{\"k\":1}]}", 1},
       {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"object\"},\"uniqueItems\":true}}}", "{\"a\":[{\"k\":1},{\"k\":1}]}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"pattern\":\"^[ab]$\"},\"uniqueItems\":true}}}", "{\"a\":[\"a\",\"b\"]}", 0},
       {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true,\"maxItems\":0}}}", "{\"a\":[\"x\"]}", 0},
       {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true}}}", "{\"a\":[]}", 1},
       /* oneOf that can be enforced: a discriminating required property, enum values apart, ranges and lengths apart */
@@ -679,6 +721,90 @@ static void test_edges(void) {
   kn_jschema_free(c), cJSON_Delete(s);
 }
 
+/* uniqueItems over strings and numbers: walks that favour a few bytes (so items would repeat) never reach a state with
+ * no way on, and every document validates (distinct items by cJSON_Compare); bytes that would repeat an item are
+ * refused where the item could only end as one already written. */
+static void test_unique(void) {
+  static const char *schemas[] = {
+      "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":1},\"uniqueItems\":true,\"minItems\":4}},\"required\":[\"a\"]}",
+      "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":2},\"uniqueItems\":true,\"minItems\":6}},\"required\":[\"a\"]}",
+      "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true,\"minItems\":5}},\"required\":[\"a\"]}",
+      "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":5},\"uniqueItems\":true,\"minItems\":6}},\"required\":[\"a\"]}",
+      "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"exclusiveMinimum\":-3,\"maximum\":2},\"uniqueItems\":true}},\"required\":[\"a\"]}",
+      "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1},\"uniqueItems\":true,\"minItems\":5}},\"required\":[\"a\"]}",
+      "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"uniqueItems\":true,\"minItems\":8}},\"required\":[\"a\"]}",
+      "{\"$defs\":{\"s\":{\"type\":\"string\",\"maxLength\":1}},\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/s\"},\"uniqueItems\":true,\"minItems\":2},\"maxItems\":5}}}",
+  };
+  g_favour = "ab01-.\\\"],";
+  for (size_t i = 0; i < sizeof schemas / sizeof *schemas; i++) {
+    cJSON *s = cJSON_Parse(schemas[i]);
+    char err[512] = "";
+    kn_jschema *c = kn_jschema_compile(s, KN_JSCHEMA_ROOT_OBJECT, err, sizeof err);
+    if (!CHECK(c != NULL, "%s: %s", schemas[i], err)) {
+      cJSON_Delete(s);
+      continue;
+    }
+    g_root = s;
+    int bad = 0, longest = 0;
+    for (int k = 0; k < 300 && !bad; k++) {
+      size_t n = 0;
+      char *doc = walk(c, &n);
+      cJSON *v = doc ? cJSON_Parse(doc) : NULL;
+      bad = !CHECK(v && ref_valid(s, v), "%s: %s", schemas[i], doc ? doc : "(a dead end)");
+      const cJSON *a = v ? cJSON_GetObjectItemCaseSensitive(v, "a") : NULL;
+      if (cJSON_GetArraySize(a) > longest) longest = cJSON_GetArraySize(a);
+      cJSON_Delete(v), free(doc);
+    }
+    CHECK(longest >= 4, "%s: walks wrote at most %d items", schemas[i], longest);
+    kn_jschema_free(c), cJSON_Delete(s);
+  }
+  g_favour = NULL;
+
+  /* what a state accepts next: the prefix, then bytes and whether they may follow */
+  static const struct { const char *schema, *prefix, *next; int ok; } steps[] = {
+      {"{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":1},\"uniqueItems\":true}", "[\"a\",", "\"b", 1},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":1},\"uniqueItems\":true}", "[\"a\",", "\"a", 0},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":2},\"uniqueItems\":true}", "[\"a\",", "\"a", 1},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":2},\"uniqueItems\":true}", "[\"a\",", "\"a\"", 0},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":1},\"uniqueItems\":true}", "[\"\\n\",", "\"\\n", 0},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":1},\"uniqueItems\":true}", "[\"\\n\",", "\"\\t", 1},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true}", "[\"é\",", "\"\xc3\xa9\"", 0},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true}", "[\"é\",", "\"\xc3\xa9x\"", 1},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":3},\"uniqueItems\":true}", "[1,2,", "3", 1},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":3},\"uniqueItems\":true}", "[1,2,", "1", 0},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":3},\"uniqueItems\":true}", "[1,2,3", ",", 0},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":3},\"uniqueItems\":true}", "[1,2,3", "]", 1},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"number\"},\"uniqueItems\":true}", "[1,", "1", 1},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"number\"},\"uniqueItems\":true}", "[1,", "1]", 0},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"number\"},\"uniqueItems\":true}", "[1,", "1.00]", 0},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"number\"},\"uniqueItems\":true}", "[1,", "1.5]", 1},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"number\"},\"uniqueItems\":true}", "[1,", "1e0", 0},
+  };
+  for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
+    cJSON *s = cJSON_Parse(steps[i].schema);
+    char err[512] = "";
+    kn_jschema *c = kn_jschema_compile(s, 0, err, sizeof err);
+    if (CHECK(c != NULL, "%s: %s", steps[i].schema, err)) {
+      kn_jsv v;
+      kn_jsv_init(&v, c);
+      size_t n = strlen(steps[i].prefix);
+      int pre = kn_jsv_accepts(&v, steps[i].prefix, n);
+      for (size_t k = 0; pre && k < n; k++) kn_jsv_push(&v, (unsigned char)steps[i].prefix[k]);
+      CHECK(pre && kn_jsv_accepts(&v, steps[i].next, strlen(steps[i].next)) == steps[i].ok, "%s: %s then %s: want %d",
+            steps[i].schema, steps[i].prefix, steps[i].next, steps[i].ok);
+      size_t cl = 0;
+      char *rest = pre ? kn_jsv_closure(&v, &cl) : NULL; /* the shortest ending keeps the items apart too */
+      char doc[256];
+      snprintf(doc, sizeof doc, "%s%s", steps[i].prefix, rest ? rest : "");
+      cJSON *d = cJSON_Parse(doc);
+      g_root = s;
+      CHECK(rest && d && ref_valid(s, d), "%s: %s closed as %s", steps[i].schema, steps[i].prefix, doc);
+      cJSON_Delete(d), free(rest);
+    }
+    kn_jschema_free(c), cJSON_Delete(s);
+  }
+}
+
 /* The example of docs/api.md compiles, and its documents validate. */
 static void test_doc_example(void) {
   cJSON *s = cJSON_Parse(
@@ -710,6 +836,7 @@ int main(void) {
   test_doc_example();
   test_regex();
   test_edges();
+  test_unique();
   test_errors();
   test_random();
   return check_summary();

@@ -28,6 +28,8 @@ typedef struct cc {
   const cJSON *doc; /* the whole schema: where $ref pointers start */
   struct { const cJSON *target; int node; } refs[MAX_REFS];
   int n_refs;
+  struct { int node; char path[256]; } *uniq; /* arrays with uniqueItems, and where they are */
+  int n_uniq, cap_uniq;
 } cc;
 
 static int fail(cc *c, const char *fmt, ...) {
@@ -159,9 +161,6 @@ static int object_keywords(cc *c, const cJSON *sch, int idx, int depth) {
   return 0;
 }
 
-static int literal_items(const js_node *nd) {
-  return nd->n_lits > 0 || (!nd->n_alts && nd->types && !(nd->types & ~(unsigned)(T_BOOL | T_NULL)));
-}
 
 static int array_keywords(cc *c, const cJSON *sch, int idx, int depth) {
   const cJSON *items = cJSON_GetObjectItemCaseSensitive(sch, "items");
@@ -203,20 +202,11 @@ static int array_keywords(cc *c, const cJSON *sch, int idx, int depth) {
   nd->min_items = lo, nd->max_items = hi;
   const cJSON *uniq = cJSON_GetObjectItemCaseSensitive(sch, "uniqueItems");
   if (uniq && !cJSON_IsBool(uniq)) return fail(c, "uniqueItems: expected true or false");
-  /* enforced when every item is one of a set of literals (the array remembers which were written); other items
-   * (objects, strings, numbers, arrays) are not remembered, so such an array gets at most one item: unique by
-   * construction, and never a reply a validator refuses. Two or more required items cannot be promised: a 400. */
-  int itn = nd->items > 0 ? js_deref(c->s, nd->items) : nd->items; /* items: {"$ref": ...} to an enum */
-  if (cJSON_IsTrue(uniq) && !nd->n_prefix && itn > 0 && literal_items(&c->s->nodes[itn])) {
-    const js_node *it = &c->s->nodes[itn];
-    int distinct = it->n_lits ? it->n_lits : (it->types & T_BOOL ? 2 : 0) + (it->types & T_NULL ? 1 : 0);
-    if (lo > distinct) return fail(c, "uniqueItems: minItems %d but only %d distinct values", lo, distinct);
-    nd->unique = 1;
-  } else if (cJSON_IsTrue(uniq) && (nd->items != -1 || nd->n_prefix > 1)) {
-    if (lo > 1)
-      return fail(c, "uniqueItems: minItems %d of items that are not enum/const/boolean/null values cannot be "
-                  "guaranteed distinct (kiln allows one such item)", lo);
-    if (nd->max_items < 0 || nd->max_items > 1) nd->max_items = 1;
+  if (cJSON_IsTrue(uniq) && (nd->items != -1 || nd->n_prefix > 1)) { /* decided once every node is compiled */
+    if (kn_grow(&c->uniq, &c->cap_uniq, c->n_uniq + 1, sizeof *c->uniq, 8)) return fail(c, "out of memory");
+    c->uniq[c->n_uniq].node = idx;
+    snprintf(c->uniq[c->n_uniq++].path, sizeof c->path, "%s", c->path);
+    nd->unique = JS_UNIQ_ASKED;
   }
   lo = 0, hi = -1;
   if (get_count(c, sch, "minLength", &lo) || get_count(c, sch, "maxLength", &hi)) return -1;
@@ -650,6 +640,48 @@ static int restrict_root(cc *c, int idx, unsigned mask, int depth) {
   return k;
 }
 
+/* ---- uniqueItems, once every node is compiled (a $ref target may be compiled after the array that uses it) ---- */
+
+static int literal_items(const js_node *nd) {
+  return nd->n_lits > 0 || (!nd->n_alts && nd->types && !(nd->types & ~(unsigned)(T_BOOL | T_NULL)));
+}
+
+/* Strings without a pattern (and longer than 0: there are then more than KN_JSV_UNIQUE of them after any prefix), or
+ * numbers: kept apart by the hashes of their values. */
+static int hashed_items(const js_node *nd) {
+  if (nd->n_lits || nd->n_alts || !nd->types) return 0;
+  if (nd->types == T_STR) return !nd->re && nd->max_len != 0;
+  return !(nd->types & ~(unsigned)(T_INT | T_NUM));
+}
+
+static int unique_items(cc *c, int idx) {
+  js_node *nd = &c->s->nodes[idx];
+  int lo = nd->min_items, itn = nd->items > 0 ? js_deref(c->s, nd->items) : nd->items; /* items: {"$ref": ...} */
+  js_node *it = itn > 0 && !nd->n_prefix ? &c->s->nodes[itn] : NULL;
+  if (it && literal_items(it)) {
+    int distinct = it->n_lits ? it->n_lits : (it->types & T_BOOL ? 2 : 0) + (it->types & T_NULL ? 1 : 0);
+    if (lo > distinct) return fail(c, "uniqueItems: minItems %d but only %d distinct values", lo, distinct);
+    nd->unique = JS_UNIQ_LITS;
+  } else if (it && hashed_items(it)) {
+    if (lo > KN_JSV_UNIQUE)
+      return fail(c, "uniqueItems: minItems %d is more than the %d distinct strings or numbers kiln can keep apart",
+                  lo, KN_JSV_UNIQUE);
+    if (it->types != T_STR) { /* numbers: written as bounded ones, so each value is exact */
+      if (!it->ranged) it->ranged = 1, it->lo = -js_range_free(), it->hi = js_range_free();
+      js_grid n = js_range_count(it);
+      if (n < lo) return fail(c, "uniqueItems: minItems %d but only %d distinct values", lo, (int)n);
+    }
+    nd->unique = JS_UNIQ_HASH;
+  } else { /* objects, arrays, patterned strings, anyOf or mixed items, prefixItems: one item, unique by construction */
+    if (lo > 1)
+      return fail(c, "uniqueItems: minItems %d of items that are not strings (without pattern or format), numbers or "
+                  "enum/const/boolean/null values cannot be guaranteed distinct (kiln allows one such item)", lo);
+    nd->unique = JS_UNIQ_ONE;
+    if (nd->max_items < 0 || nd->max_items > 1) nd->max_items = 1;
+  }
+  return 0;
+}
+
 /* A loop of references that reads nothing ({"$defs": {"a": {"anyOf": [{"$ref": "#/$defs/a"}, ...]}}}). */
 static int alias_loop(const kn_jschema *s, int i, char *color) {
   if (color[i] == 1) return 1;
@@ -712,6 +744,12 @@ kn_jschema *kn_jschema_compile(const cJSON *schema, unsigned flags, char *err, s
     if (!color) fail(&c, "out of memory");
     free(color);
   }
+  for (int i = 0; root >= 0 && !c.failed && i < c.n_uniq; i++) {
+    memcpy(c.path, c.uniq[i].path, sizeof c.path);
+    unique_items(&c, c.uniq[i].node);
+  }
+  free(c.uniq);
+  c.path[0] = 0;
   if (root >= 0 && !c.failed) root = restrict_root(&c, root, flags & KN_JSCHEMA_ROOT_OBJECT ? T_OBJ : (unsigned)(T_ANY & ~(T_INT | T_NUM)), 0);
   if (root >= 0 && !c.failed) {
     compute_needs(c.s);

@@ -1,8 +1,8 @@
 /* models/text/json_schema.h: JSON Schema enforced byte by byte. A schema compiles to a table of nodes; a validator state
  * (kn_jsv) follows output one byte at a time and rejects any byte after which no valid document is possible, so a
  * sampler can mask tokens and the output always validates. Supported: type (one or a list), properties, required,
- * additionalProperties (false / true / a schema), items, minItems, maxItems, enum, const, anyOf, minLength,
- * maxLength; annotations (title, description, default, examples, $schema, $id, $comment, ...) are ignored; any other
+ * additionalProperties (false / true / a schema), items, minItems, maxItems, uniqueItems, enum, const, anyOf, minLength,
+ * maxLength (and more: docs/api.md); annotations (title, description, default, examples, $schema, $id, $comment, ...) are ignored; any other
  * keyword is an error that names it. Whitespace between tokens is bounded (spaces and one newline, at most 2 bytes in a row). */
 #ifndef KN_JSON_SCHEMA_H
 #define KN_JSON_SCHEMA_H
@@ -35,9 +35,14 @@ typedef struct kn_jsv_frame {
   uint64_t seen, cand;
 } kn_jsv_frame;
 
+/* Items a uniqueItems array of strings or numbers remembers (by a 64-bit hash of each value): it holds at most this
+ * many items. Such items are scalars, so a thread has at most one such array open. */
+#define KN_JSV_UNIQUE 32
+
 typedef struct kn_jsv_thread {
-  uint8_t depth, ws;
+  uint8_t depth, ws, nu;
   kn_jsv_frame f[KN_JSV_DEPTH];
+  uint64_t uh[KN_JSV_UNIQUE]; /* the open uniqueItems array's items so far (nu of them): their values' hashes */
 } kn_jsv_thread;
 
 /* The validator state: the threads still alive (one unless an anyOf is open). Copy it with kn_jsv_copy (cheap: only

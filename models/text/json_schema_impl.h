@@ -12,6 +12,11 @@ enum { T_NULL = 1, T_BOOL = 2, T_INT = 4, T_NUM = 8, T_STR = 16, T_ARR = 32, T_O
 #define JS_MAX_LITS 64  /* enum values per node */
 #define JS_NEED_INF 1000 /* no finite document */
 
+/* How an array with uniqueItems keeps its items apart: enum/const/boolean/null items by which literal was written
+ * (the frame's seen bits); strings and numbers by the hashes of their values (kn_jsv_thread.uh); other items by
+ * allowing one item (JS_UNIQ_ONE: maxItems 1). JS_UNIQ_ASKED: not yet decided (while compiling). */
+enum { JS_UNIQ_NONE, JS_UNIQ_LITS, JS_UNIQ_HASH, JS_UNIQ_ONE, JS_UNIQ_ASKED };
+
 /* Numbers with bounds are written with at most 15 significant digits and no exponent, so a value is exact on a grid
  * of 1e-15 and compares with a bound exactly as a JavaScript (double) validator compares it. */
 #define JS_NUM_DIGITS 15
@@ -31,7 +36,7 @@ typedef struct js_node {
   int items;               /* node of array items after the prefix; -1: no more items */
   int *prefix;             /* prefixItems: nodes of the first n_prefix items */
   int n_prefix;
-  int unique;              /* uniqueItems (items that are literals: enforced by literal index) */
+  int unique;              /* uniqueItems: JS_UNIQ_* */
   int min_items, max_items;/* max -1: unbounded */
   int min_len, max_len;    /* string length in code points; max -1: unbounded */
   kn_regex *re;            /* pattern / format of strings (NULL: none) */
@@ -62,5 +67,10 @@ static inline int js_deref(const kn_jschema *s, int n) {
 }
 /* Some number of the node's range starts with no byte yet written (compile-time check of bounds). */
 int js_range_possible(const js_node *nd);
+/* How many distinct numbers of the node's range kiln may write (at most 15 significant digits, no exponent). */
+js_grid js_range_count(const js_node *nd);
+/* Bounds that leave a number free (every value of at most 15 integer digits): numbers in a uniqueItems array are
+ * written as bounded ones, so their values are exact and comparable. */
+js_grid js_range_free(void);
 
 #endif

@@ -29,12 +29,48 @@ typedef struct outset {
 
 static size_t thread_bytes(const kn_jsv_thread *t) { return offsetof(kn_jsv_thread, f) + t->depth * sizeof t->f[0]; }
 
-static void copy_thread(kn_jsv_thread *d, const kn_jsv_thread *s) { memcpy(d, s, thread_bytes(s)); }
+/* The live part: the open frames, and the hashes of a uniqueItems array's items. */
+static void copy_thread(kn_jsv_thread *d, const kn_jsv_thread *s) {
+  memcpy(d, s, thread_bytes(s));
+  if (s->nu) memcpy(d->uh, s->uh, s->nu * sizeof s->uh[0]);
+}
+
+static int same_thread(const kn_jsv_thread *a, const kn_jsv_thread *b) {
+  return a->depth == b->depth && !memcmp(a, b, thread_bytes(a)) && !memcmp(a->uh, b->uh, a->nu * sizeof a->uh[0]);
+}
 
 static void emit(outset *o, const kn_jsv_thread *t) {
   for (int i = 0; i < o->n; i++)
-    if (o->t[i].depth == t->depth && !memcmp(&o->t[i], t, thread_bytes(t))) return;
+    if (same_thread(&o->t[i], t)) return;
   if (o->n < KN_JSV_THREADS) copy_thread(&o->t[o->n++], t);
+}
+
+/* ---- uniqueItems over strings and numbers: each item's value hashed (strings by code point, so "\/" equals "/";
+ * numbers by their exact value, so 1.0 equals 1); an item whose hash the array already holds is refused where it
+ * would end, and a byte is refused when every way to end the item from there is an item already written ---------- */
+
+static uint64_t mix64(uint64_t x) { /* splitmix64's finalizer */
+  x ^= x >> 30, x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27, x *= 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+static uint64_t str_step(uint64_t h, uint32_t cp) { return mix64(h + 0x9e3779b97f4a7c15ull + cp); }
+static uint64_t str_hash(uint64_t h, uint32_t count) { return mix64(h ^ ((uint64_t)count << 32 | 0x22)); }
+static uint64_t num_hash(js_grid v) {
+  unsigned __int128 u = (unsigned __int128)v;
+  return mix64((uint64_t)u ^ mix64((uint64_t)(u >> 64) ^ 0x6e756d));
+}
+
+static int written(const kn_jsv_thread *t, uint64_t h) {
+  for (int i = 0; i < t->nu; i++)
+    if (t->uh[i] == h) return 1;
+  return 0;
+}
+
+/* Frame index d is an item of a uniqueItems array of strings or numbers: its thread (whose uh are the items written),
+ * else NULL. */
+static const kn_jsv_thread *hashed_item(const kn_jschema *s, const kn_jsv_thread *t, int d) {
+  return d >= 1 && t->f[d - 1].kind == K_ARR && s->nodes[t->f[d - 1].node].unique == JS_UNIQ_HASH ? t : NULL;
 }
 
 static kn_jsv_frame *push_frame(kn_jsv_thread *t, int kind, unsigned node) {
@@ -143,13 +179,60 @@ static int pattern_byte(const js_node *nd, kn_jsv_frame *f, unsigned char c) {
   }
 }
 
+/* A byte of a string item of a uniqueItems array (f->sub as before the byte; the main automaton checks the rest):
+ * its code points are hashed into f->seen (a partial one in f->pos). Refused: \u escapes (one code point, many
+ * spellings), and a character after which the string can only close (maxLength reached) as one already written; the
+ * closing quote of such a string is refused by the caller. Before the last character there are more ways to go on
+ * than items written (64 continuation bytes, 95 ASCII characters, > KN_JSV_UNIQUE), so no prefix is a dead end. */
+static int unique_string_byte(const js_node *nd, const kn_jsv_thread *t, kn_jsv_frame *f, unsigned char c) {
+  uint32_t n = f->count + (f->sub == S_CH); /* characters once this byte's is written */
+  int last = nd->max_len >= 0 && n >= (uint32_t)nd->max_len;
+  uint32_t cp;
+  switch (f->sub) {
+  case S_CH:
+    if (c == '\\') { /* at the last character: some escape must make a new string */
+      for (const char *e = "\"\\/bfnrt"; last && *e; e++)
+        if (!written(t, str_hash(str_step(f->seen, escape_cp((unsigned char)*e)), n))) return 1;
+      return !last;
+    }
+    if (c >= 0x80) {
+      f->pos = c & (c >= 0xF0 ? 0x07u : c >= 0xE0 ? 0x0Fu : 0x1Fu);
+      return 1;
+    }
+    cp = c;
+    break;
+  case S_ESC:
+    if (c == 'u') return 0;
+    cp = escape_cp(c);
+    break;
+  case S_UTF8:
+    cp = f->pos << 6 | (c & 0x3Fu);
+    if (f->need > 1) {
+      f->pos = cp;
+      return 1;
+    }
+    break;
+  default: return 0;
+  }
+  uint64_t h = str_step(f->seen, cp);
+  if (last && written(t, str_hash(h, n))) return 0;
+  f->seen = h;
+  return 1;
+}
+
 static int string_byte(const kn_jschema *s, kn_jsv_thread *t, kn_jsv_frame *f, unsigned char c) {
   const js_node *nd = &s->nodes[f->node];
   int key = f->aux;
+  const kn_jsv_thread *uq = key ? NULL : hashed_item(s, t, t->depth - 1);
   if (f->sub == S_CH && c == '"') {
     if (!key) {
       if ((int)f->count < nd->min_len) return 0;
       if (nd->re && !kn_regex_final(nd->re, re_get(f))) return 0;
+      if (uq) {
+        uint64_t h = str_hash(f->seen, f->count);
+        if (written(t, h)) return 0;
+        t->uh[t->nu++] = h;
+      }
       t->depth--;
       return 1;
     }
@@ -167,6 +250,7 @@ static int string_byte(const kn_jschema *s, kn_jsv_thread *t, kn_jsv_frame *f, u
     if (f->sub == S_CH && c >= 0x80 && !(c >= 0xC2 && c <= 0xF4)) return 0;
     if (!pattern_byte(nd, f, c)) return 0;
   }
+  if (uq && !unique_string_byte(nd, t, f, c)) return 0;
   switch (f->sub) {
   case S_CH:
     if (c < 0x20) return 0;
@@ -214,16 +298,23 @@ static js_grid p10(int k) {
   return r;
 }
 
-/* Some value a, a + step, ..., b (or its negation) lies in [lo, hi]. */
-static int prog_hits(js_grid a, js_grid b, js_grid step, int neg, js_grid lo, js_grid hi) {
+/* The values a, a + step, ..., b (or their negations) that lie in the node's range: how many (all), else 1 when there
+ * is one that the uniqueItems array of thread u has not written yet (u NULL: one at all), 0 when none. */
+static js_grid prog_reach(js_grid a, js_grid b, js_grid step, int neg, const js_node *nd, const kn_jsv_thread *u, int all) {
   if (neg) {
     js_grid t = -b;
     b = -a, a = t;
   }
-  js_grid from = a > lo ? a : lo, to = b < hi ? b : hi;
+  js_grid from = a > nd->lo ? a : nd->lo, to = b < nd->hi ? b : nd->hi;
   if (from > to) return 0;
   js_grid first = a + (from - a + step - 1) / step * step;
-  return first <= to;
+  if (first > to) return 0;
+  js_grid n = (to - first) / step + 1;
+  if (all) return n;
+  if (!u || n > u->nu) return 1;
+  for (js_grid v = first; v <= to; v += step)
+    if (!written(u, num_hash(v))) return 1;
+  return 0;
 }
 
 static js_grid num_value(const kn_jsv_frame *f) {
@@ -238,50 +329,64 @@ static int ranged_final(const js_node *nd, const kn_jsv_frame *f) {
   return x >= nd->lo && x <= nd->hi;
 }
 
-/* Some value in range can still be written from this state. */
-static int ranged_live(const js_node *nd, const kn_jsv_frame *f) {
+/* The values in range that can still be written from this state: how many (all), else 1 when one can (one not yet
+ * written in u's uniqueItems array, when u is given), 0 when none. */
+static js_grid ranged_reach(const js_node *nd, const kn_jsv_frame *f, const kn_jsv_thread *u, int all) {
   int int_only = f->aux, k = (int)f->count, neg = f->need;
-  js_grid I = (js_grid)f->seen, D = p10(JS_NUM_DIGITS);
+  js_grid I = (js_grid)f->seen, D = p10(JS_NUM_DIGITS), sum = 0, r;
   switch (f->sub) {
   case N_START: {
     kn_jsv_frame g = *f;
     g.sub = N_MINUS;
-    if (ranged_live(nd, &g)) return 1; /* positive */
+    if ((r = ranged_reach(nd, &g, u, all)) && !all) return 1; /* positive */
+    sum += r;
     g.need = 1;
-    return ranged_live(nd, &g);
+    return sum + ranged_reach(nd, &g, u, all);
   }
   case N_MINUS: /* the first digit is due (need: a minus was written) */
     for (int d = 0; d <= 9; d++) {
       kn_jsv_frame g = *f;
       g.sub = d ? N_INT : N_ZERO, g.count = 1, g.seen = (uint64_t)d;
-      if (ranged_live(nd, &g)) return 1;
+      if ((r = ranged_reach(nd, &g, u, all)) && !all) return 1;
+      sum += r;
     }
-    return 0;
+    return sum;
   case N_ZERO: case N_INT:
     for (int j = 0; j + k <= JS_NUM_DIGITS && (j == 0 || f->sub == N_INT); j++) {
       js_grid step = int_only ? D : p10(k + j);
       js_grid a = I * p10(j) * D, b = (I + 1) * p10(j) * D - step;
-      if (prog_hits(a, b, step, neg, nd->lo, nd->hi)) return 1;
+      if ((r = prog_reach(a, b, step, neg, nd, u, all)) && !all) return 1;
+      sum += r;
     }
-    return 0;
+    return sum;
   case N_DOT:
-    return prog_hits(I * D, (I + 1) * D - p10(k), p10(k), neg, nd->lo, nd->hi);
+    return prog_reach(I * D, (I + 1) * D - p10(k), p10(k), neg, nd, u, all);
   default: { /* N_FRAC */
     int nf = (int)f->pos;
     js_grid base = I * D + (js_grid)f->cand * p10(JS_NUM_DIGITS - nf);
-    if (k + nf >= JS_NUM_DIGITS) return prog_hits(base, base, 1, neg, nd->lo, nd->hi);
-    return prog_hits(base, base + p10(JS_NUM_DIGITS - nf) - p10(k), p10(k), neg, nd->lo, nd->hi);
+    if (k + nf >= JS_NUM_DIGITS) return prog_reach(base, base, 1, neg, nd, u, all);
+    return prog_reach(base, base + p10(JS_NUM_DIGITS - nf) - p10(k), p10(k), neg, nd, u, all);
   }
   }
 }
+
+static int ranged_live(const js_node *nd, const kn_jsv_frame *f, const kn_jsv_thread *u) { return ranged_reach(nd, f, u, 0) > 0; }
 
 int js_range_possible(const js_node *nd) {
   kn_jsv_frame f = {.kind = K_NUM, .sub = N_START, .aux = !(nd->types & T_NUM)};
-  return ranged_live(nd, &f);
+  return ranged_live(nd, &f, NULL);
 }
 
-/* A bounded number: at most JS_NUM_DIGITS digits, no exponent. 1 taken, 0 refused, 2 ended before c. */
-static int ranged_byte(const js_node *nd, kn_jsv_frame *f, unsigned char c) {
+js_grid js_range_count(const js_node *nd) {
+  kn_jsv_frame f = {.kind = K_NUM, .sub = N_START, .aux = !(nd->types & T_NUM)};
+  return ranged_reach(nd, &f, NULL, 1) - (nd->lo <= 0 && nd->hi >= 0); /* 0 is counted as "0" and as "-0" */
+}
+
+js_grid js_range_free(void) { return p10(2 * JS_NUM_DIGITS) - 1; }
+
+/* A bounded number: at most JS_NUM_DIGITS digits, no exponent. 1 taken, 0 refused, 2 ended before c. u: the thread
+ * when the number is an item of a uniqueItems array (then some value not yet written must stay reachable). */
+static int ranged_byte(const js_node *nd, kn_jsv_frame *f, unsigned char c, const kn_jsv_thread *u) {
   kn_jsv_frame g = *f;
   int d = is_digit(c);
   switch (g.sub) {
@@ -318,14 +423,14 @@ static int ranged_byte(const js_node *nd, kn_jsv_frame *f, unsigned char c) {
     }
     return ranged_final(nd, f) ? 2 : 0;
   }
-  if (!ranged_live(nd, &g)) return 0;
+  if (!ranged_live(nd, &g, u)) return 0;
   *f = g;
   return 1;
 }
 
 /* Number bytes: 1 taken, 0 refused, 2 the number ended before c (c belongs to what follows). */
-static int number_byte(const js_node *nd, kn_jsv_frame *f, unsigned char c) {
-  if (nd->ranged) return ranged_byte(nd, f, c);
+static int number_byte(const js_node *nd, kn_jsv_frame *f, unsigned char c, const kn_jsv_thread *u) {
+  if (nd->ranged) return ranged_byte(nd, f, c, u);
   int d = is_digit(c), int_only = f->aux;
   switch (f->sub) {
   case N_START:
@@ -376,7 +481,7 @@ static int lit_count(const kn_jschema *s, const kn_jsv_frame *f) { return f->aux
 static kn_jsv_frame *unique_parent(const kn_jschema *s, kn_jsv_thread *t, int d) {
   if (d < 1) return NULL;
   kn_jsv_frame *p = &t->f[d - 1];
-  return p->kind == K_ARR && s->nodes[p->node].unique ? p : NULL;
+  return p->kind == K_ARR && s->nodes[p->node].unique == JS_UNIQ_LITS ? p : NULL;
 }
 
 /* The literals of a node that may still be written at frame index d (unique items leave out those already written). */
@@ -431,6 +536,7 @@ static int value_start(const kn_jschema *s, kn_jsv_thread *t, kn_jsv_frame *f, u
   case '[':
     if (!(ty & T_ARR) || d + nd->arr_need > KN_JSV_DEPTH) return 0;
     f->kind = K_ARR, f->sub = A_FIRST;
+    if (nd->unique == JS_UNIQ_HASH) t->nu = 0; /* no other such array is open: their items are scalars */
     return 1;
   case '"':
     if (!(ty & T_STR)) return 0;
@@ -451,19 +557,22 @@ static int value_start(const kn_jschema *s, kn_jsv_thread *t, kn_jsv_frame *f, u
 static int ws_byte(unsigned char c) { return c == ' ' || c == '\n'; }
 
 /* Another item may follow in the array frame f (index d): within maxItems, a node for it that fits, and for unique
- * literal items one not yet written. */
+ * items one not yet written: a literal left, room for one more hash, a number not yet written (strings: always). */
 static int item_may_follow(const kn_jschema *s, const kn_jsv_thread *t, const kn_jsv_frame *f, int d) {
   const js_node *nd = &s->nodes[f->node];
   if (nd->max_items >= 0 && (int)f->count >= nd->max_items) return 0;
   int it = js_item_node(nd, f->count);
   if (!fits(s, it, d + 1)) return 0;
-  if (nd->unique) {
-    const js_node *in = &s->nodes[js_deref(s, it)];
+  const js_node *in = &s->nodes[js_deref(s, it)];
+  if (nd->unique == JS_UNIQ_LITS) {
     uint64_t all = in->n_lits ? (in->n_lits >= 64 ? ~0ull : (1ull << in->n_lits) - 1)
                               : (in->types & T_BOOL ? 3u : 0u) | (in->types & T_NULL ? 4u : 0u);
     if (!(all & ~f->seen)) return 0;
+  } else if (nd->unique == JS_UNIQ_HASH) {
+    if (t->nu >= KN_JSV_UNIQUE) return 0;
+    kn_jsv_frame g = {.kind = K_NUM, .sub = N_START, .aux = !(in->types & T_NUM)};
+    if (in->types != T_STR && !ranged_live(in, &g, t)) return 0;
   }
-  (void)t;
   return 1;
 }
 
@@ -497,11 +606,18 @@ again:
     if (r == 2) { lit_end(s, t); goto again; }
     if (r == 0) return 0;
     break;
-  case K_NUM:
-    r = number_byte(nd, f, c);
+  case K_NUM: {
+    const kn_jsv_thread *uq = hashed_item(s, t, t->depth - 1);
+    r = number_byte(nd, f, c, uq);
+    if (r == 2 && uq) { /* an item of a uniqueItems array ends: a value not written before */
+      uint64_t h = num_hash(num_value(f));
+      if (written(t, h)) return 0;
+      t->uh[t->nu++] = h;
+    }
     if (r == 2) { t->depth--; goto again; }
     if (r == 0) return 0;
     break;
+  }
   case K_STR:
     if (!string_byte(s, t, f, c)) return 0;
     t->ws = 0;
@@ -532,7 +648,7 @@ again:
   case K_ARR:
     if (ws) goto space;
     if (f->sub == A_FIRST) {
-      if (c == ']' && nd->min_items == 0) { t->depth--; break; }
+      if (c == ']' && nd->min_items == 0) { t->depth--, t->nu = 0; break; }
       if (nd->max_items == 0 || t->depth >= KN_JSV_DEPTH || !item_may_follow(s, t, f, t->depth - 1)) return 0;
       f->sub = A_AFTER, f->count = 1;
       push_frame(t, K_VALUE, (unsigned)js_item_node(nd, 0));
@@ -543,7 +659,7 @@ again:
       f->count++;
       break;
     }
-    if (c == ']' && (int)f->count >= nd->min_items) { t->depth--; break; }
+    if (c == ']' && (int)f->count >= nd->min_items) { t->depth--, t->nu = 0; break; }
     return 0;
   default:
     return 0;
@@ -560,7 +676,7 @@ space: /* t->ws: bytes in this run, plus WS_NL once it holds a newline */
 
 void kn_jsv_init(kn_jsv *v, const kn_jschema *s) {
   v->s = s, v->n = 1;
-  v->t[0].depth = 0, v->t[0].ws = 0;
+  v->t[0].depth = 0, v->t[0].ws = 0, v->t[0].nu = 0;
   push_frame(&v->t[0], K_VALUE, (unsigned)s->root);
 }
 
@@ -680,7 +796,7 @@ static int start_byte(const kn_jschema *s, kn_jsv_thread *t, int d) {
     kn_jsv_frame g = {.kind = K_NUM, .sub = N_START, .aux = !(ty & T_NUM)};
     for (const char *c = "0123456789-"; *c; c++) {
       kn_jsv_frame h = g;
-      if (ranged_byte(nd, &h, (unsigned char)*c) == 1) return *c;
+      if (ranged_byte(nd, &h, (unsigned char)*c, hashed_item(s, t, d)) == 1) return *c;
     }
   }
   if (ty & T_STR) return '"';
@@ -696,14 +812,16 @@ static int close_byte(const kn_jschema *s, kn_jsv_thread *t, int d) {
   const js_node *nd = &s->nodes[f->node];
   switch (f->kind) {
   case K_VALUE: return start_byte(s, t, d);
-  case K_NUM:
-    if (number_final(s, f)) return close_byte(s, t, d - 1);
+  case K_NUM: {
+    const kn_jsv_thread *uq = hashed_item(s, t, d);
+    if (number_final(s, f) && !(uq && written(t, num_hash(num_value(f))))) return close_byte(s, t, d - 1);
     if (!nd->ranged) return '0';
     for (const char *c = "0123456789.-"; *c; c++) {
       kn_jsv_frame h = *f;
-      if (ranged_byte(nd, &h, (unsigned char)*c) == 1) return *c;
+      if (ranged_byte(nd, &h, (unsigned char)*c, uq) == 1) return *c;
     }
     return -1;
+  }
   case K_LIT: {
     if (f->sub) return close_byte(s, t, d - 1);
     return (unsigned char)lit_of(s, f, shortest_lit(s, f, f->cand))[f->pos];
@@ -732,9 +850,14 @@ static int close_byte(const kn_jschema *s, kn_jsv_thread *t, int d) {
       if (cp < 0x80) return (int)cp;
       return cp < 0x800 ? 0xC0 | (int)(cp >> 6) : cp < 0x10000 ? 0xE0 | (int)(cp >> 12) : 0xF0 | (int)(cp >> 18);
     }
-    if (f->sub == S_ESC) return 'n';
+    const kn_jsv_thread *uq = f->aux ? NULL : hashed_item(s, t, d);
+    if (f->sub == S_ESC) return uq ? first_ok(s, t, "n\"\\/bfrt", 0, 0) : 'n';
     if (f->sub == S_U) return '0';
-    if (f->sub == S_UTF8) return f->lo;
+    if (f->sub == S_UTF8) return uq ? first_ok(s, t, NULL, f->lo, f->hi) : f->lo;
+    if (!f->aux && uq && ((int)f->count < nd->min_len || !takes(s, t, '"'))) { /* not an item already written */
+      int b = first_ok(s, t, "abcdefghijklmnopqrstuvwxyz0123456789", 0, 0);
+      return b >= 0 ? b : first_ok(s, t, NULL, 0x20, 0x7e);
+    }
     if (!f->aux) return (int)f->count < nd->min_len ? 'a' : '"';
     for (int i = 0; i < nd->n_props; i++) /* the key so far is a property already given: make it another key */
       if ((f->cand >> i & 1) && nd->names[i][f->pos] == 0) return '_';
@@ -794,7 +917,7 @@ char *kn_jsv_closure(const kn_jsv *v, size_t *n) {
 
 int js_thread_complete(const kn_jschema *s, int node, const char *bytes, size_t n) {
   kn_jsv v;
-  v.s = s, v.n = 1, v.t[0].depth = 0, v.t[0].ws = 0;
+  v.s = s, v.n = 1, v.t[0].depth = 0, v.t[0].ws = 0, v.t[0].nu = 0;
   push_frame(&v.t[0], K_VALUE, (unsigned)node);
   for (size_t i = 0; i < n; i++)
     if (!kn_jsv_push(&v, (unsigned char)bytes[i])) return 0;
