@@ -216,42 +216,44 @@ await t("tool_choice named, streamed: index on every delta, id/name once, argume
   assert.ok(multi, "the arguments never came in more than one piece");
 });
 
-// Qwen's <tool_call> token pushed up with logit_bias: the model opens calls on its own (tool_choice auto), and the
-// constraint that starts at the opening must still make every call valid.
-const TOOL_CALL_TOKEN = 151657;
-await t("auto tool calls opened by the model are constrained (parallel_tool_calls false: one call)", async () => {
+// A call the model opens on its own (tool_choice auto), its opening token pushed up with logit_bias: the constraint
+// that starts at the opening must make it a valid call. With parallel_tool_calls false exactly one call comes back
+// (returned: the response); with parallel.atLeast, a second request (parallel calls allowed, parallel.opts added) must
+// bring at least that many calls, each valid.
+async function openedByModel(token, parallel) {
   const r = await c.chat.completions.create({ model: MODEL, tools, max_tokens: 60, parallel_tool_calls: false,
-    logit_bias: { [TOOL_CALL_TOKEN]: 100 }, messages: user("Weather?") });
-  assert.equal(r.choices[0].finish_reason, "tool_calls");
+    logit_bias: { [token]: 100 }, messages: user("Weather?") });
+  assert.equal(r.choices[0].finish_reason, "tool_calls", JSON.stringify(r.choices[0]));
   assert.equal(r.choices[0].message.tool_calls.length, 1);
   checkArgs(r.choices[0].message.tool_calls[0]);
+  if (parallel) {
+    const p = await c.chat.completions.create({ model: MODEL, tools, max_tokens: 90, logit_bias: { [token]: 100 },
+      messages: user("Weather and time?"), ...parallel.opts });
+    assert.ok(p.choices[0].message.tool_calls.length >= parallel.atLeast, JSON.stringify(p.choices[0]));
+    p.choices[0].message.tool_calls.forEach((tc) => checkArgs(tc));
+  }
+  return r;
+}
+
+// Qwen's <tool_call> token.
+const TOOL_CALL_TOKEN = 151657;
+await t("auto tool calls opened by the model are constrained (parallel_tool_calls false: one call)", async () => {
+  await openedByModel(TOOL_CALL_TOKEN);
 });
 
 // Llama 3 writes a call as the whole reply, a bare JSON object: '{' (token 90 of its vocabulary) pushed up opens one,
 // and the constraint from there makes it {"name": <a tool>, "parameters": <valid arguments>}.
 const BRACE_TOKEN = 90;
 if (/llama3/.test(MODEL)) await t("llama 3: a call opened by the model is constrained (one call, then parallel ones)", async () => {
-  const r = await c.chat.completions.create({ model: MODEL, tools, max_tokens: 60, parallel_tool_calls: false,
-    logit_bias: { [BRACE_TOKEN]: 100 }, messages: user("Weather?") });
-  assert.equal(r.choices[0].finish_reason, "tool_calls", JSON.stringify(r.choices[0]));
-  assert.equal(r.choices[0].message.tool_calls.length, 1);
-  checkArgs(r.choices[0].message.tool_calls[0]);
-  const p = await c.chat.completions.create({ model: MODEL, tools, max_tokens: 90, logit_bias: { [BRACE_TOKEN]: 100 },
-    messages: user("Weather and time?") });
-  assert.ok(p.choices[0].message.tool_calls.length >= 1, JSON.stringify(p.choices[0]));
-  p.choices[0].message.tool_calls.forEach((tc) => checkArgs(tc));
+  await openedByModel(BRACE_TOKEN, { atLeast: 1 });
 });
 
 // Mistral opens a list of calls with its [TOOL_CALLS] control token (id 5, as in Mistral 7B v0.3's vocabulary):
 // pushed up, it opens a call that the constraint makes [{"name": <a tool>, "arguments": <valid arguments>}].
 const MISTRAL_TOOL_CALLS = 5;
 if (/mistral/.test(MODEL)) await t("mistral: a [TOOL_CALLS] list opened by the model is constrained; 9-character ids round-trip", async () => {
-  const r = await c.chat.completions.create({ model: MODEL, tools, max_tokens: 60, parallel_tool_calls: false,
-    logit_bias: { [MISTRAL_TOOL_CALLS]: 100 }, messages: user("Weather?") });
-  assert.equal(r.choices[0].finish_reason, "tool_calls", JSON.stringify(r.choices[0]));
-  assert.equal(r.choices[0].message.tool_calls.length, 1);
+  const r = await openedByModel(MISTRAL_TOOL_CALLS, { atLeast: 2, opts: { temperature: 0.7, seed: 3 } });
   const call = r.choices[0].message.tool_calls[0];
-  checkArgs(call);
   assert.match(call.id, /^[A-Za-z0-9]{9}$/);
   // the call and its result go back into the conversation (Mistral's template takes 9-character ids only)
   const history = [{ role: "system", content: "Use tools." }, ...user("Weather?"),
@@ -264,10 +266,6 @@ if (/mistral/.test(MODEL)) await t("mistral: a [TOOL_CALLS] list opened by the m
     { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function", function: { name: "get_time",
       arguments: "{}" } }] }] });
   errorShape(bad, 400, /length 9/);
-  const p = await c.chat.completions.create({ model: MODEL, tools, max_tokens: 90, temperature: 0.7, seed: 3,
-    logit_bias: { [MISTRAL_TOOL_CALLS]: 100 }, messages: user("Weather and time?") });
-  assert.ok(p.choices[0].message.tool_calls.length >= 2, JSON.stringify(p.choices[0]));
-  p.choices[0].message.tool_calls.forEach((tc) => checkArgs(tc));
 });
 
 await t("auto tool calls, parallel, streamed: several calls, each valid, own index and id", async () => {

@@ -1,6 +1,8 @@
 # tests/serve/lib.sh: what the serve test scripts (run.sh, warm.sh, schemas.sh) share; sourced once they have set
-# KILN and checked what they skip without. A scratch directory $TMP, removed on exit together with the server still
-# running ($SERVER); pass/fail counting (ok, bad); and waiting for a server started in the background.
+# KILN and HERE (their folder). The testdata folder $TD; a scratch directory $TMP, removed on exit together with the server still running
+# ($SERVER); pass/fail counting (ok, bad); skipping (exit 77) when a file or program is absent; npm modules; the
+# tiny Mistral models; and waiting for a server started in the background.
+TD=${KILN_TESTDATA:-$HERE/../../../shared/testdata}
 pass=0
 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $1"; }
@@ -23,4 +25,32 @@ serve_wait() {
   done
   PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$1" | head -1)
   BASE=http://127.0.0.1:$PORT
+}
+
+# skip_without_file FILE: exit 77 when FILE (a testdata model) is absent.
+skip_without_file() { [ -f "$1" ] || { echo "skip: $1 is missing (../shared/testdata)"; exit 77; }; }
+# skip_without PROGRAM...: exit 77 when one of the programs is not installed.
+skip_without() {
+  for p in "$@"; do command -v "$p" >/dev/null || { echo "skip: $p is not installed"; exit 77; }; done
+}
+# npm_modules MODULE...: 0 when tests/serve/node_modules has them all or `npm install` got them (its output in
+# $TMP/npm.log), else 1.
+npm_modules() {
+  for m in "$@"; do
+    [ -d "$HERE/node_modules/$m" ] && continue
+    (cd "$HERE" && npm install --no-audit --no-fund >"$TMP/npm.log" 2>&1)
+    return
+  done
+}
+# mistral_model NAME OUT: writes the test model NAME (tiny-mistral: Mistral 7B v0.3's template; tiny-mistral-nemo:
+# Nemo's v3-tekken) to OUT: tiny-llama's weights with Mistral's control tokens (tests/mistral_gguf.py); 1 when it
+# cannot (no tiny-llama in testdata, no python3).
+mistral_model() {
+  case $1 in
+  tiny-mistral) tmpl=mistral-v0.3.jinja ;;
+  tiny-mistral-nemo) tmpl=mistral-nemo.jinja ;;
+  *) return 1 ;;
+  esac
+  [ -f "$2" ] || { [ -f "$TD/models/tiny-llama-Q4_K_M.gguf" ] &&
+    python3 "$HERE/../mistral_gguf.py" "$TD/models/tiny-llama-Q4_K_M.gguf" "$HERE/../chat_templates/$tmpl" "$2"; }
 }

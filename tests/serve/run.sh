@@ -11,17 +11,15 @@
 set -u
 KILN=${1:?usage: run.sh path/to/kiln}
 HERE=$(cd "$(dirname "$0")" && pwd)
-TD=${KILN_TESTDATA:-$HERE/../../../shared/testdata}
+. "$HERE/lib.sh"
 MODEL=$TD/models/tiny-qwen2-Q4_K_M.gguf
 KEY=sk-test-$$
 N_CTX=512
 MAX_BODY=262144
 check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
 
-[ -f "$MODEL" ] || { echo "skip: $MODEL is missing (../shared/testdata)"; exit 77; }
-command -v curl >/dev/null || { echo "skip: curl is not installed"; exit 77; }
-
-. "$HERE/lib.sh"
+skip_without_file "$MODEL"
+skip_without curl
 
 # Start a server; sets SERVER (pid) and BASE. $1: log file, rest: extra options.
 start() {
@@ -100,8 +98,7 @@ check "wrong method is a 405 with Allow" '[ "$(curl -s -o /dev/null -D - -X DELE
 node_rc=77
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "skip: node/npm are not installed: the openai SDK checks did not run"
-elif { [ ! -d "$HERE/node_modules/openai" ] || [ ! -d "$HERE/node_modules/ollama" ] || [ ! -d "$HERE/node_modules/ajv" ]; } &&
-  ! (cd "$HERE" && npm install --no-audit --no-fund >"$TMP/npm.log" 2>&1); then
+elif ! npm_modules openai ollama ajv; then
   echo "skip: npm install of openai@6 failed (tests/serve/node_modules):"
   tail -5 "$TMP/npm.log"
 else
@@ -176,9 +173,7 @@ fi
 
 # ---- Mistral's template ([TOOL_CALLS] lists): tiny-llama's weights with Mistral's control tokens and v3 template ----
 
-MODELM=$TD/models/tiny-llama-Q4_K_M.gguf
-if [ "${KILN_SERVE_MODELS:-1}" != 0 ] && [ $node_rc != 77 ] && [ -f "$MODELM" ] && python3 "$HERE/../mistral_gguf.py" "$MODELM" \
-  "$HERE/../chat_templates/mistral-v0.3.jinja" "$TMP/tiny-mistral.gguf"; then
+if [ "${KILN_SERVE_MODELS:-1}" != 0 ] && [ $node_rc != 77 ] && mistral_model tiny-mistral "$TMP/tiny-mistral.gguf"; then
   MODEL=$TMP/tiny-mistral.gguf ALIAS=tiny-mistral
   start "$TMP/serverm.log"
   check "tiny-mistral: its template is detected as mistral" 'grep -q "chat template mistral" $TMP/serverm.log'

@@ -5,16 +5,36 @@
 // parameters; every reply must validate. The models have random weights, so whatever they "want" to write, only the
 // constraint makes the output valid.
 // Env: BASE, MODEL, SCHEMAS (how many, default 40), SEED, MAX_TOKENS (default 48), CONCURRENCY (default 4).
+// Every case draws from a generator of its own, seeded from SEED and the case number, so a case is the same whatever
+// the workers run beside it; a failure prints its seed. Rerun one case: `node schemas.mjs --case N` (with the run's
+// SEED) or `node schemas.mjs --seed S` (the seed a failure printed); CASE=N / CASE_SEED=S in the environment do the
+// same through schemas.sh (`CASE_SEED=S tests/serve/schemas.sh build/apps/kiln tiny-llama3:1`).
 import Ajv2020 from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
 
 const BASE = process.env.BASE, MODEL = process.env.MODEL;
 const N = +(process.env.SCHEMAS ?? 40), MAX_TOKENS = +(process.env.MAX_TOKENS ?? 48);
 const CONC = +(process.env.CONCURRENCY ?? 4);
-let seed = +(process.env.SEED ?? 12345);
+const SEED = +(process.env.SEED ?? 12345);
+const arg = (name, env) => {
+  const i = process.argv.indexOf(name);
+  if (i > 0 && i + 1 < process.argv.length) return +process.argv[i + 1];
+  return process.env[env] ? +process.env[env] : undefined;
+};
+const ONE_CASE = arg("--case", "CASE"), ONE_SEED = arg("--seed", "CASE_SEED");
+// The seed of case i: SEED and i mixed (murmur3's finalizer), so neighbouring cases do not share a sequence.
+const caseSeed = (i) => {
+  let h = Math.imul(SEED ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(i + 1, 0xc2b2ae35);
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return ((h ^ (h >>> 16)) >>> 0) % 2147483648;
+};
+// The generator of the case being built (a linear congruential one); one() sets it and draws everything a case
+// needs before its first await, so the workers' cases never draw from each other's sequence.
+let state = 0;
 const rnd = (n) => {
-  seed = (seed * 1103515245 + 12345) % 2147483648;
-  return Math.floor((seed / 2147483648) * n);
+  state = (Math.imul(state, 1103515245) + 12345) & 0x7fffffff;
+  return Math.floor((state / 2147483648) * n);
 };
 const pick = (a) => a[rnd(a.length)];
 
@@ -61,13 +81,19 @@ function extra(depth) {
       return s;
     }
     case 3: return { type: "string", format: pick(FORMATS) };
-    case 4: {
-      const vals = ["a", "b", 1, 12, null, true, [1], { k: 1 }], at = rnd(8), n = 1 + rnd(4);
-      const items = rnd(3) === 0 ? { type: "boolean" } : { enum: Array.from({ length: n }, (_, i) => vals[(at + i) % 8]) };
+    case 4: { // uniqueItems; n: how many distinct items there are (4: at least)
+      const vals = ["a", "b", 1, 12, null, true, [1], { k: 1 }], at = rnd(8);
+      let n = 1 + rnd(4), items;
+      switch (rnd(6)) {
+        case 0: items = { type: "boolean" }, n = 2; break;
+        case 1: items = { type: "string" }, n = 4; if (rnd(2)) items.maxLength = 1 + rnd(3); break; // kept apart by value
+        case 2: n = 3 + rnd(2), items = { type: "integer", minimum: -1, maximum: n - 2 }; break;
+        case 3: items = { type: pick(["number", "integer"]) }, n = 4; break;
+        case 4: items = rnd(2) ? object(depth + 1) : { type: "string", pattern: "^[ab]+$" }, n = 1; break; // one at most
+        default: items = { enum: Array.from({ length: n }, (_, i) => vals[(at + i) % 8]) };
+      }
       const s = { type: "array", items, uniqueItems: true };
-      if (rnd(2)) s.minItems = rnd(items.enum ? n : 2);
-      if (rnd(4) === 0) s.items = rnd(2) ? object(depth + 1) : { type: "string", maxLength: 3 }; // one such item at most
-      if (!s.items.enum && s.minItems > 1) s.minItems = 1;
+      if (rnd(2)) s.minItems = rnd(n + 1);
       return s;
     }
     case 5: {
@@ -151,34 +177,41 @@ const fail = (what, detail) => {
   console.log(`FAIL ${what}: ${detail}`);
 };
 
-async function one(i) {
-  defs = {}, ndefs = 0;
+// Everything random of one case, from its seed alone.
+function gen(seed) {
+  state = seed, defs = {}, ndefs = 0;
   const root = object(0); // the document and the tool arguments are objects
   if (Object.keys(defs).length) root.$defs = defs;
+  const forced = rnd(2) ? "required" : { type: "function", function: { name: "record" } };
+  return { root, forced };
+}
+
+async function one(i, seed) {
+  const { root, forced } = gen(seed);
+  const what = `schema ${i} (seed ${seed})`;
   const validate = ajv.compile(root);
-  const messages = [{ role: "user", content: `Fill in record ${i}` }];
-  const a = await post({ model: MODEL, messages, max_tokens: MAX_TOKENS, seed: i,
+  const messages = [{ role: "user", content: `Fill in record ${seed}` }];
+  const a = await post({ model: MODEL, messages, max_tokens: MAX_TOKENS, seed,
     response_format: { type: "json_schema", json_schema: { name: "record", strict: true, schema: root } } });
   const text = a.json.choices?.[0]?.message?.content;
   let doc;
   try { doc = JSON.parse(text); } catch { doc = undefined; }
-  if (a.status !== 200) fail(`schema ${i} json_schema`, `status ${a.status} ${JSON.stringify(a.json)} for ${JSON.stringify(root)}`);
+  if (a.status !== 200) fail(`${what} json_schema`, `status ${a.status} ${JSON.stringify(a.json)} for ${JSON.stringify(root)}`);
   else if (doc === undefined || !validate(doc))
-    fail(`schema ${i} json_schema`, `${JSON.stringify(root)}\n  reply ${text}\n  ${ajv.errorsText(validate.errors)}`);
+    fail(`${what} json_schema`, `${JSON.stringify(root)}\n  reply ${text}\n  ${ajv.errorsText(validate.errors)}`);
   else passed++;
 
   const tools = [{ type: "function", function: { name: "record", parameters: root } },
                  { type: "function", function: { name: "other", parameters: { type: "object", properties: {} } } }];
-  const b = await post({ model: MODEL, messages, max_tokens: MAX_TOKENS, seed: i, tools,
-    tool_choice: rnd(2) ? "required" : { type: "function", function: { name: "record" } } });
+  const b = await post({ model: MODEL, messages, max_tokens: MAX_TOKENS, seed, tools, tool_choice: forced });
   const calls = b.json.choices?.[0]?.message?.tool_calls ?? [];
-  if (b.status !== 200 || calls.length !== 1) return fail(`schema ${i} tool call`, `status ${b.status} ${JSON.stringify(b.json)}`);
+  if (b.status !== 200 || calls.length !== 1) return fail(`${what} tool call`, `status ${b.status} ${JSON.stringify(b.json)}`);
   const call = calls[0].function;
   let args;
   try { args = JSON.parse(call.arguments); } catch { args = undefined; }
   const check = call.name === "record" ? validate : ajv.compile(tools[1].function.parameters);
   if (args === undefined || !check(args))
-    fail(`schema ${i} tool call`, `${JSON.stringify(root)}\n  ${call.name}(${call.arguments})\n  ${ajv.errorsText(check.errors)}`);
+    fail(`${what} tool call`, `${JSON.stringify(root)}\n  ${call.name}(${call.arguments})\n  ${ajv.errorsText(check.errors)}`);
   else passed++;
 }
 
@@ -191,10 +224,20 @@ for (const [bad, word] of [[{ type: "integer", multipleOf: 3 }, /multipleOf/], [
   else fail("unsupported keyword", JSON.stringify(r));
 }
 
+// A case is its seed's alone: built in another order, after other cases, it is the same.
+{
+  const fwd = [0, 1, 2, 3].map((i) => JSON.stringify(gen(caseSeed(i))));
+  const back = [3, 2, 1, 0].map((i) => JSON.stringify(gen(caseSeed(i)))).reverse();
+  if (fwd.join("\n") === back.join("\n") && new Set(fwd).size === 4) passed++;
+  else fail("cases are reproducible from their seeds", "a case depends on the cases built before it");
+}
+
 const t0 = Date.now();
+const cases = ONE_SEED !== undefined ? [[0, ONE_SEED]] : ONE_CASE !== undefined ? [[ONE_CASE, caseSeed(ONE_CASE)]]
+  : Array.from({ length: N }, (_, i) => [i, caseSeed(i)]);
 let next = 0;
 await Promise.all(Array.from({ length: CONC }, async () => {
-  while (next < N) await one(next++);
+  while (next < cases.length) await one(...cases[next++]);
 }));
-console.log(`schemas: ${N} schemas on ${MODEL} in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${passed} passed, ${failed} failed`);
+console.log(`schemas: ${cases.length} schemas on ${MODEL} (SEED ${SEED}) in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

@@ -9,27 +9,17 @@ set -u
 KILN=${1:?usage: schemas.sh path/to/kiln [model:count ...]}
 shift
 HERE=$(cd "$(dirname "$0")" && pwd)
-TD=${KILN_TESTDATA:-$HERE/../../../shared/testdata}
-[ $# -gt 0 ] || set -- tiny-qwen2:6 tiny-llama3:3 tiny-mistral:3
-command -v node >/dev/null || { echo "skip: node is not installed"; exit 77; }
-if [ ! -d "$HERE/node_modules/ajv-formats" ] && ! (cd "$HERE" && npm install --no-audit --no-fund >/dev/null 2>&1); then
-  echo "skip: npm install failed (tests/serve/node_modules)"
-  exit 77
-fi
 . "$HERE/lib.sh"
+[ $# -gt 0 ] || set -- tiny-qwen2:6 tiny-llama3:3 tiny-mistral:3
+skip_without node npm
+npm_modules ajv ajv-formats || { echo "skip: npm install failed (tests/serve/node_modules)"; exit 77; }
 rc=0
 ran=0
 for spec in "$@"; do
   name=${spec%%:*} count=${spec#*:}
   model=$TD/models/$name-Q4_K_M.gguf
   case $name in # made here: tiny-llama's weights, Mistral's tokens and template (v3, or Nemo's v3-tekken)
-  tiny-mistral | tiny-mistral-nemo)
-    model=$TMP/$name.gguf
-    tmpl=mistral-v0.3.jinja
-    [ $name = tiny-mistral-nemo ] && tmpl=mistral-nemo.jinja
-    [ -f "$model" ] || python3 "$HERE/../mistral_gguf.py" "$TD/models/tiny-llama-Q4_K_M.gguf" \
-      "$HERE/../chat_templates/$tmpl" "$model" || { echo "skip: no $name"; continue; }
-    ;;
+  tiny-mistral*) model=$TMP/$name.gguf; mistral_model "$name" "$model" || { echo "skip: no $name"; continue; } ;;
   esac
   [ -f "$model" ] || { echo "skip: $model is missing"; continue; }
   ran=$((ran + 1))

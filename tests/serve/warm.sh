@@ -9,13 +9,11 @@
 set -u
 KILN=${1:?usage: warm.sh path/to/kiln}
 HERE=$(cd "$(dirname "$0")" && pwd)
-TD=${KILN_TESTDATA:-$HERE/../../../shared/testdata}
+. "$HERE/lib.sh"
 MODEL=$TD/models/tiny-qwen2-Q4_K_M.gguf
 
-[ -f "$MODEL" ] || { echo "skip: $MODEL is missing (../shared/testdata)"; exit 77; }
-command -v curl >/dev/null || { echo "skip: curl is not installed"; exit 77; }
-
-. "$HERE/lib.sh"
+skip_without_file "$MODEL"
+skip_without curl
 
 # Start a server; $1: log file, rest: a command prefix (env DEBUG=1).
 start() {
