@@ -64,13 +64,16 @@ static void host_features(char *dst, size_t cap) {
   LLVMDisposeMessage(f);
 }
 
-/* Every feature the named target enables must be one the host has, or its code would fault. */
+/* Every feature the named target enables must be one the host has, or its code would fault. The error names every
+ * missing one (LLVM lists evex512 before the avx512* features it goes with). */
 static int check_subset(const char *want, const char *host, const char *name, char *err, size_t errlen) {
-  char buf[1024];
+  char buf[1024], missing[512] = "";
+  size_t len = 0;
   snprintf(buf, sizeof buf, "%s", want);
   for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-    if (tok[0] == '+' && !kn_cpu_has_feature(host, tok + 1))
-      return kn_errf(err, errlen, "KILN_CPU=%s needs %s, which this host does not have", name, tok + 1);
+    if (tok[0] == '+' && !kn_cpu_has_feature(host, tok + 1) && len + strlen(tok) + 2 < sizeof missing)
+      len += (size_t)snprintf(missing + len, sizeof missing - len, "%s%s", len ? ", " : "", tok + 1);
+  if (len) return kn_errf(err, errlen, "KILN_CPU=%s needs %s, which this host does not have", name, missing);
   return 0;
 }
 
