@@ -1,7 +1,9 @@
 /* Reference dequantizers: for each format, where element e of a block lives (byte, bits) and which scale and
  * minimum apply to it, spelled out one element at a time so that a reader can check each line against the format's
  * definition. Slow on purpose; this is the oracle, not a kernel. */
+#include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ref_quant.h"
@@ -254,4 +256,30 @@ int kn_ref_fill_random(kn_dtype t, void *blocks, int64_t n, uint64_t *state) {
     block_scales(t, b, state);
   }
   return 0;
+}
+
+double kn_ref_qdot_row(kn_dtype t, const void *w, int64_t n, int64_t K, const float *x, const float *g, bool exact,
+                       double *mag) {
+  int64_t QK = kn_dtype_get(t)->block_elems;
+  float *row = malloc((size_t)K * sizeof *row), *xb = malloc((size_t)QK * sizeof *xb);
+  double want = 0, m = 0;
+  if (row && xb && !kn_ref_dequant(t, (const char *)w + kn_dtype_nbytes(t, n * K), K, row))
+    for (int64_t b0 = 0; b0 < K; b0 += QK) {
+      float amax = 0;
+      for (int64_t i = 0; i < QK; i++) {
+        xb[i] = g ? x[b0 + i] * g[b0 + i] : x[b0 + i];
+        amax = fmaxf(amax, fabsf(xb[i]));
+      }
+      float dx = exact ? 1 : amax / 127.0f, id = 127.0f / fmaxf(amax, FLT_MIN);
+      double s = 0, sa = 0;
+      for (int64_t i = 0; i < QK; i++) {
+        float xq = exact ? xb[i] : nearbyintf(xb[i] * id);
+        s += (double)row[b0 + i] * xq, sa += fabs((double)row[b0 + i] * xq);
+      }
+      want += dx * s, m += dx * sa;
+    }
+  else want = NAN; /* out of memory or a format the reference lacks: no comparison passes */
+  free(row), free(xb);
+  if (mag) *mag = m;
+  return want;
 }

@@ -30,6 +30,13 @@ uint64_t kn_ref_rand(uint64_t *state);
 float kn_ref_uniform(uint64_t *state);
 float kn_ref_normal(uint64_t *state);
 
+/* The integer-dot mode's reference for one output: row n of W (format t, K elements a row, whole blocks) dotted with
+ * the activations x * g (g NULL: x alone), each block of activations quantized to int8 with one scale amax / 127
+ * (round to nearest even) as the integer-dot kernels do; exact: the activations as they are (the exact decode).
+ * *mag (may be NULL) gets the sum of the terms' magnitudes, the scale of a tolerance. */
+double kn_ref_qdot_row(kn_dtype t, const void *w, int64_t n, int64_t K, const float *x, const float *g, bool exact,
+                       double *mag);
+
 float kn_ref_f16_to_f32(uint16_t h);
 uint16_t kn_ref_f32_to_f16(float f);   /* round to nearest even; overflow to inf */
 float kn_ref_bf16_to_f32(uint16_t h);

@@ -764,9 +764,11 @@ static void test_quant(void) {
 
 /* The integer-dot mode (the default; KILN_EXACT=1 is the exact one): per block of the weight, the activations are
  * quantized to int8 with scale amax / 127 (round to nearest even), so the reference here is
- * out[m, n] = sum over blocks of dx * sum_i W[n, i] * xq[m, i], with W dequantized exactly. The activations are an
- * expression (x * g, as a fused rmsnorm gives), so the template's operands come through the normal lowering. With
- * several rows of activations (M > 1, prefill) the kernel keeps the exact decode, which the reference then is. */
+ * out[m, n] = sum over blocks of dx * sum_i W[n, i] * xq[m, i], with W dequantized exactly (kn_ref_qdot_row). The
+ * activations are an expression (x * g), so the template's operands come through the normal lowering. With several
+ * rows of such activations (M > 1) the general lowering keeps the exact decode (it would quantize them once per group
+ * of weight rows), which the reference then is; a model's prefill reads plain f32 activations (the RMSNorm is its own
+ * kernel) and goes through the tiled integer-dot template instead, which test_qmm checks. */
 static void test_qdot(void) {
   kn_dtype fmts[] = {KN_Q4_0, KN_Q4_1, KN_Q5_0, KN_Q5_1, KN_Q8_0, KN_Q2_K, KN_Q3_K, KN_Q4_K, KN_Q5_K, KN_Q6_K};
   unsetenv("KILN_EXACT");
@@ -816,38 +818,21 @@ static void test_qdot(void) {
         for (int i = 0; i < 4; i++) kn_buf_free(bufs[i]);
       }
       int bad = 0;
-      /* the integer-dot templates are the CPU's (x86/NEON multiply-adds): a GPU keeps the exact decode */
+      /* the integer-dot templates are the CPU's (x86/NEON multiply-adds): a GPU keeps the exact decode, and so does
+       * the general lowering of several rows */
       bool exact = M > 1 || kn_device_target(dev)->kind != KN_TARGET_CPU;
-      float *row = malloc((size_t)K * 4), *xb = malloc((size_t)QK * 4);
-      for (int64_t n = 0; ok && n < N; n++) {
-        kn_ref_dequant(q, (const char *)w + kn_dtype_nbytes(q, n * K), K, row);
+      for (int64_t n = 0; ok && n < N; n++)
         for (int64_t m = 0; m < M; m++) {
-          double want = 0, mag = 0;
-          for (int64_t b0 = 0; b0 < K; b0 += QK) {
-            float amax = 0;
-            for (int64_t i = 0; i < QK; i++) {
-              xb[i] = x[m * K + b0 + i] * g[b0 + i];
-              if (fabsf(xb[i]) > amax) amax = fabsf(xb[i]);
-            }
-            float dx = amax / 127.0f, id = 127.0f / fmaxf(amax, FLT_MIN);
-            double s = 0, sa = 0;
-            if (exact) dx = 1; /* several tokens per weight (prefill) stay on the exact decode */
-            for (int64_t i = 0; i < QK; i++) {
-              float xq = exact ? xb[i] : nearbyintf(xb[i] * id);
-              s += (double)row[b0 + i] * xq, sa += fabs((double)row[b0 + i] * xq);
-            }
-            want += dx * s, mag += dx * sa;
-          }
+          double mag, want = kn_ref_qdot_row(q, w, n, K, x + m * K, g, exact, &mag);
           float got = out[m * N + n];
           if (!(fabs(got - want) <= (exact ? 1e-5 : 2e-6) * mag + 1e-6) && bad++ < 3)
             fail_line("%s (%s): out[%lld, %lld] = %.9g, want %.9g (magnitude %.3g)", name, comp.name, (long long)m,
                       (long long)n, got, want, mag);
         }
-      }
       if (!ok) fail_line("%s: %s", name, err);
       if (ok && !bad) passed++;
       else failed++;
-      free(row), free(xb), free(out), free(x), free(g), free(w);
+      free(out), free(x), free(g), free(w);
       kn_program_free(p);
       if (ok) kn_compiled_free(&comp);
       kn_kernel_free(k);
@@ -855,32 +840,6 @@ static void test_qdot(void) {
     }
   }
   setenv("KILN_EXACT", "1", 1);
-}
-
-/* Integer-dot reference of row n of W (format q, K long) with activations x * g: per block, int8 with scale amax / 127
- * (round to nearest even); *mag the sum of magnitudes (the tolerance's scale). */
-static double qdot_row_ref(kn_dtype q, const void *w, int64_t n, int64_t K, const float *x, const float *g, double *mag) {
-  int64_t QK = kn_dtype_get(q)->block_elems;
-  float *row = malloc((size_t)K * 4), *xb = malloc((size_t)QK * 4);
-  kn_ref_dequant(q, (const char *)w + kn_dtype_nbytes(q, n * K), K, row);
-  double want = 0;
-  *mag = 0;
-  for (int64_t b0 = 0; b0 < K; b0 += QK) {
-    float amax = 0;
-    for (int64_t i = 0; i < QK; i++) {
-      xb[i] = x[b0 + i] * g[b0 + i];
-      if (fabsf(xb[i]) > amax) amax = fabsf(xb[i]);
-    }
-    float dx = amax / 127.0f, id = 127.0f / fmaxf(amax, FLT_MIN);
-    double s = 0, sa = 0;
-    for (int64_t i = 0; i < QK; i++) {
-      float xq = nearbyintf(xb[i] * id);
-      s += (double)row[b0 + i] * xq, sa += fabs((double)row[b0 + i] * xq);
-    }
-    want += dx * s, *mag += dx * sa;
-  }
-  free(row), free(xb);
-  return want;
 }
 
 /* Two integer-dot reductions over the same activations in one kernel (the fused SiLU(x Wg) * (x Wu) of a decode
@@ -926,7 +885,8 @@ static void test_qdot_pair(void) {
     for (int i = 0; i < 5; i++) kn_buf_free(bufs[i]);
     int bad = 0;
     for (int64_t n = 0; ok && n < N; n++) {
-      double m1, m2, d1 = qdot_row_ref(q1, w1, n, K, x, g, &m1), d2 = qdot_row_ref(q2, w2, n, K, x, g, &m2);
+      double m1, m2, d1 = kn_ref_qdot_row(q1, w1, n, K, x, g, false, &m1),
+             d2 = kn_ref_qdot_row(q2, w2, n, K, x, g, false, &m2);
       double want = d1 * d2, tol = 2e-6 * (m1 * fabs(d2) + m2 * fabs(d1) + m1 * m2) + 1e-6;
       if (!(fabs(out[n] - want) <= tol) && bad++ < 3)
         fail_line("%s (%s): out[%lld] = %.9g, want %.9g (tolerance %.3g)", name, comp.name, (long long)n, out[n], want, tol);
@@ -1037,25 +997,11 @@ static void test_qmm(void) {
         for (int i = 0; i < 5; i++) kn_buf_free(bufs[i]);
       }
       int bad = 0;
-      float *row = malloc((size_t)K * 4), *row2 = malloc((size_t)K * 4);
       for (int64_t n = 0; ok && n < N; n++) {
-        kn_ref_dequant(q, (const char *)w + kn_dtype_nbytes(q, n * K), K, row);
-        kn_ref_dequant(q, (const char *)w2 + kn_dtype_nbytes(q, n * K), K, row2);
         for (int64_t t = 0; t < T; t++) {
-          double want = 0, mag = 0, want2 = 0, mag2 = 0;
-          for (int64_t b0 = 0; b0 < K; b0 += QK) {
-            float amax = 0;
-            for (int64_t i = 0; i < QK; i++) amax = fmaxf(amax, fabsf(x[t * K + b0 + i]));
-            float dx = amax / 127.0f, id = 127.0f / fmaxf(amax, FLT_MIN);
-            if (!tiled) dx = 1; /* the general lowering: several tokens keep the exact decode */
-            double s = 0, sa2 = 0, s2 = 0, sb2 = 0;
-            for (int64_t i = 0; i < QK; i++) {
-              float xq = !tiled ? x[t * K + b0 + i] : nearbyintf(x[t * K + b0 + i] * id);
-              s += (double)row[b0 + i] * xq, sa2 += fabs((double)row[b0 + i] * xq);
-              s2 += (double)row2[b0 + i] * xq, sb2 += fabs((double)row2[b0 + i] * xq);
-            }
-            want += dx * s, mag += dx * sa2, want2 += dx * s2, mag2 += dx * sb2;
-          }
+          /* the general lowering (not tiled): several tokens keep the exact decode */
+          double mag, mag2, want = kn_ref_qdot_row(q, w, n, K, x + t * K, NULL, !tiled, &mag),
+                            want2 = kn_ref_qdot_row(q, w2, n, K, x + t * K, NULL, !tiled, &mag2);
           double e = ad[epi == 1 ? n : t * N + n], tol = 2e-6 * mag + 1e-6;
           if (epi == 1 || epi == 2) want += e, tol += 1e-6 * fabs(e);
           if (epi == 3) {
@@ -1078,7 +1024,7 @@ static void test_qmm(void) {
       if (!ok) fail_line("%s: %s", name, err);
       if (ok && !bad) passed++;
       else failed++;
-      free(row), free(row2), free(out), free(x), free(ad), free(w), free(w2), free(rows);
+      free(out), free(x), free(ad), free(w), free(w2), free(rows);
       kn_program_free(p);
       if (ok || comp.obj) kn_compiled_free(&comp);
       kn_kernel_free(k);

@@ -58,29 +58,15 @@ int main(int argc, char **argv) {
       FILE *o = fopen(path, "wb");
       if (!o || fwrite(c.obj, 1, c.obj_size, o) != c.obj_size || fclose(o)) return fprintf(stderr, "gen: cannot write %s\n", path), 1;
       float *x = malloc((size_t)(T * K) * 4), *want = malloc((size_t)(T * N) * 4), *tol = malloc((size_t)(T * N) * 4);
-      float *row = malloc((size_t)K * 4);
       size_t wb = (size_t)kn_dtype_nbytes(q, N * K);
       void *w = malloc(wb);
       for (int64_t i = 0; i < T * K; i++) x[i] = (2 * kn_ref_uniform(&rs) - 1) * (i % 7 == 0 ? 3.0f : 1.0f);
       kn_ref_fill_random(q, w, N * K, &rs);
-      for (int64_t n = 0; n < N; n++) {
-        kn_ref_dequant(q, (const char *)w + kn_dtype_nbytes(q, n * K), K, row);
+      for (int64_t n = 0; n < N; n++)
         for (int64_t tk = 0; tk < T; tk++) {
-          double s = 0, mag = 0;
-          for (int64_t b0 = 0; b0 < K; b0 += QK) {
-            float amax = 0;
-            for (int64_t i = 0; i < QK; i++) amax = fmaxf(amax, fabsf(x[tk * K + b0 + i]));
-            float dx = amax / 127.0f, id = 127.0f / fmaxf(amax, FLT_MIN);
-            double bs = 0, ba = 0;
-            for (int64_t i = 0; i < QK; i++) {
-              float xq = nearbyintf(x[tk * K + b0 + i] * id);
-              bs += (double)row[b0 + i] * xq, ba += fabs((double)row[b0 + i] * xq);
-            }
-            s += dx * bs, mag += dx * ba;
-          }
+          double mag, s = kn_ref_qdot_row(q, w, n, K, x + tk * K, NULL, false, &mag);
           want[tk * N + n] = (float)s, tol[tk * N + n] = (float)(2e-6 * mag + 1e-6);
         }
-      }
       fprintf(f, "void %s(void **, const long long *, long long, long long);\n", c.entry);
       char nm[32];
       snprintf(nm, sizeof nm, "w%d", nc), arr_bytes(f, nm, w, wb);
@@ -93,7 +79,7 @@ int main(int argc, char **argv) {
                              (long long)c.global[0], nc, nc, nc, (long long)(T * N));
       printf("%s %s -> %s (%zu bytes of aarch64 code)\n", mode ? "matmul" : "gemv", kn_dtype_name(q), c.name, c.obj_size);
       nc++;
-      free(x), free(want), free(tol), free(row), free(w);
+      free(x), free(want), free(tol), free(w);
       kn_compiled_free(&c);
       kn_kernel_free(k);
     }
