@@ -50,8 +50,8 @@ kn_t kn_model_weight(kn_model *m, int flags, int ndim, const int64_t *shape, con
 int64_t kn_model_meta_int(const kn_model *m, const char *key, int64_t def);
 double kn_model_meta_float(const kn_model *m, const char *key, double def);
 const char *kn_model_meta_str(const kn_model *m, const char *key, const char *def);
-/* A float32 tensor's values copied to the host (e.g. llama 3's rope_freqs.weight), n of them; NULL if absent or of
- * another type or size (malloc'd). */
+/* A float32 tensor's values copied to the host (e.g. llama 3's rope_freqs.weight), n of them (malloc'd); NULL if
+ * absent, and NULL with an error (kn_model_fail) if present with another type or size. */
 float *kn_model_tensor_f32(kn_model *m, const char *name, int64_t n);
 
 /* ---- for forward(): positions, the KV cache, the rows whose logits are returned ---- */

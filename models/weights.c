@@ -69,7 +69,12 @@ kn_t kn_model_weight(kn_model *m, int flags, int ndim, const int64_t *want, cons
 
 float *kn_model_tensor_f32(kn_model *m, const char *name, int64_t n) {
   const kn_gguf_tensor *t = kn_gguf_tensor_find(m->file, name);
-  if (!t || t->type != 0 /* GGML F32 */ || t->nbytes != (uint64_t)n * sizeof(float)) return NULL;
+  if (!t) return NULL;
+  /* present but not what the architecture reads: an error, not a silently different model */
+  if (t->type != kn_dtype_get(KN_F32)->ggml_type || t->nbytes != (uint64_t)n * sizeof(float)) {
+    return kn_model_fail(m, "tensor %s is %s of %llu bytes, expected %lld float32 values", name, t->type_name,
+                         (unsigned long long)t->nbytes, (long long)n), NULL;
+  }
   float *v = malloc((size_t)n * sizeof *v);
   if (v) memcpy(v, t->data, (size_t)n * sizeof *v);
   return v;

@@ -1,6 +1,8 @@
 /* Hostile model files: a testdata model rewritten with impossible hyper-parameters (a NaN or negative norm epsilon,
  * a rope base of 0 or NaN, a context length of 0 or 2^32-1, a u64 head count of 2^32+8, a vocabulary that does not
- * match the embedding rows) must fail to load with a message naming the key; a model whose weights make the logits
+ * match the embedding rows) must fail to load with a message naming the key, and so must tensors the architecture
+ * cannot take (one missing, one of another shape, a rope_freqs.weight of the wrong size, which would otherwise
+ * silently change the model) with a message naming the tensor; a model whose weights make the logits
  * NaN loads, and sampling from it reports broken logits instead of reading out of bounds.
  * `test_hostile_model nan-weights OUT` writes that NaN model for the server tests (tests/hostile.sh). */
 #include <math.h>
@@ -16,7 +18,9 @@
 #include "models/sample.h"
 #include "models/session.h"
 
-typedef enum { V_U32, V_U64, V_F32, V_NAN_WEIGHT, V_SHORT_VOCAB } change_kind;
+/* V_DROP: without tensor key; V_TRANSPOSE: tensor key with its two dimensions swapped (the same bytes);
+ * V_EXTRA_F32: an added float32 tensor key of num values */
+typedef enum { V_U32, V_U64, V_F32, V_NAN_WEIGHT, V_SHORT_VOCAB, V_DROP, V_TRANSPOSE, V_EXTRA_F32 } change_kind;
 
 typedef struct change {
   change_kind kind;
@@ -71,8 +75,14 @@ static int rewrite(const char *src, const char *out, const change *c, char *err,
       for (uint64_t k = 0; nan_data && k < t->nbytes / 4; k++) nan_data[k] = NAN;
       data = nan_data;
     }
-    rc = kn_gguf_add_tensor(w, t->name, t->type, t->ndim, t->ne, data);
+    if (c->kind == V_DROP && !strcmp(t->name, c->key)) continue;
+    uint64_t ne[KN_GGUF_MAX_DIMS];
+    memcpy(ne, t->ne, sizeof ne);
+    if (c->kind == V_TRANSPOSE && !strcmp(t->name, c->key)) ne[0] = t->ne[1], ne[1] = t->ne[0];
+    rc = kn_gguf_add_tensor(w, t->name, t->type, t->ndim, ne, data);
   }
+  float extra[64] = {0};
+  if (c->kind == V_EXTRA_F32 && !rc) rc = kn_gguf_add_tensor(w, c->key, 0 /* f32 */, 1, (uint64_t[]){(uint64_t)c->num}, extra);
   if (rc && !err[0]) snprintf(err, errlen, "%s", kn_gguf_writer_error(w));
   if (!rc) rc = kn_gguf_write_file(w, out, NULL, NULL, err, errlen);
   kn_gguf_writer_free(w);
@@ -108,6 +118,9 @@ int main(int argc, char **argv) {
       {V_U64, "attention.head_count", 4294967304.0, "head_count is 4294967304"},
       {V_U64, "block_count", 1e19, "block_count is 10000000000000000000"},
       {V_SHORT_VOCAB, "", 0, "token_embd.weight has"},
+      {V_DROP, "blk.3.ffn_down.weight", 0, "tensor blk.3.ffn_down.weight is missing"},
+      {V_TRANSPOSE, "blk.0.ffn_up.weight", 0, "tensor blk.0.ffn_up.weight has shape [256, 768], expected [768, 256]"},
+      {V_EXTRA_F32, "rope_freqs.weight", 8, "tensor rope_freqs.weight is f32 of 32 bytes, expected 16 float32 values"},
   };
   kn_load_opts lo = kn_load_defaults();
   lo.n_ctx = 64;

@@ -56,6 +56,7 @@ static int load(kn_model *m) {
   if (m->err[0]) return -1;
   /* Llama 3 rope scaling ships as per-frequency divisors */
   float *factors = kn_model_tensor_f32(m, "rope_freqs.weight", D / 2);
+  if (m->err[0]) return -1;
   kn_ctx *prev = kn_ctx_set(m->wctx);
   int rc = kn_rope_tables(m->n_ctx, (int)D, hp->rope_theta, 1.0f, factors, &a->rope_cos, &a->rope_sin);
   if (!rc) kn_name(a->rope_cos, "rope_cos"), kn_name(a->rope_sin, "rope_sin");
