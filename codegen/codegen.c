@@ -102,12 +102,21 @@ static void print_ast(const kn_kernel *k, const kn_compiled *out) {
   kn_kernel_print(k, stderr);
 }
 
+/* The entry point: the tensor's name (when it has one), the kernel's schedule name (tinygrad style, or the
+ * template's: attn_, qmm_), a hash of the kernel; the same at every DEBUG level, in VIZ and in the cache. */
+static void entry_name(const kn_kernel *k, kn_compiled *out, uint64_t key) {
+  if (k->label[0])
+    snprintf(out->entry, sizeof out->entry, "kn_%.23s_%.59s_%08x", k->label, out->name, (unsigned)(key & 0xffffffffu));
+  else
+    snprintf(out->entry, sizeof out->entry, "kn_%.70s_%08x", out->name, (unsigned)(key & 0xffffffffu));
+}
+
 static LLVMModuleRef build_module(LLVMContextRef ctx, const kn_kernel *k, const kn_target *t, uint64_t key,
                                   kn_compiled *out, char *err, size_t errlen) {
   if (k->kind == KN_KERNEL_ATTENTION) {
     const kn_attn *a = &k->attn;
     snprintf(out->name, sizeof out->name, "attn_%d_%d_%d", a->n_q, a->n_head, a->head_dim);
-    snprintf(out->entry, sizeof out->entry, "kn_%s_%08x", out->name, (unsigned)(key & 0xffffffffu));
+    entry_name(k, out, key);
     out->global[0] = (int64_t)a->n_q * a->n_head, out->global[1] = out->global[2] = 1;
     out->local[0] = out->local[1] = out->local[2] = 1;
     print_ast(k, out);
@@ -120,7 +129,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const kn_kernel *k, const 
     kn_qmm_plan_t pl;
     kn_qmm_plan(&m, t, &pl);
     snprintf(out->name, sizeof out->name, "qmm_%lld_%lld_%lld", (long long)m.T, (long long)m.N, (long long)m.K);
-    snprintf(out->entry, sizeof out->entry, "kn_%s_%08x", out->name, (unsigned)(key & 0xffffffffu));
+    entry_name(k, out, key);
     out->global[0] = pl.ntiles * m.N, out->global[1] = out->global[2] = 1;
     out->local[0] = out->local[1] = out->local[2] = 1;
     print_ast(k, out);
@@ -135,10 +144,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const kn_kernel *k, const 
   kn_lprog *lp = kn_lower(k, &s, err, errlen);
   if (!lp) return NULL;
   snprintf(out->name, sizeof out->name, "%s", lp->name);
-  if (k->label[0]) /* tensor name, then the tinygrad-style schedule name */
-    snprintf(out->entry, sizeof out->entry, "kn_%.23s_%.59s_%08x", k->label, lp->name, (unsigned)(key & 0xffffffffu));
-  else
-    snprintf(out->entry, sizeof out->entry, "kn_%.70s_%08x", lp->name, (unsigned)(key & 0xffffffffu));
+  entry_name(k, out, key);
   print_ast(k, out);
   if (kn_debug_kernel(6, out->entry)) fprintf(stderr, "; loop IR of %s\n", out->entry), kn_lprog_print(lp, stderr);
   memcpy(out->global, lp->global, sizeof out->global);

@@ -74,6 +74,13 @@ static void evict(kn_capture *c) {
   }
 }
 
+/* "step <name>" or "step <key>" for messages */
+static const char *label(const cap *x, char *buf, size_t n) {
+  if (x->io.name[0]) snprintf(buf, n, "step '%s'", x->io.name);
+  else snprintf(buf, n, "step %lld", (long long)x->key);
+  return buf;
+}
+
 /* The capture of key, moved to the front; built now if absent. */
 static cap *get(kn_capture *c, int64_t key, char *err, size_t errlen) {
   for (cap **pp = &c->list; *pp; pp = &(*pp)->next)
@@ -97,9 +104,10 @@ static cap *get(kn_capture *c, int64_t key, char *err, size_t errlen) {
   for (int i = 0; !rc && io_ok && i < x->io.n_outputs; i++) x->io.outputs[i] = kn_contiguous(x->io.outputs[i]);
   if (!rc && io_ok) x->plan = kn_plan_new_shared(x->io.outputs, x->io.n_outputs, c->scratch);
   kn_ctx_set(prev);
+  char lb[96];
   if (!x->plan) {
     const char *e = kn_ctx_error(x->ctx);
-    kn_errf(err, errlen, "capturing step %lld: %s", (long long)key,
+    kn_errf(err, errlen, "capturing %s: %s", label(x, lb, sizeof lb),
             e ? e : io_ok ? "the build function failed" : "the build function gave an invalid set of inputs/outputs");
     cap_free(x);
     return NULL;
@@ -108,7 +116,7 @@ static cap *get(kn_capture *c, int64_t key, char *err, size_t errlen) {
   c->list = x;
   evict(c);
   if (kn_debug() >= 1)
-    fprintf(stderr, "captured step %lld: %d kernels\n", (long long)key, kn_plan_kernels(x->plan));
+    fprintf(stderr, "captured %s: %d kernels\n", label(x, lb, sizeof lb), kn_plan_kernels(x->plan));
   return x;
 }
 
@@ -120,23 +128,24 @@ int kn_capture_run(kn_capture *c, int64_t key, const void *const *in, const size
                    void *const *out, const size_t *out_bytes, char *err, size_t errlen) {
   cap *x = get(c, key, err, errlen);
   if (!x) return -1;
+  char lb[96];
+  label(x, lb, sizeof lb);
   kn_bind b[KN_CAPTURE_MAXIO];
   for (int v = 0; v < x->io.n_vars; v++) b[v] = (kn_bind){x->io.vars[v], vals[v]};
   int rc = 0;
   for (int i = 0; !rc && i < x->io.n_inputs; i++) {
     kn_buf *buf = kn_buffer_of(x->io.inputs[i]);
     if (!buf || in_bytes[i] > buf->nbytes)
-      return kn_errf(err, errlen, "step %lld: input %d of %zu bytes does not fit its buffer", (long long)key, i,
-                     in_bytes[i]);
+      return kn_errf(err, errlen, "%s: input %d of %zu bytes does not fit its buffer", lb, i, in_bytes[i]);
     rc = kn_buf_copyin(buf, 0, in[i], in_bytes[i]);
   }
   if (!rc) rc = kn_plan_run(x->plan, b, x->io.n_vars);
   for (int i = 0; !rc && i < x->io.n_outputs; i++) {
     kn_buf *buf = kn_buffer_of(x->io.outputs[i]);
     if (!buf || out_bytes[i] > buf->nbytes)
-      return kn_errf(err, errlen, "step %lld: output %d has fewer than %zu bytes", (long long)key, i, out_bytes[i]);
+      return kn_errf(err, errlen, "%s: output %d has fewer than %zu bytes", lb, i, out_bytes[i]);
     rc = kn_buf_copyout(buf, 0, out[i], out_bytes[i]);
   }
-  if (rc) kn_errf(err, errlen, "step %lld: %s", (long long)key, kn_ctx_error(x->ctx) ? kn_ctx_error(x->ctx) : "device error");
+  if (rc) kn_errf(err, errlen, "%s: %s", lb, kn_ctx_error(x->ctx) ? kn_ctx_error(x->ctx) : "device error");
   return rc ? -1 : 0;
 }

@@ -52,7 +52,9 @@ void kn_print_shape(kn_t t, char *buf, size_t n);
 /* Names a tensor (printf-style; at most 47 characters kept) and returns it: DEBUG=3, GRAPH=1 and VIZ=1 show it,
  * and the kernel that realizes it is named after it (digits dropped, so every layer's kernel is the same one).
  * Weights carry their GGUF names and ops name their results ("rmsnorm", "linear", "rope", ...); a later name
- * replaces an earlier one. Equal subgraphs are one node, so they share a name. */
+ * replaces an earlier one. Equal subgraphs are one node, so they share a name. Naming a view or a cast also names
+ * the computed tensor under it when that has no name yet (kernels realize that tensor: a matmul's sum under its
+ * reshape is named after the linear layer). */
 kn_t kn_name(kn_t t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *kn_get_name(kn_t t); /* the name, or the op that made it when unnamed */
 int64_t kn_shape_numel(int ndim, const int64_t *shape); /* product of the dims */
@@ -201,6 +203,7 @@ typedef struct {
   kn_var *vars[KN_CAPTURE_MAXIO]; /* the variables each replay binds, in the order of its values */
   int n_inputs, n_outputs, n_vars;
   bool keep;                      /* never evicted (e.g. the decode step) */
+  char name[64];                  /* what the step is, for DEBUG=1 and errors ("pass of 4 rows, ..."); "": its key */
 } kn_capture_io;
 /* Builds key's graph with a fresh context current: creates its variables and input buffers, fills io. 0, or -1
  * (the context's error says why). */

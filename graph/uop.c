@@ -224,6 +224,12 @@ kn_t kn_name(kn_t t, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(t->name, sizeof t->name, fmt, ap);
   va_end(ap);
+  /* the unnamed computation under views and casts takes the name too: it is what a kernel realizes */
+  for (kn_uop *u = t; u->op == KN_OP_VIEW || (u->op == KN_OP_ALU && u->arg.alu == KN_KOP_CAST);) {
+    u = u->src[0];
+    if (!u || u->name[0] || (u->op != KN_OP_VIEW && u->op != KN_OP_REDUCE && u->op != KN_OP_ALU)) break;
+    snprintf(u->name, sizeof u->name, "%s", t->name);
+  }
   return t;
 }
 

@@ -76,6 +76,9 @@ static int build_step(void *user, int64_t key, kn_capture_io *io) {
   io->n_vars = 0;
   io->keep = n <= 16; /* decode steps (batches of up to 16 rows) stay; prompt passes are evicted least recently used
                        * first */
+  snprintf(io->name, sizeof io->name, "%d row%s, logits of %s", n, n == 1 ? "" : "s",
+           mode == OUT_ALL ? "every row" : mode == OUT_LAST ? "the last row" : "selected rows");
+  if (mode == OUT_GATHER) snprintf(io->name + strlen(io->name), sizeof io->name - strlen(io->name), " (%d)", n_out);
   return io->outputs[0] ? 0 : -1;
 }
 
