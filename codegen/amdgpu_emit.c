@@ -126,6 +126,12 @@ static LLVMValueRef pin(kn_emit *e, LLVMValueRef x) {
   return w == t ? v : LLVMBuildTrunc(e->b, v, t, "");
 }
 
+LLVMValueRef kn_amdgpu_lane_sum(kn_emit *e, LLVMValueRef x, LLVMValueRef tid, int width, int wave) {
+  gpu_state g = {.tid = tid, .group = width, .wave = wave};
+  for (int m = 1; m < width; m *= 2) x = kn_e_fadd(e, x, shfl_xor(e, &g, x, m));
+  return width > 1 ? pin(e, x) : x;
+}
+
 static LLVMValueRef lds_array(kn_emit *e, gpu_state *g, LLVMTypeRef t, int n) {
   char name[32];
   snprintf(name, sizeof name, "kn.lds%d", g->nlds++);

@@ -59,6 +59,7 @@ static uint64_t memo_key(const kn_kernel *k, const kn_target *t) {
   h = (h ^ (uint64_t)t->kind) * 1099511628211ull;
   h = (h ^ (uint64_t)kn_qdot_mode()) * 1099511628211ull;
   h = (h ^ (uint64_t)kn_qmm_enabled()) * 1099511628211ull;
+  h = (h ^ (uint64_t)(kn_getenv_int("KILN_QMM", 1) > 0)) * 1099511628211ull;
   h = (h ^ (uint64_t)(kn_getenv_int("KILN_QX", 1) > 0)) * 1099511628211ull;
   return (h ^ (uint64_t)(kn_getenv_int("NOOPT", 0) > 0)) * 1099511628211ull;
 }
@@ -125,11 +126,15 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const kn_kernel *k, const 
     return kn_attention_module(ctx, k, t, out->entry, err, errlen);
   }
   kn_qmm m;
-  if (kn_qmm_match(k, t, &m)) { /* prefill over block-format weights: the tiled integer-dot template */
-    kn_qmm_plan_t pl;
-    kn_qmm_plan(&m, t, &pl);
+  if (kn_qmm_match(k, t, &m)) { /* prefill over block-format weights: the tiled template (integer-dot on CPUs) */
     snprintf(out->name, sizeof out->name, "qmm_%lld_%lld_%lld", (long long)m.T, (long long)m.N, (long long)m.K);
     entry_name(k, out, key);
+    if (t->kind == KN_TARGET_AMDGPU) {
+      print_ast(k, out);
+      return kn_amdgpu_qmm_module(ctx, k, &m, t, out->entry, out->global, out->local, err, errlen);
+    }
+    kn_qmm_plan_t pl;
+    kn_qmm_plan(&m, t, &pl);
     out->global[0] = pl.ntiles * m.N, out->global[1] = out->global[2] = 1;
     out->local[0] = out->local[1] = out->local[2] = 1;
     print_ast(k, out);

@@ -65,6 +65,7 @@ LLVMValueRef kn_e_sin(kn_emit *e, LLVMValueRef x);
 /* quant.c: `vec` contiguous elements of block format fmt, starting at element j0 (i64, a multiple of vec) of block
  * blk (i64), decoded to float (a <vec x float> or a float). A constant j0 folds the template to straight code. */
 LLVMValueRef kn_quant_load(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, LLVMValueRef j0, int vec);
+bool kn_quant_load_supported(kn_dtype fmt);
 
 /* quant_dot.c: the integer-dot template. The dot of one block (blk, i64) of format fmt with the activations xs (nx
  * vectors of vec floats, the block's elements in order), activations quantized to int8 with one scale per block;
@@ -113,6 +114,10 @@ LLVMValueRef kn_amdgpu_kernel_fn(kn_emit *e, const char *entry, int64_t wgsize);
 LLVMValueRef kn_amdgpu_barrier_fn(kn_emit *e);
 /* A call of a non-overloaded intrinsic (llvm.amdgcn.*); an unknown name fails e. */
 LLVMValueRef kn_amdgpu_intr(kn_emit *e, const char *name, LLVMValueRef *args, int nargs);
+/* An f32 summed over each aligned group of `width` lanes (a power of two within the wave), every lane getting its
+ * group's sum: GROUPREDUCE's butterfly (DPP, permlanex16 / ds_swizzle, ds_bpermute across wave64 halves). All lanes
+ * of the group must be active. tid: the work-item id. */
+LLVMValueRef kn_amdgpu_lane_sum(kn_emit *e, LLVMValueRef x, LLVMValueRef tid, int width, int wave);
 /* amdgpu_attention.c: the attention template for AMDGPU, with its launch geometry. */
 LLVMModuleRef kn_amdgpu_attention_module(LLVMContextRef c, const kn_kernel *k, const kn_target *t, const char *entry,
                                          int64_t global[3], int64_t local[3], char *err, size_t errlen);

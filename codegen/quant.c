@@ -230,6 +230,14 @@ static LLVMValueRef q6k(qctx *q) {
   return finish(q, v, lane(q, scale_vec(q, ld_f16(q, 208), byte_lanes(q, 192, 16, id, 16, true), true), is), NULL);
 }
 
+bool kn_quant_load_supported(kn_dtype fmt) {
+  switch (fmt) {
+  case KN_Q4_0: case KN_Q4_1: case KN_Q5_0: case KN_Q5_1: case KN_Q8_0: case KN_Q8_1: case KN_Q2_K: case KN_Q3_K:
+  case KN_Q4_K: case KN_Q5_K: case KN_Q6_K: case KN_Q8_K: return true;
+  default: return false;
+  }
+}
+
 LLVMValueRef kn_quant_load(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, LLVMValueRef j0, int vec) {
   const kn_dtype_info *di = kn_dtype_get(fmt);
   if (!di->is_quant || vec < 1 || vec > 16 || (vec & (vec - 1))) {

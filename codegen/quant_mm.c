@@ -5,7 +5,8 @@
  * sub-block (kn_quant_x_block, the rounding of the GEMV template), into a buffer on the stack. Then each row decodes
  * every weight block once per group of U tokens and dots it with all of them (kn_quant_dot_tile): the decode is paid
  * once per U tokens, the quantization once per launch instead of once per block and row. Kernels of other shapes,
- * symbolic extents, or an epilogue this file does not evaluate keep the general lowering (opt.c, lower.c). */
+ * symbolic extents, or an epilogue this file does not evaluate keep the general lowering (opt.c, lower.c). The
+ * match and the epilogue are shared with the GPU's tiled template (amdgpu_qmm.c), which decodes the weights exactly. */
 #include <stdio.h>
 #include <string.h>
 
@@ -71,7 +72,7 @@ static bool same_view(const kn_view *a, const kn_view *b) {
 }
 
 /* One reduce sum_k x[t, k] * W[n, k]: x an f32 load, W a block-format load the integer-dot template decodes */
-static bool match_reduce(const kn_kernel *k, const kn_kop *red, const kn_kop **xo, const kn_kop **wo) {
+static bool match_reduce(const kn_kernel *k, bool gpu, const kn_kop *red, const kn_kop **xo, const kn_kop **wo) {
   if (red->rop != KN_KOP_ADD || red->src[0]->op != KN_KOP_MUL) return false;
   const kn_kop *a = red->src[0]->src[0], *b = red->src[0]->src[1];
   if (a->op != KN_KOP_LOAD || b->op != KN_KOP_LOAD || a->nsrc || b->nsrc) return false;
@@ -80,7 +81,7 @@ static bool match_reduce(const kn_kernel *k, const kn_kop *red, const kn_kop **x
     a = b, b = s;
   }
   kn_dtype fmt = k->bufs[b->buf].dtype;
-  if (k->bufs[a->buf].dtype != KN_F32 || !kn_quant_dot_supported(fmt)) return false;
+  if (k->bufs[a->buf].dtype != KN_F32 || !(gpu ? kn_quant_load_supported(fmt) : kn_quant_dot_supported(fmt))) return false;
   if (!plain_view(&a->st) || !plain_view(&b->st)) return false;
   const kn_view *xv = &a->st.v[0], *wv = &b->st.v[0];
   int64_t qk = kn_dtype_get(fmt)->block_elems, K = k->shape[2];
@@ -93,14 +94,17 @@ static bool match_reduce(const kn_kernel *k, const kn_kop *red, const kn_kop **x
 
 bool kn_qmm_match(const kn_kernel *k, const kn_target *t, kn_qmm *m) {
   memset(m, 0, sizeof *m);
-  if (t->kind != KN_TARGET_CPU || k->kind != KN_KERNEL_EXPR || !kn_qmm_enabled() || kn_getenv_int("NOOPT", 0) > 0) return false;
+  /* the CPU's template is the integer-dot one; the GPU's (amdgpu_qmm.c) decodes exactly */
+  bool gpu = t->kind == KN_TARGET_AMDGPU;
+  if (!gpu && (t->kind != KN_TARGET_CPU || !kn_qmm_enabled())) return false;
+  if (k->kind != KN_KERNEL_EXPR || kn_getenv_int("KILN_QMM", 1) <= 0 || kn_getenv_int("NOOPT", 0) > 0) return false;
   if (k->ndim != 3 || k->nreduce != 1 || k->shape[0] < 2 || k->shape_sym[0] || k->shape_sym[1] || k->shape_sym[2]) return false;
   if (!is_float(k->bufs[0].dtype) || !plain_view(&k->out_st) || k->out_row) return false; /* no row scatter */
   if (!find_reduces(k->root, 0, m->reds, &m->nred, KN_QMM_MAX_RED) || m->nred < 1) return false;
   /* every reduce dots the same activations with a weight of one format (gate and up of a fused SiLU-gated MLP) */
   for (int i = 0; i < m->nred; i++) {
     const kn_kop *x, *w;
-    if (!match_reduce(k, m->reds[i], &x, &w)) return false;
+    if (!match_reduce(k, gpu, m->reds[i], &x, &w)) return false;
     if (i > 0 && (x->buf != m->x->buf || !same_view(&x->st.v[0], &m->x->st.v[0]) || k->bufs[w->buf].dtype != m->fmt))
       return false;
     if (i == 0) m->x = x, m->fmt = k->bufs[w->buf].dtype;
@@ -142,36 +146,22 @@ static void loop_end(kn_emit *e, loop *l) {
   LLVMPositionBuilderAtEnd(e->b, l->exit);
 }
 
-typedef struct {
-  kn_emit *e;
-  const kn_kernel *k;
-  LLVMValueRef *bufs, vars, t, n, red[KN_QMM_MAX_RED];
-  const kn_qmm *m;
-  const kn_kop *seen[64];
-  LLVMValueRef vals[64];
-  int nseen;
-} epi;
-
-static LLVMValueRef sint(epi *p, kn_sint s) {
+LLVMValueRef kn_qmm_sint(kn_qmm_epi *p, kn_sint s) {
   LLVMValueRef v = ci(p->e, s.c);
-  if (s.v >= 0 && s.k) {
-    LLVMValueRef ix = ci(p->e, s.v);
-    LLVMValueRef var = LLVMBuildLoad2(p->e->b, p->e->i64, LLVMBuildGEP2(p->e->b, p->e->i64, p->vars, &ix, 1, ""), "");
-    v = LLVMBuildAdd(p->e->b, v, LLVMBuildMul(p->e->b, var, ci(p->e, s.k), ""), "");
-  }
+  if (s.v >= 0 && s.k) v = LLVMBuildAdd(p->e->b, v, LLVMBuildMul(p->e->b, p->vars[s.v], ci(p->e, s.k), ""), "");
   return v;
 }
 
 /* element index of (t, n) in a one-view, unmasked output-shaped access */
-static LLVMValueRef out_index(epi *p, const kn_st *st) {
+static LLVMValueRef out_index(kn_qmm_epi *p, const kn_st *st) {
   const kn_view *v = &st->v[0];
   LLVMBuilderRef b = p->e->b;
-  LLVMValueRef i = sint(p, v->offset);
+  LLVMValueRef i = kn_qmm_sint(p, v->offset);
   i = LLVMBuildAdd(b, i, LLVMBuildMul(b, p->t, ci(p->e, v->strides[0]), ""), "");
   return LLVMBuildAdd(b, i, LLVMBuildMul(b, p->n, ci(p->e, v->strides[1]), ""), "");
 }
 
-static LLVMValueRef eval(epi *p, const kn_kop *x) {
+static LLVMValueRef eval(kn_qmm_epi *p, const kn_kop *x) {
   kn_emit *e = p->e;
   for (int i = 0; i < p->m->nred; i++)
     if (x == p->m->reds[i]) return p->red[i];
@@ -205,6 +195,19 @@ static LLVMValueRef eval(epi *p, const kn_kop *x) {
   }
   if (p->nseen < 64) p->seen[p->nseen] = x, p->vals[p->nseen++] = v;
   return v;
+}
+
+/* The epilogue at (p->t, p->n) over the reduces' values p->red, rounded to the output's dtype and stored */
+void kn_qmm_store(kn_qmm_epi *p) {
+  kn_emit *e = p->e;
+  p->nseen = 0;
+  LLVMValueRef v = eval(p, p->k->root);
+  kn_dtype od = p->k->bufs[0].dtype;
+  if (od == KN_F16) v = LLVMBuildFPTrunc(e->b, v, e->f16, "");
+  else if (od == KN_BF16) v = kn_e_f32_to_bf16(e, v);
+  LLVMTypeRef mt = kn_e_memtype(e, od);
+  LLVMValueRef ix = out_index(p, &p->k->out_st);
+  LLVMSetAlignment(LLVMBuildStore(e->b, v, LLVMBuildGEP2(e->b, mt, p->bufs[0], &ix, 1, "")), (unsigned)kn_dtype_get(od)->itemsize);
 }
 
 void kn_qmm_plan(const kn_qmm *m, const kn_target *t, kn_qmm_plan_t *pl) {
@@ -248,7 +251,12 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
     LLVMValueRef ix = ci(e, i);
     bufs[i] = LLVMBuildLoad2(b, e->ptr, LLVMBuildGEP2(b, e->ptr, LLVMGetParam(e->fn, 0), &ix, 1, ""), "");
   }
-  epi ep = {.e = e, .k = k, .bufs = bufs, .vars = LLVMGetParam(e->fn, 1), .m = m};
+  LLVMValueRef vars[KN_MAXVARS];
+  for (int i = 0; i < k->nvars; i++) {
+    LLVMValueRef ix = ci(e, i);
+    vars[i] = LLVMBuildLoad2(b, e->i64, LLVMBuildGEP2(b, e->i64, LLVMGetParam(e->fn, 1), &ix, 1, ""), "");
+  }
+  kn_qmm_epi ep = {.e = e, .k = k, .bufs = bufs, .vars = vars, .m = m};
   LLVMTypeRef vacc = kn_e_vec(e->f32, lanes), vu = LLVMVectorType(e->f32, (unsigned)U), vx = kn_e_vec(e->f32, V);
   LLVMValueRef XQ = LLVMBuildAlloca(b, LLVMArrayType(e->i8, (unsigned)(TT * nb * qk)), "xq");
   LLVMSetAlignment(XQ, 64);
@@ -264,7 +272,7 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
   }
   LLVMBuildStore(b, ci(e, -1), cur);
   /* element offset of x's token 0 (may move with a variable) and the weight's first block */
-  LLVMValueRef xoff = sint(&ep, m->x->st.v[0].offset);
+  LLVMValueRef xoff = kn_qmm_sint(&ep, m->x->st.v[0].offset);
   int64_t sxt = m->x->st.v[0].strides[0];
   LLVMValueRef X = bufs[m->x->buf];
 
@@ -349,16 +357,10 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
     LLVMBasicBlockRef st = LLVMAppendBasicBlockInContext(ctx, e->fn, "st"), next = LLVMAppendBasicBlockInContext(ctx, e->fn, "next");
     LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, tk, ci(e, T), ""), st, next);
     LLVMPositionBuilderAtEnd(b, st);
-    ep.t = tk, ep.n = row, ep.nseen = 0;
+    ep.t = tk, ep.n = row;
     for (int r = 0; r < m->nred; r++)
       ep.red[r] = kn_quant_dot_hsum(e, LLVMBuildLoad2(b, vacc, accp[r][u], ""), LLVMBuildLoad2(b, vu, accvp[r], ""), u);
-    LLVMValueRef v = eval(&ep, k->root);
-    kn_dtype od = k->bufs[0].dtype;
-    if (od == KN_F16) v = LLVMBuildFPTrunc(b, v, e->f16, "");
-    else if (od == KN_BF16) v = kn_e_f32_to_bf16(e, v);
-    LLVMTypeRef mt = kn_e_memtype(e, od);
-    LLVMValueRef ix = out_index(&ep, &k->out_st);
-    LLVMSetAlignment(LLVMBuildStore(b, v, LLVMBuildGEP2(b, mt, bufs[0], &ix, 1, "")), (unsigned)kn_dtype_get(od)->itemsize);
+    kn_qmm_store(&ep);
     LLVMBuildBr(b, next);
     LLVMPositionBuilderAtEnd(b, next);
   }

@@ -5,8 +5,9 @@
 #include <llvm-c/Core.h>
 #include <stdbool.h>
 
-#include "kernel.h"
 #include "../device/device.h"
+#include "emit.h"
+#include "kernel.h"
 
 #define KN_QMM_MAX_RED 2
 
@@ -28,13 +29,33 @@ typedef struct {
   int64_t tile, ntiles, nb, nsub;
 } kn_qmm_plan_t;
 
+/* The epilogue of a matched kernel at one output (t, n): bufs are the kernel's buffer pointers, vars its variables'
+ * i64 values, red[i] the value of reduce m->reds[i]; seen/vals memoize the nodes evaluated for one output. */
+typedef struct {
+  kn_emit *e;
+  const kn_kernel *k;
+  const kn_qmm *m;
+  LLVMValueRef *bufs, *vars, t, n, red[KN_QMM_MAX_RED];
+  const kn_kop *seen[64];
+  LLVMValueRef vals[64];
+  int nseen;
+} kn_qmm_epi;
+
 /* The template is on: the integer-dot mode (not KILN_EXACT=1) and not KILN_QMM=0 */
 bool kn_qmm_enabled(void);
-/* Does the template take k on t (a CPU target)? Fills m. */
+/* Does a template take k on t (the CPU's integer-dot one, or the GPU's)? Fills m. */
 bool kn_qmm_match(const kn_kernel *k, const kn_target *t, kn_qmm *m);
 void kn_qmm_plan(const kn_qmm *m, const kn_target *t, kn_qmm_plan_t *pl);
 /* A module with one function `entry` in the CPU calling convention over ntiles * N work items; NULL with err. */
 LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm *m, const kn_target *t, const char *entry,
                             char *err, size_t errlen);
+
+/* A symbolic offset's value (i64) */
+LLVMValueRef kn_qmm_sint(kn_qmm_epi *p, kn_sint s);
+/* Evaluate the epilogue at (p->t, p->n) and store it to the output, rounded to its dtype */
+void kn_qmm_store(kn_qmm_epi *p);
+/* amdgpu_qmm.c: the tiled shape for a GPU, one amdgpu_kernel `entry` and its launch geometry; NULL with err. */
+LLVMModuleRef kn_amdgpu_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm *m, const kn_target *t,
+                                   const char *entry, int64_t global[3], int64_t local[3], char *err, size_t errlen);
 
 #endif

@@ -3,7 +3,9 @@
  * legacy formats at Qwen2.5-7B sizes, symbolic variables, the attention template) compiled for gfx1100, gfx1030,
  * gfx90a and gfx942 and held to the kernel ABI: explicit kernargs only, wave32 on RDNA and wave64 on CDNA, LDS only
  * where a group spans several waves, cross-lane reductions through ds_bpermute, the launch geometry the device
- * gets. (The op, fusion, codegen and attention suites are also compiled for these archs: KILN_CROSS_AMD in
+ * gets; prefill matmuls of every block format through the tiled shape (codegen/amdgpu_qmm.c: workgroups of 256 work
+ * items over tiles of 16 tokens x 16 rows on wave32 (8 on wave64), 16 KiB of LDS for the staged activations, no
+ * scratch and at most VGPR_MAX VGPRs). (The op, fusion, codegen and attention suites are also compiled for these archs: KILN_CROSS_AMD in
  * tests/meson.build.) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include "codegen/llvm_target.h"
 #include "codegen/loopir.h"
 #include "check.h"
+#include "device/amd/codeobj.h"
 
 static const char *archs[] = {"gfx1100", "gfx1030", "gfx90a", "gfx942"};
 
@@ -90,8 +93,11 @@ static kn_kernel *k_attention(int n_q, int n_head, int n_kv, int D, kn_dtype cac
 typedef struct {
   const char *name;
   kn_kernel *k;
-  int64_t group; /* expected work items per workgroup of a split reduction; 0: not a split reduction */
+  int64_t group; /* expected work items per workgroup of a split reduction; 0: not a split reduction; TILED: prefill */
 } kcase;
+
+#define TILED (-2)
+#define VGPR_MAX 160 /* the tiled shape's registers: 32 accumulators per work item (Q2_K took 153 on gfx1100 in LLVM 19) */
 
 static bool has(const char *s, const char *sub) { return s && strstr(s, sub) != NULL; }
 
@@ -118,11 +124,50 @@ static int64_t matvec_group(const kcase *c, const kn_target *t, int64_t *items) 
   return g;
 }
 
+/* The tiled prefill shape: its geometry, the activations staged in LDS behind barriers, 16-byte loads, registers */
+static void check_tiled(const kcase *c, const char *arch) {
+  kn_target t;
+  kn_target_amdgpu(&t, arch);
+  kn_compiled out;
+  char err[512];
+  if (!check(kn_compile(c->k, &t, &out, err, sizeof err) == 0, "%s %s: compile: %s", c->name, arch, err)) return;
+  check(kn_amdgpu_check(out.obj, out.obj_size, out.entry, c->k->nbufs, c->k->nvars, err, sizeof err) == 0,
+        "%s %s: ABI: %s", c->name, arch, err);
+  int64_t T = c->k->shape[0], N = c->k->shape[1], wave = strncmp(arch, "gfx9", 4) ? 32 : 64, tn = 256 / wave * 2;
+  check(!strncmp(out.name, "qmm_", 4), "%s %s: compiled as %s, not by the tiled template", c->name, arch, out.name);
+  check(out.local[0] == 256 && out.global[0] == (T + 15) / 16 * ((N + tn - 1) / tn),
+        "%s %s: %lld workgroups of %lld work items, expected %lld of 256 (16 tokens x %lld rows each)", c->name, arch,
+        (long long)out.global[0], (long long)out.local[0], (long long)((T + 15) / 16 * ((N + tn - 1) / tn)), (long long)tn);
+  kn_codeobj co;
+  if (check(kn_codeobj_load(out.obj, out.obj_size, 0, &co, err, sizeof err) == 0, "%s %s: %s", c->name, arch, err)) {
+    const kn_codeobj_kernel *k = kn_codeobj_find(&co, out.entry);
+    if (check(k != NULL, "%s %s: no kernel %s", c->name, arch, out.entry)) {
+      check(k->group_segment_size == 16 * 256 * 4, "%s %s: %u bytes of LDS, expected 16 tokens x 256 floats", c->name,
+            arch, k->group_segment_size);
+      check(k->vgpr_count <= VGPR_MAX && k->private_segment_size == 0, "%s %s: %u VGPRs (at most %d), %u bytes of scratch",
+            c->name, arch, k->vgpr_count, VGPR_MAX, k->private_segment_size);
+      printf("  %-36s %-8s %3u VGPRs %3u SGPRs, %u bytes of LDS\n", c->name, arch, k->vgpr_count, k->sgpr_count,
+             k->group_segment_size);
+    }
+    kn_codeobj_free(&co);
+  }
+  char *dis = kn_llvm_disassemble(out.obj, out.obj_size, &t);
+  check(has(dis, "s_barrier"), "%s %s: no barrier around the staged activations", c->name, arch);
+  check(has(dis, "ds_load_b128") || has(dis, "ds_read_b128") || has(dis, "ds_read2_b64"), "%s %s: activations not read from LDS 16 bytes at a time", c->name, arch);
+  check(has(dis, "global_load_b128") || has(dis, "global_load_dwordx4"), "%s %s: no 16-byte global loads", c->name, arch);
+  free(dis);
+  kn_compiled_free(&out);
+}
+
 static void check_case(const kcase *c0, const char *arch) {
   kn_target t;
   kn_target_amdgpu(&t, arch);
   kcase cc = *c0, *c = &cc;
   int64_t items = 0, wave = strncmp(arch, "gfx9", 4) ? 32 : 64, rows = 1;
+  if (c->group == TILED) {
+    check_tiled(c, arch);
+    return;
+  }
   if (c->group) { /* matvecs (-1): a split reduction whose group the schedule picks; else the group expected */
     int64_t g = matvec_group(c, &t, &items);
     check(c->group < 0 || g == c->group, "%s %s: a group of %lld work items, expected %lld", c->name, arch, (long long)g,
@@ -183,7 +228,7 @@ static void check_case(const kcase *c0, const char *arch) {
 }
 
 int main(void) {
-  kcase cases[32];
+  kcase cases[48];
   int n = 0;
   cases[n++] = (kcase){"elementwise 1000 (partial workgroup)", k_elementwise(1000), 0};
   cases[n++] = (kcase){"elementwise 7", k_elementwise(7), 0};
@@ -199,7 +244,14 @@ int main(void) {
     cases[n++] = (kcase){names[f], k_qmatmul(fmts[f], 1, 3584, 3584), -1};
   }
   cases[n++] = (kcase){"decode matvec Q4_K ffn_down 3584x18944", k_qmatmul(KN_Q4_K, 1, 3584, 18944), -1};
-  cases[n++] = (kcase){"prefill matmul Q4_K 512x512x3584", k_qmatmul(KN_Q4_K, 512, 512, 3584), -1};
+  kn_dtype pf[] = {KN_Q4_0, KN_Q4_1, KN_Q5_0, KN_Q5_1, KN_Q8_0, KN_Q2_K, KN_Q3_K, KN_Q4_K, KN_Q5_K, KN_Q6_K};
+  for (size_t f = 0; f < sizeof pf / sizeof *pf; f++) {
+    static char names[16][64];
+    snprintf(names[f], sizeof names[f], "prefill matmul %s 512x512x3584", kn_dtype_name(pf[f]));
+    cases[n++] = (kcase){names[f], k_qmatmul(pf[f], 512, 512, 3584), TILED};
+  }
+  cases[n++] = (kcase){"prefill matmul Q6_K 100x300x1280 (edges)", k_qmatmul(KN_Q6_K, 100, 300, 1280), TILED};
+  cases[n++] = (kcase){"prefill matmul Q4_0 100x300x1056 (K tail)", k_qmatmul(KN_Q4_0, 100, 300, 1056), TILED};
   cases[n++] = (kcase){"attention Qwen2.5-7B f16 cache, decode", k_attention(1, 28, 4, 128, KN_F16), 0};
   cases[n++] = (kcase){"attention prefill 16 queries f32 cache", k_attention(16, 8, 2, 64, KN_F32), 0};
   cases[n++] = (kcase){"attention head_dim 256", k_attention(1, 8, 8, 256, KN_F16), 0};

@@ -902,14 +902,14 @@ static void test_qdot_pair(void) {
   setenv("KILN_EXACT", "1", 1);
 }
 
-/* The tiled prefill template (codegen/quant_mm.c, the integer-dot mode with T >= 2 tokens of plain f32 activations):
- * the activations quantized once per launch with the GEMV template's rounding, so the reference is that of test_qdot's
- * GEMV case, per token. T runs past one token tile (64) and past whole groups of tokens; each case checks that the
- * template compiled it (the kernel's name) and an epilogue: none, a bias, a residual, a SiLU gate, or an f16 store at
- * a variable row (the KV cache). */
+/* The tiled prefill templates (codegen/quant_mm.c on CPUs: the integer-dot mode with T >= 2 tokens of plain f32
+ * activations, quantized once per launch with the GEMV template's rounding, so the reference is that of test_qdot's
+ * GEMV case, per token; codegen/amdgpu_qmm.c on GPUs: the exact decode, tiles of 16 tokens and 16 rows, K in chunks of
+ * 256). T runs past one token tile (64) and past whole groups of tokens; each case checks that the template compiled
+ * it (the kernel's name) and an epilogue: none, a bias, a residual, a SiLU gate, or an f16 store at a variable row
+ * (the KV cache). Outputs start as NaN, so an element a tile does not write shows. */
 static void test_qmm(void) {
-  /* the template is the CPU's; a GPU lowers these kernels as test_quant's gemm cases check */
-  if (kn_device_target(dev)->kind != KN_TARGET_CPU) return;
+  bool cpu = kn_device_target(dev)->kind == KN_TARGET_CPU;
   kn_dtype fmts[] = {KN_Q4_0, KN_Q4_1, KN_Q5_0, KN_Q5_1, KN_Q8_0, KN_Q2_K, KN_Q3_K, KN_Q4_K, KN_Q5_K, KN_Q6_K};
   unsetenv("KILN_EXACT");
   for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
@@ -921,7 +921,7 @@ static void test_qmm(void) {
        * rows chosen at run time (out_row: batched KV caches), which the template leaves to the general lowering,
        * 6 a fused SiLU-gated MLP: two reduces over the same activations, silu(x W) * (x W2), W2 in buffer 4 */
       int epi = r;
-      bool tiled = kn_device_target(dev)->kind == KN_TARGET_CPU && epi != 5; /* GPUs: the exact decode */
+      bool tiled = epi != 5, intdot = tiled && cpu; /* GPUs: the exact decode */
       int64_t ctx = T + 5, pos = epi == 4 ? rint_in(0, 5) : 0;
       char name[96];
       snprintf(name, sizeof name, "qmm %s T %lld N %lld K %lld epilogue %d", kn_dtype_name(q), (long long)T, (long long)N, (long long)K, epi);
@@ -988,28 +988,35 @@ static void test_qmm(void) {
                 (p = kn_program_load(dev, comp.entry, comp.obj, comp.obj_size, err, sizeof err));
       if (ok && (strncmp(comp.name, "qmm_", 4) == 0) != tiled)
         ok = false, snprintf(err, sizeof err, "compiled as %s, %s", comp.name, tiled ? "not by the tiled template" : "which is the CPU's tiled template");
-      if (ok) {
-        kn_buf *bufs[5] = {kn_buf_wrap_host(dev, out, (size_t)kn_dtype_nbytes(od, osz)), kn_buf_wrap_host(dev, x, (size_t)(T * K) * 4),
-                           kn_buf_wrap_host(dev, w, (size_t)kn_dtype_nbytes(q, N * K)), kn_buf_wrap_host(dev, ad, (size_t)(T * N) * 4),
-                           epi == 6 ? kn_buf_wrap_host(dev, w2, (size_t)kn_dtype_nbytes(q, N * K)) : kn_buf_wrap_host(dev, rows, (size_t)T * 4)};
+      if (ok) { /* host memory where the device takes it, else device buffers and copies */
+        void *host[5] = {out, x, w, ad, epi == 6 ? w2 : (void *)rows};
+        size_t nb[5] = {(size_t)kn_dtype_nbytes(od, osz), (size_t)(T * K) * 4, (size_t)kn_dtype_nbytes(q, N * K),
+                        (size_t)(T * N) * 4, epi == 6 ? (size_t)kn_dtype_nbytes(q, N * K) : (size_t)T * 4};
+        memset(out, 0xff, nb[0]); /* NaN */
+        kn_buf *bufs[5] = {0};
+        for (int i = 0; i < 5 && ok; i++)
+          if (!(bufs[i] = kn_buf_wrap_host(dev, host[i], nb[i])))
+            ok = (bufs[i] = kn_buf_alloc(dev, nb[i], err, sizeof err)) && !kn_buf_copyin(bufs[i], 0, host[i], nb[i]);
         int64_t vars[1] = {pos};
-        ok = !kn_program_launch(p, bufs, k->nbufs, vars, k->nvars, comp.global, comp.local, err, sizeof err);
+        ok = ok && !kn_program_launch(p, bufs, k->nbufs, vars, k->nvars, comp.global, comp.local, err, sizeof err);
+        ok = ok && !kn_device_sync(dev) && !kn_buf_copyout(bufs[0], 0, out, nb[0]);
         for (int i = 0; i < 5; i++) kn_buf_free(bufs[i]);
       }
       int bad = 0;
       for (int64_t n = 0; ok && n < N; n++) {
         for (int64_t t = 0; t < T; t++) {
-          /* the general lowering (not tiled): several tokens keep the exact decode */
-          double mag, mag2, want = kn_ref_qdot_row(q, w, n, K, x + t * K, NULL, !tiled, &mag),
-                            want2 = kn_ref_qdot_row(q, w2, n, K, x + t * K, NULL, !tiled, &mag2);
-          double e = ad[epi == 1 ? n : t * N + n], tol = 2e-6 * mag + 1e-6;
+          /* the general lowering and the GPU's template: the exact decode; f32 sums in another order than the
+           * reference's (a GPU: 256-element chunks, lanes, then a butterfly) */
+          double mag, mag2, want = kn_ref_qdot_row(q, w, n, K, x + t * K, NULL, !intdot, &mag),
+                            want2 = kn_ref_qdot_row(q, w2, n, K, x + t * K, NULL, !intdot, &mag2);
+          double e = ad[epi == 1 ? n : t * N + n], tol = (cpu ? 2e-6 : 1e-5) * mag + 1e-6;
           if (epi == 1 || epi == 2) want += e, tol += 1e-6 * fabs(e);
           if (epi == 3) {
             double sg = e / (1 + exp(-e));
             want *= sg, tol = tol * fabs(sg) + 1e-5 * fabs(want);
           }
           if (epi == 6) { /* d silu(g) / dg is within [-0.1, 1.1] */
-            double sg = want / (1 + exp(-want)), tol2 = 2e-6 * mag2 + 1e-6;
+            double sg = want / (1 + exp(-want)), tol2 = (cpu ? 2e-6 : 1e-5) * mag2 + 1e-6;
             want = sg * want2, tol = 1.1 * tol * fabs(want2) + fabs(sg) * tol2 + 1e-5 * fabs(want);
           }
           double got;
