@@ -1,6 +1,7 @@
 /* apps/constrain.c: constrained generation for forced tool calls and JSON mode. An acceptor follows the output
- * byte by byte ([one of some literals] -> [a JSON object] -> [a literal tail]); sampling masks the tokens whose
- * bytes it would reject, and when the token budget runs low the shortest completion is forced instead. */
+ * byte by byte ([one of some literals] -> [a JSON object] -> [a literal tail], or a separator back to the literals
+ * for another call of the same list); sampling masks the tokens whose bytes it would reject, and when the token
+ * budget runs low the shortest completion is forced instead. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,7 +12,7 @@
 
 void kc_spec_free(kc_spec *s) {
   for (int i = 0; i < s->n_choices; i++) free(s->choices[i]);
-  free(s->choices), free(s->tail), free(s->choice_schema);
+  free(s->choices), free(s->tail), free(s->sep), free(s->choice_schema);
   memset(s, 0, sizeof *s);
 }
 
@@ -27,11 +28,12 @@ static void after_choice(kc_state *k) {
   } else {
     k->phase = k->spec->tail && *k->spec->tail ? KC_TAIL : KC_DONE;
   }
+  k->in_sep = false;
 }
 
 void kc_init(kc_state *k, const kc_spec *spec) {
   k->spec = spec;
-  k->cand = 0, k->pos = 0;
+  k->cand = 0, k->pos = 0, k->in_sep = false;
   k->phase = KC_CHOICE;
   if (spec->n_choices == 0) after_choice(k);
 }
@@ -63,21 +65,28 @@ int kc_push(kc_state *k, unsigned char c) {
   case KC_JSON:
     if (!kn_jsv_push(&k->v, c)) return 0;
     if (kn_jsv_done(&k->v)) {
-      k->pos = 0;
+      k->pos = 0, k->in_sep = false;
       k->phase = k->spec->tail && *k->spec->tail ? KC_TAIL : KC_DONE;
     }
     return 1;
-  case KC_TAIL:
-    if ((unsigned char)k->spec->tail[k->pos] != c) return 0;
-    if (!k->spec->tail[++k->pos]) k->phase = KC_DONE;
+  case KC_TAIL: { /* the tail, or the separator to another call: whichever the bytes so far agree with */
+    const char *cur = k->in_sep ? k->spec->sep : k->spec->tail, *other = k->in_sep ? k->spec->tail : k->spec->sep;
+    if (!cur[k->pos] || (unsigned char)cur[k->pos] != c) {
+      if (!other || strncmp(other, cur, k->pos) || !other[k->pos] || (unsigned char)other[k->pos] != c) return 0;
+      k->in_sep = !k->in_sep, cur = other;
+    }
+    if (cur[++k->pos]) return 1;
+    if (k->in_sep) k->phase = KC_CHOICE, k->cand = 0, k->pos = k->spec->skip, k->in_sep = false;
+    else k->phase = KC_DONE;
     return 1;
+  }
   default:
     return 0;
   }
 }
 
 void kc_copy(kc_state *d, const kc_state *s) {
-  d->spec = s->spec, d->phase = s->phase, d->cand = s->cand, d->pos = s->pos;
+  d->spec = s->spec, d->phase = s->phase, d->cand = s->cand, d->pos = s->pos, d->in_sep = s->in_sep;
   if (s->phase == KC_JSON) kn_jsv_copy(&d->v, &s->v);
 }
 
@@ -88,7 +97,7 @@ int kc_accepts(const kc_state *k, const void *bytes, size_t n) {
     if (m == n) return 1;
     if (!done) return 0;
     const char *tail = k->spec->tail ? k->spec->tail : "";
-    return strlen(tail) >= n - m && !memcmp(tail, (const char *)bytes + m, n - m);
+    if (!k->spec->sep) return strlen(tail) >= n - m && !memcmp(tail, (const char *)bytes + m, n - m);
   }
   kc_state t;
   kc_copy(&t, k);
@@ -98,24 +107,25 @@ int kc_accepts(const kc_state *k, const void *bytes, size_t n) {
   return 1;
 }
 
-/* The rest of the output: the chosen (or current) literal, the schema's shortest completion, the tail. */
+/* The rest of the output: the chosen (or current) literal, the schema's shortest completion, the tail (a separator
+ * already begun is finished, and the call after it closed the same way). */
 void kc_closure(const kc_state *k, kn_bytes *out) {
   kc_state t;
   kc_copy(&t, k);
-  if (t.phase == KC_CHOICE) {
-    const char *c = t.spec->choices[t.cand] + t.pos;
+  for (int round = 0; round < 8 && t.phase != KC_DONE; round++) {
+    if (t.phase == KC_JSON) {
+      size_t n = 0;
+      char *rest = kn_jsv_closure(&t.v, &n);
+      if (!rest) return; /* cannot happen for a compiled schema */
+      kn_bytes_put(out, rest, n);
+      free(rest);
+      t.phase = t.spec->tail && *t.spec->tail ? KC_TAIL : KC_DONE, t.pos = 0, t.in_sep = false;
+      continue;
+    }
+    const char *c = t.phase == KC_CHOICE ? t.spec->choices[t.cand] + t.pos : (t.in_sep ? t.spec->sep : t.spec->tail) + t.pos;
     kn_bytes_puts(out, c);
     for (; *c; c++) kc_push(&t, (unsigned char)*c);
   }
-  if (t.phase == KC_JSON) {
-    size_t n = 0;
-    char *rest = kn_jsv_closure(&t.v, &n);
-    if (!rest) return; /* cannot happen for a compiled schema */
-    kn_bytes_put(out, rest, n);
-    free(rest);
-    t.phase = t.spec->tail && *t.spec->tail ? KC_TAIL : KC_DONE, t.pos = 0;
-  }
-  if (t.phase == KC_TAIL) kn_bytes_puts(out, t.spec->tail + t.pos);
 }
 
 int kc_closure_after(const kc_state *k, const void *bytes, size_t n, kn_bytes *out) {
@@ -128,9 +138,13 @@ int kc_closure_after(const kc_state *k, const void *bytes, size_t n, kn_bytes *o
 }
 
 size_t kc_forced(const kc_state *k, const char **lit) {
-  if (k->phase == KC_TAIL) {
-    *lit = k->spec->tail + k->pos;
-    return strlen(*lit);
+  if (k->phase == KC_TAIL) { /* with a separator, what it and the tail share */
+    const char *cur = k->in_sep ? k->spec->sep : k->spec->tail, *other = k->in_sep ? k->spec->tail : k->spec->sep;
+    *lit = cur + k->pos;
+    size_t n = strlen(*lit), m = 0;
+    if (!other || strncmp(other, cur, k->pos) || strlen(other) <= k->pos) return n;
+    while (m < n && other[k->pos + m] == (*lit)[m]) m++;
+    return m;
   }
   if (k->phase != KC_CHOICE) return 0;
   /* the bytes every live choice has next: the whole rest when one is left */
@@ -155,10 +169,11 @@ int kc_vocab_init(kc_vocab *v, const kn_tokenizer *tok, int n_vocab) {
   for (int b = 0; b < 256; b++) v->byte_tok[b] = -1;
   for (int id = 0; id < n_vocab && id < nt; id++) {
     size_t len = 0;
-    const char *p = kn_token_piece(tok, id, false, &len);
     unsigned a = kn_token_attr(tok, id);
+    const char *p = kn_token_piece(tok, id, (a & KN_TOKEN_CONTROL) != 0, &len);
     v->ok[id] = p && len > 0 && (a & (KN_TOKEN_NORMAL | KN_TOKEN_BYTE)) && !kn_token_is_eog(tok, id);
-    if (v->ok[id] && len == 1 && v->byte_tok[(unsigned char)p[0]] < 0) v->byte_tok[(unsigned char)p[0]] = id;
+    if (p && len > 0 && (a & KN_TOKEN_CONTROL) && !kn_token_is_eog(tok, id)) v->ok[id] = 2;
+    if (v->ok[id] == 1 && len == 1 && v->byte_tok[(unsigned char)p[0]] < 0) v->byte_tok[(unsigned char)p[0]] = id;
   }
   return 0;
 }
@@ -169,9 +184,9 @@ void kc_vocab_free(kc_vocab *v) {
 }
 
 static int token_ok(const kc_vocab *v, const kc_state *k, const uint8_t *first, int id) {
-  if (id < 0 || id >= v->n || !v->ok[id]) return 0;
+  if (id < 0 || id >= v->n || !v->ok[id] || (v->ok[id] == 2 && k->phase == KC_JSON)) return 0;
   size_t len;
-  const char *p = kn_token_piece(v->tok, id, false, &len);
+  const char *p = kn_token_piece(v->tok, id, v->ok[id] == 2, &len);
   return p && (!first || first[(unsigned char)p[0]]) && kc_accepts(k, p, len);
 }
 

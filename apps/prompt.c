@@ -13,23 +13,29 @@ typedef struct call_format {
   const char *open;  /* before the name */
   const char *mid;   /* between the name and the arguments object */
   const char *tail;  /* after the arguments object */
+  const char *sep;   /* instead of the tail: the next call of the same list (parallel_tool_calls), or NULL */
   const char *trigger; /* free text that starts a call (constrained from there on), or NULL */
   const char *after;   /* what the constraint expects after the trigger, before the name */
   bool at_start;       /* the trigger (one byte) opens a call only where the reply, or the text after a call, starts */
 } call_format;
 
 /* Llama 3.x writes a call as the whole reply: a JSON object {"name": …, "parameters": {…}}; Qwen/Hermes put it in
- * <tool_call> tags anywhere in the reply; Mistral opens a list of calls with the [TOOL_CALLS] control token (a
- * constrained call is a list of one; another [TOOL_CALLS] may follow it). */
+ * <tool_call> tags anywhere in the reply; Mistral opens a list of calls with the [TOOL_CALLS] control token (with
+ * parallel_tool_calls a list of several, else of one; another [TOOL_CALLS] list may follow), and from v11 on each call is
+ * [TOOL_CALLS]name[ARGS]{…} ([ARGS] a control token too). */
 static call_format format_of(const kn_chat_template *t) {
   kn_chat_family f = t->family;
   if (f == KN_CHAT_LLAMA3 || f == KN_CHAT_LLAMA31)
-    return (call_format){"{\"name\": \"", "\", \"parameters\": ", "}", "{", "\"name\": \"", true};
+    return (call_format){"{\"name\": \"", "\", \"parameters\": ", "}", NULL, "{", "\"name\": \"", true};
+  if (f == KN_CHAT_MISTRAL && t->mistral_v >= 11)
+    return (call_format){"[TOOL_CALLS]", "[ARGS]", "", NULL, "[TOOL_CALLS]", "", false};
   if (f == KN_CHAT_MISTRAL && t->tight)
-    return (call_format){"[TOOL_CALLS][{\"name\": \"", "\", \"arguments\": ", "}]", "[TOOL_CALLS]", "[{\"name\": \"", false};
+    return (call_format){"[TOOL_CALLS][{\"name\": \"", "\", \"arguments\": ", "}]", "}, {\"name\": \"", "[TOOL_CALLS]",
+                         "[{\"name\": \"", false};
   if (f == KN_CHAT_MISTRAL)
-    return (call_format){"[TOOL_CALLS] [{\"name\": \"", "\", \"arguments\": ", "}]", "[TOOL_CALLS]", " [{\"name\": \"", false};
-  return (call_format){"<tool_call>\n{\"name\": \"", "\", \"arguments\": ", "}\n</tool_call>", "<tool_call>",
+    return (call_format){"[TOOL_CALLS] [{\"name\": \"", "\", \"arguments\": ", "}]", "}, {\"name\": \"", "[TOOL_CALLS]",
+                         " [{\"name\": \"", false};
+  return (call_format){"<tool_call>\n{\"name\": \"", "\", \"arguments\": ", "}\n</tool_call>", NULL, "<tool_call>",
                        "\n{\"name\": \"", false};
 }
 
@@ -42,11 +48,14 @@ static char *concat3(const char *a, const char *b, const char *c) {
   return s;
 }
 
-/* Candidates "<before>NAME<mid>" for each tool, then a JSON object, then the tail. */
+/* Candidates "<before>NAME<mid>" for each tool, then a JSON object, then the tail, or (a list of calls, with
+ * parallel_tool_calls) the separator and another call. */
 static int call_spec(kc_spec *k, const oai_req *q, const srv_job *j, const char *before, const call_format *cf) {
   memset(k, 0, sizeof *k);
   k->json = true;
   if (!(k->tail = strdup(cf->tail))) return -1;
+  if (cf->sep && q->parallel_tool_calls && !(k->sep = strdup(cf->sep))) return -1;
+  k->skip = strlen(before);
   if (!(k->choices = calloc((size_t)q->n_tools, sizeof *k->choices))) return -1;
   if (!(k->choice_schema = calloc((size_t)q->n_tools, sizeof *k->choice_schema))) return -1;
   for (int i = 0; i < q->n_tools; i++) {

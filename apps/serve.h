@@ -48,6 +48,9 @@ typedef struct kc_spec {
   const kn_jschema *schema;         /* what the JSON must match (NULL: any object); owned by the job */
   const kn_jschema **choice_schema; /* per choice, overriding schema where not NULL (each tool's parameters) */
   char *tail;     /* literal after the JSON (may be NULL) */
+  char *sep;      /* literal that may stand instead of the tail: another call of the same list follows, its choice
+                   * matched from byte `skip` on (Mistral's [{…}, {…}]); NULL: none */
+  size_t skip;
 } kc_spec;
 
 enum { KC_CHOICE, KC_JSON, KC_TAIL, KC_DONE };
@@ -57,6 +60,7 @@ typedef struct kc_state {
   int phase;
   int cand;       /* KC_CHOICE: a candidate consistent with the bytes so far */
   size_t pos;     /* bytes matched in the current choice / tail */
+  bool in_sep;    /* KC_TAIL: the bytes so far are following sep, not tail */
   kn_jsv v;       /* KC_JSON: the schema automaton (large: copy a kc_state with kc_copy) */
 } kc_state;
 
@@ -77,7 +81,8 @@ size_t kc_forced(const kc_state *k, const char **lit);
 typedef struct kc_vocab {
   const struct kn_tokenizer *tok;
   int n;
-  uint8_t *ok; /* per token: 1 = may be used in constrained output */
+  uint8_t *ok; /* per token: 1 = may be used in constrained output; 2 = a control token (Mistral's [ARGS]): only where
+                * its text is part of a literal (a call's opening or ending), never inside JSON */
   int32_t byte_tok[256]; /* a token that is exactly this one byte (-1: none): spells any literal, even half a
                           * UTF-8 character that a forced completion may have to finish */
 } kc_vocab;

@@ -2,7 +2,9 @@
 """Make a Mistral-style test model from a llama SentencePiece GGUF (tiny-llama): its weights as they are, tokens 3-9
 become Mistral v3's control tokens ([INST], [/INST], [TOOL_CALLS], [AVAILABLE_TOOLS], [/AVAILABLE_TOOLS],
 [TOOL_RESULTS], [/TOOL_RESULTS]: the ids they have in Mistral 7B v0.3's vocabulary, where the byte tokens
-<0x00>..<0x06> sat) and tokenizer.chat_template is the given Jinja file.
+<0x00>..<0x06> sat), tokens 17, 18 and 32 the later ones ([SYSTEM_PROMPT], [/SYSTEM_PROMPT] of v7, [ARGS] of v11: their
+ids in the tekken vocabularies, where <0x0E>, <0x0F> and <0x1D> sat), and tokenizer.chat_template is the given Jinja
+file.
 
   mistral_gguf.py IN.gguf TEMPLATE.jinja OUT.gguf
 
@@ -14,6 +16,7 @@ SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 CONTROL = ["[INST]", "[/INST]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]",
            "[/TOOL_RESULTS]"]
 FIRST = 3  # id of [INST]
+LATER = {17: "[SYSTEM_PROMPT]", 18: "[/SYSTEM_PROMPT]", 32: "[ARGS]"}
 TYPE_CONTROL = 3
 
 
@@ -80,9 +83,9 @@ def main():
     if keys.get("tokenizer.ggml.model", [0, 0, b""])[2] != b"llama":
         sys.exit(f"{src}: needs a llama SentencePiece tokenizer")
     toks, types = keys["tokenizer.ggml.tokens"][2][1], keys["tokenizer.ggml.token_type"][2][1]
-    for i, name in enumerate(CONTROL):
-        toks[FIRST + i] = name.encode()
-        types[FIRST + i] = TYPE_CONTROL
+    for i, name in list(enumerate(CONTROL, FIRST)) + list(LATER.items()):
+        toks[i] = name.encode()
+        types[i] = TYPE_CONTROL
     tmpl = open(tmpl_path, encoding="utf-8").read()
     if "tokenizer.chat_template" in keys:
         keys["tokenizer.chat_template"][2] = tmpl.encode()

@@ -359,8 +359,20 @@ static void check_detection(void)
               !t.exact && !t.tight,
           "mistral v0.2-like template");
     CHECK(kn_chat_template_detect("[SYSTEM_PROMPT]{{ s }}[/SYSTEM_PROMPT][INST]{{ u }}[/INST]", 0, &t, err, sizeof err) ==
-                  0 && t.family == KN_CHAT_MISTRAL && !t.exact && t.tight,
+                  0 && t.family == KN_CHAT_MISTRAL && !t.exact && t.tight && t.mistral_v == 7,
           "mistral v7-like template");
+    CHECK(kn_chat_template_detect("[SYSTEM_PROMPT]{{ s }}[/SYSTEM_PROMPT][INST]{{ u }}[/INST]{{ '[TOOL_CALLS] [' }}", 0, &t,
+                                  err, sizeof err) == 0 && t.mistral_v == 7 && !t.tight,
+          "mistral v7-like template with spaced tool markers");
+    CHECK(kn_chat_template_detect("[SYSTEM_PROMPT]{{ s }}[/SYSTEM_PROMPT][INST]{{ u }}[/INST]{{ '[TOOL_CALLS]' + n + "
+                                  "'[ARGS]' + a }}", 0, &t, err, sizeof err) == 0 &&
+              t.family == KN_CHAT_MISTRAL && !t.exact && t.tight && t.mistral_v == 11,
+          "mistral v11-like template");
+    CHECK(kn_chat_template_named("mistral-v11", &t, err, sizeof err) == 0 && t.family == KN_CHAT_MISTRAL &&
+              t.mistral_v == 11 && kn_chat_template_named("mistral-v7", &t, err, sizeof err) == 0 && t.mistral_v == 7 &&
+              !t.tight && kn_chat_template_named("mistral", &t, err, sizeof err) == 0 && t.mistral_v != 7 &&
+              t.mistral_v != 11,
+          "named mistral-v7, mistral-v11");
     CHECK(!strcmp(kn_chat_family_stops(KN_CHAT_LLAMA31)[0], "<|eot_id|>") && kn_chat_family_has_bos(KN_CHAT_LLAMA3) &&
               !kn_chat_family_has_bos(KN_CHAT_QWEN3) && kn_chat_family_has_bos(KN_CHAT_MISTRAL) &&
               !strcmp(kn_chat_family_stops(KN_CHAT_MISTRAL)[0], "</s>"),

@@ -19,7 +19,9 @@ typedef enum kn_chat_family {
     KN_CHAT_LLAMA31, /* Llama 3.1/3.2/3.3: "Environment: ipython", JSON calls {"name", "parameters"}, <|python_tag|> */
     KN_CHAT_GEMMA3,  /* Gemma 3: <start_of_turn>user/model, the system text prefixed to the first user turn, no tools */
     KN_CHAT_MISTRAL, /* Mistral v3 (7B v0.3, Mixtral 8x22B; `tight`: v3-tekken, Nemo): [INST]…[/INST], the tool list in
-                        [AVAILABLE_TOOLS] before the last user turn, calls as [TOOL_CALLS] [{"name", "arguments"}] */
+                        [AVAILABLE_TOOLS] before the last user turn, calls as [TOOL_CALLS] [{"name", "arguments"}];
+                        `mistral_v` 7: the system message as [SYSTEM_PROMPT]…[/SYSTEM_PROMPT]; 11: calls as
+                        [TOOL_CALLS]name[ARGS]{…} */
 } kn_chat_family;
 
 typedef struct kn_chat_template {
@@ -30,6 +32,9 @@ typedef struct kn_chat_template {
     int date_now;   /* Llama 3.2: the template dates the system block with strftime_now (today) */
     int tight;      /* Mistral v3-tekken (Nemo): no space after [INST], [AVAILABLE_TOOLS], [TOOL_CALLS], [TOOL_RESULTS] and
                        before an assistant reply (v3, 7B v0.3: spaces, the reply trimmed) */
+    int mistral_v;  /* Mistral: 3 (the system text before the last user message), 7 ([SYSTEM_PROMPT] after BOS, [INST]
+                       without a space, the reply as it is), 11 (as 7; tools as [AVAILABLE_TOOLS]<tools|tojson>, calls as
+                       [TOOL_CALLS]name[ARGS]{…}, results as [TOOL_RESULTS]text[/TOOL_RESULTS], no call ids) */
     char default_system[512]; /* ChatML families: system text used when the conversation has none ("" = none) */
     char why[200];  /* one line on how the family was chosen, for logs */
 } kn_chat_template;
@@ -39,7 +44,7 @@ typedef struct kn_chat_template {
 int kn_chat_template_detect(const char *text, int allow_fallback, kn_chat_template *out, char *err, size_t errlen);
 
 /* A family chosen by name ("chatml", "qwen2.5", "qwen3", "llama3", "llama3.1", "gemma3", "mistral", or
- * "mistral-nemo" for Mistral's tight v3-tekken layout): for --chat-template. */
+ * "mistral-nemo" for Mistral's tight v3-tekken layout, "mistral-v7", "mistral-v11"): for --chat-template. */
 int kn_chat_template_named(const char *name, kn_chat_template *out, char *err, size_t errlen);
 
 const char *kn_chat_family_name(kn_chat_family f);

@@ -108,22 +108,39 @@ static void detect_llama(const char *text, kn_chat_template *t)
 }
 
 /* Mistral v3 (7B Instruct v0.3, Mixtral 8x22B) writes "[INST] " with a space; v3-tekken (Nemo) writes none. Older
- * [INST] templates (v0.1/v0.2, no tools) and newer ones ([SYSTEM_PROMPT], v7+) are rendered in the v3 layout. */
+ * [INST] templates (v0.1/v0.2, no tools) are rendered in the v3 layout. Newer ones: [SYSTEM_PROMPT] (v7: Mistral Small
+ * 3/3.1) puts the system message first, [ARGS] (v11: Small 3.2, Magistral, Devstral) writes calls as
+ * [TOOL_CALLS]name[ARGS]{…}; their [INST] has no space, and the spacing of the tool markers follows "[TOOL_CALLS] [".
+ * Exact for kiln's reference templates of each form (tests/chat_templates); the published v7/v11 templates add a
+ * default system message (with today's date) that kiln does not write. */
 static void detect_mistral(const char *text, kn_chat_template *t)
 {
     static const char *const common[] = {"bos_token", "eos_token", "user_messages[-1]", "tool.items()",
                                          "if key != \"return\"", "tool_call.function|tojson", "out[:-1]",
-                                         "tool_call.id|length != 9", "loop.last and system_message is defined",
-                                         "Only user and assistant roles are supported", NULL};
-    static const char *const v3[] = {"\"[AVAILABLE_TOOLS] [\"", "\"[TOOL_CALLS] [\"", "'[TOOL_RESULTS] {\"content\": '",
-                                     "\" \" + message[\"content\"]|trim + eos_token", NULL};
-    static const char *const tekken[] = {"\"[AVAILABLE_TOOLS][\"", "\"[TOOL_CALLS][\"", "'[TOOL_RESULTS]{\"content\": '",
-                                         "message[\"content\"] + eos_token", NULL};
+                                         "tool_call.id|length != 9", "Only user and assistant roles are supported", NULL};
+    static const char *const v3[] = {"\"[AVAILABLE_TOOLS] [\"", "\"[TOOL_CALLS] [\"", "'[TOOL_RESULTS] {\"content\": '", NULL};
+    static const char *const tekken[] = {"\"[AVAILABLE_TOOLS][\"", "\"[TOOL_CALLS][\"", "'[TOOL_RESULTS]{\"content\": '", NULL};
+    static const char *const v7[] = {"\"[SYSTEM_PROMPT]\" + system_message + \"[/SYSTEM_PROMPT]\"",
+                                     "\"[INST]\" + message[\"content\"] + \"[/INST]\"", "message[\"content\"] + eos_token", NULL};
+    static const char *const v11[] = {"bos_token", "eos_token", "user_messages[-1]",
+                                      "\"[SYSTEM_PROMPT]\" + system_message + \"[/SYSTEM_PROMPT]\"",
+                                      "\"[AVAILABLE_TOOLS]\" + tools|tojson + \"[/AVAILABLE_TOOLS]\"",
+                                      "\"[TOOL_CALLS]\" + tool[\"function\"][\"name\"] + \"[ARGS]\" + arguments",
+                                      "\"[TOOL_RESULTS]\" + message[\"content\"]|string + \"[/TOOL_RESULTS]\"", NULL};
     t->family = KN_CHAT_MISTRAL;
-    t->tight = !has(text, "[INST] ");
-    t->exact = has_all(text, common) && has_all(text, t->tight ? tekken : v3) && !has(text, "[SYSTEM_PROMPT]") &&
-               !has(text, "[ARGS]");
-    set_why(t, t->tight ? "[INST] and no space after it: v3-tekken" : "[INST]");
+    t->mistral_v = has(text, "[ARGS]") ? 11 : has(text, "[SYSTEM_PROMPT]") ? 7 : 3;
+    t->tight = t->mistral_v != 3 && has(text, "[TOOL_CALLS]") ? !has(text, "[TOOL_CALLS] [") : !has(text, "[INST] ");
+    int tools = has_all(text, t->tight ? tekken : v3);
+    if (t->mistral_v == 11)
+        t->exact = has_all(text, v11);
+    else if (t->mistral_v == 7)
+        t->exact = has_all(text, common) && tools && has_all(text, v7);
+    else
+        t->exact = has_all(text, common) && tools && has(text, "loop.last and system_message is defined") &&
+                   has(text, t->tight ? "message[\"content\"] + eos_token" : "\" \" + message[\"content\"]|trim + eos_token");
+    set_why(t, t->mistral_v == 11 ? "[INST] and [ARGS]: v11, [TOOL_CALLS]name[ARGS]{...}"
+               : t->mistral_v == 7 ? "[INST] and [SYSTEM_PROMPT]: v7"
+               : t->tight ? "[INST] and no space after it: v3-tekken" : "[INST]");
 }
 
 int kn_chat_template_detect(const char *text, int allow_fallback, kn_chat_template *out, char *err, size_t errlen)
@@ -155,7 +172,7 @@ int kn_chat_template_detect(const char *text, int allow_fallback, kn_chat_templa
                                         "markers";
     if (!allow_fallback) {
         knc_err(err, errlen, "%s; choose a family with --chat-template (chatml, qwen2.5, qwen3, llama3, llama3.1, gemma3, "
-                "mistral, mistral-nemo)", why);
+                "mistral, mistral-nemo, mistral-v7, mistral-v11)", why);
         return -1;
     }
     out->family = KN_CHAT_CHATML;
@@ -167,10 +184,12 @@ int kn_chat_template_detect(const char *text, int allow_fallback, kn_chat_templa
 int kn_chat_template_named(const char *name, kn_chat_template *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    if (!strcmp(name, "mistral-nemo")) {
+    if (!strcmp(name, "mistral-nemo") || !strcmp(name, "mistral-v7") || !strcmp(name, "mistral-v11")) {
         out->family = KN_CHAT_MISTRAL;
-        out->exact = out->tight = 1;
-        set_why(out, "named mistral-nemo: v3-tekken");
+        out->exact = 1;
+        out->mistral_v = name[9] == '1' ? 11 : name[9] == '7' ? 7 : 3;
+        out->tight = out->mistral_v != 7; /* v7 as Mistral Small 3.1's template: spaced tool markers */
+        set_why(out, out->mistral_v == 3 ? "named mistral-nemo: v3-tekken" : "named");
         return 0;
     }
     for (size_t f = 1; f < sizeof family_names / sizeof family_names[0]; f++) {
@@ -185,6 +204,6 @@ int kn_chat_template_named(const char *name, kn_chat_template *out, char *err, s
         return 0;
     }
     knc_err(err, errlen, "unknown chat template family \"%.40s\" (chatml, qwen2.5, qwen3, llama3, llama3.1, gemma3, mistral, "
-            "mistral-nemo)", name);
+            "mistral-nemo, mistral-v7, mistral-v11)", name);
     return -1;
 }

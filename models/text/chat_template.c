@@ -680,12 +680,72 @@ static int mistral_calls(rnd *r, const view_msg *m, const char *eos)
     return 0;
 }
 
+/* Mistral v11 (kiln's reference: tests/chat_templates/mistral-v11.jinja): the system message as [SYSTEM_PROMPT] after
+ * BOS; tools as [AVAILABLE_TOOLS]<tools|tojson>[/AVAILABLE_TOOLS] before the last user message; an assistant message
+ * as its text, then [TOOL_CALLS]name[ARGS]<arguments> per call (a string as it is, "" as {}), then EOS; results as
+ * [TOOL_RESULTS]text[/TOOL_RESULTS]; no call ids, no alternation rule. */
+static int render_mistral_v11(rnd *r)
+{
+    const char *eos = r->o->eos_token ? r->o->eos_token : "</s>";
+    size_t first = 0;
+    T(r, r->o->bos_token ? r->o->bos_token : "<s>");
+    if (is_role(&r->msgs[0], "system")) {
+        T(r, "[SYSTEM_PROMPT]");
+        D(r, r->msgs[first++].content);
+        T(r, "[/SYSTEM_PROMPT]");
+    }
+    const view_msg *last_user = NULL;
+    for (size_t i = first; i < r->n; i++)
+        if (is_role(&r->msgs[i], "user"))
+            last_user = &r->msgs[i];
+    for (size_t i = first; i < r->n; i++) {
+        const view_msg *m = &r->msgs[i];
+        if (is_role(m, "user")) {
+            if (r->tools && same_msg(m, last_user)) {
+                T(r, "[AVAILABLE_TOOLS]");
+                Djson(r, r->tools, -1);
+                T(r, "[/AVAILABLE_TOOLS]");
+            }
+            T(r, "[INST]");
+            D(r, m->content);
+            T(r, "[/INST]");
+        } else if (is_role(m, "assistant")) {
+            D(r, m->content);
+            for (size_t k = 0; k < m->m->n_tool_calls; k++) {
+                const kn_chat_call *c = &m->m->tool_calls[k];
+                T(r, "[TOOL_CALLS]");
+                D(r, c->name ? c->name : "");
+                T(r, "[ARGS]");
+                if (m->args[k])
+                    Djson(r, m->args[k], -1);
+                else
+                    D(r, c->arguments && *c->arguments ? c->arguments : "{}");
+            }
+            T(r, eos);
+        } else if (is_role(m, "tool")) {
+            T(r, "[TOOL_RESULTS]");
+            D(r, m->content);
+            T(r, "[/TOOL_RESULTS]");
+        } else {
+            char msg[160];
+            snprintf(msg, sizeof msg, "Only user, assistant and tool roles are supported, got %.40s. (Mistral template)",
+                     m->role);
+            return fail(r, msg);
+        }
+    }
+    return 0;
+}
+
 /* Mistral's v3 template: a system message is not a turn but prefixes the last user message, and only when that
  * message ends the conversation; tools are listed before the last user message (and before any earlier user message
  * equal to it); user/assistant must alternate, tool calls and results aside; ids have 9 characters. No generation
- * prompt: the model replies after [/INST]. */
+ * prompt: the model replies after [/INST]. v7 (mistral_v 7): the system message as [SYSTEM_PROMPT]…[/SYSTEM_PROMPT]
+ * after BOS instead, [INST] without a space, the reply as it is. */
 static int render_mistral(rnd *r)
 {
+    if (r->t->mistral_v == 11)
+        return render_mistral_v11(r);
+    int v7 = r->t->mistral_v == 7;
     const char *eos = r->o->eos_token ? r->o->eos_token : "</s>", *system = NULL;
     size_t first = 0;
     if (is_role(&r->msgs[0], "system"))
@@ -703,13 +763,18 @@ static int render_mistral(rnd *r)
                            "user/assistant/user/assistant/...");
     }
     T(r, r->o->bos_token ? r->o->bos_token : "<s>");
+    if (v7 && system) {
+        T(r, "[SYSTEM_PROMPT]");
+        D(r, system);
+        T(r, "[/SYSTEM_PROMPT]");
+    }
     for (size_t i = first; i < r->n; i++) {
         const view_msg *m = &r->msgs[i];
         if (is_role(m, "user")) {
             if (r->tools && same_msg(m, last_user) && mistral_tool_list(r))
                 return -1;
-            T(r, r->t->tight ? "[INST]" : "[INST] ");
-            if (i + 1 == r->n && system) {
+            T(r, r->t->tight || v7 ? "[INST]" : "[INST] ");
+            if (i + 1 == r->n && system && !v7) {
                 D(r, system);
                 T(r, "\n\n");
             }
@@ -719,7 +784,7 @@ static int render_mistral(rnd *r)
             if (mistral_calls(r, m, eos))
                 return -1;
         } else if (is_role(m, "assistant")) {
-            if (r->t->tight) {
+            if (r->t->tight || v7) {
                 D(r, m->content);
             } else {
                 T(r, " ");

@@ -251,7 +251,7 @@ if (/llama3/.test(MODEL)) await t("llama 3: a call opened by the model is constr
 // Mistral opens a list of calls with its [TOOL_CALLS] control token (id 5, as in Mistral 7B v0.3's vocabulary):
 // pushed up, it opens a call that the constraint makes [{"name": <a tool>, "arguments": <valid arguments>}].
 const MISTRAL_TOOL_CALLS = 5;
-if (/mistral/.test(MODEL)) await t("mistral: a [TOOL_CALLS] list opened by the model is constrained; 9-character ids round-trip", async () => {
+if (/mistral/.test(MODEL) && !/v11/.test(MODEL)) await t("mistral: a [TOOL_CALLS] list opened by the model is constrained; 9-character ids round-trip", async () => {
   const r = await openedByModel(MISTRAL_TOOL_CALLS, { atLeast: 2, opts: { temperature: 0.7, seed: 3 } });
   const call = r.choices[0].message.tool_calls[0];
   assert.match(call.id, /^[A-Za-z0-9]{9}$/);
@@ -266,6 +266,19 @@ if (/mistral/.test(MODEL)) await t("mistral: a [TOOL_CALLS] list opened by the m
     { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function", function: { name: "get_time",
       arguments: "{}" } }] }] });
   errorShape(bad, 400, /length 9/);
+});
+
+// Mistral v11 writes each call as [TOOL_CALLS]name[ARGS]{…} (its template has no call ids): the same token opens one;
+// several calls in one reply are each constrained, and a call with its result goes back into the conversation.
+if (/mistral-v11/.test(MODEL)) await t("mistral v11: [TOOL_CALLS]name[ARGS] calls opened by the model are constrained, several in a reply; they round-trip", async () => {
+  const r = await openedByModel(MISTRAL_TOOL_CALLS, { atLeast: 2, opts: { temperature: 0.7, seed: 3 } });
+  const call = r.choices[0].message.tool_calls[0];
+  const history = [{ role: "system", content: "Use tools." }, ...user("Weather?"),
+    { role: "assistant", content: null, tool_calls: [{ ...call, id: "call_any_length" }] },
+    { role: "tool", tool_call_id: "call_any_length", content: "21 C" }];
+  const r2 = await c.chat.completions.create({ model: MODEL, tools, messages: history, max_tokens: 4 });
+  assert.equal(r2.choices[0].message.role, "assistant");
+  assert.ok(r2.usage.prompt_tokens > 20);
 });
 
 await t("auto tool calls, parallel, streamed: several calls, each valid, own index and id", async () => {

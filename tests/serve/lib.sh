@@ -43,12 +43,15 @@ npm_modules() {
   done
 }
 # mistral_model NAME OUT: writes the test model NAME (tiny-mistral: Mistral 7B v0.3's template; tiny-mistral-nemo:
-# Nemo's v3-tekken) to OUT: tiny-llama's weights with Mistral's control tokens (tests/mistral_gguf.py); 1 when it
-# cannot (no tiny-llama in testdata, no python3).
+# Nemo's v3-tekken; tiny-mistral-v7 / tiny-mistral-v11: kiln's reference templates of the [SYSTEM_PROMPT] and
+# [TOOL_CALLS]name[ARGS]{...} forms) to OUT: tiny-llama's weights with Mistral's control tokens (tests/mistral_gguf.py);
+# 1 when it cannot (no tiny-llama in testdata, no python3).
 mistral_model() {
   case $1 in
   tiny-mistral) tmpl=mistral-v0.3.jinja ;;
   tiny-mistral-nemo) tmpl=mistral-nemo.jinja ;;
+  tiny-mistral-v7) tmpl=mistral-v7.jinja ;;
+  tiny-mistral-v11) tmpl=mistral-v11.jinja ;;
   *) return 1 ;;
   esac
   [ -f "$2" ] || { [ -f "$TD/models/tiny-llama-Q4_K_M.gguf" ] &&

@@ -171,8 +171,9 @@ if [ "${KILN_SERVE_MODELS:-1}" != 0 ] && [ $node_rc != 77 ] && [ -f "$MODELL3" ]
   SERVER=
 fi
 
-# ---- Mistral's template ([TOOL_CALLS] lists): tiny-llama's weights with Mistral's control tokens and v3 template ----
+# ---- Mistral's templates: tiny-llama's weights with Mistral's control tokens (tests/mistral_gguf.py) ---------------------
 
+# v3 ([TOOL_CALLS] lists): the ollama client and the openai SDK's tool checks
 if [ "${KILN_SERVE_MODELS:-1}" != 0 ] && [ $node_rc != 77 ] && mistral_model tiny-mistral "$TMP/tiny-mistral.gguf"; then
   MODEL=$TMP/tiny-mistral.gguf ALIAS=tiny-mistral
   start "$TMP/serverm.log"
@@ -185,6 +186,33 @@ if [ "${KILN_SERVE_MODELS:-1}" != 0 ] && [ $node_rc != 77 ] && mistral_model tin
   kill -TERM "$SERVER"
   wait "$SERVER"
   SERVER=
+fi
+
+# v7 ([SYSTEM_PROMPT], spaced [TOOL_CALLS] [ lists) and v11 ([TOOL_CALLS]name[ARGS]{...}): the tool checks, and in the
+# prompts the server logs (-v: the rendered prompt, then a forced call's opening) the form the template uses
+for v in v7 v11; do
+  [ "${KILN_SERVE_MODELS:-1}" != 0 ] && [ $node_rc != 77 ] && mistral_model tiny-mistral-$v "$TMP/tiny-mistral-$v.gguf" || continue
+  MODEL=$TMP/tiny-mistral-$v.gguf ALIAS=tiny-mistral-$v
+  start "$TMP/serverm$v.log" -v
+  BASE=$BASE KEY=$KEY MODEL=tiny-mistral-$v N_CTX=$N_CTX MAX_BODY=$MAX_BODY \
+    ONLY="tool_choice (required|named)|mistral" node "$HERE/client.mjs" &&
+    ok "openai SDK tool calls with tiny-mistral-$v" || bad "openai SDK tool calls with tiny-mistral-$v"
+  kill -TERM "$SERVER"
+  wait "$SERVER"
+  SERVER=
+done
+if [ -f "$TMP/servermv7.log" ]; then
+  check "tiny-mistral-v7: detected as v7" 'grep -q "chat template mistral.*SYSTEM_PROMPT" $TMP/servermv7.log'
+  check "tiny-mistral-v7: the system message as [SYSTEM_PROMPT]" 'grep -q "^<s>\[SYSTEM_PROMPT\]Use tools.\[/SYSTEM_PROMPT\]\[AVAILABLE_TOOLS\] \[" $TMP/servermv7.log'
+  check "tiny-mistral-v7: a named tool_choice opens its list form" \
+    'grep -q "\[/INST\]\[TOOL_CALLS\] \[{\"name\": \"get_time\", \"arguments\": $" $TMP/servermv7.log'
+fi
+if [ -f "$TMP/servermv11.log" ]; then
+  check "tiny-mistral-v11: detected as v11" 'grep -q "chat template mistral.*v11" $TMP/servermv11.log'
+  check "tiny-mistral-v11: a named tool_choice opens [TOOL_CALLS]name[ARGS]" 'grep -q "\[/INST\]\[TOOL_CALLS\]get_time\[ARGS\]$" $TMP/servermv11.log'
+  check "tiny-mistral-v11: tool_choice required opens [TOOL_CALLS]" 'grep -q "\[/INST\]\[TOOL_CALLS\]$" $TMP/servermv11.log'
+  check "tiny-mistral-v11: a call goes back as [TOOL_CALLS]name[ARGS]{...}, its result as [TOOL_RESULTS]" \
+    'grep -q "\[TOOL_CALLS\][a-z_]*\[ARGS\]{.*}</s>\[TOOL_RESULTS\]21 C\[/TOOL_RESULTS\]" $TMP/servermv11.log'
 fi
 
 echo "$pass passed, $fail failed"

@@ -204,15 +204,16 @@ async function one(i, seed) {
   const tools = [{ type: "function", function: { name: "record", parameters: root } },
                  { type: "function", function: { name: "other", parameters: { type: "object", properties: {} } } }];
   const b = await post({ model: MODEL, messages, max_tokens: MAX_TOKENS, seed, tools, tool_choice: forced });
-  const calls = b.json.choices?.[0]?.message?.tool_calls ?? [];
-  if (b.status !== 200 || calls.length !== 1) return fail(`${what} tool call`, `status ${b.status} ${JSON.stringify(b.json)}`);
-  const call = calls[0].function;
-  let args;
-  try { args = JSON.parse(call.arguments); } catch { args = undefined; }
-  const check = call.name === "record" ? validate : ajv.compile(tools[1].function.parameters);
-  if (args === undefined || !check(args))
-    fail(`${what} tool call`, `${JSON.stringify(root)}\n  ${call.name}(${call.arguments})\n  ${ajv.errorsText(check.errors)}`);
-  else passed++;
+  const calls = b.json.choices?.[0]?.message?.tool_calls ?? []; // parallel calls are on: one or more
+  if (b.status !== 200 || calls.length < 1) return fail(`${what} tool call`, `status ${b.status} ${JSON.stringify(b.json)}`);
+  for (const { function: call } of calls) {
+    let args;
+    try { args = JSON.parse(call.arguments); } catch { args = undefined; }
+    const check = call.name === "record" ? validate : ajv.compile(tools[1].function.parameters);
+    if (args === undefined || !check(args))
+      return fail(`${what} tool call`, `${JSON.stringify(root)}\n  ${call.name}(${call.arguments})\n  ${ajv.errorsText(check.errors)}`);
+  }
+  passed++;
 }
 
 // An unsupported keyword or regex construct is a 400 that names it.

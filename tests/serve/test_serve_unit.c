@@ -178,6 +178,68 @@ static void test_acceptor(void) {
   }
 }
 
+/* A list of calls (Mistral's [{…}, {…}] with parallel_tool_calls): after a call's object the tail ends the list or the
+ * separator opens another call of one of the tools; outputs of 1-4 random calls are accepted whole, a cut one is
+ * completed into a list that parses, the tail and separator share their first byte only, and without a separator
+ * (parallel calls off) the second call is refused. */
+static void test_call_list(void) {
+  const char *before = " [{\"name\": \"";
+  for (int iter = 0; iter < 200; iter++) {
+    int n_names = 1 + (int)rnd(6);
+    kc_spec sp;
+    make_spec(&sp, n_names, false);
+    for (int i = 0; i < n_names; i++) {
+      kn_bytes b = {0};
+      kn_bytes_printf(&b, "%s%s", before, sp.choices[i]);
+      free(sp.choices[i]), sp.choices[i] = b.s;
+    }
+    sp.tail = strdup("}]"), sp.sep = strdup("}, {\"name\": \""), sp.skip = strlen(before);
+    kn_bytes out = {0};
+    int calls = 1 + (int)rnd(4);
+    size_t first = 0; /* where the first call's object ends */
+    for (int c = 0; c < calls; c++) {
+      const char *ch = sp.choices[rnd((uint32_t)n_names)];
+      kn_bytes_puts(&out, c ? ch + sp.skip : ch);
+      gen_object(&out, 0, false);
+      if (c == 0) first = out.len;
+      kn_bytes_puts(&out, c + 1 < calls ? sp.sep : sp.tail);
+    }
+    kn_bytes_puts(&out, ""); /* a string even for an empty output */
+    kc_state k;
+    kc_init(&k, &sp);
+    CHECK(feed_all(&k, out.s, out.len) && k.phase == KC_DONE, "a list of %d calls rejected: %s", calls, out.s);
+    /* a cut output closes into a list of valid calls */
+    size_t cut = rnd((uint32_t)out.len + 1);
+    kc_init(&k, &sp);
+    feed_all(&k, out.s, cut);
+    kn_bytes cl = {0}, whole = {0};
+    kc_closure(&k, &cl);
+    kn_bytes_puts(&whole, "");
+    kn_bytes_put(&whole, out.s, cut), kn_bytes_put(&whole, cl.s ? cl.s : "", cl.len);
+    kc_state k2;
+    kc_init(&k2, &sp);
+    cJSON *list = cJSON_Parse(whole.s + 1);
+    CHECK(feed_all(&k2, whole.s, whole.len) && k2.phase == KC_DONE && cJSON_IsArray(list) &&
+              cJSON_GetArraySize(list) >= 1,
+          "closure of '%.*s' gave '%s'", (int)cut, out.s, cl.s ? cl.s : "");
+    cJSON_Delete(list);
+    /* after the first object: "}" is forced (tail and separator share it), then either may follow */
+    kc_init(&k, &sp);
+    feed_all(&k, out.s, first);
+    const char *lit;
+    CHECK(k.phase == KC_TAIL && kc_forced(&k, &lit) == 1 && *lit == '}', "forced after a call: %zu", kc_forced(&k, &lit));
+    kc_push(&k, '}');
+    CHECK(kc_forced(&k, &lit) == 0 && kc_accepts(&k, "]", 1) && kc_accepts(&k, ", {\"name\": \"", 11) &&
+              !kc_accepts(&k, ",]", 2),
+          "tail or separator after '}'");
+    free(sp.sep), sp.sep = NULL; /* parallel calls off: one call per list */
+    kc_init(&k, &sp);
+    CHECK(calls == 1 ? feed_all(&k, out.s, out.len) : !kc_accepts(&k, out.s, out.len), "without a separator: %s", out.s);
+    kn_bytes_free(&out), kn_bytes_free(&cl), kn_bytes_free(&whole);
+    kc_spec_free(&sp);
+  }
+}
+
 /* Structural damage to a JSON object: the acceptor agrees with cJSON (plain strings and integers only, where the
  * two parsers have the same rules). */
 static void test_acceptor_vs_cjson(void) {
@@ -483,6 +545,7 @@ static void test_malformed_call(void) {
 
 int main(void) {
   test_acceptor();
+  test_call_list();
   test_acceptor_vs_cjson();
   test_requests();
   test_output();
