@@ -717,6 +717,58 @@ static void test_fast_paths(void) {
     check(op_taken > 0, "%s: the fast path was taken and agreed with the per-lane executor", names[i]);
     taken += op_taken;
   }
+  /* DPP16 and DPP8 on src0 (VOP1, VOP2, VOPC and VOP3 forms: every control kind, row and bank masks, bound_ctrl,
+   * fetch-inactive, DPP16's modifiers), and VOP3's abs/neg without DPP */
+  static const uint32_t ctls[] = {0x00, 0x1b, 0xe4, 0xb1, 0x4e, 0x101, 0x10f, 0x111, 0x118, 0x121, 0x12f, 0x140,
+                                  0x141, 0x150, 0x15f, 0x160, 0x16f};
+  int dpp_taken = 0, mods_taken = 0;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    for (int fam = 0; fam < 4; fam++) {
+      static const char *const fams[] = {"vop3", "vop1", "vop2", "vopc"};
+      int nops = fam == 2 ? 64 : fam == 0 ? 1024 : 256;
+      for (int o = 0; o < nops; o++) {
+        const char *nm = kn_rdna3_opname(fams[fam], (unsigned)o);
+        if (!nm || strcmp(nm, names[i]) || strstr(nm, "fmaak") || strstr(nm, "fmamk")) continue; /* no DPP form */
+        for (int t = 0; t < 16; t++) {
+          uint32_t w[4] = {0}, v1 = rnd() % 256, vd = rnd() % 256;
+          bool d8 = t % 4 == 3, plain = fam == 0 && t % 4 == 2; /* plain: VOP3 modifiers without DPP */
+          uint32_t s0 = d8 ? (rnd() % 2 ? 233 : 234) : 250;
+          uint32_t dppw = d8 ? (rnd() % 256) | (rnd() & 0xffffff) << 8
+                             : (rnd() % 256) | ctls[rnd() % (sizeof ctls / sizeof ctls[0])] << 8 | (rnd() % 64) << 18 |
+                                   (rnd() % 2 ? 0xffu << 24 : (rnd() % 256) << 24);
+          int n = 2;
+          if (fam == 0) {
+            bool cmp = o < 256;
+            uint32_t dst = cmp ? rsdst() : vd, src0 = plain ? rsrc(false) : s0;
+            w[0] = 0x35u << 26 | (unsigned)o << 16 | (rnd() % 8) << 8 | dst;
+            w[1] = src0 | rsrc(false) << 9 | rsrc(false) << 18 | (rnd() % 8) << 29;
+            w[2] = plain ? rnd() : dppw;
+            if (plain && ((w[1] & 0x1ff) == 255 || (w[1] >> 9 & 0x1ff) == 255 || (w[1] >> 18 & 0x1ff) == 255)) n = 3;
+            if (!plain) {
+              w[1] &= ~((0x1ffu << 9) | (0x1ffu << 18)); /* no literal beside a DPP dword */
+              w[1] |= (256 + rnd() % 256) << 9 | (256 + rnd() % 256) << 18;
+              n = 3;
+            }
+          } else {
+            if (fam == 1) w[0] = 0x3fu << 25 | vd << 17 | (unsigned)o << 9 | s0;
+            else if (fam == 2) w[0] = (unsigned)o << 25 | vd << 17 | v1 << 9 | s0;
+            else w[0] = 0x3eu << 25 | (unsigned)o << 17 | v1 << 9 | s0;
+            w[1] = dppw;
+          }
+          /* seed % 4 picks the EXEC kind (full, random, half, one lane): every kind for every form */
+          int rc = kn_rdna3_check_fast(w, (size_t)n, (uint64_t)(i * 4000 + 2000 + t * 4 + t / 4 % 4), err, sizeof err);
+          cases++;
+          if (rc < 0) check(0, "fast path of %s with %s (%s, words 0x%08x 0x%08x 0x%08x): %s", nm,
+                            plain ? "modifiers" : "DPP", fams[fam], w[0], w[1], w[2], err);
+          if (plain) mods_taken += rc == 1;
+          else dpp_taken += rc == 1;
+        }
+      }
+    }
+  check(dpp_taken > 300, "DPP: the fast path was taken %d times and agreed with the per-lane executor", dpp_taken);
+  check(mods_taken > 20, "abs/neg: the fast path was taken %d times and agreed with the per-lane executor", mods_taken);
+  printf("fast paths with DPP: %d, with abs/neg: %d\n", dpp_taken, mods_taken);
+  taken += dpp_taken + mods_taken;
   /* VOPD pairs: both halves read before either writes */
   int vopd_taken = 0;
   for (int t = 0; t < 400; t++) {

@@ -2,9 +2,10 @@
  * conversions, compares, v_cndmask, carries, VOPD pairs): operands are resolved once when the code object is decoded
  * (a VGPR row, an SGPR index or a constant), and each opcode is one loop over the 32 lanes that the compiler
  * vectorizes, with EXEC applied when results are written. (v_min/v_max_f32 are left out: which NaN libm's fminf
- * returns for two NaNs is not what a vectorized loop returns.) Only plain forms take this path (no DPP, no input or
- * output modifiers, no op_sel, no SCC/VCCZ/EXECZ operands); everything else runs through the per-lane executors of
- * rdna3_valu.c. The semantics are the executors' (rdna3_alu.c, rdna3_cmp.c): kn_rdna3_check_fast runs both on random
+ * returns for two NaNs is not what a vectorized loop returns.) DPP16/DPP8 on src0 (the source lanes gathered first,
+ * those of a full EXEC decoded once) and the abs/neg input modifiers (where the executors apply them: f32 arithmetic
+ * and compares, v_mov_b32, v_cndmask_b32) take this path too; output modifiers, clamp, op_sel and SCC/VCCZ/EXECZ
+ * operands do not: those forms run through the per-lane executors of rdna3_valu.c. The semantics are the executors' (rdna3_alu.c, rdna3_cmp.c): kn_rdna3_check_fast runs both on random
  * wave states and compares every register, which tests/test_rdna3.c does for every opcode listed here. */
 #include <math.h>
 #include <stdio.h>
@@ -70,8 +71,37 @@ static bool operand(kn_fop *f, int i, unsigned src, uint32_t lit, bool f16, bool
 /* A scalar destination the fast path may write: SGPRs, VCC, null, M0, EXEC (as kn_swrite accepts them). */
 static bool sdst_ok(unsigned d) { return d <= OP_VCC_HI || (d >= OP_NULL && d <= OP_EXEC_HI); }
 
+/* The opcodes whose sources take the float input modifiers (abs, neg) as sign-bit operations in the per-lane
+ * executors: f32 arithmetic and compares (F32), v_mov_b32 and v_cndmask_b32's two data sources (M32). */
+static bool takes_fmods(unsigned op) {
+  switch (op) {
+  case V_ADD_F32: case V_SUB_F32: case V_SUBREV_F32: case V_MUL_F32: case V_FMA_F32: case V_FMAC_F32: case V_MOV_B32:
+  case V_CNDMASK_B32:
+    return true;
+  default:
+    if (op >= V_CMPX_F_F16) op -= V_CMPX_F_F16 - V_CMP_F_F16;
+    return op >= V_CMP_F_F32 && op <= V_CMP_T_F32;
+  }
+}
+
 static bool finish(kn_fop *f, unsigned op) {
   f->op = (uint16_t)op;
+  if (f->fneg || f->fabs) { /* modifiers only where the executors apply them, on the sources they apply them to */
+    if (!takes_fmods(op)) return false;
+    uint8_t keep = op == V_CNDMASK_B32 ? 3 : (uint8_t)((1u << arity(op)) - 1);
+    f->fneg &= keep, f->fabs &= keep;
+  }
+  if (f->dpp) { /* DPP on src0: not for the scalar-result and 64-bit opcodes, nor a reserved control */
+    if (op == V_READFIRSTLANE_B32 || op == V_MAD_U64_U32 || f->kind[0] != FS_V) return false;
+    if (f->dpp == 16 && kn_dpp_lane(16, f->dppw, false, ~0u, 0) == -2) return false;
+    bool bound_zero = f->dpp == 16 ? bits(f->dppw, 19, 19) : 1;
+    f->dppwm = 0;
+    for (int l = 0; l < KN_LANES; l++) { /* under a full EXEC: the source lane (KN_LANES: reads 0), the lanes written */
+      int s = kn_dpp_lane(f->dpp, f->dppw, f->dppfi, ~0u, l);
+      f->dppsrc[l] = (uint8_t)(s < 0 ? KN_LANES : s);
+      if (kn_dpp_writes(f->dpp, f->dppw, l) && (s >= 0 || bound_zero)) f->dppwm |= 1u << l;
+    }
+  }
   if (op == V_READFIRSTLANE_B32) return sdst_ok(f->vdst);
   if (is_cmp(op)) {
     f->cmpx = op >= V_CMPX_F_F16;
@@ -85,8 +115,16 @@ static bool finish(kn_fop *f, unsigned op) {
 static bool decode_short(kn_fop *f, const uint32_t *w, unsigned len, int fam, unsigned op) {
   uint32_t w0 = w[0], lit = len > 4 ? w[len / 4 - 1] : 0;
   unsigned s0 = bits(w0, 8, 0), v3;
-  if (s0 == OP_DPP16 || s0 == OP_DPP8 || s0 == OP_DPP8FI) return false;
   memset(f, 0, sizeof *f);
+  if (s0 == OP_DPP16 || s0 == OP_DPP8 || s0 == OP_DPP8FI) { /* src0 is the VGPR in the DPP dword */
+    f->dpp = s0 == OP_DPP16 ? 16 : 8, f->dppw = w[1];
+    f->dppfi = (uint8_t)(f->dpp == 8 ? s0 == OP_DPP8FI : bits(w[1], 18, 18));
+    if (f->dpp == 16) { /* DPP16 carries src0/src1 modifiers */
+      f->fneg = (uint8_t)(bits(w[1], 20, 20) | bits(w[1], 22, 22) << 1);
+      f->fabs = (uint8_t)(bits(w[1], 21, 21) | bits(w[1], 23, 23) << 1);
+    }
+    s0 = OP_VGPR0 + (w[1] & 255), lit = 0;
+  }
   f->vdst = (uint8_t)bits(w0, 24, 17), f->sdst = OP_VCC_LO;
   if (fam == KN_FAM_VOPC) {
     v3 = op;
@@ -103,9 +141,11 @@ static bool decode_short(kn_fop *f, const uint32_t *w, unsigned len, int fam, un
   unsigned v1 = OP_VGPR0 + bits(w0, 16, 9);
   switch (v3) {
   case V_FMAMK_F32: /* src0 * K + vsrc1 */
+    if (f->dpp) return false;
     return operand(f, 1, OP_LITERAL, lit, false, false) && operand(f, 2, v1, lit, false, false) &&
            finish(f, V_FMA_F32);
   case V_FMAAK_F32: /* src0 * vsrc1 + K */
+    if (f->dpp) return false;
     return operand(f, 1, v1, lit, false, false) && operand(f, 2, OP_LITERAL, lit, false, false) &&
            finish(f, V_FMA_F32);
   case V_FMAC_F32: return operand(f, 1, v1, lit, false, false) && operand(f, 2, OP_VGPR0 + f->vdst, lit, false, false) &&
@@ -118,17 +158,23 @@ static bool decode_short(kn_fop *f, const uint32_t *w, unsigned len, int fam, un
   }
 }
 
-/* VOP3 and VOP3SD: only forms without abs/neg/op_sel/clamp/omod. */
+/* VOP3 and VOP3SD: forms without op_sel/clamp/omod; abs/neg where the opcode takes them (finish); DPP on src0. */
 static bool decode_vop3(kn_fop *f, const uint32_t *w, unsigned len, unsigned op) {
   uint32_t w0 = w[0], w1 = w[1], lit = len > 8 ? w[len / 4 - 1] : 0;
   unsigned src[3] = {bits(w1, 8, 0), bits(w1, 17, 9), bits(w1, 26, 18)};
   int n = arity(op);
   if (!n || op >= 1024 || op == V_FMAAK_F32 || op == V_FMAMK_F32) return false;
-  if (src[0] == OP_DPP16 || src[0] == OP_DPP8 || src[0] == OP_DPP8FI) return false;
-  if (bits(w0, 15, 15) || bits(w1, 31, 27)) return false; /* clamp, omod, neg */
+  if (bits(w0, 15, 15) || bits(w1, 28, 27)) return false; /* clamp, omod */
   bool sd = op == V_ADD_CO_U32 || op == V_ADD_CO_CI_U32 || op == V_MAD_U64_U32;
-  if (!sd && bits(w0, 14, 8)) return false; /* abs, op_sel */
+  if (sd && bits(w1, 31, 29)) return false; /* neg on a carry op */
+  if (!sd && bits(w0, 14, 11)) return false; /* op_sel */
   memset(f, 0, sizeof *f);
+  if (!sd) f->fneg = (uint8_t)bits(w1, 31, 29), f->fabs = (uint8_t)bits(w0, 10, 8);
+  if (src[0] == OP_DPP16 || src[0] == OP_DPP8 || src[0] == OP_DPP8FI) { /* the DPP dword follows; no literal */
+    f->dpp = src[0] == OP_DPP16 ? 16 : 8, f->dppw = w[2];
+    f->dppfi = (uint8_t)(f->dpp == 8 ? src[0] == OP_DPP8FI : bits(w[2], 18, 18));
+    src[0] = OP_VGPR0 + (w[2] & 255), lit = 0;
+  }
   f->vdst = (uint8_t)bits(w0, 7, 0);
   f->sdst = (uint8_t)(sd ? bits(w0, 14, 8) : bits(w0, 7, 0));
   if (op == V_FMAC_F32) src[2] = OP_VGPR0 + f->vdst;
@@ -242,10 +288,22 @@ enum { R_V32, R_V64, R_MASK };
 #define LANE_CLONES
 #endif
 
-static inline __attribute__((always_inline)) int eval(const kn_wave *w, const kn_fop *f, uint32_t *o, uint32_t *hi, uint32_t *m) {
+/* source i with the float input modifiers applied to its sign bit */
+static inline __attribute__((always_inline)) const uint32_t *src_mod(const kn_fop *f, int i, const uint32_t *x, uint32_t *tmp) {
+  uint32_t keep = (f->fabs >> i & 1) ? 0x7fffffffu : ~0u, flip = (f->fneg >> i & 1) ? 0x80000000u : 0;
+  if (keep == ~0u && !flip) return x;
+  LANES tmp[l] = (x[l] & keep) ^ flip;
+  return tmp;
+}
+
+/* a0: src0's lanes as DPP selected them (NULL: src0 as decoded) */
+static inline __attribute__((always_inline)) int eval(const kn_wave *w, const kn_fop *f, const uint32_t *a0, uint32_t *o,
+                                                      uint32_t *hi, uint32_t *m) {
   uint32_t t0[KN_LANES], t1[KN_LANES], t2[KN_LANES];
-  const uint32_t *a = src(w, f, 0, t0);
+  const uint32_t *a = a0 ? a0 : src(w, f, 0, t0);
   const uint32_t *b = f->kind[1] ? src(w, f, 1, t1) : a, *c = f->kind[2] ? src(w, f, 2, t2) : a;
+  uint32_t m0[KN_LANES], m1[KN_LANES];
+  if (f->fneg | f->fabs) a = src_mod(f, 0, a, m0), b = src_mod(f, 1, b, m1), c = src_mod(f, 2, c, t2);
   uint32_t mm = 0;
   switch (f->op) {
   case V_MOV_B32: LANES o[l] = a[l]; break;
@@ -355,14 +413,37 @@ static inline void swrite(kn_wave *w, unsigned d, uint32_t v) {
   if (d != OP_NULL) w->s[d] = v;
 }
 
+/* DPP: src0's lanes as the control selects them (0 where the source lane is invalid and bound_ctrl is set); the lanes
+ * that may write (EXEC, the row and bank masks, and not an invalid source without bound_ctrl), as the per-lane
+ * executor (rdna3_valu.c) has them. */
+static uint32_t dpp_src0(const kn_wave *w, const kn_fop *f, uint32_t exec, uint32_t *a0) {
+  const uint32_t *v = w->v[f->idx[0]];
+  if (exec == ~0u) { /* every lane active: the lanes the control selects, decoded once (kn_fast_decode) */
+    LANES a0[l] = f->dppsrc[l] < KN_LANES ? v[f->dppsrc[l]] : 0;
+    return f->dppwm;
+  }
+  bool bound_zero = f->dpp == 16 ? bits(f->dppw, 19, 19) : 1;
+  uint32_t wm = 0;
+  LANES {
+    a0[l] = 0;
+    if (!(exec >> l & 1) || !kn_dpp_writes(f->dpp, f->dppw, l)) continue;
+    int s = kn_dpp_lane(f->dpp, f->dppw, f->dppfi, exec, l);
+    if (s < 0 && !bound_zero) continue;
+    wm |= 1u << l;
+    if (s >= 0) a0[l] = v[s];
+  }
+  return wm;
+}
+
 LANE_CLONES static int run_fop(kn_wave *w, const kn_fop *f) {
-  uint32_t exec = exec_mask(w), o[KN_LANES], hi[KN_LANES], m = 0;
+  uint32_t exec = exec_mask(w), o[KN_LANES], hi[KN_LANES], m = 0, d0[KN_LANES];
   if (f->op == V_READFIRSTLANE_B32) {
     uint32_t t[KN_LANES];
     swrite(w, f->vdst, src(w, f, 0, t)[exec ? __builtin_ctz(exec) : 0]);
     return 0;
   }
-  int r = eval(w, f, o, hi, &m);
+  if (f->dpp) exec = dpp_src0(w, f, exec, d0);
+  int r = eval(w, f, f->dpp ? d0 : NULL, o, hi, &m);
   if ((r & 15) == R_MASK) {
     if (f->cmpx) w->s[OP_EXEC_LO] = m & exec;
     else swrite(w, f->sdst, m & exec);
@@ -383,8 +464,8 @@ static int fast_valu(kn_cu *cu, kn_wave *w, const kn_inst *in) {
 /* VOPD: both halves read their operands before either writes. */
 LANE_CLONES static void run_vopd(kn_wave *w, const kn_inst *in) {
   uint32_t exec = exec_mask(w), ox[KN_LANES], oy[KN_LANES], hi[KN_LANES], m;
-  eval(w, &in->x, ox, hi, &m);
-  eval(w, &in->y, oy, hi, &m);
+  eval(w, &in->x, NULL, ox, hi, &m);
+  eval(w, &in->y, NULL, oy, hi, &m);
   vwrite(w->v[in->x.vdst], ox, exec);
   vwrite(w->v[in->y.vdst], oy, exec);
 }
@@ -406,6 +487,7 @@ bool kn_fast_decode(kn_inst *in) {
   switch (in->fam) {
   case KN_FAM_VOP1: case KN_FAM_VOP2: case KN_FAM_VOPC: ok = decode_short(&in->x, w, in->len, in->fam, in->op); break;
   case KN_FAM_VOP3: ok = decode_vop3(&in->x, w, in->len, in->op); break;
+  case KN_FAM_GLOBAL: case KN_FAM_FLAT: return kn_fast_mem_decode(in);
   case KN_FAM_VOPD: {
     uint32_t lit = in->len > 8 ? w[in->len / 4 - 1] : 0;
     unsigned vdstx = bits(w[1], 31, 24), vdsty = bits(w[1], 23, 17) << 1 | ((vdstx & 1) ^ 1);

@@ -357,6 +357,7 @@ static bool nan_const(const kn_fop *f) {
  * arithmetic on a NaN constant is left to the interpreter: LLVM folds it to a NaN of its choosing, where the host's
  * arithmetic (the fast paths') keeps the operand's payload. */
 static bool translatable(const kn_fop *f) {
+  if (f->dpp || f->fneg || f->fabs) return false; /* DPP and input modifiers stay with the fast paths */
   switch (f->op) {
   case V_ADD_F32: case V_SUB_F32: case V_SUBREV_F32: case V_MUL_F32: case V_FMA_F32: case V_FMAC_F32:
     return !nan_const(f);

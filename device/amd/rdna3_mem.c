@@ -157,6 +157,60 @@ int kn_exec_flat(kn_cu *cu, kn_wave *w) {
   return 0;
 }
 
+/* The fast path of a global/flat load or store: fields decoded once; every active lane's address is checked
+ * against the mapping the last access hit before any lane moves data, and an instruction whose lanes reach outside
+ * it (another buffer, an unmapped address), or any access while reads are tracked, runs through kn_exec_flat. */
+static int fast_flat(kn_cu *cu, kn_wave *w, const kn_inst *in) {
+  const kn_fmem *m = &in->m;
+  uint32_t exec = exec_mask(w);
+  if (cu->fetch || !exec) return kn_inst_generic(cu, w, in);
+  uint64_t sbase = m->use_saddr ? (w->s[m->saddr] | (uint64_t)w->s[m->saddr + 1] << 32) : 0;
+  const uint32_t *va = w->v[m->vaddr], *vhi = w->v[(m->vaddr + 1) & 255];
+  uint8_t *host[KN_LANES];
+  uint64_t lo = cu->map_lo, n = cu->map_n;
+  if (n < m->bytes) return kn_inst_generic(cu, w, in);
+  for (int l = 0; l < KN_LANES; l++) {
+    if (!(exec >> l & 1)) continue;
+    uint64_t a = (m->use_saddr ? sbase + va[l] : (va[l] | (uint64_t)vhi[l] << 32)) + (uint64_t)(int64_t)m->off;
+    if (a - lo > n - m->bytes) return kn_inst_generic(cu, w, in);
+    host[l] = cu->map_host + (a - lo);
+  }
+  vmem_shape s = {m->load, m->bytes, m->sign, m->d16};
+  if (m->load && m->bytes >= 4 && m->vdst + m->bytes / 4 <= KN_NVGPR) { /* whole dwords into consecutive VGPRs */
+    for (int k = 0; k < m->bytes / 4; k++) {
+      uint32_t *d = w->v[m->vdst + k];
+      for (int l = 0; l < KN_LANES; l++)
+        if (exec >> l & 1) memcpy(&d[l], host[l] + 4 * k, 4);
+    }
+  } else for (int l = 0; l < KN_LANES; l++) {
+    if (!(exec >> l & 1)) continue;
+    if (m->load) load_lane(w, m->vdst, l, host[l], &s);
+    else store_lane(w, m->vdata, l, host[l], &s);
+  }
+  uint64_t bytes = (uint64_t)m->bytes * (uint64_t)__builtin_popcount(exec);
+  if (m->load) cu->st->global_read += bytes;
+  else cu->st->global_written += bytes;
+  w->pc += in->len;
+  return 0;
+}
+
+bool kn_fast_mem_decode(kn_inst *in) {
+  uint32_t i0 = in->w[0], i1 = in->w[1];
+  unsigned seg = bits(i0, 17, 16), saddr = bits(i1, 22, 16);
+  vmem_shape s;
+  if (seg == 1 || seg == 3 || !flat_shape(in->op, &s)) return false; /* scratch, atomics: the executor */
+  kn_fmem *m = &in->m;
+  memset(m, 0, sizeof *m);
+  m->vaddr = (uint8_t)bits(i1, 7, 0), m->vdata = (uint8_t)bits(i1, 15, 8), m->vdst = (uint8_t)bits(i1, 31, 24);
+  m->use_saddr = seg == 2 && saddr != SADDR_OFF && saddr != 127;
+  m->saddr = (uint8_t)saddr;
+  m->off = seg == 0 ? (int32_t)bits(i0, 11, 0) : sext(bits(i0, 12, 0), 13);
+  m->bytes = (uint8_t)s.bytes, m->load = (uint8_t)s.load, m->sign = (uint8_t)s.sign, m->d16 = (uint8_t)s.d16;
+  if (m->use_saddr && saddr >= 127) return false;
+  in->fn = fast_flat;
+  return true;
+}
+
 int kn_exec_mubuf(kn_cu *cu, kn_wave *w) {
   if (cu->op == BUFFER_GL0_INV || cu->op == BUFFER_GL1_INV) { /* cache invalidates: caches are not modelled */
     w->pc += cu->len;

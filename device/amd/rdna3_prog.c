@@ -98,7 +98,7 @@ static const kn_inst *decode_locked(kn_cu *cu, kn_rdna3_prog *p, const kn_wave *
   if (cls == KN_RDNA3_BRANCH && !(op >= S_BRANCH && op <= S_CBRANCH_EXECNZ)) cls = KN_RDNA3_OTHER;
   t.cls = (uint8_t)cls;
   if (p->generic || !kn_fast_decode(&t)) t.fn = timing_only(f, op) && !p->generic ? kn_inst_nop : kn_inst_generic;
-  in->w = t.w, in->len = t.len, in->op = t.op, in->fam = t.fam, in->cls = t.cls, in->x = t.x, in->y = t.y;
+  in->w = t.w, in->len = t.len, in->op = t.op, in->fam = t.fam, in->cls = t.cls, in->x = t.x, in->y = t.y, in->m = t.m;
   __atomic_store_n(&in->fn, t.fn, __ATOMIC_RELEASE);
   return in;
 }

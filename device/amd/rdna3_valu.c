@@ -49,34 +49,13 @@ void kn_putf16(kn_lane *x, float f) { kn_put16(x, kn_f2h(omod_clamp(x->in, f)));
 
 /* ---- DPP ---- */
 
-/* The lane src0 reads for lane l, or -1 when that lane is out of its row or disabled. */
+/* The lane src0 reads for lane l, or -1 when that lane is out of its row or disabled (rdna3_wave.h). */
 static int dpp_lane(const kn_valu *in, uint32_t exec, int l) {
-  int src;
-  if (in->dpp == 8) {
-    src = (l & ~7) | (int)((in->dppw >> (8 + 3 * (l & 7))) & 7);
-  } else {
-    uint32_t ctl = bits(in->dppw, 16, 8);
-    int row = l & ~15, i = l & 15;
-    if (ctl <= 0xff) src = (l & ~3) | (int)((ctl >> (2 * (l & 3))) & 3);
-    else if (ctl >= 0x101 && ctl <= 0x10f) src = i + (int)(ctl & 15) < 16 ? l + (int)(ctl & 15) : -1;
-    else if (ctl >= 0x111 && ctl <= 0x11f) src = i - (int)(ctl & 15) >= 0 ? l - (int)(ctl & 15) : -1;
-    else if (ctl >= 0x121 && ctl <= 0x12f) src = row + ((i - (int)(ctl & 15)) & 15);
-    else if (ctl == 0x140) src = row + 15 - i;
-    else if (ctl == 0x141) src = row + (i & 8) + 7 - (i & 7);
-    else if (ctl >= 0x150 && ctl <= 0x15f) src = row + (int)(ctl & 15);
-    else if (ctl >= 0x160 && ctl <= 0x16f) src = row + (i ^ (int)(ctl & 15));
-    else return -2; /* reserved control */
-  }
-  bool fetch_inactive = in->dpp == 8 ? in->src[0] == OP_DPP8FI : bits(in->dppw, 18, 18);
-  if (src >= 0 && !(exec >> src & 1) && !fetch_inactive) src = -1;
-  return src;
+  bool fi = in->dpp == 8 ? in->src[0] == OP_DPP8FI : bits(in->dppw, 18, 18);
+  return kn_dpp_lane(in->dpp, in->dppw, fi, exec, l);
 }
 
-/* DPP16 row/bank masks: may lane l write at all? */
-static bool dpp_writes(const kn_valu *in, int l) {
-  if (in->dpp != 16) return true;
-  return (bits(in->dppw, 31, 28) >> (l >> 4) & 1) && (bits(in->dppw, 27, 24) >> ((l & 15) >> 2) & 1);
-}
+static bool dpp_writes(const kn_valu *in, int l) { return kn_dpp_writes(in->dpp, in->dppw, l); }
 
 /* ---- cross-lane and scalar-result opcodes ---- */
 

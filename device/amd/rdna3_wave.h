@@ -62,6 +62,36 @@ static inline double u2d(uint64_t u) { double f; memcpy(&f, &u, 8); return f; }
 float kn_h2f(uint16_t h);
 uint16_t kn_f2h(float f);
 
+/* DPP (the per-lane executors and the fast paths share these): the lane src0 reads for lane l under DPP16 or DPP8
+ * (dpp 16 or 8, dppw its dword, fi: fetch inactive lanes, DPP8FI's or DPP16's bit 18), -1 when that lane is out of
+ * its row or disabled, -2 for a reserved DPP16 control. */
+static inline int kn_dpp_lane(int dpp, uint32_t dppw, bool fi, uint32_t exec, int l) {
+  int src;
+  if (dpp == 8) {
+    src = (l & ~7) | (int)((dppw >> (8 + 3 * (l & 7))) & 7);
+  } else {
+    uint32_t ctl = bits(dppw, 16, 8);
+    int row = l & ~15, i = l & 15;
+    if (ctl <= 0xff) src = (l & ~3) | (int)((ctl >> (2 * (l & 3))) & 3);
+    else if (ctl >= 0x101 && ctl <= 0x10f) src = i + (int)(ctl & 15) < 16 ? l + (int)(ctl & 15) : -1;
+    else if (ctl >= 0x111 && ctl <= 0x11f) src = i - (int)(ctl & 15) >= 0 ? l - (int)(ctl & 15) : -1;
+    else if (ctl >= 0x121 && ctl <= 0x12f) src = row + ((i - (int)(ctl & 15)) & 15);
+    else if (ctl == 0x140) src = row + 15 - i;
+    else if (ctl == 0x141) src = row + (i & 8) + 7 - (i & 7);
+    else if (ctl >= 0x150 && ctl <= 0x15f) src = row + (int)(ctl & 15);
+    else if (ctl >= 0x160 && ctl <= 0x16f) src = row + (i ^ (int)(ctl & 15));
+    else return -2; /* reserved control */
+  }
+  if (src >= 0 && !(exec >> src & 1) && !fi) src = -1;
+  return src;
+}
+
+/* DPP16 row/bank masks: may lane l write at all? (DPP8 has none) */
+static inline bool kn_dpp_writes(int dpp, uint32_t dppw, int l) {
+  if (dpp != 16) return true;
+  return (bits(dppw, 31, 28) >> (l >> 4) & 1) && (bits(dppw, 27, 24) >> ((l & 15) >> 2) & 1);
+}
+
 /* Operand types for inline constants: the float constants (0.5, 1.0, ...) are encoded per operand width. */
 enum { T_B32, T_F16, T_F32, T_F64, T_B64 };
 
@@ -96,11 +126,23 @@ typedef struct {
   uint8_t idx[3];      /* register number */
   uint32_t val[3];     /* constant value */
   uint8_t cmpx, neg64; /* compare writes EXEC; which 64-bit constant operands are negative (sign-extended) */
+  uint8_t fneg, fabs;  /* the float input modifiers, a bit per source (only where the opcode applies them) */
+  uint8_t dpp, dppfi;  /* 0, or DPP16 / DPP8 on src0 (a VGPR: idx[0]) with its dword; dppfi: fetch inactive lanes */
+  uint32_t dppw;
+  uint32_t dppwm;          /* DPP under a full EXEC: the lanes that write, and the lane each reads (KN_LANES: 0) */
+  uint8_t dppsrc[KN_LANES];
 } kn_fop;
 
 /* One instruction of a code object, decoded once (rdna3_prog.c) and then run by its handler: the fast paths
  * (rdna3_fast.c), a no-op, or kn_inst_generic, which hands the words to the family's executor below. A handler
  * advances (or branches) the wave's pc and returns 0, or -1 with the dispatch's error set. */
+/* A global/flat load or store in the fast path's form (rdna3_mem.c): fields decoded once. */
+typedef struct {
+  uint8_t vaddr, vdata, vdst, saddr; /* saddr: the SGPR pair of the base, when use_saddr */
+  uint8_t bytes, load, sign, d16, use_saddr;
+  int32_t off;
+} kn_fmem;
+
 typedef struct kn_inst kn_inst;
 typedef int (*kn_inst_fn)(kn_cu *cu, kn_wave *w, const kn_inst *in);
 struct kn_inst {
@@ -109,6 +151,7 @@ struct kn_inst {
   uint16_t op;
   uint8_t len, fam, cls; /* bytes, KN_FAM_*, KN_RDNA3_* counter class */
   kn_fop x, y;         /* the fast path's operation (y: VOPD's second half) */
+  kn_fmem m;           /* a global load or store's fast path */
   const struct kn_jit_run *jit; /* the compiled run this slot starts (rdna3_jit.c), when its handler is jit_run */
 };
 int kn_inst_generic(kn_cu *cu, kn_wave *w, const kn_inst *in);
@@ -135,6 +178,8 @@ kn_rdna3_prog *kn_prog_get(kn_rdna3_cache *c, const kn_rdna3_mem *mem, uint64_t 
 const kn_inst *kn_prog_decode(kn_cu *cu, kn_rdna3_prog *p, const kn_wave *w);
 /* Gives in a fast handler when its opcode and operand forms have one. */
 bool kn_fast_decode(kn_inst *in);
+/* The same for global/flat loads and stores (rdna3_mem.c). */
+bool kn_fast_mem_decode(kn_inst *in);
 /* What handles a decoded slot: 1 a whole-wave vector operation (in->x), 2 a VOPD pair (in->x, in->y), 3 a
  * timing-only no-op, 0 anything else. */
 int kn_fast_kind(const kn_inst *in);
