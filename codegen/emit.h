@@ -79,15 +79,18 @@ void kn_quant_x_store(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, 
 LLVMValueRef kn_quant_dot_rec(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, LLVMValueRef rec, int qk, int vec);
 /* quant_dot.c, for the tiled prefill template (quant_mm.c): the activations' sub-block size S of fmt; one block of
  * activations (nx vectors of vec floats) quantized as kn_quant_dot does, to *xq <qk x i8>, *dx (f32) and the sums of
- * its sub-blocks *sums <qk/S x i16>; how many 32-element blocks fill the integer vector (kn_quant_dot_pair: nblk);
- * the lanes of a token's accumulator; the dots of nblk weight blocks blk, blk + 1 (decoded once) with the record of
- * ntok tokens' quantized blocks (xq: ntok x nblk * qk int8, token-major; dx: [nblk][ntok] floats; sp: for
- * one-sub-block formats [nblk][ntok] floats of dx * sum(xq), for the others the sums as [qk/S/2][ntok][2] i16), added to acc[u]
- * (<lanes x float>) and *accv (<ntok x float>, the offset and mins terms); a token's result from both. */
+ * its sub-blocks *sums <qk/S x i16>; how many blocks of a row of nb blocks one record holds (nblk; *split: the
+ * nibble formats' records, below); the lanes of a token's accumulator; the dots of nblk weight blocks blk, blk + 1,
+ * ... (decoded once) with the record of ntok tokens' quantized blocks (xq: ntok x nblk * qk int8, token-major; dx:
+ * [nblk][ntok] floats; sp: for one-sub-block formats [nblk][ntok] floats of dx * sum(xq), for the others the sums as
+ * [qk/S/2][ntok][2] i16), added to acc[u] (<lanes x float>) and *accv (<ntok x float>, the offset and mins terms); a
+ * token's result from both. Split records (Q4_0/Q4_1/Q5_0/Q5_1) hold a token's int8 values in the weights' nibble
+ * order, elements 0-15 of each of the nblk blocks then 16-31 of each, and dx as [ntok][4 nblk] floats (each block's
+ * over its four lanes). */
 int kn_quant_dot_sub(kn_dtype fmt);
 void kn_quant_x_block(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, int vec, LLVMValueRef *xq, LLVMValueRef *dx,
                       LLVMValueRef *sums);
-int kn_quant_dot_pair(kn_emit *e, kn_dtype fmt);
+int kn_quant_dot_tile_blocks(const kn_target *t, kn_dtype fmt, int64_t nb, bool *split);
 int kn_quant_dot_lanes(kn_emit *e, kn_dtype fmt, int nblk);
 void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int ntok, LLVMValueRef xq,
                        LLVMValueRef dx, LLVMValueRef sp, LLVMValueRef *acc, LLVMValueRef *accv);

@@ -861,21 +861,71 @@ void kn_quant_x_block(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, 
   *sums = s;
 }
 
-/* how many 32-element blocks share one vector (2 with 64 bytes) */
-
-int kn_quant_dot_pair(kn_emit *e, kn_dtype fmt) {
-  int qk = (int)kn_dtype_get(fmt)->block_elems;
-  return qk < int_width(e) ? int_width(e) / qk : 1;
-}
-
 int kn_quant_dot_lanes(kn_emit *e, kn_dtype fmt, int nblk) {
+  if (split_fmt(fmt)) return 4 * nblk;
   int W = int_width(e), qk = (int)kn_dtype_get(fmt)->block_elems * nblk;
   return (W > qk ? qk : W) / 4;
+}
+
+int kn_quant_dot_tile_blocks(const kn_target *t, kn_dtype fmt, int64_t nb, bool *split) {
+  int pb = split_fmt(fmt) ? t_int_width(t) / 16 : kn_dtype_get(fmt)->block_elems == 32 && t_int_width(t) == 64 ? 2 : 1;
+  while (pb > 1 && nb % pb) pb /= 2;
+  *split = split_fmt(fmt);
+  return pb;
+}
+
+/* The nibble formats' tile (split records): nblk blocks' nibbles side by side give L (elements 0-15 of each block)
+ * and H (16-31) with no shuffle, decoded once; per token two multiply-adds with its xL and xH land block k in lanes
+ * 4k..4k+3, which take the block's scale times the token's dx (stored spread over those lanes): a few operations per
+ * token for nblk blocks, where the element-order tile spends a multiply-add chain, a conversion, a scale broadcast
+ * and an add per block. */
+static void tile_split(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int U, LLVMValueRef xq,
+                       LLVMValueRef dxp, LLVMValueRef sp, LLVMValueRef *acc, LLVMValueRef *accv) {
+  const kn_dtype_info *di = kn_dtype_get(fmt);
+  bool five = fmt == KN_Q5_0 || fmt == KN_Q5_1, with_min = fmt == KN_Q4_1 || fmt == KN_Q5_1;
+  int qs = with_min ? (five ? 8 : 4) : (five ? 6 : 2), qh = five ? (with_min ? 4 : 2) : -1, W = 16 * nblk, n = W / 4;
+  qd q[4];
+  LLVMValueRef parts[4];
+  for (int k = 0; k < nblk; k++) {
+    LLVMValueRef off = LLVMBuildMul(e->b, LLVMBuildAdd(e->b, blk, LLVMConstInt(e->i64, (unsigned)k, 0), ""),
+                                    LLVMConstInt(e->i64, (unsigned)di->block_bytes, 0), "");
+    q[k] = (qd){.e = e, .bp = LLVMBuildGEP2(e->b, e->i8, base, &off, 1, "")};
+    parts[k] = bytes(&q[k], qs, 16);
+  }
+  LLVMValueRef v = concat(e, parts, nblk), L = band(e, v, 15), H = band(e, lshr(e, v, 4), 15);
+  if (five) L = split_high(e, q, nblk, qh, L, false), H = split_high(e, q, nblk, qh, H, true);
+  LLVMValueRef d = split_f16(e, q, nblk, 0, n);
+  for (int u = 0; u < U; u++) {
+    LLVMValueRef xL = ld(e, vt(e->i8, W), at(e, xq, (long long)u * 2 * W), al(W));
+    LLVMValueRef xH = ld(e, vt(e->i8, W), at(e, xq, (long long)u * 2 * W + W), al(W));
+    LLVMValueRef I = dot4(e, NULL, L, xL, true);
+    if (I) I = dot4(e, I, H, xH, true);
+    else /* u * x pair sums of L and H added as i16: 2 * 2 * 31 * 127 fits */
+      I = maddwd(e, LLVMBuildAdd(e->b, maddubs(e, L, xL), maddubs(e, H, xH), ""), splat16(e, W / 2, 1));
+    LLVMValueRef dxv = ld(e, vt(e->f32, n), at(e, dxp, (long long)u * 4 * n), al(4 * n));
+    acc[u] = kn_e_fadd(e, acc[u], kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vt(e->f32, n), ""), kn_e_fmul(e, d, dxv)));
+  }
+  /* q - 8, q - 16 or d * q + m: the stored dx * sum(xq) of every token times the block's offset or min */
+  LLVMValueRef cv = ld(e, vt(e->f32, nblk * U), sp, 4);
+  LLVMValueRef mv = with_min ? split_f16(e, q, nblk, 2, n) : kn_e_fmul(e, d, kn_e_fconst(vt(e->f32, n), split_off(fmt)));
+  for (int k = 0; k < nblk; k++) { /* the block's scale or min from its lanes of the spread vector */
+    int idx[16];
+    for (int l = 0; l < U; l++) idx[l] = 4 * k;
+    *accv = kn_e_fadd(e, *accv, kn_e_fmul(e, nblk > 1 ? slice(e, cv, k * U, U) : cv, shuf(e, mv, NULL, idx, U)));
+  }
 }
 
 void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int ntok, LLVMValueRef xq,
                        LLVMValueRef dxp, LLVMValueRef sp, LLVMValueRef *acc, LLVMValueRef *accv) {
   const kn_dtype_info *di = kn_dtype_get(fmt);
+  if (split_fmt(fmt)) {
+    if (!split_layout(e, fmt, nblk) || ntok > 16) {
+      kn_efail(e, "no split integer-dot tile for %s over %d blocks and %d tokens", di->name, nblk, ntok);
+      return;
+    }
+    tile_split(e, fmt, base, blk, nblk, ntok, xq, dxp, sp, acc, accv);
+    return;
+  }
   qblock bs[2];
   for (int k = 0; k < nblk && k < 2; k++) {
     LLVMValueRef bi = k ? LLVMBuildAdd(e->b, blk, LLVMConstInt(e->i64, (unsigned)k, 0), "") : blk;

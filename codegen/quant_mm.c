@@ -99,7 +99,12 @@ bool kn_qmm_match(const kn_kernel *k, const kn_target *t, kn_qmm *m) {
   if (!gpu && (t->kind != KN_TARGET_CPU || !kn_qmm_enabled())) return false;
   if (k->kind != KN_KERNEL_EXPR || kn_getenv_int("KILN_QMM", 1) <= 0 || kn_getenv_int("NOOPT", 0) > 0) return false;
   if (k->ndim != 3 || k->nreduce != 1 || k->shape[0] < 2 || k->shape_sym[0] || k->shape_sym[1] || k->shape_sym[2]) return false;
-  if (!is_float(k->bufs[0].dtype) || !plain_view(&k->out_st) || k->out_row) return false; /* no row scatter */
+  if (!is_float(k->bufs[0].dtype) || !plain_view(&k->out_st)) return false;
+  /* a row scatter (the K and V rows of a batched pass into their sequences' cache rows): rows from an integer load */
+  const kn_kop *r = k->out_row;
+  if (r && (r->op != KN_KOP_LOAD || r->nsrc || r->buf < 0 || r->buf >= k->nbufs || !plain_view(&r->st) ||
+            (k->bufs[r->buf].dtype != KN_I32 && k->bufs[r->buf].dtype != KN_I64)))
+    return false;
   if (!find_reduces(k->root, 0, m->reds, &m->nred, KN_QMM_MAX_RED) || m->nred < 1) return false;
   /* every reduce dots the same activations with a weight of one format (gate and up of a fused SiLU-gated MLP) */
   for (int i = 0; i < m->nred; i++) {
@@ -197,6 +202,13 @@ static LLVMValueRef eval(kn_qmm_epi *p, const kn_kop *x) {
   return v;
 }
 
+/* shuffle indices of a 32-byte block's 16 elements from `from` */
+static LLVMValueRef half_idx(kn_emit *e, int from) {
+  LLVMValueRef m[16];
+  for (int i = 0; i < 16; i++) m[i] = LLVMConstInt(e->i32, (unsigned)(from + i), 0);
+  return LLVMConstVector(m, 16);
+}
+
 /* The epilogue at (p->t, p->n) over the reduces' values p->red, rounded to the output's dtype and stored */
 void kn_qmm_store(kn_qmm_epi *p) {
   kn_emit *e = p->e;
@@ -207,6 +219,15 @@ void kn_qmm_store(kn_qmm_epi *p) {
   else if (od == KN_BF16) v = kn_e_f32_to_bf16(e, v);
   LLVMTypeRef mt = kn_e_memtype(e, od);
   LLVMValueRef ix = out_index(p, &p->k->out_st);
+  if (p->k->out_row) { /* plus the row chosen at run time times the row stride */
+    const kn_kop *r = p->k->out_row;
+    LLVMTypeRef rt = p->k->bufs[r->buf].dtype == KN_I32 ? e->i32 : e->i64;
+    LLVMValueRef ri = out_index(p, &r->st);
+    LLVMValueRef rv = LLVMBuildLoad2(e->b, rt, LLVMBuildGEP2(e->b, rt, p->bufs[r->buf], &ri, 1, ""), "");
+    LLVMSetAlignment(rv, rt == e->i32 ? 4 : 8);
+    if (rt == e->i32) rv = LLVMBuildSExt(e->b, rv, e->i64, "");
+    ix = LLVMBuildAdd(e->b, ix, LLVMBuildMul(e->b, rv, LLVMConstInt(e->i64, (unsigned long long)p->k->out_row_stride, 1), ""), "");
+  }
   LLVMSetAlignment(LLVMBuildStore(e->b, v, LLVMBuildGEP2(e->b, mt, p->bufs[0], &ix, 1, "")), (unsigned)kn_dtype_get(od)->itemsize);
 }
 
@@ -215,7 +236,9 @@ void kn_qmm_plan(const kn_qmm *m, const kn_target *t, kn_qmm_plan_t *pl) {
   int U = kn_getenv_int("KILN_QMM_U", t->vector_bytes >= 64 ? 16 : t->vector_bytes >= 32 ? 8 : 4);
   if (U < 1 || U > 16) U = t->vector_bytes >= 64 ? 16 : t->vector_bytes >= 32 ? 8 : 4;
   if (m->T < U) U = (int)m->T;
-  int64_t per_tok = nb * (qk + 4 + 2 * nsub), tile = STACK_BYTES / per_tok;
+  pl->pb = kn_quant_dot_tile_blocks(t, m->fmt, nb, &pl->split);
+  /* a token's bytes per block: its int8 values, dx (split: over four lanes), the sums */
+  int64_t per_tok = nb * (qk + (pl->split ? 16 : 4) + 2 * nsub), tile = STACK_BYTES / per_tok;
   if (tile > MAX_TILE) tile = MAX_TILE;
   if (tile > m->T) tile = m->T;
   tile = tile / U * U;
@@ -237,8 +260,8 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
   int V = t->vector_bytes / 4 >= 4 ? t->vector_bytes / 4 : 4;
   if (V > 16) V = 16;
   while (qk % V) V /= 2;
-  /* a record: U tokens' PB blocks (two 32-element blocks fill a 64-byte vector) */
-  int PB = nsub == 1 && nb % kn_quant_dot_pair(e, m->fmt) == 0 ? kn_quant_dot_pair(e, m->fmt) : 1;
+  /* a record: U tokens' PB blocks (two 32-element blocks fill a 64-byte vector; split: a vector's 16-byte lanes) */
+  int PB = pl.pb, ND = pl.split ? 4 * PB : PB; /* ND: a token's dx floats per record */
   int64_t NR = nb / PB;
   int nx = (int)(qk / V), lanes = kn_quant_dot_lanes(e, m->fmt, PB);
   LLVMBuilderRef b = e->b;
@@ -260,7 +283,8 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
   LLVMTypeRef vacc = kn_e_vec(e->f32, lanes), vu = LLVMVectorType(e->f32, (unsigned)U), vx = kn_e_vec(e->f32, V);
   LLVMValueRef XQ = LLVMBuildAlloca(b, LLVMArrayType(e->i8, (unsigned)(TT * nb * qk)), "xq");
   LLVMSetAlignment(XQ, 64);
-  LLVMValueRef DX = LLVMBuildAlloca(b, LLVMArrayType(e->f32, (unsigned)(TT * nb)), "dx");
+  LLVMValueRef DX = LLVMBuildAlloca(b, LLVMArrayType(e->f32, (unsigned)(TT * NR * ND)), "dx");
+  LLVMSetAlignment(DX, 64);
   /* one-sub-block formats: dx * sum(xq) per token (f32); others: the sub-block sums (i16), [nsub/2][U][2] per record */
   LLVMValueRef XS = LLVMBuildAlloca(b, LLVMArrayType(e->i16, (unsigned)(TT * nb * (nsub > 1 ? nsub : 2))), "xs");
   LLVMSetAlignment(XS, 16);
@@ -306,8 +330,20 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
     LLVMValueRef o = LLVMBuildAdd(b, LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, rec, ci(e, U), ""), uu, ""), ci(e, PB * qk), ""),
                                   LLVMBuildMul(b, kb, ci(e, qk), ""), "");
     LLVMValueRef slot = LLVMBuildAdd(b, LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, rec, ci(e, PB), ""), kb, ""), ci(e, U), ""), uu, "");
-    LLVMSetAlignment(LLVMBuildStore(b, xq, LLVMBuildGEP2(b, e->i8, XQ, &o, 1, "")), 16);
-    LLVMSetAlignment(LLVMBuildStore(b, dx, LLVMBuildGEP2(b, e->f32, DX, &slot, 1, "")), 4);
+    if (pl.split) { /* elements 0-15 with the record's other blocks' 0-15, then 16-31 likewise; dx over 4 lanes */
+      LLVMValueRef lo = LLVMBuildShuffleVector(b, xq, LLVMGetPoison(LLVMTypeOf(xq)), half_idx(e, 0), "");
+      LLVMValueRef hi = LLVMBuildShuffleVector(b, xq, LLVMGetPoison(LLVMTypeOf(xq)), half_idx(e, 16), "");
+      LLVMValueRef tok = LLVMBuildAdd(b, LLVMBuildMul(b, rec, ci(e, U), ""), uu, "");
+      o = LLVMBuildAdd(b, LLVMBuildMul(b, tok, ci(e, PB * qk), ""), LLVMBuildMul(b, kb, ci(e, 16), ""), "");
+      LLVMSetAlignment(LLVMBuildStore(b, lo, LLVMBuildGEP2(b, e->i8, XQ, &o, 1, "")), 16);
+      o = LLVMBuildAdd(b, o, ci(e, 16 * PB), "");
+      LLVMSetAlignment(LLVMBuildStore(b, hi, LLVMBuildGEP2(b, e->i8, XQ, &o, 1, "")), 16);
+      o = LLVMBuildAdd(b, LLVMBuildMul(b, tok, ci(e, ND), ""), LLVMBuildMul(b, kb, ci(e, 4), ""), "");
+      LLVMSetAlignment(LLVMBuildStore(b, kn_e_splat(e, dx, 4), LLVMBuildGEP2(b, e->f32, DX, &o, 1, "")), 16);
+    } else {
+      LLVMSetAlignment(LLVMBuildStore(b, xq, LLVMBuildGEP2(b, e->i8, XQ, &o, 1, "")), 16);
+      LLVMSetAlignment(LLVMBuildStore(b, dx, LLVMBuildGEP2(b, e->f32, DX, &slot, 1, "")), 4);
+    }
     if (nsub == 1) {
       LLVMValueRef s0 = LLVMBuildExtractElement(b, sums, LLVMConstInt(e->i32, 0, 0), "");
       LLVMValueRef cv = LLVMBuildFMul(b, dx, LLVMBuildSIToFP(b, s0, e->f32, ""), "");
@@ -340,8 +376,10 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
     loop lb = loop_begin(e, ci(e, 0), ci(e, NR), "blk");
     LLVMValueRef acc[16], accv, rec = LLVMBuildAdd(b, gbase, lb.i, "");
     LLVMValueRef o = LLVMBuildMul(b, rec, ci(e, U * PB * qk), ""), xqp = LLVMBuildGEP2(b, e->i8, XQ, &o, 1, "");
+    o = LLVMBuildMul(b, rec, ci(e, U * ND), "");
+    LLVMValueRef dxp = LLVMBuildGEP2(b, e->f32, DX, &o, 1, "");
     o = LLVMBuildMul(b, rec, ci(e, U * PB), "");
-    LLVMValueRef dxp = LLVMBuildGEP2(b, e->f32, DX, &o, 1, ""), sp = LLVMBuildGEP2(b, e->f32, XS, &o, 1, "");
+    LLVMValueRef sp = LLVMBuildGEP2(b, e->f32, XS, &o, 1, "");
     if (nsub > 1) o = LLVMBuildMul(b, rec, ci(e, U * nsub), ""), sp = LLVMBuildGEP2(b, e->i16, XS, &o, 1, "");
     for (int u = 0; u < U; u++) acc[u] = LLVMBuildLoad2(b, vacc, accp[r][u], "");
     accv = LLVMBuildLoad2(b, vu, accvp[r], "");

@@ -23,9 +23,11 @@ typedef struct {
 } kn_qmm;
 
 /* Its tiling: U tokens per decoded block, token tiles of `tile` tokens (a multiple of U), ntiles of them; nb weight
- * blocks per row, nsub activation sums per block. Work items: ntiles * N. */
+ * blocks per row, nsub activation sums per block, pb blocks per record (split: in the weights' nibble order). Work
+ * items: ntiles * N. */
 typedef struct {
-  int U;
+  int U, pb;
+  bool split;
   int64_t tile, ntiles, nb, nsub;
 } kn_qmm_plan_t;
 
