@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "codegen/codegen.h"
+#include "codegen/loopir.h"
 #include "device/device.h"
 #include "tests/kernel_ref.h"
 #include "tests/ref_quant.h"
@@ -902,6 +903,77 @@ static void test_qdot_pair(void) {
   setenv("KILN_EXACT", "1", 1);
 }
 
+/* The GEMV's weight prefetch (codegen/lower.c): beside each QDOTR of the decode path a PREFETCH of the same weight,
+ * its block index that of the QDOTR plus the blocks of one work item (the rows of the item's register block times
+ * the blocks of a row: exactly the blocks the next work item dots there), covering the QDOTR's bytes; none with
+ * KILN_PREFETCH=0. A prefetch cannot change a result (test_qdot and test_qdot_pair run with it), so this checks its
+ * address: a distance off by a row or a block would still pass those. */
+static int prefetch_count(const kn_kernel *k, const kn_sched *s, int64_t rows, int64_t K, kn_dtype q, const char *name) {
+  char err[256] = "";
+  kn_lprog *lp = kn_lower(k, s, err, sizeof err);
+  if (!lp) return fail_line("%s: lowering: %s", name, err), -1;
+  const kn_dtype_info *di = kn_dtype_get(q);
+  int64_t items = lp->global[0], ahead = rows * K / di->block_elems / items;
+  int n = 0, nq = 0, bad = 0;
+  for (int i = 0; i < lp->n; i++) {
+    const kn_lop *o = &lp->ops[i];
+    if (o->op == KN_L_QDOTR) nq++;
+    if (o->op != KN_L_PREFETCH) continue;
+    n++;
+    const kn_lop *a = &lp->ops[o->src[1]], *qd = NULL;
+    for (int j = i + 1; j < lp->n && !qd; j++) /* the QDOTR it serves follows it */
+      if (lp->ops[j].op == KN_L_QDOTR) qd = &lp->ops[j];
+    int64_t elems = qd ? lp->ops[qd->src[4]].val.i : 0;
+    bool at = a->op == KN_L_ALU && a->alu == KN_KOP_ADD && qd && qd->src[0] == o->src[0] &&
+              ((a->src[0] == qd->src[1] && lp->ops[a->src[1]].op == KN_L_CONST && lp->ops[a->src[1]].val.i == ahead) ||
+               (a->src[1] == qd->src[1] && lp->ops[a->src[0]].op == KN_L_CONST && lp->ops[a->src[0]].val.i == ahead));
+    if ((!at || o->size != elems / di->block_elems * di->block_bytes) && bad++ < 2)
+      fail_line("%s: PREFETCH %d is not the next QDOTR's blocks %lld blocks (%lld rows of %lld work items) ahead, %lld bytes",
+                name, i, (long long)ahead, (long long)(rows / items), (long long)items,
+                (long long)(elems / di->block_elems * di->block_bytes));
+  }
+  if (n && (n != nq || rows % items || (rows / items) * K / di->block_elems != ahead) && bad++ < 2)
+    fail_line("%s: %d PREFETCH for %d QDOTR, %lld rows on %lld work items", name, n, nq, (long long)rows, (long long)items);
+  kn_lprog_free(lp);
+  return bad ? -1 : n;
+}
+
+static void test_prefetch(void) {
+  kn_dtype fmts[] = {KN_Q8_0, KN_Q5_0, KN_Q4_K, KN_Q6_K};
+  unsetenv("KILN_EXACT");
+  for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
+    kn_dtype q = fmts[f];
+    int64_t QK = kn_dtype_get(q)->block_elems, N = 8 * rint_in(1, 40) + (f % 2 ? rint_in(1, 7) : 0);
+    int64_t K = QK * (QK == 32 ? rint_in(2, 30) : rint_in(1, 4));
+    char name[96];
+    snprintf(name, sizeof name, "prefetch %s N %lld K %lld", kn_dtype_name(q), (long long)N, (long long)K);
+    kn_kernel *k = kn_kernel_new();
+    k->nbufs = 4;
+    k->bufs[0] = (kn_kbuf){KN_F32, N}, k->bufs[1] = (kn_kbuf){KN_F32, K}, k->bufs[2] = (kn_kbuf){q, N * K};
+    k->bufs[3] = (kn_kbuf){KN_F32, K};
+    int64_t sh[3] = {1, N, K}, sx[3] = {K, 0, 1}, sw[3] = {0, K, 1}, sg[3] = {0, 0, 1};
+    set_space(k, 3, sh, 1);
+    kn_st a = st_strided(3, sh, sx, 0), b = st_strided(3, sh, sw, 0), gs = st_strided(3, sh, sg, 0);
+    kn_kop *xe = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a), kn_kop_load(k, 3, KN_F32, &gs), NULL);
+    k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, xe, kn_kop_load(k, 2, KN_F32, &b), NULL));
+    char err[256] = "";
+    kn_sched s;
+    int on = -1, off = -1;
+    if (kn_opt_schedule(k, kn_device_target(dev), &s, err, sizeof err)) fail_line("%s: schedule: %s", name, err);
+    else if (!s.qdot_hoist) fail_line("%s: not the hoisted integer-dot GEMV (qdot %d)", name, (int)s.qdot);
+    else if ((on = prefetch_count(k, &s, N, K, q, name)) == 0) fail_line("%s: no PREFETCH", name), on = -1;
+    setenv("KILN_PREFETCH", "0", 1);
+    if (on > 0 && !kn_opt_schedule(k, kn_device_target(dev), &s, err, sizeof err) &&
+        (off = prefetch_count(k, &s, N, K, q, name)) != 0 && off > 0)
+      fail_line("%s: %d PREFETCH with KILN_PREFETCH=0", name, off);
+    unsetenv("KILN_PREFETCH");
+    if (on > 0 && off == 0) passed++;
+    else failed++;
+    kn_kernel_free(k);
+  }
+  setenv("KILN_EXACT", "1", 1);
+}
+
 /* The tiled prefill templates (codegen/quant_mm.c on CPUs: the integer-dot mode with T >= 2 tokens of plain f32
  * activations, quantized once per launch with the GEMV template's rounding, so the reference is that of test_qdot's
  * GEMV case, per token; codegen/amdgpu_qmm.c on GPUs: the exact decode, tiles of 16 tokens and 16 rows, K in chunks of
@@ -918,10 +990,10 @@ static void test_qmm(void) {
     for (int r = 0; r < 7; r++) {
       int64_t T = r == 0 ? rint_in(65, 140) : rint_in(2, 20), N = rint_in(1, 24), K = QK * rint_in(1, QK == 32 ? 8 : 3);
       /* 0 none, 1 bias, 2 residual, 3 silu gate, 4 f16 row store at a variable position, 5 f16 rows scattered to
-       * rows chosen at run time (out_row: batched KV caches), which the template leaves to the general lowering,
-       * 6 a fused SiLU-gated MLP: two reduces over the same activations, silu(x W) * (x W2), W2 in buffer 4 */
+       * rows chosen at run time (out_row: batched KV caches), 6 a fused SiLU-gated MLP: two reduces over the same
+       * activations, silu(x W) * (x W2), W2 in buffer 4 */
       int epi = r;
-      bool tiled = epi != 5, intdot = tiled && cpu; /* GPUs: the exact decode */
+      bool tiled = true, intdot = cpu; /* both templates take every epilogue; GPUs: the exact decode */
       int64_t ctx = T + 5, pos = epi == 4 ? rint_in(0, 5) : 0;
       char name[96];
       snprintf(name, sizeof name, "qmm %s T %lld N %lld K %lld epilogue %d", kn_dtype_name(q), (long long)T, (long long)N, (long long)K, epi);
@@ -1114,7 +1186,7 @@ int main(int argc, char **argv) {
   if (quant_only) {
     test_quant();
     test_qdot();
-    if (kn_device_target(dev)->kind == KN_TARGET_CPU) test_qdot_pair();
+    if (kn_device_target(dev)->kind == KN_TARGET_CPU) test_qdot_pair(), test_prefetch();
     test_qmm();
     printf("%d passed, %d failed\n", passed, failed);
     kn_device_close(dev);
@@ -1131,7 +1203,7 @@ int main(int argc, char **argv) {
   test_matmul();
   test_quant();
   test_qdot();
-  if (kn_device_target(dev)->kind == KN_TARGET_CPU) test_qdot_pair();
+  if (kn_device_target(dev)->kind == KN_TARGET_CPU) test_qdot_pair(), test_prefetch();
   test_qmm();
   test_misc();
   kn_cache_stats s = kn_cache_process_stats();
