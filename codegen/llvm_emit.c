@@ -216,6 +216,20 @@ static LLVMValueRef emit_qdotr(kn_emit *e, const kn_lop *o) {
   return kn_quant_dot_rec(e, (kn_dtype)o->arg, get(e, o->src[0], 1), get(e, o->src[1], 1), qx_record(e, o, 2, qk), qk, o->vec);
 }
 
+/* A prefetch (for reading, into every cache level) every 64 bytes of the span from its start: consecutive spans of a
+ * row then leave no cache line between two prefetched addresses, whatever the alignment. */
+static void emit_prefetch(kn_emit *e, const kn_lop *o) {
+  const kn_dtype_info *di = kn_dtype_get((kn_dtype)o->arg);
+  LLVMValueRef off = LLVMBuildMul(e->b, get(e, o->src[1], 1), LLVMConstInt(e->i64, (unsigned long long)di->block_bytes, 0), "");
+  LLVMValueRef p = LLVMBuildGEP2(e->b, e->i8, get(e, o->src[0], 1), &off, 1, "");
+  for (int64_t b = 0; b < o->size; b += 64) {
+    LLVMValueRef ix = LLVMConstInt(e->i64, (unsigned long long)b, 0);
+    LLVMValueRef args[4] = {LLVMBuildGEP2(e->b, e->i8, p, &ix, 1, ""), LLVMConstInt(e->i32, 0, 0), LLVMConstInt(e->i32, 3, 0),
+                            LLVMConstInt(e->i32, 1, 0)};
+    kn_e_intrinsic(e, "llvm.prefetch", LLVMTypeOf(args[0]), args, 4);
+  }
+}
+
 static void emit_store(kn_emit *e, const kn_lop *o) {
   kn_dtype dt = e->p->k->bufs[e->p->ops[o->src[0]].arg].dtype;
   LLVMBasicBlockRef done = NULL;
@@ -466,6 +480,7 @@ int kn_emit_ops(kn_emit *e, LLVMValueRef *params, LLVMValueRef vars, LLVMValueRe
     case KN_L_QX: emit_qx(e, o); break;
     case KN_L_QDOTR: v = emit_qdotr(e, o); break;
     case KN_L_STORE: emit_store(e, o); break;
+    case KN_L_PREFETCH: if (!gpu) emit_prefetch(e, o); break;
     case KN_L_ALU: v = emit_alu(e, o); break;
     case KN_L_CAST: v = emit_cast(e, get(e, o->src[0], o->vec), p->ops[o->src[0]].dtype, o->dtype, o->vec); break;
     case KN_L_BITCAST: v = emit_bitcast(e, get(e, o->src[0], o->vec), p->ops[o->src[0]].dtype, o->dtype, o->vec); break;

@@ -13,7 +13,7 @@ static const char *lop_names[KN_L_COUNT] = {
   [KN_L_QX] = "QX", [KN_L_QDOTR] = "QDOTR", [KN_L_STORE] = "STORE", [KN_L_ALU] = "ALU", [KN_L_CAST] = "CAST",
   [KN_L_BITCAST] = "BITCAST", [KN_L_VECTORIZE] = "VECTORIZE", [KN_L_GEP] = "GEP", [KN_L_HREDUCE] = "HREDUCE",
   [KN_L_IF] = "IF", [KN_L_ENDIF] = "ENDIF", [KN_L_BARRIER] = "BARRIER", [KN_L_LOCAL] = "LOCAL",
-  [KN_L_GROUPREDUCE] = "GROUPREDUCE",
+  [KN_L_GROUPREDUCE] = "GROUPREDUCE", [KN_L_PREFETCH] = "PREFETCH",
 };
 
 int kn_l_group_reduce(kn_lprog *p, int a, kn_kop_type rop, int64_t group) {
@@ -287,6 +287,7 @@ void kn_lprog_print(const kn_lprog *p, FILE *f) {
       break;
     case KN_L_RANGE: fprintf(f, " [0,%" PRId64 ")", o->size); break;
     case KN_L_SCRATCH: fprintf(f, " %" PRId64 " bytes", o->size); break;
+    case KN_L_PREFETCH: fprintf(f, " %s %%%d %%%d, %" PRId64 " bytes", kn_dtype_name((kn_dtype)o->arg), o->src[0], o->src[1], o->size); break;
     case KN_L_GEP: fprintf(f, " %%%d lane %" PRId64, o->src[0], o->arg); break;
     case KN_L_QLOAD: case KN_L_QDOT: case KN_L_QX: case KN_L_QDOTR: fprintf(f, " %s", kn_dtype_name((kn_dtype)o->arg)); /* fallthrough */
     default:

@@ -41,6 +41,8 @@ typedef enum {
   KN_L_ENDIF,
   KN_L_BARRIER,   /* workgroup barrier (GPU) */
   KN_L_LOCAL,     /* workgroup-local array of size elements (GPU) */
+  KN_L_PREFETCH,  /* CPU: the `size` bytes from block src[1] of PARAM src[0] on are brought into the cache ahead of
+                   * their use (a hint: no value, never a fault); other targets ignore it */
   KN_L_GROUPREDUCE, /* src[0] reduced with alu over the `size` work items of a workgroup (GPU: the GROUP piece);
                      every work item gets the result */
   KN_L_COUNT
@@ -118,6 +120,7 @@ typedef struct {
   bool qdot;  /* the block-format reduce lowers to integer-dot QDOT ops (opt.c decides, lower.c follows) */
   bool qdot_hoist; /* ... whose activations are the same for every output: quantized once per call (QX) */
   int qdot_blocks; /* consecutive blocks per QDOT (0 or 1: one) */
+  bool qdot_prefetch; /* ... each QDOTR prefetches its weight blocks one work item ahead (KILN_PREFETCH) */
 } kn_sched;
 
 /* Choose the schedule for a kernel on a target (NOOPT=1: everything global or serial, no vectors). */

@@ -197,6 +197,24 @@ static int record_index(lower *L, int g) {
   return kn_l_alu(c->p, KN_KOP_ADD, KN_I64, kn_l_alu(c->p, KN_KOP_MUL, KN_I64, it, kn_l_const_i(c->p, KN_I64, L->qx_groups)), gi);
 }
 
+/* A GEMV's work item reads its rows' weights once, each row a stream of well under a few KB (a 896-wide Q8_0 row is
+ * 952 bytes): too short for the hardware prefetcher to get ahead of the loads, so with the weights in DRAM every row
+ * started with demand misses. Work items take consecutive rows, so the blocks one work item ahead of the ones about
+ * to be dotted are the next item's: fetching them now overlaps the memory traffic with this item's arithmetic. The
+ * weight's blocks per work item is that distance (0: no prefetch, e.g. fewer blocks than items). */
+static int prefetch(lower *L, const kn_kop *w, int param, int blk, int elems) {
+  kn_lctx *c = &L->c;
+  if (!c->s->qdot_prefetch) return 0;
+  const kn_dtype_info *di = kn_dtype_get(c->k->bufs[w->buf].dtype);
+  int64_t ahead = c->k->bufs[w->buf].nelems / di->block_elems / (c->p->global[0] > 0 ? c->p->global[0] : 1);
+  if (ahead < 1) return 0;
+  int src[2] = {param, kn_l_alu(c->p, KN_KOP_ADD, KN_I64, blk, kn_l_const_i(c->p, KN_I64, ahead))};
+  int v = kn_l_add(c->p, KN_L_PREFETCH, KN_I64, 1, 2, src, 0, c->k->bufs[w->buf].dtype);
+  if (v < 0) return kn_lfail(c, "out of memory");
+  c->p->ops[v].size = (int64_t)elems / di->block_elems * di->block_bytes;
+  return 0;
+}
+
 /* x * W over the unrolled instances, which cover whole blocks of W: the activations of each block's instances, one
  * QDOT per block (several blocks per iteration give the out-of-order core independent chains); with the
  * activations quantized once per call (ri's SCRATCH), a QDOTR of the group's record instead. */
@@ -221,6 +239,7 @@ static int lower_qdot(lower *L, int u, int ri, const kn_kop *w, const kn_kop *xn
     kn_set_inst(c, u, b0);
     src[0] = c->params[w->buf];
     if ((src[1] = kn_lower_qblock(c, w)) < 0) return kn_lfail(c, "integer-dot load of buf%d does not start a block", w->buf);
+    if (n == 5 && prefetch(L, w, src[0], src[1], g * lanes) < 0) return -1;
     int v = kn_l_add(c->p, n == 5 ? KN_L_QDOTR : KN_L_QDOT, KN_F32, lanes, n, src, 0, c->k->bufs[w->buf].dtype);
     sum = sum < 0 ? v : kn_l_alu(c->p, KN_KOP_ADD, KN_F32, sum, v);
   }

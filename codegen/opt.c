@@ -286,6 +286,7 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
   s->qdot = qdot;
   s->qdot_blocks = qdot ? qblocks : 0;
   s->qdot_hoist = hoist;
+  s->qdot_prefetch = hoist && kn_getenv_int("KILN_PREFETCH", 1) > 0;
   return 0;
 }
 
