@@ -189,20 +189,32 @@ static void q3k(qd *q, qblock *b) {
   b->dA = f16_at(q, 108), b->dA_at = 108;
 }
 
+static LLVMValueRef u32_at(qd *q, long long off) {
+  LLVMValueRef o = c64(q, off);
+  LLVMValueRef v = LLVMBuildLoad2(q->e->b, q->e->i32, LLVMBuildGEP2(q->e->b, q->e->i8, q->bp, &o, 1, ""), "");
+  LLVMSetAlignment(v, 1);
+  return v;
+}
+
+/* two 32-bit words of bytes (lo: bytes 0-3, hi: 4-7) as <8 x i16> */
+static LLVMValueRef words_i16(kn_emit *e, LLVMValueRef lo, LLVMValueRef hi) {
+  LLVMValueRef w = bor(e, LLVMBuildZExt(e->b, lo, e->i64, ""), shl(e, LLVMBuildZExt(e->b, hi, e->i64, ""), 32));
+  return i16s(e, LLVMBuildBitCast(e->b, w, vt(e->i8, 8), ""), false);
+}
+
 /* Q4_K / Q5_K: eight 6-bit scales and mins packed in 12 bytes at 4 (sub-block i < 4: low six bits of bytes i and
  * 4 + i; i >= 4: nibbles of byte 4 + i with the top two bits of bytes i - 4 and i); element 64g + 32hi + p is
  * nibble hi of qs byte 32g + p, and for Q5_K bit 2g + hi of qh[p] is its fifth bit. */
 static void qk45(qd *q, qblock *b, bool five) {
   kn_emit *e = q->e;
-  static const int ia[8] = {0, 1, 2, 3, 0, 1, 2, 3}, ib[8] = {4, 5, 6, 7, 4, 5, 6, 7}, ic[8] = {8, 9, 10, 11, 8, 9, 10, 11};
-  LLVMValueRef raw = bytes(q, 4, 12);
-  LLVMValueRef A = i16s(e, shuf(e, raw, NULL, ia, 8), false), B = i16s(e, shuf(e, raw, NULL, ib, 8), false);
-  LLVMValueRef C = i16s(e, shuf(e, raw, NULL, ic, 8), false), first[8];
-  for (int i = 0; i < 8; i++) first[i] = LLVMConstInt(e->i1, i < 4, 0);
-  LLVMValueRef lo4 = LLVMConstVector(first, 8);
-  LLVMValueRef s_hi = bor(e, band(e, C, 15), shl(e, lshr(e, A, 6), 4)), m_hi = bor(e, lshr(e, C, 4), shl(e, lshr(e, B, 6), 4));
-  b->scl = LLVMBuildSelect(e->b, lo4, band(e, A, 63), s_hi, "");
-  b->mnl = LLVMBuildSelect(e->b, lo4, band(e, B, 63), m_hi, "");
+  /* the unpack on 32-bit words (general-purpose registers, beside the vector work): with A, B, C the words at 4, 8
+   * and 12, scales 0-3 are A & 0x3f per byte, 4-7 the low nibbles of C with A's top two bits; mins likewise from B
+   * and C's high nibbles */
+  LLVMValueRef A = u32_at(q, 4), B = u32_at(q, 8), C = u32_at(q, 12);
+  LLVMValueRef s_hi = bor(e, band(e, C, 0x0f0f0f0f), band(e, lshr(e, A, 2), 0x30303030));
+  LLVMValueRef m_hi = bor(e, band(e, lshr(e, C, 4), 0x0f0f0f0f), band(e, lshr(e, B, 2), 0x30303030));
+  b->scl = words_i16(e, band(e, A, 0x3f3f3f3f), s_hi);
+  b->mnl = words_i16(e, band(e, B, 0x3f3f3f3f), m_hi);
   LLVMValueRef parts[8], qh = five ? bytes(q, 16, 32) : NULL;
   for (int g = 0; g < 4; g++) {
     LLVMValueRef v = bytes(q, (five ? 48 : 16) + 32 * g, 32);
@@ -699,11 +711,86 @@ static LLVMValueRef split_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMV
   return fit(e, r, vec);
 }
 
+/* ---- the K formats' record (256-element blocks, integer vectors of 32 or 64 bytes) ----
+ * xq in element order (256 bytes, the decode order of every K template at these widths), at K_SUMS the sums of each
+ * sub-block of S elements as <nsub x i16>, at K_DX the scale. A row's min (or offset) term is then one vpmaddwd of
+ * the block's integer mins with the stored sums, with no per-row reduction of the activations. */
+enum { K_SUMS = 256, K_DX = 288 };
+
+static bool decode_blocks(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int qk, qd *q, qblock *bb);
+
+static bool k_layout(kn_emit *e, kn_dtype fmt) { return kn_dtype_get(fmt)->block_elems == 256 && int_width(e) >= 32; }
+
+static void k_store(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, int vec, LLVMValueRef rec) {
+  LLVMValueRef xq, dx, sums;
+  kn_quant_x_block(e, fmt, xs, nx, vec, &xq, &dx, &sums);
+  st(e, xq, rec, 64);
+  st(e, sums, at(e, rec, K_SUMS), 32);
+  st(e, dx, at(e, rec, K_DX), 4);
+}
+
+/* <n x i32> from <m x i32>: zero lanes added, or halves summed */
+static LLVMValueRef ifit(kn_emit *e, LLVMValueRef v, int n) {
+  int m = (int)LLVMGetVectorSize(LLVMTypeOf(v)), idx[64];
+  for (; m > n; m /= 2) v = LLVMBuildAdd(e->b, slice(e, v, 0, m / 2), slice(e, v, m / 2, m / 2), "");
+  if (m == n) return v;
+  for (int i = 0; i < n; i++) idx[i] = i < m ? i : m;
+  return shuf(e, v, LLVMConstNull(LLVMTypeOf(v)), idx, n);
+}
+
+/* The sub-block multipliers of a block, spread once per row so that each W-byte chunk's pair multipliers are one
+ * in-lane word broadcast: 16-byte lane j of the table holds at word c the value of chunk c's lane j, which is
+ * sub-block (c W + 16 j) / S (a 16-byte lane never straddles sub-blocks: S >= 16). */
+static LLVMValueRef k_table(kn_emit *e, LLVMValueRef v, int W, int S) {
+  int idx[32], nch = 256 / W;
+  for (int j = 0; j < W / 16; j++)
+    for (int c = 0; c < 8; c++) idx[8 * j + c] = c < nch ? (c * W + 16 * j) / S : 0;
+  return shuf(e, v, NULL, idx, W / 2);
+}
+
+/* word c of each 16-byte lane of t in the whole lane: one vpshufb */
+static LLVMValueRef k_word(kn_emit *e, LLVMValueRef t, int c) {
+  int W = 2 * (int)LLVMGetVectorSize(LLVMTypeOf(t)), idx[32];
+  const char *nm = x86(e) && W == 32 && feat(e, "avx2") ? "llvm.x86.avx2.pshuf.b" : x86(e) && W == 64 && feat(e, "avx512bw") ? "llvm.x86.avx512.pshuf.b.512" : NULL;
+  if (nm) {
+    LLVMValueRef m[64];
+    for (int l = 0; l < W; l++) m[l] = LLVMConstInt(e->i8, (unsigned)(2 * c + l % 2), 0);
+    LLVMValueRef r = call(e, nm, LLVMBuildBitCast(e->b, t, vt(e->i8, W), ""), LLVMConstVector(m, (unsigned)W));
+    return LLVMBuildBitCast(e->b, r, vt(e->i16, W / 2), "");
+  }
+  for (int l = 0; l < W / 2; l++) idx[l] = 8 * (l / 8) + c;
+  return shuf(e, t, NULL, idx, W / 2);
+}
+
+static LLVMValueRef k_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, LLVMValueRef rec, int vec) {
+  qd q;
+  qblock b;
+  if (!decode_blocks(e, fmt, base, blk, 1, 256, &q, &b)) return LLVMGetPoison(kn_e_vec(e->f32, vec));
+  int W = int_width(e), n = W / 4, nsub = 256 / b.S;
+  LLVMValueRef tab = b.scl ? k_table(e, b.scl, W, b.S) : NULL, I = NULL;
+  for (int c = 0; c < 256 / W; c++) {
+    LLVMValueRef x = ld(e, vt(e->i8, W), at(e, rec, c * W), al(W));
+    LLVMValueRef t = maddwd(e, maddubs(e, slice(e, b.uq, c * W, W), x), tab ? k_word(e, tab, c) : splat16(e, W / 2, 1));
+    I = I ? LLVMBuildAdd(e->b, I, t, "") : t;
+  }
+  LLVMValueRef M = NULL, dx = ld(e, e->f32, at(e, rec, K_DX), 4);
+  if (b.mnl) M = ifit(e, maddwd(e, b.mnl, ld(e, vt(e->i16, nsub), at(e, rec, K_SUMS), 32)), n);
+  if (M && !b.dB) I = LLVMBuildAdd(e->b, I, M, ""), M = NULL; /* offsets of the quants (Q3_K, Q6_K): same scale */
+  LLVMTypeRef vf = vt(e->f32, n);
+  LLVMValueRef r = kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vf, ""), kn_e_splat(e, LLVMBuildFMul(e->b, b.dA, dx, ""), n));
+  if (M) r = kn_e_fadd(e, r, kn_e_fmul(e, LLVMBuildSIToFP(e->b, M, vf, ""), kn_e_splat(e, LLVMBuildFMul(e->b, b.dB, dx, ""), n)));
+  return fit(e, r, vec);
+}
+
 /* rec: the record of this group of activations (64-byte aligned) */
 void kn_quant_x_store(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, int vec, LLVMValueRef rec) {
   int qk = nx * vec, nblk = qk / (int)kn_dtype_get(fmt)->block_elems;
   if (nblk < 1 || nblk > 4 || (nblk > 2 && !split_layout(e, fmt, nblk))) {
     kn_efail(e, "no integer-dot record for %d %s blocks", nblk, kn_dtype_name(fmt));
+    return;
+  }
+  if (nblk == 1 && k_layout(e, fmt)) {
+    k_store(e, fmt, xs, nx, vec, rec);
     return;
   }
   qact a;
@@ -830,6 +917,7 @@ LLVMValueRef kn_quant_dot_rec(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMV
   const kn_dtype_info *di = kn_dtype_get(fmt);
   int nblk = di->block_elems > 0 ? (int)(qk / di->block_elems) : 0;
   if (split_layout(e, fmt, nblk)) return split_dot(e, fmt, base, blk, rec, nblk, vec);
+  if (nblk == 1 && k_layout(e, fmt)) return k_dot(e, fmt, base, blk, rec, vec);
   qd q[2];
   qblock bb[2];
   if (!decode_blocks(e, fmt, base, blk, nblk, qk, q, bb)) return LLVMGetPoison(kn_e_vec(e->f32, vec));
