@@ -215,3 +215,13 @@ val kn_kref_eval(const kn_kref *r, const kn_kop *x, const int64_t *idx) {
   return kn_dtype_is_float(sdt) ? alu_f(x->op, x->dtype, s[0], s[1], s[2], sdt) : alu_i(x->op, x->dtype, s[0], s[1], sdt);
 }
 
+
+kn_st kn_kref_st_strided(int nd, const int64_t *shape, const int64_t *strides, int64_t off) {
+  kn_st s;
+  memset(&s, 0, sizeof s);
+  s.nviews = 1;
+  s.v[0].ndim = nd;
+  s.v[0].offset.c = off, s.v[0].offset.v = -1;
+  for (int i = 0; i < nd; i++) s.v[0].shape[i] = shape[i], s.v[0].strides[i] = shape[i] == 1 ? 0 : strides[i];
+  return s;
+}

@@ -28,5 +28,7 @@ val kn_kref_read(kn_dtype dt, const void *p, int64_t i);
 bool kn_kref_index(const kn_st *st, const int64_t *idx, const int64_t *vars, int64_t *out);
 /* Value of node x at kernel index idx (reduce axes 0 outside a REDUCE). */
 val kn_kref_eval(const kn_kref *r, const kn_kop *x, const int64_t *idx);
+/* One plain view: shape, strides (0 where the size is 1) and a constant offset. */
+kn_st kn_kref_st_strided(int nd, const int64_t *shape, const int64_t *strides, int64_t off);
 
 #endif

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "tests/kernel_ref.h"
 #include "codegen/codegen.h"
 #include "device/base/dtype.h"
 #include "tests/ref_quant.h"
@@ -78,14 +79,7 @@ out:
   kn_model_free(m);
 }
 
-static kn_st st_strided(int nd, const int64_t *shape, const int64_t *strides) {
-  kn_st s;
-  memset(&s, 0, sizeof s);
-  s.nviews = 1;
-  s.v[0].ndim = nd, s.v[0].offset.v = -1;
-  for (int i = 0; i < nd; i++) s.v[0].shape[i] = shape[i], s.v[0].strides[i] = shape[i] == 1 ? 0 : strides[i];
-  return s;
-}
+static kn_st st_strided(int nd, const int64_t *shape, const int64_t *strides) { return kn_kref_st_strided(nd, shape, strides, 0); }
 
 /* out[t, n] = sum_k x[t, k] * W[n, k] with W in Q4_K, launched once with the counters reset; the counters of the
  * launch in *c. false when it failed. */

@@ -15,18 +15,12 @@
 #include "codegen/llvm_target.h"
 #include "codegen/loopir.h"
 #include "check.h"
+#include "tests/kernel_ref.h"
 #include "device/amd/codeobj.h"
 
 static const char *archs[] = {"gfx1100", "gfx1030", "gfx90a", "gfx942"};
 
-static kn_st st_strided(int nd, const int64_t *shape, const int64_t *strides) {
-  kn_st s;
-  memset(&s, 0, sizeof s);
-  s.nviews = 1;
-  s.v[0].ndim = nd, s.v[0].offset.v = -1;
-  for (int i = 0; i < nd; i++) s.v[0].shape[i] = shape[i], s.v[0].strides[i] = shape[i] == 1 ? 0 : strides[i];
-  return s;
-}
+static kn_st st_strided(int nd, const int64_t *shape, const int64_t *strides) { return kn_kref_st_strided(nd, shape, strides, 0); }
 
 static void space(kn_kernel *k, int nd, const int64_t *shape, int nreduce) {
   k->ndim = nd, k->nreduce = nreduce;

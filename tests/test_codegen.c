@@ -212,15 +212,7 @@ static void run(tcase *c) {
 
 /* ---------------- view helpers ---------------- */
 
-static kn_st st_strided(int nd, const int64_t *shape, const int64_t *strides, int64_t off) {
-  kn_st s;
-  memset(&s, 0, sizeof s);
-  s.nviews = 1;
-  s.v[0].ndim = nd;
-  s.v[0].offset.c = off, s.v[0].offset.v = -1;
-  for (int i = 0; i < nd; i++) s.v[0].shape[i] = shape[i], s.v[0].strides[i] = shape[i] == 1 ? 0 : strides[i];
-  return s;
-}
+static kn_st st_strided(int nd, const int64_t *shape, const int64_t *strides, int64_t off) { return kn_kref_st_strided(nd, shape, strides, off); }
 
 static kn_st st_contig(int nd, const int64_t *shape) {
   int64_t st[KN_MAXDIM], s = 1;
