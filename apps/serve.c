@@ -34,7 +34,7 @@ static int usage(FILE *f) {
           "  --api-key KEY          require `Authorization: Bearer KEY` (also read from KILN_API_KEY)\n"
           "  --alias NAME           the model id clients use (default: the file name without .gguf)\n"
           "  --chat-template NAME   force a template family: chatml, qwen2.5, qwen3, llama3, llama3.1, gemma3,\n"
-          "                         mistral, mistral-nemo\n"
+          "                         mistral, mistral-nemo, mistral-v7, mistral-v11\n"
           "  --max-body BYTES       largest request body (default 64 MiB)\n"
           "  --max-json-depth N     deepest nesting of arrays/objects in a request body (default 64, at most 512)\n"
           "  --max-queue N          requests that may wait for a slot (default 256; more get 503)\n"
