@@ -178,9 +178,12 @@ static cJSON *usage(const srv_job *j) {
   return u;
 }
 
-static void error_event(kn_bytes *sse, const srv_job *j) {
+static void error_event(const oai_out *o, kn_bytes *sse, const srv_job *j) {
   oai_error e;
-  oai_err(&e, 500, "server_error", NULL, NULL, "%s", j->error[0] ? j->error : "generation failed");
+  if (j->finish == FIN_CANCELLED && o->S && atomic_load(&o->S->stopping)) /* as the 503 a new request gets */
+    oai_err(&e, 503, "unavailable_error", NULL, NULL, "%s", j->error[0] ? j->error : "the server is shutting down");
+  else
+    oai_err(&e, 500, "server_error", NULL, NULL, "%s", j->error[0] ? j->error : "generation failed");
   char *s = oai_error_json(&e);
   if (s) sse_data_raw(sse, s);
   free(s);
@@ -190,7 +193,7 @@ int oai_out_finish(oai_out *o, const srv_job *j, kn_bytes *sse) {
   if (o->tp && (kn_toolparser_finish(o->tp) || parse_events(o, sse))) return -1;
   if (!o->stream) return 0;
   if (j->finish == FIN_ERROR || j->finish == FIN_CANCELLED) {
-    error_event(sse, j);
+    error_event(o, sse, j);
     return 0;
   }
   o->timings = metrics_timings(j); /* on the last chunk, as llama-server sends it */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "device/base/env.h"
 #include "models/model.h"
@@ -19,6 +20,7 @@
 
 typedef struct slot {
   int index;
+  pthread_mutex_t *slot_mu; /* the scheduler's */
   kn_session *ses;
   srv_job *job;     /* NULL: free */
   double last_used;
@@ -46,6 +48,11 @@ struct sched {
   bool started;
   pthread_mutex_t mu;
   pthread_cond_t cv;
+  pthread_cond_t exit_cv; /* the thread has left its loop (exited) */
+  bool exited;
+  pthread_mutex_t slot_mu; /* guards the writes of slots' job pointers against sched_cut's reads (the thread reads
+                            * its own without it); taken after mu */
+  double step_delay;       /* KILN_SERVE_SLOW_STEP: seconds each forward pass is held back (a test mode) */
   srv_job **queue;
   int qn, max_queue;
   slot *slots;
@@ -90,8 +97,11 @@ static void slot_clear(slot *s, double now) {
   s->forced = NULL;
   s->n_forced = s->i_forced = 0;
   kn_bytes_free(&s->pend);
-  if (s->job) job_unref(s->job);
+  pthread_mutex_lock(s->slot_mu);
+  srv_job *j = s->job;
   s->job = NULL;
+  pthread_mutex_unlock(s->slot_mu);
+  if (j) job_unref(j);
   s->last_used = now;
 }
 
@@ -127,7 +137,9 @@ static slot *pick_slot(sched *S, const srv_job *j) {
 }
 
 static int slot_start(sched *S, slot *s, srv_job *j) {
+  pthread_mutex_lock(&S->slot_mu);
   s->job = j;
+  pthread_mutex_unlock(&S->slot_mu);
   s->smp = kn_sampler_new(&j->sp, S->m->hp.n_vocab);
   s->dt = kn_detok_new(S->m->tok, j->render_special ? KN_DECODE_SPECIAL : 0);
   if (!s->smp || !s->dt) return -1;
@@ -455,6 +467,8 @@ static void step(sched *S) {
   if (n == 0) return;
   char err[256];
   double t0 = kn_now();
+  if (S->step_delay > 0) /* KILN_SERVE_SLOW_STEP_MS: a slow device's step, for the shutdown's test */
+    nanosleep(&(struct timespec){(time_t)S->step_delay, (long)((S->step_delay - (time_t)S->step_delay) * 1e9)}, NULL);
   if (kn_model_forward_rows(S->m, S->rows, n, S->outs, n_out, S->out_logits, err, sizeof err)) {
     step_failed(S, n, err);
     return;
@@ -517,6 +531,8 @@ static void *run(void *arg) {
     finish_job(S->queue[S->qn - 1], FIN_CANCELLED, "the server is shutting down");
     job_unref(S->queue[S->qn - 1]);
   }
+  S->exited = true;
+  pthread_cond_broadcast(&S->exit_cv);
   pthread_mutex_unlock(&S->mu);
   return NULL;
 }
@@ -528,6 +544,9 @@ sched *sched_new(kn_model *m, const kc_vocab *vocab, int max_queue, char *err, s
   S->n_slots = m->n_slots;
   pthread_mutex_init(&S->mu, NULL);
   pthread_cond_init(&S->cv, NULL);
+  pthread_cond_init(&S->exit_cv, NULL);
+  pthread_mutex_init(&S->slot_mu, NULL);
+  S->step_delay = (double)kn_getenv_int("KILN_SERVE_SLOW_STEP_MS", 0) / 1000;
   S->queue = calloc(S->max_queue, sizeof *S->queue);
   S->slots = calloc(S->n_slots, sizeof *S->slots);
   S->scratch = malloc((size_t)m->hp.n_vocab * sizeof *S->scratch);
@@ -538,6 +557,7 @@ sched *sched_new(kn_model *m, const kc_vocab *vocab, int max_queue, char *err, s
   for (int i = 0; i < S->n_slots; i++) {
     slot *s = &S->slots[i];
     s->index = i;
+    s->slot_mu = &S->slot_mu;
     s->ses = kn_session_new(m, i);
     s->logits = malloc((size_t)m->hp.n_vocab * sizeof *s->logits);
     if (!s->ses || !s->logits) goto oom;
@@ -579,6 +599,40 @@ int sched_busy(sched *S, int *queued) {
   return n;
 }
 
+void sched_cut(sched *S, const char *why) {
+  pthread_mutex_lock(&S->mu);
+  S->stop = true;
+  pthread_cond_signal(&S->cv);
+  for (; S->qn > 0; S->qn--) {
+    finish_job(S->queue[S->qn - 1], FIN_CANCELLED, why);
+    job_unref(S->queue[S->qn - 1]);
+  }
+  pthread_mutex_lock(&S->slot_mu);
+  for (int i = 0; i < S->n_slots; i++)
+    if (S->slots[i].job) finish_job(S->slots[i].job, FIN_CANCELLED, why);
+  pthread_mutex_unlock(&S->slot_mu);
+  pthread_mutex_unlock(&S->mu);
+}
+
+int sched_stop_within(sched *S, double seconds) {
+  if (!S || !S->started) return 0;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  double t = (double)ts.tv_sec + ts.tv_nsec * 1e-9 + seconds;
+  ts.tv_sec = (time_t)t, ts.tv_nsec = (long)((t - (double)(time_t)t) * 1e9);
+  pthread_mutex_lock(&S->mu);
+  S->stop = true;
+  pthread_cond_signal(&S->cv);
+  while (!S->exited)
+    if (pthread_cond_timedwait(&S->exit_cv, &S->mu, &ts)) break;
+  bool exited = S->exited;
+  pthread_mutex_unlock(&S->mu);
+  if (!exited) return -1;
+  pthread_join(S->th, NULL);
+  S->started = false;
+  return 0;
+}
+
 void sched_stop(sched *S) {
   if (!S || !S->started) return;
   pthread_mutex_lock(&S->mu);
@@ -600,5 +654,7 @@ void sched_free(sched *S) {
   free(S->slots), free(S->queue), free(S->scratch), free(S->rows), free(S->outs), free(S->out_slot), free(S->out_logits);
   pthread_mutex_destroy(&S->mu);
   pthread_cond_destroy(&S->cv);
+  pthread_cond_destroy(&S->exit_cv);
+  pthread_mutex_destroy(&S->slot_mu);
   free(S);
 }

@@ -1,8 +1,8 @@
 /* `kiln serve`: an OpenAI-compatible HTTP server for one GGUF model (chat completions with tool calls,
  * completions, models, health, props). This file parses the options, loads the model, starts the scheduler and the
  * HTTP daemon, and shuts down on SIGINT/SIGTERM: new requests get 503, running ones may finish for a short grace
- * period and are then cancelled with a final error event (a second signal cancels at once); a watchdog ends the
- * process if the shutdown does not finish in bounded time. */
+ * period and are then cancelled with a final error event (a second signal cancels at once), without waiting for the
+ * forward pass in flight; a watchdog ends the process if the shutdown does not finish in bounded time. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,9 +149,11 @@ static int setup_model(srv *S, const serve_args *a, kn_device *dev, char *err, s
   return 0;
 }
 
-/* Streams get their final event in this long after the scheduler stopped; the whole shutdown may take the grace
- * plus this plus a margin before the watchdog ends the process. */
+/* Streams get their final event in this long after the jobs were cut; then the forward pass in flight has
+ * PASS_SECONDS to end before the process ends without it. The whole shutdown may take the grace plus DRAIN_SECONDS
+ * plus a margin before the watchdog ends the process. */
 #define DRAIN_SECONDS 3.0
+#define PASS_SECONDS 5.0
 #define WATCHDOG_MARGIN 10.0
 
 /* The last resort of a shutdown: whatever still runs (a request stuck in a computation, a libmicrohttpd thread that
@@ -226,11 +228,19 @@ int kn_cmd_serve(int argc, char **argv) {
           S.o.api_key ? ", API key required" : "");
   wait_for_signal(&S, &set, a.grace);
   MHD_quiesce_daemon(d);
-  sched_stop(S.sch); /* cancels what is still running: streams end with an error event */
+  /* cancels what is still running, now, even in the middle of a forward pass (a prompt's chunk may take many seconds
+   * on a slow device): streams end with an error event, the others get a 503 */
+  sched_cut(S.sch, "the server is shutting down");
   /* let the connection threads send those last events before the daemon closes the sockets */
   for (double end = kn_now() + DRAIN_SECONDS; atomic_load(&S.active) > 0 && kn_now() < end;)
     nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
   http_stop(&S, d);
+  if (sched_stop_within(S.sch, PASS_SECONDS)) {
+    /* every client is answered; the pass still running holds the model, so nothing is freed: the process ends */
+    fprintf(stderr, "kiln serve: stopped (a forward pass still running after %.0f s more was abandoned)\n", PASS_SECONDS);
+    fflush(stderr);
+    _exit(0);
+  }
   fprintf(stderr, "kiln serve: stopped\n");
   rc = 0;
 out:

@@ -155,6 +155,13 @@ sched *sched_new(struct kn_model *m, const kc_vocab *vocab, int max_queue, char 
 int sched_submit(sched *s, srv_job *j);
 /* Cancel every job (queued and running) and stop the thread. */
 void sched_stop(sched *s);
+/* Finish every job now, queued or running, as cancelled with `why`: their clients get their last event (a stream's
+ * error event, a 503) without waiting for the forward pass in flight, which a slow device may run for many seconds.
+ * The thread stops after that pass; nothing new is taken. */
+void sched_cut(sched *s, const char *why);
+/* Stop the thread, waiting at most `seconds` for the pass in flight: 0 when it stopped, -1 when it is still in that
+ * pass (then nothing of the scheduler or the model may be freed: only the process's end stops it). */
+int sched_stop_within(sched *s, double seconds);
 void sched_free(sched *s);
 int sched_busy(sched *s, int *queued); /* running jobs; *queued waiting */
 long sched_kv_tokens(sched *s);        /* tokens held in the KV caches of all slots */

@@ -27,6 +27,18 @@ serve_wait() {
   BASE=http://127.0.0.1:$PORT
 }
 
+# wait_until SECONDS COMMAND...: polls COMMAND (a condition: a log line, a file, /health) until it succeeds: 0, or 1
+# when it still fails after SECONDS x KILN_SERVE_TIME_SCALE (default 1) of wall time. The bound is only a backstop for
+# a hung server, generous on this host; runs on a slow device (the emulated GPU) raise the scale.
+wait_until() {
+  wu_end=$(($(date +%s%3N) + $(awk -v s="$1" -v k="${KILN_SERVE_TIME_SCALE:-1}" 'BEGIN { printf "%d", s * k * 1000 }')))
+  shift
+  while ! "$@"; do
+    [ "$(date +%s%3N)" -ge $wu_end ] && return 1
+    sleep 0.05
+  done
+}
+
 # skip_without_file FILE: exit 77 when FILE (a testdata model) is absent.
 skip_without_file() { [ -f "$1" ] || { echo "skip: $1 is missing (../shared/testdata)"; exit 77; }; }
 # skip_without PROGRAM...: exit 77 when one of the programs is not installed.

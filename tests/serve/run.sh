@@ -138,6 +138,43 @@ fi
 wait $CURL
 check "SIGTERM: the cut stream got an error event" 'grep -q "^data: {\"error\"" $TMP/cut'
 
+# ---- SIGTERM while a prompt's forward pass is still running --------------------------------------------------------------
+
+# KILN_SERVE_SLOW_STEP_MS holds every forward pass back (a test mode: a slow device's long pass): the first request's
+# prompt pass is in flight at the SIGTERM, the other three wait in the queue. Each client gets the end of its answer
+# naming the shutdown (the stream's error event, Ollama's error line, a 503) right after the grace, not after the pass
+# (nor never, when the watchdog ended the process first), and the server still exits 0.
+export KILN_SERVE_SLOW_STEP_MS=600000
+start "$TMP/server_cut.log" --shutdown-grace 0.2
+unset KILN_SERVE_SLOW_STEP_MS
+J='"messages":[{"role":"user","content":"hi"}]'
+cut_req() { curl -sN -H "$AUTH" -o "$TMP/cut_$1" -w '%{http_code}' -d "$2" "$BASE$3" >"$TMP/cut_$1.code"; }
+cut_req oai_stream "{\"stream\":true,$J}" /v1/chat/completions &
+cut_req oai "{$J}" /v1/chat/completions &
+cut_req olla_stream "{\"model\":\"$ALIAS\",$J}" /api/chat &
+cut_req olla "{\"model\":\"$ALIAS\",\"stream\":false,$J}" /api/chat &
+all_in() { # running + queued = 4
+  [ "$(curl -s "$BASE/health" | sed -n 's/.*"slots_processing":\([0-9]*\),"requests_queued":\([0-9]*\).*/\1 \2/p' |
+    awk '{ print $1 + $2 }')" = 4 ]
+}
+if ! wait_until 60 all_in; then
+  bad "SIGTERM mid-pass: the four requests did not reach the server"
+fi
+kill -TERM "$SERVER"
+wait "$SERVER"
+rc=$?
+SERVER=
+wait
+check "SIGTERM mid-pass: exit code 0 ($rc), the pass left behind" '[ $rc = 0 ] && grep -q "kiln serve: stopped (a forward pass" $TMP/server_cut.log'
+check "SIGTERM mid-pass: the stream ends with an error event naming the shutdown" '[ "$(cat $TMP/cut_oai_stream.code)" = 200 ] &&
+  [ "$(grep "^data:" $TMP/cut_oai_stream | tail -1)" = "data: {\"error\":{\"message\":\"the server is shutting down\",\"type\":\"unavailable_error\",\"param\":null,\"code\":null}}" ]'
+check "SIGTERM mid-pass: a request not streamed gets a 503 naming the shutdown" '[ "$(cat $TMP/cut_oai.code)" = 503 ] &&
+  grep -q "\"message\":\"the server is shutting down\",\"type\":\"unavailable_error\"" $TMP/cut_oai'
+check "SIGTERM mid-pass: Ollama's stream ends with its error line" '[ "$(cat $TMP/cut_olla_stream.code)" = 200 ] &&
+  [ "$(tail -1 $TMP/cut_olla_stream)" = "{\"error\":\"the server is shutting down\"}" ]'
+check "SIGTERM mid-pass: Ollama's request not streamed gets a 503" '[ "$(cat $TMP/cut_olla.code)" = 503 ] &&
+  grep -q "^{\"error\":\"the server is shutting down\"}" $TMP/cut_olla'
+
 # ---- Qwen3's template (thinking, its own tool format) with the same clients -------------------------------------------
 
 MODEL3=$TD/models/tiny-qwen3-Q4_K_M.gguf
