@@ -10,6 +10,7 @@ B=${1:-build}
 [ -x "$B/apps/kiln" ] || { echo "usage: $0 [BUILD_DIR] (no $B/apps/kiln: build first)"; exit 2; }
 HERE=$(cd "$(dirname "$0")" && pwd)
 export DEVICE=AMD:EMU KILN_EXACT=1 KILN_SERVE_MODELS=0
+export KILN_SERVE_TIME_SCALE=${KILN_SERVE_TIME_SCALE:-20} # the suite's backstop bounds, for the interpreter's speed
 export KILN_TESTDATA=${KILN_TESTDATA:-$HERE/../../shared/testdata}
 export KILN_CACHE_DIR=${KILN_CACHE_DIR:-$B/tests/kcache_serve_amd_emu_full}
 t0=$(date +%s)

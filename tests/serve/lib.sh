@@ -14,15 +14,14 @@ cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; rm -rf "$TMP"; }
 trap cleanup EXIT INT TERM
 
 # serve_wait LOG [SECONDS]: waits until the server started in the background (pid $SERVER, its stderr in LOG)
-# listens, then sets PORT and BASE; exits 1 with the log when it died or did not listen within SECONDS (300).
+# prints its ready line ("listening on"), then sets PORT and BASE; exits 1 with the log when it died, or did not get
+# ready within SECONDS (300) x KILN_SERVE_TIME_SCALE.
 serve_wait() {
-  i=0
-  while ! grep -q "listening on" "$1" 2>/dev/null; do
-    if ! kill -0 "$SERVER" 2>/dev/null; then echo "the server did not start:"; cat "$1"; exit 1; fi
-    i=$((i + 1))
-    [ $i -gt $((${2:-300} * 10)) ] && { echo "the server did not start within ${2:-300} s"; cat "$1"; exit 1; }
-    sleep 0.1
-  done
+  sw_ready() { grep -q "listening on" "$1" 2>/dev/null || ! kill -0 "$SERVER" 2>/dev/null; }
+  if ! wait_until "${2:-300}" sw_ready "$1"; then
+    echo "the server did not start within ${2:-300} s x KILN_SERVE_TIME_SCALE (${KILN_SERVE_TIME_SCALE:-1})"; cat "$1"; exit 1
+  fi
+  grep -q "listening on" "$1" || { echo "the server did not start:"; cat "$1"; exit 1; }
   PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$1" | head -1)
   BASE=http://127.0.0.1:$PORT
 }

@@ -8,6 +8,8 @@
 #   KILN_SOAK_SECONDS      how long client.mjs's 16 concurrent clients stream (default 60)
 #   KILN_SERVE_MODELS      0: leave out the tiny-qwen3, tiny-llama3 and tiny-mistral servers (default 1)
 #   KILN_SERVE_OLLAMA      0: leave out the ollama client's checks on the main server (default 1)
+#   KILN_SERVE_TIME_SCALE  multiplies the bounds of the waits for a condition (server ready, stream started, slots
+#                          idle, server gone) and of a client's request (default 1; lib.sh's wait_until)
 set -u
 KILN=${1:?usage: run.sh path/to/kiln}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -122,13 +124,13 @@ curl -sN -H "$AUTH" -H "Content-Type: application/json" -o "$TMP/cut" \
   -d '{"max_tokens":100000,"stream":true,"messages":[{"role":"user","content":"go on forever"}]}' "$CHAT" &
 CURL=$!
 # SIGTERM once the stream is running: a fixed sleep let an idle host decode to the end of the 512-token context first
-i=0
-while ! grep -q "^data:" "$TMP/cut" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.02; i=$((i + 1)); done
+started() { grep -q "^data:" "$TMP/cut" 2>/dev/null; }
+wait_until 60 started || bad "the stream to cut did not start"
 kill -TERM "$SERVER"
-i=0
-while kill -0 "$SERVER" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
-if kill -0 "$SERVER" 2>/dev/null; then
-  bad "SIGTERM: the server is still running after 15 s"
+# the server's own watchdog ends it at most 13.5 s after the signal (grace 0.5 s)
+gone() { ! kill -0 "$SERVER" 2>/dev/null; }
+if ! wait_until 30 gone; then
+  bad "SIGTERM: the server is still running after 30 s x KILN_SERVE_TIME_SCALE"
 else
   wait "$SERVER"
   rc=$?
