@@ -305,8 +305,9 @@ static cJSON *gen_new(int depth) {
       cJSON_AddNumberToObject(items, "minimum", -1), cJSON_AddNumberToObject(items, "maximum", n - 2);
       break;
     case 3: cJSON_AddStringToObject(items, "type", rnd(2) ? "number" : "integer"), n = 4; break;
-    case 4: /* patterned strings: one item at most */
+    case 4: /* patterned strings: not kept apart, so the schema allows one item (more is a compile error) */
       cJSON_AddStringToObject(items, "type", "string"), cJSON_AddStringToObject(items, "pattern", "^[ab]+$"), n = 1;
+      cJSON_AddNumberToObject(s, "maxItems", 1);
       break;
     default: {
       static const char *vals[] = {"\"a\"", "\"b\"", "1", "12", "null", "true", "[1]", "{\"k\":1}"};
@@ -542,8 +543,19 @@ static void test_errors(void) {
       {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}}}", "no integer of at most 15 digits lies in the range"},
       {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"exclusiveMinimum\":1,\"exclusiveMaximum\":2}}}", "no integer"},
       {"{\"type\":\"array\",\"items\":{\"enum\":[1,2]},\"uniqueItems\":true,\"minItems\":3}", "only 2 distinct values"},
-      {"{\"type\":\"array\",\"items\":{\"type\":\"object\"},\"uniqueItems\":true,\"minItems\":2}", "uniqueItems: minItems 2 of items that are not strings"},
-      {"{\"type\":\"array\",\"items\":{\"type\":\"string\",\"pattern\":\"^a\"},\"uniqueItems\":true,\"minItems\":2}", "uniqueItems: minItems 2 of items that are not strings (without pattern"},
+      /* uniqueItems over items that cannot be kept apart while decoding: refused by name, never cut to one item */
+      {"{\"type\":\"array\",\"items\":{\"type\":\"object\"},\"uniqueItems\":true,\"minItems\":2}", "uniqueItems over objects is not enforced"},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"k\":{\"type\":\"integer\"}}},\"uniqueItems\":true}}}", "uniqueItems over objects is not enforced while decoding"},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"object\"},\"uniqueItems\":true,\"maxItems\":2}}}", "uniqueItems over objects"},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"array\",\"items\":{\"type\":\"integer\"}},\"uniqueItems\":true}", "uniqueItems over arrays is not enforced"},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"string\",\"pattern\":\"^a\"},\"uniqueItems\":true,\"minItems\":2}", "uniqueItems over strings with a pattern or format"},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"date\"},\"uniqueItems\":true}", "uniqueItems over strings with a pattern or format"},
+      {"{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]},\"uniqueItems\":true}", "uniqueItems over anyOf/oneOf items"},
+      {"{\"type\":\"array\",\"items\":{\"type\":[\"string\",\"null\"]},\"uniqueItems\":true}", "uniqueItems over items of mixed types"},
+      {"{\"type\":\"array\",\"uniqueItems\":true}", "uniqueItems over items of any type"},
+      {"{\"type\":\"array\",\"prefixItems\":[{\"type\":\"string\"},{\"type\":\"string\"}],\"items\":false,\"uniqueItems\":true}", "uniqueItems over a prefixItems tuple"},
+      {"{\"$defs\":{\"o\":{\"type\":\"object\"}},\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/o\"},\"uniqueItems\":true}", "uniqueItems over objects"},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":0},\"uniqueItems\":true,\"minItems\":2}", "uniqueItems: minItems 2 but only 1 distinct values"},
       {"{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":3},\"uniqueItems\":true,\"minItems\":4}", "uniqueItems: minItems 4 but only 3 distinct values"},
       {"{\"type\":\"array\",\"items\":{\"type\":\"number\",\"minimum\":999999999999999,\"maximum\":1e20},\"uniqueItems\":true,\"minItems\":2}", "uniqueItems: minItems 2 but only 1 distinct values"},
       {"{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true,\"minItems\":33}", "more than the 32 distinct strings or numbers"},
@@ -677,10 +689,18 @@ static void test_edges(void) {
       {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":3},\"uniqueItems\":true,\"minItems\":3}}}", "{\"a\":[3,1,2]}", 1},
       {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":3},\"uniqueItems\":true,\"minItems\":3}}}", "{\"a\":[3,1,3]}", 0},
       {"{\"$defs\":{\"t\":{\"type\":\"string\",\"maxLength\":2}},\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/t\"},\"uniqueItems\":true}}}", "{\"a\":[\"ab\",\"a\",\"ab\"]}", 0},
-      /* uniqueItems over items kiln does not remember (objects, patterned strings): one item at most */
-      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"object\"},\"uniqueItems\":true}}}", "{\"a\":[{\"k\":1}]}", 1},
-      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"object\"},\"uniqueItems\":true}}}", "{\"a\":[{\"k\":1},{\"k\":1}]}", 0},
-      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"pattern\":\"^[ab]$\"},\"uniqueItems\":true}}}", "{\"a\":[\"a\",\"b\"]}", 0},
+      /* uniqueItems over items kiln does not keep apart (objects, patterned strings, tuples) where the schema's maxItems
+       * is 1: unique whatever the item */
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"object\"},\"uniqueItems\":true,\"maxItems\":1}}}", "{\"a\":[{\"k\":1}]}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"object\"},\"uniqueItems\":true,\"maxItems\":1}}}", "{\"a\":[{\"k\":1},{\"k\":2}]}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"pattern\":\"^[ab]$\"},\"uniqueItems\":true,\"maxItems\":1}}}", "{\"a\":[\"a\"]}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"pattern\":\"^[ab]$\"},\"uniqueItems\":true,\"maxItems\":1}}}", "{\"a\":[\"a\",\"b\"]}", 0},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"prefixItems\":[{\"type\":\"object\"}],\"items\":false,\"uniqueItems\":true}}}", "{\"a\":[{}]}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":0},\"uniqueItems\":true}}}", "{\"a\":[\"\"]}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":0},\"uniqueItems\":true}}}", "{\"a\":[\"\",\"\"]}", 0},
+      /* enum items that are objects and arrays are kept apart by which value was written */
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"enum\":[{\"k\":1},{\"k\":2},[1]]},\"uniqueItems\":true}}}", "{\"a\":[{\"k\":2},[1],{\"k\":1}]}", 1},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"enum\":[{\"k\":1},{\"k\":2},[1]]},\"uniqueItems\":true}}}", "{\"a\":[{\"k\":2},[1],{\"k\":2}]}", 0},
       {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true,\"maxItems\":0}}}", "{\"a\":[\"x\"]}", 0},
       {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true}}}", "{\"a\":[]}", 1},
       /* oneOf that can be enforced: a discriminating required property, enum values apart, ranges and lengths apart */

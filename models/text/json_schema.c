@@ -672,13 +672,27 @@ static int unique_items(cc *c, int idx) {
       if (n < lo) return fail(c, "uniqueItems: minItems %d but only %d distinct values", lo, (int)n);
     }
     nd->unique = JS_UNIQ_HASH;
-  } else { /* objects, arrays, patterned strings, anyOf or mixed items, prefixItems: one item, unique by construction */
-    if (lo > 1)
-      return fail(c, "uniqueItems: minItems %d of items that are not strings (without pattern or format), numbers or "
-                  "enum/const/boolean/null values cannot be guaranteed distinct (kiln allows one such item)", lo);
+  } else if (it && it->types == T_STR && !it->n_alts && !it->n_lits && !it->re && it->max_len == 0) { /* only "" */
+    if (lo > 1) return fail(c, "uniqueItems: minItems %d but only 1 distinct values", lo);
     nd->unique = JS_UNIQ_ONE;
-    if (nd->max_items < 0 || nd->max_items > 1) nd->max_items = 1;
+    nd->max_items = nd->max_items == 0 ? 0 : 1;
+  } else if (nd->max_items < 0 || nd->max_items > 1) {
+    /* Objects, arrays, patterned strings, anyOf or mixed items, prefixItems: whether some way to end the item from a
+     * byte is not an item already written cannot be decided as the bytes come, so such an array is refused, never
+     * quietly cut to one item. */
+    const char *what = !it && nd->n_prefix ? "a prefixItems tuple"
+                       : it && it->n_alts ? "anyOf/oneOf items"
+                       : !it || it->types == T_ANY ? "items of any type"
+                       : it->types == T_OBJ ? "objects"
+                       : it->types == T_ARR ? "arrays"
+                       : it->types == T_STR ? "strings with a pattern or format"
+                                            : "items of mixed types";
+    return fail(c, "uniqueItems over %s is not enforced while decoding (kiln keeps apart strings without pattern or "
+                "format, numbers, and enum/const/boolean/null items): give the array maxItems 1, or its items an enum",
+                what);
   }
+  else
+    nd->unique = JS_UNIQ_ONE; /* at most one item (maxItems 0 or 1): unique whatever it is */
   return 0;
 }
 

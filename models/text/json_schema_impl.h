@@ -13,8 +13,9 @@ enum { T_NULL = 1, T_BOOL = 2, T_INT = 4, T_NUM = 8, T_STR = 16, T_ARR = 32, T_O
 #define JS_NEED_INF 1000 /* no finite document */
 
 /* How an array with uniqueItems keeps its items apart: enum/const/boolean/null items by which literal was written
- * (the frame's seen bits); strings and numbers by the hashes of their values (kn_jsv_thread.uh); other items by
- * allowing one item (JS_UNIQ_ONE: maxItems 1). JS_UNIQ_ASKED: not yet decided (while compiling). */
+ * (the frame's seen bits); strings and numbers by the hashes of their values (kn_jsv_thread.uh); JS_UNIQ_ONE: at
+ * most one item (the schema's maxItems is 0 or 1, or the only item is ""); other items are a compile error.
+ * JS_UNIQ_ASKED: not yet decided (while compiling). */
 enum { JS_UNIQ_NONE, JS_UNIQ_LITS, JS_UNIQ_HASH, JS_UNIQ_ONE, JS_UNIQ_ASKED };
 
 /* Numbers with bounds are written with at most 15 significant digits and no exponent, so a value is exact on a grid
