@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "models/text/chat.h"
@@ -373,6 +374,34 @@ static void check_detection(void)
               !t.tight && kn_chat_template_named("mistral", &t, err, sizeof err) == 0 && t.mistral_v != 7 &&
               t.mistral_v != 11,
           "named mistral-v7, mistral-v11");
+    /* the published v7/v11 templates' default system message, dated by strftime_now (single or double quotes, the
+     * date anywhere in it); an expression kiln cannot evaluate gives none rather than a wrong one */
+    {
+        static const char v7_default[] =
+            "{%- set today = strftime_now('%d %B %Y') %}\n{%- set default_system_message = 'Model X.\\nToday is ' + today "
+            "+ \" (\\\"local\\\").\" %}\n{%- if messages[0]['role'] == 'system' %}{%- set system_message = "
+            "messages[0]['content'] %}{%- else %}{%- set system_message = default_system_message %}{%- endif %}"
+            "{{- bos_token }}{{- '[SYSTEM_PROMPT]' + system_message + '[/SYSTEM_PROMPT]' }}[INST][/INST]";
+        CHECK(kn_chat_template_detect(v7_default, 0, &t, err, sizeof err) == 0 && t.mistral_v == 7 &&
+                  !strcmp(t.default_system, "Model X.\nToday is \x01%d %B %Y\x01 (\"local\").") && strstr(t.why, "default"),
+              "mistral v7 default system message read: %s", t.default_system);
+        static const char hi[] = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+        kn_chat *c = kn_chat_from_json(hi, strlen(hi), err, sizeof err);
+        char *r = c ? kn_chat_render(&t, c, NULL, err, sizeof err) : NULL;
+        char want[256], day[64];
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(day, sizeof day, "%d %B %Y", &tm);
+        snprintf(want, sizeof want, "<s>[SYSTEM_PROMPT]Model X.\nToday is %s (\"local\").[/SYSTEM_PROMPT][INST]hi[/INST]", day);
+        CHECK(r && !strcmp(r, want), "mistral v7 default system message rendered with today's date: %s", r ? r : err);
+        free(r);
+        kn_chat_free(c);
+        CHECK(kn_chat_template_detect("{%- set default_system_message = 'a' + x|upper %}{%- set system_message = "
+                                      "default_system_message %}[SYSTEM_PROMPT][INST][/INST]", 0, &t, err, sizeof err) == 0 &&
+                  t.mistral_v == 7 && !t.default_system[0],
+              "mistral default system message with a filter: none");
+    }
     CHECK(!strcmp(kn_chat_family_stops(KN_CHAT_LLAMA31)[0], "<|eot_id|>") && kn_chat_family_has_bos(KN_CHAT_LLAMA3) &&
               !kn_chat_family_has_bos(KN_CHAT_QWEN3) && kn_chat_family_has_bos(KN_CHAT_MISTRAL) &&
               !strcmp(kn_chat_family_stops(KN_CHAT_MISTRAL)[0], "</s>"),

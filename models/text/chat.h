@@ -35,7 +35,9 @@ typedef struct kn_chat_template {
     int mistral_v;  /* Mistral: 3 (the system text before the last user message), 7 ([SYSTEM_PROMPT] after BOS, [INST]
                        without a space, the reply as it is), 11 (as 7; tools as [AVAILABLE_TOOLS]<tools|tojson>, calls as
                        [TOOL_CALLS]name[ARGS]{…}, results as [TOOL_RESULTS]text[/TOOL_RESULTS], no call ids) */
-    char default_system[512]; /* ChatML families: system text used when the conversation has none ("" = none) */
+    char default_system[4096]; /* system text used when the conversation has none ("" = none): ChatML families, and
+                                  Mistral v7/v11 whose published templates write one; a date the template takes from
+                                  strftime_now(FMT) is kept as "\x01FMT\x01" and written with today's date */
     char why[200];  /* one line on how the family was chosen, for logs */
 } kn_chat_template;
 

@@ -61,6 +61,87 @@ static void find_default_system(const char *text, char *out, size_t outlen)
     }
 }
 
+/* A Jinja string literal at *p (quote ' or "), its escapes decoded, appended to out at *n; 0, or -1 when it is not
+ * one or does not fit. */
+static int jinja_string(const char **p, char *out, size_t *n, size_t outlen)
+{
+    char q = **p;
+    if (q != '"' && q != '\'')
+        return -1;
+    for (const char *s = *p + 1; *s; s++) {
+        char c = *s;
+        if (c == q) {
+            *p = s + 1;
+            return 0;
+        }
+        if (c == '\\' && s[1]) {
+            c = *++s;
+            c = c == 'n' ? '\n' : c == 't' ? '\t' : c == 'r' ? '\r' : c;
+        }
+        if (*n + 2 >= outlen)
+            return -1;
+        out[(*n)++] = c;
+    }
+    return -1;
+}
+
+/* Mistral's published v7/v11 templates (Small 3, 3.1, 3.2) write a default system message when the conversation has
+ * none, dated with the day the prompt is rendered:
+ *     {%- set today = strftime_now("%Y-%m-%d") %}
+ *     {%- set default_system_message = "You are … The current date is " + today + ".\n\n…" %}
+ *     … {%- set system_message = default_system_message %}
+ * The expression is read here: string literals joined with +, and names set from strftime_now(FMT), each kept as
+ * "\x01FMT\x01" for the renderer to format. Anything else in it (a filter, another call) and out stays "". */
+static void find_default_system_expr(const char *text, char *out, size_t outlen)
+{
+    out[0] = 0;
+    const char *p = strstr(text, "set default_system_message");
+    if (!p || !has(text, "set system_message = default_system_message"))
+        return;
+    p += strlen("set default_system_message");
+    while (*p == ' ')
+        p++;
+    if (*p++ != '=')
+        return;
+    size_t n = 0;
+    for (;;) {
+        while (*p == ' ' || *p == '\n')
+            p++;
+        if (*p == '"' || *p == '\'') {
+            if (jinja_string(&p, out, &n, outlen))
+                return (void)(out[0] = 0);
+        } else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_') {
+            char name[64], set[96];
+            size_t k = 0;
+            while (k < sizeof name - 1 && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_' ||
+                                           (*p >= '0' && *p <= '9')))
+                name[k++] = *p++;
+            name[k] = 0;
+            snprintf(set, sizeof set, "set %s = strftime_now(", name);
+            const char *f = strstr(text, set);
+            if (!f || n + 1 >= outlen)
+                return (void)(out[0] = 0);
+            f += strlen(set);
+            out[n++] = '\x01';
+            if (jinja_string(&f, out, &n, outlen) || *f != ')' || n + 1 >= outlen)
+                return (void)(out[0] = 0);
+            out[n++] = '\x01';
+        } else {
+            return (void)(out[0] = 0);
+        }
+        while (*p == ' ' || *p == '\n')
+            p++;
+        if (*p == '+') {
+            p++;
+            continue;
+        }
+        if (strncmp(p, "%}", 2) && strncmp(p, "-%}", 3))
+            return (void)(out[0] = 0);
+        out[n] = 0;
+        return;
+    }
+}
+
 static void set_why(kn_chat_template *t, const char *why)
 {
     snprintf(t->why, sizeof t->why, "%s (%s)", kn_chat_family_name(t->family), why);
@@ -111,8 +192,8 @@ static void detect_llama(const char *text, kn_chat_template *t)
  * [INST] templates (v0.1/v0.2, no tools) are rendered in the v3 layout. Newer ones: [SYSTEM_PROMPT] (v7: Mistral Small
  * 3/3.1) puts the system message first, [ARGS] (v11: Small 3.2, Magistral, Devstral) writes calls as
  * [TOOL_CALLS]name[ARGS]{…}; their [INST] has no space, and the spacing of the tool markers follows "[TOOL_CALLS] [".
- * Exact for kiln's reference templates of each form (tests/chat_templates); the published v7/v11 templates add a
- * default system message (with today's date) that kiln does not write. */
+ * Exact for kiln's reference templates of each form (tests/chat_templates); a default system message the template
+ * writes when the conversation has none (the published v7/v11 ones, dated with today) is read from its text. */
 static void detect_mistral(const char *text, kn_chat_template *t)
 {
     static const char *const common[] = {"bos_token", "eos_token", "user_messages[-1]", "tool.items()",
@@ -138,8 +219,13 @@ static void detect_mistral(const char *text, kn_chat_template *t)
     else
         t->exact = has_all(text, common) && tools && has(text, "loop.last and system_message is defined") &&
                    has(text, t->tight ? "message[\"content\"] + eos_token" : "\" \" + message[\"content\"]|trim + eos_token");
-    set_why(t, t->mistral_v == 11 ? "[INST] and [ARGS]: v11, [TOOL_CALLS]name[ARGS]{...}"
-               : t->mistral_v == 7 ? "[INST] and [SYSTEM_PROMPT]: v7"
+    if (t->mistral_v != 3)
+        find_default_system_expr(text, t->default_system, sizeof t->default_system);
+    set_why(t, t->mistral_v == 11 ? (t->default_system[0] ? "[INST] and [ARGS]: v11, [TOOL_CALLS]name[ARGS]{...}, a default "
+                                                            "system message"
+                                                          : "[INST] and [ARGS]: v11, [TOOL_CALLS]name[ARGS]{...}")
+               : t->mistral_v == 7 ? (t->default_system[0] ? "[INST] and [SYSTEM_PROMPT]: v7, a default system message"
+                                                           : "[INST] and [SYSTEM_PROMPT]: v7")
                : t->tight ? "[INST] and no space after it: v3-tekken" : "[INST]");
 }
 

@@ -680,6 +680,36 @@ static int mistral_calls(rnd *r, const view_msg *m, const char *eos)
     return 0;
 }
 
+/* Mistral v7/v11's default system message (chat_detect.c): the template's text, each "\x01FMT\x01" written as
+ * strftime_now(FMT) writes it, with the local date and time now. */
+static void mistral_default_system(rnd *r)
+{
+    const char *s = r->t->default_system;
+    time_t now = time(NULL);
+    struct tm tm;
+    int have_tm = localtime_r(&now, &tm) != NULL;
+    while (*s) {
+        const char *a = strchr(s, '\x01');
+        if (!a) {
+            T(r, s);
+            return;
+        }
+        char lit[sizeof r->t->default_system], fmt[64], out[128];
+        memcpy(lit, s, (size_t)(a - s));
+        lit[a - s] = 0;
+        T(r, lit);
+        const char *b = strchr(a + 1, '\x01');
+        size_t fl = b ? (size_t)(b - a - 1) : 0;
+        if (!b || fl >= sizeof fmt)
+            return;
+        memcpy(fmt, a + 1, fl);
+        fmt[fl] = 0;
+        if (have_tm && strftime(out, sizeof out, fmt, &tm))
+            T(r, out);
+        s = b + 1;
+    }
+}
+
 /* Mistral v11 (kiln's reference: tests/chat_templates/mistral-v11.jinja): the system message as [SYSTEM_PROMPT] after
  * BOS; tools as [AVAILABLE_TOOLS]<tools|tojson>[/AVAILABLE_TOOLS] before the last user message; an assistant message
  * as its text, then [TOOL_CALLS]name[ARGS]<arguments> per call (a string as it is, "" as {}), then EOS; results as
@@ -692,6 +722,10 @@ static int render_mistral_v11(rnd *r)
     if (is_role(&r->msgs[0], "system")) {
         T(r, "[SYSTEM_PROMPT]");
         D(r, r->msgs[first++].content);
+        T(r, "[/SYSTEM_PROMPT]");
+    } else if (r->t->default_system[0]) {
+        T(r, "[SYSTEM_PROMPT]");
+        mistral_default_system(r);
         T(r, "[/SYSTEM_PROMPT]");
     }
     const view_msg *last_user = NULL;
@@ -766,6 +800,10 @@ static int render_mistral(rnd *r)
     if (v7 && system) {
         T(r, "[SYSTEM_PROMPT]");
         D(r, system);
+        T(r, "[/SYSTEM_PROMPT]");
+    } else if (v7 && r->t->default_system[0]) {
+        T(r, "[SYSTEM_PROMPT]");
+        mistral_default_system(r);
         T(r, "[/SYSTEM_PROMPT]");
     }
     for (size_t i = first; i < r->n; i++) {

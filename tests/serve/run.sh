@@ -246,6 +246,16 @@ if [ -f "$TMP/servermv7.log" ]; then
   check "tiny-mistral-v7: a named tool_choice opens its list form" \
     'grep -q "\[/INST\]\[TOOL_CALLS\] \[{\"name\": \"get_time\", \"arguments\": $" $TMP/servermv7.log'
 fi
+# the templates' default system message (as the published Small 3.x ones write it) when a request has none, dated
+# with the day it was rendered (yesterday's date too, for a run across midnight)
+today_or_yesterday() { grep -q -e "The current date is $(date +%Y-%m-%d)\.$" -e "The current date is $(date -d yesterday +%Y-%m-%d)\.$" "$1"; }
+for v in v7 v11; do
+  [ -f "$TMP/serverm$v.log" ] || continue
+  check "tiny-mistral-$v: a request without a system message gets the template's default one, dated today" \
+    'grep -q "chat template mistral.*a default system message" $TMP/serverm$v.log &&
+     grep -q "^<s>\[SYSTEM_PROMPT\]You are a Mistral Small 3[.2]* model, a \"test\" assistant\.$" $TMP/serverm$v.log &&
+     today_or_yesterday $TMP/serverm$v.log'
+done
 if [ -f "$TMP/servermv11.log" ]; then
   check "tiny-mistral-v11: detected as v11" 'grep -q "chat template mistral.*v11" $TMP/servermv11.log'
   check "tiny-mistral-v11: a named tool_choice opens [TOOL_CALLS]name[ARGS]" 'grep -q "\[/INST\]\[TOOL_CALLS\]get_time\[ARGS\]$" $TMP/servermv11.log'
