@@ -295,8 +295,9 @@ int kn_quant_dot_blocks(const kn_target *t, kn_dtype fmt, bool hoisted) {
  * 13.4, q5_0 6.7 / 6.8 / 6.8, q4_k 6.8 / 6.6 / 7.0, q6_k 9.6 / 9.9 / 10.0; AVX2 at 8 / 16 q8_0 12.6 / 5.2, q4_k
  * 5.3 / 5.9, q6_k 6.2 / 6.0, q2_k 2.9 / 3.1. */
 int kn_quant_dot_rows(const kn_target *t, kn_dtype fmt, bool hoisted) {
+  if (hoisted && kn_getenv_int("KILN_QROWS", 0) > 0) return kn_getenv_int("KILN_QROWS", 0);
   if (hoisted && t->vector_bytes >= 64) return fmt == KN_Q5_1 ? 8 : 16;
-  if (hoisted) return fmt == KN_Q4_1 || fmt == KN_Q5_1 ? 4 : 8;
+  if (hoisted) return fmt == KN_Q4_1 || fmt == KN_Q5_0 || fmt == KN_Q5_1 ? 2 : 8;
   if (t->vector_bytes >= 64) return fmt == KN_Q5_1 ? 16 : 32;
   if (t->vector_bytes >= 32) return fmt == KN_Q5_0 ? 8 : 16;
   return 8;
@@ -569,18 +570,24 @@ static void split_store(kn_emit *e, kn_dtype fmt, const qact *a, LLVMValueRef re
   st(e, dxv, at(e, rec, 3 * W), al(W));
 }
 
-/* the f16 at byte `off` of each block, as floats spread over the blocks' lanes */
-static LLVMValueRef split_f16(kn_emit *e, qd *q, int nblk, int off, int n) {
-  LLVMValueRef h = LLVMGetPoison(vt(e->f16, nblk));
+/* The scale d (the f16 at byte 0 of each block) and, with m non-NULL, the min (byte 2) as floats spread over the
+ * blocks' lanes (n / nblk each). One 32-bit load per block holds both: each word broadcast (a pure load) over two
+ * dwords, the blocks side by side (a blend), converted once to [d m d m] per 16-byte lane, and d and m picked with
+ * one in-lane permute each; a 16-bit insert per scale would cost two load-pipe micro-ops. */
+static void split_scales(kn_emit *e, qd *q, int nblk, int n, LLVMValueRef *d, LLVMValueRef *m) {
+  LLVMValueRef parts[4];
   for (int k = 0; k < nblk; k++) {
-    LLVMValueRef o = c64(&q[k], off);
-    LLVMValueRef v = ld(e, e->f16, LLVMBuildGEP2(e->b, e->i8, q[k].bp, &o, 1, ""), 1);
-    h = LLVMBuildInsertElement(e->b, h, v, LLVMConstInt(e->i32, (unsigned)k, 0), "");
+    LLVMValueRef o = c64(&q[k], 0);
+    parts[k] = kn_e_splat(e, ld(e, e->i32, LLVMBuildGEP2(e->b, e->i8, q[k].bp, &o, 1, ""), 1), n / nblk / 2);
   }
-  /* spread as f16 (broadcasts and an unpack), converted once */
+  LLVMValueRef h = LLVMBuildBitCast(e->b, concat(e, parts, nblk), vt(e->f16, n), "");
+  LLVMValueRef f = LLVMBuildFPExt(e->b, h, vt(e->f32, n), ""); /* lanes of block k: d m d m ... */
   int idx[64];
-  for (int l = 0; l < n; l++) idx[l] = l / (n / nblk);
-  return LLVMBuildFPExt(e->b, shuf(e, h, NULL, idx, n), vt(e->f32, n), "");
+  for (int l = 0; l < n; l++) idx[l] = l / (n / nblk) * (n / nblk);
+  *d = shuf(e, f, NULL, idx, n);
+  if (!m) return;
+  for (int l = 0; l < n; l++) idx[l]++;
+  *m = shuf(e, f, NULL, idx, n);
 }
 
 /* L (hi false) or H |= 16 where the block's fifth bit of the element is set: qh is a 32-bit word at byte `qh` of
@@ -602,14 +609,21 @@ static LLVMValueRef split_high(kn_emit *e, qd *q, int nblk, int qh, LLVMValueRef
     LLVMValueRef m = LLVMBuildBitCast(e->b, LLVMBuildBitCast(e->b, half, LLVMIntTypeInContext(e->ctx, (unsigned)W), ""), vt(e->i1, W), "");
     return LLVMBuildSelect(e->b, m, bor(e, u, sixteen), u, "");
   }
-  /* elsewhere byte (16k + j) takes byte 2 hi + j / 8 of block k's word, all other bits set, compared with all ones */
-  LLVMValueRef mk[64];
+  /* elsewhere byte (16k + j) takes byte 2 hi + j / 8 of block k's word, all other bits set, compared with all ones;
+   * the words come broadcast over their blocks' 16-byte lanes (pure loads and a blend), so the pick is one in-lane
+   * vpshufb */
+  LLVMValueRef mk[64], bw[4];
+  for (int k = 0; k < nblk; k++) {
+    LLVMValueRef o = c64(&q[k], qh);
+    bw[k] = kn_e_splat(e, ld(e, e->i32, LLVMBuildGEP2(e->b, e->i8, q[k].bp, &o, 1, ""), 1), 4);
+  }
+  LLVMValueRef lanes = LLVMBuildBitCast(e->b, concat(e, bw, nblk), vt(e->i8, W), "");
   for (int l = 0; l < W; l++) {
     int k = l / 16, j = l % 16;
-    idx[l] = 4 * k + (hi ? 2 : 0) + j / 8;
+    idx[l] = 16 * k + (hi ? 2 : 0) + j / 8;
     mk[l] = LLVMConstInt(e->i8, (unsigned)(~(1u << (j % 8)) & 0xff), 0);
   }
-  LLVMValueRef hb = bor(e, shuf(e, wb, NULL, idx, W), LLVMConstVector(mk, (unsigned)W));
+  LLVMValueRef hb = bor(e, shuf(e, lanes, NULL, idx, W), LLVMConstVector(mk, (unsigned)W));
   LLVMValueRef set = LLVMBuildSExt(e->b, LLVMBuildICmp(e->b, LLVMIntEQ, hb, kn_e_iconst(vt(e->i8, W), -1), ""), vt(e->i8, W), "");
   return bor(e, u, band(e, set, 16));
 }
@@ -692,8 +706,7 @@ static LLVMValueRef split_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMV
     v = concat(e, parts, nblk);
     L = band(e, v, 15), H = band(e, lshr(e, v, 4), 15);
     if (five) L = split_high(e, q, nblk, qh, L, false), H = split_high(e, q, nblk, qh, H, true);
-    d = split_f16(e, q, nblk, 0, n);
-    if (with_min) m = split_f16(e, q, nblk, 2, n);
+    split_scales(e, q, nblk, n, &d, with_min ? &m : NULL);
   }
   LLVMValueRef xL = ld(e, vt(e->i8, W), rec, al(W)), xH = ld(e, vt(e->i8, W), at(e, rec, W), al(W));
   LLVMValueRef xsum = ld(e, vt(with_min ? e->f32 : e->i32, n), at(e, rec, 2 * W), al(W)), dxv = ld(e, vt(e->f32, n), at(e, rec, 3 * W), al(W));
@@ -982,7 +995,8 @@ static void tile_split(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
   }
   LLVMValueRef v = concat(e, parts, nblk), L = band(e, v, 15), H = band(e, lshr(e, v, 4), 15);
   if (five) L = split_high(e, q, nblk, qh, L, false), H = split_high(e, q, nblk, qh, H, true);
-  LLVMValueRef d = split_f16(e, q, nblk, 0, n);
+  LLVMValueRef d, mn = NULL;
+  split_scales(e, q, nblk, n, &d, with_min ? &mn : NULL);
   for (int u = 0; u < U; u++) {
     LLVMValueRef xL = ld(e, vt(e->i8, W), at(e, xq, (long long)u * 2 * W), al(W));
     LLVMValueRef xH = ld(e, vt(e->i8, W), at(e, xq, (long long)u * 2 * W + W), al(W));
@@ -995,7 +1009,7 @@ static void tile_split(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
   }
   /* q - 8, q - 16 or d * q + m: the stored dx * sum(xq) of every token times the block's offset or min */
   LLVMValueRef cv = ld(e, vt(e->f32, nblk * U), sp, 4);
-  LLVMValueRef mv = with_min ? split_f16(e, q, nblk, 2, n) : kn_e_fmul(e, d, kn_e_fconst(vt(e->f32, n), split_off(fmt)));
+  LLVMValueRef mv = with_min ? mn : kn_e_fmul(e, d, kn_e_fconst(vt(e->f32, n), split_off(fmt)));
   for (int k = 0; k < nblk; k++) { /* the block's scale or min from its lanes of the spread vector */
     int idx[16];
     for (int l = 0; l < U; l++) idx[l] = 4 * k;
