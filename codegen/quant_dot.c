@@ -14,6 +14,7 @@
 typedef struct {
   kn_emit *e;
   LLVMValueRef bp; /* i8 pointer to the block */
+  bool chunk64;    /* Q2_K/Q3_K: decode in the 64-byte chunk order of k_elem (the K record on AVX-512) */
 } qd;
 
 /* A decoded block: unsigned quants in element order, and per sub-block of S elements the integer multipliers of
@@ -100,14 +101,36 @@ static LLVMValueRef i16s(kn_emit *e, LLVMValueRef v, bool sign) {
 }
 static LLVMValueRef splat16(kn_emit *e, int n, long long v) { return kn_e_iconst(vt(e->i16, n), v); }
 
-/* (bit `bit` of each byte of v) << to, for 32 lanes */
-static LLVMValueRef bitplane(kn_emit *e, LLVMValueRef v, int bit, int to) { return shl(e, band(e, lshr(e, v, bit), 1), to); }
+static bool x86(kn_emit *e);
+
+/* ((v >> from) & (2^n - 1)) << to in every byte of v. With GFNI one affine transform (vgf2p8affineqb: output bit
+ * to + i is input bit from + i), where shifts of bytes take a word shift and a mask, and a field a shift, a mask and
+ * another shift. */
+static LLVMValueRef bits(kn_emit *e, LLVMValueRef v, int from, int n, int to) {
+  int W = (int)LLVMGetVectorSize(LLVMTypeOf(v));
+  const char *nm = NULL;
+  if (x86(e) && feat(e, "gfni") && (from || to)) {
+    if (W == 64 && feat(e, "avx512bw")) nm = "llvm.x86.vgf2p8affineqb.512";
+    else if (W == 32 && feat(e, "avx")) nm = "llvm.x86.vgf2p8affineqb.256";
+    else if (W == 16) nm = "llvm.x86.vgf2p8affineqb.128";
+  }
+  if (!nm) return shl(e, band(e, lshr(e, v, from), (1 << n) - 1), to);
+  unsigned char row[8] = {0}; /* byte 7 - k of each quadword: the input bits that make output bit k */
+  for (int i = 0; i < n && from + i < 8 && to + i < 8; i++) row[7 - (to + i)] = (unsigned char)(1u << (from + i));
+  LLVMValueRef m[64];
+  for (int l = 0; l < W; l++) m[l] = LLVMConstInt(e->i8, row[l % 8], 0);
+  unsigned id = LLVMLookupIntrinsicID(nm, strlen(nm));
+  LLVMValueRef args[3] = {v, LLVMConstVector(m, (unsigned)W), LLVMConstInt(e->i8, 0, 0)};
+  return LLVMBuildCall2(e->b, LLVMIntrinsicGetType(e->ctx, id, NULL, 0), LLVMGetIntrinsicDeclaration(e->mod, id, NULL, 0), args, 3, "");
+}
+
+/* (bit `bit` of each byte of v) << to */
+static LLVMValueRef bitplane(kn_emit *e, LLVMValueRef v, int bit, int to) { return bits(e, v, bit, 1, to); }
 
 /* ---- per-format decoders ---- */
 
 /* 32-element blocks with 16 bytes of nibbles at qs (element j: low nibble of byte j, j >= 16: high nibble of j - 16)
  * and, for the five-bit formats, a 32-bit word at qh whose bit j is element j's fifth bit. */
-static bool x86(kn_emit *e);
 static LLVMValueRef nib32(qd *q, int qs, int qh) {
   kn_emit *e = q->e;
   /* the 16 bytes twice (a broadcast load), 16-bit lanes of the upper copy shifted by 4, then the low nibbles: the
@@ -155,15 +178,23 @@ static void q4_5(qd *q, qblock *b, bool five, bool with_min) {
 static void twobit(qd *q, int qs, LLVMValueRef *parts) {
   for (int h = 0; h < 2; h++) {
     LLVMValueRef v = bytes(q, qs + 32 * h, 32);
-    for (int g = 0; g < 4; g++) parts[4 * h + g] = band(q->e, lshr(q->e, v, 2 * g), 3);
+    for (int g = 0; g < 4; g++) parts[4 * h + g] = bits(q->e, v, 2 * g, 2, 0);
   }
+}
+
+/* Q2_K and Q3_K's low bits in the 64-byte chunk order (chunk64): the 64 bytes at qs in one vector, chunk g holds
+ * bits 2g of every byte, i.e. lane l is element 128 (l / 32) + 32 g + l % 32 (k_elem): three shifts and four masks
+ * per block, where element order takes two 32-byte halves per chunk and an insert. */
+static void twobit64(qd *q, int qs, LLVMValueRef *parts) {
+  LLVMValueRef v = bytes(q, qs, 64);
+  for (int g = 0; g < 4; g++) parts[g] = bits(q->e, v, 2 * g, 2, 0);
 }
 
 static void q2k(qd *q, qblock *b) {
   kn_emit *e = q->e;
   LLVMValueRef parts[8];
-  twobit(q, 16, parts);
-  b->uq = concat(e, parts, 8);
+  if (q->chunk64) twobit64(q, 16, parts), b->uq = concat(e, parts, 4);
+  else twobit(q, 16, parts), b->uq = concat(e, parts, 8);
   LLVMValueRef sc = bytes(q, 0, 16);
   b->scl = i16s(e, band(e, sc, 15), false), b->mnl = i16s(e, lshr(e, sc, 4), false);
   b->qk = 256, b->S = 16;
@@ -174,9 +205,16 @@ static void q2k(qd *q, qblock *b) {
 static void q3k(qd *q, qblock *b) {
   kn_emit *e = q->e;
   LLVMValueRef parts[8], hm = bytes(q, 0, 32);
-  twobit(q, 32, parts);
-  for (int i = 0; i < 8; i++) parts[i] = bor(e, parts[i], bitplane(e, hm, i, 2));
-  b->uq = concat(e, parts, 8);
+  if (q->chunk64) { /* lanes 32-63 (h = 1) take hmask's high nibbles: chunk g's high bits are then bit g of each */
+    LLVMValueRef hv[2] = {hm, lshr(e, hm, 4)}, hx = concat(e, hv, 2);
+    twobit64(q, 32, parts);
+    for (int g = 0; g < 4; g++) parts[g] = bor(e, parts[g], bitplane(e, hx, g, 2));
+    b->uq = concat(e, parts, 4);
+  } else {
+    twobit(q, 32, parts);
+    for (int i = 0; i < 8; i++) parts[i] = bor(e, parts[i], bitplane(e, hm, i, 2));
+    b->uq = concat(e, parts, 8);
+  }
   static const int il[16] = {0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7}, ih[16] = {8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11};
   static const int sl[16] = {0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4}, sh[16] = {0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6, 6, 6};
   LLVMValueRef raw = bytes(q, 96, 12), a[16], c[16];
@@ -235,8 +273,8 @@ static void q6k(qd *q, qblock *b) {
   for (int h = 0; h < 2; h++) {
     LLVMValueRef l0 = bytes(q, 64 * h, 32), l1 = bytes(q, 64 * h + 32, 32), hb = bytes(q, 128 + 32 * h, 32);
     for (int k = 0; k < 4; k++) {
-      LLVMValueRef lo = band(e, lshr(e, k & 1 ? l1 : l0, 4 * (k >> 1)), 15);
-      parts[4 * h + k] = bor(e, lo, shl(e, band(e, lshr(e, hb, 2 * k), 3), 4));
+      LLVMValueRef lo = bits(e, k & 1 ? l1 : l0, 4 * (k >> 1), 4, 0);
+      parts[4 * h + k] = bor(e, lo, bits(e, hb, 2 * k, 2, 4));
     }
   }
   b->uq = concat(e, parts, 8);
@@ -730,13 +768,26 @@ static LLVMValueRef split_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMV
  * the block's integer mins with the stored sums, with no per-row reduction of the activations. */
 enum { K_SUMS = 256, K_DX = 288 };
 
-static bool decode_blocks(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int qk, qd *q, qblock *bb);
+static bool decode_blocks_in(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int qk, qd *q, qblock *bb,
+                             bool chunk64);
 
 static bool k_layout(kn_emit *e, kn_dtype fmt) { return kn_dtype_get(fmt)->block_elems == 256 && int_width(e) >= 32; }
 
+/* The K record's order of the activations: lane l of the W-byte chunk c holds element k_elem(c, l). Element order,
+ * except Q2_K/Q3_K with 64-byte vectors, whose 64 bytes of 2-bit fields give four chunks of 64 lanes with no
+ * shuffle (twobit64). */
+static bool k_chunk64(kn_dtype fmt, int W) { return W == 64 && (fmt == KN_Q2_K || fmt == KN_Q3_K); }
+static int k_elem(kn_dtype fmt, int W, int c, int l) { return k_chunk64(fmt, W) ? 128 * (l / 32) + 32 * c + l % 32 : c * W + l; }
+
 static void k_store(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, int vec, LLVMValueRef rec) {
   LLVMValueRef xq, dx, sums;
-  kn_quant_x_block(e, fmt, xs, nx, vec, &xq, &dx, &sums);
+  kn_quant_x_block(e, fmt, xs, nx, vec, &xq, &dx, &sums); /* the sums per sub-block: before any reordering */
+  int W = int_width(e), idx[256];
+  if (k_chunk64(fmt, W)) {
+    for (int c = 0; c < 256 / W; c++)
+      for (int l = 0; l < W; l++) idx[c * W + l] = k_elem(fmt, W, c, l);
+    xq = shuf(e, xq, NULL, idx, 256);
+  }
   st(e, xq, rec, 64);
   st(e, sums, at(e, rec, K_SUMS), 32);
   st(e, dx, at(e, rec, K_DX), 4);
@@ -753,11 +804,11 @@ static LLVMValueRef ifit(kn_emit *e, LLVMValueRef v, int n) {
 
 /* The sub-block multipliers of a block, spread once per row so that each W-byte chunk's pair multipliers are one
  * in-lane word broadcast: 16-byte lane j of the table holds at word c the value of chunk c's lane j, which is
- * sub-block (c W + 16 j) / S (a 16-byte lane never straddles sub-blocks: S >= 16). */
-static LLVMValueRef k_table(kn_emit *e, LLVMValueRef v, int W, int S) {
+ * sub-block k_elem(c, 16 j) / S (a 16-byte lane never straddles sub-blocks: S >= 16). */
+static LLVMValueRef k_table(kn_emit *e, kn_dtype fmt, LLVMValueRef v, int W, int S) {
   int idx[32], nch = 256 / W;
   for (int j = 0; j < W / 16; j++)
-    for (int c = 0; c < 8; c++) idx[8 * j + c] = c < nch ? (c * W + 16 * j) / S : 0;
+    for (int c = 0; c < 8; c++) idx[8 * j + c] = c < nch ? k_elem(fmt, W, c, 16 * j) / S : 0;
   return shuf(e, v, NULL, idx, W / 2);
 }
 
@@ -778,9 +829,10 @@ static LLVMValueRef k_word(kn_emit *e, LLVMValueRef t, int c) {
 static LLVMValueRef k_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, LLVMValueRef rec, int vec) {
   qd q;
   qblock b;
-  if (!decode_blocks(e, fmt, base, blk, 1, 256, &q, &b)) return LLVMGetPoison(kn_e_vec(e->f32, vec));
-  int W = int_width(e), n = W / 4, nsub = 256 / b.S;
-  LLVMValueRef tab = b.scl ? k_table(e, b.scl, W, b.S) : NULL, I = NULL;
+  int W = int_width(e);
+  if (!decode_blocks_in(e, fmt, base, blk, 1, 256, &q, &b, k_chunk64(fmt, W))) return LLVMGetPoison(kn_e_vec(e->f32, vec));
+  int n = W / 4, nsub = 256 / b.S;
+  LLVMValueRef tab = b.scl ? k_table(e, fmt, b.scl, W, b.S) : NULL, I = NULL;
   for (int c = 0; c < 256 / W; c++) {
     LLVMValueRef x = ld(e, vt(e->i8, W), at(e, rec, c * W), al(W));
     LLVMValueRef t = maddwd(e, maddubs(e, slice(e, b.uq, c * W, W), x), tab ? k_word(e, tab, c) : splat16(e, W / 2, 1));
@@ -825,17 +877,22 @@ static void act_load(kn_emit *e, LLVMValueRef rec, int qk, int nblk, qact *a) {
 }
 
 /* the blocks blk .. blk + nblk - 1 of the row at base, decoded; false (and an error) if fmt has no template for them */
-static bool decode_blocks(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int qk, qd *q, qblock *bb) {
+static bool decode_blocks_in(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int qk, qd *q, qblock *bb,
+                             bool chunk64) {
   const kn_dtype_info *di = kn_dtype_get(fmt);
   bool ok = (nblk == 1 || (nblk == 2 && di->block_elems == 32)) && qk <= 256;
   for (int i = 0; ok && i < nblk; i++) {
     LLVMValueRef off = LLVMBuildMul(e->b, LLVMBuildAdd(e->b, blk, LLVMConstInt(e->i64, (unsigned)i, 0), ""),
                                     LLVMConstInt(e->i64, (unsigned)di->block_bytes, 0), "");
-    q[i] = (qd){.e = e, .bp = LLVMBuildGEP2(e->b, e->i8, base, &off, 1, "")};
+    q[i] = (qd){.e = e, .bp = LLVMBuildGEP2(e->b, e->i8, base, &off, 1, ""), .chunk64 = chunk64};
     ok = decode(&q[i], fmt, &bb[i]) && qk == nblk * bb[i].qk && (nblk == 1 || (!bb[i].scl && !bb[i].mnl));
   }
   if (!ok) kn_efail(e, "no integer-dot template for %d %s block(s) over %d elements", nblk, di->name, qk);
   return ok;
+}
+
+static bool decode_blocks(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int qk, qd *q, qblock *bb) {
+  return decode_blocks_in(e, fmt, base, blk, nblk, qk, q, bb, false);
 }
 
 /* The dot of the decoded blocks with the activations: one <vec x float> of partial sums. */
