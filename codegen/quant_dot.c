@@ -331,7 +331,9 @@ int kn_quant_dot_blocks(const kn_target *t, kn_dtype fmt, bool hoisted) {
  * but q5_0 2.8 / 2.4 (spills). Quantized once per call (hoisted), the rows share only the loads of the records,
  * and a block of rows whose accumulators fill the registers spills: AVX-512 at 8 / 16 / 32 rows q8_0 14.6 / 14.8 /
  * 13.4, q5_0 6.7 / 6.8 / 6.8, q4_k 6.8 / 6.6 / 7.0, q6_k 9.6 / 9.9 / 10.0; AVX2 at 8 / 16 q8_0 12.6 / 5.2, q4_k
- * 5.3 / 5.9, q6_k 6.2 / 6.0, q2_k 2.9 / 3.1. */
+ * 5.3 / 5.9, q6_k 6.2 / 6.0, q2_k 2.9 / 3.1. With the AVX2 split records' scales and high bits as broadcast
+ * loads (-mcpu=znver4, 1 / 2 / 4 / 8 rows): q4_0 6.7 / 8.3 / 8.5 / 8.4, q4_1 6.7 / 7.8 / 7.1 / 7.0, q5_0 4.9 / 4.7 /
+ * 3.8 / 4.3, q5_1 4.8 / 4.7 / 4.6 / 4.4 (one row pays a horizontal sum per short row). KILN_QROWS=N overrides. */
 int kn_quant_dot_rows(const kn_target *t, kn_dtype fmt, bool hoisted) {
   if (hoisted && kn_getenv_int("KILN_QROWS", 0) > 0) return kn_getenv_int("KILN_QROWS", 0);
   if (hoisted && t->vector_bytes >= 64) return fmt == KN_Q5_1 ? 8 : 16;
