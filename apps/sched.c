@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "device/base/env.h"
+#include "device/device.h"
 #include "models/model.h"
 #include "models/session.h"
 #include "serve.h"
@@ -416,15 +417,23 @@ static int prompt_budget(const sched *S, int n_dec) {
   return p - n_dec;
 }
 
-/* Fail every slot with a row in a step that did not run. */
+/* Fail every slot with a row in a step that did not run; a step that sched_cut or sched_stop ended early (the device
+ * stopped) is a cancellation, like the jobs that did not run. */
 static void step_failed(sched *S, int n, const char *err) {
+  pthread_mutex_lock(&S->mu);
+  bool stopping = S->stop;
+  pthread_mutex_unlock(&S->mu);
   for (int i = 0; i < S->n_slots; i++) {
     slot *s = &S->slots[i];
     bool in = false;
     for (int r = 0; r < n && !in; r++) in = S->rows[r].slot == s->index;
     if (!in || !s->job) continue;
-    fprintf(stderr, "kiln serve: slot %d: %s\n", s->index, err);
     kn_session_reset(s->ses); /* the slot's cache contents are unknown now */
+    if (stopping) {
+      slot_finish(s, FIN_CANCELLED, "the server is shutting down");
+      continue;
+    }
+    fprintf(stderr, "kiln serve: slot %d: %s\n", s->index, err);
     slot_finish(s, FIN_ERROR, err);
   }
 }
@@ -612,6 +621,9 @@ void sched_cut(sched *S, const char *why) {
     if (S->slots[i].job) finish_job(S->slots[i].job, FIN_CANCELLED, why);
   pthread_mutex_unlock(&S->slot_mu);
   pthread_mutex_unlock(&S->mu);
+  /* the forward pass in flight ends at its next kernel (on the emulated GPU, at its next workgroup) instead of
+   * running to its end, so sched_stop_within finds the thread gone: its jobs are answered already */
+  kn_device_stop(S->m->dev, true);
 }
 
 int sched_stop_within(sched *S, double seconds) {
@@ -629,6 +641,7 @@ int sched_stop_within(sched *S, double seconds) {
   pthread_mutex_unlock(&S->mu);
   if (!exited) return -1;
   pthread_join(S->th, NULL);
+  kn_device_stop(S->m->dev, false); /* sched_cut's */
   S->started = false;
   return 0;
 }
@@ -639,7 +652,11 @@ void sched_stop(sched *S) {
   S->stop = true;
   pthread_cond_signal(&S->cv);
   pthread_mutex_unlock(&S->mu);
+  /* a forward pass in flight ends at its next kernel (on the emulated GPU, at its next workgroup) instead of running
+   * to its end: on a slow device one step can outlast the shutdown's bound, and its jobs are cancelled anyway */
+  kn_device_stop(S->m->dev, true);
   pthread_join(S->th, NULL);
+  kn_device_stop(S->m->dev, false);
   S->started = false;
 }
 

@@ -157,7 +157,8 @@ int sched_submit(sched *s, srv_job *j);
 void sched_stop(sched *s);
 /* Finish every job now, queued or running, as cancelled with `why`: their clients get their last event (a stream's
  * error event, a 503) without waiting for the forward pass in flight, which a slow device may run for many seconds.
- * The thread stops after that pass; nothing new is taken. */
+ * That pass is stopped at its next kernel (kn_device_stop; on the emulated GPU at its next workgroup); the thread
+ * stops after it; nothing new is taken. */
 void sched_cut(sched *s, const char *why);
 /* Stop the thread, waiting at most `seconds` for the pass in flight: 0 when it stopped, -1 when it is still in that
  * pass (then nothing of the scheduler or the model may be freed: only the process's end stops it). */

@@ -20,6 +20,7 @@ typedef struct kn_device_ops {
   int (*sync)(kn_device *d);
   int (*counters)(kn_device *d, kn_kernel_counters *out, int max); /* NULL: the device does not count */
   void (*counters_reset)(kn_device *d);
+  void (*stop)(kn_device *d, bool on);                             /* NULL: running kernels end on their own */
 } kn_device_ops;
 
 struct kn_device {
@@ -27,6 +28,7 @@ struct kn_device {
   char name[16];
   kn_target target;
   void *priv;
+  bool stopping; /* kn_device_stop: read and written atomically */
 };
 
 struct kn_program {

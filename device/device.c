@@ -154,11 +154,19 @@ int kn_program_launch(kn_program *p, kn_buf **bufs, int nbufs, const int64_t *va
                   (long long)(global ? global[0] : 1), (long long)(global ? global[1] : 1),
                   (long long)(global ? global[2] : 1));
   }
+  if (__atomic_load_n(&p->dev->stopping, __ATOMIC_ACQUIRE))
+    return kn_errf(err, errlen, "launch %s: the device is stopping (kn_device_stop)", p->entry);
   if (!g[0] || !g[1] || !g[2]) return 0; /* an empty grid runs nothing */
   return p->dev->ops->launch(p, bufs, nbufs, vars, nvars, g, l, err, errlen);
 }
 
 int kn_device_sync(kn_device *d) { return d && d->ops->sync ? d->ops->sync(d) : 0; }
+
+void kn_device_stop(kn_device *d, bool on) {
+  if (!d) return;
+  __atomic_store_n(&d->stopping, on, __ATOMIC_RELEASE);
+  if (d->ops->stop) d->ops->stop(d, on);
+}
 
 static const char *const counter_classes[KN_COUNTER_CLASSES] = {"salu", "valu", "smem", "vmem", "lds", "branch",
                                                                  "other"};

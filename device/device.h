@@ -57,6 +57,11 @@ void kn_program_free(kn_program *p);
 int kn_program_launch(kn_program *p, kn_buf **bufs, int nbufs, const int64_t *vars, int nvars,
                       const int64_t global[3], const int64_t local[3], char *err, size_t errlen);
 int kn_device_sync(kn_device *d);
+/* Stop the work in flight, from any thread (a server shutting down while its scheduler thread is in a forward
+ * pass): while on, every launch fails at once and a device that can end a running kernel early does (the emulated
+ * GPU, before its next workgroup; the launch waiting for it then fails, and the device gets a fresh queue). Off
+ * again, launches run as before. Devices whose kernels are short (the CPU, a real GPU) only refuse new launches. */
+void kn_device_stop(kn_device *d, bool on);
 
 /* Per-kernel counters of a device that counts (the emulated AMD GPU, DEVICE=AMD:EMU): instructions issued by class,
  * global memory bytes read and written, waves and workgroups, summed over the kernel's launches. */

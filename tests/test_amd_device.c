@@ -1,14 +1,18 @@
 /* The AMD device over the emulated /dev/kfd (DEVICE=AMD:EMU): device names and errors, the target, VRAM size and
  * accounting, buffer round trips with random data, the AQL queue and its signals (barrier-AND packets held back by
  * a dependency, ring wrap-around, KFD events, a fault on a bad signal address), and kernels built with LLVM-C for
- * gfx1100 launched through the real device code and checked against plain C, with the emulator's counters.
+ * gfx1100 launched through the real device code and checked against plain C, with the emulator's counters; a kernel
+ * that faults ends its launch and the device serves the next ones (a fresh queue); kn_device_stop ends a running
+ * dispatch early.
  * `test_amd_device hw` runs the memory, queue and launch cases on the real GPU (DEVICE=AMD); without /dev/kfd it
  * exits 77 (skipped). */
 #include <llvm-c/Core.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "codegen/llvm_target.h"
@@ -321,6 +325,109 @@ static void launches(kn_device *d, bool counts) {
   kn_program_free(p);
 }
 
+/* One axpy of n random elements; true when it launched and every output is right. */
+static bool axpy_ok(kn_device *d, kn_program *p, int n, char *err, size_t errlen) {
+  size_t bytes = (size_t)n * 4;
+  float *a = malloc(bytes), *bb = malloc(bytes), *out = malloc(bytes);
+  for (int i = 0; i < n; i++) a[i] = frand(), bb[i] = frand(), out[i] = -12345.0f;
+  kn_buf *ba = kn_buf_alloc(d, bytes, err, errlen), *bbf = kn_buf_alloc(d, bytes, err, errlen);
+  kn_buf *bo = kn_buf_alloc(d, bytes, err, errlen);
+  bool ok = ba && bbf && bo && !kn_buf_copyin(ba, 0, a, bytes) && !kn_buf_copyin(bbf, 0, bb, bytes) &&
+            !kn_buf_copyin(bo, 0, out, bytes);
+  kn_buf *bufs[3] = {bo, ba, bbf};
+  int64_t vars[2] = {n, 5}, g[3] = {(n + 63) / 64, 1, 1}, l[3] = {64, 1, 1};
+  ok = ok && !kn_program_launch(p, bufs, 3, vars, 2, g, l, err, errlen) && !kn_buf_copyout(bo, 0, out, bytes);
+  for (int i = 0; ok && i < n; i++) ok = out[i] == a[i] + bb[i] * 5.0f;
+  kn_buf_free(ba), kn_buf_free(bbf), kn_buf_free(bo);
+  free(a), free(bb), free(out);
+  return ok;
+}
+
+/* A fault ends the launch that made it, not the device: a kernel handed a pointer to nothing faults (the launch
+ * names the address), the device replaces its queue, and the launches after it run and compute the right values.
+ * Then the same through AMD_EMU_FAULT, the emulator's fault injection (the second axpy dispatch faults). */
+static void fault_recovery(void) {
+  char err[700] = "";
+  kn_device *d = kn_device_open("AMD:EMU", err, sizeof err);
+  if (!check(d != NULL, "open AMD:EMU: %s", err)) return;
+  kn_program *p = load_axpy(d);
+  if (p) {
+    check(axpy_ok(d, p, 1000, err, sizeof err), "axpy before the fault: %s", err);
+    kn_buf *good = kn_buf_alloc(d, 4096, err, sizeof err);
+    kn_buf nothing = {.dev = d, .va = 0x20000, .nbytes = 4096}; /* an address no buffer has */
+    kn_buf *bufs[3] = {&nothing, good, good};
+    int64_t vars[2] = {1000, 1}, g[3] = {16, 1, 1}, l[3] = {64, 1, 1};
+    int rc = kn_program_launch(p, bufs, 3, vars, 2, g, l, err, sizeof err);
+    check(rc && strstr(err, "memory fault") && strstr(err, "0x20000"), "a store to 0x20000 faults: %s", err);
+    kn_buf_free(good);
+    for (int i = 0; i < 3; i++)
+      check(axpy_ok(d, p, 100 + 700 * i, err, sizeof err), "axpy %d after the fault: %s", i, err);
+    check(kn_device_sync(d) == 0, "sync after the fault");
+    kn_program_free(p);
+  }
+  kn_device_close(d);
+
+  setenv("AMD_EMU_FAULT", "axp:x", 1);
+  check(!kn_device_open("AMD:EMU", err, sizeof err) && strstr(err, "AMD_EMU_FAULT=axp:x"), "bad AMD_EMU_FAULT: %s",
+        err);
+  setenv("AMD_EMU_FAULT", "axp:2", 1);
+  d = kn_device_open("AMD:EMU", err, sizeof err);
+  unsetenv("AMD_EMU_FAULT");
+  if (!check(d != NULL, "open AMD:EMU with AMD_EMU_FAULT: %s", err)) return;
+  if ((p = load_axpy(d))) {
+    check(axpy_ok(d, p, 300, err, sizeof err), "first axpy: %s", err);
+    bool second = axpy_ok(d, p, 300, err, sizeof err);
+    check(!second && strstr(err, "injected fault (AMD_EMU_FAULT=axp)") && strstr(err, "memory fault at 0x1000"),
+          "the second axpy faults: %s", err);
+    check(axpy_ok(d, p, 300, err, sizeof err) && axpy_ok(d, p, 70, err, sizeof err), "the third and fourth run: %s",
+          err);
+    kn_program_free(p);
+  }
+  kn_device_close(d);
+}
+
+/* kn_device_stop from another thread ends a long dispatch before its next workgroup (a server's shutdown while its
+ * scheduler is in a step); while stopping, launches fail at once; afterwards the device computes again. */
+typedef struct {
+  kn_device *d;
+  int64_t ms;
+} stopper;
+static void *stop_later(void *arg) {
+  stopper *s = arg;
+  nanosleep(&(struct timespec){s->ms / 1000, (s->ms % 1000) * 1000000}, NULL);
+  kn_device_stop(s->d, true);
+  return NULL;
+}
+
+static void stop_in_flight(void) {
+  char err[700] = "";
+  kn_device *d = kn_device_open("AMD:EMU", err, sizeof err);
+  if (!check(d != NULL, "open AMD:EMU: %s", err)) return;
+  kn_program *p = load_axpy(d);
+  if (p) {
+    kn_buf *x = kn_buf_alloc(d, 256, err, sizeof err);
+    kn_buf *bufs[3] = {x, x, x};
+    /* 4M workgroups of which only the first writes (n = 64): minutes of interpretation if it ran to its end */
+    int64_t vars[2] = {64, 1}, g[3] = {1 << 22, 1, 1}, l[3] = {64, 1, 1};
+    stopper st = {d, 100};
+    pthread_t th;
+    pthread_create(&th, NULL, stop_later, &st);
+    double t0 = kn_now();
+    int rc = kn_program_launch(p, bufs, 3, vars, 2, g, l, err, sizeof err);
+    double dt = kn_now() - t0;
+    pthread_join(th, NULL);
+    check(rc && strstr(err, "stopped by the host before workgroup"),
+          "a dispatch of 4M workgroups stopped after %.2f s: %s", dt, err);
+    check(kn_program_launch(p, bufs, 3, vars, 2, (int64_t[3]){1, 1, 1}, l, err, sizeof err) &&
+          strstr(err, "stopping"), "a launch while the device stops fails at once: %s", err);
+    kn_device_stop(d, false);
+    kn_buf_free(x);
+    check(axpy_ok(d, p, 500, err, sizeof err) && kn_device_sync(d) == 0, "axpy after the stop: %s", err);
+    kn_program_free(p);
+  }
+  kn_device_close(d);
+}
+
 static int hardware(void) {
   if (access("/dev/kfd", F_OK)) {
     printf("skip: no /dev/kfd (no AMD GPU here)\n");
@@ -350,5 +457,7 @@ int main(int argc, char **argv) {
     launches(d, true);
     kn_device_close(d);
   }
+  fault_recovery();
+  stop_in_flight();
   return check_summary();
 }

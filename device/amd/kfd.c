@@ -197,3 +197,11 @@ int kn_kfd_wait_event(kn_kfd *k, uint32_t timeout_ms, char *err, size_t errlen) 
 }
 
 int kn_kfd_check_faults(kn_kfd *k, char *err, size_t errlen) { return wait_events(k, 1, 0, err, errlen); }
+
+int kn_kfd_reset_faults(kn_kfd *k, char *err, size_t errlen) {
+  for (int i = 1; i < 3; i++) {
+    struct kfd_ioctl_reset_event_args a = {.event_id = k->events[i]};
+    if (io(k, AMDKFD_IOC_RESET_EVENT, &a, "RESET_EVENT", err, errlen)) return -1;
+  }
+  return 0;
+}

@@ -63,6 +63,8 @@ int kn_kfd_available(kn_kfd *k, uint64_t *avail);
 int kn_kfd_wait_event(kn_kfd *k, uint32_t timeout_ms, char *err, size_t errlen);
 /* A fault already reported (no sleep): -1 with the message, else 0. */
 int kn_kfd_check_faults(kn_kfd *k, char *err, size_t errlen);
+/* Clear the fault events (they stay signalled until reset), once a fault has been reported and dealt with. */
+int kn_kfd_reset_faults(kn_kfd *k, char *err, size_t errlen);
 
 typedef struct {
   kn_kfd *k;

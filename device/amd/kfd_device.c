@@ -54,12 +54,36 @@ static void amd_buf_free(kn_buf *b) {
   free(m);
 }
 
+/* A fault ends the queue: KFD stops it and signals the fault events, which stay signalled. The fault has been
+ * reported (the caller returns it), so the faulted queue is destroyed and a fresh one created; buffers and programs
+ * stay where they are. What the faulting step computed is lost: its caller fails it and runs the next one. On real
+ * hardware a VM fault may also evict the process's other queues (unverified: no GPU here); then the new queue's
+ * first wait reports the queue as stuck and the device is lost. */
+void kn_amd_recover(kn_amd_dev *a) {
+  if (!a->q.faulted || *a->lost) return;
+  char fault[640], err[256] = "";
+  snprintf(fault, sizeof fault, "%s", a->q.fault);
+  kn_kfd_queue_destroy(&a->q);
+  a->kernarg_used = 0;
+  if (kn_kfd_reset_faults(&a->k, err, sizeof err) || kn_kfd_queue_create(&a->k, &a->q, RING_BYTES, err, sizeof err))
+    snprintf(a->lost, sizeof a->lost, "the AMD device is lost: no fresh queue after a fault (%s): %.300s", err, fault);
+  if (kn_debug() >= 1) fprintf(stderr, "AMD: %s\n", *a->lost ? a->lost : "a fresh queue after the fault");
+}
+
+/* Wait until the queue is idle; a fault it reports is returned and recovered from. */
+static int idle(kn_amd_dev *a, char *err, size_t errlen) {
+  if (*a->lost) return kn_errf(err, errlen, "%s", a->lost);
+  int rc = kn_kfd_queue_idle(&a->q, err, errlen);
+  if (rc) kn_amd_recover(a);
+  return rc;
+}
+
 static int amd_copyin(kn_buf *b, size_t off, const void *src, size_t n) {
   kn_amd_dev *a = dev_of(b->dev);
   kn_kfd_mem *m = b->priv;
   char err[256];
   pthread_mutex_lock(&a->lock);
-  int rc = kn_kfd_queue_idle(&a->q, err, sizeof err);
+  int rc = idle(a, err, sizeof err);
   if (!rc) memcpy((uint8_t *)m->cpu + off, src, n);
   pthread_mutex_unlock(&a->lock);
   return rc;
@@ -70,7 +94,7 @@ static int amd_copyout(const kn_buf *b, size_t off, void *dst, size_t n) {
   const kn_kfd_mem *m = b->priv;
   char err[256];
   pthread_mutex_lock(&a->lock);
-  int rc = kn_kfd_queue_idle(&a->q, err, sizeof err);
+  int rc = idle(a, err, sizeof err);
   if (!rc) memcpy(dst, (const uint8_t *)m->cpu + off, n);
   pthread_mutex_unlock(&a->lock);
   return rc;
@@ -78,9 +102,9 @@ static int amd_copyout(const kn_buf *b, size_t off, void *dst, size_t n) {
 
 static int amd_sync(kn_device *d) {
   kn_amd_dev *a = dev_of(d);
-  char err[256];
+  char err[700];
   pthread_mutex_lock(&a->lock);
-  int rc = kn_kfd_queue_idle(&a->q, err, sizeof err);
+  int rc = idle(a, err, sizeof err);
   pthread_mutex_unlock(&a->lock);
   if (rc && kn_debug() >= 1) fprintf(stderr, "%s: %s\n", d->name, err);
   return rc;
@@ -129,11 +153,16 @@ static void amd_close(kn_device *d) {
   d->priv = NULL;
 }
 
+static void amd_stop(kn_device *d, bool on) {
+  kn_amd_dev *a = dev_of(d);
+  if (a->t->stop) a->t->stop(a->t, on); /* not under a->lock: a launch holds it while the emulator runs */
+}
+
 static const kn_device_ops amd_ops = {
     .close = amd_close, .mem = amd_mem, .buf_alloc = amd_buf_alloc, .buf_free = amd_buf_free,
     .copyin = amd_copyin, .copyout = amd_copyout, .program_load = kn_amd_program_load,
     .program_free = kn_amd_program_free, .launch = kn_amd_launch, .sync = amd_sync, .counters = amd_counters,
-    .counters_reset = amd_counters_reset,
+    .counters_reset = amd_counters_reset, .stop = amd_stop,
 };
 
 /* AMD_ARCH names the code generation target; unset, it is the GPU's own. */
@@ -193,11 +222,32 @@ static int emu_vram(uint64_t *bytes, char *err, size_t errlen) {
   return 0;
 }
 
+/* AMD_EMU_FAULT=NAME[:N]: the Nth dispatch (default the first) of a kernel whose name contains NAME faults (tests of
+ * the fault path: kn_kfd_emu_inject_fault). */
+static int emu_fault(kn_amd_transport *t, char *err, size_t errlen) {
+  const char *s = getenv("AMD_EMU_FAULT");
+  if (!s || !*s) return 0;
+  char name[96];
+  const char *colon = strrchr(s, ':');
+  size_t len = colon ? (size_t)(colon - s) : strlen(s);
+  long nth = 1;
+  char *end = NULL;
+  if (colon) nth = strtol(colon + 1, &end, 10);
+  if (!len || len >= sizeof name || (colon && (end == colon + 1 || *end || nth < 1 || nth > 1000000000)))
+    return kn_errf(err, errlen, "AMD_EMU_FAULT=%s: expected NAME or NAME:N (the Nth dispatch of a kernel whose "
+                   "name contains NAME faults)", s);
+  memcpy(name, s, len);
+  name[len] = 0;
+  kn_kfd_emu_inject_fault(t, name, (int)nth);
+  return 0;
+}
+
 int kn_amd_emu_open(kn_device *d, char *err, size_t errlen) {
   uint64_t vram;
   int threads;
   if (emu_vram(&vram, err, errlen) || kn_threads_from_env(&threads, err, errlen)) return -1;
   kn_amd_transport *t = kn_kfd_emu_create(vram, threads, err, errlen);
   if (!t) return -1;
+  if (emu_fault(t, err, errlen)) return t->destroy(t), -1;
   return open_on(d, t, true, err, errlen);
 }

@@ -17,7 +17,12 @@ typedef struct {
   uint64_t kernarg_used;
   uint64_t allocated;       /* bytes of buffers and programs, for devices that cannot report free VRAM */
   pthread_mutex_t lock;     /* one submitter at a time */
+  char lost[700];           /* a fault could not be recovered from: every later call fails with this */
 } kn_amd_dev;
+
+/* After a fault was reported to a caller (a launch, sync or copy that returned it): a fresh queue in place of the
+ * faulted one, so the device serves the next launch. Called with a->lock held; a no-op unless the queue faulted. */
+void kn_amd_recover(kn_amd_dev *a);
 
 int kn_amd_program_load(kn_device *d, kn_program *p, const void *obj, size_t n, char *err, size_t errlen);
 void kn_amd_program_free(kn_program *p);

@@ -320,6 +320,16 @@ static int kfd_ioctl(kn_kfd_emu *e, unsigned long req, void *arg) {
     e->events[id].live = false;
     return 0;
   }
+  case AMDKFD_IOC_RESET_EVENT: {
+    /* a fault event stays signalled (KFD creates them without auto-reset) until the process resets it */
+    uint32_t id = ((struct kfd_ioctl_reset_event_args *)arg)->event_id;
+    if (id >= EMU_MAX_EVENTS || !e->events[id].live) return fail(EINVAL);
+    emu_event *ev = &e->events[id];
+    if (ev->type == KFD_IOC_EVENT_MEMORY) e->mem_fault = false, e->fault_va = 0;
+    else if (ev->type == KFD_IOC_EVENT_HW_EXCEPTION) e->hw_fault = false;
+    else ev->signaled = false;
+    return 0;
+  }
   case AMDKFD_IOC_WAIT_EVENTS: return wait_events(e, arg);
   case AMDKFD_IOC_CREATE_QUEUE: return create_queue(e, arg);
   case AMDKFD_IOC_DESTROY_QUEUE: {
@@ -422,6 +432,19 @@ static void emu_destroy(kn_amd_transport *t) {
   free(e);
 }
 
+void kn_kfd_emu_inject_fault(kn_amd_transport *t, const char *kernel, int nth) {
+  kn_kfd_emu *e = t->ctx;
+  pthread_mutex_lock(&e->lock);
+  snprintf(e->inject_kernel, sizeof e->inject_kernel, "%s", kernel);
+  e->inject_nth = nth > 0 ? nth : 1;
+  pthread_mutex_unlock(&e->lock);
+}
+
+static void emu_stop(kn_amd_transport *t, bool on) {
+  kn_kfd_emu *e = t->ctx;
+  __atomic_store_n(&e->stop, on ? 1 : 0, __ATOMIC_RELEASE);
+}
+
 kn_amd_transport *kn_kfd_emu_create(uint64_t vram_bytes, int threads, char *err, size_t errlen) {
   kn_kfd_emu *e = calloc(1, sizeof *e);
   if (!e) return kn_errf(err, errlen, "out of memory"), NULL;
@@ -439,6 +462,7 @@ kn_amd_transport *kn_kfd_emu_create(uint64_t vram_bytes, int threads, char *err,
       .name = "kfd-emu", .open = emu_open, .close = emu_close, .ioctl = emu_ioctl, .mmap = emu_mmap,
       .munmap = emu_munmap, .read_file = kn_emu_read_file, .list_nodes = kn_emu_list_nodes,
       .doorbell = emu_doorbell, .annotate = kn_emu_annotate, .counters = kn_emu_counters,
-      .counters_reset = kn_emu_counters_reset, .fault_text = emu_fault_text, .destroy = emu_destroy, .ctx = e};
+      .counters_reset = kn_emu_counters_reset, .fault_text = emu_fault_text, .stop = emu_stop, .destroy = emu_destroy,
+      .ctx = e};
   return &e->t;
 }

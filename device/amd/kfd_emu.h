@@ -16,4 +16,10 @@
  * runs a dispatch's workgroups on `threads` host threads (the doorbell's thread included; 1: that thread alone). */
 kn_amd_transport *kn_kfd_emu_create(uint64_t vram_bytes, int threads, char *err, size_t errlen);
 
+/* Fault injection, for tests of the fault path (AMD_EMU_FAULT=NAME[:N] on DEVICE=AMD:EMU): the nth dispatch (from
+ * now, 1 = the next) of a kernel whose name contains `kernel` runs with its kernel-argument pointer at an unmapped
+ * page, so its first s_load faults in the compute unit as a kernel handed a bad pointer would: the queue stops and
+ * KFD's memory-fault event fires. Once. */
+void kn_kfd_emu_inject_fault(kn_amd_transport *t, const char *kernel, int nth);
+
 #endif

@@ -86,7 +86,7 @@ static int dispatch(kn_kfd_emu *e, emu_queue *q, const kn_aql_dispatch *p, uint6
   }
   kn_rdna3_dispatch d = {.name = name, .kd_va = p->kernel_object, .kernarg_va = p->kernarg_address,
                          .group_segment_bytes = p->group_segment_size, .aql_packet_va = packet_va,
-                         .cache = e->programs, .track_reads = e->track_reads, .pool = e->pool};
+                         .cache = e->programs, .track_reads = e->track_reads, .pool = e->pool, .stop = &e->stop};
   for (unsigned i = 0; i < 3; i++) {
     d.grid[i] = i < dims ? p->grid_size[i] : 1;
     d.wg[i] = i < dims ? p->workgroup_size[i] : 1;
@@ -95,11 +95,26 @@ static int dispatch(kn_kfd_emu *e, emu_queue *q, const kn_aql_dispatch *p, uint6
       return queue_fault(e, q, false, 0, msg), -1;
     }
   }
+  /* an injected fault (kn_kfd_emu_inject_fault): the kernel's arguments at a page nothing maps (below Linux's
+   * mmap_min_addr), so the compute unit faults on the kernel's first s_load */
+  const uint64_t bad_kernargs = 0x1000;
+  bool inject = e->inject_nth > 0 && strstr(name, e->inject_kernel) && --e->inject_nth == 0;
+  if (inject) d.kernarg_va = bad_kernargs;
   kn_rdna3_stats stats = {0};
   kn_rdna3_mem mem = {.translate = kn_emu_translate, .ctx = e, .region = kn_emu_region};
   if (kn_rdna3_run(&d, &mem, &stats, msg, sizeof msg)) {
+    if (inject) {
+      char m2[512];
+      snprintf(m2, sizeof m2, "injected fault (AMD_EMU_FAULT=%.60s): %.400s", e->inject_kernel, msg);
+      return queue_fault(e, q, true, bad_kernargs, m2), -1;
+    }
     queue_fault(e, q, strstr(msg, "unmapped") != NULL, 0, msg);
     return -1;
+  }
+  if (inject) { /* a kernel that never reads its arguments: the fault is raised after it all the same */
+    snprintf(msg, sizeof msg, "injected fault (AMD_EMU_FAULT=%s) after %s, which read no kernel argument",
+             e->inject_kernel, name);
+    return queue_fault(e, q, true, bad_kernargs, msg), -1;
   }
   kn_amd_counters *c = counters_for(e, name);
   if (c) {

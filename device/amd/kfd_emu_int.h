@@ -62,9 +62,12 @@ typedef struct {
   kn_rdna3_cache *programs; /* the compute unit's decoded kernels */
   struct kn_pool *pool;     /* threads that run a dispatch's workgroups (NULL: the doorbell's thread alone) */
   bool track_reads;         /* distinct/fetched read bytes per kernel: on after the first counters reset */
-  bool mem_fault, hw_fault; /* reported through the MEMORY / HW_EXCEPTION events */
+  bool mem_fault, hw_fault; /* reported through the MEMORY / HW_EXCEPTION events until RESET_EVENT clears them */
   uint64_t fault_va;
   char fault[512];
+  char inject_kernel[96];   /* kn_kfd_emu_inject_fault: the inject_nth-th dispatch of a kernel whose name contains */
+  int inject_nth;
+  int stop;                 /* the transport's stop(): read by running dispatches without the lock */           /* this faults (its kernel arguments at an unmapped page); 0: none pending */
 } kn_kfd_emu;
 
 /* kfd_emu.c */

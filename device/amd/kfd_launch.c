@@ -58,8 +58,9 @@ int kn_amd_program_load(kn_device *d, kn_program *p, const void *obj, size_t n, 
   }
   /* The copy goes in while the queue is idle: a kernel still running could be reading old code at this address. */
   pthread_mutex_lock(&a->lock);
-  rc = kn_kfd_queue_idle(&a->q, msg, sizeof msg);
+  rc = *a->lost ? kn_errf(msg, sizeof msg, "%s", a->lost) : kn_kfd_queue_idle(&a->q, msg, sizeof msg);
   if (!rc) memcpy(pr->code.cpu, pr->co.image, pr->co.image_size);
+  else kn_amd_recover(a);
   pthread_mutex_unlock(&a->lock);
   if (rc) {
     kn_amd_program_free(p);
@@ -178,6 +179,10 @@ int kn_amd_launch(kn_program *p, kn_buf **bufs, int nbufs, const int64_t *vars, 
   for (int i = 0; i < 3; i++) l[i] = local[i] ? local[i] : 1;
   if (check_geometry(p, k, global, l, err, errlen)) return -1;
   pthread_mutex_lock(&a->lock);
+  if (*a->lost) {
+    pthread_mutex_unlock(&a->lock);
+    return kn_errf(err, errlen, "launch %s: %s", p->entry, a->lost);
+  }
   uint64_t ka_va = 0;
   uint8_t *ka = kernarg_block(a, k->kernarg_size ? k->kernarg_size : 8, k->kernarg_align, &ka_va, err, errlen);
   int rc = -1;
@@ -196,6 +201,7 @@ int kn_amd_launch(kn_program *p, kn_buf **bufs, int nbufs, const int64_t *vars, 
       rc = kn_errf(err, errlen, "launch %s: %s", p->entry, a->q.fault);
     }
   }
+  if (rc) kn_amd_recover(a); /* the fault is reported now: the next launch gets a fresh queue */
   pthread_mutex_unlock(&a->lock);
   return rc;
 }

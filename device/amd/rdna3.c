@@ -303,6 +303,15 @@ static void run_part(void *ctx, int64_t t, int64_t end) {
     uint64_t last = first + j->chunk < j->total ? first + j->chunk : j->total;
     for (uint64_t idx = first; idx < last && !r->rc; idx++) {
       if (idx > __atomic_load_n(&j->failed, __ATOMIC_RELAXED)) break; /* an earlier workgroup failed */
+      if (d->stop && __atomic_load_n(d->stop, __ATOMIC_ACQUIRE)) {
+        r->rc = kn_errf(r->err, j->errlen, "rdna3: kernel %s: stopped by the host before workgroup %llu of %llu",
+                        d->name, (unsigned long long)idx, (unsigned long long)j->total);
+        r->failed_at = idx;
+        uint64_t cur = __atomic_load_n(&j->failed, __ATOMIC_RELAXED);
+        while (idx < cur && !__atomic_compare_exchange_n(&j->failed, &cur, idx, false, __ATOMIC_RELAXED,
+                                                         __ATOMIC_RELAXED)) {}
+        break;
+      }
       uint32_t wg[3] = {(uint32_t)(idx % j->nwg[0]), (uint32_t)(idx / j->nwg[0] % j->nwg[1]),
                         (uint32_t)(idx / ((uint64_t)j->nwg[0] * j->nwg[1]))}, sz[3];
       for (int i = 0; i < 3; i++) {
@@ -357,6 +366,11 @@ int kn_rdna3_run(const kn_rdna3_dispatch *d, const kn_rdna3_mem *mem, kn_rdna3_s
   if (!prog) {
     kn_rdna3_cache_free(own);
     return own || d->cache ? -1 : kn_errf(err, errlen, "rdna3: out of memory");
+  }
+  /* stopped already: not even the JIT compile below (seconds for a large kernel on a loaded host) */
+  if (d->stop && __atomic_load_n(d->stop, __ATOMIC_ACQUIRE)) {
+    kn_rdna3_cache_free(own);
+    return kn_errf(err, errlen, "rdna3: kernel %s: stopped by the host before workgroup 0", d->name);
   }
   /* a program that has run many waves is compiled to host code before this dispatch's threads start */
   if (!prog->jitted && !d->generic && prog->waves_run >= KN_JIT_WAVES && kn_jit_enabled() &&

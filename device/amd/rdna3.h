@@ -42,6 +42,8 @@ typedef struct {
    * each thread takes the next one not yet run; counters are summed, and a failing dispatch reports the first
    * workgroup (in launch order) that failed, as one thread would. Read tracking runs on the calling thread alone. */
   struct kn_pool *pool;
+  const int *stop;           /* optional: once *stop is nonzero (read atomically) no further workgroup starts and the
+                              * dispatch fails ("stopped by the host") */
 } kn_rdna3_dispatch;
 
 /* What a dispatch did, accumulated over its waves. */

@@ -6,6 +6,7 @@
 #ifndef KN_AMD_TRANSPORT_H
 #define KN_AMD_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -40,6 +41,9 @@ struct kn_amd_transport {
   void (*counters_reset)(kn_amd_transport *t);
   /* Optional: text describing the last queue fault (an emulator knows the instruction; hardware only the VA). */
   int (*fault_text)(kn_amd_transport *t, char *buf, size_t cap);
+  /* Optional: while on, a running dispatch ends before its next workgroup, as a queue fault (an emulator can; on
+   * hardware a kernel runs to its end). Called from any thread, also while another is inside doorbell(). */
+  void (*stop)(kn_amd_transport *t, bool on);
   void (*destroy)(kn_amd_transport *t);
   void *ctx;
 };

@@ -79,6 +79,30 @@ check "pings during prompt evaluation" 'grep -q "^: ping$" $TMP/ping && [ "$(gre
 kill -TERM "$SERVER"; wait "$SERVER" 2>/dev/null
 SERVER=$S1 BASE=$B1
 
+# a GPU fault fails the request whose step faulted, not the server: on the emulated GPU, whose fault injection
+# (AMD_EMU_FAULT) makes the first dispatch of the logits kernel fault; the device takes a fresh queue and the next
+# request is served
+case ${DEVICE:-} in
+[Aa][Mm][Dd]:[Ee][Mm][Uu])
+  S1=$SERVER B1=$BASE
+  export AMD_EMU_FAULT=logits
+  start "$TMP/server_fault.log" --parallel 1
+  unset AMD_EMU_FAULT
+  R='{"max_tokens":3,"messages":[{"role":"user","content":"hi"}]}'
+  check "GPU fault: the request whose step faulted is a 500 naming the fault" '[ "$(code -H "$AUTH" \
+    -H "Content-Type: application/json" -d "$R" "$BASE/v1/chat/completions")" = 500 ] &&
+    grep -q "\"error\":{\"message\":\"[^\"]*GPU memory fault at 0x1000[^\"]*injected fault" $TMP/body'
+  check "GPU fault: the next request is served" '[ "$(code -H "$AUTH" -H "Content-Type: application/json" -d "$R" \
+    "$BASE/v1/chat/completions")" = 200 ] && grep -q "\"finish_reason\":\"length\"" $TMP/body &&
+    [ "$(code $BASE/health)" = 200 ]'
+  kill -TERM "$SERVER"; wait "$SERVER"
+  rcf=$?
+  check "GPU fault: the server stops cleanly (exit $rcf), the fault in its log" '[ $rcf = 0 ] &&
+    grep -q "slot 0: .*GPU memory fault" $TMP/server_fault.log'
+  SERVER=$S1 BASE=$B1
+  ;;
+esac
+
 # keep-alive: two requests on one connection
 curl -sv -H "$AUTH" "$BASE/v1/models" "$BASE/props" -o /dev/null -o /dev/null 2>"$TMP/v"
 check "keep-alive reuses the connection" 'grep -qi "re-using existing connection" $TMP/v'
