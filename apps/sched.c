@@ -11,7 +11,6 @@
 #include <time.h>
 
 #include "device/base/env.h"
-#include "device/device.h"
 #include "models/model.h"
 #include "models/session.h"
 #include "serve.h"

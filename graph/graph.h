@@ -29,6 +29,9 @@ const char *kn_device_name(const kn_device *d);
 int kn_device_mem(const kn_device *d, uint64_t *total, uint64_t *avail); /* what it reports, for memory planning */
 bool kn_device_host_memory(const kn_device *d); /* it computes in host memory (the CPU): host data is used in place */
 int kn_device_threads(const kn_device *d);      /* CPU threads it launches on (0 for a GPU) */
+/* From another thread: while on, launches fail and a kernel in flight ends early where the device can (a server's
+ * shutdown stops the forward pass in flight; device.h) */
+void kn_device_stop(kn_device *d, bool on);
 
 /* ---- contexts: own the nodes made while they are current; realized buffers live on ctx's device ---- */
 kn_ctx *kn_ctx_new(kn_device *dev);
