@@ -23,6 +23,16 @@ static bool is_float(kn_dtype d) { return d == KN_F32 || d == KN_F16 || d == KN_
 
 static bool plain_view(const kn_st *st) { return st->nviews == 1 && !st->v[0].masked; }
 
+/* An output-shaped access the epilogue evaluates: a chain of unmasked views (a reshape under a permute or a
+ * broadcast: the V projection of a batched pass stores [T, N] into [T, heads, head_dim] rows), its top view over the
+ * kernel's (t, n, k) with k 0 outside the reduce */
+static bool chain_ok(const kn_kernel *k, const kn_st *st) {
+  if (st->nviews < 1 || st->nviews > KN_MAXVIEWS || st->v[st->nviews - 1].ndim != k->ndim) return false;
+  for (int i = 0; i < st->nviews; i++)
+    if (st->v[i].masked || st->v[i].ndim < 1 || st->v[i].ndim > KN_MAXDIM) return false;
+  return true;
+}
+
 static bool is_red(const kn_qmm *m, const kn_kop *x) {
   for (int i = 0; i < m->nred; i++)
     if (m->reds[i] == x) return true;
@@ -36,7 +46,7 @@ static bool epi_ok(const kn_kernel *k, const kn_qmm *m, const kn_kop *x, int dep
   if (!is_float(x->dtype)) return false;
   switch (x->op) {
   case KN_KOP_LOAD:
-    return x->nsrc == 0 && x->buf >= 0 && x->buf < k->nbufs && is_float(k->bufs[x->buf].dtype) && plain_view(&x->st);
+    return x->nsrc == 0 && x->buf >= 0 && x->buf < k->nbufs && is_float(k->bufs[x->buf].dtype) && chain_ok(k, &x->st);
   case KN_KOP_CONST: return true;
   case KN_KOP_NEG: case KN_KOP_RECIP: case KN_KOP_SQRT: case KN_KOP_EXP2: case KN_KOP_LOG2: case KN_KOP_SIN:
     return epi_ok(k, m, x->src[0], depth + 1);
@@ -99,10 +109,10 @@ bool kn_qmm_match(const kn_kernel *k, const kn_target *t, kn_qmm *m) {
   if (!gpu && (t->kind != KN_TARGET_CPU || !kn_qmm_enabled())) return false;
   if (k->kind != KN_KERNEL_EXPR || kn_getenv_int("KILN_QMM", 1) <= 0 || kn_getenv_int("NOOPT", 0) > 0) return false;
   if (k->ndim != 3 || k->nreduce != 1 || k->shape[0] < 2 || k->shape_sym[0] || k->shape_sym[1] || k->shape_sym[2]) return false;
-  if (!is_float(k->bufs[0].dtype) || !plain_view(&k->out_st)) return false;
+  if (!is_float(k->bufs[0].dtype) || !chain_ok(k, &k->out_st)) return false;
   /* a row scatter (the K and V rows of a batched pass into their sequences' cache rows): rows from an integer load */
   const kn_kop *r = k->out_row;
-  if (r && (r->op != KN_KOP_LOAD || r->nsrc || r->buf < 0 || r->buf >= k->nbufs || !plain_view(&r->st) ||
+  if (r && (r->op != KN_KOP_LOAD || r->nsrc || r->buf < 0 || r->buf >= k->nbufs || !chain_ok(k, &r->st) ||
             (k->bufs[r->buf].dtype != KN_I32 && k->bufs[r->buf].dtype != KN_I64)))
     return false;
   if (!find_reduces(k->root, 0, m->reds, &m->nred, KN_QMM_MAX_RED) || m->nred < 1) return false;
@@ -157,13 +167,102 @@ LLVMValueRef kn_qmm_sint(kn_qmm_epi *p, kn_sint s) {
   return v;
 }
 
-/* element index of (t, n) in a one-view, unmasked output-shaped access */
+/* An index as an affine sum c + sum k[i] * v[i] over values whose bounds are known (t, n, variables, and the
+ * quotients and remainders unravelling makes), so that a view chain's divisions fold where the bounds allow, as
+ * codegen/index.c does for the general lowering */
+typedef struct {
+  int n;
+  LLVMValueRef v[16];
+  int64_t k[16], lo[16], hi[16], c;
+} qaff;
+
+static int64_t floordiv(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+
+static void qaff_term(qaff *a, LLVMValueRef v, int64_t k, int64_t lo, int64_t hi) {
+  if (k == 0) return;
+  for (int i = 0; i < a->n; i++)
+    if (a->v[i] == v) {
+      a->k[i] += k;
+      return;
+    }
+  if (a->n < 16) a->v[a->n] = v, a->k[a->n] = k, a->lo[a->n] = lo, a->hi[a->n++] = hi;
+}
+
+static void qaff_bounds(const qaff *a, int64_t *lo, int64_t *hi) {
+  *lo = *hi = a->c;
+  for (int i = 0; i < a->n; i++) {
+    int64_t x = a->lo[i] * a->k[i], y = a->hi[i] * a->k[i];
+    *lo += x < y ? x : y, *hi += x < y ? y : x;
+  }
+}
+
+static LLVMValueRef qaff_value(kn_emit *e, const qaff *a) {
+  LLVMValueRef v = ci(e, a->c);
+  for (int i = 0; i < a->n; i++) v = LLVMBuildAdd(e->b, v, LLVMBuildMul(e->b, a->v[i], ci(e, a->k[i]), ""), "");
+  return v;
+}
+
+/* q = floor(L / P) mod S (no mod for the outermost axis); L's values are valid offsets into the view below, so
+ * never negative where the value matters */
+static void qaff_unravel(kn_emit *e, const qaff *L, int64_t P, int64_t S, bool outermost, qaff *q) {
+  qaff small = {0};
+  memset(q, 0, sizeof *q);
+  int64_t cq = floordiv(L->c, P), lo, hi;
+  small.c = L->c - cq * P;
+  for (int i = 0; i < L->n; i++) {
+    if (L->k[i] % P == 0) qaff_term(q, L->v[i], L->k[i] / P, L->lo[i], L->hi[i]);
+    else qaff_term(&small, L->v[i], L->k[i], L->lo[i], L->hi[i]);
+  }
+  q->c = cq;
+  if (small.n) {
+    qaff_bounds(&small, &lo, &hi);
+    if (floordiv(lo, P) == floordiv(hi, P)) q->c += floordiv(lo, P);
+    else {
+      int64_t Llo, Lhi;
+      qaff_bounds(L, &Llo, &Lhi);
+      memset(q, 0, sizeof *q);
+      qaff_term(q, LLVMBuildSDiv(e->b, qaff_value(e, L), ci(e, P), ""), 1, floordiv(Llo, P), floordiv(Lhi, P));
+    }
+  }
+  if (outermost) return;
+  qaff m = {0};
+  for (int i = 0; i < q->n; i++)
+    if (q->k[i] % S) qaff_term(&m, q->v[i], q->k[i], q->lo[i], q->hi[i]);
+  m.c = q->c - floordiv(q->c, S) * S;
+  qaff_bounds(&m, &lo, &hi);
+  if (lo >= 0 && hi < S) *q = m;
+  else {
+    LLVMValueRef r = LLVMBuildSRem(e->b, qaff_value(e, lo >= 0 ? &m : q), ci(e, S), "");
+    memset(q, 0, sizeof *q);
+    qaff_term(q, r, 1, 0, S - 1);
+  }
+}
+
+/* element index of (t, n) (k = 0) in an output-shaped chain of unmasked views (chain_ok) */
 static LLVMValueRef out_index(kn_qmm_epi *p, const kn_st *st) {
-  const kn_view *v = &st->v[0];
-  LLVMBuilderRef b = p->e->b;
-  LLVMValueRef i = kn_qmm_sint(p, v->offset);
-  i = LLVMBuildAdd(b, i, LLVMBuildMul(b, p->t, ci(p->e, v->strides[0]), ""), "");
-  return LLVMBuildAdd(b, i, LLVMBuildMul(b, p->n, ci(p->e, v->strides[1]), ""), "");
+  kn_emit *e = p->e;
+  const kn_view *top = &st->v[st->nviews - 1];
+  qaff dim[KN_MAXDIM] = {0}, L = {0};
+  qaff_term(&dim[0], p->t, 1, 0, p->m->T - 1);
+  qaff_term(&dim[1], p->n, 1, 0, p->m->N - 1);
+  for (int vi = st->nviews - 1; vi >= 0; vi--) {
+    const kn_view *v = &st->v[vi];
+    if (v != top) {
+      int64_t P = 1;
+      for (int j = v->ndim - 1; j >= 0; P *= v->shape[j], j--) qaff_unravel(e, &L, P, v->shape[j], j == 0, &dim[j]);
+    }
+    memset(&L, 0, sizeof L);
+    L.c = v->offset.c;
+    if (v->offset.v >= 0 && v->offset.k) {
+      const kn_kvar *kv = &p->k->vars[v->offset.v];
+      qaff_term(&L, p->vars[v->offset.v], v->offset.k, kv->min <= kv->max ? kv->min : INT32_MIN, kv->min <= kv->max ? kv->max : INT32_MAX);
+    }
+    for (int j = 0; j < v->ndim; j++) {
+      for (int i = 0; i < dim[j].n; i++) qaff_term(&L, dim[j].v[i], dim[j].k[i] * v->strides[j], dim[j].lo[i], dim[j].hi[i]);
+      L.c += dim[j].c * v->strides[j];
+    }
+  }
+  return qaff_value(e, &L);
 }
 
 static LLVMValueRef eval(kn_qmm_epi *p, const kn_kop *x) {

@@ -971,7 +971,9 @@ static void test_prefetch(void) {
  * GEMV case, per token; codegen/amdgpu_qmm.c on GPUs: the exact decode, tiles of 16 tokens and 16 rows, K in chunks of
  * 256). T runs past one token tile (64) and past whole groups of tokens; each case checks that the template compiled
  * it (the kernel's name) and an epilogue: none, a bias, a residual, a SiLU gate, or an f16 store at a variable row
- * (the KV cache). Outputs start as NaN, so an element a tile does not write shows. */
+ * (the KV cache), the same scattered to rows chosen at run time, or through a chain of two views (a batched pass's V
+ * projection: [T, N] reshaped to [T, heads, head_dim] cache rows; here stored head-minor, so a wrong unravel shows).
+ * Outputs start as NaN, so an element a tile does not write shows. */
 static void test_qmm(void) {
   bool cpu = kn_device_target(dev)->kind == KN_TARGET_CPU;
   kn_dtype fmts[] = {KN_Q4_0, KN_Q4_1, KN_Q5_0, KN_Q5_1, KN_Q8_0, KN_Q2_K, KN_Q3_K, KN_Q4_K, KN_Q5_K, KN_Q6_K};
@@ -979,11 +981,15 @@ static void test_qmm(void) {
   for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
     kn_dtype q = fmts[f];
     int64_t QK = kn_dtype_get(q)->block_elems;
-    for (int r = 0; r < 7; r++) {
+    for (int r = 0; r < 8; r++) {
       int64_t T = r == 0 ? rint_in(65, 140) : rint_in(2, 20), N = rint_in(1, 24), K = QK * rint_in(1, QK == 32 ? 8 : 3);
+      int64_t H = rint_in(1, 4), D = rint_in(1, 8);
+      if (r == 7) N = H * D;
       /* 0 none, 1 bias, 2 residual, 3 silu gate, 4 f16 row store at a variable position, 5 f16 rows scattered to
        * rows chosen at run time (out_row: batched KV caches), 6 a fused SiLU-gated MLP: two reduces over the same
-       * activations, silu(x W) * (x W2), W2 in buffer 4 */
+       * activations, silu(x W) * (x W2), W2 in buffer 4; 7 the V projection of a batched pass: a bias through two views
+       * ([N] as [H, D]), f16 rows at run-time rows through two views ([T, N] as [T, H, D], element (h, d) at d * H + h
+       * of its row), the rows' load through three */
       int epi = r;
       bool tiled = true, intdot = cpu; /* both templates take every epilogue; GPUs: the exact decode */
       int64_t ctx = T + 5, pos = epi == 4 ? rint_in(0, 5) : 0;
@@ -991,14 +997,14 @@ static void test_qmm(void) {
       snprintf(name, sizeof name, "qmm %s T %lld N %lld K %lld epilogue %d", kn_dtype_name(q), (long long)T, (long long)N, (long long)K, epi);
       kn_kernel *k = kn_kernel_new();
       k->nbufs = epi >= 5 ? 5 : 4;
-      kn_dtype od = epi == 4 || epi == 5 ? KN_F16 : KN_F32;
-      int64_t osz = epi == 4 || epi == 5 ? ctx * N : T * N;
+      kn_dtype od = epi == 4 || epi == 5 || epi == 7 ? KN_F16 : KN_F32;
+      int64_t osz = epi == 4 || epi == 5 || epi == 7 ? ctx * N : T * N;
       int32_t *rows = malloc((size_t)T * 4);
       for (int64_t t = 0; t < T; t++) rows[t] = (int32_t)((t * 7 + 3) % ctx);
-      for (int64_t t = 0; t < T && epi == 5; t++) /* distinct rows: a permutation of a few */
+      for (int64_t t = 0; t < T && (epi == 5 || epi == 7); t++) /* distinct rows: a permutation of a few */
         for (int64_t u = 0; u < t; u++)
           if (rows[u] == rows[t]) rows[t] = (rows[t] + 1) % (int32_t)ctx, u = -1;
-      if (epi == 5) k->bufs[4] = (kn_kbuf){KN_I32, T};
+      if (epi == 5 || epi == 7) k->bufs[4] = (kn_kbuf){KN_I32, T};
       if (epi == 6) k->bufs[4] = (kn_kbuf){q, N * K};
       k->bufs[0] = (kn_kbuf){od, osz}, k->bufs[1] = (kn_kbuf){KN_F32, T * K};
       k->bufs[2] = (kn_kbuf){q, N * K}, k->bufs[3] = (kn_kbuf){KN_F32, T * N};
@@ -1017,6 +1023,19 @@ static void test_qmm(void) {
       kn_kop *mm = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a), kn_kop_load(k, 2, KN_F32, &b), NULL));
       kn_kop *extra = kn_kop_load(k, 3, KN_F32, &as);
       if (epi == 1 || epi == 2) mm = kn_kop_alu(k, KN_KOP_ADD, KN_F32, 2, extra, mm, NULL);
+      if (epi == 7) { /* the bias [N] read as [H, D] under the output's shape; the store and the rows as the model's */
+        int64_t hd[2] = {H, D}, hs[2] = {D, 1}, tn[3] = {T, N, 1}, tnb[3] = {0, 1, 0}, thd[3] = {T, H, D}, ot[3] = {N, 1, 0};
+        int64_t oh[3] = {0, 1, H}, rs3[3] = {1, 0, 0};
+        kn_st bias = st_strided(2, hd, hs, 0);
+        bias.nviews = 2, bias.v[1] = st_strided(3, tn, tnb, 0).v[0];
+        mm = kn_kop_alu(k, KN_KOP_ADD, KN_F32, 2, kn_kop_load(k, 3, KN_F32, &bias), mm, NULL);
+        mm = kn_kop_alu(k, KN_KOP_CAST, KN_F16, 1, mm, NULL, NULL);
+        k->out_st = st_strided(3, thd, oh, 0);
+        k->out_st.nviews = 2, k->out_st.v[1] = st_strided(3, tn, ot, 0).v[0];
+        kn_st rst = st_strided(1, &T, (int64_t[]){1}, 0);
+        rst.nviews = 3, rst.v[1] = st_strided(3, thd, rs3, 0).v[0], rst.v[2] = k->out_st.v[1];
+        k->out_row = kn_kop_load(k, 4, KN_I32, &rst), k->out_row_stride = N;
+      }
       if (epi == 3) { /* silu(g) * mm, silu(g) = g / (1 + 2^(-g log2 e)) as the model writes it */
         kn_kop *e2 = kn_kop_alu(k, KN_KOP_EXP2, KN_F32, 1, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_alu(k, KN_KOP_NEG, KN_F32, 1, extra, NULL, NULL), kn_kop_const_f(k, KN_F32, 1.4426950408889634), NULL), NULL, NULL);
         kn_kop *sg = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, extra, kn_kop_alu(k, KN_KOP_RECIP, KN_F32, 1, kn_kop_alu(k, KN_KOP_ADD, KN_F32, 2, e2, kn_kop_const_f(k, KN_F32, 1), NULL), NULL, NULL), NULL);
@@ -1073,8 +1092,8 @@ static void test_qmm(void) {
            * reference's (a GPU: 256-element chunks, lanes, then a butterfly) */
           double mag, mag2, want = kn_ref_qdot_row(q, w, n, K, x + t * K, NULL, !intdot, &mag),
                             want2 = kn_ref_qdot_row(q, w2, n, K, x + t * K, NULL, !intdot, &mag2);
-          double e = ad[epi == 1 ? n : t * N + n], tol = (cpu ? 2e-6 : 1e-5) * mag + 1e-6;
-          if (epi == 1 || epi == 2) want += e, tol += 1e-6 * fabs(e);
+          double e = ad[epi == 1 || epi == 7 ? n : t * N + n], tol = (cpu ? 2e-6 : 1e-5) * mag + 1e-6;
+          if (epi == 1 || epi == 2 || epi == 7) want += e, tol += 1e-6 * fabs(e);
           if (epi == 3) {
             double sg = e / (1 + exp(-e));
             want *= sg, tol = tol * fabs(sg) + 1e-5 * fabs(want);
@@ -1086,6 +1105,7 @@ static void test_qmm(void) {
           double got;
           if (epi == 4) got = kn_ref_f16_to_f32(((uint16_t *)out)[(pos + t) * N + n]), tol += fabs(want) / 1024;
           else if (epi == 5) got = kn_ref_f16_to_f32(((uint16_t *)out)[rows[t] * N + n]), tol += fabs(want) / 1024;
+          else if (epi == 7) got = kn_ref_f16_to_f32(((uint16_t *)out)[rows[t] * N + n % D * H + n / D]), tol += fabs(want) / 1024;
           else got = ((float *)out)[t * N + n];
           if (!(fabs(got - want) <= tol) && bad++ < 3)
             fail_line("%s (%s): out[%lld, %lld] = %.9g, want %.9g (magnitude %.3g)", name, comp.name, (long long)t, (long long)n,
