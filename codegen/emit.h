@@ -93,7 +93,12 @@ void kn_quant_x_block(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, 
 int kn_quant_dot_tile_blocks(const kn_target *t, kn_dtype fmt, int64_t nb, bool *split);
 int kn_quant_dot_lanes(kn_emit *e, kn_dtype fmt, int nblk);
 void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int ntok, LLVMValueRef xq,
-                       LLVMValueRef dx, LLVMValueRef sp, LLVMValueRef *acc, LLVMValueRef *accv);
+                       LLVMValueRef dx, LLVMValueRef sp, LLVMValueRef xi, LLVMValueRef *acc, LLVMValueRef *accv);
+/* Biased records (Q8_0 where vpdpbusd exists): the tile adds 128 to the signed quants and starts each token's integer
+ * sum at -128 times its activations' sums of four (xi: [ntok][lanes] i32, kn_quant_x_sums4 of its blocks side by
+ * side), and takes dx as [ntok][lanes] floats (each block's over its lanes), sp unused; xi NULL: plain records. */
+bool kn_quant_dot_tile_biased(const kn_target *t, kn_dtype fmt, int nblk);
+LLVMValueRef kn_quant_x_sums4(kn_emit *e, LLVMValueRef xq);
 LLVMValueRef kn_quant_dot_hsum(kn_emit *e, LLVMValueRef acc, LLVMValueRef accv, int u);
 /* llvm_emit.c: types and state for emitting p for t into a new module named entry (kn_emit_done releases them). */
 void kn_emit_init(kn_emit *e, LLVMContextRef ctx, const kn_lprog *p, const kn_target *t, const char *entry, char *err,

@@ -396,12 +396,14 @@ static LLVMValueRef maddwd(kn_emit *e, LLVMValueRef a, LLVMValueRef b) {
 
 /* acc + u (unsigned bytes) . s (signed bytes) by groups of four into <W/4 x i32> lanes with one instruction
  * (vpdpbusd) where the target has AVX512-VNNI or AVX-VNNI; NULL where it has not. acc NULL: zero. */
+static const char *dpbusd_name(kn_emit *e, int W) {
+  if (x86(e) && W == 64 && feat(e, "avx512vnni")) return "llvm.x86.avx512.vpdpbusd.512";
+  if (x86(e) && W == 32 && ((feat(e, "avx512vnni") && feat(e, "avx512vl")) || feat(e, "avxvnni"))) return "llvm.x86.avx512.vpdpbusd.256";
+  return NULL;
+}
+
 static LLVMValueRef dpbusd(kn_emit *e, LLVMValueRef acc, LLVMValueRef u, LLVMValueRef s) {
-  int W = (int)LLVMGetVectorSize(LLVMTypeOf(u));
-  const char *name = NULL;
-  if (x86(e) && W == 64 && feat(e, "avx512vnni")) name = "llvm.x86.avx512.vpdpbusd.512";
-  else if (x86(e) && W == 32 && ((feat(e, "avx512vnni") && feat(e, "avx512vl")) || feat(e, "avxvnni")))
-    name = "llvm.x86.avx512.vpdpbusd.256";
+  const char *name = dpbusd_name(e, (int)LLVMGetVectorSize(LLVMTypeOf(u)));
   if (!name) return NULL;
   unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
   LLVMTypeRef ft = LLVMIntrinsicGetType(e->ctx, id, NULL, 0), pt[3];
@@ -721,13 +723,15 @@ static void split_fields_bw4(kn_emit *e, kn_dtype fmt, LLVMValueRef p0, int qs, 
   }
 }
 
-/* The dot of nblk blocks blk.. of a nibble format with a split record. */
-static LLVMValueRef split_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, LLVMValueRef rec, int nblk, int vec) {
+/* nblk blocks of a nibble format from blk on, decoded for the split layout: L (elements 0-15 of each block), H (16-31),
+ * their scales and (with_min) mins spread over the blocks' lanes of an n-lane vector; GEMV and tile alike */
+static void split_decode(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, qd *q, LLVMValueRef *Lo,
+                         LLVMValueRef *Ho, LLVMValueRef *d, LLVMValueRef *m) {
   const kn_dtype_info *di = kn_dtype_get(fmt);
   bool five = fmt == KN_Q5_0 || fmt == KN_Q5_1, with_min = fmt == KN_Q4_1 || fmt == KN_Q5_1;
   int qs = with_min ? (five ? 8 : 4) : (five ? 6 : 2), qh = five ? (with_min ? 4 : 2) : -1, W = 16 * nblk, n = W / 4;
-  qd q[4];
-  LLVMValueRef parts[4], v, d = NULL, m = NULL, L, H;
+  LLVMValueRef parts[4], v, L, H;
+  *d = *m = NULL;
   for (int k = 0; k < nblk; k++) {
     LLVMValueRef off = LLVMBuildMul(e->b, LLVMBuildAdd(e->b, blk, LLVMConstInt(e->i64, (unsigned)k, 0), ""),
                                     LLVMConstInt(e->i64, (unsigned)di->block_bytes, 0), "");
@@ -735,7 +739,7 @@ static LLVMValueRef split_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMV
   }
   if (nblk == 4 && x86(e) && feat(e, "avx512bw")) {
     LLVMValueRef mL = NULL, mH = NULL, sixteen = kn_e_iconst(vt(e->i8, W), 16);
-    split_fields_bw4(e, fmt, q[0].bp, qs, qh, with_min, &v, &d, &m, &mL, &mH);
+    split_fields_bw4(e, fmt, q[0].bp, qs, qh, with_min, &v, d, m, &mL, &mH);
     L = band(e, v, 15), H = band(e, lshr(e, v, 4), 15);
     if (five && feat(e, "avx512vbmi")) /* bit 4 of the shifted bytes: one vpternlog per half */
       L = bor(e, L, band(e, mL, 16)), H = bor(e, H, band(e, mH, 16));
@@ -746,8 +750,18 @@ static LLVMValueRef split_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMV
     v = concat(e, parts, nblk);
     L = band(e, v, 15), H = band(e, lshr(e, v, 4), 15);
     if (five) L = split_high(e, q, nblk, qh, L, false), H = split_high(e, q, nblk, qh, H, true);
-    split_scales(e, q, nblk, n, &d, with_min ? &m : NULL);
+    split_scales(e, q, nblk, n, d, with_min ? m : NULL);
   }
+  *Lo = L, *Ho = H;
+}
+
+/* The dot of nblk blocks blk.. of a nibble format with a split record. */
+static LLVMValueRef split_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, LLVMValueRef rec, int nblk, int vec) {
+  bool with_min = fmt == KN_Q4_1 || fmt == KN_Q5_1;
+  int W = 16 * nblk, n = W / 4;
+  qd q[4];
+  LLVMValueRef d, m, L, H;
+  split_decode(e, fmt, base, blk, nblk, q, &L, &H, &d, &m);
   LLVMValueRef xL = ld(e, vt(e->i8, W), rec, al(W)), xH = ld(e, vt(e->i8, W), at(e, rec, W), al(W));
   LLVMValueRef xsum = ld(e, vt(with_min ? e->f32 : e->i32, n), at(e, rec, 2 * W), al(W)), dxv = ld(e, vt(e->f32, n), at(e, rec, 3 * W), al(W));
   /* q - 8 / q - 16: the offset times the sums (stored so) starts the integer sum */
@@ -1021,6 +1035,18 @@ void kn_quant_x_block(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, 
   *sums = s;
 }
 
+bool kn_quant_dot_tile_biased(const kn_target *t, kn_dtype fmt, int nblk) {
+  int W = t_int_width(t) < 32 * nblk ? t_int_width(t) : 32 * nblk;
+  bool x = !strncmp(t->triple, "x86_64", 6);
+  return fmt == KN_Q8_0 && x && ((W == 64 && tfeat(t, "avx512vnni")) ||
+                                 (W == 32 && ((tfeat(t, "avx512vnni") && tfeat(t, "avx512vl")) || tfeat(t, "avxvnni"))));
+}
+
+LLVMValueRef kn_quant_x_sums4(kn_emit *e, LLVMValueRef xq) {
+  LLVMValueRef s = LLVMBuildSExt(e->b, xq, vt(e->i32, (int)LLVMGetVectorSize(LLVMTypeOf(xq))), "");
+  return pairsum(e, pairsum(e, s));
+}
+
 int kn_quant_dot_lanes(kn_emit *e, kn_dtype fmt, int nblk) {
   if (split_fmt(fmt)) return 4 * nblk;
   int W = int_width(e), qk = (int)kn_dtype_get(fmt)->block_elems * nblk;
@@ -1041,21 +1067,11 @@ int kn_quant_dot_tile_blocks(const kn_target *t, kn_dtype fmt, int64_t nb, bool 
  * and an add per block. */
 static void tile_split(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int U, LLVMValueRef xq,
                        LLVMValueRef dxp, LLVMValueRef sp, LLVMValueRef *acc, LLVMValueRef *accv) {
-  const kn_dtype_info *di = kn_dtype_get(fmt);
-  bool five = fmt == KN_Q5_0 || fmt == KN_Q5_1, with_min = fmt == KN_Q4_1 || fmt == KN_Q5_1;
-  int qs = with_min ? (five ? 8 : 4) : (five ? 6 : 2), qh = five ? (with_min ? 4 : 2) : -1, W = 16 * nblk, n = W / 4;
+  bool with_min = fmt == KN_Q4_1 || fmt == KN_Q5_1;
+  int W = 16 * nblk, n = W / 4;
   qd q[4];
-  LLVMValueRef parts[4];
-  for (int k = 0; k < nblk; k++) {
-    LLVMValueRef off = LLVMBuildMul(e->b, LLVMBuildAdd(e->b, blk, LLVMConstInt(e->i64, (unsigned)k, 0), ""),
-                                    LLVMConstInt(e->i64, (unsigned)di->block_bytes, 0), "");
-    q[k] = (qd){.e = e, .bp = LLVMBuildGEP2(e->b, e->i8, base, &off, 1, "")};
-    parts[k] = bytes(&q[k], qs, 16);
-  }
-  LLVMValueRef v = concat(e, parts, nblk), L = band(e, v, 15), H = band(e, lshr(e, v, 4), 15);
-  if (five) L = split_high(e, q, nblk, qh, L, false), H = split_high(e, q, nblk, qh, H, true);
-  LLVMValueRef d, mn = NULL;
-  split_scales(e, q, nblk, n, &d, with_min ? &mn : NULL);
+  LLVMValueRef L, H, d, mn;
+  split_decode(e, fmt, base, blk, nblk, q, &L, &H, &d, &mn);
   for (int u = 0; u < U; u++) {
     LLVMValueRef xL = ld(e, vt(e->i8, W), at(e, xq, (long long)u * 2 * W), al(W));
     LLVMValueRef xH = ld(e, vt(e->i8, W), at(e, xq, (long long)u * 2 * W + W), al(W));
@@ -1077,7 +1093,7 @@ static void tile_split(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
 }
 
 void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int ntok, LLVMValueRef xq,
-                       LLVMValueRef dxp, LLVMValueRef sp, LLVMValueRef *acc, LLVMValueRef *accv) {
+                       LLVMValueRef dxp, LLVMValueRef sp, LLVMValueRef xi, LLVMValueRef *acc, LLVMValueRef *accv) {
   const kn_dtype_info *di = kn_dtype_get(fmt);
   if (split_fmt(fmt)) {
     if (!split_layout(e, fmt, nblk) || ntok > 16) {
@@ -1106,9 +1122,19 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
     b.uq = concat(e, parts, 2);
   }
   LLVMValueRef us[16], sg[16], ps[16];
+  /* biased records (kn_quant_dot_tile_biased): Q8_0's signed quants become unsigned by w + 128 (one xor per block,
+   * not a sign move per token), each token's integer sum starts at its stored -128 * sums of four, and its scale is
+   * stored spread over its blocks' lanes */
+  bool bias = xi != NULL;
+  if (bias && (!b.signed_w || b.off || !dpbusd_name(e, W))) {
+    kn_efail(e, "no biased integer-dot tile for %s over %d blocks", di->name, nblk);
+    return;
+  }
+  int off = b.off;
   for (int c = 0; c < nch; c++) { /* the block's operands, decoded once for every token */
     us[c] = sg[c] = slice(e, b.uq, c * W, W);
-    if (b.signed_w) {
+    if (bias) us[c] = LLVMBuildXor(e->b, us[c], kn_e_iconst(LLVMTypeOf(us[c]), 0x80), "");
+    else if (b.signed_w) {
       LLVMValueRef args[2] = {us[c], LLVMConstInt(e->i1, 0, 0)};
       us[c] = kn_e_intrinsic(e, "llvm.abs", LLVMTypeOf(us[c]), args, 2);
     }
@@ -1116,20 +1142,30 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
   }
   /* dA * dx of every token (and block): [nblk][U] */
   LLVMTypeRef vu = vt(e->f32, U), vb = vt(e->f32, nblk * U);
-  LLVMValueRef dxv = LLVMBuildLoad2(e->b, vb, dxp, ""), dav = kn_e_splat(e, b.dA, U);
-  LLVMSetAlignment(dxv, 4);
+  LLVMValueRef dxv = bias ? NULL : LLVMBuildLoad2(e->b, vb, dxp, ""), dav = kn_e_splat(e, b.dA, U);
+  if (dxv) LLVMSetAlignment(dxv, 4);
   if (nblk == 2) {
     LLVMValueRef parts[2] = {dav, kn_e_splat(e, bs[1].dA, U)};
     dav = concat(e, parts, 2);
   }
-  LLVMValueRef scv = kn_e_fmul(e, dav, dxv);
+  LLVMValueRef scv = bias ? NULL : kn_e_fmul(e, dav, dxv), dsp = NULL;
+  if (bias) { /* the blocks' scales spread over their lanes */
+    int idx[64];
+    for (int l = 0; l < n; l++) idx[l] = (l * nblk / n) * U;
+    dsp = shuf(e, dav, NULL, idx, n);
+  }
   for (int u = 0; u < U; u++) {
     LLVMValueRef I = NULL;
+    if (bias) {
+      LLVMValueRef o = c64(&q, (long long)u * n);
+      I = LLVMBuildLoad2(e->b, vt(e->i32, n), LLVMBuildGEP2(e->b, e->i32, xi, &o, 1, ""), "");
+      LLVMSetAlignment(I, 4);
+    }
     for (int c = 0; c < nch; c++) {
       LLVMValueRef o = c64(&q, (long long)u * qk + c * W);
       LLVMValueRef x = LLVMBuildLoad2(e->b, vt(e->i8, W), LLVMBuildGEP2(e->b, e->i8, xq, &o, 1, ""), "");
       LLVMSetAlignment(x, 16);
-      if (b.signed_w) { /* |w| * (x with w's sign) */
+      if (b.signed_w && !bias) { /* |w| * (x with w's sign) */
         if (x86(e) && W == 32 && feat(e, "avx2")) x = call(e, "llvm.x86.avx2.psign.b", x, sg[c]);
         else if (x86(e) && W == 16 && feat(e, "ssse3")) x = call(e, "llvm.x86.ssse3.psign.b.128", x, sg[c]);
         else {
@@ -1144,15 +1180,24 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
         I = I ? LLVMBuildAdd(e->b, I, t, "") : t;
       }
     }
-    int idx[64]; /* lanes of block k take token u's scale of block k */
-    for (int l = 0; l < n; l++) idx[l] = (l * nblk / n) * U + u;
-    acc[u] = kn_e_fadd(e, acc[u], kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vt(e->f32, n), ""), shuf(e, scv, NULL, idx, n)));
+    LLVMValueRef sc;
+    if (bias) {
+      LLVMValueRef o = c64(&q, (long long)u * n);
+      LLVMValueRef dxu = LLVMBuildLoad2(e->b, vt(e->f32, n), LLVMBuildGEP2(e->b, e->f32, dxp, &o, 1, ""), "");
+      LLVMSetAlignment(dxu, 4);
+      sc = kn_e_fmul(e, dsp, dxu);
+    } else {
+      int idx[64]; /* lanes of block k take token u's scale of block k */
+      for (int l = 0; l < n; l++) idx[l] = (l * nblk / n) * U + u;
+      sc = shuf(e, scv, NULL, idx, n);
+    }
+    acc[u] = kn_e_fadd(e, acc[u], kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vt(e->f32, n), ""), sc));
   }
-  if (b.off) { /* q - 8 or d * q + m: the stored dx * sum(xq) of every token times the block's offset or min */
+  if (off) { /* q - 8, d * q + m or w + 128: the stored dx * sum(xq) of every token times the block's offset or min */
     LLVMValueRef cv = LLVMBuildLoad2(e->b, vb, sp, "");
     LLVMSetAlignment(cv, 4);
     for (int k = 0; k < nblk; k++) {
-      LLVMValueRef m = bs[k].dB ? bs[k].dB : LLVMBuildFMul(e->b, bs[k].dA, LLVMConstReal(e->f32, b.off), "");
+      LLVMValueRef m = bs[k].dB ? bs[k].dB : LLVMBuildFMul(e->b, bs[k].dA, LLVMConstReal(e->f32, off), "");
       *accv = kn_e_fadd(e, *accv, kn_e_fmul(e, nblk > 1 ? slice(e, cv, k * U, U) : cv, kn_e_splat(e, m, U)));
     }
   }

@@ -336,8 +336,10 @@ void kn_qmm_plan(const kn_qmm *m, const kn_target *t, kn_qmm_plan_t *pl) {
   if (U < 1 || U > 16) U = t->vector_bytes >= 64 ? 16 : t->vector_bytes >= 32 ? 8 : 4;
   if (m->T < U) U = (int)m->T;
   pl->pb = kn_quant_dot_tile_blocks(t, m->fmt, nb, &pl->split);
-  /* a token's bytes per block: its int8 values, dx (split: over four lanes), the sums */
-  int64_t per_tok = nb * (qk + (pl->split ? 16 : 4) + 2 * nsub), tile = STACK_BYTES / per_tok;
+  pl->biased = !pl->split && kn_quant_dot_tile_biased(t, m->fmt, pl->pb);
+  /* a token's bytes per block: its int8 values, dx (split: over four lanes; biased: over qk / 4 lanes, and as many
+   * integer starts), the sums */
+  int64_t per_tok = nb * (qk + (pl->split ? 16 : pl->biased ? 2 * qk : 4) + 2 * nsub), tile = STACK_BYTES / per_tok;
   if (tile > MAX_TILE) tile = MAX_TILE;
   if (tile > m->T) tile = m->T;
   tile = tile / U * U;
@@ -360,7 +362,7 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
   if (V > 16) V = 16;
   while (qk % V) V /= 2;
   /* a record: U tokens' PB blocks (two 32-element blocks fill a 64-byte vector; split: a vector's 16-byte lanes) */
-  int PB = pl.pb, ND = pl.split ? 4 * PB : PB; /* ND: a token's dx floats per record */
+  int PB = pl.pb, ND = pl.split ? 4 * PB : pl.biased ? PB * (int)qk / 4 : PB; /* ND: a token's dx floats per record */
   int64_t NR = nb / PB;
   int nx = (int)(qk / V), lanes = kn_quant_dot_lanes(e, m->fmt, PB);
   LLVMBuilderRef b = e->b;
@@ -387,6 +389,9 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
   /* one-sub-block formats: dx * sum(xq) per token (f32); others: the sub-block sums (i16), [nsub/2][U][2] per record */
   LLVMValueRef XS = LLVMBuildAlloca(b, LLVMArrayType(e->i16, (unsigned)(TT * nb * (nsub > 1 ? nsub : 2))), "xs");
   LLVMSetAlignment(XS, 16);
+  /* biased records: each token's integer starts, as its dx */
+  LLVMValueRef XI = pl.biased ? LLVMBuildAlloca(b, LLVMArrayType(e->i32, (unsigned)(TT * NR * ND)), "xi") : NULL;
+  if (XI) LLVMSetAlignment(XI, 64);
   LLVMValueRef cur = LLVMBuildAlloca(b, e->i64, "tile");
   LLVMValueRef accp[KN_QMM_MAX_RED][16], accvp[KN_QMM_MAX_RED];
   for (int r = 0; r < m->nred; r++) {
@@ -439,6 +444,14 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
       LLVMSetAlignment(LLVMBuildStore(b, hi, LLVMBuildGEP2(b, e->i8, XQ, &o, 1, "")), 16);
       o = LLVMBuildAdd(b, LLVMBuildMul(b, tok, ci(e, ND), ""), LLVMBuildMul(b, kb, ci(e, 4), ""), "");
       LLVMSetAlignment(LLVMBuildStore(b, kn_e_splat(e, dx, 4), LLVMBuildGEP2(b, e->f32, DX, &o, 1, "")), 16);
+    } else if (pl.biased) { /* dx over the block's qk / 4 lanes, -128 times the sums of four beside it */
+      LLVMSetAlignment(LLVMBuildStore(b, xq, LLVMBuildGEP2(b, e->i8, XQ, &o, 1, "")), 16);
+      LLVMValueRef tok = LLVMBuildAdd(b, LLVMBuildMul(b, rec, ci(e, U), ""), uu, "");
+      LLVMValueRef d = LLVMBuildAdd(b, LLVMBuildMul(b, tok, ci(e, ND), ""), LLVMBuildMul(b, kb, ci(e, qk / 4), ""), "");
+      LLVMSetAlignment(LLVMBuildStore(b, kn_e_splat(e, dx, (int)qk / 4), LLVMBuildGEP2(b, e->f32, DX, &d, 1, "")), 16);
+      LLVMValueRef s4 = kn_quant_x_sums4(e, xq);
+      s4 = LLVMBuildMul(b, s4, kn_e_iconst(LLVMTypeOf(s4), -128), "");
+      LLVMSetAlignment(LLVMBuildStore(b, s4, LLVMBuildGEP2(b, e->i32, XI, &d, 1, "")), 16);
     } else {
       LLVMSetAlignment(LLVMBuildStore(b, xq, LLVMBuildGEP2(b, e->i8, XQ, &o, 1, "")), 16);
       LLVMSetAlignment(LLVMBuildStore(b, dx, LLVMBuildGEP2(b, e->f32, DX, &slot, 1, "")), 4);
@@ -482,8 +495,10 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
     if (nsub > 1) o = LLVMBuildMul(b, rec, ci(e, U * nsub), ""), sp = LLVMBuildGEP2(b, e->i16, XS, &o, 1, "");
     for (int u = 0; u < U; u++) acc[u] = LLVMBuildLoad2(b, vacc, accp[r][u], "");
     accv = LLVMBuildLoad2(b, vu, accvp[r], "");
+    LLVMValueRef xip = NULL;
+    if (XI) o = LLVMBuildMul(b, rec, ci(e, U * ND), ""), xip = LLVMBuildGEP2(b, e->i32, XI, &o, 1, "");
     kn_quant_dot_tile(e, m->fmt, bufs[m->ws[r]->buf], LLVMBuildAdd(b, wrow, LLVMBuildMul(b, lb.i, ci(e, PB), ""), ""), PB, U, xqp,
-                      dxp, sp, acc, &accv);
+                      dxp, sp, xip, acc, &accv);
     for (int u = 0; u < U && !e->failed; u++) LLVMBuildStore(b, acc[u], accp[r][u]);
     if (!e->failed) LLVMBuildStore(b, accv, accvp[r]);
     loop_end(e, &lb);

@@ -27,7 +27,7 @@ typedef struct {
  * items: ntiles * N. */
 typedef struct {
   int U, pb;
-  bool split;
+  bool split, biased; /* biased: kn_quant_dot_tile_biased's records */
   int64_t tile, ntiles, nb, nsub;
 } kn_qmm_plan_t;
 
