@@ -473,6 +473,7 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
     LLVMBuildBr(b, go);
     LLVMPositionBuilderAtEnd(b, go);
   }
+  int pf_rows = kn_getenv_int("KILN_PREFETCH", 1) > 0 ? 2 : 0;
   /* groups of U tokens of this tile (the last tile may hold fewer tokens) */
   LLVMValueRef left = LLVMBuildSub(b, ci(e, T), t0, "");
   left = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, left, ci(e, TT), ""), left, ci(e, TT), "");
@@ -495,6 +496,20 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
     if (nsub > 1) o = LLVMBuildMul(b, rec, ci(e, U * nsub), ""), sp = LLVMBuildGEP2(b, e->i16, XS, &o, 1, "");
     for (int u = 0; u < U; u++) acc[u] = LLVMBuildLoad2(b, vacc, accp[r][u], "");
     accv = LLVMBuildLoad2(b, vu, accvp[r], "");
+    if (pf_rows > 0) { /* the same record two rows ahead: a later work item's, so its weights come from DRAM
+                          * while this row is dotted (a row is a stream of about 1 KB the hardware prefetcher does not
+                          * get ahead of, as in the GEMV: KILN_PREFETCH) */
+      const kn_dtype_info *di = kn_dtype_get(m->fmt);
+      LLVMValueRef pb = LLVMBuildAdd(b, wrow, LLVMBuildAdd(b, LLVMBuildMul(b, lb.i, ci(e, PB), ""), ci(e, pf_rows * swn), ""), "");
+      LLVMValueRef po = LLVMBuildMul(b, pb, ci(e, (int64_t)di->block_bytes), "");
+      LLVMValueRef pp = LLVMBuildGEP2(b, e->i8, bufs[m->ws[r]->buf], &po, 1, "");
+      for (int64_t off = 0; off < PB * (int64_t)di->block_bytes; off += 64) {
+        LLVMValueRef ix = ci(e, off);
+        LLVMValueRef args[4] = {LLVMBuildGEP2(b, e->i8, pp, &ix, 1, ""), LLVMConstInt(e->i32, 0, 0), LLVMConstInt(e->i32, 3, 0),
+                                LLVMConstInt(e->i32, 1, 0)};
+        kn_e_intrinsic(e, "llvm.prefetch", LLVMTypeOf(args[0]), args, 4);
+      }
+    }
     LLVMValueRef xip = NULL;
     if (XI) o = LLVMBuildMul(b, rec, ci(e, U * ND), ""), xip = LLVMBuildGEP2(b, e->i32, XI, &o, 1, "");
     kn_quant_dot_tile(e, m->fmt, bufs[m->ws[r]->buf], LLVMBuildAdd(b, wrow, LLVMBuildMul(b, lb.i, ci(e, PB), ""), ""), PB, U, xqp,
