@@ -83,7 +83,7 @@ LLVMValueRef kn_quant_dot_rec(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMV
  * nibble formats' records, below); the lanes of a token's accumulator; the dots of nblk weight blocks blk, blk + 1,
  * ... (decoded once) with the record of ntok tokens' quantized blocks (xq: ntok x nblk * qk int8, token-major; dx:
  * [nblk][ntok] floats; sp: for one-sub-block formats [nblk][ntok] floats of dx * sum(xq), for the others the sums as
- * [qk/S/2][ntok][2] i16), added to acc[u] (<lanes x float>) and *accv (<ntok x float>, the offset and mins terms); a
+ * [ntok][qk/S] i16), added to acc[u] (<lanes x float>) and *accv (<ntok x float>, Q8_0's offset term elsewhere); a
  * token's result from both. Split records (Q4_0/Q4_1/Q5_0/Q5_1) hold a token's int8 values in the weights' nibble
  * order, elements 0-15 of each of the nblk blocks then 16-31 of each, and dx as [ntok][4 nblk] floats (each block's
  * over its four lanes). */
@@ -99,6 +99,12 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
  * side), and takes dx as [ntok][lanes] floats (each block's over its lanes), sp unused; xi NULL: plain records. */
 bool kn_quant_dot_tile_biased(const kn_target *t, kn_dtype fmt, int nblk);
 LLVMValueRef kn_quant_x_sums4(kn_emit *e, LLVMValueRef xq);
+/* Split records hold beside dx each token's sums of four of xL + xH (lanes 4k..4k+3: block k) times the offset (i32:
+ * Q4_0, Q5_0) or times dx (f32: Q4_1, Q5_1), passed as xi: one block's four lanes from its <32 x i8> values. With
+ * them, and the K formats' sub-block sums as [ntok][qk/S] i16, every token's dot is the GEMV's (split_dot, k_dot,
+ * qdot_core on biased Q8_0) operation for operation, so a row's result does not depend on how many rows its pass
+ * holds: a sequence decoded inside a batch gives the logits it gives alone. */
+LLVMValueRef kn_quant_split_sums(kn_emit *e, kn_dtype fmt, LLVMValueRef xq, LLVMValueRef dx);
 LLVMValueRef kn_quant_dot_hsum(kn_emit *e, LLVMValueRef acc, LLVMValueRef accv, int u);
 /* llvm_emit.c: types and state for emitting p for t into a new module named entry (kn_emit_done releases them). */
 void kn_emit_init(kn_emit *e, LLVMContextRef ctx, const kn_lprog *p, const kn_target *t, const char *entry, char *err,

@@ -1066,30 +1066,36 @@ int kn_quant_dot_tile_blocks(const kn_target *t, kn_dtype fmt, int64_t nb, bool 
  * token for nblk blocks, where the element-order tile spends a multiply-add chain, a conversion, a scale broadcast
  * and an add per block. */
 static void tile_split(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int U, LLVMValueRef xq,
-                       LLVMValueRef dxp, LLVMValueRef sp, LLVMValueRef *acc, LLVMValueRef *accv) {
+                       LLVMValueRef dxp, LLVMValueRef xi, LLVMValueRef *acc) {
   bool with_min = fmt == KN_Q4_1 || fmt == KN_Q5_1;
   int W = 16 * nblk, n = W / 4;
   qd q[4];
   LLVMValueRef L, H, d, mn;
   split_decode(e, fmt, base, blk, nblk, q, &L, &H, &d, &mn);
-  for (int u = 0; u < U; u++) {
+  for (int u = 0; u < U; u++) { /* split_dot's arithmetic, per token */
     LLVMValueRef xL = ld(e, vt(e->i8, W), at(e, xq, (long long)u * 2 * W), al(W));
     LLVMValueRef xH = ld(e, vt(e->i8, W), at(e, xq, (long long)u * 2 * W + W), al(W));
-    LLVMValueRef I = dot4(e, NULL, L, xL, true);
+    LLVMValueRef xs = ld(e, vt(with_min ? e->f32 : e->i32, n), at(e, xi, (long long)u * 4 * n), al(4 * n));
+    LLVMValueRef I0 = with_min ? NULL : xs;
+    LLVMValueRef I = dot4(e, I0, L, xL, true);
     if (I) I = dot4(e, I, H, xH, true);
-    else /* u * x pair sums of L and H added as i16: 2 * 2 * 31 * 127 fits */
+    else { /* u * x pair sums of L and H added as i16: 2 * 2 * 31 * 127 fits */
       I = maddwd(e, LLVMBuildAdd(e->b, maddubs(e, L, xL), maddubs(e, H, xH), ""), splat16(e, W / 2, 1));
+      if (I0) I = LLVMBuildAdd(e->b, I, I0, "");
+    }
     LLVMValueRef dxv = ld(e, vt(e->f32, n), at(e, dxp, (long long)u * 4 * n), al(4 * n));
-    acc[u] = kn_e_fadd(e, acc[u], kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vt(e->f32, n), ""), kn_e_fmul(e, d, dxv)));
+    LLVMValueRef r = kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vt(e->f32, n), ""), kn_e_fmul(e, d, dxv));
+    if (with_min) r = kn_e_fadd(e, r, kn_e_fmul(e, mn, xs));
+    acc[u] = kn_e_fadd(e, acc[u], r);
   }
-  /* q - 8, q - 16 or d * q + m: the stored dx * sum(xq) of every token times the block's offset or min */
-  LLVMValueRef cv = ld(e, vt(e->f32, nblk * U), sp, 4);
-  LLVMValueRef mv = with_min ? mn : kn_e_fmul(e, d, kn_e_fconst(vt(e->f32, n), split_off(fmt)));
-  for (int k = 0; k < nblk; k++) { /* the block's scale or min from its lanes of the spread vector */
-    int idx[16];
-    for (int l = 0; l < U; l++) idx[l] = 4 * k;
-    *accv = kn_e_fadd(e, *accv, kn_e_fmul(e, nblk > 1 ? slice(e, cv, k * U, U) : cv, shuf(e, mv, NULL, idx, U)));
-  }
+}
+
+LLVMValueRef kn_quant_split_sums(kn_emit *e, kn_dtype fmt, LLVMValueRef xq, LLVMValueRef dx) {
+  LLVMValueRef s = LLVMBuildSExt(e->b, xq, vt(e->i32, 32), "");
+  s = LLVMBuildAdd(e->b, slice(e, s, 0, 16), slice(e, s, 16, 16), ""); /* element j + element 16 + j */
+  s = pairsum(e, pairsum(e, s));
+  if (split_off(fmt) != 1) return LLVMBuildMul(e->b, s, kn_e_iconst(vt(e->i32, 4), split_off(fmt)), "");
+  return kn_e_fmul(e, LLVMBuildSIToFP(e->b, s, vt(e->f32, 4), ""), kn_e_splat(e, dx, 4));
 }
 
 void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int ntok, LLVMValueRef xq,
@@ -1100,7 +1106,11 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
       kn_efail(e, "no split integer-dot tile for %s over %d blocks and %d tokens", di->name, nblk, ntok);
       return;
     }
-    tile_split(e, fmt, base, blk, nblk, ntok, xq, dxp, sp, acc, accv);
+    if (!xi) {
+      kn_efail(e, "the split integer-dot tile of %s needs its records' sums", di->name);
+      return;
+    }
+    tile_split(e, fmt, base, blk, nblk, ntok, xq, dxp, xi, acc);
     return;
   }
   qblock bs[2];
@@ -1141,7 +1151,7 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
     ps[c] = b.scl ? per_pair(e, b.scl, c * W, W, b.S) : NULL;
   }
   /* dA * dx of every token (and block): [nblk][U] */
-  LLVMTypeRef vu = vt(e->f32, U), vb = vt(e->f32, nblk * U);
+  LLVMTypeRef vb = vt(e->f32, nblk * U);
   LLVMValueRef dxv = bias ? NULL : LLVMBuildLoad2(e->b, vb, dxp, ""), dav = kn_e_splat(e, b.dA, U);
   if (dxv) LLVMSetAlignment(dxv, 4);
   if (nblk == 2) {
@@ -1180,6 +1190,21 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
         I = I ? LLVMBuildAdd(e->b, I, t, "") : t;
       }
     }
+    if (nsub > 1) { /* the K formats: k_dot's arithmetic per token (the mins as its integer lanes or their own term) */
+      LLVMValueRef dxu = LLVMBuildExtractElement(e->b, dxv, LLVMConstInt(e->i32, (unsigned)u, 0), ""), M = NULL;
+      if (b.mnl) {
+        LLVMValueRef o = c64(&q, (long long)u * nsub);
+        LLVMValueRef sv = LLVMBuildLoad2(e->b, vt(e->i16, nsub), LLVMBuildGEP2(e->b, e->i16, sp, &o, 1, ""), "");
+        LLVMSetAlignment(sv, 2);
+        M = ifit(e, maddwd(e, b.mnl, sv), n);
+      }
+      if (M && !b.dB) I = LLVMBuildAdd(e->b, I, M, ""), M = NULL;
+      LLVMTypeRef vf = vt(e->f32, n);
+      LLVMValueRef r = kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vf, ""), kn_e_splat(e, LLVMBuildFMul(e->b, b.dA, dxu, ""), n));
+      if (M) r = kn_e_fadd(e, r, kn_e_fmul(e, LLVMBuildSIToFP(e->b, M, vf, ""), kn_e_splat(e, LLVMBuildFMul(e->b, b.dB, dxu, ""), n)));
+      acc[u] = kn_e_fadd(e, acc[u], r);
+      continue;
+    }
     LLVMValueRef sc;
     if (bias) {
       LLVMValueRef o = c64(&q, (long long)u * n);
@@ -1193,27 +1218,13 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
     }
     acc[u] = kn_e_fadd(e, acc[u], kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vt(e->f32, n), ""), sc));
   }
-  if (off) { /* q - 8, d * q + m or w + 128: the stored dx * sum(xq) of every token times the block's offset or min */
+  if (off && nsub == 1) { /* q - 8 or d * q + m: the stored dx * sum(xq) of every token times the block's offset or min */
     LLVMValueRef cv = LLVMBuildLoad2(e->b, vb, sp, "");
     LLVMSetAlignment(cv, 4);
     for (int k = 0; k < nblk; k++) {
       LLVMValueRef m = bs[k].dB ? bs[k].dB : LLVMBuildFMul(e->b, bs[k].dA, LLVMConstReal(e->f32, off), "");
       *accv = kn_e_fadd(e, *accv, kn_e_fmul(e, nblk > 1 ? slice(e, cv, k * U, U) : cv, kn_e_splat(e, m, U)));
     }
-  }
-  if (b.mnl) { /* sum_s mnl_s * sums_s of every token: one vpmaddwd per pair of sub-blocks */
-    LLVMValueRef M = NULL;
-    for (int p = 0; p < nsub / 2; p++) {
-      LLVMValueRef o = c64(&q, (long long)p * 2 * U);
-      LLVMValueRef sv = LLVMBuildLoad2(e->b, vt(e->i16, 2 * U), LLVMBuildGEP2(e->b, e->i16, sp, &o, 1, ""), "");
-      LLVMSetAlignment(sv, 2);
-      int idx[32];
-      for (int l = 0; l < 2 * U; l++) idx[l] = 2 * p + l % 2;
-      LLVMValueRef t = maddwd(e, shuf(e, b.mnl, NULL, idx, 2 * U), sv);
-      M = M ? LLVMBuildAdd(e->b, M, t, "") : t;
-    }
-    LLVMValueRef md = kn_e_fmul(e, kn_e_splat(e, b.dB ? b.dB : b.dA, U), dxv);
-    *accv = kn_e_fadd(e, *accv, kn_e_fmul(e, LLVMBuildSIToFP(e->b, M, vu, ""), md));
   }
 }
 

@@ -337,9 +337,9 @@ void kn_qmm_plan(const kn_qmm *m, const kn_target *t, kn_qmm_plan_t *pl) {
   if (m->T < U) U = (int)m->T;
   pl->pb = kn_quant_dot_tile_blocks(t, m->fmt, nb, &pl->split);
   pl->biased = !pl->split && kn_quant_dot_tile_biased(t, m->fmt, pl->pb);
-  /* a token's bytes per block: its int8 values, dx (split: over four lanes; biased: over qk / 4 lanes, and as many
-   * integer starts), the sums */
-  int64_t per_tok = nb * (qk + (pl->split ? 16 : pl->biased ? 2 * qk : 4) + 2 * nsub), tile = STACK_BYTES / per_tok;
+  /* a token's bytes per block: its int8 values, dx (split: over four lanes, and four lanes of sums; biased: over
+   * qk / 4 lanes, and as many integer starts), the sums */
+  int64_t per_tok = nb * (qk + (pl->split ? 32 : pl->biased ? 2 * qk : 4) + 2 * nsub), tile = STACK_BYTES / per_tok;
   if (tile > MAX_TILE) tile = MAX_TILE;
   if (tile > m->T) tile = m->T;
   tile = tile / U * U;
@@ -386,11 +386,12 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
   LLVMSetAlignment(XQ, 64);
   LLVMValueRef DX = LLVMBuildAlloca(b, LLVMArrayType(e->f32, (unsigned)(TT * NR * ND)), "dx");
   LLVMSetAlignment(DX, 64);
-  /* one-sub-block formats: dx * sum(xq) per token (f32); others: the sub-block sums (i16), [nsub/2][U][2] per record */
+  /* one-sub-block formats: dx * sum(xq) per token (f32); others: the sub-block sums (i16), [U][nsub] per record */
   LLVMValueRef XS = LLVMBuildAlloca(b, LLVMArrayType(e->i16, (unsigned)(TT * nb * (nsub > 1 ? nsub : 2))), "xs");
   LLVMSetAlignment(XS, 16);
-  /* biased records: each token's integer starts, as its dx */
-  LLVMValueRef XI = pl.biased ? LLVMBuildAlloca(b, LLVMArrayType(e->i32, (unsigned)(TT * NR * ND)), "xi") : NULL;
+  /* biased records: each token's integer starts; split records: its sums of four times the offset (i32) or times
+   * dx (f32, the formats with a min); laid out as its dx */
+  LLVMValueRef XI = pl.biased || pl.split ? LLVMBuildAlloca(b, LLVMArrayType(e->i32, (unsigned)(TT * NR * ND)), "xi") : NULL;
   if (XI) LLVMSetAlignment(XI, 64);
   LLVMValueRef cur = LLVMBuildAlloca(b, e->i64, "tile");
   LLVMValueRef accp[KN_QMM_MAX_RED][16], accvp[KN_QMM_MAX_RED];
@@ -444,6 +445,7 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
       LLVMSetAlignment(LLVMBuildStore(b, hi, LLVMBuildGEP2(b, e->i8, XQ, &o, 1, "")), 16);
       o = LLVMBuildAdd(b, LLVMBuildMul(b, tok, ci(e, ND), ""), LLVMBuildMul(b, kb, ci(e, 4), ""), "");
       LLVMSetAlignment(LLVMBuildStore(b, kn_e_splat(e, dx, 4), LLVMBuildGEP2(b, e->f32, DX, &o, 1, "")), 16);
+      LLVMSetAlignment(LLVMBuildStore(b, kn_quant_split_sums(e, m->fmt, xq, dx), LLVMBuildGEP2(b, e->i32, XI, &o, 1, "")), 16);
     } else if (pl.biased) { /* dx over the block's qk / 4 lanes, -128 times the sums of four beside it */
       LLVMSetAlignment(LLVMBuildStore(b, xq, LLVMBuildGEP2(b, e->i8, XQ, &o, 1, "")), 16);
       LLVMValueRef tok = LLVMBuildAdd(b, LLVMBuildMul(b, rec, ci(e, U), ""), uu, "");
@@ -460,14 +462,10 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
       LLVMValueRef s0 = LLVMBuildExtractElement(b, sums, LLVMConstInt(e->i32, 0, 0), "");
       LLVMValueRef cv = LLVMBuildFMul(b, dx, LLVMBuildSIToFP(b, s0, e->f32, ""), "");
       LLVMSetAlignment(LLVMBuildStore(b, cv, LLVMBuildGEP2(b, e->f32, XS, &slot, 1, "")), 4);
-    } else
-      for (int p = 0; p < nsub / 2; p++) {
-        int idx[2] = {2 * p, 2 * p + 1};
-        LLVMValueRef m2[2] = {LLVMConstInt(e->i32, (unsigned)idx[0], 0), LLVMConstInt(e->i32, (unsigned)idx[1], 0)};
-        LLVMValueRef pair = LLVMBuildShuffleVector(b, sums, LLVMGetPoison(LLVMTypeOf(sums)), LLVMConstVector(m2, 2), "");
-        o = LLVMBuildAdd(b, LLVMBuildMul(b, rec, ci(e, U * nsub), ""), LLVMBuildAdd(b, ci(e, p * 2 * U), LLVMBuildMul(b, uu, ci(e, 2), ""), ""), "");
-        LLVMSetAlignment(LLVMBuildStore(b, pair, LLVMBuildGEP2(b, e->i16, XS, &o, 1, "")), 2);
-      }
+    } else { /* a token's sub-block sums side by side */
+      o = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, rec, ci(e, U), ""), uu, ""), ci(e, nsub), "");
+      LLVMSetAlignment(LLVMBuildStore(b, sums, LLVMBuildGEP2(b, e->i16, XS, &o, 1, "")), 2);
+    }
     loop_end(e, &lb);
     loop_end(e, &lu);
     LLVMBuildBr(b, go);

@@ -1124,6 +1124,75 @@ static void test_qmm(void) {
   setenv("KILN_EXACT", "1", 1);
 }
 
+/* out[T, N] = x[T, K] . W[N, K] compiled for dev and run; the kernel's name in *name; false with err */
+static bool run_mm(kn_dtype q, int64_t T, int64_t N, int64_t K, const float *x, const void *w, float *out, char *name, char *err, size_t errlen) {
+  kn_kernel *k = kn_kernel_new();
+  k->nbufs = 3;
+  k->bufs[0] = (kn_kbuf){KN_F32, T * N}, k->bufs[1] = (kn_kbuf){KN_F32, T * K}, k->bufs[2] = (kn_kbuf){q, N * K};
+  int64_t sh[3] = {T, N, K}, sx[3] = {K, 0, 1}, sw[3] = {0, K, 1};
+  set_space(k, 3, sh, 1);
+  kn_st a = st_strided(3, sh, sx, 0), b = st_strided(3, sh, sw, 0);
+  k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a), kn_kop_load(k, 2, KN_F32, &b), NULL));
+  kn_compiled comp = {0};
+  kn_program *p = NULL;
+  bool ok = !kn_compile(k, kn_device_target(dev), &comp, err, errlen) && (p = kn_program_load(dev, comp.entry, comp.obj, comp.obj_size, err, errlen));
+  if (ok) snprintf(name, 64, "%s", comp.name);
+  void *host[3] = {out, (void *)x, (void *)w};
+  size_t nb[3] = {(size_t)(T * N) * 4, (size_t)(T * K) * 4, (size_t)kn_dtype_nbytes(q, N * K)};
+  kn_buf *bufs[3] = {0};
+  for (int i = 0; i < 3 && ok; i++)
+    if (!(bufs[i] = kn_buf_wrap_host(dev, host[i], nb[i])))
+      ok = (bufs[i] = kn_buf_alloc(dev, nb[i], err, errlen)) && !kn_buf_copyin(bufs[i], 0, host[i], nb[i]);
+  ok = ok && !kn_program_launch(p, bufs, 3, NULL, 0, comp.global, comp.local, err, errlen);
+  ok = ok && !kn_device_sync(dev) && !kn_buf_copyout(bufs[0], 0, out, nb[0]);
+  for (int i = 0; i < 3; i++) kn_buf_free(bufs[i]);
+  kn_program_free(p);
+  if (comp.obj) kn_compiled_free(&comp);
+  kn_kernel_free(k);
+  return ok;
+}
+
+/* The integer-dot mode's promise to continuous batching: a row's dot is the same whatever else its pass holds. Each
+ * of T tokens alone (T = 1: the GEMV, its activations quantized once per call) and all of them in one launch (the
+ * tiled template, quant_mm.c) give the same bits, N past a register block. Where that holds so far (32- and 64-byte
+ * integer vectors): the K formats at any block count; Q4_0 and Q5_0 with K a multiple of 4 blocks (the GEMV's
+ * records and the tile's then hold the same blocks); Q8_0 where vpdpbusd exists (biased records). Not yet: Q4_1 and
+ * Q5_1 on AVX-512 (one rounding of their min term differs), K of 3 blocks (the GEMV takes one block per QDOT there,
+ * the element-order dot), Q8_0 without VNNI, 16-byte vectors. */
+static void test_qmm_alone(void) {
+  const kn_target *tg = kn_device_target(dev);
+  if (tg->kind != KN_TARGET_CPU || tg->vector_bytes < 32) return;
+  bool vnni = strstr(tg->features, "+avx512vnni") != NULL;
+  kn_dtype fmts[] = {KN_Q4_0, KN_Q5_0, KN_Q8_0, KN_Q2_K, KN_Q3_K, KN_Q4_K, KN_Q5_K, KN_Q6_K};
+  unsetenv("KILN_EXACT");
+  for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++)
+    for (int r = 0; r < 3; r++) {
+      kn_dtype q = fmts[f];
+      if (q == KN_Q8_0 && !vnni) continue;
+      int64_t QK = kn_dtype_get(q)->block_elems, T = rint_in(2, 9), N = rint_in(1, 70);
+      int64_t K = QK * (QK == 32 ? (int64_t[]){4, 8, 28}[r] : (int64_t[]){1, 3, 4}[r]);
+      char name[96], n1[64] = "", nt[64] = "", err[512] = "";
+      snprintf(name, sizeof name, "qmm alone %s T %lld N %lld K %lld", kn_dtype_name(q), (long long)T, (long long)N, (long long)K);
+      float *x = malloc((size_t)(T * K) * 4), *one = malloc((size_t)(T * N) * 4), *all = malloc((size_t)(T * N) * 4);
+      void *w = malloc((size_t)kn_dtype_nbytes(q, N * K));
+      for (int64_t i = 0; i < T * K; i++) x[i] = runif(-1, 1) * (i % 7 == 0 ? 3.0f : 1.0f);
+      kn_ref_fill_random(q, w, N * K, &rs);
+      bool ok = run_mm(q, T, N, K, x, w, all, nt, err, sizeof err);
+      for (int64_t t = 0; t < T && ok; t++) ok = run_mm(q, 1, N, K, x + t * K, w, one + t * N, n1, err, sizeof err);
+      if (ok && strncmp(nt, "qmm_", 4)) ok = false, snprintf(err, sizeof err, "%lld tokens compiled as %s, not by the tiled template", (long long)T, nt);
+      int bad = 0;
+      for (int64_t i = 0; ok && i < T * N; i++)
+        if (memcmp(&one[i], &all[i], 4) && bad++ < 3)
+          fail_line("%s (%s, alone %s): out[%lld, %lld] = %.9g in the launch of %lld tokens, %.9g alone", name, nt, n1,
+                    (long long)(i / N), (long long)(i % N), all[i], (long long)T, one[i]);
+      if (!ok) fail_line("%s: %s", name, err);
+      if (ok && !bad) passed++;
+      else failed++;
+      free(x), free(one), free(all), free(w);
+    }
+  setenv("KILN_EXACT", "1", 1);
+}
+
 /* an in-place update (the output buffer is also read) and an elementwise op over a reduce result of f16 */
 static void test_misc(void) {
   for (int r = 0; r < 4; r++) {
@@ -1200,6 +1269,7 @@ int main(int argc, char **argv) {
     test_qdot();
     if (kn_device_target(dev)->kind == KN_TARGET_CPU) test_qdot_pair(), test_prefetch();
     test_qmm();
+    test_qmm_alone();
     printf("%d passed, %d failed\n", passed, failed);
     kn_device_close(dev);
     return failed ? 1 : 0;
@@ -1217,6 +1287,7 @@ int main(int argc, char **argv) {
   test_qdot();
   if (kn_device_target(dev)->kind == KN_TARGET_CPU) test_qdot_pair(), test_prefetch();
   test_qmm();
+  test_qmm_alone();
   test_misc();
   kn_cache_stats s = kn_cache_process_stats();
   printf("compiles: %lld cache hits, %lld misses\n", (long long)s.hits, (long long)s.misses);
