@@ -1157,8 +1157,9 @@ static bool run_mm(kn_dtype q, int64_t T, int64_t N, int64_t K, const float *x, 
  * tiled template, quant_mm.c) give the same bits, N past a register block. Where that holds so far (32- and 64-byte
  * integer vectors): the K formats at any block count; Q4_0 and Q5_0 with K a multiple of 4 blocks (the GEMV's
  * records and the tile's then hold the same blocks); Q8_0 where vpdpbusd exists (biased records). Not yet: Q4_1 and
- * Q5_1 on AVX-512 (one rounding of their min term differs), K of 3 blocks (the GEMV takes one block per QDOT there,
- * the element-order dot), Q8_0 without VNNI, 16-byte vectors. */
+ * Q5_1 on AVX-512 (one rounding of their min term differs), Q2_K and Q3_K on AVX-512 (the GEMV's record holds
+ * their activations in the 2-bit fields' chunk order, the tile's in element order), K of 3 blocks (the GEMV takes one
+ * block per QDOT there, the element-order dot), Q8_0 without VNNI, 16-byte vectors. */
 static void test_qmm_alone(void) {
   const kn_target *tg = kn_device_target(dev);
   if (tg->kind != KN_TARGET_CPU || tg->vector_bytes < 32) return;
@@ -1168,7 +1169,7 @@ static void test_qmm_alone(void) {
   for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++)
     for (int r = 0; r < 3; r++) {
       kn_dtype q = fmts[f];
-      if (q == KN_Q8_0 && !vnni) continue;
+      if ((q == KN_Q8_0 && !vnni) || ((q == KN_Q2_K || q == KN_Q3_K) && tg->vector_bytes >= 64)) continue;
       int64_t QK = kn_dtype_get(q)->block_elems, T = rint_in(2, 9), N = rint_in(1, 70);
       int64_t K = QK * (QK == 32 ? (int64_t[]){4, 8, 28}[r] : (int64_t[]){1, 3, 4}[r]);
       char name[96], n1[64] = "", nt[64] = "", err[512] = "";
