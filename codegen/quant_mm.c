@@ -336,7 +336,10 @@ void kn_qmm_plan(const kn_qmm *m, const kn_target *t, kn_qmm_plan_t *pl) {
   if (U < 1 || U > 16) U = t->vector_bytes >= 64 ? 16 : t->vector_bytes >= 32 ? 8 : 4;
   if (m->T < U) U = (int)m->T;
   pl->pb = kn_quant_dot_tile_blocks(t, m->fmt, nb, &pl->split);
-  pl->biased = !pl->split && kn_quant_dot_tile_biased(t, m->fmt, pl->pb);
+  /* biased records triple a token's bytes: worth it while a tile's activations stay in L1 (a batched decode pass of
+   * up to 16 rows); a prefill's 64-token tiles would stream them from L2 for every row (Q8_0 4864x896 at 128 tokens:
+   * 183 -> 98 GFLOP per CPU second). Both sum a row as the GEMV does (the integer sums are exact either way). */
+  pl->biased = !pl->split && m->T <= 16 && kn_quant_dot_tile_biased(t, m->fmt, pl->pb);
   /* a token's bytes per block: its int8 values, dx (split: over four lanes, and four lanes of sums; biased: over
    * qk / 4 lanes, and as many integer starts), the sums */
   int64_t per_tok = nb * (qk + (pl->split ? 32 : pl->biased ? 2 * qk : 4) + 2 * nsub), tile = STACK_BYTES / per_tok;
