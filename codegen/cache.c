@@ -469,3 +469,29 @@ char *kn_cache_disassemble(const kn_cache_entry *e, const uint8_t *obj, size_t n
   snprintf(t.cpu, sizeof t.cpu, "%s", e->cpu);
   return kn_llvm_disassemble(obj, n, &t);
 }
+
+/* ---- host code that devices compile for themselves (kn_object_store_ops, device/device.h) ---- */
+
+/* The optimization level of those entries' key: theirs is the device's own pipeline, never codegen's OPT_LEVEL, so a
+ * kernel and a device's module with the same IR text (never expected) still get different keys. */
+enum { DEVICE_OBJECT_LEVEL = -1 };
+
+static int store_load(const char *ir, const kn_target *t, uint8_t **obj, size_t *n) {
+  char key[33];
+  kn_cache_key(ir, t, DEVICE_OBJECT_LEVEL, key);
+  return kn_cache_load(key, obj, n);
+}
+
+static void store_store(const char *ir, const kn_target *t, const char *name, const uint8_t *obj, size_t n) {
+  char key[33];
+  kn_cache_key(ir, t, DEVICE_OBJECT_LEVEL, key);
+  kn_cache_store(key, name, name, t, ir, obj, n);
+}
+
+static const kn_object_store_ops object_store = {store_load, store_store};
+static void offer(void) { kn_object_store_set(&object_store); }
+
+void kn_cache_offer_object_store(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, offer);
+}

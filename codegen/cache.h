@@ -40,6 +40,10 @@ int kn_cache_clear(void);
 /* This process's loads so far: hits, misses (corrupt entries count as misses too) and corrupt entries found;
  * kn_cache_process_stats (codegen.c) reports these. */
 void kn_cache_counts(int64_t *hits, int64_t *misses, int64_t *corrupt);
+/* Offers the cache to devices for the host code they compile for themselves (kn_object_store_set, device.h: the
+ * emulated GPU's translation of hot kernels); kn_compile calls it. Entries are keyed like kernels' (their IR, target,
+ * LLVM version), with an optimization level of -1. */
+void kn_cache_offer_object_store(void);
 /* Disassembly of an entry's object for its own target (kiln cache show), malloc'd; NULL on failure. */
 char *kn_cache_disassemble(const kn_cache_entry *e, const uint8_t *obj, size_t n);
 

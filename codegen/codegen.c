@@ -232,6 +232,7 @@ int kn_compile(const kn_kernel *k, const kn_target *t, kn_compiled *out, char *e
   if (!k || !t) return snprintf(err, errlen, "kn_compile: no kernel or no target"), -1;
   if (k->nbufs < 1 || k->nbufs > KN_MAXBUFS || k->nvars < 0 || k->nvars > KN_MAXVARS)
     return snprintf(err, errlen, "kernel has %d buffers and %d variables", k->nbufs, k->nvars), -1;
+  kn_cache_offer_object_store();
   uint64_t key = memo_key(k, t);
   if (memo_get(key, out)) {
     print_ast(k, out);

@@ -21,6 +21,11 @@ static const struct {
 };
 #define NBACKENDS (sizeof backends / sizeof *backends)
 
+static const kn_object_store_ops *object_store;
+
+void kn_object_store_set(const kn_object_store_ops *s) { __atomic_store_n(&object_store, s, __ATOMIC_RELEASE); }
+const kn_object_store_ops *kn_object_store(void) { return __atomic_load_n(&object_store, __ATOMIC_ACQUIRE); }
+
 kn_device *kn_device_open(const char *name, char *err, size_t errlen) {
   const char *from = "device";
   if (!name) {

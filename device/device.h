@@ -63,6 +63,19 @@ int kn_device_sync(kn_device *d);
  * again, launches run as before. Devices whose kernels are short (the CPU, a real GPU) only refuse new launches. */
 void kn_device_stop(kn_device *d, bool on);
 
+/* A disk store for host code that a device compiles for itself (the emulated GPU's translation of hot kernels,
+ * device/amd/rdna3_jit.c), so that later processes load it instead of compiling it again. Device code cannot
+ * reach codegen's kernel cache, so the cache offers itself here (codegen/cache.c, on the first kn_compile); until
+ * then, and in programs without codegen, kn_object_store() is NULL and the device compiles every time.
+ * load: 1 and a malloc'd object when an entry exists for this LLVM IR text and target, else 0. store: keeps the
+ * object compiled from ir for t under a readable name (failures are the store's to report). */
+typedef struct {
+  int (*load)(const char *ir, const kn_target *t, uint8_t **obj, size_t *n);
+  void (*store)(const char *ir, const kn_target *t, const char *name, const uint8_t *obj, size_t n);
+} kn_object_store_ops;
+void kn_object_store_set(const kn_object_store_ops *s);
+const kn_object_store_ops *kn_object_store(void);
+
 /* Per-kernel counters of a device that counts (the emulated AMD GPU, DEVICE=AMD:EMU): instructions issued by class,
  * global memory bytes read and written, waves and workgroups, summed over the kernel's launches. */
 #define KN_COUNTER_CLASSES 7

@@ -9,8 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <unistd.h>
 
 #include "check.h"
+#include "codegen/cache.h"
 #include "codegen/llvm_target.h"
 #include "device/amd/codeobj.h"
 #include "device/amd/rdna3.h"
@@ -865,6 +868,99 @@ static void test_jit_runs(void) {
   printf("compiled runs: %d single instructions and %d runs of up to 24 equal to the per-lane executors\n", single, runs);
 }
 
+static uint32_t f2u_(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+
+/* A program's runs compiled to host code (rdna3_jit.c) once it has run KN_JIT_WAVES waves, with the disk store of
+ * codegen's kernel cache offered (in a directory of its own): the first program compiles its runs and stores the
+ * object (a miss), a second program of the same code, after the first was freed, loads it (a hit). Every dispatch's
+ * results equal plain C and its instruction counts the interpreter's. */
+static void test_jit_program(void) {
+  const char *ir = DECLS
+    "declare i32 @llvm.umin.i32(i32, i32)\n"
+    "define amdgpu_kernel void @hot(ptr addrspace(1) noalias %a, ptr addrspace(1) noalias %o) #0 {\n" GID(64)
+    "  %pa = getelementptr i32, ptr addrspace(1) %a, i32 %i\n  %x = load i32, ptr addrspace(1) %pa\n"
+    "  %y = mul i32 %x, -1640531535\n  %s = lshr i32 %y, 13\n  %z = xor i32 %y, %s\n  %lo = and i32 %z, 65535\n"
+    "  %f = uitofp i32 %lo to float\n  %g = fmul float %f, 0.5\n  %h = fadd float %g, 3.0\n"
+    "  %c = icmp ugt i32 %z, %x\n  %m = select i1 %c, i32 %z, i32 %x\n  %w = add i32 %m, %i\n"
+    "  %u = call i32 @llvm.umin.i32(i32 %w, i32 123456789)\n  %hi = bitcast float %h to i32\n"
+    "  %v = xor i32 %u, %hi\n  %i2 = mul i32 %i, 2\n"
+    "  %q0 = getelementptr i32, ptr addrspace(1) %o, i32 %i2\n  store i32 %u, ptr addrspace(1) %q0\n"
+    "  %q1 = getelementptr i32, ptr addrspace(1) %q0, i32 1\n  store i32 %v, ptr addrspace(1) %q1\n"
+    "  ret void\n}\n" KATTR;
+  if (!kn_getenv_int("KILN_EMU_JIT", 1) || !kn_getenv_int("KILN_EMU_JIT_CACHE", 1)) {
+    printf("SKIP: compiled programs and their store (KILN_EMU_JIT=0 or KILN_EMU_JIT_CACHE=0)\n");
+    return;
+  }
+  gpu g;
+  if (gpu_load(&g, ir, "hot")) return;
+  enum { WG = 64, N = 2048 * 32 + 5 * WG }; /* the first dispatch runs more waves than KN_JIT_WAVES (2048) */
+  uint32_t *a = malloc(N * 4), *o = malloc(N * 8), *want = malloc(N * 8);
+  for (int i = 0; i < N; i++) {
+    a[i] = rnd();
+    uint32_t x = a[i], y = x * 2654435761u, z = y ^ (y >> 13), m = z > x ? z : x, w = m + (uint32_t)i;
+    uint32_t u = w < 123456789u ? w : 123456789u;
+    want[2 * i] = u, want[2 * i + 1] = u ^ f2u_((float)(z & 65535) * 0.5f + 3.0f);
+  }
+  uint64_t args[] = {vmap(&g.vs, a, N * 4), vmap(&g.vs, o, N * 8)};
+  const kn_codeobj_kernel *k = kn_codeobj_find(&g.co, "hot");
+  if (!check(k != NULL, "kernel hot in the code object")) goto out;
+  for (int i = 0; i < 2; i++) memcpy(g.kernarg + k->args[i].offset, &args[i], 8);
+  char dir[] = "/tmp/kiln-jit-store-XXXXXX", *old = getenv("KILN_CACHE_DIR");
+  old = old ? strdup(old) : NULL;
+  if (!check(mkdtemp(dir) != NULL, "a directory for the store")) goto out;
+  setenv("KILN_CACHE_DIR", dir, 1);
+  kn_cache_offer_object_store();
+  int64_t h0, m0, h1, m1;
+  kn_cache_counts(&h0, &m0, NULL);
+  uint64_t ref[KN_RDNA3_NCLASS] = {0};
+  for (int prog = 0; prog < 2; prog++) {
+    kn_rdna3_cache *cache = kn_rdna3_cache_new();
+    for (int run = 0; run < 2; run++) { /* the second dispatch runs the compiled runs */
+      memset(o, 0xff, N * 8);
+      kn_rdna3_stats st = {0};
+      kn_rdna3_dispatch d = {.name = "hot", .kd_va = CODE_VA + k->kd_offset, .kernarg_va = g.kernarg_va,
+                             .grid = {N, 1, 1}, .wg = {WG, 1, 1}, .cache = cache};
+      kn_rdna3_mem mem = {translate, &g.vs};
+      char err[512] = "";
+      if (!check(!kn_rdna3_run(&d, &mem, &st, err, sizeof err), "hot: run: %s", err)) break;
+      int bad = 0;
+      for (int i = 0; i < 2 * N; i++)
+        if (o[i] != want[i] && bad++ < 3) fail_line("program %d dispatch %d: o[%d] = 0x%08x, want 0x%08x", prog, run, i,
+                                                     o[i], want[i]);
+      if (prog == 0 && run == 0) memcpy(ref, st.insts, sizeof ref);
+      check(!bad && !memcmp(ref, st.insts, sizeof ref), "program %d, dispatch %d (%s): results equal plain C, "
+            "instruction counts the interpreter's", prog, run, run ? "compiled runs" : "interpreted");
+    }
+    kn_rdna3_cache_free(cache); /* releases the compiled code */
+    kn_cache_counts(&h1, &m1, NULL);
+    if (prog == 0) check(h1 - h0 == 0 && m1 - m0 == 1, "the first program's runs are compiled and stored "
+                         "(store: %lld hits, %lld misses)", (long long)(h1 - h0), (long long)(m1 - m0));
+    else check(h1 - h0 == 1 && m1 - m0 == 1, "the second program's runs come from the store (%lld hits, %lld misses)",
+               (long long)(h1 - h0), (long long)(m1 - m0));
+  }
+  int entries = 0;
+  DIR *dd = opendir(dir);
+  for (struct dirent *de; dd && (de = readdir(dd));) {
+    if (de->d_name[0] == '.') continue;
+    entries += strstr(de->d_name, ".entry") != NULL;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+    unlink(path);
+  }
+  if (dd) closedir(dd);
+  rmdir(dir);
+  check(entries == 1, "one entry in the store (%d)", entries);
+  if (old) setenv("KILN_CACHE_DIR", old, 1), free(old);
+  else unsetenv("KILN_CACHE_DIR");
+out:
+  free(a), free(o), free(want);
+  gpu_free(&g);
+}
+
 /* packed half math (v_pk_*), mixed f16/f32 FMA and the integer dot product of four bytes */
 static void test_packed(void) {
   const char *ir = DECLS
@@ -1371,6 +1467,7 @@ int main(void) {
   test_scalar_bits();
   test_errors();
   test_loader_errors();
+  test_jit_program(); /* last: it offers the disk store, which check_jit then uses too */
   printf("decoder: %d instructions compared with LLVM's disassembler\n", decoded_insts);
   return check_summary();
 }

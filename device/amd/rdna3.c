@@ -374,7 +374,7 @@ int kn_rdna3_run(const kn_rdna3_dispatch *d, const kn_rdna3_mem *mem, kn_rdna3_s
   }
   /* a program that has run many waves is compiled to host code before this dispatch's threads start */
   if (!prog->jitted && !d->generic && prog->waves_run >= KN_JIT_WAVES && kn_jit_enabled() &&
-      kn_jit_program(prog, err, errlen)) {
+      kn_jit_program(prog, d->name, err, errlen)) {
     kn_rdna3_cache_free(own);
     return -1;
   }

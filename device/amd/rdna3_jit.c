@@ -6,7 +6,10 @@
  * and carries are masked with EXEC). The run's first slot then holds jit_run, which calls the function, counts the
  * run's instructions by class (the counters stay exact) and moves the pc past it; a branch into the middle of a run
  * reaches the original slots. kn_rdna3_check_jit compares a compiled run with the per-lane executors on random wave
- * states (tests/test_rdna3.c). KILN_EMU_JIT=0 turns the translation off. */
+ * states (tests/test_rdna3.c). KILN_EMU_JIT=0 turns the translation off.
+ * A program's runs are one module, compiled to an object for the host and linked by ORC; the object is kept in the
+ * disk store a layer above offers (kn_object_store: codegen's kernel cache), keyed by the module's IR, so later
+ * processes link it without compiling (KILN_EMU_JIT_CACHE=0: compile every time). */
 #include <llvm-c/Core.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/LLJIT.h>
@@ -16,8 +19,10 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../base/env.h"
+#include "../device.h"
 #include "rdna3_ops.h"
 #include "rdna3_wave.h"
 
@@ -30,36 +35,55 @@ typedef struct kn_jit_run {
   uint32_t bytes;
 } kn_jit_run;
 
-/* ---- the process's JIT ---- */
+/* ---- the process's JIT: links the runs' objects ---- */
 
 static pthread_mutex_t jit_lock = PTHREAD_MUTEX_INITIALIZER;
 static LLVMOrcLLJITRef jit;
-static uint64_t jit_seq;
+static kn_target host;      /* what the runs are compiled for (and the disk cache's key holds) */
+static char *host_layout;   /* its data layout, set on every module before its IR is printed */
+
+/* The runs are compiled for x86-64-v3 (AVX2) where the host has it, not for AVX-512: LLVM 19.1 folds a bit-select
+ * merged under an AVX-512 mask into a vpternlogd with the wrong immediate (v_bfi_b32 under EXEC, found by
+ * test_rdna3's runs on few registers); else for the host's own CPU. */
+static LLVMTargetMachineRef host_machine(void) {
+  LLVMTargetRef target;
+  char *msg = NULL;
+  if (LLVMGetTargetFromTriple(host.triple, &target, &msg)) {
+    LLVMDisposeMessage(msg);
+    return NULL;
+  }
+  return LLVMCreateTargetMachine(target, host.triple, host.cpu, host.features, LLVMCodeGenLevelDefault,
+                                 LLVMRelocDefault, LLVMCodeModelJITDefault);
+}
 
 static int jit_init(char *err, size_t errlen) {
   if (jit) return 0;
   LLVMInitializeNativeTarget();
   LLVMInitializeNativeAsmPrinter();
-  LLVMOrcLLJITBuilderRef builder = NULL;
+  char *triple = LLVMGetDefaultTargetTriple();
+  host.kind = KN_TARGET_CPU;
+  snprintf(host.triple, sizeof host.triple, "%s", triple);
+  LLVMDisposeMessage(triple);
+  bool v3 = false;
 #if defined(__x86_64__)
-  /* AVX2, not AVX-512: LLVM 19.1 folds a bit-select merged under an AVX-512 mask into a vpternlogd with the wrong
-   * immediate (v_bfi_b32 under EXEC, found by test_rdna3's runs on few registers), so the runs are compiled for
-   * x86-64-v3 where the host has it, else for the host's baseline */
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2") &&
-      __builtin_cpu_supports("f16c")) {
-    char *triple = LLVMGetDefaultTargetTriple(), *msg = NULL;
-    LLVMTargetRef target;
-    if (!LLVMGetTargetFromTriple(triple, &target, &msg)) {
-      LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, "x86-64-v3", "", LLVMCodeGenLevelDefault,
-                                                        LLVMRelocDefault, LLVMCodeModelJITDefault);
-      builder = LLVMOrcCreateLLJITBuilder();
-      LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
-    }
-    LLVMDisposeMessage(msg);
-    LLVMDisposeMessage(triple);
-  }
+  v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2") &&
+       __builtin_cpu_supports("f16c");
 #endif
-  LLVMErrorRef e = LLVMOrcCreateLLJIT(&jit, builder);
+  if (v3) {
+    snprintf(host.cpu, sizeof host.cpu, "x86-64-v3");
+  } else {
+    char *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
+    snprintf(host.cpu, sizeof host.cpu, "%s", cpu);
+    snprintf(host.features, sizeof host.features, "%s", feat);
+    LLVMDisposeMessage(cpu), LLVMDisposeMessage(feat);
+  }
+  LLVMTargetMachineRef tm = host_machine();
+  if (!tm) return kn_errf(err, errlen, "rdna3 jit: no LLVM target for %s", host.triple);
+  LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
+  host_layout = LLVMCopyStringRepOfTargetData(td);
+  LLVMDisposeTargetData(td);
+  LLVMDisposeTargetMachine(tm);
+  LLVMErrorRef e = LLVMOrcCreateLLJIT(&jit, NULL); /* it only links objects: its own compiler is never used */
   if (e) {
     char *m = LLVMGetErrorMessage(e);
     kn_errf(err, errlen, "rdna3 jit: %s", m);
@@ -73,6 +97,13 @@ static int jit_init(char *err, size_t errlen) {
 bool kn_jit_enabled(void) {
   static int on = -1;
   if (on < 0) on = kn_getenv_int("KILN_EMU_JIT", 1) != 0;
+  return on;
+}
+
+/* KILN_EMU_JIT_CACHE=0: compile the runs in every process, as if no disk store were offered */
+static bool jit_cache_enabled(void) {
+  static int on = -1;
+  if (on < 0) on = kn_getenv_int("KILN_EMU_JIT_CACHE", 1) != 0;
   return on;
 }
 
@@ -447,46 +478,168 @@ static int err_of(LLVMErrorRef e, char *err, size_t errlen) {
   return -1;
 }
 
-/* Compiles the runs starts[i] .. (lens[i] slots each) into one module; fills runs[i].fn. */
-static int compile(kn_inst *const *slots, const int *starts, const int *lens, int nruns, kn_jit_run *runs,
-                   LLVMOrcResourceTrackerRef *rt_out, char *err, size_t errlen) {
+/* A module's runs, linked into the process: shared by the programs whose runs print as the same IR (the same kernel
+ * loaded twice), since its functions are named after the IR's hash and a name can be defined once. */
+typedef struct kn_jit_code {
+  struct kn_jit_code *next;
+  uint64_t hash;
+  char *ir;
+  int refs, nruns;
+  LLVMOrcResourceTrackerRef rt;
+  void (**fn)(kn_wave *);
+} kn_jit_code;
+static kn_jit_code *linked; /* under jit_lock */
+
+static uint64_t fnv1a(const char *s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+  return h;
+}
+
+static void code_put(kn_jit_code *c) {
+  if (!c) return;
+  pthread_mutex_lock(&jit_lock);
+  if (--c->refs == 0) {
+    for (kn_jit_code **pp = &linked; *pp; pp = &(*pp)->next)
+      if (*pp == c) {
+        *pp = c->next;
+        break;
+      }
+    if (c->rt) {
+      LLVMErrorRef e = LLVMOrcResourceTrackerRemove(c->rt);
+      if (e) LLVMConsumeError(e);
+      LLVMOrcReleaseResourceTracker(c->rt);
+    }
+    free(c->ir), free(c->fn), free(c);
+  }
+  pthread_mutex_unlock(&jit_lock);
+}
+
+/* the linked code of this IR, with a reference taken; NULL when none. *clash: another IR with the same hash */
+static kn_jit_code *code_find(uint64_t h, const char *ir, bool *clash) {
+  for (kn_jit_code *c = linked; c; c = c->next)
+    if (c->hash == h) {
+      if (strcmp(c->ir, ir)) return *clash = true, NULL;
+      c->refs++;
+      return c;
+    }
+  return NULL;
+}
+
+static int emit_object(LLVMModuleRef m, uint8_t **obj, size_t *n, char *err, size_t errlen) {
+  LLVMTargetMachineRef tm = host_machine();
+  if (!tm) return kn_errf(err, errlen, "rdna3 jit: no LLVM target for %s", host.triple);
+  char *msg = NULL;
+  LLVMMemoryBufferRef buf = NULL;
+  int rc = 0;
+  if (LLVMTargetMachineEmitToMemoryBuffer(tm, m, LLVMObjectFile, &msg, &buf)) {
+    rc = kn_errf(err, errlen, "rdna3 jit: compiling the runs: %s", msg ? msg : "?");
+  } else {
+    *n = LLVMGetBufferSize(buf);
+    *obj = malloc(*n ? *n : 1);
+    if (*obj) memcpy(*obj, LLVMGetBufferStart(buf), *n);
+    else rc = kn_errf(err, errlen, "rdna3 jit: out of memory");
+    LLVMDisposeMemoryBuffer(buf);
+  }
+  LLVMDisposeMessage(msg);
+  LLVMDisposeTargetMachine(tm);
+  return rc;
+}
+
+/* Compiles the runs starts[i] .. (lens[i] slots each) into one module, or takes its object from the disk store
+ * (kn_object_store) when one was compiled from the same IR before, and links it: *out holds their functions (NULL,
+ * with 0, in the one case the runs stay with the interpreter: another module of this process has the same hash).
+ * name: the kernel's, for the store's entry. */
+static int compile(kn_inst *const *slots, const int *starts, const int *lens, int nruns, const char *name,
+                   kn_jit_code **out, char *err, size_t errlen) {
+  *out = NULL;
   pthread_mutex_lock(&jit_lock);
   int rc = jit_init(err, errlen);
-  uint64_t seq = jit_seq++;
   pthread_mutex_unlock(&jit_lock);
   if (rc) return -1;
-  LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
-  LLVMContextRef c = LLVMOrcThreadSafeContextGetContext(tsc);
-  char mname[64];
-  snprintf(mname, sizeof mname, "rdna3_jit_%llu", (unsigned long long)seq);
-  LLVMModuleRef m = LLVMModuleCreateWithNameInContext(mname, c);
-  char (*names)[64] = calloc((size_t)nruns, 64);
+  LLVMContextRef c = LLVMContextCreate();
+  LLVMModuleRef m = LLVMModuleCreateWithNameInContext("rdna3_jit", c);
+  LLVMSetTarget(m, host.triple);
+  LLVMSetDataLayout(m, host_layout);
+  char fname[64];
   for (int i = 0; i < nruns; i++) {
-    snprintf(names[i], 64, "kn_rdna3_run_%llu_%d", (unsigned long long)seq, i);
-    build_run(c, m, names[i], slots + starts[i], lens[i]);
+    snprintf(fname, sizeof fname, "run_%d", i);
+    build_run(c, m, fname, slots + starts[i], lens[i]);
   }
-  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(m, tsc);
-  LLVMOrcDisposeThreadSafeContext(tsc);
+  char *ir = LLVMPrintModuleToString(m);
+  uint64_t h = fnv1a(ir);
+  bool clash = false;
   pthread_mutex_lock(&jit_lock);
-  LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(jit);
-  LLVMOrcResourceTrackerRef rt = LLVMOrcJITDylibCreateResourceTracker(jd);
-  LLVMErrorRef e = LLVMOrcLLJITAddLLVMIRModuleWithRT(jit, rt, tsm);
-  if (e) rc = err_of(e, err, errlen);
-  for (int i = 0; !rc && i < nruns; i++) {
-    LLVMOrcExecutorAddress addr = 0;
-    e = LLVMOrcLLJITLookup(jit, &addr, names[i]);
-    if (e) rc = err_of(e, err, errlen);
-    else runs[i].fn = (void (*)(kn_wave *))(uintptr_t)addr;
+  kn_jit_code *code = code_find(h, ir, &clash);
+  pthread_mutex_unlock(&jit_lock);
+  uint8_t *obj = NULL;
+  size_t nobj = 0;
+  if (!code && !clash) {
+    /* the functions are named after the IR (as the object in the store has them) */
+    LLVMValueRef fn = LLVMGetFirstFunction(m);
+    for (int i = 0; fn; fn = LLVMGetNextFunction(fn)) {
+      if (LLVMIsDeclaration(fn)) continue;
+      snprintf(fname, sizeof fname, "kn_rdna3_%016llx_%d", (unsigned long long)h, i++);
+      LLVMSetValueName2(fn, fname, strlen(fname));
+    }
+    const kn_object_store_ops *store = jit_cache_enabled() ? kn_object_store() : NULL;
+    if (!store || store->load(ir, &host, &obj, &nobj) != 1) {
+      obj = NULL;
+      rc = emit_object(m, &obj, &nobj, err, errlen);
+      if (!rc && store) {
+        char entry[96];
+        snprintf(entry, sizeof entry, "rdna3 jit %s", name ? name : "?");
+        store->store(ir, &host, entry, obj, nobj);
+      }
+    }
   }
-  if (rc) {
-    LLVMErrorRef e2 = LLVMOrcResourceTrackerRemove(rt);
-    if (e2) LLVMConsumeError(e2);
-    LLVMOrcReleaseResourceTracker(rt);
-    rt = NULL;
+  LLVMDisposeModule(m);
+  LLVMContextDispose(c);
+  if (rc || code || clash) {
+    LLVMDisposeMessage(ir);
+    free(obj);
+    *out = code;
+    return rc;
+  }
+  /* link it, unless another thread did meanwhile */
+  pthread_mutex_lock(&jit_lock);
+  code = code_find(h, ir, &clash);
+  if (!code && !clash) {
+    code = calloc(1, sizeof *code);
+    char *irc = strdup(ir);
+    void (**fns)(kn_wave *) = calloc((size_t)nruns, sizeof *fns);
+    LLVMOrcResourceTrackerRef rt = NULL;
+    if (!code || !irc || !fns) rc = kn_errf(err, errlen, "rdna3 jit: out of memory");
+    if (!rc) {
+      rt = LLVMOrcJITDylibCreateResourceTracker(LLVMOrcLLJITGetMainJITDylib(jit));
+      LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRangeCopy((const char *)obj, nobj, "rdna3_jit");
+      LLVMErrorRef e = LLVMOrcLLJITAddObjectFileWithRT(jit, rt, buf);
+      if (e) rc = err_of(e, err, errlen);
+    }
+    for (int i = 0; !rc && i < nruns; i++) {
+      LLVMOrcExecutorAddress addr = 0;
+      snprintf(fname, sizeof fname, "kn_rdna3_%016llx_%d", (unsigned long long)h, i);
+      LLVMErrorRef e = LLVMOrcLLJITLookup(jit, &addr, fname);
+      if (e) rc = err_of(e, err, errlen);
+      else fns[i] = (void (*)(kn_wave *))(uintptr_t)addr;
+    }
+    if (rc) {
+      if (rt) {
+        LLVMErrorRef e2 = LLVMOrcResourceTrackerRemove(rt);
+        if (e2) LLVMConsumeError(e2);
+        LLVMOrcReleaseResourceTracker(rt);
+      }
+      free(code), free(irc), free(fns);
+      code = NULL;
+    } else {
+      *code = (kn_jit_code){.next = linked, .hash = h, .ir = irc, .refs = 1, .nruns = nruns, .rt = rt, .fn = fns};
+      linked = code;
+    }
   }
   pthread_mutex_unlock(&jit_lock);
-  free(names);
-  *rt_out = rt;
+  LLVMDisposeMessage(ir);
+  free(obj);
+  *out = code;
   return rc;
 }
 
@@ -503,7 +656,7 @@ static int run_length(kn_inst *const *slots, int nslots, int i) {
   return valu >= 2 ? n : 0;
 }
 
-int kn_jit_program(kn_rdna3_prog *p, char *err, size_t errlen) {
+int kn_jit_program(kn_rdna3_prog *p, const char *name, char *err, size_t errlen) {
   p->jitted = true;
   /* the decoded slots in pc order, following instruction lengths from the entry */
   uint64_t nd = p->size / 4;
@@ -530,18 +683,19 @@ int kn_jit_program(kn_rdna3_prog *p, char *err, size_t errlen) {
   int rc = 0;
   if (nr) {
     kn_jit_run *runs = calloc((size_t)nr, sizeof *runs);
-    LLVMOrcResourceTrackerRef rt = NULL;
+    kn_jit_code *code = NULL;
     if (!runs) rc = kn_errf(err, errlen, "rdna3 jit: out of memory");
-    else rc = compile(slots, starts, lens, nr, runs, &rt, err, errlen);
-    if (!rc) {
+    else rc = compile(slots, starts, lens, nr, name, &code, err, errlen);
+    if (!rc && code) {
       for (int i = 0; i < nr; i++) {
         kn_jit_run *r = &runs[i];
+        r->fn = code->fn[i];
         for (int j = 0; j < lens[i]; j++) r->n[slots[starts[i] + j]->cls]++, r->bytes += slots[starts[i] + j]->len;
         kn_inst *head = slots[starts[i]];
         head->jit = r;
         __atomic_store_n(&head->fn, jit_run, __ATOMIC_RELEASE);
       }
-      p->jit_runs = runs, p->jit_rt = rt;
+      p->jit_runs = runs, p->jit_code = code;
     } else free(runs);
   }
   free(starts), free(lens), free(slots);
@@ -549,15 +703,9 @@ int kn_jit_program(kn_rdna3_prog *p, char *err, size_t errlen) {
 }
 
 void kn_jit_release(kn_rdna3_prog *p) {
-  if (p->jit_rt) {
-    pthread_mutex_lock(&jit_lock);
-    LLVMErrorRef e = LLVMOrcResourceTrackerRemove(p->jit_rt);
-    if (e) LLVMConsumeError(e);
-    LLVMOrcReleaseResourceTracker(p->jit_rt);
-    pthread_mutex_unlock(&jit_lock);
-  }
+  code_put(p->jit_code);
   free(p->jit_runs);
-  p->jit_rt = NULL, p->jit_runs = NULL;
+  p->jit_code = NULL, p->jit_runs = NULL;
 }
 
 /* ---- checking a compiled run against the per-lane executors ---- */
@@ -602,13 +750,18 @@ int kn_rdna3_check_jit(const uint32_t *code, size_t nwords, uint64_t seed, int n
     off += len / 4;
   }
   kn_jit_run run = {0};
-  LLVMOrcResourceTrackerRef rt = NULL;
+  kn_jit_code *linked_code = NULL;
   int start = 0;
   for (int i = 0; i < n; i++) run.bytes += slots[i]->len;
-  if (compile(slots, &start, &n, 1, &run, &rt, err, errlen)) {
+  if (compile(slots, &start, &n, 1, "jitcheck", &linked_code, err, errlen)) {
     result = -1;
     goto out;
   }
+  if (!linked_code) {
+    result = kn_errf(err, errlen, "the run's IR hashes as another module linked in this process");
+    goto out;
+  }
+  run.fn = linked_code->fn[0];
   uint64_t s = seed * 2654435761u + 1;
   for (int t = 0; t < nstates && result == 1; t++) {
     memset(a, 0, sizeof *a);
@@ -658,13 +811,7 @@ int kn_rdna3_check_jit(const uint32_t *code, size_t nwords, uint64_t seed, int n
           break;
         }
   }
-  if (rt) {
-    pthread_mutex_lock(&jit_lock);
-    LLVMErrorRef e = LLVMOrcResourceTrackerRemove(rt);
-    if (e) LLVMConsumeError(e);
-    LLVMOrcReleaseResourceTracker(rt);
-    pthread_mutex_unlock(&jit_lock);
-  }
+  code_put(linked_code);
 out:
   free(ins), free(slots), free(words), free(a), free(b);
   return result < 0 ? -1 : result;

@@ -168,7 +168,7 @@ typedef struct {
   uint64_t waves_run;   /* waves run so far: a program that has run many is compiled (rdna3_jit.c) */
   bool jitted;          /* its runs were compiled (or tried) */
   struct kn_jit_run *jit_runs;
-  struct LLVMOrcOpaqueResourceTracker *jit_rt; /* the compiled code, freed with the program */
+  struct kn_jit_code *jit_code; /* the compiled code (shared by programs with the same runs), released with it */
 } kn_rdna3_prog;
 /* The program at entry, from the cache when the code in memory is unchanged; NULL with a message. */
 kn_rdna3_prog *kn_prog_get(kn_rdna3_cache *c, const kn_rdna3_mem *mem, uint64_t entry, bool generic,
@@ -190,7 +190,7 @@ int kn_inst_nop(kn_cu *cu, kn_wave *w, const kn_inst *in);
  * it off (kn_jit_enabled). kn_jit_release frees a program's compiled code. */
 enum { KN_JIT_WAVES = 2048 }; /* waves a program runs before it is compiled */
 bool kn_jit_enabled(void);
-int kn_jit_program(kn_rdna3_prog *p, char *err, size_t errlen);
+int kn_jit_program(kn_rdna3_prog *p, const char *name, char *err, size_t errlen);
 void kn_jit_release(kn_rdna3_prog *p);
 
 /* Executors, one per encoding family (rdna3_salu.c, rdna3_valu.c, rdna3_vop3p.c, rdna3_mem.c). */
