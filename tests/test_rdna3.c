@@ -43,6 +43,14 @@ static void *translate(void *ctx, uint64_t va, size_t n) {
   return NULL;
 }
 
+/* the mapping that holds va, so that the interpreter's memory fast path keeps it (kn_rdna3_mem.region) */
+static void *vregion(void *ctx, uint64_t va, uint64_t *lo, uint64_t *n) {
+  vspace *s = ctx;
+  for (int i = 0; i < s->n; i++)
+    if (va - s->r[i].va < s->r[i].n) return *lo = s->r[i].va, *n = s->r[i].n, s->r[i].p;
+  return NULL;
+}
+
 static uint64_t vmap(vspace *s, void *p, size_t n) {
   uint64_t va = s->next;
   s->r[s->n++] = (region){va, n, p};
@@ -181,7 +189,7 @@ static int gpu_run(gpu *g, const char *kname, const uint64_t *args, int nargs, u
   kn_rdna3_dispatch d = {.name = kname, .kd_va = CODE_VA + k->kd_offset, .kernarg_va = g->kernarg_va,
                          .grid = {gx, gy, gz}, .wg = {wx, wy, wz}, .group_segment_bytes = k->group_segment_size,
                          .generic = g->generic};
-  kn_rdna3_mem mem = {translate, &g->vs};
+  kn_rdna3_mem mem = {translate, &g->vs, vregion};
   char err[512] = "";
   int rc = kn_rdna3_run(&d, &mem, &g->st, err, sizeof err);
   check(!rc, "%s: run: %s", kname, err);
@@ -559,6 +567,62 @@ static void test_quant(void) {
   gpu_free(&g);
 }
 
+/* byte and half loads (sign- and zero-extended) and stores moving between three buffers instruction by instruction,
+ * and one load whose lanes reach into two buffers (odd lanes one, even lanes the other): through the per-lane
+ * executors and through the fast path (whose cached mapping changes at each instruction, and which hands the
+ * two-buffer load to the executor), both against plain C */
+static void test_small_loads(void) {
+  const char *ir = DECLS
+    "define amdgpu_kernel void @loads(ptr addrspace(1) noalias %a, ptr addrspace(1) noalias %b, ptr addrspace(1) %o,\n"
+    "    ptr addrspace(1) noalias %o8) #0 {\n" GID(64)
+    "  %i3 = mul i32 %i, 3\n  %pa0 = getelementptr i8, ptr addrspace(1) %a, i32 %i3\n"
+    "  %x0 = load volatile i8, ptr addrspace(1) %pa0\n  %pb0 = getelementptr i16, ptr addrspace(1) %b, i32 %i\n"
+    "  %y0 = load volatile i16, ptr addrspace(1) %pb0\n  %pa1 = getelementptr i8, ptr addrspace(1) %pa0, i32 1\n"
+    "  %x1 = load volatile i8, ptr addrspace(1) %pa1\n  %pb1 = getelementptr i16, ptr addrspace(1) %pb0, i32 7\n"
+    "  %y1 = load volatile i16, ptr addrspace(1) %pb1\n  %odd = and i32 %i, 1\n  %isodd = icmp ne i32 %odd, 0\n"
+    "  %pa2 = getelementptr i8, ptr addrspace(1) %pa0, i32 2\n  %pb2 = bitcast ptr addrspace(1) %pb0 to ptr addrspace(1)\n"
+    "  %pm = select i1 %isodd, ptr addrspace(1) %pa2, ptr addrspace(1) %pb2\n  %z = load volatile i8, ptr addrspace(1) %pm\n"
+    "  %x0s = sext i8 %x0 to i32\n  %y0z = zext i16 %y0 to i32\n  %x1z = zext i8 %x1 to i32\n"
+    "  %y1s = sext i16 %y1 to i32\n  %zz = zext i8 %z to i32\n"
+    "  %r0 = mul i32 %x0s, 3\n  %r1 = add i32 %r0, %y0z\n  %r2 = xor i32 %r1, %x1z\n  %r3 = mul i32 %y1s, 5\n"
+    "  %r4 = add i32 %r2, %r3\n  %r5 = shl i32 %zz, 24\n  %r = xor i32 %r4, %r5\n"
+    "  %po = getelementptr i32, ptr addrspace(1) %o, i32 %i\n  store i32 %r, ptr addrspace(1) %po\n"
+    "  %s8 = add i32 %x1z, %y0z\n  %t8 = trunc i32 %s8 to i8\n  %po8 = getelementptr i8, ptr addrspace(1) %o8, i32 %i\n"
+    "  store i8 %t8, ptr addrspace(1) %po8\n  %t16 = trunc i32 %r4 to i16\n"
+    "  %po16 = getelementptr i16, ptr addrspace(1) %o8, i32 %i\n  %po16b = getelementptr i8, ptr addrspace(1) %po16, i32 4096\n"
+    "  store i16 %t16, ptr addrspace(1) %po16b\n  ret void\n}\n" KATTR;
+  gpu g;
+  if (gpu_load(&g, ir, "loads")) return;
+  enum { N = 1000 };
+  uint8_t *a = malloc(3 * N + 16), *o8 = malloc(4096 + 2 * N);
+  uint16_t *b = malloc(2 * N + 64);
+  uint32_t *o = malloc(4 * N);
+  for (int i = 0; i < 3 * N + 16; i++) a[i] = (uint8_t)rnd();
+  for (int i = 0; i < N + 32; i++) b[i] = (uint16_t)rnd();
+  uint64_t args[] = {vmap(&g.vs, a, 3 * N + 16), vmap(&g.vs, b, 2 * N + 64), vmap(&g.vs, o, 4 * N),
+                     vmap(&g.vs, o8, 4096 + 2 * N)};
+  for (int mode = 0; mode < 2; mode++) {
+    g.generic = mode == 0;
+    memset(o, 0, 4 * N), memset(o8, 0, 4096 + 2 * N);
+    if (gpu_run(&g, "loads", args, 4, N, 1, 1, 64, 1, 1)) break;
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+      int32_t x0 = (int8_t)a[3 * i], y1 = (int16_t)b[i + 7];
+      uint32_t y0 = b[i], x1 = a[3 * i + 1], z = i & 1 ? a[3 * i + 2] : (uint8_t)b[i];
+      uint32_t r4 = (((uint32_t)x0 * 3 + y0) ^ x1) + (uint32_t)y1 * 5, r = r4 ^ z << 24;
+      uint16_t h;
+      memcpy(&h, o8 + 4096 + 2 * i, 2);
+      if ((o[i] != r || o8[i] != (uint8_t)(x1 + y0) || h != (uint16_t)r4) && bad++ < 3)
+        fail_line("loads[%d] (%s) = 0x%08x 0x%02x 0x%04x, want 0x%08x 0x%02x 0x%04x", i, mode ? "fast" : "executors",
+                  o[i], o8[i], h, r, (uint8_t)(x1 + y0), (uint16_t)r4);
+    }
+    check(!bad, "byte/half loads and stores over three buffers and a load across two (%s): %d items",
+          mode ? "fast paths" : "per-lane executors", N);
+  }
+  free(a), free(b), free(o), free(o8);
+  gpu_free(&g);
+}
+
 /* matrix-vector: one wave per row, each lane a strided partial sum, then a butterfly over the wave (ds_swizzle
  * xor, then DPP row_xmask and permlanex16 on the float bits); rows do not fill the last workgroup */
 static void test_matvec(void) {
@@ -924,7 +988,7 @@ static void test_jit_program(void) {
       kn_rdna3_stats st = {0};
       kn_rdna3_dispatch d = {.name = "hot", .kd_va = CODE_VA + k->kd_offset, .kernarg_va = g.kernarg_va,
                              .grid = {N, 1, 1}, .wg = {WG, 1, 1}, .cache = cache};
-      kn_rdna3_mem mem = {translate, &g.vs};
+      kn_rdna3_mem mem = {translate, &g.vs, vregion};
       char err[512] = "";
       if (!check(!kn_rdna3_run(&d, &mem, &st, err, sizeof err), "hot: run: %s", err)) break;
       int bad = 0;
@@ -1028,7 +1092,7 @@ static void test_errors(void) {
   const kn_codeobj_kernel *k = kn_codeobj_find(&g.co, "cube");
   memcpy(g.kernarg + (k ? k->args[0].offset : 0), &args[0], 8);
   char err[512] = "";
-  kn_rdna3_mem mem = {translate, &g.vs};
+  kn_rdna3_mem mem = {translate, &g.vs, vregion};
   kn_rdna3_dispatch d = {.name = "cube", .kd_va = CODE_VA + (k ? k->kd_offset : 0), .kernarg_va = g.kernarg_va,
                          .grid = {32, 1, 1}, .wg = {32, 1, 1}};
   int rc = kn_rdna3_run(&d, &mem, NULL, err, sizeof err);
@@ -1457,6 +1521,7 @@ int main(void) {
   test_crosslane();
   test_grid3d();
   test_quant();
+  test_small_loads();
   test_matvec();
   test_fast_paths();
   test_jit_runs();

@@ -157,35 +157,73 @@ int kn_exec_flat(kn_cu *cu, kn_wave *w) {
   return 0;
 }
 
+/* Makes the mapping that holds [va, va+bytes) the cached one: one of the few hit before it (a kernel moves between
+ * its weights, activations and outputs), or the memory's region; false when none holds it. Untracked accesses only:
+ * the tracker of a mapping (map_rd) is kn_cu_mem's to set. */
+static bool remap(kn_cu *cu, uint64_t va, uint64_t bytes) {
+  enum { NALT = sizeof cu->alt / sizeof cu->alt[0] };
+  struct kn_map cur = {cu->map_lo, cu->map_n, cu->map_host}, found = {0};
+  int i = 0;
+  while (i < NALT && !(cu->alt[i].n >= bytes && va - cu->alt[i].lo <= cu->alt[i].n - bytes)) i++;
+  if (i < NALT) {
+    found = cu->alt[i], cu->alt[i] = cur;
+  } else {
+    if (!cu->mem->region) return false;
+    found.host = cu->mem->region(cu->mem->ctx, va, &found.lo, &found.n);
+    if (!found.host || found.n < bytes || va - found.lo > found.n - bytes) return false;
+    if (cur.n) cu->alt[cu->alt_next++ % NALT] = cur;
+  }
+  cu->map_lo = found.lo, cu->map_n = found.n, cu->map_host = found.host, cu->map_rd = -1;
+  return true;
+}
+
 /* The fast path of a global/flat load or store: fields decoded once; every active lane's address is checked
- * against the mapping the last access hit before any lane moves data, and an instruction whose lanes reach outside
- * it (another buffer, an unmapped address), or any access while reads are tracked, runs through kn_exec_flat. */
+ * against one mapping (the last one hit, or the one that holds the first active lane's address) before any lane
+ * moves data, and an instruction whose lanes reach outside it (another buffer, an unmapped address), or any access
+ * while reads are tracked, runs through kn_exec_flat. */
 static int fast_flat(kn_cu *cu, kn_wave *w, const kn_inst *in) {
   const kn_fmem *m = &in->m;
   uint32_t exec = exec_mask(w);
   if (cu->fetch || !exec) return kn_inst_generic(cu, w, in);
   uint64_t sbase = m->use_saddr ? (w->s[m->saddr] | (uint64_t)w->s[m->saddr + 1] << 32) : 0;
   const uint32_t *va = w->v[m->vaddr], *vhi = w->v[(m->vaddr + 1) & 255];
+  uint64_t addr[KN_LANES];
+  for (int l = 0; l < KN_LANES; l++)
+    addr[l] = (m->use_saddr ? sbase + va[l] : (va[l] | (uint64_t)vhi[l] << 32)) + (uint64_t)(int64_t)m->off;
   uint8_t *host[KN_LANES];
-  uint64_t lo = cu->map_lo, n = cu->map_n;
-  if (n < m->bytes) return kn_inst_generic(cu, w, in);
-  for (int l = 0; l < KN_LANES; l++) {
-    if (!(exec >> l & 1)) continue;
-    uint64_t a = (m->use_saddr ? sbase + va[l] : (va[l] | (uint64_t)vhi[l] << 32)) + (uint64_t)(int64_t)m->off;
-    if (a - lo > n - m->bytes) return kn_inst_generic(cu, w, in);
-    host[l] = cu->map_host + (a - lo);
+  for (int tries = 0;; tries++) {
+    uint64_t lo = cu->map_lo, n = cu->map_n;
+    int l = 0;
+    if (n >= m->bytes)
+      for (; l < KN_LANES; l++) {
+        if (!(exec >> l & 1)) continue;
+        if (addr[l] - lo > n - m->bytes) break;
+        host[l] = cu->map_host + (addr[l] - lo);
+      }
+    if (l == KN_LANES) break;
+    if (tries || !remap(cu, addr[l], m->bytes)) return kn_inst_generic(cu, w, in);
   }
-  vmem_shape s = {m->load, m->bytes, m->sign, m->d16};
   if (m->load && m->bytes >= 4 && m->vdst + m->bytes / 4 <= KN_NVGPR) { /* whole dwords into consecutive VGPRs */
     for (int k = 0; k < m->bytes / 4; k++) {
       uint32_t *d = w->v[m->vdst + k];
       for (int l = 0; l < KN_LANES; l++)
         if (exec >> l & 1) memcpy(&d[l], host[l] + 4 * k, 4);
     }
-  } else for (int l = 0; l < KN_LANES; l++) {
-    if (!(exec >> l & 1)) continue;
-    if (m->load) load_lane(w, m->vdst, l, host[l], &s);
-    else store_lane(w, m->vdata, l, host[l], &s);
+  } else if (m->load && m->bytes < 4 && !m->d16) { /* a byte or a half, extended into one VGPR */
+    uint32_t *d = w->v[m->vdst];
+    for (int l = 0; l < KN_LANES; l++) {
+      if (!(exec >> l & 1)) continue;
+      uint16_t h;
+      if (m->bytes == 1) d[l] = m->sign ? (uint32_t)(int32_t)(int8_t)host[l][0] : host[l][0];
+      else memcpy(&h, host[l], 2), d[l] = m->sign ? (uint32_t)(int32_t)(int16_t)h : h;
+    }
+  } else {
+    vmem_shape s = {m->load, m->bytes, m->sign, m->d16};
+    for (int l = 0; l < KN_LANES; l++) {
+      if (!(exec >> l & 1)) continue;
+      if (m->load) load_lane(w, m->vdst, l, host[l], &s);
+      else store_lane(w, m->vdata, l, host[l], &s);
+    }
   }
   uint64_t bytes = (uint64_t)m->bytes * (uint64_t)__builtin_popcount(exec);
   if (m->load) cu->st->global_read += bytes;

@@ -36,6 +36,8 @@ typedef struct {
   uint32_t wg_id[3];
   uint64_t map_lo, map_n; /* the mapping the last access hit (kn_rdna3_mem.region), at map_host */
   uint8_t *map_host;
+  struct kn_map { uint64_t lo, n; uint8_t *host; } alt[4]; /* mappings hit before it (the fast path's, untracked) */
+  unsigned alt_next;
   /* read tracking (d->track_reads): per mapping read, a bitmap of the bytes read and the counts */
   struct kn_rdbuf { uint64_t lo, n, distinct, fetched; uint8_t *seen; } rd[16];
   int nrd, map_rd;        /* map_rd: the tracker of the cached mapping, -1 for none */
