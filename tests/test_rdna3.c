@@ -883,6 +883,62 @@ static int narrow_vgprs(uint32_t *w, int n) {
   return n;
 }
 
+/* A random scalar ALU instruction of the kinds rdna3_jit.c translates (rdna3_salu.c's opcodes, random SGPR, VCC,
+ * M0, EXEC, null, inline and literal operands): its words in w, their count returned. */
+/* a random number below n from the generator's high bits (its low bits repeat with a short period) */
+static uint32_t rn(uint32_t n) { return (rnd() >> 8) % n; }
+static uint32_t salu_src(void) {
+  static const uint32_t special[] = {106, 107, 124, 125, 126, 128, 129, 140, 192, 193, 200, 208, 240, 243, 248, 255};
+  return rn(3) ? rn(106) : special[rn(16)];
+}
+static uint32_t salu_dst(void) {
+  static const uint32_t special[] = {106, 107, 124, 125, 126};
+  return rn(6) ? rn(106) : special[rn(5)];
+}
+static int random_salu(uint32_t *w) {
+  static const unsigned sop2[] = {S_ADD_U32, S_SUB_U32, S_ADD_I32, S_SUB_I32, S_ADDC_U32, S_SUBB_U32, S_LSHL_B32,
+                                  S_LSHR_B32, S_ASHR_I32, S_LSHL1_ADD_U32, S_LSHL2_ADD_U32, S_LSHL3_ADD_U32,
+                                  S_LSHL4_ADD_U32, S_MIN_I32, S_MIN_U32, S_MAX_I32, S_MAX_U32, S_AND_B32, S_OR_B32,
+                                  S_XOR_B32, S_NAND_B32, S_NOR_B32, S_XNOR_B32, S_AND_NOT1_B32, S_OR_NOT1_B32,
+                                  S_BFE_U32, S_BFE_I32, S_BFM_B32, S_MUL_I32, S_MUL_HI_U32, S_MUL_HI_I32,
+                                  S_CSELECT_B32, S_PACK_LL_B32_B16, S_PACK_LH_B32_B16, S_PACK_HH_B32_B16,
+                                  S_PACK_HL_B32_B16};
+  static const unsigned sop1[] = {S_MOV_B32, S_CMOV_B32, S_NOT_B32, S_SEXT_I32_I8, S_SEXT_I32_I16, S_MOV_B64};
+  static const unsigned sopk[] = {S_MOVK_I32, S_CMOVK_I32, S_CMPK_EQ_I32, S_CMPK_LG_I32, S_CMPK_GT_I32, S_CMPK_GE_I32,
+                                  S_CMPK_LT_I32, S_CMPK_LE_I32, S_CMPK_EQ_U32, S_CMPK_LG_U32, S_CMPK_GT_U32,
+                                  S_CMPK_GE_U32, S_CMPK_LT_U32, S_CMPK_LE_U32, S_ADDK_I32, S_MULK_I32};
+  uint32_t s0 = salu_src(), s1 = salu_src(), d = salu_dst(), lit = rn(2) ? rnd() : rn(64) | 0x10000u * (rn(32));
+  switch (rn(4)) {
+  case 0: {
+    unsigned op = sop2[rn(sizeof sop2 / sizeof *sop2)];
+    if (s0 == 255 && s1 == 255) s1 = rn(106);
+    w[0] = 0x80000000u | op << 23 | d << 16 | s1 << 8 | s0;
+    break;
+  }
+  case 1: {
+    unsigned op = sop1[rn(sizeof sop1 / sizeof *sop1)];
+    if (op == S_MOV_B64) d = rn(104), s0 = s0 < 128 ? rn(104) : s0;
+    w[0] = 0xbe800000u | d << 16 | op << 8 | s0;
+    s1 = 0;
+    break;
+  }
+  case 2:
+    w[0] = 0xb0000000u | sopk[rn(sizeof sopk / sizeof *sopk)] << 23 | d << 16 | (rnd() & 0xffff);
+    return 1;
+  default: {
+    unsigned op = rn(16);
+    op = op < 14 ? op : op == 14 ? S_CMP_EQ_U64 : S_CMP_LG_U64;
+    if (s0 == 255 && s1 == 255) s1 = rn(106);
+    if (op >= S_CMP_EQ_U64) s0 = s0 < 128 ? rn(104) : s0, s1 = s1 < 128 ? rn(104) : s1;
+    w[0] = 0xbf000000u | op << 16 | s1 << 8 | s0;
+    break;
+  }
+  }
+  if (s0 != 255 && s1 != 255) return 1;
+  w[1] = lit;
+  return 2;
+}
+
 static void test_jit_runs(void) {
   char err[512];
   int single = 0, runs = 0, nrun_ok = 0;
@@ -912,6 +968,44 @@ static void test_jit_runs(void) {
           src2, rc < 0 ? err : rc ? "agrees" : "not translated");
   }
   check(single > 200, "%d single instructions compiled to host code agree with the per-lane executors", single);
+  /* scalar instructions alone, then runs that mix them with vector ones */
+  int salu = 0, salu_runs = 0;
+  for (int t = 0; t < 600; t++) {
+    uint32_t w[2];
+    int n = random_salu(w);
+    const char *fam;
+    unsigned op;
+    if (!check(kn_rdna3_decode(w, (size_t)n, &fam, &op, NULL) == (unsigned)n * 4 && fam[0] == 's',
+               "random scalar instruction 0x%08x decodes as %d words", w[0], n)) break;
+    int rc = kn_rdna3_check_jit(w, (size_t)n, (uint64_t)t, 6, false, err, sizeof err);
+    if (rc < 0) {
+      check(0, "compiled scalar instruction %s op %u (words 0x%08x 0x%08x): %s", fam, op, w[0], n > 1 ? w[1] : 0, err);
+      break;
+    }
+    salu += rc == 1;
+  }
+  check(salu == 600, "%d random scalar instructions compiled to host code agree with the executors", salu);
+  for (int t = 0; t < 150 && nfast_seen; t++) {
+    uint32_t code[24 * 3];
+    size_t n = 0;
+    int len = 2 + (int)(rnd() % 23);
+    for (int k = 0; k < len; k++) {
+      if (rn(3) == 0) {
+        n += (size_t)random_salu(code + n);
+        continue;
+      }
+      int j = (int)(rnd() % (unsigned)nfast_seen);
+      memcpy(code + n, fast_seen[j].w, (size_t)fast_seen[j].n * 4);
+      n += (size_t)fast_seen[j].n;
+    }
+    int rc = kn_rdna3_check_jit(code, n, (uint64_t)t + 1000, 4, true, err, sizeof err);
+    if (rc < 0) {
+      check(0, "compiled run of %d scalar and vector instructions (seed %d): %s", len, t, err);
+      break;
+    }
+    salu_runs += rc == 1;
+  }
+  check(salu_runs > 100, "%d random runs mixing scalar and vector instructions agree with the executors", salu_runs);
   for (int t = 0; t < 150 && nfast_seen; t++) {
     uint32_t code[24 * 3];
     size_t n = 0;
@@ -929,7 +1023,8 @@ static void test_jit_runs(void) {
     runs += rc == 1;
   }
   check(runs > 100, "%d random runs of 2-24 instructions compiled to host code agree with the per-lane executors", runs);
-  printf("compiled runs: %d single instructions and %d runs of up to 24 equal to the per-lane executors\n", single, runs);
+  printf("compiled runs: %d single instructions, %d runs of up to 24, %d scalar instructions and %d mixed runs equal "
+         "to the executors\n", single, runs, salu, salu_runs);
 }
 
 static uint32_t f2u_(float f) {

@@ -117,6 +117,8 @@ typedef struct {
   LLVMValueRef vreg[KN_NVGPR];  /* current values; NULL: not loaded yet */
   LLVMValueRef sreg[128];
   bool vdirty[KN_NVGPR], sdirty[128];
+  LLVMValueRef scc; /* SCC as an i32 0/1; NULL: not loaded yet */
+  bool scc_dirty;
   LLVMValueRef fma, lanes;
 } gen;
 
@@ -384,6 +386,255 @@ static bool nan_const(const kn_fop *f) {
   return false;
 }
 
+/* ---- scalar ALU (rdna3_salu.c's semantics): the 32-bit operations, moves, compares and SCC ---- */
+
+static LLVMValueRef scc_get(gen *g) {
+  if (!g->scc) {
+    LLVMValueRef l = LLVMBuildLoad2(g->b, g->i32, at(g, offsetof(kn_wave, scc)), "");
+    LLVMSetAlignment(l, 4);
+    g->scc = l;
+  }
+  return g->scc;
+}
+static void scc_set(gen *g, LLVMValueRef x) { g->scc = x, g->scc_dirty = true; }
+static LLVMValueRef scc_of(gen *g, LLVMValueRef cond) { return LLVMBuildZExt(g->b, cond, g->i32, ""); }
+
+/* a scalar source operand as kn_sread reads it for a 32-bit operation, or NULL for one not translated (VCCZ, EXECZ,
+ * SCC and the apertures as sources) */
+static uint32_t inline_f32(unsigned src) {
+  static const uint32_t f[] = {0x3f000000u, 0xbf000000u, 0x3f800000u, 0xbf800000u, 0x40000000u, 0xc0000000u,
+                               0x40800000u, 0xc0800000u, 0x3e22f983u};
+  return f[src - 240];
+}
+static bool ssrc_ok(unsigned src) { return src < 128 || src <= 208 || (src >= 240 && src <= 248) || src == OP_LITERAL; }
+static LLVMValueRef ssrc(gen *g, const kn_inst *in, unsigned src) {
+  if (src == OP_NULL) return c32(g, 0);
+  if (src < 128) return sget(g, src);
+  if (src <= 192) return c32(g, src - 128);
+  if (src <= 208) return c32(g, (uint32_t)(192 - (int)src));
+  if (src >= 240 && src <= 248) return c32(g, inline_f32(src));
+  return c32(g, in->w[in->len / 4 - 1]); /* the literal */
+}
+/* a 64-bit source (kn_sread64 for a b64 operand): an SGPR pair, an integer constant sign-extended, a literal or
+ * inline float zero-extended */
+static LLVMValueRef ssrc64(gen *g, const kn_inst *in, unsigned src) {
+  if (src < 128 && src != OP_NULL) {
+    LLVMValueRef lo = LLVMBuildZExt(g->b, sget(g, src), g->i64, ""), hi = LLVMBuildZExt(g->b, sget(g, src + 1), g->i64, "");
+    return LLVMBuildOr(g->b, lo, LLVMBuildShl(g->b, hi, LLVMConstInt(g->i64, 32, 0), ""), "");
+  }
+  if (src > 192 && src <= 208) return LLVMConstInt(g->i64, (uint64_t)(int64_t)(192 - (int)src), 0);
+  return LLVMBuildZExt(g->b, ssrc(g, in, src), g->i64, "");
+}
+/* a destination kn_swrite accepts: an SGPR, VCC, null, M0 or EXEC */
+static bool sdst_ok(unsigned d) { return d < 128 && (d <= OP_VCC_HI || d >= OP_NULL); }
+
+/* Whether the scalar instruction is one this file translates (the opcodes kiln's kernels run in their loops and
+ * between vector instructions; branches, s_getpc and the like end a run). */
+static bool salu_ok(const kn_inst *in) {
+  uint32_t i = in->w[0];
+  unsigned dst = bits(i, 22, 16), s0 = bits(i, 7, 0), s1 = bits(i, 15, 8);
+  switch (in->fam) {
+  case KN_FAM_SOP2:
+    if (!sdst_ok(dst) || !ssrc_ok(s0) || !ssrc_ok(s1)) return false;
+    switch (in->op) {
+    case S_ADD_U32: case S_SUB_U32: case S_ADD_I32: case S_SUB_I32: case S_ADDC_U32: case S_SUBB_U32:
+    case S_LSHL_B32: case S_LSHR_B32: case S_ASHR_I32: case S_LSHL1_ADD_U32: case S_LSHL2_ADD_U32:
+    case S_LSHL3_ADD_U32: case S_LSHL4_ADD_U32: case S_MIN_I32: case S_MIN_U32: case S_MAX_I32: case S_MAX_U32:
+    case S_AND_B32: case S_OR_B32: case S_XOR_B32: case S_NAND_B32: case S_NOR_B32: case S_XNOR_B32:
+    case S_AND_NOT1_B32: case S_OR_NOT1_B32: case S_BFE_U32: case S_BFE_I32: case S_BFM_B32: case S_MUL_I32:
+    case S_MUL_HI_U32: case S_MUL_HI_I32: case S_CSELECT_B32: case S_PACK_LL_B32_B16: case S_PACK_LH_B32_B16:
+    case S_PACK_HH_B32_B16: case S_PACK_HL_B32_B16:
+      return true;
+    default: return false;
+    }
+  case KN_FAM_SOP1:
+    if (!sdst_ok(dst) || !ssrc_ok(s0)) return false;
+    switch (in->op) {
+    case S_MOV_B32: case S_CMOV_B32: case S_NOT_B32: case S_SEXT_I32_I8: case S_SEXT_I32_I16: return true;
+    case S_MOV_B64: return dst != OP_NULL && sdst_ok(dst + 1) && (s0 >= 128 || s0 + 1 < 128);
+    default: return false;
+    }
+  case KN_FAM_SOPK:
+    if (!sdst_ok(dst)) return false;
+    switch (in->op) {
+    case S_MOVK_I32: case S_CMOVK_I32: case S_CMPK_EQ_I32: case S_CMPK_LG_I32: case S_CMPK_GT_I32: case S_CMPK_GE_I32:
+    case S_CMPK_LT_I32: case S_CMPK_LE_I32: case S_CMPK_EQ_U32: case S_CMPK_LG_U32: case S_CMPK_GT_U32:
+    case S_CMPK_GE_U32: case S_CMPK_LT_U32: case S_CMPK_LE_U32: case S_ADDK_I32: case S_MULK_I32:
+      return true;
+    default: return false;
+    }
+  case KN_FAM_SOPC:
+    if (!ssrc_ok(s0) || !ssrc_ok(s1)) return false;
+    if (in->op == S_CMP_EQ_U64 || in->op == S_CMP_LG_U64) return (s0 >= 128 || s0 + 1 < 128) && (s1 >= 128 || s1 + 1 < 128);
+    return in->op <= S_BITCMP1_B32;
+  default: return false;
+  }
+}
+
+static LLVMValueRef sext_from(gen *g, LLVMValueRef x, LLVMTypeRef t) {
+  return LLVMBuildSExt(g->b, LLVMBuildTrunc(g->b, x, t, ""), g->i32, "");
+}
+
+/* s_bfe_u32 / s_bfe_i32: src1 = offset [4:0] | width [22:16]; a width past bit 31 is cut there; width 0 gives 0 */
+static LLVMValueRef sbfe(gen *g, LLVMValueRef a, LLVMValueRef ctl, bool sign) {
+  LLVMBuilderRef b = g->b;
+  LLVMValueRef k63 = LLVMConstInt(g->i64, 63, 0), one = LLVMConstInt(g->i64, 1, 0);
+  LLVMValueRef off = LLVMBuildZExt(b, LLVMBuildAnd(b, ctl, c32(g, 31), ""), g->i64, "");
+  LLVMValueRef wid = LLVMBuildZExt(b, LLVMBuildAnd(b, LLVMBuildLShr(b, ctl, c32(g, 16), ""), c32(g, 127), ""), g->i64, "");
+  LLVMValueRef room = LLVMBuildSub(b, LLVMConstInt(g->i64, 32, 0), off, "");
+  wid = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntUGT, wid, room, ""), room, wid, "");
+  LLVMValueRef x = LLVMBuildZExt(b, a, g->i64, "");
+  LLVMValueRef mask = LLVMBuildSub(b, LLVMBuildShl(b, one, wid, ""), one, "");
+  LLVMValueRef v = LLVMBuildAnd(b, LLVMBuildLShr(b, x, off, ""), mask, "");
+  if (sign) {
+    LLVMValueRef top = LLVMBuildAnd(b, LLVMBuildLShr(b, v, LLVMBuildAnd(b, LLVMBuildSub(b, wid, one, ""), k63, ""), ""), one, "");
+    LLVMValueRef ext = LLVMBuildOr(b, v, LLVMBuildShl(b, LLVMConstInt(g->i64, ~0ull, 0), wid, ""), "");
+    v = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntNE, top, LLVMConstInt(g->i64, 0, 0), ""), ext, v, "");
+  }
+  v = LLVMBuildTrunc(b, v, g->i32, "");
+  return LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, wid, LLVMConstInt(g->i64, 0, 0), ""), c32(g, 0), v, "");
+}
+
+static void salu_gen(gen *g, const kn_inst *in) {
+  LLVMBuilderRef b = g->b;
+  uint32_t i = in->w[0];
+  unsigned dst = bits(i, 22, 16), s0 = bits(i, 7, 0), s1 = bits(i, 15, 8);
+  LLVMValueRef zero = c32(g, 0), r = NULL, sc = NULL;
+#define NZ(x) scc_of(g, LLVMBuildICmp(b, LLVMIntNE, (x), zero, ""))
+  if (in->fam == KN_FAM_SOPC) {
+    if (in->op == S_CMP_EQ_U64 || in->op == S_CMP_LG_U64) {
+      LLVMValueRef x = ssrc64(g, in, s0), y = ssrc64(g, in, s1);
+      return scc_set(g, scc_of(g, LLVMBuildICmp(b, in->op == S_CMP_EQ_U64 ? LLVMIntEQ : LLVMIntNE, x, y, "")));
+    }
+    LLVMValueRef x = ssrc(g, in, s0), y = ssrc(g, in, s1);
+    static const LLVMIntPredicate p[12] = {LLVMIntEQ, LLVMIntNE, LLVMIntSGT, LLVMIntSGE, LLVMIntSLT, LLVMIntSLE,
+                                           LLVMIntEQ, LLVMIntNE, LLVMIntUGT, LLVMIntUGE, LLVMIntULT, LLVMIntULE};
+    if (in->op < 12) return scc_set(g, scc_of(g, LLVMBuildICmp(b, p[in->op], x, y, "")));
+    LLVMValueRef bit = LLVMBuildAnd(b, LLVMBuildLShr(b, x, LLVMBuildAnd(b, y, c32(g, 31), ""), ""), c32(g, 1), "");
+    return scc_set(g, in->op == S_BITCMP1_B32 ? bit : LLVMBuildXor(b, bit, c32(g, 1), ""));
+  }
+  if (in->fam == KN_FAM_SOPK) {
+    uint32_t imm = i & 0xffff, simm = (uint32_t)(int32_t)(int16_t)imm;
+    LLVMValueRef d = dst == OP_NULL ? zero : sget(g, dst), k = c32(g, simm), ku = c32(g, imm);
+    switch (in->op) {
+    case S_MOVK_I32: return sset(g, dst, k);
+    case S_CMOVK_I32:
+      if (dst != OP_NULL) sset(g, dst, LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntNE, scc_get(g), zero, ""), k, d, ""));
+      return;
+    case S_ADDK_I32: {
+      LLVMValueRef s = LLVMBuildAdd(b, d, k, "");
+      LLVMValueRef ov = LLVMBuildAnd(b, LLVMBuildNot(b, LLVMBuildXor(b, d, k, ""), ""), LLVMBuildXor(b, d, s, ""), "");
+      scc_set(g, LLVMBuildLShr(b, ov, c32(g, 31), ""));
+      return sset(g, dst, s);
+    }
+    case S_MULK_I32: return sset(g, dst, LLVMBuildMul(b, d, k, ""));
+    default: {
+      static const LLVMIntPredicate p[12] = {LLVMIntEQ, LLVMIntNE, LLVMIntSGT, LLVMIntSGE, LLVMIntSLT, LLVMIntSLE,
+                                             LLVMIntEQ, LLVMIntNE, LLVMIntUGT, LLVMIntUGE, LLVMIntULT, LLVMIntULE};
+      unsigned c = in->op - S_CMPK_EQ_I32;
+      return scc_set(g, scc_of(g, LLVMBuildICmp(b, p[c], d, c < 6 ? k : ku, "")));
+    }
+    }
+  }
+  if (in->fam == KN_FAM_SOP1) {
+    if (in->op == S_MOV_B64) {
+      LLVMValueRef x = ssrc64(g, in, s0);
+      sset(g, dst, LLVMBuildTrunc(b, x, g->i32, ""));
+      return sset(g, dst + 1, LLVMBuildTrunc(b, LLVMBuildLShr(b, x, LLVMConstInt(g->i64, 32, 0), ""), g->i32, ""));
+    }
+    LLVMValueRef a = ssrc(g, in, s0);
+    switch (in->op) {
+    case S_MOV_B32: return sset(g, dst, a);
+    case S_CMOV_B32:
+      if (dst != OP_NULL)
+        sset(g, dst, LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntNE, scc_get(g), zero, ""), a, sget(g, dst), ""));
+      return;
+    case S_NOT_B32: r = LLVMBuildNot(b, a, ""), scc_set(g, NZ(r)); return sset(g, dst, r);
+    case S_SEXT_I32_I8: return sset(g, dst, sext_from(g, a, g->i8));
+    default: return sset(g, dst, sext_from(g, a, g->i16)); /* S_SEXT_I32_I16 */
+    }
+  }
+  /* SOP2 */
+  LLVMValueRef a = ssrc(g, in, s0), c = ssrc(g, in, s1);
+  LLVMValueRef A = LLVMBuildZExt(b, a, g->i64, ""), C = LLVMBuildZExt(b, c, g->i64, ""), k32_ = LLVMConstInt(g->i64, 32, 0);
+  LLVMValueRef sh = LLVMBuildAnd(b, c, c32(g, 31), "");
+  switch (in->op) {
+  case S_ADD_U32: case S_ADDC_U32: {
+    LLVMValueRef s = LLVMBuildAdd(b, A, C, "");
+    if (in->op == S_ADDC_U32) s = LLVMBuildAdd(b, s, LLVMBuildZExt(b, scc_get(g), g->i64, ""), "");
+    r = LLVMBuildTrunc(b, s, g->i32, ""), sc = LLVMBuildTrunc(b, LLVMBuildLShr(b, s, k32_, ""), g->i32, "");
+    break;
+  }
+  case S_SUB_U32: r = LLVMBuildSub(b, a, c, ""), sc = scc_of(g, LLVMBuildICmp(b, LLVMIntUGT, c, a, "")); break;
+  case S_SUBB_U32: {
+    LLVMValueRef cin = scc_get(g);
+    r = LLVMBuildSub(b, LLVMBuildSub(b, a, c, ""), cin, "");
+    sc = scc_of(g, LLVMBuildICmp(b, LLVMIntUGT, LLVMBuildAdd(b, C, LLVMBuildZExt(b, cin, g->i64, ""), ""), A, ""));
+    break;
+  }
+  case S_ADD_I32: case S_SUB_I32: {
+    bool add = in->op == S_ADD_I32;
+    r = add ? LLVMBuildAdd(b, a, c, "") : LLVMBuildSub(b, a, c, "");
+    LLVMValueRef x = LLVMBuildXor(b, a, c, "");
+    if (add) x = LLVMBuildNot(b, x, "");
+    sc = LLVMBuildLShr(b, LLVMBuildAnd(b, x, LLVMBuildXor(b, a, r, ""), ""), c32(g, 31), "");
+    break;
+  }
+  case S_LSHL_B32: r = LLVMBuildShl(b, a, sh, ""), sc = NZ(r); break;
+  case S_LSHR_B32: r = LLVMBuildLShr(b, a, sh, ""), sc = NZ(r); break;
+  case S_ASHR_I32: r = LLVMBuildAShr(b, a, sh, ""), sc = NZ(r); break;
+  case S_LSHL1_ADD_U32: case S_LSHL2_ADD_U32: case S_LSHL3_ADD_U32: case S_LSHL4_ADD_U32: {
+    LLVMValueRef s = LLVMBuildAdd(b, LLVMBuildShl(b, A, LLVMConstInt(g->i64, in->op - S_LSHL1_ADD_U32 + 1, 0), ""), C, "");
+    r = LLVMBuildTrunc(b, s, g->i32, "");
+    sc = scc_of(g, LLVMBuildICmp(b, LLVMIntNE, LLVMBuildLShr(b, s, k32_, ""), LLVMConstInt(g->i64, 0, 0), ""));
+    break;
+  }
+  case S_MIN_I32: case S_MIN_U32: case S_MAX_I32: case S_MAX_U32: {
+    LLVMIntPredicate p = in->op == S_MIN_I32 ? LLVMIntSLT : in->op == S_MIN_U32 ? LLVMIntULT
+                       : in->op == S_MAX_I32 ? LLVMIntSGT : LLVMIntUGT;
+    LLVMValueRef t = LLVMBuildICmp(b, p, a, c, "");
+    r = LLVMBuildSelect(b, t, a, c, ""), sc = scc_of(g, t);
+    break;
+  }
+  case S_AND_B32: r = LLVMBuildAnd(b, a, c, ""), sc = NZ(r); break;
+  case S_OR_B32: r = LLVMBuildOr(b, a, c, ""), sc = NZ(r); break;
+  case S_XOR_B32: r = LLVMBuildXor(b, a, c, ""), sc = NZ(r); break;
+  case S_NAND_B32: r = LLVMBuildNot(b, LLVMBuildAnd(b, a, c, ""), ""), sc = NZ(r); break;
+  case S_NOR_B32: r = LLVMBuildNot(b, LLVMBuildOr(b, a, c, ""), ""), sc = NZ(r); break;
+  case S_XNOR_B32: r = LLVMBuildNot(b, LLVMBuildXor(b, a, c, ""), ""), sc = NZ(r); break;
+  case S_AND_NOT1_B32: r = LLVMBuildAnd(b, a, LLVMBuildNot(b, c, ""), ""), sc = NZ(r); break;
+  case S_OR_NOT1_B32: r = LLVMBuildOr(b, a, LLVMBuildNot(b, c, ""), ""), sc = NZ(r); break;
+  case S_BFE_U32: case S_BFE_I32: r = sbfe(g, a, c, in->op == S_BFE_I32), sc = NZ(r); break;
+  case S_BFM_B32:
+    r = LLVMBuildShl(b, LLVMBuildSub(b, LLVMBuildShl(b, c32(g, 1), LLVMBuildAnd(b, a, c32(g, 31), ""), ""), c32(g, 1), ""),
+                     sh, "");
+    break;
+  case S_MUL_I32: r = LLVMBuildMul(b, a, c, ""); break;
+  case S_MUL_HI_U32: case S_MUL_HI_I32: {
+    bool sg = in->op == S_MUL_HI_I32;
+    LLVMValueRef x = sg ? LLVMBuildSExt(b, a, g->i64, "") : A, y = sg ? LLVMBuildSExt(b, c, g->i64, "") : C;
+    r = LLVMBuildTrunc(b, LLVMBuildLShr(b, LLVMBuildMul(b, x, y, ""), k32_, ""), g->i32, "");
+    break;
+  }
+  case S_CSELECT_B32: r = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntNE, scc_get(g), zero, ""), a, c, ""); break;
+  case S_PACK_LL_B32_B16:
+    r = LLVMBuildOr(b, LLVMBuildAnd(b, a, c32(g, 0xffff), ""), LLVMBuildShl(b, c, c32(g, 16), ""), "");
+    break;
+  case S_PACK_LH_B32_B16:
+    r = LLVMBuildOr(b, LLVMBuildAnd(b, a, c32(g, 0xffff), ""), LLVMBuildAnd(b, c, c32(g, 0xffff0000u), ""), "");
+    break;
+  case S_PACK_HH_B32_B16:
+    r = LLVMBuildOr(b, LLVMBuildLShr(b, a, c32(g, 16), ""), LLVMBuildAnd(b, c, c32(g, 0xffff0000u), ""), "");
+    break;
+  default: /* S_PACK_HL_B32_B16 */
+    r = LLVMBuildOr(b, LLVMBuildLShr(b, a, c32(g, 16), ""), LLVMBuildShl(b, c, c32(g, 16), ""), "");
+    break;
+  }
+#undef NZ
+  sset(g, dst, r);
+  if (sc) scc_set(g, sc);
+}
+
 /* Whether rdna3_fast.c's operation f is one this file translates (its opcode), without building anything. f32
  * arithmetic on a NaN constant is left to the interpreter: LLVM folds it to a NaN of its choosing, where the host's
  * arithmetic (the fast paths') keeps the operand's payload. */
@@ -405,11 +656,13 @@ static bool translatable(const kn_fop *f) {
   }
 }
 
-/* What a slot contributes to a run: 1 a vector operation, 2 a VOPD pair, 3 a timing-only no-op; 0 it ends the run. */
+/* What a slot contributes to a run: 1 a vector operation, 2 a VOPD pair, 3 a timing-only no-op, 4 a scalar
+ * operation; 0 it ends the run. */
 static int slot_kind(const kn_inst *in) {
   int k = kn_fast_kind(in);
   if (k == 1) return translatable(&in->x) ? 1 : 0;
   if (k == 2) return translatable(&in->x) && translatable(&in->y) ? 2 : 0;
+  if (k == 0 && in->fn == kn_inst_generic && salu_ok(in)) return 4;
   return k;
 }
 
@@ -446,12 +699,15 @@ static void build_run(LLVMContextRef c, LLVMModuleRef m, const char *name, kn_in
       int rx = eval(g, &in->x, &o, &hi, &mk), ry = eval(g, &in->y, &oy, &hy, &my);
       write(g, &in->x, rx, o, hi, mk);
       write(g, &in->y, ry, oy, hy, my);
+    } else if (k == 4) {
+      salu_gen(g, in);
     }
   }
   for (int r = 0; r < KN_NVGPR; r++)
     if (g->vdirty[r]) LLVMSetAlignment(LLVMBuildStore(g->b, g->vreg[r], at(g, offsetof(kn_wave, v) + (size_t)r * KN_LANES * 4)), 4);
   for (int i = 0; i < 128; i++)
     if (g->sdirty[i]) LLVMSetAlignment(LLVMBuildStore(g->b, g->sreg[i], at(g, offsetof(kn_wave, s) + (size_t)i * 4)), 4);
+  if (g->scc_dirty) LLVMSetAlignment(LLVMBuildStore(g->b, g->scc, at(g, offsetof(kn_wave, scc))), 4);
   LLVMBuildRetVoid(g->b);
   LLVMDisposeBuilder(g->b);
   free(g);
@@ -643,10 +899,12 @@ static int compile(kn_inst *const *slots, const int *starts, const int *lens, in
   return rc;
 }
 
-/* The run that starts at slots[i]: its length in slots (only runs of 2+ vector instructions are worth a call). */
-static int run_length(kn_inst *const *slots, int nslots, int i) {
+/* The run that starts at slots[i]: its length in slots (only runs of 2+ instructions that compute are worth a call);
+ * a run ends before a branch target, so that a loop's head starts a run (a branch into the middle of one runs the
+ * interpreter's slots up to its end). */
+static int run_length(kn_inst *const *slots, const bool *target, int nslots, int i) {
   int n = 0, valu = 0;
-  while (i + n < nslots && slots[i + n] && slots[i + n]->fn && n < MAX_RUN) {
+  while (i + n < nslots && slots[i + n] && slots[i + n]->fn && n < MAX_RUN && !(n && target[i + n])) {
     int k = slot_kind(slots[i + n]);
     if (!k) break;
     valu += k != 3;
@@ -674,9 +932,22 @@ int kn_jit_program(kn_rdna3_prog *p, const char *name, char *err, size_t errlen)
     slots[ns++] = in;
     d += in->len / 4;
   }
+  /* the slots branches reach */
+  bool *target = calloc((size_t)ns + 1, sizeof *target);
+  int *slot_at = malloc((nd ? nd : 1) * sizeof *slot_at);
+  if (target && slot_at) {
+    for (uint64_t d = 0; d < nd; d++) slot_at[d] = -1;
+    for (int i = 0, d = 0; i < ns; d += slots[i] ? slots[i]->len / 4 : 1, i++) slot_at[d] = i;
+    for (int i = 0, d = 0; i < ns; d += slots[i] ? slots[i]->len / 4 : 1, i++) {
+      const kn_inst *in = slots[i];
+      if (!in || in->fam != KN_FAM_SOPP || in->op < S_BRANCH || in->op > S_CBRANCH_EXECNZ) continue;
+      int64_t t = d + 1 + (int16_t)(in->w[0] & 0xffff);
+      if (t >= 0 && (uint64_t)t < nd && slot_at[t] >= 0) target[slot_at[t]] = true;
+    }
+  }
   int *starts = calloc((size_t)ns + 1, sizeof *starts), *lens = calloc((size_t)ns + 1, sizeof *lens), nr = 0;
-  for (int i = 0; starts && lens && i < ns;) {
-    int n = slots[i] && slot_kind(slots[i]) && slot_kind(slots[i]) != 3 ? run_length(slots, ns, i) : 0;
+  for (int i = 0; starts && lens && target && slot_at && i < ns;) {
+    int n = slots[i] && slot_kind(slots[i]) && slot_kind(slots[i]) != 3 ? run_length(slots, target, ns, i) : 0;
     if (n) starts[nr] = i, lens[nr] = n, nr++, i += n;
     else i++;
   }
@@ -698,7 +969,7 @@ int kn_jit_program(kn_rdna3_prog *p, const char *name, char *err, size_t errlen)
       p->jit_runs = runs, p->jit_code = code;
     } else free(runs);
   }
-  free(starts), free(lens), free(slots);
+  free(starts), free(lens), free(slots), free(target), free(slot_at);
   return rc;
 }
 
@@ -741,8 +1012,9 @@ int kn_rdna3_check_jit(const uint32_t *code, size_t nwords, uint64_t seed, int n
     }
     kn_inst *in = &ins[n];
     in->w = words + off, in->len = (uint8_t)len, in->op = (uint16_t)op, in->fam = (uint8_t)kn_rdna3_family(famname);
-    in->cls = KN_RDNA3_VALU;
-    if (!kn_fast_decode(in) || slot_kind(in) == 0 || slot_kind(in) == 3) {
+    in->cls = in->fam <= KN_FAM_SOPC ? KN_RDNA3_SALU : KN_RDNA3_VALU;
+    if (!kn_fast_decode(in)) in->fn = kn_inst_generic; /* scalar instructions have no fast path */
+    if (slot_kind(in) == 0 || slot_kind(in) == 3) {
       result = 0; /* not an instruction the translation takes */
       goto out;
     }
@@ -784,7 +1056,7 @@ int kn_rdna3_check_jit(const uint32_t *code, size_t nwords, uint64_t seed, int n
     if (nan_free)
       for (int i = 0; i < 106; i++)
         if (is_nan(a->s[i])) a->s[i] &= 0xbfffffffu;
-    a->scc = 0, a->pc = 0x1000, a->state = WAVE_RUN;
+    a->scc = (int)(rng_next(&s) & 1), a->pc = 0x1000, a->state = WAVE_RUN;
     memcpy(b, a, sizeof *a);
     kn_rdna3_dispatch d = {.name = "jitcheck"};
     kn_rdna3_stats st = {0};
@@ -796,6 +1068,10 @@ int kn_rdna3_check_jit(const uint32_t *code, size_t nwords, uint64_t seed, int n
     if (result != 1) break;
     run.fn(b);
     b->pc += run.bytes;
+    if (a->scc != b->scc) {
+      result = kn_errf(err, errlen, "compiled run differs in SCC (%d, want %d)", b->scc, a->scc);
+      break;
+    }
     if (memcmp(a->s, b->s, sizeof a->s) || a->pc != b->pc) {
       int i = 0;
       while (i < 128 && a->s[i] == b->s[i]) i++;
