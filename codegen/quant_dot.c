@@ -196,7 +196,7 @@ static void q2k(qd *q, qblock *b) {
   if (q->chunk64) twobit64(q, 16, parts), b->uq = concat(e, parts, 4);
   else twobit(q, 16, parts), b->uq = concat(e, parts, 8);
   LLVMValueRef sc = bytes(q, 0, 16);
-  b->scl = i16s(e, band(e, sc, 15), false), b->mnl = i16s(e, lshr(e, sc, 4), false);
+  b->scl = i16s(e, band(e, sc, 15), false), b->mnl = lshr(e, i16s(e, sc, false), 4); /* words: no mask */
   b->qk = 256, b->S = 16;
   b->dA = f16_at(q, 80), b->dA_at = 80, b->dB = LLVMBuildFNeg(e->b, f16_at(q, 82), "");
 }
@@ -848,19 +848,37 @@ static LLVMValueRef k_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValue
   int W = int_width(e);
   if (!decode_blocks_in(e, fmt, base, blk, 1, 256, &q, &b, k_chunk64(fmt, W))) return LLVMGetPoison(kn_e_vec(e->f32, vec));
   int n = W / 4, nsub = 256 / b.S;
-  LLVMValueRef tab = b.scl ? k_table(e, fmt, b.scl, W, b.S) : NULL, I = NULL;
+  LLVMValueRef tab = b.scl && fmt != KN_Q2_K ? k_table(e, fmt, b.scl, W, b.S) : NULL, I = NULL, scb = NULL;
+  if (fmt == KN_Q2_K) { /* the 16 4-bit scales as bytes in every 16-byte lane (a broadcast load and a mask) */
+    int dup[64];
+    for (int l = 0; l < W; l++) dup[l] = l % 16;
+    scb = band(e, shuf(e, bytes(&q, 0, 16), NULL, dup, W), 15);
+  }
   for (int c = 0; c < 256 / W; c++) {
-    LLVMValueRef x = ld(e, vt(e->i8, W), at(e, rec, c * W), al(W));
-    LLVMValueRef t = maddwd(e, maddubs(e, slice(e, b.uq, c * W, W), x), tab ? k_word(e, tab, c) : splat16(e, W / 2, 1));
+    LLVMValueRef x = ld(e, vt(e->i8, W), at(e, rec, c * W), al(W)), sw;
+    if (scb) { /* chunk c's multiplier words straight from the bytes, zero-extended: one in-lane vpshufb */
+      int idx[64];
+      for (int l = 0; l < W; l++) idx[l] = l % 2 ? W : 16 * (l / 16) + k_elem(fmt, W, c, 16 * (l / 16)) / b.S;
+      sw = LLVMBuildBitCast(e->b, shuf(e, scb, LLVMConstNull(LLVMTypeOf(scb)), idx, W), vt(e->i16, W / 2), "");
+    } else sw = tab ? k_word(e, tab, c) : splat16(e, W / 2, 1);
+    LLVMValueRef t = maddwd(e, maddubs(e, slice(e, b.uq, c * W, W), x), sw);
     I = I ? LLVMBuildAdd(e->b, I, t, "") : t;
   }
   LLVMValueRef M = NULL, dx = ld(e, e->f32, at(e, rec, K_DX), 4);
   if (b.mnl) M = ifit(e, maddwd(e, b.mnl, ld(e, vt(e->i16, nsub), at(e, rec, K_SUMS), 32)), n);
   if (M && !b.dB) I = LLVMBuildAdd(e->b, I, M, ""), M = NULL; /* offsets of the quants (Q3_K, Q6_K): same scale */
   LLVMTypeRef vf = vt(e->f32, n);
-  LLVMValueRef r = kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vf, ""), kn_e_splat(e, LLVMBuildFMul(e->b, b.dA, dx, ""), n));
-  if (M) r = kn_e_fadd(e, r, kn_e_fmul(e, LLVMBuildSIToFP(e->b, M, vf, ""), kn_e_splat(e, LLVMBuildFMul(e->b, b.dB, dx, ""), n)));
-  return fit(e, r, vec);
+  if (M) { /* d and dmin side by side (Q2_K at 80, Q4_K/Q5_K at 0): one 32-bit load, one conversion, one multiply by
+            * dx for both, and the min term subtracted (dB is -dmin) */
+    LLVMValueRef o = c64(&q, b.dA_at);
+    LLVMValueRef h = ld(e, vt(e->f16, 2), LLVMBuildGEP2(e->b, e->i8, q.bp, &o, 1, ""), 1);
+    LLVMValueRef s2 = kn_e_fmul(e, LLVMBuildFPExt(e->b, h, vt(e->f32, 2), ""), kn_e_splat(e, dx, 2));
+    int i0[64] = {0}, i1[64];
+    for (int l = 0; l < n; l++) i1[l] = 1;
+    LLVMValueRef r = kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vf, ""), shuf(e, s2, NULL, i0, n));
+    return fit(e, kn_e_fsub(e, r, kn_e_fmul(e, LLVMBuildSIToFP(e->b, M, vf, ""), shuf(e, s2, NULL, i1, n))), vec);
+  }
+  return fit(e, kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vf, ""), kn_e_splat(e, LLVMBuildFMul(e->b, b.dA, dx, ""), n)), vec);
 }
 
 /* rec: the record of this group of activations (64-byte aligned) */
