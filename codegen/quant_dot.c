@@ -182,6 +182,9 @@ static void twobit(qd *q, int qs, LLVMValueRef *parts) {
   }
 }
 
+static LLVMValueRef u32_at(qd *q, long long off);
+static LLVMValueRef words_i16(kn_emit *e, LLVMValueRef lo, LLVMValueRef hi);
+
 /* Q2_K and Q3_K's low bits in the 64-byte chunk order (chunk64): the 64 bytes at qs in one vector, chunk g holds
  * bits 2g of every byte, i.e. lane l is element 128 (l / 32) + 32 g + l % 32 (k_elem): three shifts and four masks
  * per block, where element order takes two 32-byte halves per chunk and an insert. */
@@ -215,13 +218,16 @@ static void q3k(qd *q, qblock *b) {
     for (int i = 0; i < 8; i++) parts[i] = bor(e, parts[i], bitplane(e, hm, i, 2));
     b->uq = concat(e, parts, 8);
   }
-  static const int il[16] = {0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7}, ih[16] = {8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11};
-  static const int sl[16] = {0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4}, sh[16] = {0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6, 6, 6};
-  LLVMValueRef raw = bytes(q, 96, 12), a[16], c[16];
-  for (int i = 0; i < 16; i++) a[i] = LLVMConstInt(e->i16, (unsigned)sl[i], 0), c[i] = LLVMConstInt(e->i16, (unsigned)sh[i], 0);
-  LLVMValueRef lo = band(e, LLVMBuildLShr(e->b, i16s(e, shuf(e, raw, NULL, il, 16), false), LLVMConstVector(a, 16), ""), 15);
-  LLVMValueRef hi = band(e, LLVMBuildLShr(e->b, i16s(e, shuf(e, raw, NULL, ih, 16), false), LLVMConstVector(c, 16), ""), 3);
-  LLVMValueRef sc = LLVMBuildSub(e->b, bor(e, lo, shl(e, hi, 4)), splat16(e, 16, 32), "");
+  /* the sixteen 6-bit scales on 32-bit words (general-purpose registers, beside the vector work): with A, B, C the
+   * words at 96, 100 and 104, scales 0-3 are A's low nibbles with bits 0-1 of C's bytes on top, 4-7 B's with bits
+   * 2-3, 8-11 A's high nibbles with bits 4-5, 12-15 B's with bits 6-7 */
+  LLVMValueRef A = u32_at(q, 96), B = u32_at(q, 100), C = u32_at(q, 104);
+  LLVMValueRef s0 = bor(e, band(e, A, 0x0f0f0f0f), band(e, shl(e, C, 4), 0x30303030));
+  LLVMValueRef s1 = bor(e, band(e, B, 0x0f0f0f0f), band(e, shl(e, C, 2), 0x30303030));
+  LLVMValueRef s2 = bor(e, band(e, lshr(e, A, 4), 0x0f0f0f0f), band(e, C, 0x30303030));
+  LLVMValueRef s3 = bor(e, band(e, lshr(e, B, 4), 0x0f0f0f0f), band(e, lshr(e, C, 2), 0x30303030));
+  LLVMValueRef w[2] = {words_i16(e, s0, s1), words_i16(e, s2, s3)};
+  LLVMValueRef sc = LLVMBuildSub(e->b, concat(e, w, 2), splat16(e, 16, 32), "");
   b->scl = sc, b->mnl = LLVMBuildMul(e->b, sc, splat16(e, 16, -4), "");
   b->qk = 256, b->S = 16;
   b->dA = f16_at(q, 108), b->dA_at = 108;
