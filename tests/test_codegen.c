@@ -897,7 +897,8 @@ static void test_qdot_pair(void) {
 
 /* The GEMV's weight prefetch (codegen/lower.c): beside each QDOTR of the decode path a PREFETCH of the same weight,
  * its block index that of the QDOTR plus the blocks of one work item (the rows of the item's register block times
- * the blocks of a row: exactly the blocks the next work item dots there), covering the QDOTR's bytes; none with
+ * the blocks of a row: exactly the blocks the next work item dots there) times the items that make it 4 KB or more
+ * (the same blocks of a later item), covering the QDOTR's bytes; none with
  * KILN_PREFETCH=0. A prefetch cannot change a result (test_qdot and test_qdot_pair run with it), so this checks its
  * address: a distance off by a row or a block would still pass those. */
 static int prefetch_count(const kn_kernel *k, const kn_sched *s, int64_t rows, int64_t K, kn_dtype q, const char *name) {
@@ -905,7 +906,8 @@ static int prefetch_count(const kn_kernel *k, const kn_sched *s, int64_t rows, i
   kn_lprog *lp = kn_lower(k, s, err, sizeof err);
   if (!lp) return fail_line("%s: lowering: %s", name, err), -1;
   const kn_dtype_info *di = kn_dtype_get(q);
-  int64_t items = lp->global[0], ahead = rows * K / di->block_elems / items;
+  int64_t items = lp->global[0], item = rows * K / di->block_elems / items; /* blocks per work item */
+  int64_t ahead = item * ((4096 + item * (int64_t)di->block_bytes - 1) / (item * (int64_t)di->block_bytes)); /* >= 4 KB */
   int n = 0, nq = 0, bad = 0;
   for (int i = 0; i < lp->n; i++) {
     const kn_lop *o = &lp->ops[i];
@@ -924,7 +926,7 @@ static int prefetch_count(const kn_kernel *k, const kn_sched *s, int64_t rows, i
                 name, i, (long long)ahead, (long long)(rows / items), (long long)items,
                 (long long)(elems / di->block_elems * di->block_bytes));
   }
-  if (n && (n != nq || rows % items || (rows / items) * K / di->block_elems != ahead) && bad++ < 2)
+  if (n && (n != nq || rows % items || (rows / items) * K / di->block_elems != item) && bad++ < 2)
     fail_line("%s: %d PREFETCH for %d QDOTR, %lld rows on %lld work items", name, n, nq, (long long)rows, (long long)items);
   kn_lprog_free(lp);
   return bad ? -1 : n;
