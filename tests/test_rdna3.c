@@ -829,6 +829,7 @@ static void test_fast_paths(void) {
                             plain ? "modifiers" : "DPP", fams[fam], w[0], w[1], w[2], err);
           if (plain) mods_taken += rc == 1;
           else dpp_taken += rc == 1;
+          if (rc == 1 && !plain) keep_fast(w, n); /* the compiled runs take DPP too */
         }
       }
     }
@@ -968,6 +969,30 @@ static void test_jit_runs(void) {
           src2, rc < 0 ? err : rc ? "agrees" : "not translated");
   }
   check(single > 200, "%d single instructions compiled to host code agree with the per-lane executors", single);
+  /* DPP in compiled runs: every DPP16 control kind with and without bound_ctrl and fetch-inactive, under full and
+   * partial row/bank masks, and DPP8 with and without fetch-inactive, on v_mov_b32 and v_add_f32, alone and followed
+   * by an instruction that reads the result */
+  static const uint32_t dctl[] = {0x00, 0x1b, 0xe4, 0x101, 0x10f, 0x111, 0x118, 0x121, 0x12f, 0x140, 0x141, 0x150,
+                                  0x15f, 0x160, 0x16f};
+  int dpp_ok = 0, dpp_n = 0;
+  for (int k = 0; k < (int)(sizeof dctl / sizeof *dctl) + 1; k++)
+    for (int v = 0; v < 16; v++) {
+      bool d8 = k == (int)(sizeof dctl / sizeof *dctl), bc = v & 1, fi = v & 2, add = v & 4, masks = v & 8;
+      uint32_t s0 = d8 ? (fi ? 234 : 233) : 250, code[3];
+      uint32_t dw = d8 ? 3 | rn(1u << 24) << 8
+                       : 3 | dctl[k] << 8 | (uint32_t)fi << 18 | (uint32_t)bc << 19 | (masks ? 0x5au << 24 : 0xffu << 24);
+      code[0] = add ? 3u << 25 | 1u << 17 | 5u << 9 | s0 : 0x3fu << 25 | 1u << 17 | 1u << 9 | s0; /* v1 = dpp(v3) */
+      code[1] = dw;
+      code[2] = 37u << 25 | 2u << 17 | 1u << 9 | 257; /* v_add_nc_u32 v2, v1, v1 */
+      for (int n = 2; n <= 3; n++) {
+        int rc = kn_rdna3_check_jit(code, (size_t)n, (uint64_t)(k * 16 + v), 8, true, err, sizeof err);
+        dpp_n++, dpp_ok += rc == 1;
+        if (rc != 1) check(0, "compiled DPP%s %s control 0x%x%s%s (words 0x%08x 0x%08x): %s", d8 ? "8" : "16",
+                           add ? "v_add_f32" : "v_mov_b32", d8 ? 0 : dctl[k], bc ? " bound_ctrl" : "", fi ? " fi" : "",
+                           code[0], code[1], rc < 0 ? err : "not translated");
+      }
+    }
+  check(dpp_ok == dpp_n, "%d of %d DPP forms compiled to host code agree with the executors", dpp_ok, dpp_n);
   /* scalar instructions alone, then runs that mix them with vector ones */
   int salu = 0, salu_runs = 0;
   for (int t = 0; t < 600; t++) {

@@ -1,5 +1,6 @@
 /* Host code for hot kernels: once a program has run enough waves, each straight run of whole-wave vector ALU
- * instructions (the fast paths' operations, rdna3_fast.c) and timing-only no-ops between them is translated into one
+ * instructions (the fast paths' operations, rdna3_fast.c, DPP forms included), scalar ALU instructions (SCC kept in a
+ * register) and timing-only no-ops between them is translated into one
  * host function through LLVM (ORC's LLJIT, for the host CPU), so that a wave runs the run as a few vector
  * instructions per RDNA3 instruction instead of one interpreter step each. Registers are loaded once per run and
  * stored back at its end; EXEC is applied as the fast paths apply it (a lane outside EXEC keeps its value; compares
@@ -117,6 +118,7 @@ typedef struct {
   LLVMValueRef vreg[KN_NVGPR];  /* current values; NULL: not loaded yet */
   LLVMValueRef sreg[128];
   bool vdirty[KN_NVGPR], sdirty[128];
+  LLVMValueRef dpp_a0, wexec; /* a DPP instruction's gathered src0 and the lanes it may write (NULL: none) */
   LLVMValueRef scc; /* SCC as an i32 0/1; NULL: not loaded yet */
   bool scc_dirty;
   LLVMValueRef fma, lanes;
@@ -171,10 +173,12 @@ static void sset(gen *g, unsigned i, LLVMValueRef x) {
 }
 static LLVMValueRef mask_vec(gen *g, LLVMValueRef m) { return LLVMBuildBitCast(g->b, m, g->vm, ""); }
 static LLVMValueRef mask_int(gen *g, LLVMValueRef v) { return LLVMBuildBitCast(g->b, v, g->i32, ""); }
+/* the lanes an instruction writes: EXEC, or under DPP the lanes dpp_src left */
+static LLVMValueRef wmask(gen *g) { return g->wexec ? g->wexec : sget(g, OP_EXEC_LO); }
 /* vwrite: lanes in EXEC take the new value */
 static void vset(gen *g, unsigned r, LLVMValueRef x) {
   r &= 255;
-  LLVMValueRef exec = mask_vec(g, sget(g, OP_EXEC_LO));
+  LLVMValueRef exec = mask_vec(g, wmask(g));
   g->vreg[r] = LLVMBuildSelect(g->b, exec, x, vget(g, r), "");
   g->vdirty[r] = true;
 }
@@ -273,7 +277,8 @@ static int eval(gen *g, const kn_fop *f, LLVMValueRef *o, LLVMValueRef *hi, LLVM
     *o = LLVMBuildExtractElement(B, src(g, f, 0), lane, "");
     return R_SCALAR;
   }
-  LLVMValueRef a = src(g, f, 0), b = f->kind[1] ? src(g, f, 1) : a, c = f->kind[2] ? src(g, f, 2) : a;
+  LLVMValueRef a = g->dpp_a0 ? g->dpp_a0 : src(g, f, 0), b = f->kind[1] ? src(g, f, 1) : a,
+               c = f->kind[2] ? src(g, f, 2) : a;
   LLVMValueRef r = NULL;
   switch (f->op) {
   case V_MOV_B32: r = a; break;
@@ -368,7 +373,7 @@ static int eval(gen *g, const kn_fop *f, LLVMValueRef *o, LLVMValueRef *hi, LLVM
 /* Results written as rdna3_fast.c's run_fop writes them. */
 static void write(gen *g, const kn_fop *f, int r, LLVMValueRef o, LLVMValueRef hi, LLVMValueRef m) {
   if (r == R_SCALAR) return sset(g, f->vdst, o);
-  LLVMValueRef exec = sget(g, OP_EXEC_LO);
+  LLVMValueRef exec = wmask(g);
   if (r == R_MASK) {
     LLVMValueRef v = LLVMBuildAnd(B, m, exec, "");
     if (f->cmpx) sset(g, OP_EXEC_LO, v);
@@ -378,6 +383,32 @@ static void write(gen *g, const kn_fop *f, int r, LLVMValueRef o, LLVMValueRef h
   vset(g, f->vdst, o);
   if (r == R_V64_MASK) vset(g, f->vdst + 1u, hi);
   if (r == R_V32_MASK || r == R_V64_MASK) sset(g, f->sdst, LLVMBuildAnd(B, m, exec, ""));
+}
+
+/* DPP16/DPP8 on src0, as rdna3_fast.c's dpp_src0 (and the per-lane executor) have it: g->dpp_a0 holds src0's lanes as
+ * the control selects them (0 where the source lane is out of its row, or inactive without fetch-inactive), g->wexec
+ * the lanes that may write (EXEC, the row and bank masks, and a valid source or bound_ctrl). The control is known
+ * when the run is compiled; EXEC is read when it runs. */
+static void dpp_src(gen *g, const kn_fop *f) {
+  LLVMBuilderRef b = g->b;
+  LLVMValueRef v = vget(g, f->idx[0]), exec = sget(g, OP_EXEC_LO);
+  bool bound_zero = f->dpp == 16 ? bits(f->dppw, 19, 19) : 1;
+  LLVMValueRef shuf[KN_LANES], srcl[KN_LANES], has[KN_LANES], wr[KN_LANES];
+  for (int l = 0; l < KN_LANES; l++) {
+    int s = kn_dpp_lane(f->dpp, f->dppw, f->dppfi, ~0u, l); /* under a full EXEC: the control's own choice */
+    shuf[l] = c32(g, s >= 0 ? (uint32_t)s : KN_LANES), srcl[l] = c32(g, s >= 0 ? (uint32_t)s : 0);
+    has[l] = LLVMConstInt(g->i1, s >= 0, 0), wr[l] = LLVMConstInt(g->i1, kn_dpp_writes(f->dpp, f->dppw, l), 0);
+  }
+  LLVMValueRef gathered = LLVMBuildShuffleVector(b, v, LLVMConstNull(g->v32), LLVMConstVector(shuf, KN_LANES), "");
+  LLVMValueRef valid = LLVMConstVector(has, KN_LANES);
+  if (!f->dppfi) {
+    LLVMValueRef bit = LLVMBuildAnd(b, LLVMBuildLShr(b, splat(g, exec), LLVMConstVector(srcl, KN_LANES), ""), k32(g, 1), "");
+    valid = LLVMBuildAnd(b, valid, LLVMBuildICmp(b, LLVMIntNE, bit, k32(g, 0), ""), "");
+  }
+  g->dpp_a0 = LLVMBuildSelect(b, valid, gathered, k32(g, 0), "");
+  LLVMValueRef w = LLVMBuildAnd(b, mask_vec(g, exec), LLVMConstVector(wr, KN_LANES), "");
+  if (!bound_zero) w = LLVMBuildAnd(b, w, valid, "");
+  g->wexec = mask_int(g, w);
 }
 
 static bool nan_const(const kn_fop *f) {
@@ -639,7 +670,7 @@ static void salu_gen(gen *g, const kn_inst *in) {
  * arithmetic on a NaN constant is left to the interpreter: LLVM folds it to a NaN of its choosing, where the host's
  * arithmetic (the fast paths') keeps the operand's payload. */
 static bool translatable(const kn_fop *f) {
-  if (f->dpp || f->fneg || f->fabs) return false; /* DPP and input modifiers stay with the fast paths */
+  if (f->fneg || f->fabs) return false; /* input modifiers stay with the fast paths */
   switch (f->op) {
   case V_ADD_F32: case V_SUB_F32: case V_SUBREV_F32: case V_MUL_F32: case V_FMA_F32: case V_FMAC_F32:
     return !nan_const(f);
@@ -693,8 +724,10 @@ static void build_run(LLVMContextRef c, LLVMModuleRef m, const char *name, kn_in
     int k = slot_kind(in);
     LLVMValueRef o = NULL, hi = NULL, mk = NULL, oy = NULL, hy = NULL, my = NULL;
     if (k == 1) {
+      if (in->x.dpp) dpp_src(g, &in->x);
       int r = eval(g, &in->x, &o, &hi, &mk);
       write(g, &in->x, r, o, hi, mk);
+      g->dpp_a0 = g->wexec = NULL;
     } else if (k == 2) { /* VOPD: both halves read before either writes */
       int rx = eval(g, &in->x, &o, &hi, &mk), ry = eval(g, &in->y, &oy, &hy, &my);
       write(g, &in->x, rx, o, hi, mk);
