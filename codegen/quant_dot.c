@@ -761,15 +761,13 @@ static void split_decode(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueR
   *Lo = L, *Ho = H;
 }
 
-/* The dot of nblk blocks blk.. of a nibble format with a split record. */
-static LLVMValueRef split_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, LLVMValueRef rec, int nblk, int vec) {
-  bool with_min = fmt == KN_Q4_1 || fmt == KN_Q5_1;
-  int W = 16 * nblk, n = W / 4;
-  qd q[4];
-  LLVMValueRef d, m, L, H;
-  split_decode(e, fmt, base, blk, nblk, q, &L, &H, &d, &m);
-  LLVMValueRef xL = ld(e, vt(e->i8, W), rec, al(W)), xH = ld(e, vt(e->i8, W), at(e, rec, W), al(W));
-  LLVMValueRef xsum = ld(e, vt(with_min ? e->f32 : e->i32, n), at(e, rec, 2 * W), al(W)), dxv = ld(e, vt(e->f32, n), at(e, rec, 3 * W), al(W));
+/* One token's dot with nblk decoded blocks of a split record (W = 16 * nblk nibbles in L and H, their scales d and
+ * mins m spread over each block's 4 lanes): the GEMV and the tile both take it, so a row's arithmetic in a batched
+ * pass is the lone decode's operation for operation. xsum: the offset times the activations' sums (i32, no min) or
+ * their sums (f32, with a min); dxv: the token's scale spread alike. */
+static LLVMValueRef split_term(kn_emit *e, bool with_min, int W, LLVMValueRef L, LLVMValueRef H, LLVMValueRef d, LLVMValueRef m,
+                               LLVMValueRef xL, LLVMValueRef xH, LLVMValueRef xsum, LLVMValueRef dxv) {
+  int n = W / 4;
   /* q - 8 / q - 16: the offset times the sums (stored so) starts the integer sum */
   LLVMValueRef I0 = with_min ? NULL : xsum;
   LLVMValueRef I = dot4(e, I0, L, xL, true);
@@ -781,7 +779,19 @@ static LLVMValueRef split_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMV
   LLVMValueRef r = kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vt(e->f32, n), ""), kn_e_fmul(e, d, dxv));
   if (with_min) /* d * q + m: m times the activations' sums */
     r = kn_e_fadd(e, r, kn_e_fmul(e, m, xsum));
-  return fit(e, r, vec);
+  return r;
+}
+
+/* The dot of nblk blocks blk.. of a nibble format with a split record. */
+static LLVMValueRef split_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, LLVMValueRef rec, int nblk, int vec) {
+  bool with_min = fmt == KN_Q4_1 || fmt == KN_Q5_1;
+  int W = 16 * nblk, n = W / 4;
+  qd q[4];
+  LLVMValueRef d, m, L, H;
+  split_decode(e, fmt, base, blk, nblk, q, &L, &H, &d, &m);
+  LLVMValueRef xL = ld(e, vt(e->i8, W), rec, al(W)), xH = ld(e, vt(e->i8, W), at(e, rec, W), al(W));
+  LLVMValueRef xsum = ld(e, vt(with_min ? e->f32 : e->i32, n), at(e, rec, 2 * W), al(W)), dxv = ld(e, vt(e->f32, n), at(e, rec, 3 * W), al(W));
+  return fit(e, split_term(e, with_min, W, L, H, d, m, xL, xH, xsum, dxv), vec);
 }
 
 /* ---- the K formats' record (256-element blocks, integer vectors of 32 or 64 bytes) ----
@@ -1096,21 +1106,12 @@ static void tile_split(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
   qd q[4];
   LLVMValueRef L, H, d, mn;
   split_decode(e, fmt, base, blk, nblk, q, &L, &H, &d, &mn);
-  for (int u = 0; u < U; u++) { /* split_dot's arithmetic, per token */
+  for (int u = 0; u < U; u++) { /* split_dot's term, per token */
     LLVMValueRef xL = ld(e, vt(e->i8, W), at(e, xq, (long long)u * 2 * W), al(W));
     LLVMValueRef xH = ld(e, vt(e->i8, W), at(e, xq, (long long)u * 2 * W + W), al(W));
     LLVMValueRef xs = ld(e, vt(with_min ? e->f32 : e->i32, n), at(e, xi, (long long)u * 4 * n), al(4 * n));
-    LLVMValueRef I0 = with_min ? NULL : xs;
-    LLVMValueRef I = dot4(e, I0, L, xL, true);
-    if (I) I = dot4(e, I, H, xH, true);
-    else { /* u * x pair sums of L and H added as i16: 2 * 2 * 31 * 127 fits */
-      I = maddwd(e, LLVMBuildAdd(e->b, maddubs(e, L, xL), maddubs(e, H, xH), ""), splat16(e, W / 2, 1));
-      if (I0) I = LLVMBuildAdd(e->b, I, I0, "");
-    }
     LLVMValueRef dxv = ld(e, vt(e->f32, n), at(e, dxp, (long long)u * 4 * n), al(4 * n));
-    LLVMValueRef r = kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vt(e->f32, n), ""), kn_e_fmul(e, d, dxv));
-    if (with_min) r = kn_e_fadd(e, r, kn_e_fmul(e, mn, xs));
-    acc[u] = kn_e_fadd(e, acc[u], r);
+    acc[u] = kn_e_fadd(e, acc[u], split_term(e, with_min, W, L, H, d, mn, xL, xH, xs, dxv));
   }
 }
 
