@@ -755,6 +755,21 @@ static void test_quant(void) {
   }
 }
 
+/* out[m, n] = sum_k x[m, k] * g[k] * W[n, k] with W of format q (buffers out, x, W, g): the activations are an
+ * expression, as a normed matmul's are. */
+static kn_kernel *normed_qdot_kernel(kn_dtype q, int64_t M, int64_t N, int64_t K) {
+  kn_kernel *k = kn_kernel_new();
+  k->nbufs = 4;
+  k->bufs[0] = (kn_kbuf){KN_F32, M * N}, k->bufs[1] = (kn_kbuf){KN_F32, M * K};
+  k->bufs[2] = (kn_kbuf){q, N * K}, k->bufs[3] = (kn_kbuf){KN_F32, K};
+  int64_t sh[3] = {M, N, K}, sx[3] = {K, 0, 1}, sw[3] = {0, K, 1}, sg[3] = {0, 0, 1};
+  set_space(k, 3, sh, 1);
+  kn_st a = st_strided(3, sh, sx, 0), b = st_strided(3, sh, sw, 0), gs = st_strided(3, sh, sg, 0);
+  kn_kop *xe = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a), kn_kop_load(k, 3, KN_F32, &gs), NULL);
+  k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, xe, kn_kop_load(k, 2, KN_F32, &b), NULL));
+  return k;
+}
+
 /* The integer-dot mode (the default; KILN_EXACT=1 is the exact one): per block of the weight, the activations are
  * quantized to int8 with scale amax / 127 (round to nearest even), so the reference here is
  * out[m, n] = sum over blocks of dx * sum_i W[n, i] * xq[m, i], with W dequantized exactly (kn_ref_qdot_row). The
@@ -775,20 +790,12 @@ static void test_qdot(void) {
       int64_t K = QK * (QK == 32 ? (r % 2 ? 2 * rint_in(0, 3) + 1 : r == 0 ? 4 * rint_in(1, 3) : 4 * rint_in(0, 2) + 2) : rint_in(1, 3));
       char name[96];
       snprintf(name, sizeof name, "qdot %s M %lld N %lld K %lld", kn_dtype_name(q), (long long)M, (long long)N, (long long)K);
-      kn_kernel *k = kn_kernel_new();
-      k->nbufs = 4;
-      k->bufs[0] = (kn_kbuf){KN_F32, M * N}, k->bufs[1] = (kn_kbuf){KN_F32, M * K};
-      k->bufs[2] = (kn_kbuf){q, N * K}, k->bufs[3] = (kn_kbuf){KN_F32, K};
+      kn_kernel *k = normed_qdot_kernel(q, M, N, K);
       float *out = calloc((size_t)(M * N), 4), *x = malloc((size_t)(M * K) * 4), *g = malloc((size_t)K * 4);
       void *w = malloc((size_t)kn_dtype_nbytes(q, N * K));
       for (int64_t i = 0; i < M * K; i++) x[i] = runif(-1, 1) * (i % 7 == 0 ? 3.0f : 1.0f);
       for (int64_t i = 0; i < K; i++) g[i] = runif(0.5f, 1.5f);
       kn_ref_fill_random(q, w, N * K, &rs);
-      int64_t sh[3] = {M, N, K}, sx[3] = {K, 0, 1}, sw[3] = {0, K, 1}, sg[3] = {0, 0, 1};
-      set_space(k, 3, sh, 1);
-      kn_st a = st_strided(3, sh, sx, 0), b = st_strided(3, sh, sw, 0), gs = st_strided(3, sh, sg, 0);
-      kn_kop *xe = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a), kn_kop_load(k, 3, KN_F32, &gs), NULL);
-      k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, xe, kn_kop_load(k, 2, KN_F32, &b), NULL));
       char err[512] = "";
       kn_compiled comp;
       kn_program *p = NULL;
@@ -941,15 +948,7 @@ static void test_prefetch(void) {
     int64_t K = QK * (QK == 32 ? rint_in(2, 30) : rint_in(1, 4));
     char name[96];
     snprintf(name, sizeof name, "prefetch %s N %lld K %lld", kn_dtype_name(q), (long long)N, (long long)K);
-    kn_kernel *k = kn_kernel_new();
-    k->nbufs = 4;
-    k->bufs[0] = (kn_kbuf){KN_F32, N}, k->bufs[1] = (kn_kbuf){KN_F32, K}, k->bufs[2] = (kn_kbuf){q, N * K};
-    k->bufs[3] = (kn_kbuf){KN_F32, K};
-    int64_t sh[3] = {1, N, K}, sx[3] = {K, 0, 1}, sw[3] = {0, K, 1}, sg[3] = {0, 0, 1};
-    set_space(k, 3, sh, 1);
-    kn_st a = st_strided(3, sh, sx, 0), b = st_strided(3, sh, sw, 0), gs = st_strided(3, sh, sg, 0);
-    kn_kop *xe = kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a), kn_kop_load(k, 3, KN_F32, &gs), NULL);
-    k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, xe, kn_kop_load(k, 2, KN_F32, &b), NULL));
+    kn_kernel *k = normed_qdot_kernel(q, 1, N, K);
     char err[256] = "";
     kn_sched s;
     int on = -1, off = -1;
