@@ -502,6 +502,28 @@ static LLVMValueRef fit(kn_emit *e, LLVMValueRef v, int vec) {
   return shuf(e, v, LLVMConstNull(LLVMTypeOf(v)), idx, vec);
 }
 
+static LLVMValueRef ifit(kn_emit *e, LLVMValueRef v, int n);
+
+/* sitofp(I) * s as <vec x float>. Where vec is wider than I, both are widened with zero lanes before the multiply,
+ * not the product after it: the accumulator's add then takes the product itself and fuses with it (one rounding),
+ * as the tile's add of the same product does; an add of a widened product would round the product first. */
+static LLVMValueRef scaled(kn_emit *e, LLVMValueRef I, LLVMValueRef s, int vec) {
+  int n = (int)LLVMGetVectorSize(LLVMTypeOf(I));
+  if (n < vec) I = ifit(e, I, vec), s = fit(e, s, vec), n = vec;
+  return fit(e, kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vt(e->f32, n), ""), s), vec);
+}
+
+/* a * b + c with one rounding where the target has FMA (llvm.fma), else two. A sum of two products left to the
+ * backend's contraction fuses whichever it picks (it picked differently for rows of one kernel), so where the
+ * GEMV and the tile must agree bit for bit, the fused product is named. */
+static LLVMValueRef fmadd(kn_emit *e, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+  if (x86(e) ? feat(e, "fma") : !strncmp(e->t->triple, "aarch64", 7)) {
+    LLVMValueRef args[3] = {a, b, c};
+    return kn_e_intrinsic(e, "llvm.fma", LLVMTypeOf(a), args, 3);
+  }
+  return LLVMBuildFAdd(e->b, LLVMBuildFMul(e->b, a, b, ""), c, ""); /* no contract flags: nothing to fuse with */
+}
+
 /* the per-block scalars s[0..nblk) (f16 at byte `at` of each block, or NULL: one) times dx[i], as <n x float> with
  * n / nblk lanes per block */
 static LLVMValueRef block_scales(qd *q, int nblk, int at, const LLVMValueRef *dx, int n) {
@@ -766,7 +788,7 @@ static void split_decode(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueR
  * pass is the lone decode's operation for operation. xsum: the offset times the activations' sums (i32, no min) or
  * their sums (f32, with a min); dxv: the token's scale spread alike. */
 static LLVMValueRef split_term(kn_emit *e, bool with_min, int W, LLVMValueRef L, LLVMValueRef H, LLVMValueRef d, LLVMValueRef m,
-                               LLVMValueRef xL, LLVMValueRef xH, LLVMValueRef xsum, LLVMValueRef dxv) {
+                               LLVMValueRef xL, LLVMValueRef xH, LLVMValueRef xsum, LLVMValueRef dxv, int vec) {
   int n = W / 4;
   /* q - 8 / q - 16: the offset times the sums (stored so) starts the integer sum */
   LLVMValueRef I0 = with_min ? NULL : xsum;
@@ -776,10 +798,10 @@ static LLVMValueRef split_term(kn_emit *e, bool with_min, int W, LLVMValueRef L,
     I = maddwd(e, LLVMBuildAdd(e->b, maddubs(e, L, xL), maddubs(e, H, xH), ""), splat16(e, W / 2, 1));
     if (I0) I = LLVMBuildAdd(e->b, I, I0, "");
   }
-  LLVMValueRef r = kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vt(e->f32, n), ""), kn_e_fmul(e, d, dxv));
-  if (with_min) /* d * q + m: m times the activations' sums */
-    r = kn_e_fadd(e, r, kn_e_fmul(e, m, xsum));
-  return r;
+  if (!with_min) return scaled(e, I, kn_e_fmul(e, d, dxv), vec);
+  /* d * q + m: m times the activations' sums fused with the rounded d * q term */
+  LLVMValueRef r = LLVMBuildFMul(e->b, LLVMBuildSIToFP(e->b, I, vt(e->f32, n), ""), kn_e_fmul(e, d, dxv), "");
+  return fit(e, fmadd(e, m, xsum, r), vec);
 }
 
 /* The dot of nblk blocks blk.. of a nibble format with a split record. */
@@ -791,7 +813,7 @@ static LLVMValueRef split_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMV
   split_decode(e, fmt, base, blk, nblk, q, &L, &H, &d, &m);
   LLVMValueRef xL = ld(e, vt(e->i8, W), rec, al(W)), xH = ld(e, vt(e->i8, W), at(e, rec, W), al(W));
   LLVMValueRef xsum = ld(e, vt(with_min ? e->f32 : e->i32, n), at(e, rec, 2 * W), al(W)), dxv = ld(e, vt(e->f32, n), at(e, rec, 3 * W), al(W));
-  return fit(e, split_term(e, with_min, W, L, H, d, m, xL, xH, xsum, dxv), vec);
+  return split_term(e, with_min, W, L, H, d, m, xL, xH, xsum, dxv, vec);
 }
 
 /* ---- the K formats' record (256-element blocks, integer vectors of 32 or 64 bytes) ----
@@ -997,6 +1019,7 @@ static LLVMValueRef qdot_core(kn_emit *e, qd *q, qblock *bb, int nblk, const qac
     for (int c = 0; c < nch; c++)
       I = LLVMBuildAdd(e->b, I, LLVMBuildMul(e->b, xsum[c], kn_e_iconst(LLVMTypeOf(xsum[c]), b.off), ""), "");
   /* the block's scale as a vector: a broadcast f16 load and a conversion, times the activations' shared scale */
+  if (!(b.off && b.dB) && !b.mnl) return scaled(e, I, block_scales(q, nblk, b.dA_at, dx, n), vec);
   LLVMValueRef r = kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vf, ""), block_scales(q, nblk, b.dA_at, dx, n));
   if (b.off && b.dB) { /* d * q + m: the sums as a vector, converted once for all rows */
     LLVMValueRef md = block_scales(q, nblk, b.dB_at, dx, n); /* off is 1: d * q + m */
@@ -1111,7 +1134,7 @@ static void tile_split(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
     LLVMValueRef xH = ld(e, vt(e->i8, W), at(e, xq, (long long)u * 2 * W + W), al(W));
     LLVMValueRef xs = ld(e, vt(with_min ? e->f32 : e->i32, n), at(e, xi, (long long)u * 4 * n), al(4 * n));
     LLVMValueRef dxv = ld(e, vt(e->f32, n), at(e, dxp, (long long)u * 4 * n), al(4 * n));
-    acc[u] = kn_e_fadd(e, acc[u], split_term(e, with_min, W, L, H, d, mn, xL, xH, xs, dxv));
+    acc[u] = kn_e_fadd(e, acc[u], split_term(e, with_min, W, L, H, d, mn, xL, xH, xs, dxv, n));
   }
 }
 
