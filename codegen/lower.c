@@ -220,12 +220,12 @@ static int prefetch(lower *L, const kn_kop *w, int param, int blk, int elems) {
 }
 
 /* x * W over the unrolled instances, which cover whole blocks of W: the activations of each block's instances, one
- * QDOT per block (several blocks per iteration give the out-of-order core independent chains); with the
- * activations quantized once per call (ri's SCRATCH), a QDOTR of the group's record instead. */
-static int lower_qdot(lower *L, int u, int ri, const kn_kop *w, const kn_kop *xn, int lanes) {
+ * QDOT per block group, into v[] (the count returned); with the activations quantized once per call (ri's SCRATCH),
+ * a QDOTR of the group's record instead. */
+static int lower_qdot(lower *L, int u, int ri, const kn_kop *w, const kn_kop *xn, int lanes, int *v) {
   kn_lctx *c = &L->c;
   int nunroll = kn_inst_count(c, true), per, g = qdot_group(c, w, lanes, &per);
-  int src[2 + 256], sum = -1;
+  int src[2 + 256], nv = 0;
   /* the schedule's block groups were sized for records; quantized in place (records too large), one block each */
   if (L->qx_scratch[ri] < 0 && c->s->qdot_hoist) g = per;
   if (g > 256) return kn_lfail(c, "integer-dot block of %d vectors", g);
@@ -244,10 +244,10 @@ static int lower_qdot(lower *L, int u, int ri, const kn_kop *w, const kn_kop *xn
     src[0] = c->params[w->buf];
     if ((src[1] = kn_lower_qblock(c, w)) < 0) return kn_lfail(c, "integer-dot load of buf%d does not start a block", w->buf);
     if (n == 5 && prefetch(L, w, src[0], src[1], g * lanes) < 0) return -1;
-    int v = kn_l_add(c->p, n == 5 ? KN_L_QDOTR : KN_L_QDOT, KN_F32, lanes, n, src, 0, c->k->bufs[w->buf].dtype);
-    sum = sum < 0 ? v : kn_l_alu(c->p, KN_KOP_ADD, KN_F32, sum, v);
+    if (nv == 256) return kn_lfail(c, "more than 256 integer-dot groups per step");
+    v[nv++] = kn_l_add(c->p, n == 5 ? KN_L_QDOTR : KN_L_QDOT, KN_F32, lanes, n, src, 0, c->k->bufs[w->buf].dtype);
   }
-  return sum;
+  return nv;
 }
 
 /* Does x take the same value for every output (no load walks an output axis, no output index)? */
@@ -366,7 +366,12 @@ static int lower_reduce(lower *L, int ninst) {
     for (int u = 0; u < ninst; u++) {
       if (!q) kn_set_inst(c, u, w), reset_memo(L);
       for (int r = 0; r < nr; r++) {
-        int i = u * nr + r, v = q ? lower_qdot(L, u, r, qw[r], xn[r], lanes) : lower_node(L, L->reds[r]->src[0]);
+        /* several QDOTs per step (one-block groups) are added to the accumulator one after the other, as the tiled
+         * template (quant_mm.c) adds its records: each add then fuses with its QDOT's last multiply the same way */
+        int qv[256], nq = 1, i = u * nr + r;
+        if (q) nq = lower_qdot(L, u, r, qw[r], xn[r], lanes, qv);
+        else qv[0] = lower_node(L, L->reds[r]->src[0]);
+        int v = nq > 0 ? qv[0] : -1;
         if (v < 0) return free(acc), free(same), free(val), -1;
         val[i] = v;
         for (int j = 0; share && j < i && same[i] < 0; j++)
@@ -374,7 +379,8 @@ static int lower_reduce(lower *L, int ninst) {
               L->reds[j % nr]->dtype == L->reds[r]->dtype)
             same[i] = j;
         if (same[i] >= 0) continue;
-        int a = acc[i], nv = kn_l_alu(c->p, L->reds[r]->rop, L->reds[r]->dtype, a, v);
+        int a = acc[i], nv = a;
+        for (int j = 0; j < nq && nv >= 0; j++) nv = kn_l_alu(c->p, L->reds[r]->rop, L->reds[r]->dtype, nv, qv[j]);
         if (nv < 0) return free(acc), free(same), free(val), -1;
         kn_l_add(c->p, KN_L_ACCSET, L->reds[r]->dtype, lanes, 2, (int[]){a, nv}, 0, 0);
       }

@@ -1239,13 +1239,23 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
       }
     }
     if (nsub > 1) { /* the K formats: k_dot's arithmetic per token (the mins as its integer lanes or their own term) */
-      LLVMValueRef dxu = LLVMBuildExtractElement(e->b, dxv, LLVMConstInt(e->i32, (unsigned)u, 0), ""), M = NULL;
+      LLVMValueRef dxu = LLVMBuildExtractElement(e->b, dxv, LLVMConstInt(e->i32, (unsigned)u, 0), ""), M = NULL, sv = NULL;
       if (b.mnl) {
         LLVMValueRef o = c64(&q, (long long)u * nsub);
-        LLVMValueRef sv = LLVMBuildLoad2(e->b, vt(e->i16, nsub), LLVMBuildGEP2(e->b, e->i16, sp, &o, 1, ""), "");
+        sv = LLVMBuildLoad2(e->b, vt(e->i16, nsub), LLVMBuildGEP2(e->b, e->i16, sp, &o, 1, ""), "");
         LLVMSetAlignment(sv, 2);
-        M = ifit(e, maddwd(e, b.mnl, sv), n);
       }
+      if (!k_layout(e, fmt)) { /* 16-byte vectors: qdot_core's (the mins' term in float, over pairs of sub-blocks) */
+        LLVMValueRef r = kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vt(e->f32, n), ""), kn_e_splat(e, LLVMBuildFMul(e->b, b.dA, dxu, ""), n));
+        if (b.mnl) {
+          LLVMValueRef Mp = maddwd(e, b.mnl, sv), md = LLVMBuildFMul(e->b, b.dB ? b.dB : b.dA, dxu, "");
+          int mn = nsub / 2;
+          r = kn_e_fadd(e, r, fit(e, kn_e_fmul(e, LLVMBuildSIToFP(e->b, Mp, vt(e->f32, mn), ""), kn_e_splat(e, md, mn)), n));
+        }
+        acc[u] = kn_e_fadd(e, acc[u], r);
+        continue;
+      }
+      if (b.mnl) M = ifit(e, maddwd(e, b.mnl, sv), n);
       if (M && !b.dB) I = LLVMBuildAdd(e->b, I, M, ""), M = NULL;
       LLVMTypeRef vf = vt(e->f32, n);
       LLVMValueRef r = kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vf, ""), kn_e_splat(e, LLVMBuildFMul(e->b, b.dA, dxu, ""), n));

@@ -5,7 +5,7 @@
  * others' decode rows, one leaves and a new sequence reuses its slot, so passes of 1 to 20 rows (padded, gathered,
  * every-row logits) mix prefill and decode rows. Every logit vector must equal the alone run's within a relative
  * error of 1e-5 (L2). Also: the batch's own errors (a repeated row, a slot out of range). Run in the exact mode
- * (KILN_EXACT=1) and in the default integer-dot mode (every model, AVX-512 and AVX2): there a one-row pass takes
+ * (KILN_EXACT=1) and in the default integer-dot mode (every model, AVX-512, AVX2, SSE): there a one-row pass takes
  * the GEMV and a pass of several rows the tiled template (codegen/quant_mm.c), whose dots agree bit for bit where
  * test_codegen's "qmm alone" cases say so; a last-bit difference would not stay small, as an activation that rounds
  * to the other int8 moves a tiny model's logits by about 1e-2. */

@@ -1157,13 +1157,12 @@ static bool run_mm(kn_dtype q, int64_t T, int64_t N, int64_t K, const float *x, 
  * of T tokens alone (T = 1: the GEMV, its activations quantized once per call) and all of them in one launch (the
  * tiled template, quant_mm.c) give the same bits, N past a register block, T of a batched decode pass and past 16
  * (Q8_0's records change there), every format at block counts that take each of the GEMV's record shapes (one
- * block, pairs, groups of four, and odd counts where a row's last record is narrower). Not yet: Q2_K and Q3_K on
- * AVX-512 (the GEMV's record holds their activations in the 2-bit fields' chunk order, the tile's in element
- * order), Q8_0 without VNNI, 16-byte vectors. */
+ * block, pairs, groups of four, and odd counts where a row's last record is narrower), on 64-, 32- and 16-byte
+ * vectors. Not yet: Q2_K and Q3_K on AVX-512 (the GEMV's record holds their activations in the 2-bit fields' chunk
+ * order, the tile's in element order). */
 static void test_qmm_alone(void) {
   const kn_target *tg = kn_device_target(dev);
-  if (tg->kind != KN_TARGET_CPU || tg->vector_bytes < 32) return;
-  bool vnni = strstr(tg->features, "+avx512vnni") != NULL;
+  if (tg->kind != KN_TARGET_CPU) return;
   kn_dtype fmts[] = {KN_Q4_0, KN_Q4_1, KN_Q5_0, KN_Q5_1, KN_Q8_0, KN_Q2_K, KN_Q3_K, KN_Q4_K, KN_Q5_K, KN_Q6_K};
   /* blocks per row: 32-element formats an odd count (one block per QDOT), 2 and 6 (pairs), 4, 8, 28 (groups of
    * four); the K formats 1, 3, 4 */
@@ -1172,7 +1171,7 @@ static void test_qmm_alone(void) {
   for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++)
     for (int r = 0; r < 8; r++) {
       kn_dtype q = fmts[f];
-      if ((q == KN_Q8_0 && !vnni) || ((q == KN_Q2_K || q == KN_Q3_K) && tg->vector_bytes >= 64)) continue;
+      if ((q == KN_Q2_K || q == KN_Q3_K) && tg->vector_bytes >= 64) continue;
       int64_t QK = kn_dtype_get(q)->block_elems;
       if (QK != 32 && r >= 3) continue;
       int64_t T = r == 2 || r == 7 ? rint_in(17, 40) : rint_in(2, 9), N = rint_in(1, 70);
