@@ -1289,3 +1289,28 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
 LLVMValueRef kn_quant_dot_hsum(kn_emit *e, LLVMValueRef acc, LLVMValueRef accv, int u) {
   return LLVMBuildFAdd(e->b, fit(e, acc, 1), LLVMBuildExtractElement(e->b, accv, LLVMConstInt(e->i32, (unsigned)u, 0), ""), "");
 }
+
+/* kn_quant_dot_hsum of U tokens at once, lane u of the result token u's: each token's lanes summed in fit's tree
+ * (lane i + lane i + s / 2 within groups of s) with the tokens side by side, two accumulators' groups per vector
+ * while there are several, so the U sums take a few shuffles and adds on full vectors, not U horizontal sums. */
+LLVMValueRef kn_quant_dot_hsums(kn_emit *e, const LLVMValueRef *acc, int U, LLVMValueRef accv) {
+  int cnt = 1, s = (int)LLVMGetVectorSize(LLVMTypeOf(acc[0])), lo[64], hi[64];
+  while (cnt < U) cnt *= 2;
+  LLVMValueRef v[16];
+  for (int u = 0; u < cnt; u++) v[u] = u < U ? acc[u] : LLVMConstNull(LLVMTypeOf(acc[0]));
+  for (; s > 1; s /= 2) {
+    int w = (int)LLVMGetVectorSize(LLVMTypeOf(v[0])), n = 0;
+    for (int src = 0; src < (cnt > 1 ? 2 : 1); src++) /* groups of v[2i], then of v[2i + 1] (second operand: w + lane) */
+      for (int g = 0; g < w / s; g++)
+        for (int l = 0; l < s / 2; l++, n++) lo[n] = src * w + g * s + l, hi[n] = lo[n] + s / 2;
+    int half = cnt > 1 ? cnt / 2 : 1;
+    for (int i = 0; i < half; i++) {
+      LLVMValueRef a = v[cnt > 1 ? 2 * i : 0], b = cnt > 1 ? v[2 * i + 1] : NULL;
+      v[i] = kn_e_fadd(e, shuf(e, a, b, lo, n), shuf(e, a, b, hi, n));
+    }
+    cnt = half;
+  }
+  LLVMValueRef r = concat(e, v, cnt);
+  if ((int)LLVMGetVectorSize(LLVMTypeOf(r)) > U) r = slice(e, r, 0, U);
+  return LLVMBuildFAdd(e->b, r, accv, "");
+}

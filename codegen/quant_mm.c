@@ -265,6 +265,30 @@ static LLVMValueRef out_index(kn_qmm_epi *p, const kn_st *st) {
   return qaff_value(e, &L);
 }
 
+/* a constant of the epilogue's width (p->U lanes, or a scalar) */
+static LLVMValueRef fconst(kn_qmm_epi *p, double v) { return kn_e_splat(p->e, LLVMConstReal(p->e->f32, v), p->U); }
+
+/* a load of x at (p->t, p->n), or with p->U at each of the tokens p->t0 + u (clamped to the last real one) */
+static LLVMValueRef load_at(kn_qmm_epi *p, const kn_kop *x) {
+  kn_emit *e = p->e;
+  kn_dtype sd = p->k->bufs[x->buf].dtype;
+  LLVMTypeRef mt = kn_e_memtype(e, sd);
+  LLVMValueRef r = NULL;
+  for (int u = 0; u < (p->U ? p->U : 1); u++) {
+    if (p->U) {
+      LLVMValueRef tk = LLVMBuildAdd(e->b, p->t0, ci(e, u), "");
+      p->t = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, tk, ci(e, p->m->T), ""), tk, ci(e, p->m->T - 1), "");
+    }
+    LLVMValueRef ix = out_index(p, &x->st);
+    LLVMValueRef v = LLVMBuildLoad2(e->b, mt, LLVMBuildGEP2(e->b, mt, p->bufs[x->buf], &ix, 1, ""), "");
+    LLVMSetAlignment(v, (unsigned)kn_dtype_get(sd)->itemsize);
+    if (!p->U) return v;
+    if (!r) r = LLVMGetPoison(LLVMVectorType(mt, (unsigned)p->U));
+    r = LLVMBuildInsertElement(e->b, r, v, LLVMConstInt(e->i32, (unsigned)u, 0), "");
+  }
+  return r;
+}
+
 static LLVMValueRef eval(kn_qmm_epi *p, const kn_kop *x) {
   kn_emit *e = p->e;
   for (int i = 0; i < p->m->nred; i++)
@@ -275,20 +299,17 @@ static LLVMValueRef eval(kn_qmm_epi *p, const kn_kop *x) {
   switch (x->op) {
   case KN_KOP_LOAD: {
     kn_dtype sd = p->k->bufs[x->buf].dtype;
-    LLVMTypeRef mt = kn_e_memtype(e, sd);
-    LLVMValueRef ix = out_index(p, &x->st);
-    v = LLVMBuildLoad2(e->b, mt, LLVMBuildGEP2(e->b, mt, p->bufs[x->buf], &ix, 1, ""), "");
-    LLVMSetAlignment(v, (unsigned)kn_dtype_get(sd)->itemsize);
-    if (sd == KN_F16) v = LLVMBuildFPExt(e->b, v, e->f32, "");
+    v = load_at(p, x);
+    if (sd == KN_F16) v = LLVMBuildFPExt(e->b, v, kn_e_vec(e->f32, p->U ? p->U : 1), "");
     else if (sd == KN_BF16) v = kn_e_bf16_to_f32(e, v);
     break;
   }
-  case KN_KOP_CONST: v = LLVMConstReal(e->f32, x->val.f); break;
+  case KN_KOP_CONST: v = fconst(p, x->val.f); break;
   case KN_KOP_NEG: v = LLVMBuildFNeg(e->b, eval(p, x->src[0]), ""); break;
-  case KN_KOP_RECIP: v = LLVMBuildFDiv(e->b, LLVMConstReal(e->f32, 1.0), eval(p, x->src[0]), ""); break;
+  case KN_KOP_RECIP: v = LLVMBuildFDiv(e->b, fconst(p, 1.0), eval(p, x->src[0]), ""); break;
   case KN_KOP_SQRT: {
     LLVMValueRef a = eval(p, x->src[0]);
-    v = kn_e_intrinsic(e, "llvm.sqrt", e->f32, &a, 1);
+    v = kn_e_intrinsic(e, "llvm.sqrt", LLVMTypeOf(a), &a, 1);
     break;
   }
   case KN_KOP_EXP2: v = kn_e_exp2(e, eval(p, x->src[0])); break;
@@ -308,14 +329,10 @@ static LLVMValueRef half_idx(kn_emit *e, int from) {
   return LLVMConstVector(m, 16);
 }
 
-/* The epilogue at (p->t, p->n) over the reduces' values p->red, rounded to the output's dtype and stored */
-void kn_qmm_store(kn_qmm_epi *p) {
+/* v (the epilogue's value at (p->t, p->n), of the output's dtype) stored */
+static void store_at(kn_qmm_epi *p, LLVMValueRef v) {
   kn_emit *e = p->e;
-  p->nseen = 0;
-  LLVMValueRef v = eval(p, p->k->root);
   kn_dtype od = p->k->bufs[0].dtype;
-  if (od == KN_F16) v = LLVMBuildFPTrunc(e->b, v, e->f16, "");
-  else if (od == KN_BF16) v = kn_e_f32_to_bf16(e, v);
   LLVMTypeRef mt = kn_e_memtype(e, od);
   LLVMValueRef ix = out_index(p, &p->k->out_st);
   if (p->k->out_row) { /* plus the row chosen at run time times the row stride */
@@ -328,6 +345,40 @@ void kn_qmm_store(kn_qmm_epi *p) {
     ix = LLVMBuildAdd(e->b, ix, LLVMBuildMul(e->b, rv, LLVMConstInt(e->i64, (unsigned long long)p->k->out_row_stride, 1), ""), "");
   }
   LLVMSetAlignment(LLVMBuildStore(e->b, v, LLVMBuildGEP2(e->b, mt, p->bufs[0], &ix, 1, "")), (unsigned)kn_dtype_get(od)->itemsize);
+}
+
+/* the epilogue's value (scalar or p->U lanes) rounded to the output's dtype */
+static LLVMValueRef out_value(kn_qmm_epi *p) {
+  kn_emit *e = p->e;
+  p->nseen = 0;
+  LLVMValueRef v = eval(p, p->k->root);
+  kn_dtype od = p->k->bufs[0].dtype;
+  if (od == KN_F16) v = LLVMBuildFPTrunc(e->b, v, kn_e_vec(e->f16, p->U ? p->U : 1), "");
+  else if (od == KN_BF16) v = kn_e_f32_to_bf16(e, v);
+  return v;
+}
+
+/* The epilogue at (p->t, p->n) over the reduces' values p->red, rounded to the output's dtype and stored */
+void kn_qmm_store(kn_qmm_epi *p) {
+  p->U = 0;
+  store_at(p, out_value(p));
+}
+
+void kn_qmm_store_tokens(kn_qmm_epi *p, LLVMValueRef t0, int U) {
+  kn_emit *e = p->e;
+  p->U = U, p->t0 = t0;
+  LLVMValueRef v = out_value(p);
+  p->U = 0;
+  for (int u = 0; u < U; u++) { /* each real token's lane */
+    LLVMValueRef tk = LLVMBuildAdd(e->b, t0, ci(e, u), "");
+    LLVMBasicBlockRef st = LLVMAppendBasicBlockInContext(e->ctx, e->fn, "st"), next = LLVMAppendBasicBlockInContext(e->ctx, e->fn, "next");
+    LLVMBuildCondBr(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, tk, ci(e, p->m->T), ""), st, next);
+    LLVMPositionBuilderAtEnd(e->b, st);
+    p->t = tk;
+    store_at(p, LLVMBuildExtractElement(e->b, v, LLVMConstInt(e->i32, (unsigned)u, 0), ""));
+    LLVMBuildBr(e->b, next);
+    LLVMPositionBuilderAtEnd(e->b, next);
+  }
 }
 
 void kn_qmm_plan(const kn_qmm *m, const kn_target *t, kn_qmm_plan_t *pl) {
@@ -519,18 +570,15 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
     if (!e->failed) LLVMBuildStore(b, accv, accvp[r]);
     loop_end(e, &lb);
   }
-  /* the epilogue and the store of each real token */
-  for (int u = 0; u < U && !e->failed; u++) {
-    LLVMValueRef tk = LLVMBuildAdd(b, t0, LLVMBuildAdd(b, LLVMBuildMul(b, lg.i, ci(e, U), ""), ci(e, u), ""), "");
-    LLVMBasicBlockRef st = LLVMAppendBasicBlockInContext(ctx, e->fn, "st"), next = LLVMAppendBasicBlockInContext(ctx, e->fn, "next");
-    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, tk, ci(e, T), ""), st, next);
-    LLVMPositionBuilderAtEnd(b, st);
-    ep.t = tk, ep.n = row;
-    for (int r = 0; r < m->nred; r++)
-      ep.red[r] = kn_quant_dot_hsum(e, LLVMBuildLoad2(b, vacc, accp[r][u], ""), LLVMBuildLoad2(b, vu, accvp[r], ""), u);
-    kn_qmm_store(&ep);
-    LLVMBuildBr(b, next);
-    LLVMPositionBuilderAtEnd(b, next);
+  /* the epilogue of the group's tokens at once (lane u: token u), stored for each real one */
+  if (!e->failed) {
+    for (int r = 0; r < m->nred; r++) {
+      LLVMValueRef acc[16];
+      for (int u = 0; u < U; u++) acc[u] = LLVMBuildLoad2(b, vacc, accp[r][u], "");
+      ep.red[r] = kn_quant_dot_hsums(e, acc, U, LLVMBuildLoad2(b, vu, accvp[r], ""));
+    }
+    ep.n = row;
+    kn_qmm_store_tokens(&ep, LLVMBuildAdd(b, t0, LLVMBuildMul(b, lg.i, ci(e, U), ""), ""), U);
   }
   loop_end(e, &lg);
   loop_end(e, &item);

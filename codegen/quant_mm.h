@@ -38,6 +38,8 @@ typedef struct {
   const kn_kernel *k;
   const kn_qmm *m;
   LLVMValueRef *bufs, *vars, t, n, red[KN_QMM_MAX_RED];
+  int U;           /* kn_qmm_store_tokens: the values are <U x float>, lane u token t0 + u */
+  LLVMValueRef t0;
   const kn_kop *seen[64];
   LLVMValueRef vals[64];
   int nseen;
@@ -56,6 +58,8 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
 LLVMValueRef kn_qmm_sint(kn_qmm_epi *p, kn_sint s);
 /* Evaluate the epilogue at (p->t, p->n) and store it to the output, rounded to its dtype */
 void kn_qmm_store(kn_qmm_epi *p);
+/* Evaluate it for the U tokens t0.. at once (p->red[i] are <U x float>: kn_quant_dot_hsums) and store each real one's */
+void kn_qmm_store_tokens(kn_qmm_epi *p, LLVMValueRef t0, int U);
 /* amdgpu_qmm.c: the tiled shape for a GPU, one amdgpu_kernel `entry` and its launch geometry; NULL with err. */
 LLVMModuleRef kn_amdgpu_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm *m, const kn_target *t,
                                    const char *entry, int64_t global[3], int64_t local[3], char *err, size_t errlen);
