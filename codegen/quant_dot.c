@@ -643,16 +643,32 @@ static void split_store(kn_emit *e, kn_dtype fmt, const qact *a, LLVMValueRef re
 /* The scale d (the f16 at byte 0 of each block) and, with m non-NULL, the min (byte 2) as floats spread over the
  * blocks' lanes (n / nblk each). One 32-bit load per block holds both: each word broadcast (a pure load) over two
  * dwords, the blocks side by side (a blend), converted once to [d m d m] per 16-byte lane, and d and m picked with
- * one in-lane permute each; a 16-bit insert per scale would cost two load-pipe micro-ops. */
+ * one in-lane permute each; a 16-bit insert per scale would cost two load-pipe micro-ops. Two blocks over 8 lanes
+ * (AVX2): the two words as [d0 m0 d1 m1], converted in one 16-byte vector (vcvtph2ps xmm, one micro-op against the
+ * 32-byte form's two) and spread by one cross-lane permute each (vpermps). */
 static void split_scales(kn_emit *e, qd *q, int nblk, int n, LLVMValueRef *d, LLVMValueRef *m) {
   LLVMValueRef parts[4];
+  int idx[64];
+  if (nblk == 2 && n == 8) {
+    LLVMValueRef w = LLVMGetPoison(vt(e->i32, 2));
+    for (int k = 0; k < 2; k++) {
+      LLVMValueRef o = c64(&q[k], 0);
+      w = LLVMBuildInsertElement(e->b, w, ld(e, e->i32, LLVMBuildGEP2(e->b, e->i8, q[k].bp, &o, 1, ""), 1), LLVMConstInt(e->i32, (unsigned)k, 0), "");
+    }
+    LLVMValueRef f = LLVMBuildFPExt(e->b, LLVMBuildBitCast(e->b, w, vt(e->f16, 4), ""), vt(e->f32, 4), "");
+    for (int l = 0; l < n; l++) idx[l] = 2 * (l / 4);
+    *d = shuf(e, f, NULL, idx, n);
+    if (!m) return;
+    for (int l = 0; l < n; l++) idx[l]++;
+    *m = shuf(e, f, NULL, idx, n);
+    return;
+  }
   for (int k = 0; k < nblk; k++) {
     LLVMValueRef o = c64(&q[k], 0);
     parts[k] = kn_e_splat(e, ld(e, e->i32, LLVMBuildGEP2(e->b, e->i8, q[k].bp, &o, 1, ""), 1), n / nblk / 2);
   }
   LLVMValueRef h = LLVMBuildBitCast(e->b, concat(e, parts, nblk), vt(e->f16, n), "");
   LLVMValueRef f = LLVMBuildFPExt(e->b, h, vt(e->f32, n), ""); /* lanes of block k: d m d m ... */
-  int idx[64];
   for (int l = 0; l < n; l++) idx[l] = l / (n / nblk) * (n / nblk);
   *d = shuf(e, f, NULL, idx, n);
   if (!m) return;
@@ -661,39 +677,49 @@ static void split_scales(kn_emit *e, qd *q, int nblk, int n, LLVMValueRef *d, LL
 }
 
 /* L (hi false) or H |= 16 where the block's fifth bit of the element is set: qh is a 32-bit word at byte `qh` of
- * each block, bit j for element j. */
-static LLVMValueRef split_high(kn_emit *e, qd *q, int nblk, int qh, LLVMValueRef u, bool hi) {
-  int W = 16 * nblk, idx[64];
-  LLVMValueRef w = LLVMGetPoison(vt(e->i32, nblk));
-  for (int k = 0; k < nblk; k++) {
-    LLVMValueRef o = c64(&q[k], qh);
-    w = LLVMBuildInsertElement(e->b, w, ld(e, e->i32, LLVMBuildGEP2(e->b, e->i8, q[k].bp, &o, 1, ""), 1),
-                               LLVMConstInt(e->i32, (unsigned)k, 0), "");
-  }
-  LLVMValueRef wb = LLVMBuildBitCast(e->b, w, vt(e->i8, 4 * nblk), ""), sixteen = kn_e_iconst(vt(e->i8, W), 16);
+ * each block (bb bytes each), bit j for element j. */
+static LLVMValueRef split_high(kn_emit *e, qd *q, int nblk, int bb, int qh, LLVMValueRef u, bool hi) {
+  int W = 16 * nblk, idx[64] = {0};
+  LLVMValueRef mk[64];
   if (x86(e) && feat(e, "avx512bw") && (W == 64 || feat(e, "avx512vl"))) {
     /* the 16-bit halves of the words side by side as one W-bit lane mask (kmov) and a masked or */
+    LLVMValueRef w = LLVMGetPoison(vt(e->i32, nblk));
+    for (int k = 0; k < nblk; k++)
+      w = LLVMBuildInsertElement(e->b, w, ld(e, e->i32, at(e, q[k].bp, qh), 1), LLVMConstInt(e->i32, (unsigned)k, 0), "");
     int bi[16];
     for (int k = 0; k < nblk; k++) bi[2 * k] = 4 * k + (hi ? 2 : 0), bi[2 * k + 1] = 4 * k + (hi ? 3 : 1);
-    LLVMValueRef half = shuf(e, wb, NULL, bi, 2 * nblk); /* <2 nblk x i8>: the chosen halves */
+    LLVMValueRef half = shuf(e, LLVMBuildBitCast(e->b, w, vt(e->i8, 4 * nblk), ""), NULL, bi, 2 * nblk); /* <2 nblk x i8> */
     LLVMValueRef m = LLVMBuildBitCast(e->b, LLVMBuildBitCast(e->b, half, LLVMIntTypeInContext(e->ctx, (unsigned)W), ""), vt(e->i1, W), "");
-    return LLVMBuildSelect(e->b, m, bor(e, u, sixteen), u, "");
+    return LLVMBuildSelect(e->b, m, bor(e, u, kn_e_iconst(vt(e->i8, W), 16)), u, "");
   }
-  /* elsewhere byte (16k + j) takes byte 2 hi + j / 8 of block k's word, all other bits set, compared with all ones;
-   * the words come broadcast over their blocks' 16-byte lanes (pure loads and a blend), so the pick is one in-lane
-   * vpshufb */
-  LLVMValueRef mk[64], bw[4];
-  for (int k = 0; k < nblk; k++) {
-    LLVMValueRef o = c64(&q[k], qh);
-    bw[k] = kn_e_splat(e, ld(e, e->i32, LLVMBuildGEP2(e->b, e->i8, q[k].bp, &o, 1, ""), 1), 4);
+  /* elsewhere byte (16k + j) takes byte 2 hi + j / 8 of block k's word with one in-lane vpshufb: the words come
+   * broadcast over their blocks' 16-byte lanes (pure loads and a blend), or for two blocks in one 32-byte load from
+   * the first word, which puts the second block's word at byte bb - 16 of the upper lane (no blend; qh + 32 <= 2 bb:
+   * the load stays inside the two blocks) */
+  LLVMValueRef lanes, bw[4];
+  int at1 = 0;
+  if (nblk == 2 && x86(e) && feat(e, "avx2")) {
+    lanes = ld(e, vt(e->i8, 32), at(e, q[0].bp, qh), 1), at1 = bb - 16;
+  } else {
+    for (int k = 0; k < nblk; k++) bw[k] = kn_e_splat(e, ld(e, e->i32, at(e, q[k].bp, qh), 1), 4);
+    lanes = LLVMBuildBitCast(e->b, concat(e, bw, nblk), vt(e->i8, W), "");
   }
-  LLVMValueRef lanes = LLVMBuildBitCast(e->b, concat(e, bw, nblk), vt(e->i8, W), "");
-  for (int l = 0; l < W; l++) {
-    int k = l / 16, j = l % 16;
-    idx[l] = 16 * k + (hi ? 2 : 0) + j / 8;
-    mk[l] = LLVMConstInt(e->i8, (unsigned)(~(1u << (j % 8)) & 0xff), 0);
+  for (int l = 0; l < W; l++) idx[l] = 16 * (l / 16) + (l >= 16 ? at1 : 0) + (hi ? 2 : 0) + l % 16 / 8;
+  LLVMValueRef hb = shuf(e, lanes, NULL, idx, W);
+  if (x86(e) && (W == 16 ? feat(e, "ssse3") : W == 32 && feat(e, "avx2"))) {
+    /* bit j % 8 of the picked byte kept (vpand), and 16 where that is nonzero: vpsignb of 16 (of -16 in the lanes of
+     * bit 7, whose kept byte is negative); four operations where a compare takes five */
+    LLVMValueRef c[64];
+    for (int l = 0; l < W; l++) {
+      mk[l] = LLVMConstInt(e->i8, 1u << (l % 8), 0);
+      c[l] = LLVMConstInt(e->i8, l % 8 == 7 ? 0xf0 : 16, 0);
+    }
+    LLVMValueRef b = LLVMBuildAnd(e->b, hb, LLVMConstVector(mk, (unsigned)W), "");
+    return bor(e, u, call(e, W == 32 ? "llvm.x86.avx2.psign.b" : "llvm.x86.ssse3.psign.b.128", LLVMConstVector(c, (unsigned)W), b));
   }
-  LLVMValueRef hb = bor(e, shuf(e, lanes, NULL, idx, W), LLVMConstVector(mk, (unsigned)W));
+  /* all other bits set, compared with all ones */
+  for (int l = 0; l < W; l++) mk[l] = LLVMConstInt(e->i8, (unsigned)(~(1u << (l % 8)) & 0xff), 0);
+  hb = bor(e, hb, LLVMConstVector(mk, (unsigned)W));
   LLVMValueRef set = LLVMBuildSExt(e->b, LLVMBuildICmp(e->b, LLVMIntEQ, hb, kn_e_iconst(vt(e->i8, W), -1), ""), vt(e->i8, W), "");
   return bor(e, u, band(e, set, 16));
 }
@@ -758,6 +784,7 @@ static void split_decode(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueR
   const kn_dtype_info *di = kn_dtype_get(fmt);
   bool five = fmt == KN_Q5_0 || fmt == KN_Q5_1, with_min = fmt == KN_Q4_1 || fmt == KN_Q5_1;
   int qs = with_min ? (five ? 8 : 4) : (five ? 6 : 2), qh = five ? (with_min ? 4 : 2) : -1, W = 16 * nblk, n = W / 4;
+  int bb = (int)di->block_bytes;
   LLVMValueRef parts[4], v, L, H;
   *d = *m = NULL;
   for (int k = 0; k < nblk; k++) {
@@ -774,10 +801,19 @@ static void split_decode(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueR
     else if (five) /* | 16 where the bit is set */
       L = LLVMBuildSelect(e->b, mL, bor(e, L, sixteen), L, ""), H = LLVMBuildSelect(e->b, mH, bor(e, H, sixteen), H, "");
   } else {
-    for (int k = 0; k < nblk; k++) parts[k] = bytes(&q[k], qs, 16);
-    v = concat(e, parts, nblk);
+    if (nblk == 2 && x86(e) && feat(e, "avx2")) {
+      /* two 32-byte loads blended (vpblendd, any vector pipe) where a 16-byte insert takes a shuffle pipe: the
+       * nibbles end each block, so the first block's 16 bytes and what follows, and the 16 bytes before the second
+       * block's and those, both lie inside the two blocks */
+      int sel[32];
+      for (int l = 0; l < 32; l++) sel[l] = l < 16 ? l : 32 + l;
+      v = shuf(e, bytes(&q[0], qs, 32), bytes(&q[1], qs - 16, 32), sel, 32);
+    } else {
+      for (int k = 0; k < nblk; k++) parts[k] = bytes(&q[k], qs, 16);
+      v = concat(e, parts, nblk);
+    }
     L = band(e, v, 15), H = band(e, lshr(e, v, 4), 15);
-    if (five) L = split_high(e, q, nblk, qh, L, false), H = split_high(e, q, nblk, qh, H, true);
+    if (five) L = split_high(e, q, nblk, bb, qh, L, false), H = split_high(e, q, nblk, bb, qh, H, true);
     split_scales(e, q, nblk, n, d, with_min ? m : NULL);
   }
   *Lo = L, *Ho = H;
