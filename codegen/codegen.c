@@ -137,7 +137,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const kn_kernel *k, const 
     }
     kn_qmm_plan_t pl;
     kn_qmm_plan(&m, t, &pl);
-    out->global[0] = pl.ntiles * m.N, out->global[1] = out->global[2] = 1;
+    out->global[0] = pl.ntiles * (m.N / pl.rows), out->global[1] = out->global[2] = 1;
     out->local[0] = out->local[1] = out->local[2] = 1;
     print_ast(k, out);
     return kn_qmm_module(ctx, k, &m, t, out->entry, err, errlen);

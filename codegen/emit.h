@@ -92,8 +92,11 @@ void kn_quant_x_block(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, 
                       LLVMValueRef *sums);
 int kn_quant_dot_tile_blocks(const kn_target *t, kn_dtype fmt, int64_t nb, bool *split);
 int kn_quant_dot_lanes(kn_emit *e, kn_dtype fmt, int nblk);
-void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int ntok, LLVMValueRef xq,
-                       LLVMValueRef dx, LLVMValueRef sp, LLVMValueRef xi, LLVMValueRef *acc, LLVMValueRef *accv);
+/* the dot of tokens u0..u1-1 of a record of ntok with one row's nblk blocks from blk on, into acc[u0..u1) (and the
+ * offset term of all ntok tokens into *accv when u0 is 0): a pass over tokens in chunks decodes the blocks each time,
+ * identical code that LLVM merges, so several rows' chunks can interleave (one token's loads shared by the rows) */
+void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int ntok, int u0, int u1,
+                       LLVMValueRef xq, LLVMValueRef dx, LLVMValueRef sp, LLVMValueRef xi, LLVMValueRef *acc, LLVMValueRef *accv);
 /* Biased records (Q8_0 where vpdpbusd exists): the tile adds 128 to the signed quants and starts each token's integer
  * sum at -128 times its activations' sums of four (xi: [ntok][lanes] i32, kn_quant_x_sums4 of its blocks side by
  * side), and takes dx as [ntok][lanes] floats (each block's over its lanes), sp unused; xi NULL: plain records. */

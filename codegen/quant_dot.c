@@ -1158,14 +1158,14 @@ int kn_quant_dot_tile_blocks(const kn_target *t, kn_dtype fmt, int64_t nb, bool 
  * 4k..4k+3, which take the block's scale times the token's dx (stored spread over those lanes): a few operations per
  * token for nblk blocks, where the element-order tile spends a multiply-add chain, a conversion, a scale broadcast
  * and an add per block. */
-static void tile_split(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int U, LLVMValueRef xq,
+static void tile_split(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int u0, int u1, LLVMValueRef xq,
                        LLVMValueRef dxp, LLVMValueRef xi, LLVMValueRef *acc) {
   bool with_min = fmt == KN_Q4_1 || fmt == KN_Q5_1;
   int W = 16 * nblk, n = W / 4;
   qd q[4];
   LLVMValueRef L, H, d, mn;
   split_decode(e, fmt, base, blk, nblk, q, &L, &H, &d, &mn);
-  for (int u = 0; u < U; u++) { /* split_dot's term, per token */
+  for (int u = u0; u < u1; u++) { /* split_dot's term, per token */
     LLVMValueRef xL = ld(e, vt(e->i8, W), at(e, xq, (long long)u * 2 * W), al(W));
     LLVMValueRef xH = ld(e, vt(e->i8, W), at(e, xq, (long long)u * 2 * W + W), al(W));
     LLVMValueRef xs = ld(e, vt(with_min ? e->f32 : e->i32, n), at(e, xi, (long long)u * 4 * n), al(4 * n));
@@ -1182,8 +1182,8 @@ LLVMValueRef kn_quant_split_sums(kn_emit *e, kn_dtype fmt, LLVMValueRef xq, LLVM
   return kn_e_fmul(e, LLVMBuildSIToFP(e->b, s, vt(e->f32, 4), ""), kn_e_splat(e, dx, 4));
 }
 
-void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int ntok, LLVMValueRef xq,
-                       LLVMValueRef dxp, LLVMValueRef sp, LLVMValueRef xi, LLVMValueRef *acc, LLVMValueRef *accv) {
+void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int ntok, int u0, int u1,
+                       LLVMValueRef xq, LLVMValueRef dxp, LLVMValueRef sp, LLVMValueRef xi, LLVMValueRef *acc, LLVMValueRef *accv) {
   const kn_dtype_info *di = kn_dtype_get(fmt);
   if (split_fmt(fmt)) {
     if (!split_layout(e, fmt, nblk) || ntok > 16) {
@@ -1194,7 +1194,7 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
       kn_efail(e, "the split integer-dot tile of %s needs its records' sums", di->name);
       return;
     }
-    tile_split(e, fmt, base, blk, nblk, ntok, xq, dxp, xi, acc);
+    tile_split(e, fmt, base, blk, nblk, u0, u1, xq, dxp, xi, acc);
     return;
   }
   qblock bs[2];
@@ -1248,7 +1248,7 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
     for (int l = 0; l < n; l++) idx[l] = (l * nblk / n) * U;
     dsp = shuf(e, dav, NULL, idx, n);
   }
-  for (int u = 0; u < U; u++) {
+  for (int u = u0; u < u1; u++) {
     LLVMValueRef I = NULL;
     if (bias) {
       LLVMValueRef o = c64(&q, (long long)u * n);
@@ -1312,7 +1312,7 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
     }
     acc[u] = kn_e_fadd(e, acc[u], kn_e_fmul(e, LLVMBuildSIToFP(e->b, I, vt(e->f32, n), ""), sc));
   }
-  if (off && nsub == 1) { /* q - 8 or d * q + m: the stored dx * sum(xq) of every token times the block's offset or min */
+  if (off && nsub == 1 && u0 == 0) { /* q - 8 or d * q + m: the stored dx * sum(xq) of every token times the block's offset or min */
     LLVMValueRef cv = LLVMBuildLoad2(e->b, vb, sp, "");
     LLVMSetAlignment(cv, 4);
     for (int k = 0; k < nblk; k++) {

@@ -400,6 +400,19 @@ void kn_qmm_plan(const kn_qmm *m, const kn_target *t, kn_qmm_plan_t *pl) {
   if (tile < U) tile = U;
   pl->U = U, pl->tile = tile, pl->nb = nb, pl->nsub = nsub;
   pl->ntiles = (m->T + tile - 1) / tile;
+  /* Streams: each reduce of each of a work item's rows, dotted in one loop over the records. With at most 8 tokens
+   * per group and 32 vector registers, two streams' accumulators (two rows, or a fused MLP's gate and up) fit, and
+   * token by token (chunk 1) each token's record loads serve both: L1 loads, not the multiply-adds, bound the
+   * 8-token tile. THREADS=1 bench_matmul gemm 8, GFLOP per CPU second, one row / two rows alternating (loaded host):
+   * q8_0 151936x896 209-213 / 256-268, q5_0 9728x896 255-314 / 330-339, q6_k 896x4864 146-160 / 268-294; the
+   * K formats with mins lose (q4_k 230-277 / 232, q5_k 258-262 / 205-232, q2_k, q3_k alike): one stream, as
+   * before. KILN_QMM_ROWS overrides the rows. */
+  bool two = U <= 8 && t->vector_bytes >= 64 && (pl->split || m->fmt == KN_Q8_0 || m->fmt == KN_Q6_K);
+  int R = kn_getenv_int("KILN_QMM_ROWS", two && m->nred == 1 ? 2 : 1);
+  if (R < 1 || R * m->nred > KN_QMM_MAX_STREAMS) R = 1;
+  while (R > 1 && m->N % R) R--;
+  pl->rows = R;
+  pl->chunk = two || R > 1 ? 1 : U;
 }
 
 LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm *m, const kn_target *t, const char *entry,
@@ -448,10 +461,13 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
   LLVMValueRef XI = pl.biased || pl.split ? LLVMBuildAlloca(b, LLVMArrayType(e->i32, (unsigned)(TT * NR * ND)), "xi") : NULL;
   if (XI) LLVMSetAlignment(XI, 64);
   LLVMValueRef cur = LLVMBuildAlloca(b, e->i64, "tile");
-  LLVMValueRef accp[KN_QMM_MAX_RED][16], accvp[KN_QMM_MAX_RED];
-  for (int r = 0; r < m->nred; r++) {
-    accvp[r] = LLVMBuildAlloca(b, vu, "accv");
-    for (int u = 0; u < U; u++) accp[r][u] = LLVMBuildAlloca(b, vacc, "acc");
+  /* streams: each reduce of each of the item's R rows, dotted in one loop over the records (a record's tokens
+   * loaded once for all of them) */
+  int R = pl.rows, NS = m->nred * R;
+  LLVMValueRef accp[KN_QMM_MAX_STREAMS][16], accvp[KN_QMM_MAX_STREAMS];
+  for (int sI = 0; sI < NS; sI++) {
+    accvp[sI] = LLVMBuildAlloca(b, vu, "accv");
+    for (int u = 0; u < U; u++) accp[sI][u] = LLVMBuildAlloca(b, vacc, "acc");
   }
   LLVMBuildStore(b, ci(e, -1), cur);
   /* element offset of x's token 0 (may move with a variable) and the weight's first block */
@@ -460,7 +476,8 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
   LLVMValueRef X = bufs[m->x->buf];
 
   loop item = loop_begin(e, LLVMGetParam(e->fn, 2), LLVMGetParam(e->fn, 3), "item");
-  LLVMValueRef tt = LLVMBuildSDiv(b, item.i, ci(e, m->N), "tt"), row = LLVMBuildSRem(b, item.i, ci(e, m->N), "row");
+  LLVMValueRef tt = LLVMBuildSDiv(b, item.i, ci(e, m->N / R), "tt");
+  LLVMValueRef row = LLVMBuildMul(b, LLVMBuildSRem(b, item.i, ci(e, m->N / R), ""), ci(e, R), "row");
   LLVMValueRef t0 = LLVMBuildMul(b, tt, ci(e, TT), "t0");
   { /* a new token tile: quantize it */
     LLVMBasicBlockRef quant = LLVMAppendBasicBlockInContext(ctx, e->fn, "quant"), go = LLVMAppendBasicBlockInContext(ctx, e->fn, "go");
@@ -525,59 +542,73 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
     LLVMBuildBr(b, go);
     LLVMPositionBuilderAtEnd(b, go);
   }
-  int pf_rows = kn_getenv_int("KILN_PREFETCH", 1) > 0 ? 2 : 0;
+  int pf_rows = kn_getenv_int("KILN_PREFETCH", 1) > 0 ? 2 * R : 0;
   /* groups of U tokens of this tile (the last tile may hold fewer tokens) */
   LLVMValueRef left = LLVMBuildSub(b, ci(e, T), t0, "");
   left = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, left, ci(e, TT), ""), left, ci(e, TT), "");
   LLVMValueRef ngroups = LLVMBuildSDiv(b, LLVMBuildAdd(b, left, ci(e, U - 1), ""), ci(e, U), "");
   loop lg = loop_begin(e, ci(e, 0), ngroups, "group");
   LLVMValueRef gbase = LLVMBuildMul(b, lg.i, ci(e, NR), "");
-  for (int r = 0; r < m->nred; r++) { /* each reduce's sums over the row's blocks, one weight after the other */
-    const kn_view *wv = &m->ws[r]->st.v[0];
-    int64_t swn = wv->strides[1] / qk, wb0 = wv->offset.c / qk;
-    LLVMValueRef wrow = LLVMBuildAdd(b, ci(e, wb0), LLVMBuildMul(b, row, ci(e, swn), ""), "");
-    for (int u = 0; u < U; u++) LLVMBuildStore(b, LLVMConstNull(vacc), accp[r][u]);
-    LLVMBuildStore(b, LLVMConstNull(vu), accvp[r]);
+  LLVMValueRef wrow[KN_QMM_MAX_STREAMS];
+  int64_t swn[KN_QMM_MAX_STREAMS];
+  for (int sI = 0; sI < NS; sI++) { /* stream sI: reduce sI % nred of row row + sI / nred */
+    const kn_view *wv = &m->ws[sI % m->nred]->st.v[0];
+    swn[sI] = wv->strides[1] / qk;
+    LLVMValueRef rw = LLVMBuildAdd(b, row, ci(e, sI / m->nred), "");
+    wrow[sI] = LLVMBuildAdd(b, ci(e, wv->offset.c / qk), LLVMBuildMul(b, rw, ci(e, swn[sI]), ""), "");
+    for (int u = 0; u < U; u++) LLVMBuildStore(b, LLVMConstNull(vacc), accp[sI][u]);
+    LLVMBuildStore(b, LLVMConstNull(vu), accvp[sI]);
+  }
+  {
     loop lb = loop_begin(e, ci(e, 0), ci(e, NR), "blk");
-    LLVMValueRef acc[16], accv, rec = LLVMBuildAdd(b, gbase, lb.i, "");
+    LLVMValueRef rec = LLVMBuildAdd(b, gbase, lb.i, "");
     LLVMValueRef o = LLVMBuildMul(b, rec, ci(e, U * PB * qk), ""), xqp = LLVMBuildGEP2(b, e->i8, XQ, &o, 1, "");
     o = LLVMBuildMul(b, rec, ci(e, U * ND), "");
     LLVMValueRef dxp = LLVMBuildGEP2(b, e->f32, DX, &o, 1, "");
     o = LLVMBuildMul(b, rec, ci(e, U * PB), "");
     LLVMValueRef sp = LLVMBuildGEP2(b, e->f32, XS, &o, 1, "");
     if (nsub > 1) o = LLVMBuildMul(b, rec, ci(e, U * nsub), ""), sp = LLVMBuildGEP2(b, e->i16, XS, &o, 1, "");
-    for (int u = 0; u < U; u++) acc[u] = LLVMBuildLoad2(b, vacc, accp[r][u], "");
-    accv = LLVMBuildLoad2(b, vu, accvp[r], "");
-    if (pf_rows > 0) { /* the same record two rows ahead: a later work item's, so its weights come from DRAM
-                          * while this row is dotted (a row is a stream of about 1 KB the hardware prefetcher does not
-                          * get ahead of, as in the GEMV: KILN_PREFETCH) */
-      const kn_dtype_info *di = kn_dtype_get(m->fmt);
-      LLVMValueRef pb = LLVMBuildAdd(b, wrow, LLVMBuildAdd(b, LLVMBuildMul(b, lb.i, ci(e, PB), ""), ci(e, pf_rows * swn), ""), "");
-      LLVMValueRef po = LLVMBuildMul(b, pb, ci(e, (int64_t)di->block_bytes), "");
-      LLVMValueRef pp = LLVMBuildGEP2(b, e->i8, bufs[m->ws[r]->buf], &po, 1, "");
-      for (int64_t off = 0; off < PB * (int64_t)di->block_bytes; off += 64) {
-        LLVMValueRef ix = ci(e, off);
-        LLVMValueRef args[4] = {LLVMBuildGEP2(b, e->i8, pp, &ix, 1, ""), LLVMConstInt(e->i32, 0, 0), LLVMConstInt(e->i32, 3, 0),
-                                LLVMConstInt(e->i32, 1, 0)};
-        kn_e_intrinsic(e, "llvm.prefetch", LLVMTypeOf(args[0]), args, 4);
-      }
-    }
     LLVMValueRef xip = NULL;
     if (XI) o = LLVMBuildMul(b, rec, ci(e, U * ND), ""), xip = LLVMBuildGEP2(b, e->i32, XI, &o, 1, "");
-    kn_quant_dot_tile(e, m->fmt, bufs[m->ws[r]->buf], LLVMBuildAdd(b, wrow, LLVMBuildMul(b, lb.i, ci(e, PB), ""), ""), PB, U, xqp,
-                      dxp, sp, xip, acc, &accv);
-    for (int u = 0; u < U && !e->failed; u++) LLVMBuildStore(b, acc[u], accp[r][u]);
-    if (!e->failed) LLVMBuildStore(b, accv, accvp[r]);
+    LLVMValueRef acc[KN_QMM_MAX_STREAMS][16], accv[KN_QMM_MAX_STREAMS];
+    for (int sI = 0; sI < NS; sI++) {
+      for (int u = 0; u < U; u++) acc[sI][u] = LLVMBuildLoad2(b, vacc, accp[sI][u], "");
+      accv[sI] = LLVMBuildLoad2(b, vu, accvp[sI], "");
+      if (pf_rows > 0) { /* the same record pf_rows rows ahead: a later work item's, so its weights come from DRAM
+                          * while this row is dotted (a row is a stream of about 1 KB the hardware prefetcher does
+                          * not get ahead of, as in the GEMV: KILN_PREFETCH) */
+        const kn_dtype_info *di = kn_dtype_get(m->fmt);
+        LLVMValueRef pb = LLVMBuildAdd(b, wrow[sI], LLVMBuildAdd(b, LLVMBuildMul(b, lb.i, ci(e, PB), ""), ci(e, pf_rows * swn[sI]), ""), "");
+        LLVMValueRef po = LLVMBuildMul(b, pb, ci(e, (int64_t)di->block_bytes), "");
+        LLVMValueRef pp = LLVMBuildGEP2(b, e->i8, bufs[m->ws[sI % m->nred]->buf], &po, 1, "");
+        for (int64_t off = 0; off < PB * (int64_t)di->block_bytes; off += 64) {
+          LLVMValueRef ix = ci(e, off);
+          LLVMValueRef args[4] = {LLVMBuildGEP2(b, e->i8, pp, &ix, 1, ""), LLVMConstInt(e->i32, 0, 0), LLVMConstInt(e->i32, 3, 0),
+                                  LLVMConstInt(e->i32, 1, 0)};
+          kn_e_intrinsic(e, "llvm.prefetch", LLVMTypeOf(args[0]), args, 4);
+        }
+      }
+    }
+    /* token by token (chunk 1), each token's record loads shared by the streams, or each stream's tokens in turn */
+    int CH = pl.chunk;
+    for (int u0 = 0; u0 < U; u0 += CH)
+      for (int sI = 0; sI < NS && !e->failed; sI++)
+        kn_quant_dot_tile(e, m->fmt, bufs[m->ws[sI % m->nred]->buf], LLVMBuildAdd(b, wrow[sI], LLVMBuildMul(b, lb.i, ci(e, PB), ""), ""), PB,
+                          U, u0, u0 + CH < U ? u0 + CH : U, xqp, dxp, sp, xip, acc[sI], &accv[sI]);
+    for (int sI = 0; sI < NS && !e->failed; sI++) {
+      for (int u = 0; u < U; u++) LLVMBuildStore(b, acc[sI][u], accp[sI][u]);
+      LLVMBuildStore(b, accv[sI], accvp[sI]);
+    }
     loop_end(e, &lb);
   }
-  /* the epilogue of the group's tokens at once (lane u: token u), stored for each real one */
-  if (!e->failed) {
+  /* the epilogue of each row for the group's tokens at once (lane u: token u), stored for each real one */
+  for (int i = 0; i < R && !e->failed; i++) {
     for (int r = 0; r < m->nred; r++) {
       LLVMValueRef acc[16];
-      for (int u = 0; u < U; u++) acc[u] = LLVMBuildLoad2(b, vacc, accp[r][u], "");
-      ep.red[r] = kn_quant_dot_hsums(e, acc, U, LLVMBuildLoad2(b, vu, accvp[r], ""));
+      for (int u = 0; u < U; u++) acc[u] = LLVMBuildLoad2(b, vacc, accp[i * m->nred + r][u], "");
+      ep.red[r] = kn_quant_dot_hsums(e, acc, U, LLVMBuildLoad2(b, vu, accvp[i * m->nred + r], ""));
     }
-    ep.n = row;
+    ep.n = LLVMBuildAdd(b, row, ci(e, i), "");
     kn_qmm_store_tokens(&ep, LLVMBuildAdd(b, t0, LLVMBuildMul(b, lg.i, ci(e, U), ""), ""), U);
   }
   loop_end(e, &lg);

@@ -10,6 +10,7 @@
 #include "kernel.h"
 
 #define KN_QMM_MAX_RED 2
+#define KN_QMM_MAX_STREAMS 4 /* reduces x rows of a work item */
 
 /* A kernel out[t, n] = f(sum_k x[t, k] * W0[n, k], sum_k x[t, k] * W1[n, k], ...) the template takes: T tokens (>= 2),
  * N rows, K reduced, one to KN_QMM_MAX_RED reduces over the same activations and weights of one format (a fused
@@ -26,7 +27,7 @@ typedef struct {
  * blocks per row, nsub activation sums per block, pb blocks per record (split: in the weights' nibble order). Work
  * items: ntiles * N. */
 typedef struct {
-  int U, pb;
+  int U, pb, rows, chunk; /* rows: of each work item (N / rows items per tile); chunk: tokens dotted per stream in turn */
   bool split, biased; /* biased: kn_quant_dot_tile_biased's records */
   int64_t tile, ntiles, nb, nsub;
 } kn_qmm_plan_t;
