@@ -189,5 +189,24 @@ int main(void) {
   CHECK(bad_ok == bad_total && bad_total > 0, "broken logits: %d of %d gave KN_SAMPLE_BAD_LOGITS", bad_ok, bad_total);
   CHECK(out_of_range == 0, "%d samples outside the vocabulary", out_of_range);
   CHECK(masked_drawn == 0, "%d masked (-inf) tokens drawn", masked_drawn);
+
+  /* kn_logits_argmax (blocks of 32 tested as a whole) against its definition, the first index of the maximum, on
+   * lengths around the block size, ties, rising runs, NaNs (never the maximum) and a NaN first */
+  int am_bad = 0;
+  srand(21);
+  for (int r = 0; r < 4000; r++) {
+    static float a[700];
+    int n = 1 + rand() % (r < 2000 ? 100 : 700), mode = r % 4;
+    for (int i = 0; i < n; i++) {
+      a[i] = mode == 1 ? (float)(rand() % 5) : mode == 2 ? (float)(i / 7) : (float)rand() / RAND_MAX * 10 - 5;
+      if (mode == 3 && rand() % 10 == 0) a[i] = NAN;
+    }
+    if (r % 13 == 0) a[0] = NAN;
+    int want = 0;
+    for (int i = 1; i < n; i++)
+      if (a[i] > a[want]) want = i;
+    am_bad += kn_logits_argmax(a, n) != want;
+  }
+  CHECK(am_bad == 0, "kn_logits_argmax: %d of 4000 arrays off the first maximum", am_bad);
   return check_summary();
 }
