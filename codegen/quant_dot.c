@@ -320,6 +320,27 @@ static void qk45(qd *q, qblock *b, bool five) {
   b->scl = words_i16(e, band(e, A, 0x3f3f3f3f), s_hi);
   b->mnl = words_i16(e, band(e, B, 0x3f3f3f3f), m_hi);
   LLVMValueRef parts[8], qh = five ? bytes(q, 16, 32) : NULL;
+  b->qk = 256, b->S = 32;
+  b->dA = f16_at(q, 0), b->dA_at = 0, b->dB = LLVMBuildFNeg(e->b, f16_at(q, 2), "");
+  if (int_width(e) == 64 && x86(e) && feat(e, "gfni")) {
+    /* AVX-512 with GFNI: group g's 32 bytes twice (a broadcast load), low nibbles in the lower half and high in the
+     * upper by one transform with a matrix per quadword, and Q5_K's fifth bits likewise from qh twice (bit 2g below,
+     * 2g + 1 above): one or three operations per 64 elements, where masks, shifts, planes, ORs and 256-bit inserts
+     * took three or seven */
+    int d2[64];
+    for (int l = 0; l < 64; l++) d2[l] = l % 32;
+    LLVMValueRef qh2 = five ? shuf(e, qh, NULL, d2, 64) : NULL;
+    for (int g = 0; g < 4; g++) {
+      unsigned char nrow[8][8] = {{0}}, hrow[8][8] = {{0}};
+      for (int i = 0; i < 8; i++)
+        for (int k = 0; k < 4; k++) nrow[i][k] = (unsigned char)(1u << (i < 4 ? k : k + 4));
+      for (int i = 0; i < 8; i++) hrow[i][4] = (unsigned char)(1u << (2 * g + (i >= 4)));
+      parts[g] = gf_affine(e, shuf(e, bytes(q, (five ? 48 : 16) + 32 * g, 32), NULL, d2, 64), (const unsigned char(*)[8])nrow, 8);
+      if (five) parts[g] = bor(e, parts[g], gf_affine(e, qh2, (const unsigned char(*)[8])hrow, 8));
+    }
+    b->uq = concat(e, parts, 4);
+    return;
+  }
   for (int g = 0; g < 4; g++) {
     LLVMValueRef v = bytes(q, (five ? 48 : 16) + 32 * g, 32);
     parts[2 * g] = band(e, v, 15), parts[2 * g + 1] = lshr(e, v, 4);
@@ -327,8 +348,6 @@ static void qk45(qd *q, qblock *b, bool five) {
       for (int hi = 0; hi < 2; hi++) parts[2 * g + hi] = bor(e, parts[2 * g + hi], bitplane(e, qh, 2 * g + hi, 4));
   }
   b->uq = concat(e, parts, 8);
-  b->qk = 256, b->S = 32;
-  b->dA = f16_at(q, 0), b->dA_at = 0, b->dB = LLVMBuildFNeg(e->b, f16_at(q, 2), "");
 }
 
 /* Q6_K: element 128h + 32k + p: low nibble (k >> 1) of ql byte 64h + 32(k & 1) + p, bits 2k of qh byte 32h + p,
