@@ -102,6 +102,7 @@ static LLVMValueRef i16s(kn_emit *e, LLVMValueRef v, bool sign) {
 static LLVMValueRef splat16(kn_emit *e, int n, long long v) { return kn_e_iconst(vt(e->i16, n), v); }
 
 static bool x86(kn_emit *e);
+static LLVMValueRef call(kn_emit *e, const char *name, LLVMValueRef a, LLVMValueRef b);
 
 /* ((v >> from) & (2^n - 1)) << to in every byte of v. With GFNI one affine transform (vgf2p8affineqb: output bit
  * to + i is input bit from + i), where shifts of bytes take a word shift and a mask, and a field a shift, a mask and
@@ -254,6 +255,24 @@ static void q3k(qd *q, qblock *b) {
     twobit64(q, 32, parts);
     for (int g = 0; g < 4; g++) parts[g] = bor(e, parts[g], bitplane(e, hx, g, 2));
     b->uq = concat(e, parts, 4);
+  } else if (x86(e) && int_width(e) == 32) {
+    /* AVX2: each half's fields 0 and 2 (the bytes & 0x33) and 1 and 3 (>> 2) take their high bits at bits 2 and 6,
+     * looked up (vpshufb) from the hmask nibble of the half, and each chunk is then a mask or a shift and a mask:
+     * 29 operations per block, where a shift, a mask and an OR per chunk's high bits and the fields' shifts took 37 */
+    LLVMValueRef tE[32], tO[32];
+    for (int l = 0; l < 32; l++) {
+      int n = l % 16;
+      tE[l] = LLVMConstInt(e->i8, (unsigned)(((n & 1) << 2) | ((n >> 2 & 1) << 6)), 0);
+      tO[l] = LLVMConstInt(e->i8, (unsigned)(((n >> 1 & 1) << 2) | ((n >> 3 & 1) << 6)), 0);
+    }
+    for (int h = 0; h < 2; h++) {
+      LLVMValueRef v = bytes(q, 32 + 32 * h, 32), n = band(e, lshr(e, hm, 4 * h), 15);
+      LLVMValueRef QE = bor(e, band(e, v, 0x33), call(e, "llvm.x86.avx2.pshuf.b", LLVMConstVector(tE, 32), n));
+      LLVMValueRef QO = bor(e, band(e, lshr(e, v, 2), 0x33), call(e, "llvm.x86.avx2.pshuf.b", LLVMConstVector(tO, 32), n));
+      parts[4 * h] = band(e, QE, 7), parts[4 * h + 1] = band(e, QO, 7);
+      parts[4 * h + 2] = band(e, lshr(e, QE, 4), 7), parts[4 * h + 3] = band(e, lshr(e, QO, 4), 7);
+    }
+    b->uq = concat(e, parts, 8);
   } else {
     twobit(q, 32, parts);
     for (int i = 0; i < 8; i++) parts[i] = bor(e, parts[i], bitplane(e, hm, i, 2));
@@ -421,6 +440,14 @@ int kn_quant_dot_blocks(const kn_target *t, kn_dtype fmt, bool hoisted) {
  * 3.8 / 4.3, q5_1 4.8 / 4.7 / 4.6 / 4.4 (one row pays a horizontal sum per short row). KILN_QROWS=N overrides. */
 int kn_quant_dot_rows(const kn_target *t, kn_dtype fmt, bool hoisted) {
   if (hoisted && kn_getenv_int("KILN_QROWS", 0) > 0) return kn_getenv_int("KILN_QROWS", 0);
+  /* The K formats (one block per QDOT, decoded with many constants and temporaries) spill at these widths: measured
+   * on Zen 5 (THREADS=1 bench_matmul 64 31 gemv, GFLOP per CPU second at 1 / 2 / 4 / 8 / 16 rows), AVX-512 q2_k
+   * 208 / 200 / 207 / 206 / 172, q3_k 158 / 155 / 164 / 161 / 125, q4_k 176 / 184 / 166 / 164 / 119, q5_k 144 / 148 /
+   * 139 / 123 / 78, q6_k 149 / 150 / 145 / 136 / 104; AVX2 at 1 / 2 / 4 / 8 q2_k 129 / 116 / 121 / 116, q3_k 84 / 79
+   * / 80 / 75, q4_k 129 / 121 / 114 / 102, q5_k 92 / 87 / 82 / 76, q6_k 91 / 82 / 84 / 78 (llvm-mca -mcpu=znver4,
+   * which splits 512-bit operations in two, favoured 16 and 8). */
+  if (hoisted && kn_dtype_get(fmt)->block_elems == 256 && t_int_width(t) >= 32)
+    return t_int_width(t) == 64 ? (fmt == KN_Q2_K || fmt == KN_Q3_K ? 4 : 2) : 1;
   if (hoisted && t->vector_bytes >= 64) return fmt == KN_Q5_1 ? 8 : 16;
   if (hoisted) return fmt == KN_Q4_1 || fmt == KN_Q5_0 || fmt == KN_Q5_1 ? 2 : 8;
   if (t->vector_bytes >= 64) return fmt == KN_Q5_1 ? 16 : 32;
