@@ -269,8 +269,9 @@ static void q3k(qd *q, qblock *b) {
       LLVMValueRef v = bytes(q, 32 + 32 * h, 32), n = band(e, lshr(e, hm, 4 * h), 15);
       LLVMValueRef QE = bor(e, band(e, v, 0x33), call(e, "llvm.x86.avx2.pshuf.b", LLVMConstVector(tE, 32), n));
       LLVMValueRef QO = bor(e, band(e, lshr(e, v, 2), 0x33), call(e, "llvm.x86.avx2.pshuf.b", LLVMConstVector(tO, 32), n));
-      parts[4 * h] = band(e, QE, 7), parts[4 * h + 1] = band(e, QO, 7);
-      parts[4 * h + 2] = band(e, lshr(e, QE, 4), 7), parts[4 * h + 3] = band(e, lshr(e, QO, 4), 7);
+      /* bits 3 and 7 are clear: the nibble mask (a register fewer than a mask of 7) */
+      parts[4 * h] = band(e, QE, 15), parts[4 * h + 1] = band(e, QO, 15);
+      parts[4 * h + 2] = band(e, lshr(e, QE, 4), 15), parts[4 * h + 3] = band(e, lshr(e, QO, 4), 15);
     }
     b->uq = concat(e, parts, 8);
   } else {
@@ -978,6 +979,7 @@ static int k_elem(kn_dtype fmt, int W, int c, int l) { return k_chunk64(fmt, W) 
 static void k_store(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, int vec, LLVMValueRef rec) {
   LLVMValueRef xq, dx, sums;
   kn_quant_x_block(e, fmt, xs, nx, vec, &xq, &dx, &sums); /* the sums per sub-block: before any reordering */
+  if (fmt == KN_Q3_K) sums = LLVMBuildMul(e->b, sums, splat16(e, 16, -4), ""); /* its offset: k_dot */
   int W = int_width(e), idx[256];
   if (k_chunk64(fmt, W)) {
     for (int c = 0; c < 256 / W; c++)
@@ -1045,7 +1047,8 @@ static LLVMValueRef k_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValue
     I = I ? LLVMBuildAdd(e->b, I, t, "") : t;
   }
   LLVMValueRef M = NULL, dx = ld(e, e->f32, at(e, rec, K_DX), 4);
-  if (b.mnl) M = ifit(e, maddwd(e, b.mnl, ld(e, vt(e->i16, nsub), at(e, rec, K_SUMS), 32)), n);
+  /* Q3_K's record holds -4 times the sums (|sum| <= 16 * 127: fits i16), so its offset's multipliers are the scales */
+  if (b.mnl) M = ifit(e, maddwd(e, fmt == KN_Q3_K ? b.scl : b.mnl, ld(e, vt(e->i16, nsub), at(e, rec, K_SUMS), 32)), n);
   if (M && !b.dB) I = LLVMBuildAdd(e->b, I, M, ""), M = NULL; /* offsets of the quants (Q3_K, Q6_K): same scale */
   LLVMTypeRef vf = vt(e->f32, n);
   if (M) { /* d and dmin side by side (Q2_K at 80, Q4_K/Q5_K at 0): one 32-bit load, one conversion, one multiply by
