@@ -299,14 +299,17 @@ static void q3k(qd *q, qblock *b) {
     LLVMValueRef Hs = band(e, kn_e_intrinsic(e, "llvm.fshl", vt(e->i32, 4), fa, 3), 0x30303030);
     sc = bor(e, L, LLVMBuildBitCast(e->b, Hs, vt(e->i8, 16), ""));
     sc = LLVMBuildSub(e->b, i16s(e, sc, false), splat16(e, 16, 32), "");
-  } else { /* on 32-bit words (general-purpose registers, beside the vector work) */
-    LLVMValueRef A = u32_at(q, 96), B = u32_at(q, 100), C = u32_at(q, 104);
-    LLVMValueRef s0 = bor(e, band(e, A, 0x0f0f0f0f), band(e, shl(e, C, 4), 0x30303030));
-    LLVMValueRef s1 = bor(e, band(e, B, 0x0f0f0f0f), band(e, shl(e, C, 2), 0x30303030));
-    LLVMValueRef s2 = bor(e, band(e, lshr(e, A, 4), 0x0f0f0f0f), band(e, C, 0x30303030));
-    LLVMValueRef s3 = bor(e, band(e, lshr(e, B, 4), 0x0f0f0f0f), band(e, lshr(e, C, 2), 0x30303030));
-    LLVMValueRef w[2] = {words_i16(e, s0, s1), words_i16(e, s2, s3)};
-    sc = LLVMBuildSub(e->b, concat(e, w, 2), splat16(e, 16, 32), "");
+  } else { /* on 64-bit words (general-purpose registers, beside the vector work): A B's low and high nibbles, C's
+            * bits for scales 0-7 as C << 4 | C << 34 and for 8-15 as C | C << 30, masked */
+    LLVMValueRef o = c64(q, 96), ab = LLVMBuildLoad2(e->b, e->i64, LLVMBuildGEP2(e->b, e->i8, q->bp, &o, 1, ""), "");
+    LLVMSetAlignment(ab, 1);
+    LLVMValueRef C = LLVMBuildZExt(e->b, u32_at(q, 104), e->i64, ""), nib = kn_e_iconst(e->i64, 0x0f0f0f0f0f0f0f0fll);
+    LLVMValueRef m30 = kn_e_iconst(e->i64, 0x3030303030303030ll);
+    LLVMValueRef w0 = bor(e, LLVMBuildAnd(e->b, ab, nib, ""), LLVMBuildAnd(e->b, bor(e, shl(e, C, 4), shl(e, C, 34)), m30, ""));
+    LLVMValueRef w1 = bor(e, LLVMBuildAnd(e->b, lshr(e, ab, 4), nib, ""), LLVMBuildAnd(e->b, bor(e, C, shl(e, C, 30)), m30, ""));
+    LLVMValueRef wv = LLVMBuildInsertElement(e->b, LLVMGetPoison(vt(e->i64, 2)), w0, LLVMConstInt(e->i32, 0, 0), "");
+    wv = LLVMBuildInsertElement(e->b, wv, w1, LLVMConstInt(e->i32, 1, 0), "");
+    sc = LLVMBuildSub(e->b, i16s(e, LLVMBuildBitCast(e->b, wv, vt(e->i8, 16), ""), false), splat16(e, 16, 32), "");
   }
   b->scl = sc, b->mnl = LLVMBuildMul(e->b, sc, splat16(e, 16, -4), "");
   b->qk = 256, b->S = 16;
