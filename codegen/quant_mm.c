@@ -559,7 +559,10 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
     for (int u = 0; u < U; u++) LLVMBuildStore(b, LLVMConstNull(vacc), accp[sI][u]);
     LLVMBuildStore(b, LLVMConstNull(vu), accvp[sI]);
   }
-  {
+  /* one loop over the records for all streams when they interleave (chunk < U), else one loop per stream: a
+   * stream's accumulators then fill the registers alone (16 tokens on AVX-512, 8 with AVX2's 16 registers) */
+  int GS = pl.chunk < U ? NS : 1;
+  for (int g0 = 0; g0 < NS && !e->failed; g0 += GS) {
     loop lb = loop_begin(e, ci(e, 0), ci(e, NR), "blk");
     LLVMValueRef rec = LLVMBuildAdd(b, gbase, lb.i, "");
     LLVMValueRef o = LLVMBuildMul(b, rec, ci(e, U * PB * qk), ""), xqp = LLVMBuildGEP2(b, e->i8, XQ, &o, 1, "");
@@ -571,7 +574,7 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
     LLVMValueRef xip = NULL;
     if (XI) o = LLVMBuildMul(b, rec, ci(e, U * ND), ""), xip = LLVMBuildGEP2(b, e->i32, XI, &o, 1, "");
     LLVMValueRef acc[KN_QMM_MAX_STREAMS][16], accv[KN_QMM_MAX_STREAMS];
-    for (int sI = 0; sI < NS; sI++) {
+    for (int sI = g0; sI < g0 + GS; sI++) {
       for (int u = 0; u < U; u++) acc[sI][u] = LLVMBuildLoad2(b, vacc, accp[sI][u], "");
       accv[sI] = LLVMBuildLoad2(b, vu, accvp[sI], "");
       if (pf_rows > 0) { /* the same record pf_rows rows ahead: a later work item's, so its weights come from DRAM
@@ -592,10 +595,10 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
     /* token by token (chunk 1), each token's record loads shared by the streams, or each stream's tokens in turn */
     int CH = pl.chunk;
     for (int u0 = 0; u0 < U; u0 += CH)
-      for (int sI = 0; sI < NS && !e->failed; sI++)
+      for (int sI = g0; sI < g0 + GS && !e->failed; sI++)
         kn_quant_dot_tile(e, m->fmt, bufs[m->ws[sI % m->nred]->buf], LLVMBuildAdd(b, wrow[sI], LLVMBuildMul(b, lb.i, ci(e, PB), ""), ""), PB,
                           U, u0, u0 + CH < U ? u0 + CH : U, xqp, dxp, sp, xip, acc[sI], &accv[sI]);
-    for (int sI = 0; sI < NS && !e->failed; sI++) {
+    for (int sI = g0; sI < g0 + GS && !e->failed; sI++) {
       for (int u = 0; u < U; u++) LLVMBuildStore(b, acc[sI][u], accp[sI][u]);
       LLVMBuildStore(b, accv[sI], accvp[sI]);
     }
