@@ -441,7 +441,9 @@ int kn_quant_dot_blocks(const kn_target *t, kn_dtype fmt, bool hoisted) {
  * 13.4, q5_0 6.7 / 6.8 / 6.8, q4_k 6.8 / 6.6 / 7.0, q6_k 9.6 / 9.9 / 10.0; AVX2 at 8 / 16 q8_0 12.6 / 5.2, q4_k
  * 5.3 / 5.9, q6_k 6.2 / 6.0, q2_k 2.9 / 3.1. With the AVX2 split records' scales and high bits as broadcast
  * loads (-mcpu=znver4, 1 / 2 / 4 / 8 rows): q4_0 6.7 / 8.3 / 8.5 / 8.4, q4_1 6.7 / 7.8 / 7.1 / 7.0, q5_0 4.9 / 4.7 /
- * 3.8 / 4.3, q5_1 4.8 / 4.7 / 4.6 / 4.4 (one row pays a horizontal sum per short row). KILN_QROWS=N overrides. */
+ * 3.8 / 4.3, q5_1 4.8 / 4.7 / 4.6 / 4.4 (one row pays a horizontal sum per short row); with the fifth bit in four
+ * operations and the pairs of blocks from 32-byte loads (1 / 2 / 4 rows): q4_1 7.2 / 8.4 / 7.2, q5_0 6.5 / 6.7 / 5.7,
+ * q5_1 6.5 / 6.4 / 5.8. KILN_QROWS=N overrides. */
 int kn_quant_dot_rows(const kn_target *t, kn_dtype fmt, bool hoisted) {
   if (hoisted && kn_getenv_int("KILN_QROWS", 0) > 0) return kn_getenv_int("KILN_QROWS", 0);
   /* The K formats (one block per QDOT, decoded with many constants and temporaries) spill at these widths: measured
@@ -735,7 +737,7 @@ static LLVMValueRef split_sums(kn_emit *e, LLVMValueRef xL, LLVMValueRef xH, int
 static int split_off(kn_dtype fmt) { return fmt == KN_Q4_0 ? -8 : fmt == KN_Q5_0 ? -16 : 1; }
 
 static void split_store(kn_emit *e, kn_dtype fmt, const qact *a, LLVMValueRef rec) {
-  int nblk = a->nblk, W = 16 * nblk, idx[64];
+  int nblk = a->nblk, W = 16 * nblk, idx[64] = {0};
   split_idx(nblk, false, idx);
   LLVMValueRef xL = shuf(e, a->xq, NULL, idx, W);
   split_idx(nblk, true, idx);
@@ -758,7 +760,7 @@ static void split_store(kn_emit *e, kn_dtype fmt, const qact *a, LLVMValueRef re
  * 32-byte form's two) and spread by one cross-lane permute each (vpermps). */
 static void split_scales(kn_emit *e, qd *q, int nblk, int n, LLVMValueRef *d, LLVMValueRef *m) {
   LLVMValueRef parts[4];
-  int idx[64];
+  int idx[64] = {0};
   if (nblk == 2 && n == 8) {
     LLVMValueRef w = LLVMGetPoison(vt(e->i32, 2));
     for (int k = 0; k < 2; k++) {
