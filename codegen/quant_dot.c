@@ -1288,6 +1288,11 @@ static void tile_split(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
   }
 }
 
+/* v in every lane of <n x float>, a vector also for n = 1 (KILN_QMM_U=1: one token per tile group) */
+static LLVMValueRef vsplat(kn_emit *e, LLVMValueRef v, int n) {
+  return n > 1 ? kn_e_splat(e, v, n) : LLVMBuildInsertElement(e->b, LLVMGetPoison(vt(e->f32, 1)), v, LLVMConstInt(e->i32, 0, 0), "");
+}
+
 LLVMValueRef kn_quant_split_sums(kn_emit *e, kn_dtype fmt, LLVMValueRef xq, LLVMValueRef dx) {
   LLVMValueRef s = LLVMBuildSExt(e->b, xq, vt(e->i32, 32), "");
   s = LLVMBuildAdd(e->b, slice(e, s, 0, 16), slice(e, s, 16, 16), ""); /* element j + element 16 + j */
@@ -1350,10 +1355,10 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
   }
   /* dA * dx of every token (and block): [nblk][U] */
   LLVMTypeRef vb = vt(e->f32, nblk * U);
-  LLVMValueRef dxv = bias ? NULL : LLVMBuildLoad2(e->b, vb, dxp, ""), dav = kn_e_splat(e, b.dA, U);
+  LLVMValueRef dxv = bias ? NULL : LLVMBuildLoad2(e->b, vb, dxp, ""), dav = vsplat(e, b.dA, U);
   if (dxv) LLVMSetAlignment(dxv, 4);
   if (nblk == 2) {
-    LLVMValueRef parts[2] = {dav, kn_e_splat(e, bs[1].dA, U)};
+    LLVMValueRef parts[2] = {dav, vsplat(e, bs[1].dA, U)};
     dav = concat(e, parts, 2);
   }
   LLVMValueRef scv = bias ? NULL : kn_e_fmul(e, dav, dxv), dsp = NULL;
@@ -1431,7 +1436,7 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
     LLVMSetAlignment(cv, 4);
     for (int k = 0; k < nblk; k++) {
       LLVMValueRef m = bs[k].dB ? bs[k].dB : LLVMBuildFMul(e->b, bs[k].dA, LLVMConstReal(e->f32, off), "");
-      *accv = kn_e_fadd(e, *accv, kn_e_fmul(e, nblk > 1 ? slice(e, cv, k * U, U) : cv, kn_e_splat(e, m, U)));
+      *accv = kn_e_fadd(e, *accv, kn_e_fmul(e, nblk > 1 ? slice(e, cv, k * U, U) : cv, vsplat(e, m, U)));
     }
   }
 }
