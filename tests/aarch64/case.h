@@ -7,6 +7,9 @@ typedef struct {
   float *out;
   const float *want, *tol;
   long long n;
+  /* a matmul's GEMV of the same weights (or 0): each token alone through it must give the matmul's bits */
+  void (*alone)(void **bufs, const long long *vars, long long start, long long end);
+  long long alone_global, N, K;
 } kcase;
 
 extern const kcase kcases[];
