@@ -90,6 +90,9 @@ LLVMValueRef kn_quant_dot_rec(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMV
 int kn_quant_dot_sub(kn_dtype fmt);
 void kn_quant_x_block(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, int vec, LLVMValueRef *xq, LLVMValueRef *dx,
                       LLVMValueRef *sums);
+/* a 256-element block's quantized activations in the K record's order (the GEMV's and the tile's): element order,
+ * except Q2_K/Q3_K on 64-byte vectors, whose lane l of 64-byte chunk c holds element 128 (l / 32) + 32 c + l % 32 */
+LLVMValueRef kn_quant_x_order(kn_emit *e, kn_dtype fmt, LLVMValueRef xq);
 int kn_quant_dot_tile_blocks(const kn_target *t, kn_dtype fmt, int64_t nb, bool *split);
 int kn_quant_dot_lanes(kn_emit *e, kn_dtype fmt, int nblk);
 /* the dot of tokens u0..u1-1 of a record of ntok with one row's nblk blocks from blk on, into acc[u0..u1) (and the

@@ -981,17 +981,19 @@ static bool k_layout(kn_emit *e, kn_dtype fmt) { return kn_dtype_get(fmt)->block
 static bool k_chunk64(kn_dtype fmt, int W) { return W == 64 && (fmt == KN_Q2_K || fmt == KN_Q3_K); }
 static int k_elem(kn_dtype fmt, int W, int c, int l) { return k_chunk64(fmt, W) ? 128 * (l / 32) + 32 * c + l % 32 : c * W + l; }
 
+LLVMValueRef kn_quant_x_order(kn_emit *e, kn_dtype fmt, LLVMValueRef xq) {
+  int W = int_width(e), idx[256];
+  if (!k_chunk64(fmt, W)) return xq;
+  for (int c = 0; c < 256 / W; c++)
+    for (int l = 0; l < W; l++) idx[c * W + l] = k_elem(fmt, W, c, l);
+  return shuf(e, xq, NULL, idx, 256);
+}
+
 static void k_store(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, int vec, LLVMValueRef rec) {
   LLVMValueRef xq, dx, sums;
   kn_quant_x_block(e, fmt, xs, nx, vec, &xq, &dx, &sums); /* the sums per sub-block: before any reordering */
   if (fmt == KN_Q3_K) sums = LLVMBuildMul(e->b, sums, splat16(e, 16, -4), ""); /* its offset: k_dot */
-  int W = int_width(e), idx[256];
-  if (k_chunk64(fmt, W)) {
-    for (int c = 0; c < 256 / W; c++)
-      for (int l = 0; l < W; l++) idx[c * W + l] = k_elem(fmt, W, c, l);
-    xq = shuf(e, xq, NULL, idx, 256);
-  }
-  st(e, xq, rec, 64);
+  st(e, kn_quant_x_order(e, fmt, xq), rec, 64);
   st(e, sums, at(e, rec, K_SUMS), 32);
   st(e, dx, at(e, rec, K_DX), 4);
 }
@@ -1320,7 +1322,7 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
   for (int k = 0; k < nblk && k < 2; k++) {
     LLVMValueRef bi = k ? LLVMBuildAdd(e->b, blk, LLVMConstInt(e->i64, (unsigned)k, 0), "") : blk;
     LLVMValueRef off = LLVMBuildMul(e->b, bi, LLVMConstInt(e->i64, (unsigned)di->block_bytes, 0), "");
-    qd q = {.e = e, .bp = LLVMBuildGEP2(e->b, e->i8, base, &off, 1, "")};
+    qd q = {.e = e, .bp = LLVMBuildGEP2(e->b, e->i8, base, &off, 1, ""), .chunk64 = k_chunk64(fmt, int_width(e))};
     if (!decode(&q, fmt, &bs[k])) nblk = 0;
   }
   if (nblk < 1 || nblk > 2 || bs[0].qk > 256 || ntok > 16 || (nblk == 2 && (bs[0].qk != 32 || bs[0].scl || bs[0].mnl))) {
@@ -1351,7 +1353,11 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
       LLVMValueRef args[2] = {us[c], LLVMConstInt(e->i1, 0, 0)};
       us[c] = kn_e_intrinsic(e, "llvm.abs", LLVMTypeOf(us[c]), args, 2);
     }
-    ps[c] = b.scl ? per_pair(e, b.scl, c * W, W, b.S) : NULL;
+    if (b.scl && k_chunk64(fmt, W)) { /* the GEMV's chunk order: lane l of chunk c is element k_elem(c, l) */
+      int idx[32];
+      for (int l = 0; l < W / 2; l++) idx[l] = k_elem(fmt, W, c, 2 * l) / b.S;
+      ps[c] = shuf(e, b.scl, NULL, idx, W / 2);
+    } else ps[c] = b.scl ? per_pair(e, b.scl, c * W, W, b.S) : NULL;
   }
   /* dA * dx of every token (and block): [nblk][U] */
   LLVMTypeRef vb = vt(e->f32, nblk * U);

@@ -1158,8 +1158,7 @@ static bool run_mm(kn_dtype q, int64_t T, int64_t N, int64_t K, const float *x, 
  * tiled template, quant_mm.c) give the same bits, N past a register block, T of a batched decode pass and past 16
  * (Q8_0's records change there), every format at block counts that take each of the GEMV's record shapes (one
  * block, pairs, groups of four, and odd counts where a row's last record is narrower), on 64-, 32- and 16-byte
- * vectors. Not yet: Q2_K and Q3_K on AVX-512 (the GEMV's record holds their activations in the 2-bit fields' chunk
- * order, the tile's in element order). */
+ * vectors (Q2_K and Q3_K on AVX-512 in both in the 2-bit fields' chunk order, kn_quant_x_order). */
 static void test_qmm_alone(void) {
   const kn_target *tg = kn_device_target(dev);
   if (tg->kind != KN_TARGET_CPU) return;
@@ -1171,7 +1170,6 @@ static void test_qmm_alone(void) {
   for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++)
     for (int r = 0; r < 8; r++) {
       kn_dtype q = fmts[f];
-      if ((q == KN_Q2_K || q == KN_Q3_K) && tg->vector_bytes >= 64) continue;
       int64_t QK = kn_dtype_get(q)->block_elems;
       if (QK != 32 && r >= 3) continue;
       int64_t T = r == 2 || r == 7 ? rint_in(17, 40) : rint_in(2, 9), N = rint_in(1, 70);
