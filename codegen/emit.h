@@ -111,8 +111,8 @@ LLVMValueRef kn_quant_x_sums4(kn_emit *e, LLVMValueRef xq);
  * qdot_core on biased Q8_0) operation for operation, so a row's result does not depend on how many rows its pass
  * holds: a sequence decoded inside a batch gives the logits it gives alone. */
 LLVMValueRef kn_quant_split_sums(kn_emit *e, kn_dtype fmt, LLVMValueRef xq, LLVMValueRef dx);
-LLVMValueRef kn_quant_dot_hsum(kn_emit *e, LLVMValueRef acc, LLVMValueRef accv, int u);
-/* <U x float>: lane u is kn_quant_dot_hsum(e, acc[u], accv, u), bit for bit */
+/* <U x float>: lane u is token u's accumulator acc[u] summed over its lanes in the GEMV's horizontal-sum tree (fit),
+ * plus lane u of accv */
 LLVMValueRef kn_quant_dot_hsums(kn_emit *e, const LLVMValueRef *acc, int U, LLVMValueRef accv);
 /* llvm_emit.c: types and state for emitting p for t into a new module named entry (kn_emit_done releases them). */
 void kn_emit_init(kn_emit *e, LLVMContextRef ctx, const kn_lprog *p, const kn_target *t, const char *entry, char *err,

@@ -1447,13 +1447,10 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
   }
 }
 
-LLVMValueRef kn_quant_dot_hsum(kn_emit *e, LLVMValueRef acc, LLVMValueRef accv, int u) {
-  return LLVMBuildFAdd(e->b, fit(e, acc, 1), LLVMBuildExtractElement(e->b, accv, LLVMConstInt(e->i32, (unsigned)u, 0), ""), "");
-}
-
-/* kn_quant_dot_hsum of U tokens at once, lane u of the result token u's: each token's lanes summed in fit's tree
- * (lane i + lane i + s / 2 within groups of s) with the tokens side by side, two accumulators' groups per vector
- * while there are several, so the U sums take a few shuffles and adds on full vectors, not U horizontal sums. */
+/* Lane u of the result: token u's accumulator summed to one lane as fit(acc[u], 1) does, plus accv's lane u. Each
+ * token's lanes are summed in fit's tree (lane i + lane i + s / 2 within groups of s) with the tokens side by side,
+ * two accumulators' groups per vector while there are several, so the U sums take a few shuffles and adds on full
+ * vectors, not U horizontal sums. */
 LLVMValueRef kn_quant_dot_hsums(kn_emit *e, const LLVMValueRef *acc, int U, LLVMValueRef accv) {
   int cnt = 1, s = (int)LLVMGetVectorSize(LLVMTypeOf(acc[0])), lo[64], hi[64];
   while (cnt < U) cnt *= 2;

@@ -128,8 +128,8 @@ static void select_top(int *idx, int n, int k, const float *l) {
 }
 
 /* NaN breaks every comparison below (the selection would run off the array) and +inf every probability: such
- * logits, or none above -inf, have no token to give. -inf is a masked token. */
-/* no NaN or +inf, and something not -inf: or-ed over blocks of 32 (which vectorize), with an early exit per block */
+ * logits, or none above -inf, have no token to give. -inf is a masked token. Tested or-ed over blocks of 32 (which
+ * vectorize), with an early exit per block. */
 static bool logits_usable(const float *l, int n) {
   int any = 0, bad = 0, i = 0;
   for (; i + 32 <= n && !bad; i += 32)
