@@ -229,7 +229,6 @@ static void q2k(qd *q, qblock *b) {
 static void q3k(qd *q, qblock *b) {
   kn_emit *e = q->e;
   LLVMValueRef parts[8], hm = bytes(q, 0, 32);
-  LLVMValueRef hv[2] = {hm, hm}, hxx = concat(e, hv, 2);
   /* with GFNI, chunk64: hmask twice (a broadcast load) gives in one transform H, each byte's four high bits of its
    * lane's half (bits 0-3 for lanes 0-31, 4-7 above: one matrix per quadword) at bits 4, 5 (chunks 0, 1) and 0, 1
    * (chunks 2, 3); the 2-bit fields' bytes take them in their free nibble (two bit selects), and each chunk's 3-bit
@@ -244,7 +243,11 @@ static void q3k(qd *q, qblock *b) {
     int f = 2 * g, h = g < 2 ? 4 + g : g - 2; /* the field's bits and its high bit in QA / QB */
     crow[g][0][0] = (unsigned char)(1u << f), crow[g][0][1] = (unsigned char)(1u << (f + 1)), crow[g][0][2] = (unsigned char)(1u << h);
   }
-  LLVMValueRef H = q->chunk64 ? gf_affine(e, hxx, (const unsigned char(*)[8])hrow, 8) : NULL;
+  LLVMValueRef H = NULL;
+  if (q->chunk64) {
+    LLVMValueRef hv[2] = {hm, hm};
+    H = gf_affine(e, concat(e, hv, 2), (const unsigned char(*)[8])hrow, 8);
+  }
   if (H) {
     LLVMValueRef qs = bytes(q, 32, 64);
     LLVMValueRef QA = bor(e, band(e, qs, 0x0f), band(e, H, 0xf0)), QB = bor(e, band(e, qs, 0xf0), band(e, H, 0x0f));
@@ -301,12 +304,12 @@ static void q3k(qd *q, qblock *b) {
     sc = LLVMBuildSub(e->b, i16s(e, sc, false), splat16(e, 16, 32), "");
   } else { /* on 64-bit words (general-purpose registers, beside the vector work): A B's low and high nibbles, C's
             * bits for scales 0-7 as C << 4 | C << 34 and for 8-15 as C | C << 30, masked */
-    LLVMValueRef o = c64(q, 96), ab = LLVMBuildLoad2(e->b, e->i64, LLVMBuildGEP2(e->b, e->i8, q->bp, &o, 1, ""), "");
-    LLVMSetAlignment(ab, 1);
+    LLVMValueRef o = c64(q, 96), ab64 = LLVMBuildLoad2(e->b, e->i64, LLVMBuildGEP2(e->b, e->i8, q->bp, &o, 1, ""), "");
+    LLVMSetAlignment(ab64, 1);
     LLVMValueRef C = LLVMBuildZExt(e->b, u32_at(q, 104), e->i64, ""), nib = kn_e_iconst(e->i64, 0x0f0f0f0f0f0f0f0fll);
     LLVMValueRef m30 = kn_e_iconst(e->i64, 0x3030303030303030ll);
-    LLVMValueRef w0 = bor(e, LLVMBuildAnd(e->b, ab, nib, ""), LLVMBuildAnd(e->b, bor(e, shl(e, C, 4), shl(e, C, 34)), m30, ""));
-    LLVMValueRef w1 = bor(e, LLVMBuildAnd(e->b, lshr(e, ab, 4), nib, ""), LLVMBuildAnd(e->b, bor(e, C, shl(e, C, 30)), m30, ""));
+    LLVMValueRef w0 = bor(e, LLVMBuildAnd(e->b, ab64, nib, ""), LLVMBuildAnd(e->b, bor(e, shl(e, C, 4), shl(e, C, 34)), m30, ""));
+    LLVMValueRef w1 = bor(e, LLVMBuildAnd(e->b, lshr(e, ab64, 4), nib, ""), LLVMBuildAnd(e->b, bor(e, C, shl(e, C, 30)), m30, ""));
     LLVMValueRef wv = LLVMBuildInsertElement(e->b, LLVMGetPoison(vt(e->i64, 2)), w0, LLVMConstInt(e->i32, 0, 0), "");
     wv = LLVMBuildInsertElement(e->b, wv, w1, LLVMConstInt(e->i32, 1, 0), "");
     sc = LLVMBuildSub(e->b, i16s(e, LLVMBuildBitCast(e->b, wv, vt(e->i8, 16), ""), false), splat16(e, 16, 32), "");
