@@ -22,9 +22,10 @@ static int usage(FILE *f) {
              "each repeated REPS times (default 3), and prints medians in tokens/s with the peak resident memory.\n"
              "Also: the time to the first token of prompts of about N tokens (--ttft, default 100; 0: skip), each a\n"
              "length no earlier prompt had, against the time the pp rate gives those tokens; and the machine's read\n"
-             "bandwidth (a 512 MiB buffer read by as many threads as the device uses, in a child process, between\n"
-             "the runs), the decode limit it sets (bandwidth / bytes read per token: the weights, the tied output\n"
-             "matrix, the KV cache) and decode as a fraction of that limit.\n"
+             "bandwidth (a 512 MiB buffer read by as many threads as the device uses, in a child process, right\n"
+             "after each run's decode), the decode limit it sets (bandwidth / bytes read per token: the weights,\n"
+             "the tied output matrix, the KV cache) and decode as a fraction of that limit (the median of each\n"
+             "run's own fraction, and their range).\n"
              "With --batch B (B > 1): B sequences decoding together (continuous batching: one pass carries one row of\n"
              "each, so the weights are read once per step for all), their aggregate tok/s and its ratio to one alone.\n");
   return f == stdout ? 0 : 2;
@@ -143,7 +144,7 @@ int kn_cmd_bench(int argc, char **argv) {
   float *logits = malloc(m->hp.n_vocab * sizeof *logits);
   for (int i = 0; i < longest; i++) toks[i] = (int32_t)((i * 7919 + 13) % m->hp.n_vocab);
   double *pps = calloc(reps, sizeof *pps), *tgs = calloc(reps, sizeof *tgs), *tts = calloc(reps, sizeof *tts);
-  double *bws = calloc(reps, sizeof *bws), *bts = calloc(reps, sizeof *bts);
+  double *bws = calloc(reps, sizeof *bws), *bts = calloc(reps, sizeof *bts), *frs = calloc(reps, sizeof *frs);
   int rc = 0;
   float *blogits = batch > 1 ? malloc((size_t)batch * m->hp.n_vocab * sizeof *blogits) : NULL;
   kn_row *rows = batch > 1 ? calloc(batch, sizeof *rows) : NULL;
@@ -167,6 +168,9 @@ int kn_cmd_bench(int argc, char **argv) {
     }
     double c = kn_now();
     pps[r] = pp / (b - a), tgs[r] = tg / (c - b);
+    /* the host's bandwidth drifts within seconds where the machine is shared: probed right after this run's decode,
+     * so each run's decode is held to the limit of its own moment */
+    if (!rc) bws[r] = kn_read_bandwidth(kn_device_threads(dev));
     if (ttft && !rc) { /* the first token of a prompt length not seen before */
       a = kn_now();
       if (kn_model_forward(m, 0, toks, tl[r], 0, false, logits, err, sizeof err)) rc = 1;
@@ -187,8 +191,9 @@ int kn_cmd_bench(int argc, char **argv) {
       }
       bts[r] = (double)batch * tg / (kn_now() - a);
     }
-    bws[r] = kn_read_bandwidth(kn_device_threads(dev));
   }
+  double bpt = bytes_per_token(m, pp + tg / 2);
+  for (int r = 0; r < reps && !rc; r++) frs[r] = bws[r] > 0 ? 100 * tgs[r] / (bws[r] / bpt) : 0; /* before sorting */
   if (rc) fprintf(stderr, "kiln bench: %s\n", err);
   else {
     printf("model %s (%s), weights %.1f MiB, device %s, load %.2f s, warm-up %.2f s\n", m->name, m->hp.arch,
@@ -206,17 +211,19 @@ int kn_cmd_bench(int argc, char **argv) {
       printf("ttft%-3d %10.1f ms (median of %d new lengths %d..%d), %.2fx the %.1f ms %d tokens take at the pp rate\n",
              ttft, tt * 1e3, reps, tl[0], tl[reps - 1], tt / want, want * 1e3, ttft);
     }
-    double bw = median(bws, reps), bpt = bytes_per_token(m, pp + tg / 2);
-    if (bw > 0)
-      printf("read bandwidth %.1f GB/s (%d threads, median of %d); %.1f MiB read per token -> limit %.1f tok/s; "
-             "decode at %.0f%% of it\n", bw * 1e-9, kn_device_threads(dev), reps, bpt / 1048576.0, bw / bpt,
-             100 * tg_rate / (bw / bpt));
-    else
+    double bw = median(bws, reps);
+    if (bw > 0) { /* each run's decode over the limit probed next to it: their median and range */
+      double f = median(frs, reps); /* sorted */
+      printf("read bandwidth %.1f GB/s (%d threads, median of %d, %.1f..%.1f); %.1f MiB read per token -> limit %.1f "
+             "tok/s; decode at %.0f%% of it (median of the runs' own, %.0f..%.0f%%)\n",
+             bw * 1e-9, kn_device_threads(dev), reps, bws[0] * 1e-9, bws[reps - 1] * 1e-9, bpt / 1048576.0, bw / bpt, f,
+             frs[0], frs[reps - 1]);
+    } else
       printf("read bandwidth: could not be measured\n");
     printf("peak RSS %.1f MiB\n", peak_rss_kb() / 1024.0);
     print_step_counters(m, dev, pp);
   }
-  free(toks), free(logits), free(pps), free(tgs), free(tts), free(bws), free(bts), free(tl), free(blogits), free(rows),
+  free(toks), free(logits), free(pps), free(tgs), free(tts), free(bws), free(bts), free(frs), free(tl), free(blogits), free(rows),
       free(outs);
   kn_model_free(m);
   kn_device_close(dev);

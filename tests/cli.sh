@@ -110,7 +110,7 @@ PY
   out=$("$kiln" run -m "$m" -p "Once upon a time" -n 8 --temp 0 -c 64 2>/dev/null) && [ -n "$out" ] && ok || bad "generation produced nothing"
   # kiln bench: speeds, the first token of an unseen prompt length, the read bandwidth and the decode limit
   "$kiln" bench -m "$m" -p 16 -n 4 -r 1 --ttft 10 >"$tmp/o" 2>&1 && grep -q "^pp16 .* tok/s" "$tmp/o" &&
-    grep -q "^ttft10 .* ms .*new lengths 10\.\.10" "$tmp/o" && grep -q "read bandwidth [0-9.]* GB/s.*limit [0-9.]* tok/s" "$tmp/o" &&
+    grep -q "^ttft10 .* ms .*new lengths 10\.\.10" "$tmp/o" && grep -q "read bandwidth [0-9.]* GB/s.*limit [0-9.]* tok/s; decode at [0-9]*% of it (median of the runs. own, [0-9]*\.\.[0-9]*%)" "$tmp/o" &&
     ok || bad "bench: $(cat "$tmp/o")"
   a=$("$kiln" run -m "$m" -p "Hi" -n 12 --seed 7 -c 64 2>/dev/null); b=$("$kiln" run -m "$m" -p "Hi" -n 12 --seed 7 -c 64 2>/dev/null)
   [ "$a" = "$b" ] && ok || bad "same seed, different text"
