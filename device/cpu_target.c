@@ -26,15 +26,15 @@ static const struct {
   {"x86-64-v4", X86_V4},
   {"haswell", X86_V3},
   {"skylake", X86_V3},
-  {"alderlake", X86_V3 ",+avxvnni"},
+  {"alderlake", X86_V3 ",+avxvnni,+gfni"},
   {"znver2", X86_V3},
   {"znver3", X86_V3},
   {"skylake-avx512", X86_V4},
   {"cascadelake", X86_V4 ",+avx512vnni"},
-  {"icelake-server", X86_V4 ",+avx512vnni,+avx512vbmi"},
-  {"sapphirerapids", X86_V4 ",+avx512vnni,+avx512vbmi,+avx512bf16,+avxvnni"},
-  {"znver4", X86_V4 ",+avx512vnni,+avx512vbmi,+avx512bf16,+avxvnni"},
-  {"znver5", X86_V4 ",+avx512vnni,+avx512vbmi,+avx512bf16,+avxvnni"},
+  {"icelake-server", X86_V4 ",+avx512vnni,+avx512vbmi,+gfni"},
+  {"sapphirerapids", X86_V4 ",+avx512vnni,+avx512vbmi,+avx512bf16,+avxvnni,+gfni"},
+  {"znver4", X86_V4 ",+avx512vnni,+avx512vbmi,+avx512bf16,+gfni"},
+  {"znver5", X86_V4 ",+avx512vnni,+avx512vbmi,+avx512bf16,+avxvnni,+gfni"},
 };
 
 bool kn_cpu_has_feature(const char *features, const char *name) {
@@ -77,6 +77,24 @@ static int check_subset(const char *want, const char *host, const char *name, ch
   return 0;
 }
 
+/* The named features, then every feature the host reports absent ("-amx-tile"): LLVM enables all that a CPU name
+ * implies, and the table lists only what the kernels look for, so KILN_CPU=sapphirerapids on a Zen 5 host emitted
+ * AVX512-FP16 and AMX-era instructions the host faults on. The host's list has its absent features only when it was
+ * read whole; without them the target stays the named one (as on hosts whose LLVM reports no absent features). */
+static int without_absent(char *dst, size_t cap, const char *want, const char *host, const char *name, char *err,
+                          size_t errlen) {
+  size_t len = (size_t)snprintf(dst, cap, "%s", want);
+  for (const char *p = host; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+    size_t n = strcspn(p, ",");
+    if (p[0] != '-' || n < 2) continue;
+    if (len + n + 2 > cap) return kn_errf(err, errlen, "KILN_CPU=%s: the target's feature list is too long", name);
+    dst[len++] = ',';
+    memcpy(dst + len, p, n);
+    dst[len += n] = 0;
+  }
+  return 0;
+}
+
 static int named_target(kn_target *t, const char *name, const char *host, char *err, size_t errlen) {
   if (strncmp(t->triple, "x86_64", 6))
     return kn_errf(err, errlen, "KILN_CPU=%s: only 'native' is known on %s", name, t->triple);
@@ -84,8 +102,7 @@ static int named_target(kn_target *t, const char *name, const char *host, char *
     if (strcmp(named[i].name, name)) continue;
     if (check_subset(named[i].features, host, name, err, errlen)) return -1;
     snprintf(t->cpu, sizeof t->cpu, "%s", name);
-    snprintf(t->features, sizeof t->features, "%s", named[i].features);
-    return 0;
+    return without_absent(t->features, sizeof t->features, named[i].features, host, name, err, errlen);
   }
   char known[512];
   size_t o = 0;

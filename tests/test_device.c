@@ -290,7 +290,17 @@ static void test_kiln_cpu(void) {
   } else if (check(d != NULL, "KILN_CPU=x86-64-v3 opens: %s", err)) {
     const kn_target *t = kn_device_target(d);
     check(!strcmp(t->cpu, "x86-64-v3") && t->vector_bytes == 32 && strstr(t->features, "+avx2") &&
-              !strstr(t->features, "avx512"), "x86-64-v3 target: %s %d bytes %s", t->cpu, t->vector_bytes, t->features);
+              !strstr(t->features, "+avx512"), "x86-64-v3 target: %s %d bytes %s", t->cpu, t->vector_bytes, t->features);
+    /* what the host lacks stays off in a named target (LLVM would enable all the CPU name implies) */
+    int absent = 0, kept = 0;
+    for (const char *f = strstr(host.features, ",-"); f; f = strstr(f + 1, ",-")) {
+      char want[64];
+      snprintf(want, sizeof want, "%.*s,", (int)strcspn(f + 1, ","), f + 1);
+      char have[sizeof t->features + 1];
+      snprintf(have, sizeof have, "%s,", t->features);
+      absent++, kept += strstr(have, want) != NULL;
+    }
+    check(kept == absent, "%d of the host's %d absent features off in the x86-64-v3 target: %s", kept, absent, t->features);
     size_t n = 0;
     uint8_t *obj = compile(build_fma, "kn_fma", t, &n);
     kn_program *p = obj ? kn_program_load(d, "kn_fma", obj, n, err, sizeof err) : NULL;
