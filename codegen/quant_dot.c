@@ -14,7 +14,8 @@
 typedef struct {
   kn_emit *e;
   LLVMValueRef bp; /* i8 pointer to the block */
-  bool chunk64;    /* Q2_K/Q3_K: decode in the 64-byte chunk order of k_elem (the K record on AVX-512) */
+  bool korder;     /* Q2_K/Q3_K: decode in the K record's order of k_elem (64-byte chunks on AVX-512, dword pairs on
+                    * 32-byte vectors) */
 } qd;
 
 /* A decoded block: unsigned quants in element order, and per sub-block of S elements the integer multipliers of
@@ -28,6 +29,11 @@ typedef struct {
   int off; /* one-sub-block formats: the multiplier of sum(x) instead of mnl (0: none) */
   int dA_at, dB_at; /* byte offsets of dA and (one-sub-block formats with a min) dB as float16 in the block */
   bool signed_w;
+  /* ish > 0 (the K record's Q2_K/Q3_K on AVX2, k_ish): the quants of W-byte chunk c are 2^(ish - csh[c]) times their
+   * value (masked in place, not shifted), so chunk c's multipliers count 2^csh[c] times: the integer dot and mnl's
+   * are 2^ish times the block's, and dx is taken 2^-ish times (exact) */
+  int ish;
+  signed char csh[8];
 } qblock;
 
 static bool tfeat(const kn_target *t, const char *f) {
@@ -46,6 +52,23 @@ static LLVMValueRef bytes(qd *q, long long off, int n) {
   LLVMValueRef v = LLVMBuildLoad2(q->e->b, vt(q->e->i8, n), LLVMBuildGEP2(q->e->b, q->e->i8, q->bp, &o, 1, ""), "");
   LLVMSetAlignment(v, 1);
   return v;
+}
+
+static int int_width(kn_emit *e);
+static LLVMValueRef shuf(kn_emit *e, LLVMValueRef a, LLVMValueRef b, const int *idx, int n);
+
+/* Dword i of the 32-byte K record order's vector (k_pair) is dword (i % 2) * 4 + i / 2 of the block's 32 bytes:
+ * lane j holds dwords 2j and 2j + 1 of each 16-byte half, interleaved, so every dword's two words come from the two
+ * halves (two sub-blocks of 16) in the same order in both lanes. */
+static int pair_src(int l) { return 4 * (l / 4 % 2 * 4 + l / 8) + l % 4; }
+
+/* 32 bytes of the block at off, in the K record's order on 32-byte vectors when q->korder and perm (one vpermd) */
+static LLVMValueRef kbytes(qd *q, long long off, bool perm) {
+  LLVMValueRef v = bytes(q, off, 32);
+  if (!perm || !q->korder || int_width(q->e) != 32) return v;
+  int idx[32];
+  for (int l = 0; l < 32; l++) idx[l] = pair_src(l);
+  return shuf(q->e, v, NULL, idx, 32);
 }
 
 static LLVMValueRef f16_at(qd *q, long long off) {
@@ -195,15 +218,15 @@ static void q4_5(qd *q, qblock *b, bool five, bool with_min) {
 }
 
 /* Q2_K and the low bits of Q3_K: 64 bytes at qs; element 128h + 32g + p is bits 2g of byte 32h + p. */
-static void twobit(qd *q, int qs, LLVMValueRef *parts) {
+static void twobit(qd *q, int qs, LLVMValueRef *parts, bool perm) {
   for (int h = 0; h < 2; h++) {
-    LLVMValueRef v = bytes(q, qs + 32 * h, 32);
+    LLVMValueRef v = kbytes(q, qs + 32 * h, perm);
     for (int g = 0; g < 4; g++) parts[4 * h + g] = bits(q->e, v, 2 * g, 2, 0);
   }
 }
 
 static LLVMValueRef u32_at(qd *q, long long off);
-static int int_width(kn_emit *e);
+static bool x86(kn_emit *e);
 static LLVMValueRef words_i16(kn_emit *e, LLVMValueRef lo, LLVMValueRef hi);
 
 /* Q2_K and Q3_K's low bits in the 64-byte chunk order (chunk64): the 64 bytes at qs in one vector, chunk g holds
@@ -214,13 +237,34 @@ static void twobit64(qd *q, int qs, LLVMValueRef *parts) {
   for (int g = 0; g < 4; g++) parts[g] = bits(q->e, v, 2 * g, 2, 0);
 }
 
+/* The K record's Q2_K and Q3_K on AVX2 take their 2-bit fields masked in place where they can (k_dot, qblock's ish):
+ * the vector shifts, on the two shuffle pipes with the multipliers' vpshufb, were the bottleneck. */
+static int k_ish(kn_emit *e, kn_dtype fmt) { return int_width(e) == 32 && x86(e) && (fmt == KN_Q2_K || fmt == KN_Q3_K) ? 4 : 0; }
+
 static void q2k(qd *q, qblock *b) {
   kn_emit *e = q->e;
-  LLVMValueRef parts[8];
-  if (q->chunk64) twobit64(q, 16, parts), b->uq = concat(e, parts, 4);
-  else twobit(q, 16, parts), b->uq = concat(e, parts, 8);
-  LLVMValueRef sc = bytes(q, 0, 16);
+  LLVMValueRef parts[8], sc;
+  if (q->korder && int_width(e) == 64) twobit64(q, 16, parts), b->uq = concat(e, parts, 4);
+  else if (q->korder && k_ish(e, KN_Q2_K)) { /* fields 0-2 masked in place (1, 4, 16 times), field 3 at bits 4-5: one
+                                             * shift per 32 bytes, where element order takes three; 16 times the mins
+                                             * as a byte shuffle (no lane-crossing widening) and a mask */
+    static const signed char sh[4] = {4, 2, 0, 0};
+    for (int h = 0; h < 2; h++) {
+      LLVMValueRef v = bytes(q, 16 + 32 * h, 32);
+      parts[4 * h] = band(e, v, 0x03), parts[4 * h + 1] = band(e, v, 0x0c), parts[4 * h + 2] = band(e, v, 0x30);
+      parts[4 * h + 3] = band(e, lshr(e, v, 2), 0x30);
+      for (int g = 0; g < 4; g++) b->csh[4 * h + g] = sh[g];
+    }
+    b->uq = concat(e, parts, 8), b->ish = 4;
+  } else twobit(q, 16, parts, false), b->uq = concat(e, parts, 8);
+  sc = bytes(q, 0, 16);
   b->scl = i16s(e, band(e, sc, 15), false), b->mnl = lshr(e, i16s(e, sc, false), 4); /* words: no mask */
+  if (b->ish) {
+    int dup[32], idx[32];
+    for (int l = 0; l < 32; l++) dup[l] = l % 16, idx[l] = l % 2 ? 32 : 16 * (l / 16) + l / 2;
+    LLVMValueRef w = shuf(e, shuf(e, sc, NULL, dup, 32), LLVMConstNull(vt(e->i8, 32)), idx, 32);
+    b->mnl = band(e, LLVMBuildBitCast(e->b, w, vt(e->i16, 16), ""), 0xf0);
+  }
   b->qk = 256, b->S = 16;
   b->dA = f16_at(q, 80), b->dA_at = 80, b->dB = LLVMBuildFNeg(e->b, f16_at(q, 82), "");
 }
@@ -228,7 +272,8 @@ static void q2k(qd *q, qblock *b) {
 /* Q3_K: high bit of element 128h + 32g + p is bit 4h + g of hmask[p] (clear: -4); scales as in quant.c */
 static void q3k(qd *q, qblock *b) {
   kn_emit *e = q->e;
-  LLVMValueRef parts[8], hm = bytes(q, 0, 32);
+  LLVMValueRef parts[8], hm = kbytes(q, 0, true);
+  bool k64 = q->korder && int_width(e) == 64;
   /* with GFNI, chunk64: hmask twice (a broadcast load) gives in one transform H, each byte's four high bits of its
    * lane's half (bits 0-3 for lanes 0-31, 4-7 above: one matrix per quadword) at bits 4, 5 (chunks 0, 1) and 0, 1
    * (chunks 2, 3); the 2-bit fields' bytes take them in their free nibble (two bit selects), and each chunk's 3-bit
@@ -244,7 +289,7 @@ static void q3k(qd *q, qblock *b) {
     crow[g][0][0] = (unsigned char)(1u << f), crow[g][0][1] = (unsigned char)(1u << (f + 1)), crow[g][0][2] = (unsigned char)(1u << h);
   }
   LLVMValueRef H = NULL;
-  if (q->chunk64) {
+  if (k64) {
     LLVMValueRef hv[2] = {hm, hm};
     H = gf_affine(e, concat(e, hv, 2), (const unsigned char(*)[8])hrow, 8);
   }
@@ -253,7 +298,7 @@ static void q3k(qd *q, qblock *b) {
     LLVMValueRef QA = bor(e, band(e, qs, 0x0f), band(e, H, 0xf0)), QB = bor(e, band(e, qs, 0xf0), band(e, H, 0x0f));
     for (int g = 0; g < 4; g++) parts[g] = gf_affine(e, g < 2 ? QA : QB, (const unsigned char(*)[8])crow[g], 1);
     b->uq = concat(e, parts, 4);
-  } else if (q->chunk64) { /* lanes 32-63 (h = 1) take hmask's high nibbles: chunk g's high bits are then bit g of each */
+  } else if (k64) { /* lanes 32-63 (h = 1) take hmask's high nibbles: chunk g's high bits are then bit g of each */
     LLVMValueRef hv[2] = {hm, lshr(e, hm, 4)}, hx = concat(e, hv, 2);
     twobit64(q, 32, parts);
     for (int g = 0; g < 4; g++) parts[g] = bor(e, parts[g], bitplane(e, hx, g, 2));
@@ -269,16 +314,20 @@ static void q3k(qd *q, qblock *b) {
       tO[l] = LLVMConstInt(e->i8, (unsigned)(((n >> 1 & 1) << 2) | ((n >> 3 & 1) << 6)), 0);
     }
     for (int h = 0; h < 2; h++) {
-      LLVMValueRef v = bytes(q, 32 + 32 * h, 32), n = band(e, lshr(e, hm, 4 * h), 15);
+      LLVMValueRef v = kbytes(q, 32 + 32 * h, true), n = band(e, lshr(e, hm, 4 * h), 15);
       LLVMValueRef QE = bor(e, band(e, v, 0x33), call(e, "llvm.x86.avx2.pshuf.b", LLVMConstVector(tE, 32), n));
       LLVMValueRef QO = bor(e, band(e, lshr(e, v, 2), 0x33), call(e, "llvm.x86.avx2.pshuf.b", LLVMConstVector(tO, 32), n));
-      /* bits 3 and 7 are clear: the nibble mask (a register fewer than a mask of 7) */
+      /* bits 3 and 7 are clear: the nibble mask (a register fewer than a mask of 7); in the K record (k_ish) the high
+       * nibbles masked in place, 16 times their value (no shift) */
       parts[4 * h] = band(e, QE, 15), parts[4 * h + 1] = band(e, QO, 15);
-      parts[4 * h + 2] = band(e, lshr(e, QE, 4), 15), parts[4 * h + 3] = band(e, lshr(e, QO, 4), 15);
+      if (q->korder) {
+        parts[4 * h + 2] = band(e, QE, 0xf0), parts[4 * h + 3] = band(e, QO, 0xf0);
+        b->csh[4 * h] = b->csh[4 * h + 1] = 4, b->ish = 4;
+      } else parts[4 * h + 2] = band(e, lshr(e, QE, 4), 15), parts[4 * h + 3] = band(e, lshr(e, QO, 4), 15);
     }
     b->uq = concat(e, parts, 8);
   } else {
-    twobit(q, 32, parts);
+    twobit(q, 32, parts, true);
     for (int i = 0; i < 8; i++) parts[i] = bor(e, parts[i], bitplane(e, hm, i, 2));
     b->uq = concat(e, parts, 8);
   }
@@ -314,7 +363,7 @@ static void q3k(qd *q, qblock *b) {
     wv = LLVMBuildInsertElement(e->b, wv, w1, LLVMConstInt(e->i32, 1, 0), "");
     sc = LLVMBuildSub(e->b, i16s(e, LLVMBuildBitCast(e->b, wv, vt(e->i8, 16), ""), false), splat16(e, 16, 32), "");
   }
-  b->scl = sc, b->mnl = LLVMBuildMul(e->b, sc, splat16(e, 16, -4), "");
+  b->scl = sc, b->mnl = LLVMBuildMul(e->b, sc, splat16(e, 16, -4 * (1 << b->ish)), "");
   b->qk = 256, b->S = 16;
   b->dA = f16_at(q, 108), b->dA_at = 108;
 }
@@ -974,19 +1023,26 @@ static LLVMValueRef split_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMV
 enum { K_SUMS = 256, K_DX = 288 };
 
 static bool decode_blocks_in(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int qk, qd *q, qblock *bb,
-                             bool chunk64);
+                             bool korder);
 
 static bool k_layout(kn_emit *e, kn_dtype fmt) { return kn_dtype_get(fmt)->block_elems == 256 && int_width(e) >= 32; }
 
 /* The K record's order of the activations: lane l of the W-byte chunk c holds element k_elem(c, l). Element order,
- * except Q2_K/Q3_K with 64-byte vectors, whose 64 bytes of 2-bit fields give four chunks of 64 lanes with no
- * shuffle (twobit64). */
+ * except Q2_K/Q3_K: with 64-byte vectors their 64 bytes of 2-bit fields give four chunks of 64 lanes with no
+ * shuffle (twobit64); with 32-byte vectors (k_pair) each 32 bytes of the block are taken with the dwords of their
+ * two 16-byte halves interleaved (pair_src, one vpermd per 32 bytes), so that every dword of a chunk's pair sums
+ * holds sub-blocks 2c and 2c + 1 in the same two words in both lanes: its multipliers are then one 8-byte broadcast
+ * load (k_dot), where element order takes a vpshufb per chunk. */
 static bool k_chunk64(kn_dtype fmt, int W) { return W == 64 && (fmt == KN_Q2_K || fmt == KN_Q3_K); }
-static int k_elem(kn_dtype fmt, int W, int c, int l) { return k_chunk64(fmt, W) ? 128 * (l / 32) + 32 * c + l % 32 : c * W + l; }
+static bool k_pair(kn_dtype fmt, int W) { return W == 32 && fmt == KN_Q3_K; }
+static bool k_order(kn_dtype fmt, int W) { return W >= 32 && (fmt == KN_Q2_K || fmt == KN_Q3_K); }
+static int k_elem(kn_dtype fmt, int W, int c, int l) {
+  return k_chunk64(fmt, W) ? 128 * (l / 32) + 32 * c + l % 32 : k_pair(fmt, W) ? 32 * c + pair_src(l) : c * W + l;
+}
 
 LLVMValueRef kn_quant_x_order(kn_emit *e, kn_dtype fmt, LLVMValueRef xq) {
   int W = int_width(e), idx[256];
-  if (!k_chunk64(fmt, W)) return xq;
+  if (!k_order(fmt, W)) return xq;
   for (int c = 0; c < 256 / W; c++)
     for (int l = 0; l < W; l++) idx[c * W + l] = k_elem(fmt, W, c, l);
   return shuf(e, xq, NULL, idx, 256);
@@ -998,6 +1054,7 @@ static void k_store(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, in
   if (fmt == KN_Q3_K) sums = LLVMBuildMul(e->b, sums, splat16(e, 16, -4), ""); /* its offset: k_dot */
   st(e, kn_quant_x_order(e, fmt, xq), rec, 64);
   st(e, sums, at(e, rec, K_SUMS), 32);
+  if (k_ish(e, fmt)) dx = LLVMBuildFMul(e->b, dx, LLVMConstReal(e->f32, 1.0 / (1 << k_ish(e, fmt))), ""); /* qblock's ish */
   st(e, dx, at(e, rec, K_DX), 4);
 }
 
@@ -1038,28 +1095,58 @@ static LLVMValueRef k_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValue
   qd q;
   qblock b;
   int W = int_width(e);
-  if (!decode_blocks_in(e, fmt, base, blk, 1, 256, &q, &b, k_chunk64(fmt, W))) return LLVMGetPoison(kn_e_vec(e->f32, vec));
+  if (!decode_blocks_in(e, fmt, base, blk, 1, 256, &q, &b, k_order(fmt, W))) return LLVMGetPoison(kn_e_vec(e->f32, vec));
   int n = W / 4, nsub = 256 / b.S;
-  LLVMValueRef tab = b.scl && fmt != KN_Q2_K ? k_table(e, fmt, b.scl, W, b.S) : NULL, I = NULL, scb = NULL;
-  if (fmt == KN_Q2_K) { /* the 16 4-bit scales as bytes in every 16-byte lane (a broadcast load and a mask) */
+  bool pair = k_pair(fmt, W);
+  LLVMValueRef tab = b.scl && fmt != KN_Q2_K && !pair ? k_table(e, fmt, b.scl, W, b.S) : NULL, I = NULL, scb = NULL, buf = NULL;
+  if (pair) { /* each sub-block's multiplier twice, in a stack buffer: chunk c's words (s 2c, s 2c, s 2c + 1, s 2c + 1)
+               * in every quadword are one broadcast load, in the order of the two in-lane unpacks that double the
+               * words. Volatile stores and loads: LLVM would else forward the stored vector to the loads as register
+               * shuffles (measured 15 % slower). Element order's per-chunk vpshufb of a word table (k_word) took
+               * eight mask registers, and the loop spilled. */
+    LLVMBuilderRef ab = LLVMCreateBuilderInContext(e->ctx);
+    LLVMValueRef first = LLVMGetFirstInstruction(e->entry);
+    if (first) LLVMPositionBuilderBefore(ab, first);
+    else LLVMPositionBuilderAtEnd(ab, e->entry);
+    buf = LLVMBuildAlloca(ab, LLVMArrayType2(e->i8, 64), "kscales");
+    LLVMSetAlignment(buf, 32);
+    LLVMDisposeBuilder(ab);
+    for (int hi = 0; hi < 2; hi++) {
+      int idx[16];
+      for (int w = 0; w < 16; w++) idx[w] = 8 * (w / 8) + 4 * hi + w % 8 / 2;
+      LLVMValueRef s = LLVMBuildStore(e->b, shuf(e, b.scl, NULL, idx, 16), at(e, buf, 32 * hi));
+      LLVMSetAlignment(s, 32), LLVMSetVolatile(s, 1);
+    }
+  } else if (fmt == KN_Q2_K) { /* the 16 4-bit scales as bytes in every 16-byte lane (a broadcast load and a mask) */
     int dup[64];
     for (int l = 0; l < W; l++) dup[l] = l % 16;
     scb = band(e, shuf(e, bytes(&q, 0, 16), NULL, dup, W), 15);
   }
+  LLVMValueRef G[8] = {NULL};
   for (int c = 0; c < 256 / W; c++) {
     LLVMValueRef x = ld(e, vt(e->i8, W), at(e, rec, c * W), al(W)), sw;
-    if (scb) { /* chunk c's multiplier words straight from the bytes, zero-extended: one in-lane vpshufb */
+    if (buf) {
+      LLVMValueRef w = ld(e, e->i64, at(e, buf, 8 * (c % 2) + 16 * (c / 4) + 32 * (c / 2 % 2)), 8);
+      LLVMSetVolatile(w, 1);
+      sw = LLVMBuildBitCast(e->b, kn_e_splat(e, w, W / 8), vt(e->i16, W / 2), "");
+    } else if (scb) { /* chunk c's multiplier words straight from the bytes, zero-extended: one in-lane vpshufb */
       int idx[64];
       for (int l = 0; l < W; l++) idx[l] = l % 2 ? W : 16 * (l / 16) + k_elem(fmt, W, c, 16 * (l / 16)) / b.S;
       sw = LLVMBuildBitCast(e->b, shuf(e, scb, LLVMConstNull(LLVMTypeOf(scb)), idx, W), vt(e->i16, W / 2), "");
     } else sw = tab ? k_word(e, tab, c) : splat16(e, W / 2, 1);
     LLVMValueRef t = maddwd(e, maddubs(e, slice(e, b.uq, c * W, W), x), sw);
-    I = I ? LLVMBuildAdd(e->b, I, t, "") : t;
+    int sh = b.ish ? b.csh[c] : 0; /* chunks summed by their multipliers' shift, the sums shifted once (ish) */
+    G[sh] = G[sh] ? LLVMBuildAdd(e->b, G[sh], t, "") : t;
   }
   LLVMValueRef M = NULL, dx = ld(e, e->f32, at(e, rec, K_DX), 4);
   /* Q3_K's record holds -4 times the sums (|sum| <= 16 * 127: fits i16), so its offset's multipliers are the scales */
   if (b.mnl) M = ifit(e, maddwd(e, fmt == KN_Q3_K ? b.scl : b.mnl, ld(e, vt(e->i16, nsub), at(e, rec, K_SUMS), 32)), n);
-  if (M && !b.dB) I = LLVMBuildAdd(e->b, I, M, ""), M = NULL; /* offsets of the quants (Q3_K, Q6_K): same scale */
+  if (M && !b.dB) /* offsets of the quants (Q3_K, Q6_K): same scale (Q3_K's the record's, unshifted) */
+    G[b.ish] = G[b.ish] ? LLVMBuildAdd(e->b, G[b.ish], M, "") : M, M = NULL;
+  int last = 0;
+  for (int sh = 7; sh >= 0; sh--)
+    if (G[sh]) I = I ? LLVMBuildAdd(e->b, shl(e, I, last - sh), G[sh], "") : G[sh], last = sh;
+  I = shl(e, I, last);
   LLVMTypeRef vf = vt(e->f32, n);
   if (M) { /* d and dmin side by side (Q2_K at 80, Q4_K/Q5_K at 0): one 32-bit load, one conversion, one multiply by
             * dx for both, and the min term subtracted (dB is -dmin) */
@@ -1105,13 +1192,13 @@ static void act_load(kn_emit *e, LLVMValueRef rec, int qk, int nblk, qact *a) {
 
 /* the blocks blk .. blk + nblk - 1 of the row at base, decoded; false (and an error) if fmt has no template for them */
 static bool decode_blocks_in(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef blk, int nblk, int qk, qd *q, qblock *bb,
-                             bool chunk64) {
+                             bool korder) {
   const kn_dtype_info *di = kn_dtype_get(fmt);
   bool ok = (nblk == 1 || (nblk == 2 && di->block_elems == 32)) && qk <= 256;
   for (int i = 0; ok && i < nblk; i++) {
     LLVMValueRef off = LLVMBuildMul(e->b, LLVMBuildAdd(e->b, blk, LLVMConstInt(e->i64, (unsigned)i, 0), ""),
                                     LLVMConstInt(e->i64, (unsigned)di->block_bytes, 0), "");
-    q[i] = (qd){.e = e, .bp = LLVMBuildGEP2(e->b, e->i8, base, &off, 1, ""), .chunk64 = chunk64};
+    q[i] = (qd){.e = e, .bp = LLVMBuildGEP2(e->b, e->i8, base, &off, 1, ""), .korder = korder};
     ok = decode(&q[i], fmt, &bb[i]) && qk == nblk * bb[i].qk && (nblk == 1 || (!bb[i].scl && !bb[i].mnl));
   }
   if (!ok) kn_efail(e, "no integer-dot template for %d %s block(s) over %d elements", nblk, di->name, qk);
@@ -1325,7 +1412,7 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
   for (int k = 0; k < nblk && k < 2; k++) {
     LLVMValueRef bi = k ? LLVMBuildAdd(e->b, blk, LLVMConstInt(e->i64, (unsigned)k, 0), "") : blk;
     LLVMValueRef off = LLVMBuildMul(e->b, bi, LLVMConstInt(e->i64, (unsigned)di->block_bytes, 0), "");
-    qd q = {.e = e, .bp = LLVMBuildGEP2(e->b, e->i8, base, &off, 1, ""), .chunk64 = k_chunk64(fmt, int_width(e))};
+    qd q = {.e = e, .bp = LLVMBuildGEP2(e->b, e->i8, base, &off, 1, ""), .korder = k_order(fmt, int_width(e))};
     if (!decode(&q, fmt, &bs[k])) nblk = 0;
   }
   if (nblk < 1 || nblk > 2 || bs[0].qk > 256 || ntok > 16 || (nblk == 2 && (bs[0].qk != 32 || bs[0].scl || bs[0].mnl))) {
@@ -1356,10 +1443,11 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
       LLVMValueRef args[2] = {us[c], LLVMConstInt(e->i1, 0, 0)};
       us[c] = kn_e_intrinsic(e, "llvm.abs", LLVMTypeOf(us[c]), args, 2);
     }
-    if (b.scl && k_chunk64(fmt, W)) { /* the GEMV's chunk order: lane l of chunk c is element k_elem(c, l) */
+    if (b.scl && k_order(fmt, W)) { /* the GEMV's chunk order: lane l of chunk c is element k_elem(c, l) */
       int idx[32];
       for (int l = 0; l < W / 2; l++) idx[l] = k_elem(fmt, W, c, 2 * l) / b.S;
       ps[c] = shuf(e, b.scl, NULL, idx, W / 2);
+      if (b.ish) ps[c] = shl(e, ps[c], b.csh[c]); /* k_dot's multipliers of chunks masked in place */
     } else ps[c] = b.scl ? per_pair(e, b.scl, c * W, W, b.S) : NULL;
   }
   /* dA * dx of every token (and block): [nblk][U] */
@@ -1404,6 +1492,7 @@ void kn_quant_dot_tile(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValueRef
     }
     if (nsub > 1) { /* the K formats: k_dot's arithmetic per token (the mins as its integer lanes or their own term) */
       LLVMValueRef dxu = LLVMBuildExtractElement(e->b, dxv, LLVMConstInt(e->i32, (unsigned)u, 0), ""), M = NULL, sv = NULL;
+      if (b.ish) dxu = LLVMBuildFMul(e->b, dxu, LLVMConstReal(e->f32, 1.0 / (1 << b.ish)), ""); /* k_store's */
       if (b.mnl) {
         LLVMValueRef o = c64(&q, (long long)u * nsub);
         sv = LLVMBuildLoad2(e->b, vt(e->i16, nsub), LLVMBuildGEP2(e->b, e->i16, sp, &o, 1, ""), "");
