@@ -226,7 +226,6 @@ static void twobit(qd *q, int qs, LLVMValueRef *parts, bool perm) {
 }
 
 static LLVMValueRef u32_at(qd *q, long long off);
-static bool x86(kn_emit *e);
 static LLVMValueRef words_i16(kn_emit *e, LLVMValueRef lo, LLVMValueRef hi);
 
 /* Q2_K and Q3_K's low bits in the 64-byte chunk order (chunk64): the 64 bytes at qs in one vector, chunk g holds
@@ -238,16 +237,17 @@ static void twobit64(qd *q, int qs, LLVMValueRef *parts) {
 }
 
 /* The K record's Q2_K and Q3_K on AVX2 take their 2-bit fields masked in place where they can (k_dot, qblock's ish):
- * the vector shifts, on the two shuffle pipes with the multipliers' vpshufb, were the bottleneck. */
-static int k_ish(kn_emit *e, kn_dtype fmt) { return int_width(e) == 32 && x86(e) && (fmt == KN_Q2_K || fmt == KN_Q3_K) ? 4 : 0; }
+ * their loops are bound by the count of vector operations on the four FP pipes (llvm-mca), and a probe with masks
+ * only (wrong values) ran Q2_K 15 % faster than its shifts and masks. */
+static int k_ish(kn_emit *e, kn_dtype fmt) { return int_width(e) == 32 && x86(e) && feat(e, "avx2") && (fmt == KN_Q2_K || fmt == KN_Q3_K) ? 4 : 0; }
 
 static void q2k(qd *q, qblock *b) {
   kn_emit *e = q->e;
   LLVMValueRef parts[8], sc;
   if (q->korder && int_width(e) == 64) twobit64(q, 16, parts), b->uq = concat(e, parts, 4);
   else if (q->korder && k_ish(e, KN_Q2_K)) { /* fields 0-2 masked in place (1, 4, 16 times), field 3 at bits 4-5: one
-                                             * shift per 32 bytes, where element order takes three; 16 times the mins
-                                             * as a byte shuffle (no lane-crossing widening) and a mask */
+                                             * shift per 32 bytes, where element order takes three; the mins 16 m
+                                             * (masked, not shifted) */
     static const signed char sh[4] = {4, 2, 0, 0};
     for (int h = 0; h < 2; h++) {
       LLVMValueRef v = bytes(q, 16 + 32 * h, 32);
@@ -258,13 +258,8 @@ static void q2k(qd *q, qblock *b) {
     b->uq = concat(e, parts, 8), b->ish = 4;
   } else twobit(q, 16, parts, false), b->uq = concat(e, parts, 8);
   sc = bytes(q, 0, 16);
-  b->scl = i16s(e, band(e, sc, 15), false), b->mnl = lshr(e, i16s(e, sc, false), 4); /* words: no mask */
-  if (b->ish) {
-    int dup[32], idx[32];
-    for (int l = 0; l < 32; l++) dup[l] = l % 16, idx[l] = l % 2 ? 32 : 16 * (l / 16) + l / 2;
-    LLVMValueRef w = shuf(e, shuf(e, sc, NULL, dup, 32), LLVMConstNull(vt(e->i8, 32)), idx, 32);
-    b->mnl = band(e, LLVMBuildBitCast(e->b, w, vt(e->i16, 16), ""), 0xf0);
-  }
+  b->scl = i16s(e, band(e, sc, 15), false);
+  b->mnl = b->ish ? band(e, i16s(e, sc, false), 0xf0) : lshr(e, i16s(e, sc, false), 4); /* words: one mask or shift */
   b->qk = 256, b->S = 16;
   b->dA = f16_at(q, 80), b->dA_at = 80, b->dB = LLVMBuildFNeg(e->b, f16_at(q, 82), "");
 }
@@ -320,7 +315,7 @@ static void q3k(qd *q, qblock *b) {
       /* bits 3 and 7 are clear: the nibble mask (a register fewer than a mask of 7); in the K record (k_ish) the high
        * nibbles masked in place, 16 times their value (no shift) */
       parts[4 * h] = band(e, QE, 15), parts[4 * h + 1] = band(e, QO, 15);
-      if (q->korder) {
+      if (q->korder && k_ish(e, KN_Q3_K)) {
         parts[4 * h + 2] = band(e, QE, 0xf0), parts[4 * h + 3] = band(e, QO, 0xf0);
         b->csh[4 * h] = b->csh[4 * h + 1] = 4, b->ish = 4;
       } else parts[4 * h + 2] = band(e, lshr(e, QE, 4), 15), parts[4 * h + 3] = band(e, lshr(e, QO, 4), 15);

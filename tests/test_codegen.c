@@ -1158,7 +1158,8 @@ static bool run_mm(kn_dtype q, int64_t T, int64_t N, int64_t K, const float *x, 
  * tiled template, quant_mm.c) give the same bits, N past a register block, T of a batched decode pass and past 16
  * (Q8_0's records change there), every format at block counts that take each of the GEMV's record shapes (one
  * block, pairs, groups of four, and odd counts where a row's last record is narrower), on 64-, 32- and 16-byte
- * vectors (Q2_K and Q3_K on AVX-512 in both in the 2-bit fields' chunk order, kn_quant_x_order). */
+ * vectors (Q2_K and Q3_K on AVX-512 in both in the 2-bit fields' chunk order, Q3_K on AVX2 in its dword-pair order,
+ * kn_quant_x_order; AVX2 Q2_K/Q3_K with fields masked in place, their sums 16 times and dx / 16). */
 static void test_qmm_alone(void) {
   const kn_target *tg = kn_device_target(dev);
   if (tg->kind != KN_TARGET_CPU) return;
