@@ -483,26 +483,27 @@ int kn_quant_dot_blocks(const kn_target *t, kn_dtype fmt, bool hoisted) {
  * llvm-mca -mcpu=znver4, bytes of weights per cycle per core of the inner loop at 8 / 16 / 32 rows: AVX-512 q8_0
  * 6.8 / 9.6 / 10.0, q5_0 4.1 / 5.0 / 5.8, q5_1 3.6 / 4.2 / 3.9, q4_k 3.7 / 5.1 / 5.8, q6_k 5.4 / 6.7 / 8.6, q2_k
  * 2.5 / 3.3 / 3.8; AVX2 (16 registers) at 8 / 16: q4_k 3.7 / 4.4, q6_k 4.6 / 5.3, q2_k 1.9 / 2.6, q4_0 2.7 / 3.3,
- * but q5_0 2.8 / 2.4 (spills). Quantized once per call (hoisted), the rows share only the loads of the records,
- * and a block of rows whose accumulators fill the registers spills: AVX-512 at 8 / 16 / 32 rows q8_0 14.6 / 14.8 /
- * 13.4, q5_0 6.7 / 6.8 / 6.8, q4_k 6.8 / 6.6 / 7.0, q6_k 9.6 / 9.9 / 10.0; AVX2 at 8 / 16 q8_0 12.6 / 5.2, q4_k
- * 5.3 / 5.9, q6_k 6.2 / 6.0, q2_k 2.9 / 3.1. With the AVX2 split records' scales and high bits as broadcast
- * loads (-mcpu=znver4, 1 / 2 / 4 / 8 rows): q4_0 6.7 / 8.3 / 8.5 / 8.4, q4_1 6.7 / 7.8 / 7.1 / 7.0, q5_0 4.9 / 4.7 /
- * 3.8 / 4.3, q5_1 4.8 / 4.7 / 4.6 / 4.4 (one row pays a horizontal sum per short row); with the fifth bit in four
- * operations and the pairs of blocks from 32-byte loads (1 / 2 / 4 rows): q4_1 7.2 / 8.4 / 7.2, q5_0 6.5 / 6.7 / 5.7,
- * q5_1 6.5 / 6.4 / 5.8. KILN_QROWS=N overrides. */
+ * but q5_0 2.8 / 2.4 (spills).
+ * Quantized once per call (hoisted: decode), the rows share only the loads of their activation records, which come
+ * from L1 anyway, and one row per work item is the fastest for weights streamed from DRAM: the work items then read
+ * the weight in memory order, one stream per thread whose prefetches (lower.c) go out evenly, where a block of R
+ * rows reads R interleaved streams and issues R rows' prefetches at once. Alternating configs pass by pass
+ * (bench_stream, 200 passes, the 0.5B models' shapes each in 24 copies (gate, down) or the 145 MB logits, loaded
+ * host), GB/s at the old rows / one row: AVX-512 logits q8_0 17.1 / 27.5 (16 rows), q8_0 4864x896 21.2 / 28.9 (16),
+ * q6_k 896x4864 24.5 / 30.0 (2), q4_k 4864x1024 31.3 / 34.8 (2); AVX2 q5_0 4864x896 17.2 / 21.6 (2), logits
+ * q8_0 35.3 / 36.5 (8), q4_0 20.6 / 21.8 (8). Cache-resident, one row costs little or nothing: THREADS=1
+ * bench_matmul 64 31 gemv, 1024- and 9728-row weights, GB/s at the old rows / one row: AVX-512 q5_0 53.0 / 55.2 and
+ * 46.9 / 51.9, q4_k 49.6 / 51.1 and 47.3 / 48.2, q6_k 67.9 / 67.7 and 64.0 / 66.9, q4_0 63.9 / 64.0, q8_0 70.8 /
+ * 61.4 and 64.4 / 62.7; AVX2 q5_0 25.8 / 26.3, q4_0 32.7 / 31.0, the K formats one row already, but q8_0 53.3 /
+ * 43.9 and 52.0 / 43.1: one row's loop there waits on the row's one chain of multiply-adds (two 34-byte blocks per
+ * two FMA latencies; the order of a row's additions is fixed, the batched tile repeats it; 4096x4096 at 1 / 2 / 4 /
+ * 8 rows: 37.2 / 50.5 / 50.8 / 47.7 GB/s per core). It still takes one row: streamed it is the faster (bench_stream
+ * 150 passes, 1 / 2 rows: logits 39.6 / 34.6 GB/s, 4864x896 x24 30.6 / 26.4), and two cores compute ~75 GB/s.
+ * KILN_QROWS=N overrides. */
 int kn_quant_dot_rows(const kn_target *t, kn_dtype fmt, bool hoisted) {
-  if (hoisted && kn_getenv_int("KILN_QROWS", 0) > 0) return kn_getenv_int("KILN_QROWS", 0);
-  /* The K formats (one block per QDOT, decoded with many constants and temporaries) spill at these widths: measured
-   * on Zen 5 (THREADS=1 bench_matmul 64 31 gemv, GFLOP per CPU second at 1 / 2 / 4 / 8 / 16 rows), AVX-512 q2_k
-   * 208 / 200 / 207 / 206 / 172, q3_k 158 / 155 / 164 / 161 / 125, q4_k 176 / 184 / 166 / 164 / 119, q5_k 144 / 148 /
-   * 139 / 123 / 78, q6_k 149 / 150 / 145 / 136 / 104; AVX2 at 1 / 2 / 4 / 8 q2_k 129 / 116 / 121 / 116, q3_k 84 / 79
-   * / 80 / 75, q4_k 129 / 121 / 114 / 102, q5_k 92 / 87 / 82 / 76, q6_k 91 / 82 / 84 / 78 (llvm-mca -mcpu=znver4,
-   * which splits 512-bit operations in two, favoured 16 and 8). */
-  if (hoisted && kn_dtype_get(fmt)->block_elems == 256 && t_int_width(t) >= 32)
-    return t_int_width(t) == 64 ? (fmt == KN_Q2_K || fmt == KN_Q3_K ? 4 : 2) : 1;
-  if (hoisted && t->vector_bytes >= 64) return fmt == KN_Q5_1 ? 8 : 16;
-  if (hoisted) return fmt == KN_Q4_1 || fmt == KN_Q5_0 || fmt == KN_Q5_1 ? 2 : 8;
+  if (hoisted && kn_getenv_int("KILN_QROWS", 0) > 0) return (int)kn_getenv_int("KILN_QROWS", 0);
+  if (hoisted && t_int_width(t) >= 32) return 1;
+  if (hoisted) return fmt == KN_Q4_1 || fmt == KN_Q5_0 || fmt == KN_Q5_1 ? 2 : 8; /* SSE, NEON: not measured at one */
   if (t->vector_bytes >= 64) return fmt == KN_Q5_1 ? 16 : 32;
   if (t->vector_bytes >= 32) return fmt == KN_Q5_0 ? 8 : 16;
   return 8;

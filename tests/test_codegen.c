@@ -11,6 +11,7 @@
 
 #include "codegen/codegen.h"
 #include "codegen/loopir.h"
+#include "device/base/env.h"
 #include "device/device.h"
 #include "tests/kernel_ref.h"
 #include "tests/ref_quant.h"
@@ -904,8 +905,8 @@ static void test_qdot_pair(void) {
 
 /* The GEMV's weight prefetch (codegen/lower.c): beside each QDOTR of the decode path a PREFETCH of the same weight,
  * its block index that of the QDOTR plus the blocks of one work item (the rows of the item's register block times
- * the blocks of a row: exactly the blocks the next work item dots there) times the items that make it 4 KB or more
- * (the same blocks of a later item), covering the QDOTR's bytes; none with
+ * the blocks of a row: exactly the blocks the next work item dots there) times the items that make it
+ * KILN_PREFETCH_BYTES (8 KB) or more (the same blocks of a later item), covering the QDOTR's bytes; none with
  * KILN_PREFETCH=0. A prefetch cannot change a result (test_qdot and test_qdot_pair run with it), so this checks its
  * address: a distance off by a row or a block would still pass those. */
 static int prefetch_count(const kn_kernel *k, const kn_sched *s, int64_t rows, int64_t K, kn_dtype q, const char *name) {
@@ -914,7 +915,8 @@ static int prefetch_count(const kn_kernel *k, const kn_sched *s, int64_t rows, i
   if (!lp) return fail_line("%s: lowering: %s", name, err), -1;
   const kn_dtype_info *di = kn_dtype_get(q);
   int64_t items = lp->global[0], item = rows * K / di->block_elems / items; /* blocks per work item */
-  int64_t ahead = item * ((4096 + item * (int64_t)di->block_bytes - 1) / (item * (int64_t)di->block_bytes)); /* >= 4 KB */
+  int64_t bytes = kn_getenv_int("KILN_PREFETCH_BYTES", 8192);
+  int64_t ahead = item * ((bytes + item * (int64_t)di->block_bytes - 1) / (item * (int64_t)di->block_bytes)); /* >= 8 KB */
   int n = 0, nq = 0, bad = 0;
   for (int i = 0; i < lp->n; i++) {
     const kn_lop *o = &lp->ops[i];
