@@ -455,6 +455,10 @@ int kn_emit_ops(kn_emit *e, LLVMValueRef *params, LLVMValueRef vars, LLVMValueRe
         v = LLVMBuildLoad2(e->b, e->i64, LLVMBuildGEP2(e->b, e->i64, vars, &ix, 1, ""), "var");
         break;
       }
+      if (o->op == KN_L_SPECIAL && o->arg == KN_SP_FIRST0 && gl < 0) { /* the call's first item */
+        v = start;
+        break;
+      }
       if (o->op != KN_L_SPECIAL || o->arg != KN_SP_GLOBAL0 || gl >= 0)
         return kn_efail(e, "the CPU runs only global id 0 (op %d, %s)", i, kn_lop_name(o->op));
       gl = nl;

@@ -283,7 +283,8 @@ void kn_lprog_print(const kn_lprog *p, FILE *f) {
       else fprintf(f, " %" PRId64, o->val.i);
       break;
     case KN_L_SPECIAL:
-      fprintf(f, " %s%d [0,%" PRId64 ")", o->arg < KN_SP_LOCAL0 ? "gidx" : "lidx", (int)(o->arg % 3), o->size);
+      fprintf(f, " %s%d [0,%" PRId64 ")", o->arg == KN_SP_FIRST0 ? "first_gidx" : o->arg < KN_SP_LOCAL0 ? "gidx" : "lidx",
+              (int)(o->arg % 3), o->size);
       break;
     case KN_L_RANGE: fprintf(f, " [0,%" PRId64 ")", o->size); break;
     case KN_L_SCRATCH: fprintf(f, " %" PRId64 " bytes", o->size); break;

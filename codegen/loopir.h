@@ -48,7 +48,8 @@ typedef enum {
   KN_L_COUNT
 } kn_lop_type;
 
-enum { KN_SP_GLOBAL0, KN_SP_GLOBAL1, KN_SP_GLOBAL2, KN_SP_LOCAL0, KN_SP_LOCAL1, KN_SP_LOCAL2 };
+/* SPECIAL: work item ids; FIRST0, on the CPU, the first global id 0 of the call (a call runs a range of them) */
+enum { KN_SP_GLOBAL0, KN_SP_GLOBAL1, KN_SP_GLOBAL2, KN_SP_LOCAL0, KN_SP_LOCAL1, KN_SP_LOCAL2, KN_SP_FIRST0 };
 
 typedef struct {
   kn_lop_type op;

@@ -202,24 +202,64 @@ static int record_index(lower *L, int g) {
  * 952 bytes): too short for the hardware prefetcher to get ahead of the loads, so with the weights in DRAM every row
  * started with demand misses. Work items take consecutive rows, so the blocks one work item ahead of the ones about
  * to be dotted are the next item's: fetching them now overlaps the memory traffic with this item's arithmetic. The
- * weight's blocks per work item is that distance (0: no prefetch, e.g. fewer blocks than items), times the items
- * that make it at least KILN_PREFETCH_BYTES (default 8 KB): a work item of one row (kn_quant_dot_rows, about 1 KB)
- * is done in less than a DRAM latency. Measured with bench_stream (the 0.5B models' GEMV shapes streamed from DRAM,
- * 200 alternating passes, loaded host), whole pass AVX-512 / AVX2: 4 KB ahead 18.2 / 27.1 GB/s, 8 KB 18.4 / 28.2,
- * 16 KB 17.2 / 27.9; the 145 MB Q8_0 logits alone on AVX-512 27.5 at 4 KB, 38.5 at 8 KB. */
-static int prefetch(lower *L, const kn_kop *w, int param, int blk, int elems) {
-  kn_lctx *c = &L->c;
-  if (!c->s->qdot_prefetch) return 0;
+ * weight's blocks per work item (*per) is that distance (0: no prefetch, e.g. fewer blocks than items), times the
+ * items that make it at least KILN_PREFETCH_BYTES (default 8 KB): a work item of one row (kn_quant_dot_rows, about
+ * 1 KB) is done in less than a DRAM latency. Measured with bench_stream (the 0.5B models' GEMV shapes streamed from
+ * DRAM, 200 alternating passes, loaded host), whole pass AVX-512 / AVX2: 4 KB ahead 18.2 / 27.1 GB/s, 8 KB 18.4 /
+ * 28.2, 16 KB 17.2 / 27.9; the 145 MB Q8_0 logits alone on AVX-512 27.5 at 4 KB, 38.5 at 8 KB. */
+static int64_t prefetch_ahead(const lower *L, const kn_kop *w, int64_t *per) {
+  const kn_lctx *c = &L->c;
   const kn_dtype_info *di = kn_dtype_get(c->k->bufs[w->buf].dtype);
-  int64_t ahead = c->k->bufs[w->buf].nelems / di->block_elems / (c->p->global[0] > 0 ? c->p->global[0] : 1);
-  int64_t bytes = kn_getenv_int("KILN_PREFETCH_BYTES", 8192);
+  int64_t items = 1, bytes = kn_getenv_int("KILN_PREFETCH_BYTES", 8192);
+  for (int i = 0; i < c->s->n; i++) /* the work items kn_lower_work_items makes */
+    if (c->s->p[i].kind == KN_AX_GLOBAL) items *= c->s->p[i].size;
+  int64_t ahead = *per = c->k->bufs[w->buf].nelems / di->block_elems / items;
   if (ahead < 1) return 0;
   if (bytes > 0) ahead *= (bytes + ahead * (int64_t)di->block_bytes - 1) / (ahead * (int64_t)di->block_bytes);
+  return ahead;
+}
+
+static int prefetch(lower *L, const kn_kop *w, int param, int blk, int elems) {
+  kn_lctx *c = &L->c;
+  const kn_dtype_info *di = kn_dtype_get(c->k->bufs[w->buf].dtype);
+  int64_t per, ahead = c->s->qdot_prefetch ? prefetch_ahead(L, w, &per) : 0;
+  if (ahead < 1) return 0;
   int src[2] = {param, kn_l_alu(c->p, KN_KOP_ADD, KN_I64, blk, kn_l_const_i(c->p, KN_I64, ahead))};
   int v = kn_l_add(c->p, KN_L_PREFETCH, KN_I64, 1, 2, src, 0, c->k->bufs[w->buf].dtype);
   if (v < 0) return kn_lfail(c, "out of memory");
   c->p->ops[v].size = (int64_t)elems / di->block_elems * di->block_bytes;
   return 0;
+}
+
+/* The items of a call before the first one its work items prefetch ahead were fetched by nothing: the pool splits a
+ * launch into a few ranges of items per thread, so a small GEMV (a 0.5B model's k and v: 128 rows) was mostly such
+ * demand-missed starts. The call's prologue prefetches them, the weight's blocks from the call's first item's on
+ * (taking the items' blocks as consecutive, as prefetch does: where they are not, only a hint goes astray). */
+static int lead_prefetch(lower *L) {
+  kn_lctx *c = &L->c;
+  if (!c->s->qdot_prefetch) return 0;
+  int first = -1;
+  for (int r = 0; r < L->nreds; r++) {
+    const kn_kop *xn, *w = qdot_weight(L, r, &xn);
+    bool seen = false;
+    for (int o = 0; o < r && w; o++) {
+      const kn_kop *xo, *wo = qdot_weight(L, o, &xo);
+      seen |= wo && wo->buf == w->buf;
+    }
+    int64_t per, ahead = w && !seen ? prefetch_ahead(L, w, &per) : 0;
+    if (ahead < 1) continue;
+    if (first < 0) {
+      int64_t items = 1;
+      for (int i = 0; i < c->s->n; i++) items *= c->s->p[i].kind == KN_AX_GLOBAL ? c->s->p[i].size : 1;
+      if ((first = kn_l_add(c->p, KN_L_SPECIAL, KN_I64, 1, 0, NULL, 0, KN_SP_FIRST0)) < 0) return kn_lfail(c, "out of memory");
+      c->p->ops[first].size = items, c->p->ops[first].lo = 0, c->p->ops[first].hi = items - 1;
+    }
+    int src[2] = {c->params[w->buf], kn_l_alu(c->p, KN_KOP_MUL, KN_I64, first, kn_l_const_i(c->p, KN_I64, per))};
+    int v = kn_l_add(c->p, KN_L_PREFETCH, KN_I64, 1, 2, src, 0, c->k->bufs[w->buf].dtype);
+    if (v < 0) return kn_lfail(c, "out of memory");
+    c->p->ops[v].size = ahead * kn_dtype_get(c->k->bufs[w->buf].dtype)->block_bytes;
+  }
+  return c->p->failed ? kn_lfail(c, "out of memory") : 0;
 }
 
 /* x * W over the unrolled instances, which cover whole blocks of W: the activations of each block's instances, one
@@ -414,7 +454,8 @@ static int lower_expr(lower *L) {
   if (k->root->dtype != k->bufs[0].dtype)
     return kn_lfail(c, "root dtype %s differs from output buffer dtype %s", kn_dtype_name(k->root->dtype),
                     kn_dtype_name(k->bufs[0].dtype));
-  if (kn_lower_params(c) || collect_reds(L, k->root, 0) || lower_qx(L) || kn_lower_work_items(c)) return -1;
+  if (kn_lower_params(c) || collect_reds(L, k->root, 0) || lower_qx(L) || lead_prefetch(L) || kn_lower_work_items(c))
+    return -1;
   int loops[KN_MAXPIECES], nloops = 0;
   for (int i = 0; i < c->s->n; i++)
     if (c->s->p[i].kind == KN_AX_LOOP) c->piece_op[i] = loops[nloops++] = kn_l_range(c->p, c->s->p[i].size);

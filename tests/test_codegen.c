@@ -906,9 +906,10 @@ static void test_qdot_pair(void) {
 /* The GEMV's weight prefetch (codegen/lower.c): beside each QDOTR of the decode path a PREFETCH of the same weight,
  * its block index that of the QDOTR plus the blocks of one work item (the rows of the item's register block times
  * the blocks of a row: exactly the blocks the next work item dots there) times the items that make it
- * KILN_PREFETCH_BYTES (8 KB) or more (the same blocks of a later item), covering the QDOTR's bytes; none with
- * KILN_PREFETCH=0. A prefetch cannot change a result (test_qdot and test_qdot_pair run with it), so this checks its
- * address: a distance off by a row or a block would still pass those. */
+ * KILN_PREFETCH_BYTES (8 KB) or more (the same blocks of a later item), covering the QDOTR's bytes; and before the
+ * work-item loop one PREFETCH of those leading blocks, from the call's first item's (SPECIAL first_gidx times the
+ * blocks of an item) on; none with KILN_PREFETCH=0. A prefetch cannot change a result (test_qdot and test_qdot_pair
+ * run with it), so this checks its address: a distance off by a row or a block would still pass those. */
 static int prefetch_count(const kn_kernel *k, const kn_sched *s, int64_t rows, int64_t K, kn_dtype q, const char *name) {
   char err[256] = "";
   kn_lprog *lp = kn_lower(k, s, err, sizeof err);
@@ -917,10 +918,22 @@ static int prefetch_count(const kn_kernel *k, const kn_sched *s, int64_t rows, i
   int64_t items = lp->global[0], item = rows * K / di->block_elems / items; /* blocks per work item */
   int64_t bytes = kn_getenv_int("KILN_PREFETCH_BYTES", 8192);
   int64_t ahead = item * ((bytes + item * (int64_t)di->block_bytes - 1) / (item * (int64_t)di->block_bytes)); /* >= 8 KB */
-  int n = 0, nq = 0, bad = 0;
+  int n = 0, nq = 0, bad = 0, lead = 0;
+  bool in_items = false;
   for (int i = 0; i < lp->n; i++) {
     const kn_lop *o = &lp->ops[i];
     if (o->op == KN_L_QDOTR) nq++;
+    in_items |= o->op == KN_L_SPECIAL && o->arg == KN_SP_GLOBAL0;
+    if (o->op == KN_L_PREFETCH && !in_items) { /* the call's leading items */
+      const kn_lop *a = &lp->ops[o->src[1]], *f = NULL, *m = NULL;
+      if (a->op == KN_L_ALU && a->alu == KN_KOP_MUL && a->nsrc == 2)
+        for (int j = 0; j < 2; j++)
+          if (lp->ops[a->src[j]].op == KN_L_SPECIAL && lp->ops[a->src[j]].arg == KN_SP_FIRST0) f = &lp->ops[a->src[j]], m = &lp->ops[a->src[1 - j]];
+      if ((!f || m->op != KN_L_CONST || m->val.i != item || o->size != ahead * di->block_bytes) && bad++ < 2)
+        fail_line("%s: PREFETCH %d before the work items is not the %lld blocks from the first item's", name, i, (long long)ahead);
+      lead++;
+      continue;
+    }
     if (o->op != KN_L_PREFETCH) continue;
     n++;
     const kn_lop *a = &lp->ops[o->src[1]], *qd = NULL;
@@ -935,8 +948,10 @@ static int prefetch_count(const kn_kernel *k, const kn_sched *s, int64_t rows, i
                 name, i, (long long)ahead, (long long)(rows / items), (long long)items,
                 (long long)(elems / di->block_elems * di->block_bytes));
   }
-  if (n && (n != nq || rows % items || (rows / items) * K / di->block_elems != item) && bad++ < 2)
-    fail_line("%s: %d PREFETCH for %d QDOTR, %lld rows on %lld work items", name, n, nq, (long long)rows, (long long)items);
+  if (n && (n != nq || lead != 1 || rows % items || (rows / items) * K / di->block_elems != item) && bad++ < 2)
+    fail_line("%s: %d PREFETCH for %d QDOTR and %d before the items, %lld rows on %lld work items", name, n, nq, lead,
+              (long long)rows, (long long)items);
+  if (!n && lead && bad++ < 2) fail_line("%s: a PREFETCH before the work items but none in them", name);
   kn_lprog_free(lp);
   return bad ? -1 : n;
 }
