@@ -87,6 +87,23 @@ static bool reused_along(const kn_kernel *k, const loadset *ls, int a, bool quan
   return false;
 }
 
+/* Do two block-format loads in the reduce read the same weight mirrored along axis a (strides s and -s, all others
+ * alike)? A GEMV with RoPE fused reads row pairs so: output half 0 of a pair sums rows j and j + 32 of a head, half 1
+ * rows j + 32 and j. */
+static bool mirrored_along(const kn_kernel *k, const loadset *ls, int a) {
+  for (int i = 0; i < ls->n; i++)
+    for (int j = i + 1; j < ls->n; j++) {
+      const kn_kop *x = ls->loads[i], *y = ls->loads[j];
+      if (!ls->in_red[i] || !ls->in_red[j] || !is_quant_load(k, x) || x->buf != y->buf || x->st.nviews != 1 || y->st.nviews != 1)
+        continue;
+      const kn_view *vx = &x->st.v[0], *vy = &y->st.v[0];
+      bool alike = vx->ndim == vy->ndim && a < vx->ndim && vx->strides[a] && vx->strides[a] == -vy->strides[a];
+      for (int d = 0; alike && d < vx->ndim; d++) alike = d == a || vx->strides[d] == vy->strides[d];
+      if (alike) return true;
+    }
+  return false;
+}
+
 /* The largest block of the block-format loads that walk axis a contiguously (0: none). */
 static int64_t quant_block_along(const kn_kernel *k, const loadset *ls, int a) {
   int64_t qk = 0;
@@ -274,6 +291,11 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
         while (f > 1 && k->shape[a] % f) f /= 2;
         if (f > 1) pl[a].up = f, budget /= f;
       }
+    /* both halves of a mirrored pair in one work item: the rows one half sums are the other's, so lower.c's shared
+     * accumulators dot each row once where two items dotted it twice (the rows per item stay one per half) */
+    for (int a = 0; a < nout && qdot && hoist; a++)
+      if (a != vaxis && pl[a].up == 1 && k->shape[a] == 2 && mirrored_along(k, &ls, a))
+        pl[a].up = 2;
     /* small reductions: unroll the whole reduce axis */
     int64_t rest = k->shape[r] / pl[r].vec, block = 1;
     for (int a = 0; a < nout; a++) block *= pl[a].up;
