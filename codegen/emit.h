@@ -43,6 +43,8 @@ LLVMValueRef kn_e_fconst(LLVMTypeRef ty, double v);
 LLVMValueRef kn_e_iconst(LLVMTypeRef ty, long long v);
 LLVMValueRef kn_e_splat(kn_emit *e, LLVMValueRef v, int vec);
 LLVMValueRef kn_e_intrinsic(kn_emit *e, const char *name, LLVMTypeRef overload, LLVMValueRef *args, int nargs);
+/* a stack slot of type t in the entry block (static: one per call, not per loop iteration); align 0: t's own */
+LLVMValueRef kn_e_entry_alloca(kn_emit *e, LLVMTypeRef t, unsigned align, const char *name);
 /* Float ops with the fast-math flags kiln allows (contraction only: results stay IEEE otherwise). */
 LLVMValueRef kn_e_fadd(kn_emit *e, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef kn_e_fmul(kn_emit *e, LLVMValueRef a, LLVMValueRef b);
@@ -91,7 +93,8 @@ int kn_quant_dot_sub(kn_dtype fmt);
 void kn_quant_x_block(kn_emit *e, kn_dtype fmt, const LLVMValueRef *xs, int nx, int vec, LLVMValueRef *xq, LLVMValueRef *dx,
                       LLVMValueRef *sums);
 /* a 256-element block's quantized activations in the K record's order (the GEMV's and the tile's): element order,
- * except Q2_K/Q3_K on 64-byte vectors, whose lane l of 64-byte chunk c holds element 128 (l / 32) + 32 c + l % 32 */
+ * except Q2_K/Q3_K on 64-byte vectors, whose lane l of 64-byte chunk c holds element 128 (l / 32) + 32 c + l % 32,
+ * and Q3_K on 32-byte vectors, each 32 bytes with the dwords of its two 16-byte halves interleaved (quant_dot.c k_elem) */
 LLVMValueRef kn_quant_x_order(kn_emit *e, kn_dtype fmt, LLVMValueRef xq);
 int kn_quant_dot_tile_blocks(const kn_target *t, kn_dtype fmt, int64_t nb, bool *split);
 int kn_quant_dot_lanes(kn_emit *e, kn_dtype fmt, int nblk);

@@ -318,11 +318,16 @@ int kn_lower_params(kn_lctx *c) {
 
 int kn_lower_prologue(kn_lctx *c) { return kn_lower_params(c) || kn_lower_work_items(c) ? -1 : 0; }
 
-int kn_lower_work_items(kn_lctx *c) {
-  kn_lprog *p = c->p;
+int64_t kn_lower_items(const kn_lctx *c) {
   int64_t G = 1;
   for (int i = 0; i < c->s->n; i++)
     if (c->s->p[i].kind == KN_AX_GLOBAL) G *= c->s->p[i].size;
+  return G;
+}
+
+int kn_lower_work_items(kn_lctx *c) {
+  kn_lprog *p = c->p;
+  int64_t G = kn_lower_items(c);
   int gid = kn_l_add(p, KN_L_SPECIAL, KN_I64, 1, 0, NULL, 0, KN_SP_GLOBAL0);
   if (gid < 0) return kn_lfail(c, "out of memory");
   p->ops[gid].size = G, p->ops[gid].lo = 0, p->ops[gid].hi = G - 1;

@@ -44,6 +44,8 @@ int kn_lower_prologue(kn_lctx *c);
 /* ... in two steps: the parameters and variables; the work-item id (ops between them run once per call on a CPU) */
 int kn_lower_params(kn_lctx *c);
 int kn_lower_work_items(kn_lctx *c);
+/* how many work items the schedule's GLOBAL pieces make (kn_lower_work_items' global size) */
+int64_t kn_lower_items(const kn_lctx *c);
 /* Instances of the UPCAST (reduce false) or UNROLL (reduce true) pieces, and selecting one of each. */
 int kn_inst_count(const kn_lctx *c, bool reduce);
 void kn_set_inst(kn_lctx *c, int out_inst, int red_inst);

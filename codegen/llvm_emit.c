@@ -179,16 +179,20 @@ static LLVMValueRef emit_qdot(kn_emit *e, const kn_lop *o) {
   return kn_quant_dot(e, (kn_dtype)o->arg, get(e, o->src[0], 1), get(e, o->src[1], 1), xs, nx, o->vec);
 }
 
-/* SCRATCH: a stack array in the entry block (allocas there are static: one per call, not per loop iteration) */
-static LLVMValueRef emit_scratch(kn_emit *e, const kn_lop *o) {
+LLVMValueRef kn_e_entry_alloca(kn_emit *e, LLVMTypeRef t, unsigned align, const char *name) {
   LLVMBuilderRef ab = LLVMCreateBuilderInContext(e->ctx);
   LLVMValueRef first = LLVMGetFirstInstruction(e->entry);
   if (first) LLVMPositionBuilderBefore(ab, first);
   else LLVMPositionBuilderAtEnd(ab, e->entry);
-  LLVMValueRef a = LLVMBuildAlloca(ab, LLVMArrayType2(e->i8, (uint64_t)o->size), "scratch");
-  LLVMSetAlignment(a, 64);
+  LLVMValueRef a = LLVMBuildAlloca(ab, t, name);
+  if (align) LLVMSetAlignment(a, align);
   LLVMDisposeBuilder(ab);
   return a;
+}
+
+/* SCRATCH: a stack array in the entry block */
+static LLVMValueRef emit_scratch(kn_emit *e, const kn_lop *o) {
+  return kn_e_entry_alloca(e, LLVMArrayType2(e->i8, (uint64_t)o->size), 64, "scratch");
 }
 
 /* the record `src[1]` of SCRATCH src[0] holding qk elements of the dtype's QDOT */
@@ -423,12 +427,7 @@ static void close_loop(kn_emit *e, loop *l) {
 }
 
 static LLVMValueRef new_acc(kn_emit *e, const kn_lop *o) {
-  LLVMBuilderRef ab = LLVMCreateBuilderInContext(e->ctx);
-  LLVMValueRef first = LLVMGetFirstInstruction(e->entry);
-  if (first) LLVMPositionBuilderBefore(ab, first);
-  else LLVMPositionBuilderAtEnd(ab, e->entry);
-  LLVMValueRef a = LLVMBuildAlloca(ab, kn_e_vec(kn_e_regtype(e, o->dtype), o->vec), "acc");
-  LLVMDisposeBuilder(ab);
+  LLVMValueRef a = kn_e_entry_alloca(e, kn_e_vec(kn_e_regtype(e, o->dtype), o->vec), 0, "acc");
   LLVMBuildStore(e->b, get(e, o->src[0], o->vec), a);
   return a;
 }

@@ -210,10 +210,8 @@ static int record_index(lower *L, int g) {
 static int64_t prefetch_ahead(const lower *L, const kn_kop *w, int64_t *per) {
   const kn_lctx *c = &L->c;
   const kn_dtype_info *di = kn_dtype_get(c->k->bufs[w->buf].dtype);
-  int64_t items = 1, bytes = kn_getenv_int("KILN_PREFETCH_BYTES", 8192);
-  for (int i = 0; i < c->s->n; i++) /* the work items kn_lower_work_items makes */
-    if (c->s->p[i].kind == KN_AX_GLOBAL) items *= c->s->p[i].size;
-  int64_t ahead = *per = c->k->bufs[w->buf].nelems / di->block_elems / items;
+  int64_t bytes = kn_getenv_int("KILN_PREFETCH_BYTES", 8192);
+  int64_t ahead = *per = c->k->bufs[w->buf].nelems / di->block_elems / kn_lower_items(c);
   if (ahead < 1) return 0;
   if (bytes > 0) ahead *= (bytes + ahead * (int64_t)di->block_bytes - 1) / (ahead * (int64_t)di->block_bytes);
   return ahead;
@@ -249,8 +247,7 @@ static int lead_prefetch(lower *L) {
     int64_t per, ahead = w && !seen ? prefetch_ahead(L, w, &per) : 0;
     if (ahead < 1) continue;
     if (first < 0) {
-      int64_t items = 1;
-      for (int i = 0; i < c->s->n; i++) items *= c->s->p[i].kind == KN_AX_GLOBAL ? c->s->p[i].size : 1;
+      int64_t items = kn_lower_items(c);
       if ((first = kn_l_add(c->p, KN_L_SPECIAL, KN_I64, 1, 0, NULL, 0, KN_SP_FIRST0)) < 0) return kn_lfail(c, "out of memory");
       c->p->ops[first].size = items, c->p->ops[first].lo = 0, c->p->ops[first].hi = items - 1;
     }

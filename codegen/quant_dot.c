@@ -1100,13 +1100,7 @@ static LLVMValueRef k_dot(kn_emit *e, kn_dtype fmt, LLVMValueRef base, LLVMValue
                * words. Volatile stores and loads: LLVM would else forward the stored vector to the loads as register
                * shuffles (measured 15 % slower). Element order's per-chunk vpshufb of a word table (k_word) took
                * eight mask registers, and the loop spilled. */
-    LLVMBuilderRef ab = LLVMCreateBuilderInContext(e->ctx);
-    LLVMValueRef first = LLVMGetFirstInstruction(e->entry);
-    if (first) LLVMPositionBuilderBefore(ab, first);
-    else LLVMPositionBuilderAtEnd(ab, e->entry);
-    buf = LLVMBuildAlloca(ab, LLVMArrayType2(e->i8, 64), "kscales");
-    LLVMSetAlignment(buf, 32);
-    LLVMDisposeBuilder(ab);
+    buf = kn_e_entry_alloca(e, LLVMArrayType2(e->i8, 64), 32, "kscales");
     for (int hi = 0; hi < 2; hi++) {
       int idx[16];
       for (int w = 0; w < 16; w++) idx[w] = 8 * (w / 8) + 4 * hi + w % 8 / 2;

@@ -525,7 +525,7 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
       LLVMValueRef s4 = kn_quant_x_sums4(e, xq);
       s4 = LLVMBuildMul(b, s4, kn_e_iconst(LLVMTypeOf(s4), -128), "");
       LLVMSetAlignment(LLVMBuildStore(b, s4, LLVMBuildGEP2(b, e->i32, XI, &d, 1, "")), 16);
-    } else { /* in the GEMV's record order (Q2_K/Q3_K on AVX-512: the 2-bit fields' chunks) */
+    } else { /* in the GEMV's record order (kn_quant_x_order: Q2_K/Q3_K on AVX-512, Q3_K on AVX2) */
       LLVMSetAlignment(LLVMBuildStore(b, kn_quant_x_order(e, m->fmt, xq), LLVMBuildGEP2(b, e->i8, XQ, &o, 1, "")), 16);
       LLVMSetAlignment(LLVMBuildStore(b, dx, LLVMBuildGEP2(b, e->f32, DX, &slot, 1, "")), 4);
     }
