@@ -3,7 +3,8 @@
  * Prints the peak (best of 7 runs) and kiln's median GFLOP/s, and their ratio.
  * Usage: bench_matmul [N] [repeats] [gemv [FORMAT...] | gemm [T] [FORMAT...]]
  * gemv: also 4096x4096 GEMV over f32, f16 and block-format weights (all, or the named ones: q4_k q6_k ..., each
- * optionally with its own shape, q6_k:151936x256), in GB/s of weights; gemm: T x 2048 x 2048 (T activation rows, default 128: prefill) over the same weights. */
+ * optionally with its own shape, q6_k:151936x256), in GB/s of weights, of the one matrix (partly cache-resident)
+ * and streamed from DRAM over copies of it (as decode reads a model), each also as a fraction of f32's; gemm: T x 2048 x 2048 (T activation rows, default 128: prefill) over the same weights. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -77,6 +78,80 @@ static double median(double *v, int n) {
   return v[n / 2];
 }
 
+/* The last-level cache's size in bytes: the largest cache sysfs lists for cpu0 (what a VM's guest sees; glibc's
+ * sysconf may report the whole physical chip's), else sysconf's, else 64 MB. */
+static double llc_bytes(void) {
+  double best = 0;
+  for (int i = 0; i < 8; i++) {
+    char path[96], unit = 0;
+    long v = 0;
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    if (fscanf(f, "%ld%c", &v, &unit) >= 1) {
+      double b = (double)v * (unit == 'K' ? 1024 : unit == 'M' ? 1048576 : 1);
+      if (b > best) best = b;
+    }
+    fclose(f);
+  }
+  if (best <= 0) best = (double)sysconf(_SC_LEVEL3_CACHE_SIZE);
+  return best > 0 ? best : 64e6;
+}
+
+/* A GEMV's weight in copies launched one after the other (decode's stream: see bench_wmm). */
+typedef struct {
+  kn_program *p;
+  const kn_compiled *c;
+  kn_buf *out, *x, *w[64];
+  int n;
+  double bytes; /* of all copies */
+} stream_set;
+
+/* Copies of w, together at least four times the last-level cache and 256 MB; 0 copies if memory runs out. */
+static void stream_init(stream_set *s, kn_device *dev, kn_program *p, const kn_compiled *c, kn_buf **bufs, size_t wbytes) {
+  char err[256];
+  double llc = llc_bytes(), want = llc * 4 > 256e6 ? llc * 4 : 256e6;
+  *s = (stream_set){.p = p, .c = c, .out = bufs[0], .x = bufs[1], .n = (int)(want / (double)wbytes) + 1};
+  if (s->n > 64) s->n = 64;
+  for (int i = 0; i < s->n; i++) {
+    if (!(s->w[i] = kn_buf_alloc(dev, wbytes, err, sizeof err))) {
+      fprintf(stderr, "bench_matmul: streamed copies: %s\n", err);
+      for (int j = 0; j < i; j++) kn_buf_free(s->w[j]);
+      s->n = 0;
+      return;
+    }
+    memcpy(s->w[i]->ptr, bufs[2]->ptr, wbytes);
+  }
+  s->bytes = (double)wbytes * s->n;
+}
+
+/* One pass over every copy: GB/s of weights. */
+static double stream_pass(kn_device *dev, const stream_set *s) {
+  char err[256];
+  double t0 = kn_now();
+  for (int i = 0; i < s->n; i++) {
+    kn_buf *b[3] = {s->out, s->x, s->w[i]};
+    kn_program_launch(s->p, b, 3, NULL, 0, s->c->global, s->c->local, err, sizeof err);
+  }
+  kn_device_sync(dev);
+  return s->bytes / (kn_now() - t0) / 1e9;
+}
+
+static void stream_free(stream_set *s) {
+  for (int i = 0; i < s->n; i++) kn_buf_free(s->w[i]);
+  s->n = 0;
+}
+
+/* f32's GEMV of this run, kept for the other formats' ratios: its cache-resident GB/s and its stream, whose passes
+ * alternate with each format's (the shared host's bandwidth drifts by 2x within minutes) */
+static struct {
+  double hot;
+  stream_set s;
+  kn_program *p;
+  kn_compiled c;
+  kn_buf *bufs[3];
+} f32_ref;
+
 /* Matmul over a (block-format) weight, out[t, n] = sum_k x[t, k] * W[n, k] for T rows of activations: T = 1 is
  * the decode step's GEMV, bound by memory bandwidth (reported in GB/s of weight bytes read); T > 1 is prefill.
  * A few outputs are checked against the plain C reference dequantizer so a fast wrong kernel cannot pass. */
@@ -117,6 +192,19 @@ static void bench_wmm(kn_device *dev, kn_dtype q, int64_t T, int64_t N, int64_t 
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
     cs[r] = (double)(c1.tv_sec - c0.tv_sec) + 1e-9 * (double)(c1.tv_nsec - c0.tv_nsec);
   }
+  /* Decode reads each weight once per token from DRAM (a model's layers are far larger than the caches), so T = 1
+   * is also timed over copies of the weight launched one after the other: the one matrix alone may be partly
+   * cache-resident (a 4096^2 f32 is 64 MB, a q2_k one 5.5 MB), which measures the kernel's compute, not the stream
+   * decode sees. Each pass alternates with one of f32's stream; the ratio is the median of the pairs'. */
+  stream_set st = {0};
+  double sv[64], rv[64];
+  int nr = 0;
+  if (T == 1) stream_init(&st, dev, p, &c, bufs, (size_t)wbytes);
+  for (int r = 0; r < reps && st.n > 0; r++) {
+    double f = q != KN_F32 && f32_ref.s.n > 0 ? stream_pass(dev, &f32_ref.s) : 0;
+    sv[r] = stream_pass(dev, &st);
+    if (f > 0) rv[nr++] = sv[r] / f;
+  }
   float *row = malloc((size_t)K * sizeof *row);
   /* the integer-dot mode: GEMV, and prefill through the tiled template (codegen/quant_mm.c, named qmm_) */
   bool qdot = kn_dtype_is_quant(q) && kn_getenv_int("KILN_EXACT", 0) <= 0 && (T == 1 || !strncmp(c.name, "qmm_", 4));
@@ -150,6 +238,20 @@ static void bench_wmm(kn_device *dev, kn_dtype q, int64_t T, int64_t N, int64_t 
          qdot ? " int-dot" : "", tcomp * 1e3,
          tm * 1e3, (double)wbytes / tm / 1e9, (double)wbytes / tb / 1e9, 2.0 * T * N * K / tm / 1e9,
          2.0 * T * N * K / cm / 1e9, bad ? "  WRONG RESULTS" : "");
+  if (st.n > 0) {
+    double hot = (double)wbytes / tm / 1e9;
+    printf("  streamed over %d copies (%.0f MB): %.1f GB/s of weights", st.n, st.bytes / 1e6, median(sv, reps));
+    if (nr > 0) printf(", %.0f %% of f32's (cache-resident: %.0f %%)", 100 * median(rv, nr), 100 * hot / f32_ref.hot);
+    printf("\n");
+  }
+  if (q == KN_F32 && T == 1 && st.n > 0 && !f32_ref.p) { /* kept for the formats after it */
+    f32_ref.hot = (double)wbytes / tm / 1e9, f32_ref.s = st, f32_ref.p = p, f32_ref.c = c;
+    f32_ref.s.c = &f32_ref.c;
+    memcpy(f32_ref.bufs, bufs, sizeof f32_ref.bufs);
+    kn_kernel_free(k);
+    return;
+  }
+  stream_free(&st);
 done:
   for (int i = 0; i < 3; i++) kn_buf_free(bufs[i]);
   kn_program_free(p);
@@ -267,6 +369,12 @@ int main(int argc, char **argv) {
       }
       if (want) bench_wmm(dev, qs[i], T, dim, dim, reps);
     }
+  }
+  if (f32_ref.p) {
+    stream_free(&f32_ref.s);
+    for (int i = 0; i < 3; i++) kn_buf_free(f32_ref.bufs[i]);
+    kn_program_free(f32_ref.p);
+    kn_compiled_free(&f32_ref.c);
   }
   kn_device_close(dev);
   return 0;
