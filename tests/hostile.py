@@ -269,7 +269,9 @@ def context_and_half_close(srv):
 # ---- 3, 8: shutdown ----------------------------------------------------------------------------------------------------
 
 def shutdown_stream():
-    srv = Server(MODEL, "--shutdown-grace", "0.3")
+    # a context of 4096, not 512: the tiny model fills 512 in under 0.3 s (1600 tok/s once sampling took 0.06 ms
+    # a token, not 1 ms), so the stream ended on its own within the grace and no error event was due
+    srv = Server(MODEL, "--shutdown-grace", "0.3", "-c", "4096")
     s = socket.socket(); s.settimeout(30); s.connect(("127.0.0.1", srv.port))
     body = json.dumps(chat("go on forever", max_tokens=100000, stream=True)).encode()
     s.sendall(("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n"

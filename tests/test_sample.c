@@ -1,7 +1,10 @@
 /* Sampling against its definition: greedy is argmax with ties to the lowest id, top-k / top-p / min-p never pick
  * outside their sets, the empirical distribution at temperature T follows softmax(logits / T), a seed reproduces
- * a sequence, and the penalties move exactly the logits of tokens seen. */
+ * a sequence, the penalties move exactly the logits of tokens seen, and draw for draw it matches a plain full-sort
+ * implementation of the same definition from the same seed. */
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +12,84 @@
 #include "check.h"
 #include "models/sample.h"
 
+/* The sampler's definition, written plainly for the comparison below: every token with a weight sorted by logit
+ * (ties to the lower id); the candidates are the first top-k of them, or all; softmax(logit / T) over them (with
+ * top-k off the normalizer summed by id); top-p keeps the shortest prefix reaching it, min-p those at least min-p
+ * times the first's; the draw walks the kept prefix (with top-k off and nothing cut, its total summed by id). The
+ * generator is the sampler's: xoshiro256** seeded by splitmix64. */
+typedef struct {
+  uint64_t s[4];
+} ref_rng;
+
+static uint64_t ref_splitmix(uint64_t *x) {
+  uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static double ref_unit(ref_rng *g) {
+  uint64_t *s = g->s, r = s[1] * 5, t = s[1] << 17;
+  r = ((r << 7) | (r >> 57)) * 9;
+  s[2] ^= s[0], s[3] ^= s[1], s[1] ^= s[2], s[0] ^= s[3], s[2] ^= t;
+  s[3] = (s[3] << 45) | (s[3] >> 19);
+  return (double)(r >> 11) / 9007199254740992.0;
+}
+
+static const float *ref_l;
+static int ref_cmp(const void *a, const void *b) {
+  int x = *(const int *)a, y = *(const int *)b;
+  if (ref_l[x] != ref_l[y]) return ref_l[x] < ref_l[y] ? 1 : -1;
+  return x - y;
+}
+
+static int ref_sample(const kn_sample_params *p, ref_rng *g, const float *l, int n, int *ids, float *prob) {
+  int c = 0;
+  for (int i = 0; i < n; i++)
+    if (l[i] != -INFINITY) ids[c++] = i;
+  ref_l = l;
+  qsort(ids, (size_t)c, sizeof *ids, ref_cmp);
+  bool all = !(p->top_k > 0 && p->top_k < n);
+  int k = all || p->top_k > c ? c : p->top_k;
+  float mx = l[ids[0]], T = p->temperature;
+  double sum = 0;
+  if (all)
+    for (int i = 0; i < n; i++) sum += l[i] == -INFINITY ? 0.0f : expf((l[i] - mx) / T);
+  else
+    for (int i = 0; i < k; i++) sum += prob[i] = expf((l[ids[i]] - mx) / T);
+  for (int i = 0; i < k; i++) prob[i] = (all ? expf((l[ids[i]] - mx) / T) : prob[i]) / (float)sum;
+  if (all && !(p->top_p < 1.0f) && !(p->min_p > 0)) {
+    double total = 0;
+    for (int i = 0; i < n; i++) total += (l[i] == -INFINITY ? 0.0f : expf((l[i] - mx) / T)) / (float)sum;
+    double r = ref_unit(g) * total;
+    for (int i = 0; i < k; i++)
+      if ((r -= prob[i]) <= 0) return ids[i];
+    while (k > 1 && !(prob[k - 1] > 0)) k--;
+    return ids[k - 1];
+  }
+  int keep = k;
+  if (p->top_p < 1.0f) {
+    double cum = 0;
+    for (int i = 0; i < k; i++)
+      if ((cum += prob[i]) >= p->top_p) {
+        keep = i + 1;
+        break;
+      }
+  }
+  if (p->min_p > 0)
+    for (int i = 1; i < keep; i++)
+      if (prob[i] < p->min_p * prob[0]) {
+        keep = i;
+        break;
+      }
+  while (keep > 1 && !(prob[keep - 1] > 0)) keep--;
+  double total = 0;
+  for (int i = 0; i < keep; i++) total += prob[i];
+  double r = ref_unit(g) * total;
+  for (int i = 0; i < keep; i++)
+    if ((r -= prob[i]) <= 0) return ids[i];
+  return ids[keep - 1];
+}
 
 int main(void) {
   enum { V = 50 };
@@ -189,6 +270,46 @@ int main(void) {
   CHECK(bad_ok == bad_total && bad_total > 0, "broken logits: %d of %d gave KN_SAMPLE_BAD_LOGITS", bad_ok, bad_total);
   CHECK(out_of_range == 0, "%d samples outside the vocabulary", out_of_range);
   CHECK(masked_drawn == 0, "%d masked (-inf) tokens drawn", masked_drawn);
+
+  /* the sampler against its definition (ref_sample), draw for draw from the same seed, on random logits with ties,
+   * masked tokens and a few peaked or flat distributions, over vocabularies from 50 to a real one's 151936 (where
+   * the candidates come from a heap over blocks of 32, and with top-k off from a prefix grown 64, 512, ...) */
+  int ref_trials = 0, ref_diff = 0;
+  srand(31);
+  for (int r = 0; r < 360; r++) {
+    int n = (int[]){50, 333, 4099, 151936}[r % 4 == 3 && r % 8 != 3 ? 2 : r % 4], mode = r / 4 % 5;
+    float *l = malloc((size_t)n * sizeof *l), *cp = malloc((size_t)n * sizeof *cp), *pr = malloc((size_t)n * sizeof *pr);
+    int *ids = malloc((size_t)n * sizeof *ids);
+    for (int i = 0; i < n; i++) {
+      double u = (rand() + 1.0) / (RAND_MAX + 2.0), v = (rand() + 1.0) / (RAND_MAX + 2.0);
+      float z = (float)(sqrt(-2 * log(u)) * cos(6.283185307 * v));
+      l[i] = mode == 0 ? 3 * z : mode == 1 ? roundf(4 * z) / 4 /* ties */ : mode == 2 ? 0.3f * z /* flat */
+             : mode == 3 ? (rand() % 3 ? -INFINITY : 2 * z)                                          /* masked */
+                         : 12 * z;                                                                     /* peaked */
+    }
+    if (mode == 3) l[rand() % n] = 1;
+    kn_sample_params q = kn_sample_defaults();
+    q.temperature = (float[]){0.2f, 0.8f, 1.5f, 4}[r / 20 % 4];
+    q.top_k = (int[]){0, 40, 1, 5, 0, 1000, 0, 40, 0}[r / 3 % 9];
+    if (r % 17 == 0) q.top_k = n;
+    q.top_p = (float[]){1, 0.95f, 0.5f}[r / 7 % 3], q.min_p = (float[]){0, 0.05f, 0.3f, 0}[r / 11 % 4];
+    q.seed = (uint64_t)r * 7919;
+    kn_sampler *sm = kn_sampler_new(&q, n);
+    ref_rng g;
+    uint64_t x = q.seed;
+    for (int i = 0; i < 4; i++) g.s[i] = ref_splitmix(&x);
+    for (int d = 0; d < (n > 10000 ? 2 : 4); d++) {
+      memcpy(cp, l, (size_t)n * sizeof *cp);
+      int got = kn_sample(sm, cp), want = ref_sample(&q, &g, l, n, ids, pr);
+      ref_trials++;
+      if (got != want && ref_diff++ < 5)
+        fprintf(stderr, "n %d mode %d T %g top-k %d top-p %g min-p %g draw %d: %d, want %d\n", n, mode,
+                (double)q.temperature, q.top_k, (double)q.top_p, (double)q.min_p, d, got, want);
+    }
+    kn_sampler_free(sm);
+    free(l), free(cp), free(pr), free(ids);
+  }
+  CHECK(ref_diff == 0, "sampler vs its definition: %d of %d draws differ", ref_diff, ref_trials);
 
   /* kn_logits_argmax (blocks of 32 tested as a whole) against its definition, the first index of the maximum, on
    * lengths around the block size, ties, rising runs, NaNs (never the maximum) and a NaN first */
