@@ -121,7 +121,9 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const kn_kernel *k, const 
     const kn_attn *a = &k->attn;
     snprintf(out->name, sizeof out->name, "attn_%d_%d_%d", a->n_q, a->n_head, a->head_dim);
     entry_name(k, out, key);
-    out->global[0] = (int64_t)a->n_q * a->n_head, out->global[1] = out->global[2] = 1;
+    /* CPU: a work item per query and KV head (the query heads sharing it go together); AMDGPU: per query head */
+    out->global[0] = (int64_t)a->n_q * (t->kind == KN_TARGET_AMDGPU ? a->n_head : a->n_kv_head);
+    out->global[1] = out->global[2] = 1;
     out->local[0] = out->local[1] = out->local[2] = 1;
     print_ast(k, out);
     if (t->kind == KN_TARGET_AMDGPU)

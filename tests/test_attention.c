@@ -156,7 +156,8 @@ int main(void) {
   kn_ctx_set(c);
   srand(11);
   const int shapes[][5] = {{1, 8, 2, 32, 64}, {5, 8, 2, 32, 64}, {1, 14, 2, 64, 40}, {7, 4, 4, 16, 33},
-                           {3, 6, 1, 128, 20}, {16, 2, 2, 8, 16}, {1, 28, 4, 128, 300}, {2, 12, 3, 4, 9}};
+                           {3, 6, 1, 128, 20}, {16, 2, 2, 8, 16}, {1, 28, 4, 128, 300}, {2, 12, 3, 4, 9},
+                           {1, 14, 2, 64, 2500}, {3, 8, 2, 128, 1100}}; /* long: many blocks of 16 keys */
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
     for (int f16 = 0; f16 < 2; f16++) {
       one_case(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4], f16 ? KN_F16 : KN_F32, 0, false);
