@@ -132,10 +132,14 @@ static void sift_down(int *h, int m, int i, const float *l) {
  * block is passed over, and a 151936 vocabulary costs about what an argmax does (where m is most of n, one sort of
  * every weighted id is quicker). It replaced a quickselect over all n ids comparing through the index (0.95 ms per
  * token at top-k 40: bench_sample) and, with top-k off, a sort of all n (18 ms). */
+/* Where top_sorted sorts every weighted id instead of keeping a heap: m is most of n, where a heap of nearly every
+ * id is slower than one sort of them. */
+static bool sorts_all(int64_t m, int n) { return m * 8 >= n; }
+
 static int top_sorted(const float *l, int n, int m, int *h) {
   if (m > n) m = n;
   int k = 0;
-  if ((int64_t)m * 8 >= n) { /* most of the order: a heap of nearly every id is slower than one sort of them */
+  if (sorts_all(m, n)) {
     for (int i = 0; i < n; i++)
       if (l[i] != -INFINITY) h[k++] = i;
     qsort_r(h, (size_t)k, sizeof *h, by_logit, (void *)l);
@@ -222,7 +226,7 @@ int kn_sample(kn_sampler *s, float *logits) {
     }
   }
   for (;; want *= 8) {
-    if (all && (int64_t)want * 8 >= n) want = n; /* top_sorted sorts them all anyway */
+    if (all && sorts_all(want, n)) want = n; /* top_sorted sorts them all anyway: take every one */
     int k = top_sorted(logits, n, want, s->idx);
     bool complete = !all || k < want || want >= n;
     if (!all) {
