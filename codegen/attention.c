@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "attention.h"
+#include "../device/base/env.h"
 
 typedef struct {
   LLVMContextRef c;
@@ -197,6 +198,262 @@ static void loop_end(emit *e, loop *l) {
   LLVMPositionBuilderAtEnd(e->b, l->exit);
 }
 
+/* ---- prefill: a tile of queries in the lanes ----
+ *
+ * The per-query body above sums every key's products across its head_dim lanes (a shuffle tree per block of keys)
+ * and widens each block of cache rows for one query. With W consecutive queries of one head in the W lanes of a
+ * vector instead, a key's score for all W queries is a chain of head_dim multiply-adds of a query column (q[.][d]
+ * for the W queries) by the key's element d broadcast, with no reduction across lanes; the running maximum, the
+ * exponentials and the rescale are lane-wise, and the weighted values a multiply-add of the key's weights (one per
+ * query) by the value's element broadcast into a column accumulator per d. A work item is a tile of W queries and a
+ * KV head: each block of Bk cache rows is widened to f32 once and read by the tile's W queries of every one of the G
+ * query heads on that KV head. */
+
+/* Lanes of a tile: the target's float vector. */
+static int tile_lanes(const kn_target *t) {
+  int W = t->vector_bytes / 4;
+  return W < 4 ? 4 : W > 16 ? 16 : W;
+}
+
+/* The tiled kernel's lanes: QL queries x HL of a KV head's G query heads (lane l: query l / HL of the tile, head
+ * l % HL of the head group; the G / HL groups one after the other). Passes of 32 queries or more (prompt chunks)
+ * put W queries of one head in the lanes; smaller ones (decode, batched decode: rows of different sequences, which
+ * a tile takes one after the other) a query's G heads, W / G queries, where G fills at least half the lanes.
+ * Returns QL, 0 for the per-query kernel. Decode attention at ~3900 keys (DEBUG=2, the attention kernel's time per
+ * call, per-query / tiled): G 7 (Qwen2.5-0.5B's 14 / 2 heads): AVX2 0.24 / 0.18 ms, AVX-512 (7 of 16 lanes)
+ * 0.17-0.26 / 0.20-0.30; G 8: AVX2 0.46 / 0.29, AVX-512 0.28 / 0.28; G 4: AVX2 0.43 / 0.39. KILN_ATTN_TILE=0 keeps
+ * the per-query kernel everywhere (to compare). */
+static int tile_shape(const kn_attn *a, const kn_target *t, int *QL, int *HL) {
+  int W = tile_lanes(t), G = a->n_kv_head > 0 ? a->n_head / a->n_kv_head : 0;
+  *QL = *HL = 0;
+  if (t->kind == KN_TARGET_AMDGPU || kn_getenv_int("KILN_ATTN_TILE", 1) <= 0 || G < 1 || a->n_head % a->n_kv_head) return 0;
+  if (a->n_q >= 32) *QL = W, *HL = 1;
+  else if (2 * G >= W && G <= W) *HL = G, *QL = W / G;
+  return *QL;
+}
+
+int64_t kn_attention_items(const kn_attn *a, const kn_target *t) {
+  int QL, HL;
+  if (t->kind == KN_TARGET_AMDGPU) return (int64_t)a->n_q * a->n_head;
+  if (tile_shape(a, t, &QL, &HL)) return (int64_t)((a->n_q + QL - 1) / QL) * a->n_kv_head;
+  return (int64_t)a->n_q * a->n_kv_head;
+}
+
+static LLVMValueRef alloca_al(emit *e, LLVMTypeRef ty, const char *name) {
+  LLVMValueRef v = LLVMBuildAlloca(e->b, ty, name);
+  LLVMSetAlignment(v, 64);
+  return v;
+}
+
+/* element idx of a float array (or of the floats of an array of vectors) */
+static LLVMValueRef fat(emit *e, LLVMValueRef base, LLVMValueRef idx) { return LLVMBuildGEP2(e->b, e->f32, base, &idx, 1, ""); }
+/* vector idx of an array of e->vf */
+static LLVMValueRef vat(emit *e, LLVMValueRef base, LLVMValueRef idx) { return LLVMBuildGEP2(e->b, e->vf, base, &idx, 1, ""); }
+
+static LLVMValueRef imin(emit *e, LLVMValueRef x, LLVMValueRef y) {
+  return LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, x, y, ""), x, y, "");
+}
+static LLVMValueRef imax(emit *e, LLVMValueRef x, LLVMValueRef y) {
+  return LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSGT, x, y, ""), x, y, "");
+}
+
+/* the first element of lane l's row of q (and out), [n_q][n_head][D], in head group g */
+static LLVMValueRef head_row(emit *e, const kn_attn *a, LLVMValueRef t0, LLVMValueRef kvh, LLVMValueRef l, LLVMValueRef g, int HL) {
+  LLVMBuilderRef b = e->b;
+  int G = a->n_head / a->n_kv_head;
+  LLVMValueRef query = LLVMBuildAdd(b, t0, LLVMBuildSDiv(b, l, ci(e, HL), ""), "");
+  LLVMValueRef head = LLVMBuildAdd(b, LLVMBuildMul(b, kvh, ci(e, G), ""),
+                                   LLVMBuildAdd(b, LLVMBuildMul(b, g, ci(e, HL), ""), LLVMBuildSRem(b, l, ci(e, HL), ""), ""), "");
+  return LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, query, ci(e, a->n_head), ""), head, ""), ci(e, a->head_dim), "");
+}
+
+static void emit_tiled(emit *e, LLVMValueRef fn, const kn_kernel *k, LLVMValueRef *ptrs, LLVMValueRef start_pos, bool half,
+                       int QL, int HL) {
+  const kn_attn *a = &k->attn;
+  LLVMBuilderRef b = e->b;
+  LLVMTypeRef i32 = LLVMInt32TypeInContext(e->c), vi = LLVMVectorType(i32, (unsigned)e->W);
+  int W = e->W, D = a->head_dim, G = a->n_head / a->n_kv_head, KV = a->n_kv_head, NG = G / HL;
+  /* keys per block: their scores (one vector each) and weights stay in registers (16 of 32 on AVX-512, 8 of 16) */
+  enum { BMAX = 16 };
+  int Bk = W >= 16 ? 16 : 8, Wd = W;
+  while (Wd > 4 && D % Wd) Wd /= 2; /* cache rows are widened Wd elements at a time (D % 4 == 0 was checked) */
+  LLVMTypeRef vd = LLVMVectorType(e->f32, (unsigned)Wd);
+  LLVMValueRef qt = alloca_al(e, LLVMArrayType(e->vf, (unsigned)(G * D)), "qt");
+  LLVMValueRef acc = alloca_al(e, LLVMArrayType(e->vf, (unsigned)(G * D)), "acc");
+  LLVMValueRef mx = alloca_al(e, LLVMArrayType(e->vf, (unsigned)G), "m"), den = alloca_al(e, LLVMArrayType(e->vf, (unsigned)G), "l");
+  LLVMValueRef kb = alloca_al(e, LLVMArrayType(e->f32, (unsigned)(Bk * D)), "kb");
+  LLVMValueRef vb = alloca_al(e, LLVMArrayType(e->f32, (unsigned)(Bk * D)), "vb");
+  LLVMValueRef segs = alloca_al(e, LLVMArrayType(e->vf, (unsigned)(D / 4 * Bk)), "segs"); /* the scores' partial sums */
+  LLVMValueRef zero = LLVMConstNull(e->vf);
+
+  LLVMValueRef lo_a = alloca_al(e, LLVMArrayType(i32, (unsigned)W), "lo"), hi_a = alloca_al(e, LLVMArrayType(i32, (unsigned)W), "hi");
+  LLVMValueRef seg_a = alloca_al(e, LLVMArrayType(e->i64, (unsigned)W), "seg0");
+  LLVMValueRef alo_a = alloca_al(e, LLVMArrayType(i32, (unsigned)W), "alo"), ahi_a = alloca_al(e, LLVMArrayType(i32, (unsigned)W), "ahi");
+  LLVMValueRef done_a = alloca_al(e, LLVMArrayType(LLVMInt8TypeInContext(e->c), (unsigned)W), "done");
+  LLVMValueRef kmin_a = LLVMBuildAlloca(b, e->i64, "kmin"), kmax_a = LLVMBuildAlloca(b, e->i64, "kmax");
+#define IAT(base, ty, i) LLVMBuildGEP2(b, ty, base, (LLVMValueRef[]){i}, 1, "")
+
+  loop item = loop_begin(e, fn, LLVMGetParam(fn, 2), LLVMGetParam(fn, 3), "tile");
+  LLVMValueRef kvh = LLVMBuildSRem(b, item.i, ci(e, KV), "kvh");
+  LLVMValueRef t0 = LLVMBuildMul(b, LLVMBuildSDiv(b, item.i, ci(e, KV), ""), ci(e, QL), "t0");
+  LLVMValueRef nq = imin(e, ci(e, QL), LLVMBuildSub(b, ci(e, a->n_q), t0, ""));
+  LLVMValueRef nl = LLVMBuildMul(b, nq, ci(e, HL), "lanes"); /* lanes in use: 0 .. nl - 1 */
+  /* lane l (query t0 + l / HL, cache row r): keys lo_l .. hi_l - 1 of its segment seg0_l (cache rows); one
+   * sequence's rows r = start_pos + t0 + l / HL of segment 0, or in per-row mode r = rows[t0 + l / HL] of segment
+   * r - r % seg. Lanes past the last query are done before they start. */
+  loop li = loop_begin(e, fn, ci(e, 0), ci(e, W), "lane");
+  LLVMValueRef tq = LLVMBuildAdd(b, t0, LLVMBuildSDiv(b, li.i, ci(e, HL), ""), ""), r, p, seg0;
+  if (a->seg > 0) {
+    LLVMValueRef tc = imin(e, tq, ci(e, a->n_q - 1)); /* lanes past the last query read the last row (unused) */
+    r = LLVMBuildSExt(b, LLVMBuildLoad2(b, i32, LLVMBuildGEP2(b, i32, ptrs[4], &tc, 1, ""), ""), e->i64, "row");
+    p = LLVMBuildSRem(b, r, ci(e, a->seg), "pos");
+    seg0 = LLVMBuildSub(b, r, p, "");
+  } else
+    r = p = LLVMBuildAdd(b, start_pos, tq, ""), seg0 = ci(e, 0);
+  LLVMValueRef first = ci(e, 0);
+  if (a->window > 0) first = imax(e, LLVMBuildSub(b, LLVMBuildAdd(b, p, ci(e, 1), ""), ci(e, a->window), ""), first);
+  LLVMBuildStore(b, LLVMBuildTrunc(b, LLVMBuildAdd(b, seg0, first, ""), i32, ""), IAT(lo_a, i32, li.i));
+  LLVMBuildStore(b, LLVMBuildTrunc(b, LLVMBuildAdd(b, r, ci(e, 1), ""), i32, ""), IAT(hi_a, i32, li.i));
+  LLVMBuildStore(b, seg0, IAT(seg_a, e->i64, li.i));
+  LLVMBuildStore(b, LLVMBuildZExt(b, LLVMBuildICmp(b, LLVMIntSGE, li.i, nl, ""), LLVMInt8TypeInContext(e->c), ""),
+                 IAT(done_a, LLVMInt8TypeInContext(e->c), li.i));
+  loop_end(e, &li);
+  /* the tile's q columns, pre-scaled (zero in lanes past the last query); accumulators, maxima, denominators */
+  loop z = loop_begin(e, fn, ci(e, 0), ci(e, G * D), "clear");
+  LLVMBuildStore(b, zero, vat(e, qt, z.i));
+  LLVMBuildStore(b, zero, vat(e, acc, z.i));
+  loop_end(e, &z);
+  loop gi = loop_begin(e, fn, ci(e, 0), ci(e, NG), "head");
+  LLVMBuildStore(b, cft(e->vf, -1e30), vat(e, mx, gi.i));
+  LLVMBuildStore(b, zero, vat(e, den, gi.i));
+  loop_end(e, &gi);
+  loop qi = loop_begin(e, fn, ci(e, 0), nl, "lane");
+  loop qg = loop_begin(e, fn, ci(e, 0), ci(e, NG), "head");
+  LLVMValueRef qrow = head_row(e, a, t0, kvh, qi.i, qg.i, HL);
+  loop qd = loop_begin(e, fn, ci(e, 0), ci(e, D), "dim");
+  LLVMValueRef qv = LLVMBuildLoad2(b, e->f32, fat(e, ptrs[1], LLVMBuildAdd(b, qrow, qd.i, "")), "");
+  LLVMValueRef col = LLVMBuildAdd(b, LLVMBuildMul(b, qg.i, ci(e, D), ""), qd.i, "");
+  LLVMBuildStore(b, LLVMBuildFMul(b, qv, cf(e, a->scale), ""), fat(e, qt, LLVMBuildAdd(b, LLVMBuildMul(b, col, ci(e, W), ""), qi.i, "")));
+  loop_end(e, &qd);
+  loop_end(e, &qg);
+  loop_end(e, &qi);
+
+  /* the lanes in groups of one segment (one group for a sequence's prompt; a tile straddling sequences of a batched
+   * pass takes one per sequence), each group over the keys any of its lanes sees, the others masked off */
+  loop lead = loop_begin(e, fn, ci(e, 0), nl, "group");
+  LLVMBasicBlockRef grp = LLVMAppendBasicBlockInContext(e->c, fn, "grp"), next = LLVMAppendBasicBlockInContext(e->c, fn, "next");
+  LLVMTypeRef i8 = LLVMInt8TypeInContext(e->c);
+  LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntNE, LLVMBuildLoad2(b, i8, IAT(done_a, i8, lead.i), ""), LLVMConstInt(i8, 0, 0), ""), next, grp);
+  LLVMPositionBuilderAtEnd(b, grp);
+  LLVMValueRef gseg = LLVMBuildLoad2(b, e->i64, IAT(seg_a, e->i64, lead.i), "");
+  LLVMBuildStore(b, ci(e, INT64_MAX), kmin_a);
+  LLVMBuildStore(b, ci(e, 0), kmax_a);
+  loop gl = loop_begin(e, fn, ci(e, 0), ci(e, W), "lane");
+  LLVMValueRef in = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildLoad2(b, i8, IAT(done_a, i8, gl.i), ""), LLVMConstInt(i8, 0, 0), ""),
+                                 LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildLoad2(b, e->i64, IAT(seg_a, e->i64, gl.i), ""), gseg, ""), "in");
+  LLVMValueRef llo = LLVMBuildLoad2(b, i32, IAT(lo_a, i32, gl.i), ""), lhi = LLVMBuildLoad2(b, i32, IAT(hi_a, i32, gl.i), "");
+  LLVMValueRef z32 = LLVMConstInt(i32, 0, 0);
+  LLVMBuildStore(b, LLVMBuildSelect(b, in, llo, z32, ""), IAT(alo_a, i32, gl.i));
+  LLVMBuildStore(b, LLVMBuildSelect(b, in, lhi, z32, ""), IAT(ahi_a, i32, gl.i));
+  LLVMValueRef kmin = LLVMBuildLoad2(b, e->i64, kmin_a, ""), kmax = LLVMBuildLoad2(b, e->i64, kmax_a, "");
+  LLVMBuildStore(b, LLVMBuildSelect(b, in, imin(e, kmin, LLVMBuildSExt(b, llo, e->i64, "")), kmin, ""), kmin_a);
+  LLVMBuildStore(b, LLVMBuildSelect(b, in, imax(e, kmax, LLVMBuildSExt(b, lhi, e->i64, "")), kmax, ""), kmax_a);
+  LLVMBuildStore(b, LLVMBuildSelect(b, in, LLVMConstInt(i8, 1, 0), LLVMBuildLoad2(b, i8, IAT(done_a, i8, gl.i), ""), ""), IAT(done_a, i8, gl.i));
+  loop_end(e, &gl);
+  LLVMValueRef lov = LLVMBuildLoad2(b, vi, alo_a, ""), hiv = LLVMBuildLoad2(b, vi, ahi_a, "");
+  LLVMValueRef klast = LLVMBuildLoad2(b, e->i64, kmax_a, "klast");
+
+  loop key = loop_begin(e, fn, LLVMBuildLoad2(b, e->i64, kmin_a, ""), klast, "key");
+  for (int j = 0; j < Bk; j++) { /* the block's rows widened (keys past the last read the block's first row) */
+    LLVMValueRef kj = LLVMBuildAdd(b, key.i, ci(e, j), "");
+    LLVMValueRef kc = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, kj, klast, ""), kj, key.i, "");
+    LLVMValueRef row = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, kc, ci(e, KV), ""), kvh, ""), ci(e, D), "");
+    for (int v = 0; v < D / Wd; v++) {
+      LLVMValueRef off = LLVMBuildAdd(b, row, ci(e, v * Wd), ""), dst = ci(e, j * D + v * Wd);
+      for (int kv = 0; kv < 2; kv++) {
+        LLVMTypeRef et = half ? LLVMHalfTypeInContext(e->c) : e->f32;
+        LLVMValueRef x = LLVMBuildLoad2(b, LLVMVectorType(et, (unsigned)Wd), LLVMBuildGEP2(b, et, ptrs[2 + kv], &off, 1, ""), "");
+        LLVMSetAlignment(x, half ? 2 : 4);
+        if (half) x = LLVMBuildFPExt(b, x, vd, "");
+        LLVMSetAlignment(LLVMBuildStore(b, x, fat(e, kv ? vb : kb, dst)), 4);
+      }
+    }
+  }
+  LLVMValueRef valid[BMAX];
+  for (int j = 0; j < Bk; j++) {
+    LLVMValueRef kj = splat_n(e, LLVMBuildTrunc(b, LLVMBuildAdd(b, key.i, ci(e, j), ""), i32, ""), W);
+    valid[j] = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntSLT, kj, hiv, ""), LLVMBuildICmp(b, LLVMIntSGE, kj, lov, ""), "");
+  }
+  loop h = loop_begin(e, fn, ci(e, 0), ci(e, NG), "head");
+  LLVMValueRef hD = LLVMBuildMul(b, h.i, ci(e, D), "");
+  /* DU dims per iteration, their products summed in a chain per key, the chains' sums stored and added as a tree
+   * after the loop: rounding grows with DU + log2(D / DU), as the per-query kernel's lanes and tree (one chain across
+   * head_dim 128 failed a 1e-4 relative bound; a chain of the DU-sums was still twice the per-query kernel's error) */
+  int DU = D % 8 ? 4 : 8, NS = D / DU;
+  loop sd = loop_begin(e, fn, ci(e, 0), ci(e, NS), "qk");
+  LLVMValueRef d0 = LLVMBuildMul(b, sd.i, ci(e, DU), ""), part[BMAX];
+  for (int u = 0; u < DU; u++) {
+    LLVMValueRef d = LLVMBuildAdd(b, d0, ci(e, u), "");
+    LLVMValueRef qc = LLVMBuildLoad2(b, e->vf, vat(e, qt, LLVMBuildAdd(b, hD, d, "")), "");
+    for (int j = 0; j < Bk; j++) {
+      LLVMValueRef kx = splat(e, LLVMBuildLoad2(b, e->f32, fat(e, kb, LLVMBuildAdd(b, d, ci(e, j * D), "")), ""));
+      part[j] = u ? fmuladd(e, qc, kx, part[j]) : LLVMBuildFMul(b, qc, kx, "");
+    }
+  }
+  for (int j = 0; j < Bk; j++)
+    LLVMBuildStore(b, part[j], vat(e, segs, LLVMBuildAdd(b, LLVMBuildMul(b, sd.i, ci(e, Bk), ""), ci(e, j), "")));
+  loop_end(e, &sd);
+  LLVMValueRef S[BMAX], P[BMAX];
+  LLVMValueRef m_old = LLVMBuildLoad2(b, e->vf, vat(e, mx, h.i), ""), m_new = m_old;
+  for (int j = 0; j < Bk; j++) {
+    LLVMValueRef t[256]; /* NS <= 256 */
+    for (int u = 0; u < NS; u++) t[u] = LLVMBuildLoad2(b, e->vf, vat(e, segs, ci(e, u * Bk + j)), "");
+    for (int n = NS; n > 1; n = (n + 1) / 2) {
+      for (int u = 0; u < n / 2; u++) t[u] = LLVMBuildFAdd(b, t[2 * u], t[2 * u + 1], "");
+      if (n % 2) t[n / 2] = t[n - 1];
+    }
+    S[j] = LLVMBuildSelect(b, valid[j], t[0], cft(e->vf, -INFINITY), "");
+    m_new = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, S[j], m_new, ""), S[j], m_new, "");
+  }
+  LLVMValueRef corr = fast_exp(e, LLVMBuildFSub(b, m_old, m_new, "")), psum[BMAX];
+  for (int j = 0; j < Bk; j++) psum[j] = P[j] = fast_exp(e, LLVMBuildFSub(b, S[j], m_new, ""));
+  for (int n = Bk; n > 1; n /= 2)
+    for (int j = 0; j < n / 2; j++) psum[j] = LLVMBuildFAdd(b, psum[j], psum[j + n / 2], "");
+  LLVMBuildStore(b, fmuladd(e, LLVMBuildLoad2(b, e->vf, vat(e, den, h.i), ""), corr, psum[0]), vat(e, den, h.i));
+  LLVMBuildStore(b, m_new, vat(e, mx, h.i));
+  loop pd = loop_begin(e, fn, ci(e, 0), ci(e, D), "pv");
+  for (int u = 0; u < 4; u++) {
+    LLVMValueRef d = LLVMBuildAdd(b, pd.i, ci(e, u), ""), slot = vat(e, acc, LLVMBuildAdd(b, hD, d, ""));
+    LLVMValueRef part[2] = {zero, zero};
+    for (int j = 0; j < Bk; j++) {
+      LLVMValueRef vx = LLVMBuildLoad2(b, e->f32, fat(e, vb, LLVMBuildAdd(b, d, ci(e, j * D), "")), "");
+      part[j % 2] = fmuladd(e, P[j], splat(e, vx), part[j % 2]);
+    }
+    LLVMBuildStore(b, fmuladd(e, LLVMBuildLoad2(b, e->vf, slot, ""), corr, LLVMBuildFAdd(b, part[0], part[1], "")), slot);
+  }
+  loop_end_step(e, &pd, 4);
+  loop_end(e, &h);
+  loop_end_step(e, &key, Bk);
+  LLVMBuildBr(b, next);
+  LLVMPositionBuilderAtEnd(b, next);
+  loop_end(e, &lead);
+#undef IAT
+
+  /* out[query][head] = acc / l, lane by lane */
+  loop oi = loop_begin(e, fn, ci(e, 0), nl, "lane");
+  loop og = loop_begin(e, fn, ci(e, 0), ci(e, NG), "head");
+  LLVMValueRef inv = LLVMBuildFDiv(b, cf(e, 1.0), LLVMBuildLoad2(b, e->f32, fat(e, den, LLVMBuildAdd(b, LLVMBuildMul(b, og.i, ci(e, W), ""), oi.i, "")), ""), "");
+  LLVMValueRef orow = head_row(e, a, t0, kvh, oi.i, og.i, HL);
+  loop od = loop_begin(e, fn, ci(e, 0), ci(e, D), "dim");
+  LLVMValueRef ocol = LLVMBuildAdd(b, LLVMBuildMul(b, og.i, ci(e, D), ""), od.i, "");
+  LLVMValueRef x = LLVMBuildLoad2(b, e->f32, fat(e, acc, LLVMBuildAdd(b, LLVMBuildMul(b, ocol, ci(e, W), ""), oi.i, "")), "");
+  LLVMBuildStore(b, LLVMBuildFMul(b, x, inv, ""), fat(e, ptrs[0], LLVMBuildAdd(b, orow, od.i, "")));
+  loop_end(e, &od);
+  loop_end(e, &og);
+  loop_end(e, &oi);
+  loop_end(e, &item);
+}
+
 LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn_target *t, const char *entry, char *err,
                                   size_t errlen) {
   const kn_attn *a = &k->attn;
@@ -229,6 +486,14 @@ LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn
   if (a->seg <= 0) {
     LLVMValueRef pv = ci(&e, a->pos_var);
     start_pos = LLVMBuildLoad2(b, e.i64, LLVMBuildGEP2(b, e.i64, vars, &pv, 1, ""), "start_pos");
+  }
+  int QL, HL;
+  if (tile_shape(a, t, &QL, &HL)) {
+    e.W = tile_lanes(t), e.vf = LLVMVectorType(e.f32, (unsigned)e.W);
+    emit_tiled(&e, fn, k, ptrs, start_pos, half, QL, HL);
+    LLVMBuildRetVoid(b);
+    LLVMDisposeBuilder(b);
+    return e.m;
   }
   int D = a->head_dim, nv = D / W, G = a->n_head / a->n_kv_head;
   /* keys in blocks of B: each block's key and value rows are widened to f32 once into kb / vb, then every query

@@ -64,6 +64,7 @@ static uint64_t memo_key(const kn_kernel *k, const kn_target *t) {
   h = (h ^ (uint64_t)(kn_getenv_int("KILN_PREFETCH", 1) > 0)) * 1099511628211ull;
   h = (h ^ (uint64_t)kn_getenv_int("KILN_QROWS", 0)) * 1099511628211ull;
   h = (h ^ (uint64_t)kn_getenv_int("KILN_PREFETCH_BYTES", 8192)) * 1099511628211ull;
+  h = (h ^ (uint64_t)(kn_getenv_int("KILN_ATTN_TILE", 1) > 0)) * 1099511628211ull;
   return (h ^ (uint64_t)(kn_getenv_int("NOOPT", 0) > 0)) * 1099511628211ull;
 }
 
@@ -121,8 +122,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const kn_kernel *k, const 
     const kn_attn *a = &k->attn;
     snprintf(out->name, sizeof out->name, "attn_%d_%d_%d", a->n_q, a->n_head, a->head_dim);
     entry_name(k, out, key);
-    /* CPU: a work item per query and KV head (the query heads sharing it go together); AMDGPU: per query head */
-    out->global[0] = (int64_t)a->n_q * (t->kind == KN_TARGET_AMDGPU ? a->n_head : a->n_kv_head);
+    out->global[0] = kn_attention_items(a, t);
     out->global[1] = out->global[2] = 1;
     out->local[0] = out->local[1] = out->local[2] = 1;
     print_ast(k, out);

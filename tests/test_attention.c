@@ -157,9 +157,18 @@ int main(void) {
   srand(11);
   const int shapes[][5] = {{1, 8, 2, 32, 64}, {5, 8, 2, 32, 64}, {1, 14, 2, 64, 40}, {7, 4, 4, 16, 33},
                            {3, 6, 1, 128, 20}, {16, 2, 2, 8, 16}, {1, 28, 4, 128, 300}, {2, 12, 3, 4, 9},
-                           {1, 14, 2, 64, 2500}, {3, 8, 2, 128, 1100}}; /* long: many blocks of 16 keys */
+                           {1, 14, 2, 64, 2500}, {3, 8, 2, 128, 1100}, /* long: many blocks of 16 keys */
+                           /* prefill: tiles of 4 / 8 / 16 queries (the last one partial), GQA, head_dim 4..128 */
+                           {16, 14, 2, 64, 700}, {37, 8, 2, 128, 300}, {21, 6, 1, 4, 50}, {40, 4, 4, 16, 40},
+                           {64, 28, 4, 32, 130},
+                           /* decode and short passes with a query's heads in the lanes (G 8 and 12) */
+                           {3, 16, 2, 64, 200}, {1, 12, 1, 32, 90}};
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
     for (int f16 = 0; f16 < 2; f16++) {
+      if (i == 10 && !f16) { /* a fresh context for the prefill shapes: one holds at most 64 variables */
+        kn_ctx_free(c);
+        kn_ctx_set(c = kn_ctx_new(d));
+      }
       one_case(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4], f16 ? KN_F16 : KN_F32, 0, false);
       /* sliding windows, shorter than and near the query count (both kernels), and the primitive path */
       int w = 1 + rand() % (shapes[i][0] + 6);
@@ -168,7 +177,12 @@ int main(void) {
                true);
     }
   const int rshapes[][7] = {{1, 8, 2, 32, 3, 16, 4}, {8, 8, 2, 32, 4, 24, 8}, {5, 14, 2, 64, 2, 40, 0},
-                            {16, 4, 4, 16, 3, 12, 8}, {7, 6, 1, 128, 5, 9, 3}, {12, 2, 2, 8, 1, 20, 4}};
+                            {16, 4, 4, 16, 3, 12, 8}, {7, 6, 1, 128, 5, 9, 3}, {12, 2, 2, 8, 1, 20, 4},
+                            /* tiles of queries (32 and more), some straddling sequences */
+                            {40, 8, 2, 32, 3, 64, 8}, {48, 14, 2, 64, 2, 200, 4}, {33, 4, 4, 16, 6, 12, 0},
+                            {12, 16, 2, 32, 3, 40, 4}};
+  kn_ctx_free(c);
+  kn_ctx_set(c = kn_ctx_new(d));
   for (size_t i = 0; i < sizeof rshapes / sizeof *rshapes; i++)
     for (int f16 = 0; f16 < 2; f16++) {
       const int *r = rshapes[i];
