@@ -85,6 +85,10 @@ typedef struct kc_vocab {
                 * its text is part of a literal (a call's opening or ending), never inside JSON */
   int32_t byte_tok[256]; /* a token that is exactly this one byte (-1: none): spells any literal, even half a
                           * UTF-8 character that a forced completion may have to finish */
+  struct kc_tok *sorted; /* the usable tokens (ok != 0) in the order of their bytes, so those sharing a prefix the
+                          * acceptor rejects are one run, rejected at once */
+  int n_sorted;
+  int32_t first_at[257]; /* sorted[first_at[b] .. first_at[b + 1]) begin with byte b */
 } kc_vocab;
 
 int kc_vocab_init(kc_vocab *v, const struct kn_tokenizer *tok, int n_vocab);
@@ -93,6 +97,12 @@ void kc_vocab_free(kc_vocab *v);
  * scratch holds n floats. KN_SAMPLE_BAD_LOGITS (-1) for logits with no token to give (NaN), -2 when no token
  * is accepted. */
 int kc_sample(const kc_vocab *v, const kc_state *k, kn_sampler *smp, float *logits, float *scratch);
+/* Set the logits of the tokens the acceptor rejects to -inf (every token that is not usable, and those whose bytes it
+ * would not take); returns how many tokens it takes. */
+int kc_mask(const kc_vocab *v, const kc_state *k, float *logits);
+/* How many of the bytes the acceptor takes in a row: n exactly when kc_accepts takes them all, else m such that it
+ * takes the first m and not the first m + 1. */
+size_t kc_prefix(const kc_state *k, const void *bytes, size_t n);
 
 /* ---- jobs: one generation request, shared by an HTTP thread and the scheduler -------------------------------- */
 

@@ -3,6 +3,7 @@
  * still be completed into a valid document. anyOf splits a thread into one per branch (kept while they agree). A
  * value is only opened when its shortest completion fits in the frames left (recursive $refs end there); bounded
  * numbers follow the set of values their digits can still reach; strings with a pattern carry its automaton state. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -736,6 +737,18 @@ general:
 int kn_jsv_accepts(const kn_jsv *v, const void *bytes, size_t n) {
   int done;
   return kn_jsv_prefix(v, bytes, n, &done) == n;
+}
+
+int kn_jsv_free_string(const kn_jsv *v) {
+  if (v->n != 1 || v->t[0].depth < 1) return -1;
+  const kn_jsv_thread *t = &v->t[0];
+  const kn_jsv_frame *f = &t->f[t->depth - 1];
+  if (f->kind != K_STR || f->sub != S_CH) return -1;
+  const js_node *nd = &v->s->nodes[f->node];
+  if (f->aux) /* a key: free where the object takes other keys than its properties' (key_byte) */
+    return nd->extra >= 0 && fits(v->s, nd->extra, t->depth - 1) ? INT_MAX : -1;
+  if (nd->re || hashed_item(v->s, t, t->depth - 1)) return -1;
+  return nd->max_len < 0 ? INT_MAX : nd->max_len > (int)f->count ? nd->max_len - (int)f->count : 0;
 }
 
 int kn_jsv_done(const kn_jsv *v) {
