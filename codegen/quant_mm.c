@@ -406,9 +406,15 @@ void kn_qmm_plan(const kn_qmm *m, const kn_target *t, kn_qmm_plan_t *pl) {
    * 8-token tile. THREADS=1 bench_matmul gemm 8, GFLOP per CPU second, one row / two rows alternating (loaded host):
    * q8_0 151936x896 209-213 / 256-268, q5_0 9728x896 255-314 / 330-339, q6_k 896x4864 146-160 / 268-294; the
    * K formats with mins lose (q4_k 230-277 / 232, q5_k 258-262 / 205-232, q2_k, q3_k alike): one stream, as
-   * before. KILN_QMM_ROWS overrides the rows. */
+   * before. The nibble formats (split records) on 64-byte vectors take two rows at 16-token groups too, a fused
+   * MLP's gate and up included (four streams): Zen 5, 2 threads, loaded host, one row / two rows alternating, kiln
+   * bench -p 512 on the 0.5B shape: all-Q4_0 411-481 / 604-695 tok/s (ffn_down's 256-token kernel 171-189 / 99-110 ms
+   * over 24 layers), the Q4_K_M mix (mostly Q5_0) 449-486 / 600-704; a 16-sequence batched decode 370-390 / 408-457
+   * tok/s aggregate; Q8_0 and the K formats gain nothing or lose (all-Q4_K/Q6_K 431-464 / 369-418), and AVX2 too
+   * (q5_0 mix 337-359 / 321-360). KILN_QMM_ROWS overrides the rows. */
   bool two = U <= 8 && t->vector_bytes >= 64 && (pl->split || m->fmt == KN_Q8_0 || m->fmt == KN_Q6_K);
-  int R = kn_getenv_int("KILN_QMM_ROWS", two && m->nred == 1 ? 2 : 1);
+  bool split2 = t->vector_bytes >= 64 && pl->split;
+  int R = kn_getenv_int("KILN_QMM_ROWS", (two && m->nred == 1) || split2 ? 2 : 1);
   if (R < 1 || R * m->nred > KN_QMM_MAX_STREAMS) R = 1;
   while (R > 1 && m->N % R) R--;
   pl->rows = R;
