@@ -65,6 +65,7 @@ static uint64_t memo_key(const kn_kernel *k, const kn_target *t) {
   h = (h ^ (uint64_t)kn_getenv_int("KILN_QROWS", 0)) * 1099511628211ull;
   h = (h ^ (uint64_t)kn_getenv_int("KILN_PREFETCH_BYTES", 8192)) * 1099511628211ull;
   h = (h ^ (uint64_t)(kn_getenv_int("KILN_ATTN_TILE", 1) > 0)) * 1099511628211ull;
+  h = (h ^ (uint64_t)kn_getenv_int("KILN_ATTN_PREFETCH", 64)) * 1099511628211ull;
   return (h ^ (uint64_t)(kn_getenv_int("NOOPT", 0) > 0)) * 1099511628211ull;
 }
 
