@@ -253,6 +253,10 @@ static int tile_shape(const kn_attn *a, const kn_target *t, int *QL, int *HL) {
   if (t->kind == KN_TARGET_AMDGPU || kn_getenv_int("KILN_ATTN_TILE", 1) <= 0 || G < 1 || a->n_head % a->n_kv_head) return 0;
   if (a->n_q >= 32) *QL = W, *HL = 1;
   else if (2 * G >= W && G <= W) *HL = G, *QL = W / G;
+  /* its stack: the q columns and accumulators of every head (G x head_dim vectors each), the scores' partial sums,
+   * the widened block; past 1 MB (head_dim 1024 with many heads per KV head) the per-query kernel, whose buffers
+   * hold no lane per query */
+  if (((int64_t)2 * G * a->head_dim + a->head_dim / 4 * 16) * W * 4 + (int64_t)32 * a->head_dim * 4 > (1 << 20)) *QL = 0;
   return *QL;
 }
 

@@ -162,7 +162,9 @@ int main(void) {
                            {16, 14, 2, 64, 700}, {37, 8, 2, 128, 300}, {21, 6, 1, 4, 50}, {40, 4, 4, 16, 40},
                            {64, 28, 4, 32, 130},
                            /* decode and short passes with a query's heads in the lanes (G 8 and 12) */
-                           {3, 16, 2, 64, 200}, {1, 12, 1, 32, 90}};
+                           {3, 16, 2, 64, 200}, {1, 12, 1, 32, 90},
+                           /* head_dim 256 with 32 heads per KV head: past the tiled kernel's stack bound on AVX-512 */
+                           {32, 32, 1, 256, 40}};
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
     for (int f16 = 0; f16 < 2; f16++) {
       if (i == 10 && !f16) { /* a fresh context for the prefill shapes: one holds at most 64 variables */
@@ -173,8 +175,11 @@ int main(void) {
       /* sliding windows, shorter than and near the query count (both kernels), and the primitive path */
       int w = 1 + rand() % (shapes[i][0] + 6);
       one_case(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4], f16 ? KN_F16 : KN_F32, w, false);
-      one_case(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4], f16 ? KN_F16 : KN_F32, f16 ? w : 0,
-               true);
+      /* the primitive path (a graph matmul over the whole cache) sums head_dim 256 in chains that pass the bound
+       * on 8- and 16-lane vectors, not on SSE's 4: the last shape is there for the fused kernel's choice */
+      if (shapes[i][3] <= 128)
+        one_case(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4], f16 ? KN_F16 : KN_F32, f16 ? w : 0,
+                 true);
     }
   const int rshapes[][7] = {{1, 8, 2, 32, 3, 16, 4}, {8, 8, 2, 32, 4, 24, 8}, {5, 14, 2, 64, 2, 40, 0},
                             {16, 4, 4, 16, 3, 12, 8}, {7, 6, 1, 128, 5, 9, 3}, {12, 2, 2, 8, 1, 20, 4},

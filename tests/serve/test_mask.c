@@ -13,18 +13,7 @@
 #include "models/gguf.h"
 #include "models/text/json_schema.h"
 #include "models/text/tokenizer.h"
-
-static int n_pass, n_fail;
-#define CHECK(cond, ...)                                                                                               \
-  do {                                                                                                                 \
-    if (cond) n_pass++;                                                                                                \
-    else {                                                                                                             \
-      n_fail++;                                                                                                        \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                                    \
-      printf(__VA_ARGS__);                                                                                             \
-      printf("\n");                                                                                                    \
-    }                                                                                                                  \
-  } while (0)
+#include "../check.h"
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 static uint32_t rnd(uint32_t n) {
@@ -172,6 +161,5 @@ int main(void) {
   run_vocab(dir, "tiny-qwen2-Q4_K_M.gguf");
   run_vocab(dir, "tiny-llama3-Q4_K_M.gguf");
   run_vocab(dir, "tiny-llama-Q4_K_M.gguf");
-  printf("%d passed, %d failed\n", n_pass, n_fail);
-  return n_fail ? 1 : 0;
+  return check_summary();
 }
