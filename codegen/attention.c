@@ -79,14 +79,14 @@ static LLVMValueRef fast_exp(emit *e, LLVMValueRef x) {
 }
 
 /* W floats of a cache row: f16 rows are widened */
-static LLVMValueRef load_vec(emit *e, LLVMValueRef base, LLVMValueRef elem, bool half) {
+static LLVMValueRef load_vec_n(emit *e, LLVMValueRef base, LLVMValueRef elem, bool half, int n) {
   LLVMTypeRef et = half ? LLVMHalfTypeInContext(e->c) : e->f32;
   LLVMValueRef p = LLVMBuildGEP2(e->b, et, base, &elem, 1, "");
-  LLVMTypeRef vt = LLVMVectorType(et, e->W);
-  LLVMValueRef v = LLVMBuildLoad2(e->b, vt, p, "");
+  LLVMValueRef v = LLVMBuildLoad2(e->b, LLVMVectorType(et, (unsigned)n), p, "");
   LLVMSetAlignment(v, half ? 2 : 4);
-  return half ? LLVMBuildFPExt(e->b, v, e->vf, "") : v;
+  return half ? LLVMBuildFPExt(e->b, v, LLVMVectorType(e->f32, (unsigned)n), "") : v;
 }
+static LLVMValueRef load_vec(emit *e, LLVMValueRef base, LLVMValueRef elem, bool half) { return load_vec_n(e, base, elem, half, e->W); }
 
 /* horizontal sum of a vector by halves (a short dependency chain) */
 static LLVMValueRef hsum_tree(emit *e, LLVMValueRef v) {
@@ -305,7 +305,6 @@ static void emit_tiled(emit *e, LLVMValueRef fn, const kn_kernel *k, LLVMValueRe
   enum { BMAX = 16 };
   int Bk = W >= 16 ? 16 : 8, Wd = W;
   while (Wd > 4 && D % Wd) Wd /= 2; /* cache rows are widened Wd elements at a time (D % 4 == 0 was checked) */
-  LLVMTypeRef vd = LLVMVectorType(e->f32, (unsigned)Wd);
   LLVMValueRef qt = alloca_al(e, LLVMArrayType(e->vf, (unsigned)(G * D)), "qt");
   LLVMValueRef acc = alloca_al(e, LLVMArrayType(e->vf, (unsigned)(G * D)), "acc");
   LLVMValueRef mx = alloca_al(e, LLVMArrayType(e->vf, (unsigned)G), "m"), den = alloca_al(e, LLVMArrayType(e->vf, (unsigned)G), "l");
@@ -399,13 +398,8 @@ static void emit_tiled(emit *e, LLVMValueRef fn, const kn_kernel *k, LLVMValueRe
     prefetch_row(e, ptrs, kj, kvh, a, half);
     for (int v = 0; v < D / Wd; v++) {
       LLVMValueRef off = LLVMBuildAdd(b, row, ci(e, v * Wd), ""), dst = ci(e, j * D + v * Wd);
-      for (int kv = 0; kv < 2; kv++) {
-        LLVMTypeRef et = half ? LLVMHalfTypeInContext(e->c) : e->f32;
-        LLVMValueRef x = LLVMBuildLoad2(b, LLVMVectorType(et, (unsigned)Wd), LLVMBuildGEP2(b, et, ptrs[2 + kv], &off, 1, ""), "");
-        LLVMSetAlignment(x, half ? 2 : 4);
-        if (half) x = LLVMBuildFPExt(b, x, vd, "");
-        LLVMSetAlignment(LLVMBuildStore(b, x, fat(e, kv ? vb : kb, dst)), 4);
-      }
+      for (int kv = 0; kv < 2; kv++)
+        LLVMSetAlignment(LLVMBuildStore(b, load_vec_n(e, ptrs[2 + kv], off, half, Wd), fat(e, kv ? vb : kb, dst)), 4);
     }
   }
   LLVMValueRef valid[BMAX];
