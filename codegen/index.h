@@ -46,6 +46,9 @@ int kn_lower_params(kn_lctx *c);
 int kn_lower_work_items(kn_lctx *c);
 /* how many work items the schedule's GLOBAL pieces make (kn_lower_work_items' global size) */
 int64_t kn_lower_items(const kn_lctx *c);
+/* How far ahead (in blocks; elements for scalar types) a GEMV's loads of buffer buf prefetch: whole work items
+ * (*per: the buffer's blocks per item) covering at least KILN_PREFETCH_BYTES; 0: none. */
+int64_t kn_lower_prefetch_ahead(const kn_lctx *c, int buf, int64_t *per);
 /* Instances of the UPCAST (reduce false) or UNROLL (reduce true) pieces, and selecting one of each. */
 int kn_inst_count(const kn_lctx *c, bool reduce);
 void kn_set_inst(kn_lctx *c, int out_inst, int red_inst);

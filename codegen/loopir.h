@@ -122,6 +122,8 @@ typedef struct {
   bool qdot_hoist; /* ... whose activations are the same for every output: quantized once per call (QX) */
   int qdot_blocks; /* consecutive blocks per QDOT (0 or 1: one) */
   bool qdot_prefetch; /* ... each QDOTR prefetches its weight blocks one work item ahead (KILN_PREFETCH) */
+  uint32_t stream_bufs; /* float buffers a GEMV reads once (bit per buffer): their loads prefetch one item ahead */
+  int red_split; /* > 1: each of the reduce's unrolled steps adds into its own accumulator, summed after the loop */
 } kn_sched;
 
 /* Choose the schedule for a kernel on a target (NOOPT=1: everything global or serial, no vectors). */

@@ -198,29 +198,10 @@ static int record_index(lower *L, int g) {
   return kn_l_alu(c->p, KN_KOP_ADD, KN_I64, kn_l_alu(c->p, KN_KOP_MUL, KN_I64, it, kn_l_const_i(c->p, KN_I64, L->qx_groups)), gi);
 }
 
-/* A GEMV's work item reads its rows' weights once, each row a stream of well under a few KB (a 896-wide Q8_0 row is
- * 952 bytes): too short for the hardware prefetcher to get ahead of the loads, so with the weights in DRAM every row
- * started with demand misses. Work items take consecutive rows, so the blocks one work item ahead of the ones about
- * to be dotted are the next item's: fetching them now overlaps the memory traffic with this item's arithmetic. The
- * weight's blocks per work item (*per) is that distance (0: no prefetch, e.g. fewer blocks than items), times the
- * items that make it at least KILN_PREFETCH_BYTES (default 8 KB): a work item of one row (kn_quant_dot_rows, about
- * 1 KB) is done in less than a DRAM latency. Measured with bench_stream (the 0.5B models' GEMV shapes streamed from
- * DRAM, 200 alternating passes, loaded host), whole pass AVX-512 / AVX2: 4 KB ahead 18.2 / 27.1 GB/s, 8 KB 18.4 /
- * 28.2, 16 KB 17.2 / 27.9; the 145 MB Q8_0 logits alone on AVX-512 27.5 at 4 KB, 38.5 at 8 KB. */
-static int64_t prefetch_ahead(const lower *L, const kn_kop *w, int64_t *per) {
-  const kn_lctx *c = &L->c;
-  const kn_dtype_info *di = kn_dtype_get(c->k->bufs[w->buf].dtype);
-  int64_t bytes = kn_getenv_int("KILN_PREFETCH_BYTES", 8192);
-  int64_t ahead = *per = c->k->bufs[w->buf].nelems / di->block_elems / kn_lower_items(c);
-  if (ahead < 1) return 0;
-  if (bytes > 0) ahead *= (bytes + ahead * (int64_t)di->block_bytes - 1) / (ahead * (int64_t)di->block_bytes);
-  return ahead;
-}
-
 static int prefetch(lower *L, const kn_kop *w, int param, int blk, int elems) {
   kn_lctx *c = &L->c;
   const kn_dtype_info *di = kn_dtype_get(c->k->bufs[w->buf].dtype);
-  int64_t per, ahead = c->s->qdot_prefetch ? prefetch_ahead(L, w, &per) : 0;
+  int64_t per, ahead = c->s->qdot_prefetch ? kn_lower_prefetch_ahead(c, w->buf, &per) : 0;
   if (ahead < 1) return 0;
   int src[2] = {param, kn_l_alu(c->p, KN_KOP_ADD, KN_I64, blk, kn_l_const_i(c->p, KN_I64, ahead))};
   int v = kn_l_add(c->p, KN_L_PREFETCH, KN_I64, 1, 2, src, 0, c->k->bufs[w->buf].dtype);
@@ -235,26 +216,24 @@ static int prefetch(lower *L, const kn_kop *w, int param, int blk, int elems) {
  * (taking the items' blocks as consecutive, as prefetch does: where they are not, only a hint goes astray). */
 static int lead_prefetch(lower *L) {
   kn_lctx *c = &L->c;
-  if (!c->s->qdot_prefetch) return 0;
-  int first = -1;
-  for (int r = 0; r < L->nreds; r++) {
+  uint32_t bufs = c->s->stream_bufs; /* the streamed float weights (opt.c), and the integer-dot GEMV's */
+  for (int r = 0; r < L->nreds && c->s->qdot_prefetch; r++) {
     const kn_kop *xn, *w = qdot_weight(L, r, &xn);
-    bool seen = false;
-    for (int o = 0; o < r && w; o++) {
-      const kn_kop *xo, *wo = qdot_weight(L, o, &xo);
-      seen |= wo && wo->buf == w->buf;
-    }
-    int64_t per, ahead = w && !seen ? prefetch_ahead(L, w, &per) : 0;
+    if (w && w->buf < 32) bufs |= 1u << w->buf;
+  }
+  int first = -1;
+  for (int b = 0; b < c->k->nbufs && b < 32; b++) {
+    int64_t per, ahead = bufs >> b & 1 ? kn_lower_prefetch_ahead(c, b, &per) : 0;
     if (ahead < 1) continue;
     if (first < 0) {
       int64_t items = kn_lower_items(c);
       if ((first = kn_l_add(c->p, KN_L_SPECIAL, KN_I64, 1, 0, NULL, 0, KN_SP_FIRST0)) < 0) return kn_lfail(c, "out of memory");
       c->p->ops[first].size = items, c->p->ops[first].lo = 0, c->p->ops[first].hi = items - 1;
     }
-    int src[2] = {c->params[w->buf], kn_l_alu(c->p, KN_KOP_MUL, KN_I64, first, kn_l_const_i(c->p, KN_I64, per))};
-    int v = kn_l_add(c->p, KN_L_PREFETCH, KN_I64, 1, 2, src, 0, c->k->bufs[w->buf].dtype);
+    int src[2] = {c->params[b], kn_l_alu(c->p, KN_KOP_MUL, KN_I64, first, kn_l_const_i(c->p, KN_I64, per))};
+    int v = kn_l_add(c->p, KN_L_PREFETCH, KN_I64, 1, 2, src, 0, c->k->bufs[b].dtype);
     if (v < 0) return kn_lfail(c, "out of memory");
-    c->p->ops[v].size = ahead * kn_dtype_get(c->k->bufs[w->buf].dtype)->block_bytes;
+    c->p->ops[v].size = ahead * kn_dtype_get(c->k->bufs[b].dtype)->block_bytes;
   }
   return c->p->failed ? kn_lfail(c, "out of memory") : 0;
 }
@@ -372,17 +351,18 @@ static int lower_qx(lower *L) {
 /* The reduce loop nest: accumulators per output instance and reduce node, unrolled reduce instances inside. */
 static int lower_reduce(lower *L, int ninst) {
   kn_lctx *c = &L->c;
-  int nr = L->nreds, lanes;
-  int *acc = malloc((size_t)(ninst * nr) * sizeof *acc);
+  int nr = L->nreds, lanes, S = c->s->red_split > 1 ? c->s->red_split : 1; /* accumulators per reduce instance */
+  int *acc = malloc((size_t)(ninst * nr * S) * sizeof *acc);
   L->redval = malloc((size_t)(ninst * nr) * sizeof *L->redval);
   if (!acc || !L->redval) return free(acc), kn_lfail(c, "out of memory");
   c->in_reduce = true;
   lanes = kn_lanes(c);
   for (int u = 0; u < ninst; u++)
-    for (int r = 0; r < nr; r++) {
-      int id = identity(c, L->reds[r]->rop, L->reds[r]->dtype);
-      acc[u * nr + r] = kn_l_add(c->p, KN_L_ACC, L->reds[r]->dtype, lanes, 1, &id, L->reds[r]->rop, 0);
-    }
+    for (int r = 0; r < nr; r++)
+      for (int j = 0; j < S; j++) {
+        int id = identity(c, L->reds[r]->rop, L->reds[r]->dtype);
+        acc[(u * nr + r) * S + j] = kn_l_add(c->p, KN_L_ACC, L->reds[r]->dtype, lanes, 1, &id, L->reds[r]->rop, 0);
+      }
   int ranges[KN_MAXPIECES], nranges = 0;
   for (int i = 0; i < c->s->n; i++)
     if (c->s->p[i].kind == KN_AX_REDUCE) {
@@ -419,7 +399,7 @@ static int lower_reduce(lower *L, int ninst) {
               L->reds[j % nr]->dtype == L->reds[r]->dtype)
             same[i] = j;
         if (same[i] >= 0) continue;
-        int a = acc[i], nv = a;
+        int a = acc[i * S + w % S], nv = a;
         for (int j = 0; j < nq && nv >= 0; j++) nv = kn_l_alu(c->p, L->reds[r]->rop, L->reds[r]->dtype, nv, qv[j]);
         if (nv < 0) return free(acc), free(same), free(val), -1;
         kn_l_add(c->p, KN_L_ACCSET, L->reds[r]->dtype, lanes, 2, (int[]){a, nv}, 0, 0);
@@ -429,11 +409,12 @@ static int lower_reduce(lower *L, int ninst) {
   c->in_reduce = false;
   for (int u = 0; u < ninst; u++)
     for (int r = 0; r < nr; r++) {
-      int i = u * nr + r, a = acc[i];
+      int i = u * nr + r, a = acc[i * S];
       if (same[i] >= 0) {
         L->redval[i] = L->redval[same[i]];
         continue;
       }
+      for (int j = 1; j < S; j++) a = kn_l_alu(c->p, L->reds[r]->rop, L->reds[r]->dtype, a, acc[i * S + j]);
       if (lanes > 1 && c->s->p[c->s->vec].kind == KN_AX_RVEC)
         a = kn_l_add(c->p, KN_L_HREDUCE, L->reds[r]->dtype, 1, 1, &a, L->reds[r]->rop, 0);
       if (kn_sched_group(c->s) > 1) a = kn_l_group_reduce(c->p, a, L->reds[r]->rop, kn_sched_group(c->s));

@@ -87,6 +87,19 @@ static bool reused_along(const kn_kernel *k, const loadset *ls, int a, bool quan
   return false;
 }
 
+/* The bytes of the largest buffer that a load inside the reduce reads the same along axis a (stride 0). */
+static int64_t reused_bytes(const kn_kernel *k, const loadset *ls, int a) {
+  int64_t most = 0;
+  for (int i = 0; i < ls->n; i++) {
+    const kn_view *top = &ls->loads[i]->st.v[ls->loads[i]->st.nviews - 1];
+    int b = ls->loads[i]->buf;
+    if (!ls->in_red[i] || a >= top->ndim || top->strides[a] != 0 || top->masked || b < 0 || b >= k->nbufs) continue;
+    int64_t n = kn_dtype_nbytes(k->bufs[b].dtype, k->bufs[b].nelems);
+    if (n > most) most = n;
+  }
+  return most;
+}
+
 /* Do two block-format loads in the reduce read the same weight mirrored along axis a (strides s and -s, all others
  * alike)? A GEMV with RoPE fused reads row pairs so: output half 0 of a pair sums rows j and j + 32 of a head, half 1
  * rows j + 32 and j. */
@@ -209,6 +222,38 @@ static void build(const kn_kernel *k, const axplan *pl, int vaxis, kn_sched *s) 
   if (vaxis >= nout) s->vec = s->n, add_piece(s, vaxis, pl[vaxis].vec, 1, KN_AX_RVEC);
 }
 
+/* The narrowest item size (1 to 4 bytes) of the float loads inside the reduce that walk axis r contiguously. */
+static int narrowest_along(const kn_kernel *k, const loadset *ls, int r) {
+  int isz = 4;
+  for (int i = 0; i < ls->n; i++) {
+    const kn_kop *x = ls->loads[i];
+    const kn_view *top = &x->st.v[x->st.nviews - 1];
+    if (!ls->in_red[i] || is_quant_load(k, x) || x->nsrc || x->st.nviews != 1 || r >= top->ndim || top->strides[r] != 1) continue;
+    int s = kn_dtype_get(k->bufs[x->buf].dtype)->itemsize;
+    if (s >= 1 && s < isz) isz = s;
+  }
+  return isz;
+}
+
+/* The float buffers a GEMV-like kernel streams: read inside the reduce, contiguously along the vectorized reduce axis
+ * r, each element by one output (no output axis of the kernel leaves them in place). Each is read once per call,
+ * from DRAM in decode, where the hardware prefetcher starts too late on rows of a few KB: 4096x4096 f16 and bf16
+ * weights streamed over copies (bench_matmul gemv, AVX2, alternating) reached 71-81 % of f32's rate without a
+ * prefetch and 87-103 % with each load prefetching one work item ahead, f32 itself unchanged (36-46 GB/s). */
+static uint32_t streamed_bufs(const kn_kernel *k, const loadset *ls, int r) {
+  int nout = k->ndim - k->nreduce;
+  uint32_t m = 0;
+  for (int i = 0; i < ls->n; i++) {
+    const kn_kop *x = ls->loads[i];
+    if (!ls->in_red[i] || x->nsrc || is_quant_load(k, x) || x->st.nviews != 1 || x->buf < 1 || x->buf >= 32) continue;
+    const kn_view *top = &x->st.v[0];
+    bool once = !top->masked && r < top->ndim && top->strides[r] == 1;
+    for (int a = 0; a < nout && once; a++) once = k->shape[a] == 1 || (a < top->ndim && top->strides[a] != 0);
+    if (once) m |= 1u << x->buf;
+  }
+  return m;
+}
+
 int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *err, size_t errlen) {
   if (k->ndim < 1 || k->ndim > KN_MAXDIM || k->nreduce < 0 || k->nreduce > k->ndim) {
     snprintf(err, errlen, "kernel has %d axes with %d reduced", k->ndim, k->nreduce);
@@ -244,6 +289,8 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
   }
   if (vaxis >= 0) pl[vaxis].vec = bestv;
   bool qdot = false, hoist = false;
+  uint32_t stream = 0; /* streamed_bufs */
+  int split = 1;
   int qblocks = 1;
   if (k->nreduce > 0) {
     /* quantized weights along a vectorized reduce axis: unroll over a whole block so every position inside the
@@ -272,6 +319,21 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
       while (qblocks > 2 && k->shape[r] % (qblocks * qk)) qblocks /= 2;
       pl[r].unroll *= qblocks > 2 ? qblocks : 2;
     }
+    /* A float reduce along its vector lanes (a GEMV, a batched decode's matmul, a norm): the reduce is unrolled to a
+     * 64-byte line of its narrowest contiguous operand per step (at most four vectors), each with its own accumulator
+     * (lower.c), so a row's multiply-adds make independent chains instead of one that waits on its own latency.
+     * The order of a row's additions then depends on the reduce and the target alone, as before the rows per item:
+     * a row dotted alone (decode) and inside a batch (continuous batching) stay the same bits. */
+    if (!qdot && vaxis == r && r >= nout && t->kind == KN_TARGET_CPU && pl[r].unroll == 1) {
+      int64_t u = kn_getenv_int("KILN_SPLIT_BYTES", 64) / (pl[r].vec * narrowest_along(k, &ls, r));
+      if (u > 4) u = 4; /* 16-byte vectors of f16: half a line, four chains (a batch's tokens need registers too) */
+      while (u > 1 && k->shape[r] % (pl[r].vec * u)) u /= 2;
+      if (u > 1) pl[r].unroll = split = (int)u;
+      /* A streamed GEMV (float weights read once: decode) takes one row per work item, so the items read the
+       * weights in memory order, one stream per thread that the loads' prefetches run ahead of (the rows of a
+       * register block ran as interleaved streams that the hardware prefetcher followed late) */
+      stream = kn_getenv_int("KILN_PREFETCH", 1) > 0 ? streamed_bufs(k, &ls, r) : 0;
+    }
     /* register blocking: rows that share loads (first those sharing a decoded block), and two vectors along the
      * vector axis when it is an output; at most 16 accumulators and 64 unrolled instances (the integer-dot GEMV:
      * the rows its format and width take best, as the activations' quantization is shared by them) */
@@ -279,11 +341,21 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
     int64_t budget = qrows > 16 || hoist ? qrows : 16;
     if (vaxis >= nout && !qdot && 64 / pl[r].unroll < budget) budget = 64 / pl[r].unroll;
     if (ls.nreds > 1) budget /= ls.nreds; /* every reduce keeps an accumulator per instance */
+    budget /= split;                       /* ... and per unrolled step, split */
     if (budget < 1) budget = 1;
     if (vaxis >= 0 && vaxis < nout && (k->shape[vaxis] / pl[vaxis].vec) % 2 == 0) pl[vaxis].up = 2, budget = 8;
+    /* the output axes innermost first; with split accumulators (fewer instances) those that keep the larger operand
+     * in registers first: a batched decode's tokens, so that its float weights are read once, not once per token */
+    int order[KN_MAXDIM];
+    for (int i = 0; i < nout; i++) order[i] = nout - 1 - i;
+    for (int i = 1; i < nout && split > 1; i++)
+      for (int j = i; j > 0 && reused_bytes(k, &ls, order[j]) > reused_bytes(k, &ls, order[j - 1]); j--) {
+        int x = order[j];
+        order[j] = order[j - 1], order[j - 1] = x;
+      }
     for (int pass = 0; pass < 2; pass++)
-      for (int a = nout - 1; a >= 0 && budget > 1; a--) {
-        if (a == vaxis || pl[a].up > 1 || !reused_along(k, &ls, a, pass == 0)) continue;
+      for (int i = 0, a; i < nout && budget > 1; i++) {
+        if ((a = order[i]) == vaxis || pl[a].up > 1 || stream || !reused_along(k, &ls, a, pass == 0)) continue;
         int64_t cap = qdot ? (pass == 0 ? 4 : qrows) : vaxis >= nout ? 4 : 8;
         /* ... but at least 4 register blocks per thread: a launch splits its work items over the cores */
         while (qdot && pass == 1 && cap > 8 && k->shape[a] / cap < 4 * (t->ncores > 0 ? t->ncores : 1)) cap /= 2;
@@ -309,6 +381,8 @@ int kn_opt_schedule(const kn_kernel *k, const kn_target *t, kn_sched *s, char *e
   s->qdot_blocks = qdot ? qblocks : 0;
   s->qdot_hoist = hoist;
   s->qdot_prefetch = hoist && kn_getenv_int("KILN_PREFETCH", 1) > 0;
+  s->stream_bufs = stream;
+  s->red_split = split;
   return 0;
 }
 

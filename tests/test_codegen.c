@@ -1270,6 +1270,119 @@ static void test_qmm_alone(void) {
   setenv("KILN_EXACT", "1", 1);
 }
 
+/* The float GEMV (decode over f32, f16 or bf16 weights; codegen/opt.c, lower.c, index.c): one row per work item, the
+ * reduce unrolled to a 64-byte line of weights per step with an accumulator per step (red_split: 64 / (lanes x item
+ * size), at most 4, where K allows, halved until it does), each step's line prefetched one work item ahead (KILN_PREFETCH_BYTES
+ * or more, whole items) and the call's first items before the item loop; KILN_PREFETCH=0: no prefetch, rows in
+ * register blocks again. A batched decode's matmul (T = 3: the weight reused along the tokens) splits its
+ * accumulators alike, so each of its rows is the same bits as the GEMV's; and every result is within the f32
+ * tolerance of a double-precision reference. */
+static void test_stream_gemv(void) {
+  const kn_target *tg = kn_device_target(dev);
+  if (tg->kind != KN_TARGET_CPU) return;
+  kn_dtype dts[] = {KN_F32, KN_F16, KN_BF16};
+  for (int r = 0; r < 12; r++) {
+    kn_dtype dt = dts[r % 3];
+    int isz = kn_dtype_get(dt)->itemsize;
+    int64_t N = rint_in(1, 45), K = r < 6 ? 64 * rint_in(1, 40) : 8 * rint_in(1, 90), T = 3;
+    char name[96], mm[64] = "", err[256] = "";
+    snprintf(name, sizeof name, "stream gemv %s N %lld K %lld", kn_dtype_name(dt), (long long)N, (long long)K);
+    float *x = malloc((size_t)(T * K) * 4), *one = malloc((size_t)(T * N) * 4), *all = malloc((size_t)(T * N) * 4);
+    void *w = malloc((size_t)(N * K * isz));
+    fill_buf(KN_F32, x, T * K, -1, 1);
+    fill_buf(dt, w, N * K, -1, 1);
+    int bad = 0;
+    /* the schedule and its loop IR */
+    for (int64_t t = 1; t <= T + 1; t += t == 1 ? T - 1 : 1) { /* 1, 3 and 4 tokens */
+      kn_kernel *k = kn_kernel_new();
+      k->nbufs = 3;
+      k->bufs[0] = (kn_kbuf){KN_F32, t * N}, k->bufs[1] = (kn_kbuf){KN_F32, t * K}, k->bufs[2] = (kn_kbuf){dt, N * K};
+      int64_t sh[3] = {t, N, K}, sx[3] = {K, 0, 1}, sw[3] = {0, K, 1};
+      set_space(k, 3, sh, 1);
+      kn_st a = st_strided(3, sh, sx, 0), b = st_strided(3, sh, sw, 0);
+      k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a), kn_kop_load(k, 2, KN_F32, &b), NULL));
+      kn_sched s;
+      for (int pf = 1; pf >= 0; pf--) {
+        if (!pf) setenv("KILN_PREFETCH", "0", 1);
+        if (kn_opt_schedule(k, tg, &s, err, sizeof err)) {
+          bad++, fail_line("%s T %lld: schedule: %s", name, (long long)t, err);
+          break;
+        }
+        int64_t lanes = s.vec >= 0 ? s.p[s.vec].size : 1, want = lanes > 1 ? 64 / (lanes * isz) : 1, up = 1;
+        if (want > 4) want = 4;
+        while (want > 1 && K % (lanes * want)) want /= 2;
+        for (int i = 0; i < s.n; i++)
+          if (s.p[i].kind == KN_AX_UPCAST) up *= s.p[i].size;
+        int split = s.red_split > 1 ? s.red_split : 1;
+        bool streamed = pf && t == 1;
+        if ((s.stream_bufs != (streamed ? 4u : 0u) || split != want || (streamed && up != 1) || (s.vec >= 0 && s.p[s.vec].kind != KN_AX_RVEC)) && bad++ < 3)
+          fail_line("%s T %lld prefetch %d: streamed %#x split %d rows %lld (want %#x, %lld, 1)", name, (long long)t, pf,
+                    s.stream_bufs, split, (long long)up, streamed ? 4u : 0u, (long long)want);
+        bool tokens_up = false; /* 4 tokens: in registers, the weights read once for all of them */
+        for (int i = 0; i < s.n; i++) tokens_up |= s.p[i].kind == KN_AX_UPCAST && s.p[i].axis == 0;
+        if (t == 4 && !tokens_up && bad++ < 3) fail_line("%s T 4: the tokens are not in a register block (split %d)", name, split);
+        kn_lprog *lp = kn_lower(k, &s, err, sizeof err);
+        if (!lp) {
+          bad++, fail_line("%s T %lld: lowering: %s", name, (long long)t, err);
+          break;
+        }
+        int64_t items = lp->global[0], per = t * N * K / items, ahead = per * ((8192 + per * isz - 1) / (per * isz));
+        int64_t unroll = 1, want_pf = 0; /* a prefetch for each unrolled step whose offset is a whole line */
+        for (int i = 0; i < s.n; i++)
+          if (s.p[i].kind == KN_AX_UNROLL) unroll *= s.p[i].size;
+        for (int64_t u = 0; u < unroll && streamed; u++) want_pf += u * lanes * isz % 64 == 0;
+        int lead = 0, in = 0;
+        bool in_items = false;
+        for (int i = 0; i < lp->n; i++) {
+          const kn_lop *o = &lp->ops[i];
+          in_items |= o->op == KN_L_SPECIAL && o->arg == KN_SP_GLOBAL0;
+          if (o->op != KN_L_PREFETCH) continue;
+          if (!in_items) {
+            lead++;
+            if (o->size != ahead * isz && bad++ < 3) fail_line("%s: lead PREFETCH of %lld bytes, want %lld", name, (long long)o->size, (long long)(ahead * isz));
+            continue;
+          }
+          in++;
+          const kn_lop *ad = &lp->ops[o->src[1]], *ld = NULL; /* the weight's load it runs ahead of follows it */
+          for (int j = i + 1; j < lp->n && !ld; j++)
+            if (lp->ops[j].op == KN_L_LOAD && lp->ops[j].src[0] == o->src[0]) ld = &lp->ops[j];
+          bool at = ld && ad->op == KN_L_ALU && ad->alu == KN_KOP_ADD &&
+                    ((ad->src[0] == ld->src[1] && lp->ops[ad->src[1]].op == KN_L_CONST && lp->ops[ad->src[1]].val.i == ahead) ||
+                     (ad->src[1] == ld->src[1] && lp->ops[ad->src[0]].op == KN_L_CONST && lp->ops[ad->src[0]].val.i == ahead));
+          if (!at && bad++ < 3) fail_line("%s: PREFETCH %d is not its load's address %lld elements ahead", name, i, (long long)ahead);
+        }
+        if ((in != want_pf || lead != (streamed && ahead > 0)) && bad++ < 3)
+          fail_line("%s T %lld prefetch %d: %d PREFETCH per step (want %lld), %d before the items", name, (long long)t, pf, in,
+                    (long long)want_pf, lead);
+        kn_lprog_free(lp);
+      }
+      unsetenv("KILN_PREFETCH");
+      kn_kernel_free(k);
+    }
+    /* results: each token alone, and all three in one launch */
+    bool ok = run_mm(dt, T, N, K, x, w, all, mm, err, sizeof err);
+    for (int64_t t = 0; t < T && ok; t++) ok = run_mm(dt, 1, N, K, x + t * K, w, one + t * N, mm, err, sizeof err);
+    if (!ok) bad++, fail_line("%s: %s", name, err);
+    for (int64_t t = 0; t < T && ok; t++)
+      for (int64_t n = 0; n < N; n++) {
+        double ref = 0, mag = 0;
+        for (int64_t j = 0; j < K; j++) {
+          double wv = dt == KN_F32 ? ((float *)w)[n * K + j] : dt == KN_F16 ? kn_ref_f16_to_f32(((uint16_t *)w)[n * K + j])
+                                                                               : kn_ref_bf16_to_f32(((uint16_t *)w)[n * K + j]);
+          ref += (double)x[t * K + j] * wv, mag += fabs((double)x[t * K + j] * wv);
+        }
+        float g = one[t * N + n];
+        if (fabs(g - ref) > 1e-5 * mag + 1e-30 && bad++ < 3)
+          fail_line("%s: token %lld row %lld = %.9g, want %.9g", name, (long long)t, (long long)n, g, ref);
+        if (memcmp(&g, &all[t * N + n], 4) && bad++ < 3)
+          fail_line("%s: token %lld row %lld alone %.9g, in the batch %.9g (not the same bits)", name, (long long)t, (long long)n, g, all[t * N + n]);
+      }
+    if (bad) failed++;
+    else passed++;
+    free(x), free(one), free(all), free(w);
+  }
+}
+
 /* an in-place update (the output buffer is also read) and an elementwise op over a reduce result of f16 */
 static void test_misc(void) {
   for (int r = 0; r < 4; r++) {
@@ -1366,6 +1479,7 @@ int main(int argc, char **argv) {
   test_idx_var();
   test_gather();
   test_matmul();
+  test_stream_gemv();
   test_quant();
   test_qdot();
   if (kn_device_target(dev)->kind == KN_TARGET_CPU) test_qdot_pair(), test_qdot_rope_pair(), test_prefetch();
