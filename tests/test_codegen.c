@@ -1204,8 +1204,8 @@ static void test_qmm(void) {
   setenv("KILN_EXACT", "1", 1);
 }
 
-/* out[T, N] = x[T, K] . W[N, K] compiled for dev and run; the kernel's name in *name; false with err */
-static bool run_mm(kn_dtype q, int64_t T, int64_t N, int64_t K, const float *x, const void *w, float *out, char *name, char *err, size_t errlen) {
+/* The kernel out[T, N] = x[T, K] . W[N, K], W in format q (f32 x; buffers 0 out, 1 x, 2 W) */
+static kn_kernel *mm_kernel(kn_dtype q, int64_t T, int64_t N, int64_t K) {
   kn_kernel *k = kn_kernel_new();
   k->nbufs = 3;
   k->bufs[0] = (kn_kbuf){KN_F32, T * N}, k->bufs[1] = (kn_kbuf){KN_F32, T * K}, k->bufs[2] = (kn_kbuf){q, N * K};
@@ -1213,6 +1213,12 @@ static bool run_mm(kn_dtype q, int64_t T, int64_t N, int64_t K, const float *x, 
   set_space(k, 3, sh, 1);
   kn_st a = st_strided(3, sh, sx, 0), b = st_strided(3, sh, sw, 0);
   k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a), kn_kop_load(k, 2, KN_F32, &b), NULL));
+  return k;
+}
+
+/* out[T, N] = x[T, K] . W[N, K] compiled for dev and run; the kernel's name in *name; false with err */
+static bool run_mm(kn_dtype q, int64_t T, int64_t N, int64_t K, const float *x, const void *w, float *out, char *name, char *err, size_t errlen) {
+  kn_kernel *k = mm_kernel(q, T, N, K);
   kn_compiled comp = {0};
   kn_program *p = NULL;
   bool ok = !kn_compile(k, kn_device_target(dev), &comp, err, errlen) && (p = kn_program_load(dev, comp.entry, comp.obj, comp.obj_size, err, errlen));
@@ -1294,13 +1300,7 @@ static void test_stream_gemv(void) {
     int bad = 0;
     /* the schedule and its loop IR */
     for (int64_t t = 1; t <= T + 1; t += t == 1 ? T - 1 : 1) { /* 1, 3 and 4 tokens */
-      kn_kernel *k = kn_kernel_new();
-      k->nbufs = 3;
-      k->bufs[0] = (kn_kbuf){KN_F32, t * N}, k->bufs[1] = (kn_kbuf){KN_F32, t * K}, k->bufs[2] = (kn_kbuf){dt, N * K};
-      int64_t sh[3] = {t, N, K}, sx[3] = {K, 0, 1}, sw[3] = {0, K, 1};
-      set_space(k, 3, sh, 1);
-      kn_st a = st_strided(3, sh, sx, 0), b = st_strided(3, sh, sw, 0);
-      k->root = kn_kop_reduce(k, KN_KOP_ADD, kn_kop_alu(k, KN_KOP_MUL, KN_F32, 2, kn_kop_load(k, 1, KN_F32, &a), kn_kop_load(k, 2, KN_F32, &b), NULL));
+      kn_kernel *k = mm_kernel(dt, t, N, K);
       kn_sched s;
       for (int pf = 1; pf >= 0; pf--) {
         if (!pf) setenv("KILN_PREFETCH", "0", 1);
