@@ -220,7 +220,6 @@ int kn_lower_qblock(kn_lctx *c, const kn_kop *x) {
   return kn_aff_op(c, &b);
 }
 
-/* One access of `lanes` contiguous elements (lanes == 1: scalar) at the given lane's index. */
 /* A GEMV's work item reads its rows' weights once, each row a stream of well under a few KB (a 896-wide Q8_0 row is
  * 952 bytes): too short for the hardware prefetcher to get ahead of the loads, so with the weights in DRAM every row
  * started with demand misses. Work items take consecutive rows, so the blocks one work item ahead of the ones about
@@ -257,6 +256,7 @@ static int stream_prefetch(kn_lctx *c, const kn_kop *x, const int *src) {
   return 0;
 }
 
+/* One access of `lanes` contiguous elements (lanes == 1: scalar) at the given lane's index. */
 static int load_at(kn_lctx *c, const kn_kop *x, int gather, int lane, int lanes) {
   kn_aff a;
   int gate;

@@ -237,9 +237,10 @@ static int narrowest_along(const kn_kernel *k, const loadset *ls, int r) {
 
 /* The float buffers a GEMV-like kernel streams: read inside the reduce, contiguously along the vectorized reduce axis
  * r, each element by one output (no output axis of the kernel leaves them in place). Each is read once per call,
- * from DRAM in decode, where the hardware prefetcher starts too late on rows of a few KB: 4096x4096 f16 and bf16
- * weights streamed over copies (bench_matmul gemv, AVX2, alternating) reached 71-81 % of f32's rate without a
- * prefetch and 87-103 % with each load prefetching one work item ahead, f32 itself unchanged (36-46 GB/s). */
+ * from DRAM in decode, where four rows per work item ran as four short streams the hardware prefetcher followed
+ * late: 4096x4096 f16 and bf16 weights streamed over copies (bench_matmul gemv, alternating) reached 71-81 % of
+ * f32's rate on AVX2 and 86-90 % on AVX-512 so, 97-104 % with one row per work item, split accumulators and each
+ * line prefetched one work item ahead (f32 itself unchanged, 45-52 GB/s). */
 static uint32_t streamed_bufs(const kn_kernel *k, const loadset *ls, int r) {
   int nout = k->ndim - k->nreduce;
   uint32_t m = 0;
