@@ -178,25 +178,8 @@ typedef struct kc_tok {
  * the ranges the JSON validator checks), -1 for anything else. */
 static int32_t plain_chars(const unsigned char *p, size_t n) {
   int32_t chars = 0;
-  for (size_t i = 0; i < n; chars++) {
-    unsigned char c = p[i++];
-    if (c < 0x20 || c == '"' || c == '\\') return -1;
-    if (c < 0x80) continue;
-    int need;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
-    else if (c == 0xE0) need = 2, lo = 0xA0;
-    else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) need = 2;
-    else if (c == 0xED) need = 2, hi = 0x9F;
-    else if (c == 0xF0) need = 3, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3) need = 3;
-    else if (c == 0xF4) need = 3, hi = 0x8F;
-    else return -1;
-    for (; need > 0; need--, lo = 0x80, hi = 0xBF) {
-      if (i >= n || p[i] < lo || p[i] > hi) return -1;
-      i++;
-    }
-  }
+  for (size_t i = 0, k; i < n; i += k, chars++)
+    if (p[i] < 0x20 || p[i] == '"' || p[i] == '\\' || !(k = kn_utf8_valid_prefix(p + i, n - i))) return -1;
   return chars;
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "attention.h"
+#include "emit.h"
 #include "../device/base/env.h"
 
 typedef struct {
@@ -207,19 +208,11 @@ static void prefetch_row(emit *e, LLVMValueRef *ptrs, LLVMValueRef cache_row, LL
   int ahead = (int)kn_getenv_int("KILN_ATTN_PREFETCH", 64), esz = half ? 2 : 4;
   if (ahead <= 0) return;
   LLVMBuilderRef b = e->b;
-  LLVMTypeRef i32 = LLVMInt32TypeInContext(e->c), i8 = LLVMInt8TypeInContext(e->c), tys[1] = {e->ptr};
-  unsigned id = LLVMLookupIntrinsicID("llvm.prefetch", 13);
-  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->m, id, tys, 1);
+  LLVMTypeRef i8 = LLVMInt8TypeInContext(e->c);
   LLVMValueRef elem = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, LLVMBuildAdd(b, cache_row, ci(e, ahead), ""), ci(e, a->n_kv_head), ""), kvh, ""),
                                    ci(e, a->head_dim), "");
   LLVMValueRef byte = LLVMBuildMul(b, elem, ci(e, esz), "");
-  for (int kv = 0; kv < 2; kv++)
-    for (int off = 0; off < a->head_dim * esz; off += 64) {
-      LLVMValueRef o = LLVMBuildAdd(b, byte, ci(e, off), "");
-      LLVMValueRef args[4] = {LLVMBuildGEP2(b, i8, ptrs[2 + kv], &o, 1, ""), LLVMConstInt(i32, 0, 0), LLVMConstInt(i32, 3, 0),
-                              LLVMConstInt(i32, 1, 0)};
-      LLVMBuildCall2(b, LLVMIntrinsicGetType(e->c, id, tys, 1), fn, args, 4, "");
-    }
+  for (int kv = 0; kv < 2; kv++) kn_prefetch_span(e->m, b, LLVMBuildGEP2(b, i8, ptrs[2 + kv], &byte, 1, ""), (int64_t)a->head_dim * esz);
 }
 
 /* ---- prefill: a tile of queries in the lanes ----
@@ -254,8 +247,8 @@ static int tile_shape(const kn_attn *a, const kn_target *t, int *QL, int *HL) {
   if (a->n_q >= 32) *QL = W, *HL = 1;
   else if (2 * G >= W && G <= W) *HL = G, *QL = W / G;
   /* its stack: the q columns and accumulators of every head (G x head_dim vectors each), the scores' partial sums,
-   * the widened block; past 1 MB (head_dim 1024 with many heads per KV head) the per-query kernel, whose buffers
-   * hold no lane per query */
+   * the widened block; past 1 MB (on AVX-512: head_dim 256 with 30 or more heads per KV head, 128 with 62) the
+   * per-query kernel, whose buffers hold no lane per query */
   if (((int64_t)2 * G * a->head_dim + a->head_dim / 4 * 16) * W * 4 + (int64_t)32 * a->head_dim * 4 > (1 << 20)) *QL = 0;
   return *QL;
 }

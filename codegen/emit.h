@@ -43,6 +43,10 @@ LLVMValueRef kn_e_fconst(LLVMTypeRef ty, double v);
 LLVMValueRef kn_e_iconst(LLVMTypeRef ty, long long v);
 LLVMValueRef kn_e_splat(kn_emit *e, LLVMValueRef v, int vec);
 LLVMValueRef kn_e_intrinsic(kn_emit *e, const char *name, LLVMTypeRef overload, LLVMValueRef *args, int nargs);
+/* A prefetch (for reading, into every cache level) every 64 bytes of the `bytes` from byte pointer p: consecutive
+ * spans of a row then leave no cache line between two prefetched addresses, whatever the alignment. Takes the bare
+ * builder, for the emitters without a kn_emit (attention.c). */
+void kn_prefetch_span(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef p, int64_t bytes);
 /* a stack slot of type t in the entry block (static: one per call, not per loop iteration); align 0: t's own */
 LLVMValueRef kn_e_entry_alloca(kn_emit *e, LLVMTypeRef t, unsigned align, const char *name);
 /* Float ops with the fast-math flags kiln allows (contraction only: results stay IEEE otherwise). */

@@ -220,18 +220,23 @@ static LLVMValueRef emit_qdotr(kn_emit *e, const kn_lop *o) {
   return kn_quant_dot_rec(e, (kn_dtype)o->arg, get(e, o->src[0], 1), get(e, o->src[1], 1), qx_record(e, o, 2, qk), qk, o->vec);
 }
 
-/* A prefetch (for reading, into every cache level) every 64 bytes of the span from its start: consecutive spans of a
- * row then leave no cache line between two prefetched addresses, whatever the alignment. */
+void kn_prefetch_span(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef p, int64_t bytes) {
+  LLVMContextRef c = LLVMGetModuleContext(m);
+  LLVMTypeRef i8 = LLVMInt8TypeInContext(c), i32 = LLVMInt32TypeInContext(c), i64 = LLVMInt64TypeInContext(c), pt = LLVMTypeOf(p);
+  unsigned id = LLVMLookupIntrinsicID("llvm.prefetch", 13);
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(m, id, &pt, 1);
+  LLVMTypeRef ft = LLVMIntrinsicGetType(c, id, &pt, 1);
+  for (int64_t o = 0; o < bytes; o += 64) {
+    LLVMValueRef ix = LLVMConstInt(i64, (unsigned long long)o, 0);
+    LLVMValueRef args[4] = {LLVMBuildGEP2(b, i8, p, &ix, 1, ""), LLVMConstInt(i32, 0, 0), LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)};
+    LLVMBuildCall2(b, ft, fn, args, 4, "");
+  }
+}
+
 static void emit_prefetch(kn_emit *e, const kn_lop *o) {
   const kn_dtype_info *di = kn_dtype_get((kn_dtype)o->arg);
   LLVMValueRef off = LLVMBuildMul(e->b, get(e, o->src[1], 1), LLVMConstInt(e->i64, (unsigned long long)di->block_bytes, 0), "");
-  LLVMValueRef p = LLVMBuildGEP2(e->b, e->i8, get(e, o->src[0], 1), &off, 1, "");
-  for (int64_t b = 0; b < o->size; b += 64) {
-    LLVMValueRef ix = LLVMConstInt(e->i64, (unsigned long long)b, 0);
-    LLVMValueRef args[4] = {LLVMBuildGEP2(e->b, e->i8, p, &ix, 1, ""), LLVMConstInt(e->i32, 0, 0), LLVMConstInt(e->i32, 3, 0),
-                            LLVMConstInt(e->i32, 1, 0)};
-    kn_e_intrinsic(e, "llvm.prefetch", LLVMTypeOf(args[0]), args, 4);
-  }
+  kn_prefetch_span(e->mod, e->b, LLVMBuildGEP2(e->b, e->i8, get(e, o->src[0], 1), &off, 1, ""), o->size);
 }
 
 static void emit_store(kn_emit *e, const kn_lop *o) {

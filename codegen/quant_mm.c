@@ -589,13 +589,7 @@ LLVMModuleRef kn_qmm_module(LLVMContextRef ctx, const kn_kernel *k, const kn_qmm
         const kn_dtype_info *di = kn_dtype_get(m->fmt);
         LLVMValueRef pb = LLVMBuildAdd(b, wrow[sI], LLVMBuildAdd(b, LLVMBuildMul(b, lb.i, ci(e, PB), ""), ci(e, pf_rows * swn[sI]), ""), "");
         LLVMValueRef po = LLVMBuildMul(b, pb, ci(e, (int64_t)di->block_bytes), "");
-        LLVMValueRef pp = LLVMBuildGEP2(b, e->i8, bufs[m->ws[sI % m->nred]->buf], &po, 1, "");
-        for (int64_t off = 0; off < PB * (int64_t)di->block_bytes; off += 64) {
-          LLVMValueRef ix = ci(e, off);
-          LLVMValueRef args[4] = {LLVMBuildGEP2(b, e->i8, pp, &ix, 1, ""), LLVMConstInt(e->i32, 0, 0), LLVMConstInt(e->i32, 3, 0),
-                                  LLVMConstInt(e->i32, 1, 0)};
-          kn_e_intrinsic(e, "llvm.prefetch", LLVMTypeOf(args[0]), args, 4);
-        }
+        kn_prefetch_span(e->mod, b, LLVMBuildGEP2(b, e->i8, bufs[m->ws[sI % m->nred]->buf], &po, 1, ""), PB * (int64_t)di->block_bytes);
       }
     }
     /* token by token (chunk 1), each token's record loads shared by the streams, or each stream's tokens in turn */

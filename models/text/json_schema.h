@@ -64,8 +64,8 @@ size_t kn_jsv_prefix(const kn_jsv *v, const void *bytes, size_t n, int *done);
 int kn_jsv_done(const kn_jsv *v);
 /* Inside a string that takes any further plain characters (one thread; a value with no pattern and not an item of a
  * uniqueItems array, or the key of an object that takes other keys than its properties; no escape or UTF-8 sequence
- * under way): how many more characters (code points) it takes, INT_MAX when unbounded; -1 otherwise. Plain: bytes from 0x20 up other than '"' and '\', as whole well-formed
- * UTF-8 sequences. */
+ * under way): how many more characters (code points) it takes, INT_MAX when unbounded; -1 otherwise. Plain: bytes
+ * from 0x20 up other than '"' and '\', as whole well-formed UTF-8 sequences. */
 int kn_jsv_free_string(const kn_jsv *v);
 /* The shortest bytes we know that complete the document, as a malloc'd string (*n bytes); NULL on failure. */
 char *kn_jsv_closure(const kn_jsv *v, size_t *n);

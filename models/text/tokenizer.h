@@ -68,6 +68,9 @@ const char *kn_token_text(const kn_tokenizer *t, int32_t id, size_t *len);
 /* The bytes a token stands for (may be a partial UTF-8 sequence). Control/unknown tokens give their text only with
  * special=true, else an empty piece. NULL for an id out of range. */
 const char *kn_token_piece(const kn_tokenizer *t, int32_t id, bool special, size_t *len);
+/* The bytes of the strict UTF-8 sequence (no overlongs, surrogates or code points past U+10FFFF) that s begins
+ * with, 0 if it begins with none. */
+size_t kn_utf8_valid_prefix(const unsigned char *s, size_t n);
 /* Exact-text lookup: any token, or (special) only control/user-defined/unknown tokens. -1 if absent. */
 int32_t kn_token_lookup(const kn_tokenizer *t, const char *text, size_t len);
 int32_t kn_token_special(const kn_tokenizer *t, const char *text);

@@ -59,7 +59,6 @@ static inline uint64_t kn_pair_key(int32_t l, int32_t r) { return ((uint64_t)(ui
 
 int32_t kn_tok_find(const kn_tokenizer *t, const char *s, size_t n);
 size_t kn_utf8_len(unsigned char lead); /* 1..4 from the lead byte (continuation bytes count as 1) */
-size_t kn_utf8_valid_prefix(const unsigned char *s, size_t n); /* bytes of the first valid sequence, 0 if none */
 
 /* bpe.c */
 int kn_bpe_setup(kn_tokenizer *t, const kn_vocab_desc *d, char *err, size_t errlen);
