@@ -240,8 +240,8 @@ static int tile_lanes(const kn_target *t) {
  * call, per-query / tiled): G 7 (Qwen2.5-0.5B's 14 / 2 heads): AVX2 0.24 / 0.18 ms, AVX-512 (7 of 16 lanes)
  * 0.17-0.26 / 0.20-0.30; G 8: AVX2 0.46 / 0.29, AVX-512 0.28 / 0.28; G 4: AVX2 0.43 / 0.39. KILN_ATTN_TILE=0 keeps
  * the per-query kernel everywhere (to compare). */
-static int tile_shape(const kn_attn *a, const kn_target *t, int *QL, int *HL) {
-  int W = tile_lanes(t), G = a->n_kv_head > 0 ? a->n_head / a->n_kv_head : 0;
+static int tile_shape(const kn_attn *a, const kn_target *t, int G, int *QL, int *HL) {
+  int W = tile_lanes(t);
   *QL = *HL = 0;
   if (t->kind == KN_TARGET_AMDGPU || kn_getenv_int("KILN_ATTN_TILE", 1) <= 0 || G < 1 || a->n_head % a->n_kv_head) return 0;
   if (a->n_q >= 32) *QL = W, *HL = 1;
@@ -253,11 +253,51 @@ static int tile_shape(const kn_attn *a, const kn_target *t, int *QL, int *HL) {
   return *QL;
 }
 
-int64_t kn_attention_items(const kn_attn *a, const kn_target *t) {
+/* Work items of G heads each (one query or a tile of them, one KV head): the CPU kernels' items before a split */
+static int64_t items_of(const kn_attn *a, const kn_target *t, int G) {
   int QL, HL;
-  if (t->kind == KN_TARGET_AMDGPU) return (int64_t)a->n_q * a->n_head;
-  if (tile_shape(a, t, &QL, &HL)) return (int64_t)((a->n_q + QL - 1) / QL) * a->n_kv_head;
+  if (tile_shape(a, t, G, &QL, &HL)) return (int64_t)((a->n_q + QL - 1) / QL) * a->n_kv_head;
   return (int64_t)a->n_q * a->n_kv_head;
+}
+
+/* An item's time per key, in multiply-adds of the target's vectors, for G heads (measured on a Zen 5 core at
+ * head_dim 64, 4096 keys, AVX-512: the tiled kernel ~29 ns per key for any head count up to its lanes, a
+ * head_dim-long chain of multiply-adds for the scores and one for the values; the per-query kernel 7.7 / 10.7 /
+ * 18.7 / 29.8 ns for 1 / 2 / 4 / 7 heads: its multiply-adds and as many again in sums across lanes, exponentials
+ * and rescaling, about one head's worth more). */
+static double item_cost(const kn_attn *a, const kn_target *t, int G) {
+  int QL, HL, W = tile_lanes(t);
+  if (tile_shape(a, t, G, &QL, &HL)) return 2.0 * a->head_dim * (G / HL);
+  return 4.0 * a->head_dim / W * (G + 1);
+}
+
+/* Into how many groups a KV head's G query heads are split, each group its own work item. A pass with fewer items
+ * than the device has threads (decode: one query, n_kv_head items) would leave threads idle through the whole
+ * kernel, and decode attention is bound by its arithmetic, not the cache's bytes (~25 ns per key and KV head on a
+ * core at the 0.5B shape: 10 GB/s, where a core streams 40), so the split with the least time by item_cost over
+ * the threads is taken (the groups of a KV head read the same cache rows at about the same time, on different
+ * cores). Only splits that keep the kernel (tiled or per-query) are considered: each computes a head the same way
+ * whatever the heads per item, so a sequence's decode alone (split) and in a batched pass (not) are the same bits;
+ * the tiled and the per-query kernel are not. Gemma 3 1B's 4 heads on 1 KV head at 4096 keys, 2 threads: 0.31-0.51
+ * ms a layer unsplit, 0.24-0.34 in two items. KILN_ATTN_SPLIT=0: no split. */
+static int head_split(const kn_attn *a, const kn_target *t) {
+  int G = a->n_head / a->n_kv_head, best = 1, QL, HL;
+  if (t->kind != KN_TARGET_CPU || t->ncores <= 1 || kn_getenv_int("KILN_ATTN_SPLIT", 1) <= 0) return 1;
+  bool tiled = tile_shape(a, t, G, &QL, &HL) > 0;
+  double best_cost = 0;
+  for (int S = 1; S <= G; S++) {
+    if (G % S || (tile_shape(a, t, G / S, &QL, &HL) > 0) != tiled) continue;
+    int64_t items = items_of(a, t, G / S) * S, rounds = (items + t->ncores - 1) / t->ncores;
+    double cost = (double)rounds * item_cost(a, t, G / S);
+    if (S == 1 || cost < best_cost) best = S, best_cost = cost;
+  }
+  return best;
+}
+
+int64_t kn_attention_items(const kn_attn *a, const kn_target *t) {
+  if (t->kind == KN_TARGET_AMDGPU) return (int64_t)a->n_q * a->n_head;
+  int S = head_split(a, t);
+  return items_of(a, t, a->n_head / a->n_kv_head / S) * S;
 }
 
 static LLVMValueRef alloca_al(emit *e, LLVMTypeRef ty, const char *name) {
@@ -278,22 +318,23 @@ static LLVMValueRef imax(emit *e, LLVMValueRef x, LLVMValueRef y) {
   return LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSGT, x, y, ""), x, y, "");
 }
 
-/* the first element of lane l's row of q (and out), [n_q][n_head][D], in head group g */
-static LLVMValueRef head_row(emit *e, const kn_attn *a, LLVMValueRef t0, LLVMValueRef kvh, LLVMValueRef l, LLVMValueRef g, int HL) {
+/* the first element of lane l's row of q (and out), [n_q][n_head][D], in head group g of the item's heads (the
+ * first of them: hbase) */
+static LLVMValueRef head_row(emit *e, const kn_attn *a, LLVMValueRef t0, LLVMValueRef hbase, LLVMValueRef l, LLVMValueRef g, int HL) {
   LLVMBuilderRef b = e->b;
-  int G = a->n_head / a->n_kv_head;
   LLVMValueRef query = LLVMBuildAdd(b, t0, LLVMBuildSDiv(b, l, ci(e, HL), ""), "");
-  LLVMValueRef head = LLVMBuildAdd(b, LLVMBuildMul(b, kvh, ci(e, G), ""),
+  LLVMValueRef head = LLVMBuildAdd(b, hbase,
                                    LLVMBuildAdd(b, LLVMBuildMul(b, g, ci(e, HL), ""), LLVMBuildSRem(b, l, ci(e, HL), ""), ""), "");
   return LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, query, ci(e, a->n_head), ""), head, ""), ci(e, a->head_dim), "");
 }
 
 static void emit_tiled(emit *e, LLVMValueRef fn, const kn_kernel *k, LLVMValueRef *ptrs, LLVMValueRef start_pos, bool half,
-                       int QL, int HL) {
+                       int QL, int HL, int nsplit) {
   const kn_attn *a = &k->attn;
   LLVMBuilderRef b = e->b;
   LLVMTypeRef i32 = LLVMInt32TypeInContext(e->c), vi = LLVMVectorType(i32, (unsigned)e->W);
-  int W = e->W, D = a->head_dim, G = a->n_head / a->n_kv_head, KV = a->n_kv_head, NG = G / HL;
+  /* G: the item's heads, one of the nsplit groups of its KV head's */
+  int W = e->W, D = a->head_dim, G = a->n_head / a->n_kv_head / nsplit, KV = a->n_kv_head, NG = G / HL;
   /* keys per block: their scores (one vector each) and weights stay in registers (16 of 32 on AVX-512, 8 of 16) */
   enum { BMAX = 16 };
   int Bk = W >= 16 ? 16 : 8, Wd = W;
@@ -314,8 +355,10 @@ static void emit_tiled(emit *e, LLVMValueRef fn, const kn_kernel *k, LLVMValueRe
 #define IAT(base, ty, i) LLVMBuildGEP2(b, ty, base, (LLVMValueRef[]){i}, 1, "")
 
   loop item = loop_begin(e, fn, LLVMGetParam(fn, 2), LLVMGetParam(fn, 3), "tile");
-  LLVMValueRef kvh = LLVMBuildSRem(b, item.i, ci(e, KV), "kvh");
-  LLVMValueRef t0 = LLVMBuildMul(b, LLVMBuildSDiv(b, item.i, ci(e, KV), ""), ci(e, QL), "t0");
+  LLVMValueRef hgrp = LLVMBuildSRem(b, item.i, ci(e, nsplit), "hgroup"), rest = LLVMBuildSDiv(b, item.i, ci(e, nsplit), "");
+  LLVMValueRef kvh = LLVMBuildSRem(b, rest, ci(e, KV), "kvh");
+  LLVMValueRef t0 = LLVMBuildMul(b, LLVMBuildSDiv(b, rest, ci(e, KV), ""), ci(e, QL), "t0");
+  LLVMValueRef hbase = LLVMBuildAdd(b, LLVMBuildMul(b, kvh, ci(e, G * nsplit), ""), LLVMBuildMul(b, hgrp, ci(e, G), ""), "hbase");
   LLVMValueRef nq = imin(e, ci(e, QL), LLVMBuildSub(b, ci(e, a->n_q), t0, ""));
   LLVMValueRef nl = LLVMBuildMul(b, nq, ci(e, HL), "lanes"); /* lanes in use: 0 .. nl - 1 */
   /* lane l (query t0 + l / HL, cache row r): keys lo_l .. hi_l - 1 of its segment seg0_l (cache rows); one
@@ -349,7 +392,7 @@ static void emit_tiled(emit *e, LLVMValueRef fn, const kn_kernel *k, LLVMValueRe
   loop_end(e, &gi);
   loop qi = loop_begin(e, fn, ci(e, 0), nl, "lane");
   loop qg = loop_begin(e, fn, ci(e, 0), ci(e, NG), "head");
-  LLVMValueRef qrow = head_row(e, a, t0, kvh, qi.i, qg.i, HL);
+  LLVMValueRef qrow = head_row(e, a, t0, hbase, qi.i, qg.i, HL);
   loop qd = loop_begin(e, fn, ci(e, 0), ci(e, D), "dim");
   LLVMValueRef qv = LLVMBuildLoad2(b, e->f32, fat(e, ptrs[1], LLVMBuildAdd(b, qrow, qd.i, "")), "");
   LLVMValueRef col = LLVMBuildAdd(b, LLVMBuildMul(b, qg.i, ci(e, D), ""), qd.i, "");
@@ -459,7 +502,7 @@ static void emit_tiled(emit *e, LLVMValueRef fn, const kn_kernel *k, LLVMValueRe
   loop oi = loop_begin(e, fn, ci(e, 0), nl, "lane");
   loop og = loop_begin(e, fn, ci(e, 0), ci(e, NG), "head");
   LLVMValueRef inv = LLVMBuildFDiv(b, cf(e, 1.0), LLVMBuildLoad2(b, e->f32, fat(e, den, LLVMBuildAdd(b, LLVMBuildMul(b, og.i, ci(e, W), ""), oi.i, "")), ""), "");
-  LLVMValueRef orow = head_row(e, a, t0, kvh, oi.i, og.i, HL);
+  LLVMValueRef orow = head_row(e, a, t0, hbase, oi.i, og.i, HL);
   loop od = loop_begin(e, fn, ci(e, 0), ci(e, D), "dim");
   LLVMValueRef ocol = LLVMBuildAdd(b, LLVMBuildMul(b, og.i, ci(e, D), ""), od.i, "");
   LLVMValueRef x = LLVMBuildLoad2(b, e->f32, fat(e, acc, LLVMBuildAdd(b, LLVMBuildMul(b, ocol, ci(e, W), ""), oi.i, "")), "");
@@ -503,15 +546,15 @@ LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn
     LLVMValueRef pv = ci(&e, a->pos_var);
     start_pos = LLVMBuildLoad2(b, e.i64, LLVMBuildGEP2(b, e.i64, vars, &pv, 1, ""), "start_pos");
   }
-  int QL, HL;
-  if (tile_shape(a, t, &QL, &HL)) {
+  int QL, HL, S = head_split(a, t);
+  if (tile_shape(a, t, a->n_head / a->n_kv_head / S, &QL, &HL)) {
     e.W = tile_lanes(t), e.vf = LLVMVectorType(e.f32, (unsigned)e.W);
-    emit_tiled(&e, fn, k, ptrs, start_pos, half, QL, HL);
+    emit_tiled(&e, fn, k, ptrs, start_pos, half, QL, HL, S);
     LLVMBuildRetVoid(b);
     LLVMDisposeBuilder(b);
     return e.m;
   }
-  int D = a->head_dim, nv = D / W, G = a->n_head / a->n_kv_head;
+  int D = a->head_dim, nv = D / W, G = a->n_head / a->n_kv_head / S; /* the item's heads: one of S groups */
   /* keys in blocks of B: each block's key and value rows are widened to f32 once into kb / vb, then every query
    * head of the work item's KV head (G of them: grouped-query attention) scores them (each key's products summed
    * by sums_of), takes one vector exp and rescales its accumulator once per block; keys past the last read the
@@ -530,9 +573,11 @@ LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn
 #define FSLOT(base, n, i) LLVMBuildGEP2(b, LLVMArrayType(e.f32, (unsigned)(n)), base, (LLVMValueRef[]){ci(&e, 0), i}, 2, "")
 
   loop item = loop_begin(&e, fn, LLVMGetParam(fn, 2), LLVMGetParam(fn, 3), "item");
-  LLVMValueRef tq = LLVMBuildSDiv(b, item.i, ci(&e, a->n_kv_head), ""), kvh = LLVMBuildSRem(b, item.i, ci(&e, a->n_kv_head), "");
-  /* q and out are [n_q][n_head][D]: the item's heads are kvh * G .. kvh * G + G - 1 */
-  LLVMValueRef qoff = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, tq, ci(&e, a->n_head), ""), LLVMBuildMul(b, kvh, ci(&e, G), ""), ""), ci(&e, D), "");
+  LLVMValueRef grp = LLVMBuildSRem(b, item.i, ci(&e, S), "hgroup"), rest = LLVMBuildSDiv(b, item.i, ci(&e, S), "");
+  LLVMValueRef tq = LLVMBuildSDiv(b, rest, ci(&e, a->n_kv_head), ""), kvh = LLVMBuildSRem(b, rest, ci(&e, a->n_kv_head), "");
+  /* q and out are [n_q][n_head][D]: the item's heads are group grp's G of kvh's G * S, from (kvh * S + grp) * G */
+  LLVMValueRef hbase = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, kvh, ci(&e, S), ""), grp, ""), ci(&e, G), "");
+  LLVMValueRef qoff = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, tq, ci(&e, a->n_head), ""), hbase, ""), ci(&e, D), "");
   LLVMValueRef last, seg0 = ci(&e, 0); /* keys first .. last - 1 of the segment starting at cache row seg0 */
   if (a->seg > 0) { /* per-row mode: the query's own cache row r; position r % seg in its segment */
     LLVMTypeRef i32 = LLVMInt32TypeInContext(c);

@@ -66,6 +66,8 @@ static uint64_t memo_key(const kn_kernel *k, const kn_target *t) {
   h = (h ^ (uint64_t)kn_getenv_int("KILN_PREFETCH_BYTES", 8192)) * 1099511628211ull;
   h = (h ^ (uint64_t)(kn_getenv_int("KILN_ATTN_TILE", 1) > 0)) * 1099511628211ull;
   h = (h ^ (uint64_t)kn_getenv_int("KILN_ATTN_PREFETCH", 64)) * 1099511628211ull;
+  h = (h ^ (uint64_t)(kn_getenv_int("KILN_ATTN_SPLIT", 1) > 0)) * 1099511628211ull;
+  h = (h ^ (uint64_t)t->ncores) * 1099511628211ull; /* the attention split and opt.c's thread split follow it */
   return (h ^ (uint64_t)(kn_getenv_int("NOOPT", 0) > 0)) * 1099511628211ull;
 }
 

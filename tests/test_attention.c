@@ -148,6 +148,36 @@ static void rows_case(int T, int H, int KV, int D, int S, int C, int P, kn_dtype
   free(q), free(k), free(v), free(kn), free(vn), free(want), free(got), free(kback), free(kh), free(vh), free(kbh), free(rows);
 }
 
+/* The same decode pass on two devices, one of 1 thread (no split: n_kv_head items) and one of 7 (a KV head's heads
+ * split into groups): the outputs must be the same bits, as a sequence's decode alone (split) and in a batched pass
+ * (not split) must be. */
+static void split_bits_case(kn_device *d1, kn_device *d7, int T, int H, int KV, int D, int C, kn_dtype kvdt) {
+  size_t qn = (size_t)T * H * D, cn = (size_t)C * KV * D;
+  float *q = malloc(qn * 4), *k = malloc(cn * 4), *v = malloc(cn * 4), *got[2] = {malloc(qn * 4), malloc(qn * 4)};
+  uint16_t *kh = malloc(cn * 2), *vh = malloc(cn * 2);
+  for (size_t i = 0; i < qn; i++) q[i] = frand();
+  for (size_t i = 0; i < cn; i++) k[i] = frand() * 2, v[i] = frand(), kh[i] = kn_f32_to_f16(k[i]), vh[i] = kn_f32_to_f16(v[i]);
+  bool ok = true;
+  for (int i = 0; i < 2; i++) {
+    kn_ctx *c = kn_ctx_new(i ? d7 : d1);
+    kn_ctx_set(c);
+    int64_t cs[3] = {C, KV, D};
+    kn_t K = kn_from_host(kvdt, 3, cs, kvdt == KN_F16 ? (void *)kh : (void *)k);
+    kn_t V = kn_from_host(kvdt, 3, cs, kvdt == KN_F16 ? (void *)vh : (void *)v);
+    kn_var *pos = kn_var_new("pos", 0, C - T);
+    kn_t out = kn_contiguous(kn_custom_attention_window(kn_from_host(KN_F32, 3, (int64_t[]){T, H, D}, q), K, V, pos, T,
+                                                        1.0f / sqrtf((float)D), 0));
+    kn_plan *p = kn_plan_new(&out, 1);
+    ok &= p && !kn_plan_run(p, &(kn_bind){pos, C - T}, 1) && !kn_buf_copyout(kn_buffer_of(out), 0, got[i], qn * 4);
+    kn_plan_free(p);
+    kn_ctx_free(c);
+  }
+  ok &= !memcmp(got[0], got[1], qn * 4);
+  if (ok) passed++;
+  else failed++, printf("FAIL split attention T=%d H=%d KV=%d D=%d C=%d %s: 1 and 7 threads differ\n", T, H, KV, D, C, kn_dtype_name(kvdt));
+  free(q), free(k), free(v), free(got[0]), free(got[1]), free(kh), free(vh);
+}
+
 int main(void) {
   char err[256];
   kn_device *d = kn_device_open(NULL, err, sizeof err); /* $DEVICE, else the CPU */
@@ -194,8 +224,34 @@ int main(void) {
       rows_case(r[0], r[1], r[2], r[3], r[4], r[5], r[6], f16 ? KN_F16 : KN_F32, 0);
       rows_case(r[0], r[1], r[2], r[3], r[4], r[5], r[6], f16 ? KN_F16 : KN_F32, 1 + rand() % 8);
     }
-  printf("%d passed, %d failed\n", passed, failed);
   kn_ctx_free(c);
+  kn_device_close(d);
+  /* Decode passes with fewer work items than threads split a KV head's query heads into groups, an item each
+   * (codegen/attention.c head_split): the same shapes on a device of 7 threads, whose items are split 2 to 12 ways
+   * (G 12 and 1 KV head: 12 items of 1 head; G 7 over 2 KV heads: 14; G 4 over 4: 8), batched rows too. */
+  setenv("THREADS", "7", 1);
+  d = kn_device_open(NULL, err, sizeof err);
+  if (!d) return printf("no device with 7 threads: %s\n", err), 1;
+  const int dshapes[][5] = {{1, 12, 1, 32, 90}, {1, 14, 2, 64, 300}, {1, 16, 4, 128, 70}, {2, 8, 1, 256, 40},
+                            {3, 6, 2, 16, 33}, {1, 8, 8, 64, 20}, {1, 28, 4, 128, 1100}, {1, 4, 1, 256, 500},
+                            {1, 14, 1, 64, 200}};
+  for (size_t i = 0; i < sizeof dshapes / sizeof *dshapes; i++)
+    for (int f16 = 0; f16 < 2; f16++) {
+      kn_ctx_set(c = kn_ctx_new(d));
+      const int *r = dshapes[i];
+      one_case(r[0], r[1], r[2], r[3], r[4], f16 ? KN_F16 : KN_F32, 0, false);
+      one_case(r[0], r[1], r[2], r[3], r[4], f16 ? KN_F16 : KN_F32, 1 + rand() % 40, false);
+      rows_case(r[0], r[1], r[2], r[3], 2, r[4] / 2 + 2, 3, f16 ? KN_F16 : KN_F32, 0);
+      kn_ctx_free(c);
+    }
+  setenv("THREADS", "1", 1);
+  kn_device *d1 = kn_device_open(NULL, err, sizeof err);
+  if (!d1) return printf("no device with 1 thread: %s\n", err), 1;
+  for (size_t i = 0; i < sizeof dshapes / sizeof *dshapes; i++)
+    for (int f16 = 0; f16 < 2; f16++)
+      split_bits_case(d1, d, dshapes[i][0], dshapes[i][1], dshapes[i][2], dshapes[i][3], dshapes[i][4], f16 ? KN_F16 : KN_F32);
+  printf("%d passed, %d failed\n", passed, failed);
+  kn_device_close(d1);
   kn_device_close(d);
   return failed ? 1 : 0;
 }
