@@ -232,20 +232,30 @@ static int tile_lanes(const kn_target *t) {
   return W < 4 ? 4 : W > 16 ? 16 : W;
 }
 
+/* A work item's time per key, in multiply-adds of the target's vectors (W lanes), for G heads of one KV head,
+ * fitted to bench_attention on a Zen 5 core with AVX-512 (THREADS=1, 4096 keys): the tiled kernel with the heads
+ * in its lanes costs a head_dim-long chain of multiply-adds for the scores and one for the values whatever the
+ * heads (~28 ns per key at head_dim 64, 8 to 14 heads); the per-query kernel its multiply-adds (2 G head_dim / W)
+ * plus the sums across lanes, the maxima and the exponentials, ~6 more per head_dim / W (head_dim 64, 1 / 2 / 4 /
+ * 7 / 8 heads: 6.9 / 7.8 / ~10.5 / 16.5 / 18.5 ns). On AVX2 the per-query kernel's share of shuffles is larger
+ * (7 heads at head_dim 64: 41-65 ns against the tiled 28-34; 5 at 128: 91 against 66; 4 at 128: 50-56 against
+ * 60-66), so which kernel decodes is not chosen by this model (tile_shape) but used to size head_split. */
+static double cost_query(const kn_attn *a, int W, int G) { return (double)a->head_dim / W * (2 * G + 6); }
+static double cost_tiled(const kn_attn *a, int G, int HL) { return 2.0 * a->head_dim * (G / HL); }
+
 /* The tiled kernel's lanes: QL queries x HL of a KV head's G query heads (lane l: query l / HL of the tile, head
  * l % HL of the head group; the G / HL groups one after the other). Passes of 32 queries or more (prompt chunks)
  * put W queries of one head in the lanes; smaller ones (decode, batched decode: rows of different sequences, which
- * a tile takes one after the other) a query's G heads, W / G queries, where G fills at least half the lanes.
- * Returns QL, 0 for the per-query kernel. Decode attention at ~3900 keys (DEBUG=2, the attention kernel's time per
- * call, per-query / tiled): G 7 (Qwen2.5-0.5B's 14 / 2 heads): AVX2 0.24 / 0.18 ms, AVX-512 (7 of 16 lanes)
- * 0.17-0.26 / 0.20-0.30; G 8: AVX2 0.46 / 0.29, AVX-512 0.28 / 0.28; G 4: AVX2 0.43 / 0.39. KILN_ATTN_TILE=0 keeps
- * the per-query kernel everywhere (to compare). */
+ * a tile takes one after the other) a query's G heads, W / G queries, where G fills three quarters of a 16-lane
+ * vector or half of a narrower one (the figures at cost_query: on AVX-512 the per-query kernel decodes 8 heads
+ * at head_dim 128 in 35-40 ns per key, the tiled one in 62; 14 heads at 64: 53 against 28-32). Returns QL, 0
+ * for the per-query kernel. KILN_ATTN_TILE=0 keeps the per-query kernel everywhere (to compare). */
 static int tile_shape(const kn_attn *a, const kn_target *t, int G, int *QL, int *HL) {
   int W = tile_lanes(t);
   *QL = *HL = 0;
   if (t->kind == KN_TARGET_AMDGPU || kn_getenv_int("KILN_ATTN_TILE", 1) <= 0 || G < 1 || a->n_head % a->n_kv_head) return 0;
   if (a->n_q >= 32) *QL = W, *HL = 1;
-  else if (2 * G >= W && G <= W) *HL = G, *QL = W / G;
+  else if (G <= W && (W >= 16 ? 4 * G >= 3 * W : 2 * G >= W)) *HL = G, *QL = W / G;
   /* its stack: the q columns and accumulators of every head (G x head_dim vectors each), the scores' partial sums,
    * the widened block; past 1 MB (on AVX-512: head_dim 256 with 30 or more heads per KV head, 128 with 62) the
    * per-query kernel, whose buffers hold no lane per query */
@@ -260,15 +270,11 @@ static int64_t items_of(const kn_attn *a, const kn_target *t, int G) {
   return (int64_t)a->n_q * a->n_kv_head;
 }
 
-/* An item's time per key, in multiply-adds of the target's vectors, for G heads (measured on a Zen 5 core at
- * head_dim 64, 4096 keys, AVX-512: the tiled kernel ~29 ns per key for any head count up to its lanes, a
- * head_dim-long chain of multiply-adds for the scores and one for the values; the per-query kernel 7.7 / 10.7 /
- * 18.7 / 29.8 ns for 1 / 2 / 4 / 7 heads: its multiply-adds and as many again in sums across lanes, exponentials
- * and rescaling, about one head's worth more). */
+/* an item's time per key (cost_query, cost_tiled) */
 static double item_cost(const kn_attn *a, const kn_target *t, int G) {
-  int QL, HL, W = tile_lanes(t);
-  if (tile_shape(a, t, G, &QL, &HL)) return 2.0 * a->head_dim * (G / HL);
-  return 4.0 * a->head_dim / W * (G + 1);
+  int QL, HL;
+  if (tile_shape(a, t, G, &QL, &HL)) return cost_tiled(a, G, HL);
+  return cost_query(a, tile_lanes(t), G);
 }
 
 /* Into how many groups a KV head's G query heads are split, each group its own work item. A pass with fewer items
@@ -513,6 +519,79 @@ static void emit_tiled(emit *e, LLVMValueRef fn, const kn_kernel *k, LLVMValueRe
   loop_end(e, &item);
 }
 
+/* p, passed through an empty inline asm with side effects: LLVM no longer knows what it points to, nor that memory
+ * is unchanged across it. The per-query kernel widens a block's cache rows into a buffer that every head reads;
+ * without this LLVM keeps each widened vector in a register from the first head's read to the last (the loads
+ * are the same), which needs far more registers than there are: 600 spills and reloads per block of 16 keys at
+ * 7 heads, head_dim 64 on AVX-512, and ~27 ns per key where the same kernel reading the buffer per head takes ~18. */
+static LLVMValueRef opaque_ptr(emit *e, LLVMValueRef p) {
+  LLVMTypeRef fty = LLVMFunctionType(e->ptr, (LLVMTypeRef[]){e->ptr}, 1, 0);
+  LLVMValueRef asmv = LLVMGetInlineAsm(fty, "", 0, "=r,0", 4, 1, 0, LLVMInlineAsmDialectATT, 0);
+  return LLVMBuildCall2(e->b, fty, asmv, (LLVMValueRef[]){p}, 1, "");
+}
+
+/* ---- decode: a query's heads one block of keys at a time ----
+ * The per-query kernel's buffers (allocas of vectors or floats) and shape, for its per-head steps. */
+typedef struct {
+  emit *e;
+  LLVMValueRef qs, kb, vbuf, acc, mx, den; /* q, the block's K and V rows (nv vectors each), accumulators, m, l */
+  int G, nv, W, B;
+} pq;
+
+static LLVMValueRef pq_slot(pq *p, LLVMValueRef base, int n, LLVMValueRef i) {
+  return LLVMBuildGEP2(p->e->b, LLVMArrayType(p->e->vf, (unsigned)n), base, (LLVMValueRef[]){ci(p->e, 0), i}, 2, "");
+}
+static LLVMValueRef pq_fslot(pq *p, LLVMValueRef base, LLVMValueRef i) {
+  return LLVMBuildGEP2(p->e->b, LLVMArrayType(p->e->f32, (unsigned)p->G), base, (LLVMValueRef[]){ci(p->e, 0), i}, 2, "");
+}
+/* the block's K or V rows for one head's reads: with more than one head, through opaque_ptr */
+static LLVMValueRef pq_rows(pq *p, LLVMValueRef buf) { return p->G > 1 ? opaque_ptr(p->e, buf) : buf; }
+
+/* head h's scores of the block's B keys (one lane each, -inf past the last key) */
+static LLVMValueRef pq_scores(pq *p, LLVMValueRef h, LLVMValueRef valid) {
+  emit *e = p->e;
+  LLVMBuilderRef b = e->b;
+  LLVMValueRef h0 = LLVMBuildMul(b, h, ci(e, p->nv), ""), qv[256], dots[64], kb = pq_rows(p, p->kb);
+  for (int v = 0; v < p->nv; v++) qv[v] = LLVMBuildLoad2(b, e->vf, pq_slot(p, p->qs, p->G * p->nv, LLVMBuildAdd(b, h0, ci(e, v), "")), "");
+  for (int j = 0; j < p->B; j++) {
+    LLVMValueRef dot = LLVMConstNull(e->vf);
+    for (int v = 0; v < p->nv; v++)
+      dot = fmuladd(e, qv[v], LLVMBuildLoad2(b, e->vf, pq_slot(p, kb, p->B * p->nv, ci(e, j * p->nv + v)), ""), dot);
+    dots[j] = dot;
+  }
+  return LLVMBuildSelect(b, valid, sums_of(e, dots, p->B, p->W), cft(LLVMVectorType(e->f32, (unsigned)p->B), -INFINITY), "");
+}
+
+/* head h's running maximum (now m_new) and denominator l * corr + sum(P) */
+static void pq_denominator(pq *p, LLVMValueRef h, LLVMValueRef m_new, LLVMValueRef corr, LLVMValueRef P) {
+  LLVMBuilderRef b = p->e->b;
+  LLVMValueRef lslot = pq_fslot(p, p->den, h);
+  LLVMBuildStore(b, fmuladd(p->e, LLVMBuildLoad2(b, p->e->f32, lslot, ""), corr, hsum_tree(p->e, P)), lslot);
+  LLVMBuildStore(b, m_new, pq_fslot(p, p->mx, h));
+}
+
+/* head h's accumulators: acc * corr + the block's values weighted by P, in four chains */
+static void pq_values(pq *p, LLVMValueRef h, LLVMValueRef P, LLVMValueRef corr) {
+  emit *e = p->e;
+  LLVMBuilderRef b = e->b;
+  LLVMValueRef h0 = LLVMBuildMul(b, h, ci(e, p->nv), ""), vcorr = splat(e, corr), vp[64], vbuf = pq_rows(p, p->vbuf);
+  for (int j = 0; j < p->B; j++) { /* lane j of P in every lane */
+    int idx[64];
+    for (int i = 0; i < p->W; i++) idx[i] = j;
+    vp[j] = shuffle(e, P, LLVMGetPoison(LLVMTypeOf(P)), idx, p->W);
+  }
+  for (int v = 0; v < p->nv; v++) {
+    LLVMValueRef slot = pq_slot(p, p->acc, p->G * p->nv, LLVMBuildAdd(b, h0, ci(e, v), "")), part[4];
+    for (int c4 = 0; c4 < 4; c4++) {
+      part[c4] = LLVMConstNull(e->vf);
+      for (int j = c4; j < p->B; j += 4)
+        part[c4] = fmuladd(e, LLVMBuildLoad2(b, e->vf, pq_slot(p, vbuf, p->B * p->nv, ci(e, j * p->nv + v)), ""), vp[j], part[c4]);
+    }
+    LLVMValueRef sum = LLVMBuildFAdd(b, LLVMBuildFAdd(b, part[0], part[1], ""), LLVMBuildFAdd(b, part[2], part[3], ""), "");
+    LLVMBuildStore(b, fmuladd(e, LLVMBuildLoad2(b, e->vf, slot, ""), vcorr, sum), slot);
+  }
+}
+
 LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn_target *t, const char *entry, char *err,
                                   size_t errlen) {
   const kn_attn *a = &k->attn;
@@ -563,7 +642,7 @@ LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn
    * 0.24 ms a layer at 4000 keys, now 0.19), the rest from L1. The weighted values are summed in four chains, so the key loop carries only
    * the rescale's multiply-add. */
   enum { B = 16 };
-  LLVMTypeRef vt = LLVMVectorType(e.f32, B), arr = LLVMArrayType(e.vf, (unsigned)(G * nv));
+  LLVMTypeRef arr = LLVMArrayType(e.vf, (unsigned)(G * nv));
   LLVMValueRef qs = LLVMBuildAlloca(b, arr, "q"), acc = LLVMBuildAlloca(b, arr, "acc");
   LLVMValueRef kb = LLVMBuildAlloca(b, LLVMArrayType(e.vf, (unsigned)(B * nv)), "kb");
   LLVMValueRef vbuf = LLVMBuildAlloca(b, LLVMArrayType(e.vf, (unsigned)(B * nv)), "vb");
@@ -621,45 +700,36 @@ LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn
   }
   LLVMValueRef kidx = LLVMBuildAdd(b, splat_n(&e, key.i, B), LLVMConstVector(lane, B), "");
   LLVMValueRef valid = LLVMBuildICmp(b, LLVMIntSLT, kidx, splat_n(&e, last, B), "");
-  /* the heads one after the other: unrolled where there are few (their chains interleave), else a loop */
-  bool unroll = G <= 8;
-  loop h = {0};
-  if (!unroll) h = loop_begin(&e, fn, ci(&e, 0), ci(&e, G), "head");
-  for (int hc = 0; hc < (unroll ? G : 1); hc++) {
-    LLVMValueRef hv = unroll ? ci(&e, hc) : h.i;
-    LLVMValueRef h0 = LLVMBuildMul(b, hv, ci(&e, nv), ""), qv[256], dots[B];
-    for (int v = 0; v < nv; v++) qv[v] = LLVMBuildLoad2(b, e.vf, SLOT(qs, G * nv, LLVMBuildAdd(b, h0, ci(&e, v), "")), "");
-    for (int j = 0; j < B; j++) {
-      LLVMValueRef dot = LLVMConstNull(e.vf);
-      for (int v = 0; v < nv; v++) dot = fmuladd(&e, qv[v], LLVMBuildLoad2(b, e.vf, SLOT(kb, B * nv, ci(&e, j * nv + v)), ""), dot);
-      dots[j] = dot;
+  /* The heads: where there are few, unrolled in phases that each go over every head (the scores; the maxima;
+   * the exponentials, the rescale factors of all heads as one vector; the denominators; the weighted values), so
+   * the long dependency chains of different heads (sums across lanes, a maximum, an exponential) sit next to each
+   * other and overlap; else a loop, a head at a time. Either way a head's operations are the same. */
+  pq p = {&e, qs, kb, vbuf, acc, mx, den, G, nv, W, B};
+  if (G <= 8) {
+    LLVMTypeRef i32 = LLVMInt32TypeInContext(c), v8 = LLVMVectorType(e.f32, 8);
+    LLVMValueRef S[8], m_old[8], m_new[8], P[8], diff = LLVMGetPoison(v8);
+    for (int hc = 0; hc < G; hc++) S[hc] = pq_scores(&p, ci(&e, hc), valid);
+    for (int hc = 0; hc < G; hc++) {
+      m_old[hc] = LLVMBuildLoad2(b, e.f32, pq_fslot(&p, mx, ci(&e, hc)), "");
+      m_new[hc] = hmax_tree(&e, S[hc], m_old[hc]);
+      diff = LLVMBuildInsertElement(b, diff, LLVMBuildFSub(b, m_old[hc], m_new[hc], ""), LLVMConstInt(i32, (unsigned)hc, 0), "");
     }
-    LLVMValueRef S = LLVMBuildSelect(b, valid, sums_of(&e, dots, B, W), cft(vt, -INFINITY), "");
-    LLVMValueRef mslot = FSLOT(mx, G, hv), lslot = FSLOT(den, G, hv);
-    LLVMValueRef m_old = LLVMBuildLoad2(b, e.f32, mslot, "");
+    LLVMValueRef corr = fast_exp(&e, diff);
+    for (int hc = 0; hc < G; hc++) P[hc] = fast_exp(&e, LLVMBuildFSub(b, S[hc], splat_n(&e, m_new[hc], B), ""));
+    for (int hc = 0; hc < G; hc++)
+      pq_denominator(&p, ci(&e, hc), m_new[hc], LLVMBuildExtractElement(b, corr, LLVMConstInt(i32, (unsigned)hc, 0), ""), P[hc]);
+    for (int hc = 0; hc < G; hc++) pq_values(&p, ci(&e, hc), P[hc], LLVMBuildExtractElement(b, corr, LLVMConstInt(i32, (unsigned)hc, 0), ""));
+  } else {
+    loop h = loop_begin(&e, fn, ci(&e, 0), ci(&e, G), "head");
+    LLVMValueRef S = pq_scores(&p, h.i, valid);
+    LLVMValueRef m_old = LLVMBuildLoad2(b, e.f32, pq_fslot(&p, mx, h.i), "");
     LLVMValueRef m_new = hmax_tree(&e, S, m_old);
     LLVMValueRef corr = fast_exp(&e, LLVMBuildFSub(b, m_old, m_new, ""));
     LLVMValueRef P = fast_exp(&e, LLVMBuildFSub(b, S, splat_n(&e, m_new, B), ""));
-    LLVMBuildStore(b, fmuladd(&e, LLVMBuildLoad2(b, e.f32, lslot, ""), corr, hsum_tree(&e, P)), lslot);
-    LLVMBuildStore(b, m_new, mslot);
-    LLVMValueRef vcorr = splat(&e, corr), vp[B];
-    for (int j = 0; j < B; j++) { /* lane j of P in every lane */
-      int idx[64];
-      for (int i = 0; i < W; i++) idx[i] = j;
-      vp[j] = shuffle(&e, P, LLVMGetPoison(vt), idx, W);
-    }
-    for (int v = 0; v < nv; v++) {
-      LLVMValueRef slot = SLOT(acc, G * nv, LLVMBuildAdd(b, h0, ci(&e, v), "")), part[4];
-      for (int c4 = 0; c4 < 4; c4++) {
-        part[c4] = LLVMConstNull(e.vf);
-        for (int j = c4; j < B; j += 4)
-          part[c4] = fmuladd(&e, LLVMBuildLoad2(b, e.vf, SLOT(vbuf, B * nv, ci(&e, j * nv + v)), ""), vp[j], part[c4]);
-      }
-      LLVMValueRef sum = LLVMBuildFAdd(b, LLVMBuildFAdd(b, part[0], part[1], ""), LLVMBuildFAdd(b, part[2], part[3], ""), "");
-      LLVMBuildStore(b, fmuladd(&e, LLVMBuildLoad2(b, e.vf, slot, ""), vcorr, sum), slot);
-    }
+    pq_denominator(&p, h.i, m_new, corr, P);
+    pq_values(&p, h.i, P, corr);
+    loop_end(&e, &h);
   }
-  if (!unroll) loop_end(&e, &h);
   loop_end_step(&e, &key, B);
 
   loop ho = loop_begin(&e, fn, ci(&e, 0), ci(&e, G), "head");
