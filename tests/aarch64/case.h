@@ -2,7 +2,8 @@
 typedef struct {
   const char *name;
   void (*fn)(void **bufs, const long long *vars, long long start, long long end);
-  void *bufs[3]; /* out, activations, weights */
+  void *bufs[4]; /* out, activations, weights (attention: out, q, the K and V caches) */
+  long long pos;  /* vars[0]: attention's start position (0 for the matmuls) */
   long long global;
   float *out;
   const float *want, *tol;

@@ -1,6 +1,6 @@
 /* The x86 half of the aarch64 kernel test (tests/aarch64/run.sh): compiles, for an aarch64 target with NEON and
  * dotprod, the GEMV (one token: the integer-dot template) and the prefill matmul (five tokens: the tiled template,
- * quant_mm.c) of every block format, writes each kernel's relocatable object (OUTDIR/kN.o) and OUTDIR/cases.c: the
+ * quant_mm.c) of every block format and the fused attention (decode and a prompt chunk, both kernels of attention.c), writes each kernel's relocatable object (OUTDIR/kN.o) and OUTDIR/cases.c: the
  * kernels' entry points, random inputs and the outputs a plain C reference gives (the int8 rounding of the activations
  * per weight block, as test_codegen's qdot/qmm references), with a tolerance per output. Each matmul (also over 3
  * blocks per row) comes with the GEMV of its shape: the runner then also runs every token alone through it and
@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "codegen/codegen.h"
+#include "device/base/formats.h"
 #include "tests/ref_quant.h"
 #include "tests/wmm.h"
 
@@ -82,7 +83,7 @@ int main(int argc, char **argv) {
       snprintf(nm, sizeof nm, "tol%d", nc), arr_floats(f, nm, tol, (size_t)(T * N));
       fprintf(f, "static float out%d[%lld] __attribute__((aligned(64)));\n", nc, (long long)(T * N));
       tl += (size_t)snprintf(table + tl, sizeof table - tl,
-                             "  {\"%s %s T %lld N %lld K %lld (%s)\", %s, {out%d, (void *)x%d, (void *)w%d}, %lld, out%d, want%d, tol%d, %lld, %s, %lld, %lld, %lld},\n",
+                             "  {\"%s %s T %lld N %lld K %lld (%s)\", %s, {out%d, (void *)x%d, (void *)w%d, 0}, 0, %lld, out%d, want%d, tol%d, %lld, %s, %lld, %lld, %lld},\n",
                              mode ? "matmul" : "gemv", kn_dtype_name(q), (long long)T, (long long)N, (long long)K, c.name, c.entry, nc, nc, nc,
                              (long long)c.global[0], nc, nc, nc, (long long)(T * N), alone, (long long)(mode ? a.global[0] : 0), (long long)N,
                              (long long)K);
@@ -92,6 +93,67 @@ int main(int argc, char **argv) {
       kn_compiled_free(&c);
       if (mode) kn_compiled_free(&a);
     }
+  /* the fused attention (codegen/attention.c) over f16 caches: decode with 7 heads per KV head (the per-query
+   * kernel, its heads unrolled in phases, each reading the block through an opaque pointer), 2 (the tiled kernel,
+   * a query's heads in the lanes), 1 (per-query, no opaque pointer) and 12 (per-query, a loop over the heads), and
+   * a prompt chunk of 33 queries (the tiled kernel, queries in the lanes) */
+  const int ashapes[][6] = {{1, 14, 2, 64, 70}, {1, 4, 2, 32, 50}, {1, 3, 3, 16, 37}, {1, 12, 1, 32, 40}, {33, 4, 2, 16, 60}};
+  for (size_t ai = 0; ai < sizeof ashapes / sizeof *ashapes; ai++, nc++) {
+    int T = ashapes[ai][0], H = ashapes[ai][1], KV = ashapes[ai][2], D = ashapes[ai][3], C = ashapes[ai][4], pos = C - T;
+    kn_kernel *k = kn_kernel_new();
+    k->kind = KN_KERNEL_ATTENTION, k->nbufs = 4, k->nvars = 1, k->ndim = 3;
+    k->shape[0] = T, k->shape[1] = H, k->shape[2] = D;
+    k->bufs[0] = k->bufs[1] = (kn_kbuf){KN_F32, (int64_t)T * H * D};
+    k->bufs[2] = k->bufs[3] = (kn_kbuf){KN_F16, (int64_t)C * KV * D};
+    snprintf(k->vars[0].name, sizeof k->vars[0].name, "pos"), k->vars[0].min = 0, k->vars[0].max = C - T;
+    k->attn = (kn_attn){.n_q = T, .n_head = H, .n_kv_head = KV, .head_dim = D, .max_ctx = C, .scale = 1.0f / sqrtf((float)D)};
+    kn_compiled c;
+    char err[512];
+    if (kn_compile(k, &t, &c, err, sizeof err)) return fprintf(stderr, "gen: attention: %s\n", err), 1;
+    kn_kernel_free(k);
+    snprintf(path, sizeof path, "%s/k%d.o", dir, nc);
+    FILE *o = fopen(path, "wb");
+    if (!o || fwrite(c.obj, 1, c.obj_size, o) != c.obj_size || fclose(o)) return fprintf(stderr, "gen: cannot write %s\n", path), 1;
+    size_t qn = (size_t)T * H * D, cn = (size_t)C * KV * D;
+    float *q = malloc(qn * 4), *want = malloc(qn * 4), *tol = malloc(qn * 4);
+    uint16_t *kc = malloc(cn * 2), *vc = malloc(cn * 2);
+    double *p = malloc((size_t)C * sizeof *p);
+    for (size_t i = 0; i < qn; i++) q[i] = 2 * kn_ref_uniform(&rs) - 1;
+    for (size_t i = 0; i < cn; i++) kc[i] = kn_f32_to_f16(4 * kn_ref_uniform(&rs) - 2), vc[i] = kn_f32_to_f16(2 * kn_ref_uniform(&rs) - 1);
+    for (int tq = 0; tq < T; tq++)
+      for (int h = 0; h < H; h++) { /* keys 0 .. pos + tq, softmax in double */
+        int kh = h / (H / KV), n = pos + tq + 1;
+        double m = -INFINITY, sum = 0;
+        for (int j = 0; j < n; j++) {
+          double sc = 0;
+          for (int d = 0; d < D; d++) sc += (double)q[((size_t)tq * H + h) * D + d] * kn_f16_to_f32(kc[((size_t)j * KV + kh) * D + d]);
+          p[j] = sc / sqrt((double)D), m = p[j] > m ? p[j] : m;
+        }
+        for (int j = 0; j < n; j++) sum += p[j] = exp(p[j] - m);
+        for (int d = 0; d < D; d++) {
+          double o2 = 0;
+          for (int j = 0; j < n; j++) o2 += p[j] * kn_f16_to_f32(vc[((size_t)j * KV + kh) * D + d]);
+          size_t i = ((size_t)tq * H + h) * D + d;
+          want[i] = (float)(o2 / sum), tol[i] = (float)(1e-4 * (1e-3 + fabs(o2 / sum))); /* test_attention's bound */
+        }
+      }
+    fprintf(f, "void %s(void **, const long long *, long long, long long);\n", c.entry);
+    char nm[32];
+    snprintf(nm, sizeof nm, "q%d", nc), arr_floats(f, nm, q, qn);
+    snprintf(nm, sizeof nm, "kc%d", nc), arr_bytes(f, nm, kc, cn * 2);
+    snprintf(nm, sizeof nm, "vc%d", nc), arr_bytes(f, nm, vc, cn * 2);
+    snprintf(nm, sizeof nm, "want%d", nc), arr_floats(f, nm, want, qn);
+    snprintf(nm, sizeof nm, "tol%d", nc), arr_floats(f, nm, tol, qn);
+    fprintf(f, "static float out%d[%zu] __attribute__((aligned(64)));\n", nc, qn);
+    tl += (size_t)snprintf(table + tl, sizeof table - tl,
+                           "  {\"attention T %d H %d KV %d D %d keys %d (%s)\", %s, {out%d, (void *)q%d, (void *)kc%d, (void *)vc%d}, %d, %lld, "
+                           "out%d, want%d, tol%d, %zu, 0, 0, 0, 0},\n",
+                           T, H, KV, D, C, c.name, c.entry, nc, nc, nc, nc, pos, (long long)c.global[0], nc, nc, nc, qn);
+    printf("attention T %d H %d KV %d D %d -> %s, %lld work items (%zu bytes of aarch64 code)\n", T, H, KV, D, c.name,
+           (long long)c.global[0], c.obj_size);
+    free(q), free(want), free(tol), free(kc), free(vc), free(p);
+    kn_compiled_free(&c);
+  }
   fprintf(f, "const kcase kcases[] = {\n%s};\nconst int nkcases = %d;\n", table, nc);
   fclose(f);
   return 0;

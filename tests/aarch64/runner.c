@@ -1,5 +1,5 @@
 /* The aarch64 half of the aarch64 kernel test: a freestanding static program (no libc: raw syscalls), linked with
- * the kernels gen.c compiled for aarch64 and the cases it wrote. Calls each kernel through kiln's CPU entry
+ * the kernels gen.c compiled for aarch64 and the cases it wrote (matmuls and attention). Calls each kernel through kiln's CPU entry
  * convention (buffers, variables, work items [start, end)) over all its work items, compares every output with the
  * reference, prints one line per case and exits with the number of failures. */
 #include "case.h"
@@ -62,7 +62,7 @@ int cmain(void) {
   for (int c = 0; c < nkcases; c++) {
     const kcase *k = &kcases[c];
     for (long long i = 0; i < k->n; i++) k->out[i] = -12345.0f;
-    long long vars[1] = {0};
+    long long vars[1] = {k->pos};
     k->fn((void **)k->bufs, vars, 0, k->global);
     long long bad = 0, first = -1;
     for (long long i = 0; i < k->n; i++) {
