@@ -226,15 +226,15 @@ int main(void) {
     }
   kn_ctx_free(c);
   kn_device_close(d);
-  /* Decode passes with fewer work items than threads split a KV head's query heads into groups, an item each
-   * (codegen/attention.c head_split): the same shapes on a device of 7 threads, whose items are split 2 to 12 ways
-   * (G 12 and 1 KV head: 12 items of 1 head; G 7 over 2 KV heads: 14; G 4 over 4: 8), batched rows too. */
+  /* Passes with fewer work items than threads split a KV head's query heads into groups, an item each
+   * (codegen/attention.c head_split): decode shapes and two prompt chunks (tiles of queries, 3 or 5 of them) on a
+   * device of 7 threads, whose items are split up to 14 ways, batched rows too. */
   setenv("THREADS", "7", 1);
   d = kn_device_open(NULL, err, sizeof err);
   if (!d) return printf("no device with 7 threads: %s\n", err), 1;
   const int dshapes[][5] = {{1, 12, 1, 32, 90}, {1, 14, 2, 64, 300}, {1, 16, 4, 128, 70}, {2, 8, 1, 256, 40},
                             {3, 6, 2, 16, 33}, {1, 8, 8, 64, 20}, {1, 28, 4, 128, 1100}, {1, 4, 1, 256, 500},
-                            {1, 14, 1, 64, 200}};
+                            {1, 14, 1, 64, 200}, {33, 8, 1, 32, 60}, {40, 4, 2, 16, 70}};
   for (size_t i = 0; i < sizeof dshapes / sizeof *dshapes; i++)
     for (int f16 = 0; f16 < 2; f16++) {
       kn_ctx_set(c = kn_ctx_new(d));
