@@ -284,8 +284,10 @@ static double item_cost(const kn_attn *a, const kn_target *t, int G) {
  * the threads is taken (the groups of a KV head read the same cache rows at about the same time, on different
  * cores). Only splits that keep the kernel (tiled or per-query) are considered: each computes a head the same way
  * whatever the heads per item, so a sequence's decode alone (split) and in a batched pass (not) are the same bits;
- * the tiled and the per-query kernel are not. Gemma 3 1B's 4 heads on 1 KV head at 4096 keys, 2 threads: 0.31-0.51
- * ms a layer unsplit, 0.24-0.34 in two items. KILN_ATTN_SPLIT=0: no split. */
+ * the tiled and the per-query kernel are not. At 4096 keys on 2 threads, unsplit / two items: 2 heads on 1 KV head,
+ * head_dim 128: 0.062-0.078 / 0.053-0.059 ms a layer; Gemma 3 1B's 4 on 1 at 256: 0.17-0.28 / 0.17-0.19 (there the
+ * widened rows, 1 KB a key, bound it more than the heads; before the per-query kernel kept them in memory, 0.31 /
+ * 0.21). KILN_ATTN_SPLIT=0: no split. */
 static int head_split(const kn_attn *a, const kn_target *t) {
   int G = a->n_head / a->n_kv_head, best = 1, QL, HL;
   if (t->kind != KN_TARGET_CPU || t->ncores <= 1 || kn_getenv_int("KILN_ATTN_SPLIT", 1) <= 0) return 1;
