@@ -1,51 +1,39 @@
 /* Decode attention benchmark: the fused attention kernel (kn_custom_attention_window) for T queries (default 1:
  * decode) at the end of a cache of C keys (f16), per model shape: its time per call, per key, and GB/s of cache
  * read; the cache is larger than the caches when C is (a 7B shape's 16k keys are 32 MB a
- * layer), as decode at a long context reads it. Each result is checked against a plain C softmax attention.
+ * layer), as decode at a long context reads it. Each result is checked against the plain C attention of
+ * tests/ref_attention.c.
  * Usage: bench_attention [C] [reps] [T] [shape ...]   shape: H:KV:D (default 14:2:64 28:4:128 32:8:128 8:1:256) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "device/device.h"
+#include "device/base/env.h"
 #include "device/base/formats.h"
 #include "ops/ops.h"
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "tests/ref_attention.h"
 
 static int cmp(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
 }
 
-/* the worst relative error of out against a double-precision attention of its queries at positions pos .. */
+/* the worst relative error of out against the reference attention of its queries at positions pos .. (the caches
+ * widened to f32 first) */
 static double check(const float *q, const uint16_t *kc, const uint16_t *vc, const float *out, int T, int H, int KV, int D,
                     int pos, float scale) {
-  double worst = 0, *p = malloc((size_t)(pos + T) * sizeof *p);
-  for (int t = 0; t < T; t++)
-    for (int h = 0; h < H; h++) {
-      int kh = h / (H / KV), n = pos + t + 1;
-      double m = -INFINITY, sum = 0;
-      for (int j = 0; j < n; j++) {
-        double s = 0;
-        for (int d = 0; d < D; d++) s += (double)q[(t * H + h) * D + d] * kn_f16_to_f32(kc[((size_t)j * KV + kh) * D + d]);
-        p[j] = s * scale, m = p[j] > m ? p[j] : m;
-      }
-      for (int j = 0; j < n; j++) sum += p[j] = exp(p[j] - m);
-      for (int d = 0; d < D; d++) {
-        double o = 0;
-        for (int j = 0; j < n; j++) o += p[j] * kn_f16_to_f32(vc[((size_t)j * KV + kh) * D + d]);
-        double e = fabs(out[(t * H + h) * D + d] - o / sum) / (1e-3 + fabs(o / sum));
-        worst = e > worst ? e : worst;
-      }
-    }
-  free(p);
+  size_t cn = (size_t)(pos + T) * KV * D, qn = (size_t)T * H * D;
+  float *k = malloc(cn * 4), *v = malloc(cn * 4), *want = malloc(qn * 4);
+  for (size_t i = 0; i < cn; i++) k[i] = kn_f16_to_f32(kc[i]), v[i] = kn_f16_to_f32(vc[i]);
+  kn_ref_attention(q, k, v, want, T, H, KV, D, pos, scale, 0);
+  double worst = 0;
+  for (size_t i = 0; i < qn; i++) {
+    double e = fabs(out[i] - want[i]) / (1e-3 + fabs(want[i]));
+    worst = e > worst ? e : worst;
+  }
+  free(k), free(v), free(want);
   return worst;
 }
 
@@ -74,9 +62,9 @@ static void run_shape(kn_device *dev, int C, int reps, int T, int H, int KV, int
   double ts[256];
   reps = reps > 256 ? 256 : reps < 1 ? 1 : reps;
   for (int r = 0; r < reps; r++) {
-    double t0 = now();
+    double t0 = kn_now();
     kn_plan_run(p, &bind, 1);
-    ts[r] = now() - t0;
+    ts[r] = kn_now() - t0;
   }
   qsort(ts, (size_t)reps, sizeof *ts, cmp);
   double tm = ts[reps / 2], bytes = 2.0 * (double)C * KV * D * 2;

@@ -650,8 +650,7 @@ LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn
   LLVMValueRef vbuf = LLVMBuildAlloca(b, LLVMArrayType(e.vf, (unsigned)(B * nv)), "vb");
   LLVMValueRef mx = LLVMBuildAlloca(b, LLVMArrayType(e.f32, (unsigned)G), "m");
   LLVMValueRef den = LLVMBuildAlloca(b, LLVMArrayType(e.f32, (unsigned)G), "l");
-#define SLOT(base, n, i) LLVMBuildGEP2(b, LLVMArrayType(e.vf, (unsigned)(n)), base, (LLVMValueRef[]){ci(&e, 0), i}, 2, "")
-#define FSLOT(base, n, i) LLVMBuildGEP2(b, LLVMArrayType(e.f32, (unsigned)(n)), base, (LLVMValueRef[]){ci(&e, 0), i}, 2, "")
+  pq p = {&e, qs, kb, vbuf, acc, mx, den, G, nv, W, B};
 
   loop item = loop_begin(&e, fn, LLVMGetParam(fn, 2), LLVMGetParam(fn, 3), "item");
   LLVMValueRef grp = LLVMBuildSRem(b, item.i, ci(&e, S), "hgroup"), rest = LLVMBuildSDiv(b, item.i, ci(&e, S), "");
@@ -673,11 +672,11 @@ LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn
   for (int v = 0; v < nv; v++) {
     LLVMValueRef at = LLVMBuildAdd(b, LLVMBuildMul(b, hg.i, ci(&e, nv), ""), ci(&e, v), "");
     LLVMValueRef qv = load_vec(&e, ptrs[1], LLVMBuildAdd(b, qoff, LLVMBuildAdd(b, LLVMBuildMul(b, hg.i, ci(&e, D), ""), ci(&e, v * W), ""), ""), false);
-    LLVMBuildStore(b, LLVMBuildFMul(b, qv, splat(&e, cf(&e, a->scale)), ""), SLOT(qs, G * nv, at));
-    LLVMBuildStore(b, LLVMConstNull(e.vf), SLOT(acc, G * nv, at));
+    LLVMBuildStore(b, LLVMBuildFMul(b, qv, splat(&e, cf(&e, a->scale)), ""), pq_slot(&p, qs, G * nv, at));
+    LLVMBuildStore(b, LLVMConstNull(e.vf), pq_slot(&p, acc, G * nv, at));
   }
-  LLVMBuildStore(b, cf(&e, -1e30), FSLOT(mx, G, hg.i));
-  LLVMBuildStore(b, cf(&e, 0.0), FSLOT(den, G, hg.i));
+  LLVMBuildStore(b, cf(&e, -1e30), pq_fslot(&p, mx, hg.i));
+  LLVMBuildStore(b, cf(&e, 0.0), pq_fslot(&p, den, hg.i));
   loop_end(&e, &hg);
 
   LLVMValueRef first = ci(&e, 0);
@@ -694,8 +693,8 @@ LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn
     LLVMValueRef row = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, kabs, ci(&e, a->n_kv_head), ""), kvh, ""), ci(&e, D), "");
     for (int v = 0; v < nv; v++) {
       LLVMValueRef off = LLVMBuildAdd(b, row, ci(&e, v * W), "");
-      LLVMBuildStore(b, load_vec(&e, ptrs[2], off, half), SLOT(kb, B * nv, ci(&e, j * nv + v)));
-      LLVMBuildStore(b, load_vec(&e, ptrs[3], off, half), SLOT(vbuf, B * nv, ci(&e, j * nv + v)));
+      LLVMBuildStore(b, load_vec(&e, ptrs[2], off, half), pq_slot(&p, kb, B * nv, ci(&e, j * nv + v)));
+      LLVMBuildStore(b, load_vec(&e, ptrs[3], off, half), pq_slot(&p, vbuf, B * nv, ci(&e, j * nv + v)));
     }
     lane[j] = LLVMConstInt(e.i64, (unsigned long long)j, 0);
     prefetch_row(&e, ptrs, LLVMBuildAdd(b, seg0, kj, ""), kvh, a, half);
@@ -706,28 +705,27 @@ LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn
    * the exponentials, the rescale factors of all heads as one vector; the denominators; the weighted values), so
    * the long dependency chains of different heads (sums across lanes, a maximum, an exponential) sit next to each
    * other and overlap; else a loop, a head at a time. Either way a head's operations are the same. */
-  pq p = {&e, qs, kb, vbuf, acc, mx, den, G, nv, W, B};
   if (G <= 8) {
     LLVMTypeRef i32 = LLVMInt32TypeInContext(c), v8 = LLVMVectorType(e.f32, 8);
-    LLVMValueRef S[8], m_old[8], m_new[8], P[8], diff = LLVMGetPoison(v8);
-    for (int hc = 0; hc < G; hc++) S[hc] = pq_scores(&p, ci(&e, hc), valid);
+    LLVMValueRef sc[8], m_old[8], m_new[8], P[8], diff = LLVMGetPoison(v8);
+    for (int hc = 0; hc < G; hc++) sc[hc] = pq_scores(&p, ci(&e, hc), valid);
     for (int hc = 0; hc < G; hc++) {
       m_old[hc] = LLVMBuildLoad2(b, e.f32, pq_fslot(&p, mx, ci(&e, hc)), "");
-      m_new[hc] = hmax_tree(&e, S[hc], m_old[hc]);
+      m_new[hc] = hmax_tree(&e, sc[hc], m_old[hc]);
       diff = LLVMBuildInsertElement(b, diff, LLVMBuildFSub(b, m_old[hc], m_new[hc], ""), LLVMConstInt(i32, (unsigned)hc, 0), "");
     }
     LLVMValueRef corr = fast_exp(&e, diff);
-    for (int hc = 0; hc < G; hc++) P[hc] = fast_exp(&e, LLVMBuildFSub(b, S[hc], splat_n(&e, m_new[hc], B), ""));
+    for (int hc = 0; hc < G; hc++) P[hc] = fast_exp(&e, LLVMBuildFSub(b, sc[hc], splat_n(&e, m_new[hc], B), ""));
     for (int hc = 0; hc < G; hc++)
       pq_denominator(&p, ci(&e, hc), m_new[hc], LLVMBuildExtractElement(b, corr, LLVMConstInt(i32, (unsigned)hc, 0), ""), P[hc]);
     for (int hc = 0; hc < G; hc++) pq_values(&p, ci(&e, hc), P[hc], LLVMBuildExtractElement(b, corr, LLVMConstInt(i32, (unsigned)hc, 0), ""));
   } else {
     loop h = loop_begin(&e, fn, ci(&e, 0), ci(&e, G), "head");
-    LLVMValueRef S = pq_scores(&p, h.i, valid);
+    LLVMValueRef sc = pq_scores(&p, h.i, valid);
     LLVMValueRef m_old = LLVMBuildLoad2(b, e.f32, pq_fslot(&p, mx, h.i), "");
-    LLVMValueRef m_new = hmax_tree(&e, S, m_old);
+    LLVMValueRef m_new = hmax_tree(&e, sc, m_old);
     LLVMValueRef corr = fast_exp(&e, LLVMBuildFSub(b, m_old, m_new, ""));
-    LLVMValueRef P = fast_exp(&e, LLVMBuildFSub(b, S, splat_n(&e, m_new, B), ""));
+    LLVMValueRef P = fast_exp(&e, LLVMBuildFSub(b, sc, splat_n(&e, m_new, B), ""));
     pq_denominator(&p, h.i, m_new, corr, P);
     pq_values(&p, h.i, P, corr);
     loop_end(&e, &h);
@@ -735,16 +733,14 @@ LLVMModuleRef kn_attention_module(LLVMContextRef c, const kn_kernel *k, const kn
   loop_end_step(&e, &key, B);
 
   loop ho = loop_begin(&e, fn, ci(&e, 0), ci(&e, G), "head");
-  LLVMValueRef inv = splat(&e, LLVMBuildFDiv(b, cf(&e, 1.0), LLVMBuildLoad2(b, e.f32, FSLOT(den, G, ho.i), ""), ""));
+  LLVMValueRef inv = splat(&e, LLVMBuildFDiv(b, cf(&e, 1.0), LLVMBuildLoad2(b, e.f32, pq_fslot(&p, den, ho.i), ""), ""));
   for (int v = 0; v < nv; v++) {
-    LLVMValueRef o = LLVMBuildFMul(b, LLVMBuildLoad2(b, e.vf, SLOT(acc, G * nv, LLVMBuildAdd(b, LLVMBuildMul(b, ho.i, ci(&e, nv), ""), ci(&e, v), "")), ""), inv, "");
+    LLVMValueRef o = LLVMBuildFMul(b, LLVMBuildLoad2(b, e.vf, pq_slot(&p, acc, G * nv, LLVMBuildAdd(b, LLVMBuildMul(b, ho.i, ci(&e, nv), ""), ci(&e, v), "")), ""), inv, "");
     LLVMValueRef off = LLVMBuildAdd(b, qoff, LLVMBuildAdd(b, LLVMBuildMul(b, ho.i, ci(&e, D), ""), ci(&e, v * W), ""), "");
     LLVMValueRef st = LLVMBuildStore(b, o, LLVMBuildGEP2(b, e.f32, ptrs[0], &off, 1, ""));
     LLVMSetAlignment(st, 4);
   }
   loop_end(&e, &ho);
-#undef SLOT
-#undef FSLOT
   loop_end(&e, &item);
   LLVMBuildRetVoid(b);
   LLVMDisposeBuilder(b);

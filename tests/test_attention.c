@@ -10,35 +10,11 @@
 #include "device/device.h" /* buffers and counters below the graph API, for the checks */
 #include "device/base/formats.h"
 #include "ops/ops.h"
+#include "tests/ref_attention.h"
 
 static int passed, failed;
 
 static float frand(void) { return (float)rand() / RAND_MAX * 2 - 1; }
-
-/* out[t][h][d] = sum_j softmax_j(q.k_j * scale) v_j over keys j <= pos + t (and j > pos + t - window when
- * window > 0), kv head h / (H / KV) */
-static void reference(const float *q, const float *k, const float *v, float *out, int T, int H, int KV, int D, int pos,
-                      float scale, int window) {
-  double *p = malloc((pos + T) * sizeof *p);
-  for (int t = 0; t < T; t++)
-    for (int h = 0; h < H; h++) {
-      int kh = h / (H / KV), n = pos + t + 1, j0 = window > 0 && n > window ? n - window : 0;
-      double m = -INFINITY, sum = 0;
-      for (int j = j0; j < n; j++) {
-        double s = 0;
-        for (int d = 0; d < D; d++) s += (double)q[(t * H + h) * D + d] * k[(j * KV + kh) * D + d];
-        p[j] = s * scale;
-        if (p[j] > m) m = p[j];
-      }
-      for (int j = j0; j < n; j++) sum += p[j] = exp(p[j] - m);
-      for (int d = 0; d < D; d++) {
-        double o = 0;
-        for (int j = j0; j < n; j++) o += p[j] * v[(j * KV + kh) * D + d];
-        out[(t * H + h) * D + d] = (float)(o / sum);
-      }
-    }
-  free(p);
-}
 
 static void one_case(int T, int H, int KV, int D, int C, kn_dtype kvdt, int window, bool primitive) {
   kn_ctx *c = kn_ctx_current();
@@ -64,7 +40,7 @@ static void one_case(int T, int H, int KV, int D, int C, kn_dtype kvdt, int wind
   for (int rep = 0; rep < 3; rep++) {
     int sp = rep == 0 ? 0 : rep == 1 ? C - T : rand() % (C - T + 1);
     bool ok = p && !kn_plan_run(p, &(kn_bind){pos, sp}, 1) && !kn_buf_copyout(kn_buffer_of(out), 0, got, qn * 4);
-    reference(q, k, v, want, T, H, KV, D, sp, scale, window);
+    kn_ref_attention(q, k, v, want, T, H, KV, D, sp, scale, window);
     double worst = 0;
     for (size_t i = 0; ok && i < qn; i++) {
       double e = fabs(got[i] - want[i]) / (1e-3 + fabs(want[i]));
@@ -133,7 +109,7 @@ static void rows_case(int T, int H, int KV, int D, int S, int C, int P, kn_dtype
   for (int t = 0; ok && t < T; t++) {
     int r = rows[t], p = r % C;
     const float *kseg = k + (size_t)(r - p) * KV * D, *vseg = v + (size_t)(r - p) * KV * D;
-    reference(q + (size_t)t * H * D, kseg, vseg, want + (size_t)t * H * D, 1, H, KV, D, p, scale, window);
+    kn_ref_attention(q + (size_t)t * H * D, kseg, vseg, want + (size_t)t * H * D, 1, H, KV, D, p, scale, window);
     for (int i = 0; i < H * D; i++) {
       size_t j = (size_t)t * H * D + i;
       worst = fmax(worst, fabs(got[j] - want[j]) / (1e-3 + fabs(want[j])));

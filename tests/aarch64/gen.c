@@ -14,6 +14,7 @@
 
 #include "codegen/codegen.h"
 #include "device/base/formats.h"
+#include "tests/ref_attention.h"
 #include "tests/ref_quant.h"
 #include "tests/wmm.h"
 
@@ -106,7 +107,8 @@ int main(int argc, char **argv) {
     k->bufs[0] = k->bufs[1] = (kn_kbuf){KN_F32, (int64_t)T * H * D};
     k->bufs[2] = k->bufs[3] = (kn_kbuf){KN_F16, (int64_t)C * KV * D};
     snprintf(k->vars[0].name, sizeof k->vars[0].name, "pos"), k->vars[0].min = 0, k->vars[0].max = C - T;
-    k->attn = (kn_attn){.n_q = T, .n_head = H, .n_kv_head = KV, .head_dim = D, .max_ctx = C, .scale = 1.0f / sqrtf((float)D)};
+    float k_scale = 1.0f / sqrtf((float)D);
+    k->attn = (kn_attn){.n_q = T, .n_head = H, .n_kv_head = KV, .head_dim = D, .max_ctx = C, .scale = k_scale};
     kn_compiled c;
     char err[512];
     if (kn_compile(k, &t, &c, err, sizeof err)) return fprintf(stderr, "gen: attention: %s\n", err), 1;
@@ -117,26 +119,14 @@ int main(int argc, char **argv) {
     size_t qn = (size_t)T * H * D, cn = (size_t)C * KV * D;
     float *q = malloc(qn * 4), *want = malloc(qn * 4), *tol = malloc(qn * 4);
     uint16_t *kc = malloc(cn * 2), *vc = malloc(cn * 2);
-    double *p = malloc((size_t)C * sizeof *p);
+    float *kf = malloc(cn * 4), *vf = malloc(cn * 4);
     for (size_t i = 0; i < qn; i++) q[i] = 2 * kn_ref_uniform(&rs) - 1;
-    for (size_t i = 0; i < cn; i++) kc[i] = kn_f32_to_f16(4 * kn_ref_uniform(&rs) - 2), vc[i] = kn_f32_to_f16(2 * kn_ref_uniform(&rs) - 1);
-    for (int tq = 0; tq < T; tq++)
-      for (int h = 0; h < H; h++) { /* keys 0 .. pos + tq, softmax in double */
-        int kh = h / (H / KV), n = pos + tq + 1;
-        double m = -INFINITY, sum = 0;
-        for (int j = 0; j < n; j++) {
-          double sc = 0;
-          for (int d = 0; d < D; d++) sc += (double)q[((size_t)tq * H + h) * D + d] * kn_f16_to_f32(kc[((size_t)j * KV + kh) * D + d]);
-          p[j] = sc / sqrt((double)D), m = p[j] > m ? p[j] : m;
-        }
-        for (int j = 0; j < n; j++) sum += p[j] = exp(p[j] - m);
-        for (int d = 0; d < D; d++) {
-          double o2 = 0;
-          for (int j = 0; j < n; j++) o2 += p[j] * kn_f16_to_f32(vc[((size_t)j * KV + kh) * D + d]);
-          size_t i = ((size_t)tq * H + h) * D + d;
-          want[i] = (float)(o2 / sum), tol[i] = (float)(1e-4 * (1e-3 + fabs(o2 / sum))); /* test_attention's bound */
-        }
-      }
+    for (size_t i = 0; i < cn; i++) {
+      kc[i] = kn_f32_to_f16(4 * kn_ref_uniform(&rs) - 2), vc[i] = kn_f32_to_f16(2 * kn_ref_uniform(&rs) - 1);
+      kf[i] = kn_f16_to_f32(kc[i]), vf[i] = kn_f16_to_f32(vc[i]);
+    }
+    kn_ref_attention(q, kf, vf, want, T, H, KV, D, pos, k_scale, 0);
+    for (size_t i = 0; i < qn; i++) tol[i] = (float)(1e-4 * (1e-3 + fabs(want[i]))); /* test_attention's bound */
     fprintf(f, "void %s(void **, const long long *, long long, long long);\n", c.entry);
     char nm[32];
     snprintf(nm, sizeof nm, "q%d", nc), arr_floats(f, nm, q, qn);
@@ -151,7 +141,7 @@ int main(int argc, char **argv) {
                            T, H, KV, D, C, c.name, c.entry, nc, nc, nc, nc, pos, (long long)c.global[0], nc, nc, nc, qn);
     printf("attention T %d H %d KV %d D %d -> %s, %lld work items (%zu bytes of aarch64 code)\n", T, H, KV, D, c.name,
            (long long)c.global[0], c.obj_size);
-    free(q), free(want), free(tol), free(kc), free(vc), free(p);
+    free(q), free(want), free(tol), free(kc), free(vc), free(kf), free(vf);
     kn_compiled_free(&c);
   }
   fprintf(f, "const kcase kcases[] = {\n%s};\nconst int nkcases = %d;\n", table, nc);
